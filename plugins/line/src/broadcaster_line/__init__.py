@@ -1,0 +1,1 @@
+"""LINE Messaging API channel for broadcaster."""

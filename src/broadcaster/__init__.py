@@ -1,0 +1,1 @@
+"""broadcaster: one message to many customers on a messaging channel."""

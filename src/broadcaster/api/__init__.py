@@ -1,0 +1,1 @@
+"""The gRPC surface: servicers, the call guard (auth + the single error translator), the server."""

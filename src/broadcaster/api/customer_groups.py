@@ -1,0 +1,71 @@
+"""CustomerGroupService over gRPC: adapts protos to the application service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+
+from broadcaster.api import convert
+from broadcaster.api.guard import caller
+from broadcaster.services.customer_groups import CustomerGroups
+from broadcaster.v1 import customer_group_service_pb2 as pb
+from broadcaster.v1 import customer_group_service_pb2_grpc as pb_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class CustomerGroupServicer(pb_grpc.CustomerGroupServiceServicer):
+    def __init__(self, groups: CustomerGroups) -> None:
+        self._groups = groups
+
+    async def CreateCustomerGroup(
+        self, request: pb.CreateCustomerGroupRequest, context: Context
+    ) -> pb.CustomerGroup:
+        g = request.customer_group
+        group = await self._groups.create(
+            caller(), request.parent, g.display_name, g.description, request.request_id
+        )
+        return convert.customer_group(group)
+
+    async def GetCustomerGroup(
+        self, request: pb.GetCustomerGroupRequest, context: Context
+    ) -> pb.CustomerGroup:
+        return convert.customer_group(await self._groups.get(caller(), request.name))
+
+    async def ListCustomerGroups(
+        self, request: pb.ListCustomerGroupsRequest, context: Context
+    ) -> pb.ListCustomerGroupsResponse:
+        found, token = await self._groups.list_page(
+            caller(),
+            request.parent,
+            request.page_size,
+            request.page_token,
+            request.display_name_contains,
+        )
+        return pb.ListCustomerGroupsResponse(
+            customer_groups=[convert.customer_group(g) for g in found], next_page_token=token
+        )
+
+    async def DeleteCustomerGroup(
+        self, request: pb.DeleteCustomerGroupRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await self._groups.delete(caller(), request.name)
+        return empty_pb2.Empty()
+
+    async def AddCustomerGroupMembers(
+        self, request: pb.AddCustomerGroupMembersRequest, context: Context
+    ) -> pb.AddCustomerGroupMembersResponse:
+        added, count = await self._groups.add_members(
+            caller(), request.customer_group, list(request.customer_ids)
+        )
+        return pb.AddCustomerGroupMembersResponse(added_count=added, member_count=count)
+
+    async def RemoveCustomerGroupMembers(
+        self, request: pb.RemoveCustomerGroupMembersRequest, context: Context
+    ) -> pb.RemoveCustomerGroupMembersResponse:
+        removed, count = await self._groups.remove_members(
+            caller(), request.customer_group, list(request.customer_ids)
+        )
+        return pb.RemoveCustomerGroupMembersResponse(removed_count=removed, member_count=count)

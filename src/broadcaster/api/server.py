@@ -1,0 +1,94 @@
+"""The gRPC server factory: our services, health, reflection, the call guard; returns the port."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from broadcaster.api.auth import ConfigError, TokenTable
+from broadcaster.api.contacts import ContactServicer
+from broadcaster.api.customer_groups import CustomerGroupServicer
+from broadcaster.api.guard import CallGuard
+from broadcaster.services.contacts import Contacts
+from broadcaster.services.customer_groups import CustomerGroups
+from broadcaster.v1 import contact_service_pb2, customer_group_service_pb2
+from broadcaster.v1 import contact_service_pb2_grpc as contact_grpc
+from broadcaster.v1 import customer_group_service_pb2_grpc as group_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    customer_group_service_pb2.DESCRIPTOR.services_by_name["CustomerGroupService"].full_name,
+    contact_service_pb2.DESCRIPTOR.services_by_name["ContactService"].full_name,
+)
+MAX_MESSAGE = 64 * 1024 * 1024  # 100,000 customer ids or 10,000 contacts fit with room to spare
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    customer_groups: CustomerGroups
+    contacts: Contacts
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+
+    async def stop(self, grace: float | None = 10.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+async def start_server(
+    services: Services, tokens: TokenTable, host: str, port: int
+) -> RunningServer:
+    """Start serving on host:port (port 0 picks a free one) and return the bound port."""
+    if tokens.empty:
+        if not is_loopback(host):
+            raise ConfigError(
+                f"refusing to listen on {host}: no BROADCASTER_AUTH_TOKENS are configured, so "
+                "only a loopback address (127.0.0.1, ::1, localhost) is allowed"
+            )
+        log.warning(
+            "NO AUTH TOKENS CONFIGURED: every local caller acts for every merchant. "
+            "Set BROADCASTER_AUTH_TOKENS before exposing this server."
+        )
+    server = grpc.aio.server(
+        interceptors=[CallGuard(tokens)],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+        ],
+    )
+    group_grpc.add_CustomerGroupServiceServicer_to_server(
+        CustomerGroupServicer(services.customer_groups), server
+    )
+    contact_grpc.add_ContactServiceServicer_to_server(ContactServicer(services.contacts), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = server.add_insecure_port(address)
+    await server.start()
+    for name in (*SERVICE_NAMES, ""):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("gRPC listening on %s:%d", host, bound)
+    return RunningServer(server=server, port=bound, health=health_servicer)

@@ -1,0 +1,1 @@
+"""Pure product rules: resources, names, validation and errors. No I/O, no framework."""

@@ -1,0 +1,27 @@
+"""Who is calling, and which merchants they may act for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from broadcaster.domain.errors import NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated caller. `merchants` is None for a token scoped to every merchant."""
+
+    label: str
+    merchants: frozenset[str] | None
+
+    def may_act_for(self, merchant: str) -> bool:
+        return self.merchants is None or merchant in self.merchants
+
+    def require(self, merchant: str) -> None:
+        """A merchant the caller may not act for looks exactly like one that does not exist."""
+        if not self.may_act_for(merchant):
+            raise NotFound("merchant", f"merchants/{merchant}", reason="MERCHANT_NOT_FOUND")
+
+
+# The caller of a server that has no tokens configured (it binds loopback only).
+LOCAL = Caller(label="local", merchants=None)

@@ -1,0 +1,130 @@
+"""Domain errors. Each carries a stable UPPER_SNAKE reason; the API layer maps them to statuses.
+
+A reason never changes meaning once published: callers branch on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One bad field of a request: `field` is its path (`customer_group.display_name`)."""
+
+    field: str
+    description: str
+    reason: str = "INVALID_FIELD"
+
+
+@dataclass(frozen=True, slots=True)
+class PreconditionViolation:
+    """One unmet precondition: `type` is a category, `subject` what it is about."""
+
+    type: str
+    subject: str
+    description: str
+
+
+class DomainError(Exception):
+    """Base of every error the product raises on purpose."""
+
+    reason: str = "ERROR"
+
+    def __init__(self, message: str, *, reason: str | None = None, **metadata: str) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+        self.metadata: dict[str, str] = metadata
+
+
+class InvalidArgument(DomainError):
+    """The request itself is malformed; each bad field is named."""
+
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(
+        self,
+        violations: list[FieldViolation],
+        *,
+        message: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.violations = list(violations)
+        summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        super().__init__(message or f"Invalid request: {summary}", reason=reason)
+
+
+class NotFound(DomainError):
+    """The named resource does not exist, or belongs to a merchant the caller may not act for."""
+
+    def __init__(self, resource_type: str, resource_name: str, *, reason: str) -> None:
+        super().__init__(f"{resource_type} {resource_name!r} not found", reason=reason)
+        self.resource_type = resource_type
+        self.resource_name = resource_name
+
+
+class FailedPrecondition(DomainError):
+    """The system is not in a state that allows the request."""
+
+    reason = "FAILED_PRECONDITION"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        violations: list[PreconditionViolation] | None = None,
+        **metadata: str,
+    ) -> None:
+        super().__init__(message, reason=reason, **metadata)
+        self.violations = list(violations or [])
+
+
+class Conflict(DomainError):
+    """The request conflicts with the current state of the resource."""
+
+    reason = "CONFLICT"
+
+
+class Unauthenticated(DomainError):
+    """No credentials, or credentials the server does not know."""
+
+    reason = "UNAUTHENTICATED"
+
+
+@dataclass(slots=True)
+class Violations:
+    """Collects field violations, then raises them together."""
+
+    items: list[FieldViolation] = field(default_factory=list)
+    # The reason of the error raised; a specific one (INVALID_PAGE_TOKEN) wins over the default.
+    reason: str | None = None
+
+    def add(self, field_path: str, description: str, reason: str = "INVALID_FIELD") -> None:
+        self.items.append(FieldViolation(field_path, description, reason))
+
+    def check(self, ok: bool, field_path: str, description: str) -> bool:
+        if not ok:
+            self.add(field_path, description)
+        return ok
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise InvalidArgument(self.items, reason=self.reason)
+
+
+def collect(v: Violations, parse: Callable[[], T]) -> T | None:
+    """Run `parse`; if it raises InvalidArgument, add its violations to `v` and return None."""
+    try:
+        return parse()
+    except InvalidArgument as e:
+        v.items.extend(e.violations)
+        if e.reason != InvalidArgument.reason and v.reason is None:
+            v.reason = e.reason
+        return None

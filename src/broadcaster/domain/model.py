@@ -1,0 +1,74 @@
+"""The resources of the product as plain values."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class FollowerState(enum.IntEnum):
+    """Whether a contact follows the merchant's account; values match the API enum."""
+
+    UNKNOWN = 0
+    FOLLOWING = 1
+    BLOCKED = 2
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerGroup:
+    merchant: str
+    id: str
+    display_name: str
+    description: str
+    member_count: int
+    create_time: datetime
+    update_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    merchant: str
+    channel: str
+    id: str
+    external_id: str
+    display_name: str
+    picture_uri: str
+    follower_state: FollowerState
+    last_interaction_time: datetime | None
+    opted_out: bool
+    customer_id: str | None
+    has_conversation: bool
+    observe_time: datetime
+    create_time: datetime
+    update_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ContactImport:
+    """One contact as another service knows it, to merge into the stored contact."""
+
+    external_id: str
+    display_name: str
+    picture_uri: str
+    follower_state: FollowerState
+    last_interaction_time: datetime | None
+    opted_out: bool
+    customer_id: str | None
+    observe_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ContactFilter:
+    opted_out: bool | None = None
+    customer_id: str | None = None
+    last_interaction_after: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactChange:
+    """The fields an UpdateContact call sets; None leaves a field as it is."""
+
+    opted_out: bool | None = None
+    customer_id: str | None = None
+    clear_customer: bool = False

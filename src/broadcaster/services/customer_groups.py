@@ -1,0 +1,152 @@
+"""Customer groups: create, read, search, delete, and bulk membership."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from broadcaster.domain import rules
+from broadcaster.domain.auth import Caller
+from broadcaster.domain.errors import NotFound, Violations, collect
+from broadcaster.domain.ids import new_id
+from broadcaster.domain.model import CustomerGroup
+from broadcaster.domain.names import CustomerGroupName, MerchantName
+from broadcaster.domain.paging import fingerprint, next_token, page_request
+from broadcaster.services.context import ServiceContext
+from broadcaster.store import groups as repo
+from broadcaster.store import idempotency
+
+MAX_MEMBERS_PER_CALL = 100_000
+DEFAULT_PAGE, MAX_PAGE = 50, 1000
+
+
+def _not_found(name: str) -> NotFound:
+    return NotFound("customer group", name, reason="CUSTOMER_GROUP_NOT_FOUND")
+
+
+class CustomerGroups:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+
+    def _name(self, caller: Caller, value: str, field: str) -> CustomerGroupName:
+        name = CustomerGroupName.parse(value, field)
+        if not caller.may_act_for(name.merchant):
+            raise _not_found(value)
+        return name
+
+    async def create(
+        self, caller: Caller, parent: str, display_name: str, description: str, request_id: str
+    ) -> CustomerGroup:
+        v = Violations()
+        merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
+        rules.check_display_name(v, display_name, "customer_group.display_name")
+        rules.check_optional_text(
+            v, description, "customer_group.description", rules.MAX_DESCRIPTION
+        )
+        rules.check_request_id(v, request_id)
+        v.raise_if_any()
+        assert merchant is not None
+        caller.require(merchant.merchant)
+        m = merchant.merchant
+
+        def tx(conn: Connection) -> CustomerGroup:
+            if request_id:
+                earlier = idempotency.recall(conn, m, "CreateCustomerGroup", request_id)
+                if earlier is not None:
+                    found = repo.get(conn, m, CustomerGroupName.parse(earlier).group)
+                    if found is None:  # created, then deleted: the first result is gone
+                        raise _not_found(earlier)
+                    return found
+            now = self._ctx.now_us()
+            group = repo.create(conn, m, new_id(), display_name, description, now)
+            if request_id:
+                name = str(CustomerGroupName(m, group.id))
+                idempotency.remember(conn, m, "CreateCustomerGroup", request_id, name, now)
+            return group
+
+        try:
+            return await self._ctx.db.write(tx)
+        except IntegrityError:
+            # A concurrent call with the same request id won; return what it created.
+            return await self._ctx.db.write(tx)
+
+    async def get(self, caller: Caller, name: str) -> CustomerGroup:
+        n = self._name(caller, name, "name")
+        found = await self._ctx.db.read(repo.get, n.merchant, n.group)
+        if found is None:
+            raise _not_found(name)
+        return found
+
+    async def list_page(
+        self, caller: Caller, parent: str, page_size: int, page_token: str, contains: str
+    ) -> tuple[list[CustomerGroup], str]:
+        v = Violations()
+        merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
+        rules.check_optional_text(v, contains, "display_name_contains", rules.MAX_DISPLAY_NAME)
+        query = fingerprint("groups", parent, contains)
+        page = collect(
+            v,
+            lambda: page_request(
+                page_size, page_token, query, default=DEFAULT_PAGE, maximum=MAX_PAGE
+            ),
+        )
+        v.raise_if_any()
+        assert merchant is not None and page is not None
+        caller.require(merchant.merchant)
+        found = await self._ctx.db.read(repo.list_page, merchant.merchant, contains, page)
+        return found[: page.size], next_token([g.id for g in found], page, query)
+
+    async def delete(self, caller: Caller, name: str) -> None:
+        n = self._name(caller, name, "name")
+        if not await self._ctx.db.write(repo.delete_group, n.merchant, n.group):
+            raise _not_found(name)
+
+    def _check_ids(self, customer_ids: list[str]) -> None:
+        v = Violations()
+        if not customer_ids:
+            v.add("customer_ids", "must name at least one customer id")
+        elif len(customer_ids) > MAX_MEMBERS_PER_CALL:
+            v.add("customer_ids", f"must hold at most {MAX_MEMBERS_PER_CALL:,} ids per call")
+        else:
+            for i, cid in enumerate(customer_ids):
+                if not rules.is_printable_id(cid, rules.MAX_CUSTOMER_ID):
+                    v.add(
+                        f"customer_ids[{i}]",
+                        f"must be 1 to {rules.MAX_CUSTOMER_ID} printable characters without spaces",
+                    )
+                    if len(v.items) >= 100:  # enough to act on; the rest are not listed
+                        break
+        v.raise_if_any()
+
+    async def _change_members(
+        self, caller: Caller, group: str, customer_ids: list[str], adding: bool
+    ) -> tuple[int, int]:
+        v = Violations()
+        n = collect(v, lambda: CustomerGroupName.parse(group, "customer_group"))
+        collect(v, lambda: self._check_ids(customer_ids))
+        v.raise_if_any()
+        assert n is not None
+        if not caller.may_act_for(n.merchant):
+            raise _not_found(group)
+
+        def tx(conn: Connection) -> tuple[int, int]:
+            found = repo.get(conn, n.merchant, n.group, lock=True)
+            if found is None:
+                raise _not_found(group)
+            change = repo.add_members if adding else repo.remove_members
+            count = change(conn, found, customer_ids, self._ctx.now_us())
+            return abs(count - found.member_count), count
+
+        return await self._ctx.db.write(tx)
+
+    async def add_members(
+        self, caller: Caller, group: str, customer_ids: list[str]
+    ) -> tuple[int, int]:
+        """Returns (how many were added, member count after)."""
+        return await self._change_members(caller, group, customer_ids, adding=True)
+
+    async def remove_members(
+        self, caller: Caller, group: str, customer_ids: list[str]
+    ) -> tuple[int, int]:
+        """Returns (how many were removed, member count after)."""
+        return await self._change_members(caller, group, customer_ids, adding=False)

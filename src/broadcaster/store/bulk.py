@@ -1,0 +1,45 @@
+"""Feeding many values to one SQL statement.
+
+A bulk call passes its values as one JSON array parameter and the statement reads them as a table:
+`json_each` on SQLite, `jsonb_array_elements` on PostgreSQL. One statement, one round trip,
+whatever the number of rows.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection
+
+
+def json_param(values: list[Any]) -> str:
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+
+
+def json_table(conn: Connection, param: str) -> str:
+    """SQL for a table with one column `value` holding the elements of the JSON array `:param`."""
+    if conn.dialect.name == "postgresql":
+        return f"jsonb_array_elements(CAST(:{param} AS jsonb)) AS j(value)"
+    return f"json_each(:{param}) AS j"
+
+
+def json_text(conn: Connection, index: int) -> str:
+    """SQL for element `index` (as text) of the JSON array in column `j.value`."""
+    if conn.dialect.name == "postgresql":
+        return f"(j.value->>{index})"
+    return f"json_extract(j.value, '$[{index}]')"
+
+
+def json_scalar_text(conn: Connection) -> str:
+    """SQL for the element itself when the JSON array holds plain strings."""
+    if conn.dialect.name == "postgresql":
+        return "(j.value #>> '{}')"
+    return "j.value"
+
+
+def insert_ignore(conn: Connection) -> tuple[str, str]:
+    """(prefix, suffix) that make an INSERT skip rows whose key already exists."""
+    if conn.dialect.name == "postgresql":
+        return "INSERT INTO", "ON CONFLICT DO NOTHING"
+    return "INSERT OR IGNORE INTO", ""

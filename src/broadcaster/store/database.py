@@ -1,0 +1,97 @@
+"""The database handle: engine set-up for SQLite (WAL) and PostgreSQL, transactions, threads.
+
+Repositories are plain synchronous functions over a SQLAlchemy `Connection`; the gRPC handlers
+await them through `Database.read` / `Database.write`, which run them on a bounded thread pool so
+the event loop never blocks on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+T = TypeVar("T")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" hook issue BEGIN itself (see _sqlite_begin).
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A write transaction takes the write lock up front: a deferred one that upgrades later can
+    # fail with SQLITE_BUSY regardless of busy_timeout.
+    mode = "IMMEDIATE" if conn.get_execution_options().get("write") else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str, *, pool_size: int = 8) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=0,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
+
+
+class Database:
+    """An engine plus the thread pool that runs repository calls for async callers."""
+
+    def __init__(self, engine: Engine, *, threads: int = 8) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="db")
+
+    @classmethod
+    def from_url(cls, url: str, *, threads: int = 8) -> Database:
+        return cls(make_engine(url, pool_size=threads), threads=threads)
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(write=True) as conn, conn.begin():
+            yield conn
+
+    def _in_transaction(self, write: bool, fn: Callable[..., T], *args: Any) -> T:
+        with self.writing() if write else self.reading() as conn:
+            return fn(conn, *args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(conn, *args)` in a read transaction on the database thread pool."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(self._in_transaction, False, fn, *args)
+        return await loop.run_in_executor(self._executor, call)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(conn, *args)` in a write transaction on the database thread pool."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(self._in_transaction, True, fn, *args)
+        return await loop.run_in_executor(self._executor, call)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.engine.dispose()

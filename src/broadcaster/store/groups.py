@@ -1,0 +1,116 @@
+"""Customer groups and their members."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Row, delete, func, insert, select, text, update
+
+from broadcaster.domain.model import CustomerGroup
+from broadcaster.domain.paging import Page
+from broadcaster.store import bulk
+from broadcaster.store.clock import from_us
+from broadcaster.store.tables import customer_group_members as members
+from broadcaster.store.tables import customer_groups as groups
+
+
+def _group(row: Row[tuple[object, ...]]) -> CustomerGroup:
+    m = row._mapping
+    return CustomerGroup(
+        merchant=m["merchant_id"],
+        id=m["id"],
+        display_name=m["display_name"],
+        description=m["description"],
+        member_count=m["member_count"],
+        create_time=from_us(m["create_time"]),
+        update_time=from_us(m["update_time"]),
+    )
+
+
+def create(
+    conn: Connection, merchant: str, group_id: str, display_name: str, description: str, now: int
+) -> CustomerGroup:
+    conn.execute(
+        insert(groups).values(
+            id=group_id,
+            merchant_id=merchant,
+            display_name=display_name,
+            display_name_folded=display_name.casefold(),
+            description=description,
+            member_count=0,
+            create_time=now,
+            update_time=now,
+        )
+    )
+    found = get(conn, merchant, group_id)
+    assert found is not None
+    return found
+
+
+def get(
+    conn: Connection, merchant: str, group_id: str, *, lock: bool = False
+) -> CustomerGroup | None:
+    query = select(groups).where(groups.c.merchant_id == merchant, groups.c.id == group_id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    return None if row is None else _group(row)
+
+
+def list_page(conn: Connection, merchant: str, contains: str, page: Page) -> list[CustomerGroup]:
+    """Newest first; `page.size + 1` rows so the caller knows whether another page follows."""
+    query = select(groups).where(groups.c.merchant_id == merchant)
+    if contains:
+        query = query.where(
+            groups.c.display_name_folded.contains(contains.casefold(), autoescape=True)
+        )
+    if page.after is not None:
+        query = query.where(groups.c.id < page.after)
+    rows = conn.execute(query.order_by(groups.c.id.desc()).limit(page.size + 1))
+    return [_group(r) for r in rows]
+
+
+def delete_group(conn: Connection, merchant: str, group_id: str) -> bool:
+    gone = conn.execute(
+        delete(groups).where(groups.c.merchant_id == merchant, groups.c.id == group_id)
+    )
+    if gone.rowcount == 0:
+        return False
+    conn.execute(delete(members).where(members.c.group_id == group_id))
+    return True
+
+
+def _recount(conn: Connection, group_id: str, now: int) -> int:
+    count = conn.execute(
+        select(func.count()).select_from(members).where(members.c.group_id == group_id)
+    ).scalar_one()
+    conn.execute(
+        update(groups).where(groups.c.id == group_id).values(member_count=count, update_time=now)
+    )
+    return int(count)
+
+
+def add_members(conn: Connection, group: CustomerGroup, customer_ids: list[str], now: int) -> int:
+    """Insert the ids that are not members yet, in one statement; returns the new member count."""
+    into, ignore = bulk.insert_ignore(conn)
+    conn.execute(
+        text(
+            f"{into} customer_group_members (group_id, customer_id) "
+            f"SELECT DISTINCT :group_id, {bulk.json_scalar_text(conn)} "
+            f"FROM {bulk.json_table(conn, 'ids')} {ignore}"
+        ),
+        {"group_id": group.id, "ids": bulk.json_param(customer_ids)},
+    )
+    return _recount(conn, group.id, now)
+
+
+def remove_members(
+    conn: Connection, group: CustomerGroup, customer_ids: list[str], now: int
+) -> int:
+    """Delete the given ids from the group, in one statement; returns the new member count."""
+    conn.execute(
+        text(
+            "DELETE FROM customer_group_members WHERE group_id = :group_id AND customer_id IN "
+            f"(SELECT {bulk.json_scalar_text(conn)} FROM {bulk.json_table(conn, 'ids')})"
+        ),
+        {"group_id": group.id, "ids": bulk.json_param(customer_ids)},
+    )
+    return _recount(conn, group.id, now)

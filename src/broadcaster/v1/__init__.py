@@ -1,0 +1,1 @@
+"""Generated from protos/broadcaster/v1. Do not edit."""

@@ -1,0 +1,45 @@
+"""Fixtures shared by every tier. Tests isolate themselves by using their own merchant ids, so a
+database is created and migrated once per backend per run."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from broadcaster.services.context import ServiceContext
+from broadcaster.store import migrate
+from broadcaster.store.database import Database
+from tests.databases import fresh_database
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    with fresh_database(request.param, tmp_path_factory.mktemp(request.param)) as url:
+        db = Database.from_url(url, threads=1)
+        migrate.upgrade(db.engine)
+        db.close()
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database.from_url(database_url)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def ctx(db: Database) -> ServiceContext:
+    return ServiceContext(db)
+
+
+@pytest.fixture
+def merchant() -> str:
+    """A merchant id no other test uses."""
+    return f"m-{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,125 @@
+"""A real `broadcaster serve` process for end-to-end tests, and helpers to read its errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+ADMIN = "admin-token-000000000000"
+ALPHA = "alpha-token-000000000000"
+BETA = "beta-token-0000000000000"
+TOKENS = f"{ADMIN}=*;{ALPHA}=m-alpha;{BETA}=m-beta,m-shared"
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    port: int
+    log: Path
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait()
+
+
+def start(
+    database_url: str, log: Path, tokens: str = TOKENS, listen: str = "127.0.0.1:0"
+) -> Server:
+    env = {
+        **os.environ,
+        "BROADCASTER_DATABASE_URL": database_url,
+        "BROADCASTER_AUTH_TOKENS": tokens,
+        "BROADCASTER_GRPC_LISTEN": listen,
+    }
+    out = log.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "broadcaster.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=out,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = re.search(r"serving gRPC on .*:(\d+)", line)
+    if match is None:
+        process.wait(timeout=10)
+        raise RuntimeError(f"server did not start: {line!r}\n{log.read_text()}")
+    server = Server(process=process, port=int(match.group(1)), log=log)
+    _wait_serving(server.target)
+    return server
+
+
+def _wait_serving(target: str) -> None:
+    deadline = time.monotonic() + 20
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest()).status == 1:
+                    return
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
+
+
+def auth(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+@dataclass
+class Failure:
+    code: grpc.StatusCode
+    message: str
+    reason: str
+    domain: str
+    fields: list[str]
+    details: list[Any]
+
+
+def failure(error: grpc.RpcError) -> Failure:
+    """The rich status of a failed call: ErrorInfo reason and BadRequest field paths."""
+    assert isinstance(error, grpc.Call)
+    status: status_pb2.Status | None = rpc_status.from_call(error)
+    assert status is not None, f"no google.rpc.Status in {error!r}"
+    reason = domain = ""
+    fields: list[str] = []
+    details: list[Any] = []
+    for any_detail in status.details:
+        for kind in (
+            error_details_pb2.ErrorInfo,
+            error_details_pb2.BadRequest,
+            error_details_pb2.ResourceInfo,
+            error_details_pb2.PreconditionFailure,
+        ):
+            if any_detail.Is(kind.DESCRIPTOR):
+                detail = kind()
+                any_detail.Unpack(detail)
+                details.append(detail)
+                if isinstance(detail, error_details_pb2.ErrorInfo):
+                    reason, domain = detail.reason, detail.domain
+                if isinstance(detail, error_details_pb2.BadRequest):
+                    fields = [v.field for v in detail.field_violations]
+    return Failure(error.code(), status.message, reason, domain, fields, details)
