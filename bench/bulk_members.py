@@ -19,14 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from broadcaster.domain.auth import LOCAL  # noqa: E402
-from broadcaster.domain.model import ContactImport, FollowerState  # noqa: E402
-from broadcaster.services.contacts import Contacts  # noqa: E402
-from broadcaster.services.context import ServiceContext  # noqa: E402
-from broadcaster.services.customer_groups import CustomerGroups  # noqa: E402
-from broadcaster.store import migrate  # noqa: E402
-from broadcaster.store.database import Database  # noqa: E402
-from tests.databases import fresh_database  # noqa: E402
+from broadcaster.domain.auth import LOCAL
+from broadcaster.domain.model import ContactImport, FollowerState
+from broadcaster.services.contacts import Contacts
+from broadcaster.services.context import ServiceContext
+from broadcaster.services.customer_groups import CustomerGroups
+from broadcaster.store import migrate
+from broadcaster.store.database import Database
+from tests.databases import fresh_database
 
 
 async def run(url: str, rounds: int, members: int, contacts_per_call: int) -> dict[str, float]:

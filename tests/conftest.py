@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from broadcaster.domain.ids import new_id
+from broadcaster.domain.model import AccountTier
 from broadcaster.services.context import ServiceContext
-from broadcaster.store import migrate
+from broadcaster.store import channels, migrate
 from broadcaster.store.database import Database
 from tests.databases import fresh_database
 
@@ -43,3 +45,12 @@ def ctx(db: Database) -> ServiceContext:
 def merchant() -> str:
     """A merchant id no other test uses."""
     return f"m-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def channel(db: Database, merchant: str) -> str:
+    """A connected channel of `merchant` (stored directly), as its resource name."""
+    channel_id = new_id()
+    account = (AccountTier.VERIFIED, f"acct-{channel_id}", "Shop", "@shop", "")
+    await db.write(channels.create, merchant, channel_id, "fake", account, "sealed", 1)
+    return f"merchants/{merchant}/channels/{channel_id}"

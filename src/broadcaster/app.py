@@ -1,20 +1,29 @@
-"""Composition root: the only place that wires config, database, services and servers."""
+"""Composition root: the only place that wires config, database, plugins, services and servers."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from broadcaster.api.auth import ConfigError
 from broadcaster.api.server import RunningServer, Services, start_server
+from broadcaster.channels.manager import PluginManager
 from broadcaster.config import Config
+from broadcaster.http.app import RunningHttp, build_app, start_http
+from broadcaster.services.channel_hub import ChannelHub
+from broadcaster.services.channels import Channels
+from broadcaster.services.contact_sync import ContactSyncer
 from broadcaster.services.contacts import Contacts
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.customer_groups import CustomerGroups
+from broadcaster.services.webhooks import WebhookIngest
 from broadcaster.store import migrate
 from broadcaster.store.database import Database
+from broadcaster.store.sealing import Sealer
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +52,54 @@ def prepare_schema(db: Database) -> None:
         )
 
 
+def load_plugins(config: Config) -> PluginManager:
+    modules = [m.strip() for m in config.plugin_modules.split(",") if m.strip()]
+    try:
+        extra = [importlib.import_module(m) for m in modules]
+    except ImportError as e:
+        raise ConfigError(f"BROADCASTER_PLUGIN_MODULES: {e}") from e
+    return PluginManager.load(config.plugins, extra)
+
+
 @dataclass
 class App:
     config: Config
     db: Database
     services: Services
+    hub: ChannelHub
+    webhooks: WebhookIngest
 
     @classmethod
     def build(cls, config: Config) -> App:
+        registry = load_plugins(config).register_channels()
         db = open_database(config.database_url)
         ctx = ServiceContext(db)
-        return cls(
-            config, db, Services(customer_groups=CustomerGroups(ctx), contacts=Contacts(ctx))
+        hub = ChannelHub(registry, Sealer(config.sealing_key()), db, config.env)
+        channels = Channels(ctx, hub)
+        services = Services(
+            customer_groups=CustomerGroups(ctx),
+            contacts=Contacts(ctx),
+            channels=channels,
+            contact_sync=ContactSyncer(ctx, hub, channels),
+            registry=registry,
         )
+        return cls(config, db, services, hub, WebhookIngest(ctx, hub))
 
-    async def start(self, host: str, port: int) -> RunningServer:
-        return await start_server(self.services, self.config.tokens(), host, port)
+    async def start(self) -> tuple[RunningServer, RunningHttp]:
+        """Serve gRPC and HTTP, and resume any contact sync a previous process left."""
+        host, port = self.config.grpc_address()
+        grpc_server = await start_server(self.services, self.config.tokens(), host, port)
+        http_host, http_port = self.config.http_address()
+        http = await start_http(build_app(self.webhooks, self.db), http_host, http_port)
+        self.services.contact_sync.watch()
+        return grpc_server, http
+
+    async def stop(self, grpc_server: RunningServer, http: RunningHttp) -> None:
+        await grpc_server.stop(grace=10.0)
+        await http.stop()
+        await self.services.contact_sync.stop()
+        await self.webhooks.stop()
+        await self.hub.close()
 
     def close(self) -> None:
         self.db.close()

@@ -11,27 +11,34 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from broadcaster.api.auth import ConfigError
-from broadcaster.app import App, NeedsMigration, prepare_schema
+from broadcaster.app import App, NeedsMigration, open_database, prepare_schema
+from broadcaster.channels import PluginError
 from broadcaster.config import Config
 from broadcaster.store import migrate
+from broadcaster.store.sealing import SecretKeyError
 
 log = logging.getLogger("broadcaster")
 
 
 async def _serve(config: Config) -> None:
-    host, port = config.grpc_address()
     app = App.build(config)
     try:
         prepare_schema(app.db)
-        running = await app.start(host, port)
+        grpc_server, http = await app.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        print(f"broadcaster serving gRPC on {host}:{running.port}", flush=True)
+        host, _ = config.grpc_address()
+        http_host, _ = config.http_address()
+        print(
+            f"broadcaster serving gRPC on {host}:{grpc_server.port} "
+            f"and HTTP on {http_host}:{http.port}",
+            flush=True,
+        )
         await stop.wait()
         log.info("shutting down: draining in-flight calls")
-        await running.stop(grace=10.0)
+        await app.stop(grpc_server, http)
     finally:
         app.close()
 
@@ -42,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the gRPC service (migrates an empty database)")
     serve.add_argument("--database-url", help="overrides BROADCASTER_DATABASE_URL")
     serve.add_argument("--grpc-listen", help="host:port, overrides BROADCASTER_GRPC_LISTEN")
+    serve.add_argument("--http-listen", help="host:port, overrides BROADCASTER_HTTP_LISTEN")
     mig = sub.add_parser("migrate", help="bring the database schema up to date")
     mig.add_argument("--database-url", help="overrides BROADCASTER_DATABASE_URL")
     args = parser.parse_args(argv)
@@ -52,18 +60,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = replace(config, database_url=args.database_url)
     try:
         if args.command == "migrate":
-            app = App.build(config)
+            db = open_database(config.database_url)
             try:
-                migrate.upgrade(app.db.engine)
+                migrate.upgrade(db.engine)
+                print(f"database at schema {migrate.head_revision(db.engine)}")
             finally:
-                app.close()
-            print(f"database at schema {migrate.head_revision(app.db.engine)}")
+                db.close()
             return 0
         if args.grpc_listen:
             config = replace(config, grpc_listen=args.grpc_listen)
+        if args.http_listen:
+            config = replace(config, http_listen=args.http_listen)
         asyncio.run(_serve(config))
         return 0
-    except (ConfigError, NeedsMigration) as e:
+    except (ConfigError, NeedsMigration, PluginError, SecretKeyError) as e:
         print(f"broadcaster: {e}", file=sys.stderr)
         return 2
 

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+from sqlalchemy.engine import make_url
 
 from broadcaster.api.auth import ConfigError, TokenTable
+from broadcaster.store.sealing import key_beside
 
 
 def default_database_url() -> str:
@@ -31,6 +33,11 @@ class Config:
     http_listen: str
     auth_tokens: str
     plugins: str | None
+    # Importable modules to register as plugins without an entry point (development, tests).
+    plugin_modules: str
+    secret_key: str | None
+    # The whole environment, for channel plugins' own settings (BROADCASTER_LINE_API_BASE, …).
+    env: Mapping[str, str]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -41,6 +48,9 @@ class Config:
             http_listen=e.get("BROADCASTER_HTTP_LISTEN") or "127.0.0.1:8080",
             auth_tokens=e.get("BROADCASTER_AUTH_TOKENS", ""),
             plugins=e.get("BROADCASTER_PLUGINS"),
+            plugin_modules=e.get("BROADCASTER_PLUGIN_MODULES", ""),
+            secret_key=e.get("BROADCASTER_SECRET_KEY") or None,
+            env=dict(e),
         )
 
     def tokens(self) -> TokenTable:
@@ -48,3 +58,19 @@ class Config:
 
     def grpc_address(self) -> tuple[str, int]:
         return _host_port(self.grpc_listen, "BROADCASTER_GRPC_LISTEN")
+
+    def http_address(self) -> tuple[str, int]:
+        return _host_port(self.http_listen, "BROADCASTER_HTTP_LISTEN")
+
+    def sealing_key(self) -> str:
+        """BROADCASTER_SECRET_KEY, or for a SQLite file a key kept beside it (made on first use).
+        A server database (PostgreSQL) needs the key configured, the same on every replica."""
+        if self.secret_key:
+            return self.secret_key
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return key_beside(Path(url.database).expanduser())
+        raise ConfigError(
+            "BROADCASTER_SECRET_KEY is required with this database (it encrypts channel "
+            "credentials; use the same value on every replica)"
+        )

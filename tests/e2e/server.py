@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,14 @@ ADMIN = "admin-token-000000000000"
 ALPHA = "alpha-token-000000000000"
 BETA = "beta-token-0000000000000"
 TOKENS = f"{ADMIN}=*;{ALPHA}=m-alpha;{BETA}=m-beta,m-shared"
+SECRET_KEY = "e2e-secret-key-that-is-long-enough-0123456789"
 
 
 @dataclass
 class Server:
     process: subprocess.Popen[str]
     port: int
+    http_port: int
     log: Path
 
     @property
@@ -44,13 +47,17 @@ class Server:
 
 
 def start(
-    database_url: str, log: Path, tokens: str = TOKENS, listen: str = "127.0.0.1:0"
+    database_url: str, log: Path, tokens: str = TOKENS, extra_env: dict[str, str] | None = None
 ) -> Server:
     env = {
         **os.environ,
         "BROADCASTER_DATABASE_URL": database_url,
         "BROADCASTER_AUTH_TOKENS": tokens,
-        "BROADCASTER_GRPC_LISTEN": listen,
+        "BROADCASTER_GRPC_LISTEN": "127.0.0.1:0",
+        "BROADCASTER_HTTP_LISTEN": "127.0.0.1:0",
+        "BROADCASTER_SECRET_KEY": SECRET_KEY,
+        "BROADCASTER_PLUGIN_MODULES": "tests.fakechannel",
+        **(extra_env or {}),
     }
     out = log.open("w")
     process = subprocess.Popen(
@@ -62,11 +69,13 @@ def start(
     )
     assert process.stdout is not None
     line = process.stdout.readline()
-    match = re.search(r"serving gRPC on .*:(\d+)", line)
+    match = re.search(r"serving gRPC on \S+:(\d+) and HTTP on \S+:(\d+)", line)
     if match is None:
         process.wait(timeout=10)
         raise RuntimeError(f"server did not start: {line!r}\n{log.read_text()}")
-    server = Server(process=process, port=int(match.group(1)), log=log)
+    server = Server(
+        process=process, port=int(match.group(1)), http_port=int(match.group(2)), log=log
+    )
     _wait_serving(server.target)
     return server
 
@@ -123,3 +132,17 @@ def failure(error: grpc.RpcError) -> Failure:
                 if isinstance(detail, error_details_pb2.BadRequest):
                     fields = [v.field for v in detail.field_violations]
     return Failure(error.code(), status.message, reason, domain, fields, details)
+
+
+def connect_fake(
+    channel: grpc.Channel, parent: str, as_token: str = ADMIN, **credentials: str
+) -> Any:
+    """Connect a channel of the test-only `fake` type; returns the Channel message."""
+    from broadcaster.v1 import channel_service_pb2 as pb
+    from broadcaster.v1 import channel_service_pb2_grpc as pb_grpc
+
+    creds = {"token": "fake-token", "account": uuid.uuid4().hex[:10], **credentials}
+    return pb_grpc.ChannelServiceStub(channel).CreateChannel(
+        pb.CreateChannelRequest(parent=parent, channel=pb.Channel(type="fake", credentials=creds)),
+        metadata=auth(as_token),
+    )

@@ -11,7 +11,7 @@ import pytest
 
 from broadcaster.v1 import contact_service_pb2 as cpb
 from broadcaster.v1 import customer_group_service_pb2 as pb
-from tests.e2e.server import ALPHA, BETA, auth, failure
+from tests.e2e.server import ALPHA, BETA, SECRET_KEY, auth, connect_fake, failure
 
 
 def test_missing_and_unknown_tokens_are_unauthenticated(groups) -> None:  # type: ignore[no-untyped-def]
@@ -27,7 +27,7 @@ def test_missing_and_unknown_tokens_are_unauthenticated(groups) -> None:  # type
         assert (f.code, f.reason) == (grpc.StatusCode.UNAUTHENTICATED, reason)
 
 
-def test_other_merchants_resources_do_not_exist(groups, contacts) -> None:  # type: ignore[no-untyped-def]
+def test_other_merchants_resources_do_not_exist(channel, groups, contacts) -> None:  # type: ignore[no-untyped-def]
     beta_group = groups.CreateCustomerGroup(
         pb.CreateCustomerGroupRequest(
             parent="merchants/m-beta", customer_group=pb.CustomerGroup(display_name="beta only")
@@ -35,9 +35,10 @@ def test_other_merchants_resources_do_not_exist(groups, contacts) -> None:  # ty
         metadata=auth(BETA),
     )
     alpha_group_name = beta_group.name.replace("m-beta", "m-alpha")
+    beta_channel = connect_fake(channel, "merchants/m-beta", BETA)
     (beta_contact,) = contacts.BatchCreateContacts(
         cpb.BatchCreateContactsRequest(
-            parent="merchants/m-beta/channels/line", contacts=[cpb.Contact(external_id="Ubeta")]
+            parent=beta_channel.name, contacts=[cpb.Contact(external_id="Ubeta")]
         ),
         metadata=auth(BETA),
     ).contacts
@@ -79,7 +80,7 @@ def test_other_merchants_resources_do_not_exist(groups, contacts) -> None:  # ty
         "CONTACT_NOT_FOUND",
     )
     assert code_and_reason(
-        contacts.ListContacts, cpb.ListContactsRequest(parent="merchants/m-beta/channels/line")
+        contacts.ListContacts, cpb.ListContactsRequest(parent=beta_channel.name)
     ) == (grpc.StatusCode.NOT_FOUND, "MERCHANT_NOT_FOUND")
     # Alpha's own lists never show beta's resources.
     own = groups.ListCustomerGroups(
@@ -97,7 +98,11 @@ def test_other_merchants_resources_do_not_exist(groups, contacts) -> None:  # ty
 def test_without_tokens_only_loopback_is_allowed(database_url: str, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "broadcaster.cli", "serve", "--grpc-listen", "0.0.0.0:0"],
-        env={"BROADCASTER_DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"},
+        env={
+            "BROADCASTER_DATABASE_URL": database_url,
+            "BROADCASTER_SECRET_KEY": SECRET_KEY,
+            "PATH": "/usr/bin:/bin",
+        },
         capture_output=True,
         text=True,
         timeout=60,

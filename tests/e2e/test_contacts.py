@@ -10,13 +10,13 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from broadcaster.v1 import contact_service_pb2 as pb
-from tests.e2e.server import ADMIN, auth, failure
+from tests.e2e.server import ADMIN, auth, connect_fake, failure
 
 A = auth(ADMIN)
 
 
-def test_contacts_end_to_end(contacts) -> None:  # type: ignore[no-untyped-def]
-    parent = f"merchants/m-{uuid.uuid4().hex[:12]}/channels/line-main"
+def test_contacts_end_to_end(channel, contacts) -> None:  # type: ignore[no-untyped-def]
+    parent = connect_fake(channel, f"merchants/m-{uuid.uuid4().hex[:12]}").name
     batch = [
         pb.Contact(
             external_id=f"U{n:032x}",
@@ -102,6 +102,18 @@ def test_unknown_update_mask_path_is_named(contacts) -> None:  # type: ignore[no
         )
     f = failure(e.value)
     assert (f.code, f.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["update_mask"])
+
+
+def test_import_into_unknown_channel_is_not_found(contacts) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.RpcError) as e:
+        contacts.BatchCreateContacts(
+            pb.BatchCreateContactsRequest(
+                parent="merchants/m1/channels/nope", contacts=[pb.Contact(external_id="U1")]
+            ),
+            metadata=A,
+        )
+    f = failure(e.value)
+    assert (f.code, f.reason) == (grpc.StatusCode.NOT_FOUND, "CHANNEL_NOT_FOUND")
 
 
 def test_absurd_timestamp_is_a_field_violation(contacts) -> None:  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -38,8 +39,8 @@ def contacts(ctx: ServiceContext) -> Contacts:
     return Contacts(ctx)
 
 
-async def test_import_creates_then_merges(contacts: Contacts, merchant: str) -> None:
-    parent = f"merchants/{merchant}/channels/line1"
+async def test_import_creates_then_merges(contacts: Contacts, channel: str) -> None:
+    parent = channel
     made, created = await contacts.batch_create(
         LOCAL, parent, [item("U1", display_name="Ann"), item("U2")]
     )
@@ -49,8 +50,8 @@ async def test_import_creates_then_merges(contacts: Contacts, merchant: str) -> 
     assert again[1].id == made[0].id and again[1].display_name == "Ann"
 
 
-async def test_ten_thousand_contacts_page_through(contacts: Contacts, merchant: str) -> None:
-    parent = f"merchants/{merchant}/channels/line1"
+async def test_ten_thousand_contacts_page_through(contacts: Contacts, channel: str) -> None:
+    parent = channel
     batch = [item(f"U{n:05d}", customer_id=f"c{n % 7}") for n in range(10_000)]
     _, created = await contacts.batch_create(LOCAL, parent, batch)
     assert created == 10_000
@@ -73,8 +74,8 @@ async def test_ten_thousand_contacts_page_through(contacts: Contacts, merchant: 
     assert len(linked + more) == len([n for n in range(10_000) if n % 7 == 3])
 
 
-async def test_update_mask(contacts: Contacts, merchant: str) -> None:
-    parent = f"merchants/{merchant}/channels/ch"
+async def test_update_mask(contacts: Contacts, channel: str) -> None:
+    parent = channel
     (c,), _ = await contacts.batch_create(LOCAL, parent, [item("U1", customer_id="cust-1")])
     name = f"{parent}/contacts/{c.id}"
     updated = await contacts.update(LOCAL, name, ["opted_out"], True, "ignored")
@@ -90,8 +91,8 @@ async def test_update_mask(contacts: Contacts, merchant: str) -> None:
         await contacts.update(LOCAL, f"{parent}/contacts/nope", ["opted_out"], True, "")
 
 
-async def test_import_refuses_duplicates_and_bad_fields(contacts: Contacts, merchant: str) -> None:
-    parent = f"merchants/{merchant}/channels/ch"
+async def test_import_refuses_duplicates_and_bad_fields(contacts: Contacts, channel: str) -> None:
+    parent = channel
     future = datetime.now(UTC) + timedelta(days=1)
     with pytest.raises(InvalidArgument) as e:
         await contacts.batch_create(
@@ -112,8 +113,8 @@ async def test_import_refuses_duplicates_and_bad_fields(contacts: Contacts, merc
     }
 
 
-async def test_last_interaction_filter(contacts: Contacts, merchant: str) -> None:
-    parent = f"merchants/{merchant}/channels/ch"
+async def test_last_interaction_filter(contacts: Contacts, channel: str) -> None:
+    parent = channel
     await contacts.batch_create(
         LOCAL,
         parent,
@@ -193,13 +194,13 @@ def _model(seq: list[ContactImport]) -> dict[str, object]:
 )
 @given(seq=st.lists(_imports, min_size=1, max_size=5))
 async def test_merge_never_replaces_newer_data(
-    contacts: Contacts, seq: list[ContactImport]
+    contacts: Contacts, channel: str, seq: list[ContactImport]
 ) -> None:
-    import uuid
-
-    parent = f"merchants/m-{uuid.uuid4().hex[:12]}/channels/ch"
+    external_id = f"U{uuid.uuid4().hex}"  # one contact per example, in the shared channel
     for i in seq:
-        (stored,), _ = await contacts.batch_create(LOCAL, parent, [i])
+        (stored,), _ = await contacts.batch_create(
+            LOCAL, channel, [replace(i, external_id=external_id)]
+        )
     expected = _model(seq)
     assert {
         "display_name": stored.display_name,

@@ -7,9 +7,17 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from broadcaster.channels import Capabilities, Quota
 from broadcaster.domain.errors import FieldViolation, InvalidArgument
-from broadcaster.domain.model import Contact, CustomerGroup, FollowerState
-from broadcaster.domain.names import ContactName, CustomerGroupName
+from broadcaster.domain.model import (
+    ChannelAccount,
+    Contact,
+    ContactSyncRun,
+    CustomerGroup,
+    FollowerState,
+)
+from broadcaster.domain.names import ChannelName, ContactName, CustomerGroupName
+from broadcaster.v1 import channel_service_pb2 as channel_pb
 from broadcaster.v1 import contact_service_pb2 as contact_pb
 from broadcaster.v1 import customer_group_service_pb2 as group_pb
 
@@ -71,3 +79,62 @@ def contact(c: Contact) -> contact_pb.Contact:
     if c.last_interaction_time is not None:
         out.last_interaction_time.CopyFrom(timestamp(c.last_interaction_time))
     return out
+
+
+def contact_sync(run: ContactSyncRun) -> channel_pb.ContactSync:
+    out = channel_pb.ContactSync(
+        state=channel_pb.ContactSync.State.ValueType(int(run.state)),
+        contacts_synced=run.contacts_synced,
+        profiles_fetched=run.profiles_fetched,
+        contacts_created=run.contacts_created,
+        contacts_unfollowed=run.contacts_unfollowed,
+        start_time=timestamp(run.start_time),
+        error_reason=run.error_reason,
+        message=run.message,
+    )
+    if run.end_time is not None:
+        out.end_time.CopyFrom(timestamp(run.end_time))
+    return out
+
+
+def capabilities(c: Capabilities) -> channel_pb.ChannelCapabilities:
+    return channel_pb.ChannelCapabilities(
+        max_recipients_per_request=c.max_recipients_per_request,
+        requests_per_second=c.requests_per_second,
+        max_messages=c.max_messages,
+        message_kinds=[
+            channel_pb.MessageKindLimits(kind=k.kind, limits=dict(k.limits))
+            for k in c.message_kinds
+        ],
+    )
+
+
+def channel(a: ChannelAccount, caps: Capabilities | None) -> channel_pb.Channel:
+    out = channel_pb.Channel(
+        name=str(ChannelName(a.merchant, a.id)),
+        type=a.type,
+        display_name=a.display_name,
+        account_id=a.account_id,
+        handle=a.handle,
+        picture_uri=a.picture_uri,
+        tier=channel_pb.Channel.Tier.ValueType(int(a.tier)),
+        state=channel_pb.Channel.State.ValueType(int(a.state)),
+        webhook_path=f"/webhooks/{a.type}/{a.id}",
+        create_time=timestamp(a.create_time),
+        update_time=timestamp(a.update_time),
+    )
+    if caps is not None:
+        out.capabilities.CopyFrom(capabilities(caps))
+    if a.last_sync is not None:
+        out.last_sync.CopyFrom(contact_sync(a.last_sync))
+    return out
+
+
+def quota(name: ChannelName, q: Quota) -> channel_pb.ChannelQuota:
+    return channel_pb.ChannelQuota(
+        name=f"{name}/quota",
+        limited=q.limited,
+        limit=q.limit or 0,
+        used=q.used,
+        remaining=q.remaining or 0,
+    )

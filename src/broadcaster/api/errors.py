@@ -16,19 +16,23 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from broadcaster.domain.errors import (
+    AlreadyExists,
     Conflict,
     DomainError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     Unauthenticated,
+    Unavailable,
 )
 
 DOMAIN = "broadcaster"
-# The status travels in a trailer, and peers refuse trailers over 8 KiB (base64 adds a third), so
-# echoed input is clipped and the violation list is cut to fit.
+# The status travels in trailers, and peers refuse trailers over 8 KiB: grpc-message is
+# percent-encoded (up to 3 bytes per UTF-8 byte) and the details are base64 (4 per 3). So echoed
+# input is clipped by UTF-8 size and the violation list is cut to fit.
 _MAX_TEXT = 300
-_MAX_STATUS_BYTES = 4096
+_MAX_MESSAGE_BYTES = 600
+_MAX_STATUS_BYTES = 3000
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +47,8 @@ _CODES: tuple[tuple[type[DomainError], int], ...] = (
     (NotFound, int(code_pb2.NOT_FOUND)),
     (FailedPrecondition, int(code_pb2.FAILED_PRECONDITION)),
     (Conflict, int(code_pb2.ABORTED)),
+    (AlreadyExists, int(code_pb2.ALREADY_EXISTS)),
+    (Unavailable, int(code_pb2.UNAVAILABLE)),
     (Unauthenticated, int(code_pb2.UNAUTHENTICATED)),
 )
 
@@ -55,7 +61,11 @@ def _code(error: DomainError) -> int:
 
 
 def _clip(text: str, limit: int = _MAX_TEXT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """At most `limit` UTF-8 bytes, cut at a character boundary."""
+    raw = text.encode()
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - 3].decode(errors="ignore") + "…"
 
 
 def _bad_request(error: InvalidArgument, budget: int) -> error_details_pb2.BadRequest:
@@ -74,7 +84,7 @@ def status_of(error: DomainError) -> status_pb2.Status:
     metadata = {k: _clip(v) for k, v in error.metadata.items()}
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata)
     details = [_pack(info)]
-    message = _clip(error.message, 1024)
+    message = _clip(error.message, _MAX_MESSAGE_BYTES)
     if isinstance(error, InvalidArgument):
         budget = _MAX_STATUS_BYTES - len(message.encode()) - info.ByteSize()
         details.append(_pack(_bad_request(error, budget)))

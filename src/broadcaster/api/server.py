@@ -11,18 +11,24 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from broadcaster.api.auth import ConfigError, TokenTable
+from broadcaster.api.channels import ChannelServicer
 from broadcaster.api.contacts import ContactServicer
 from broadcaster.api.customer_groups import CustomerGroupServicer
 from broadcaster.api.guard import CallGuard
+from broadcaster.channels import ChannelRegistry
+from broadcaster.services.channels import Channels
+from broadcaster.services.contact_sync import ContactSyncer
 from broadcaster.services.contacts import Contacts
 from broadcaster.services.customer_groups import CustomerGroups
-from broadcaster.v1 import contact_service_pb2, customer_group_service_pb2
+from broadcaster.v1 import channel_service_pb2, contact_service_pb2, customer_group_service_pb2
+from broadcaster.v1 import channel_service_pb2_grpc as channel_grpc
 from broadcaster.v1 import contact_service_pb2_grpc as contact_grpc
 from broadcaster.v1 import customer_group_service_pb2_grpc as group_grpc
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
+    channel_service_pb2.DESCRIPTOR.services_by_name["ChannelService"].full_name,
     customer_group_service_pb2.DESCRIPTOR.services_by_name["CustomerGroupService"].full_name,
     contact_service_pb2.DESCRIPTOR.services_by_name["ContactService"].full_name,
 )
@@ -33,6 +39,9 @@ MAX_MESSAGE = 64 * 1024 * 1024  # 100,000 customer ids or 10,000 contacts fit wi
 class Services:
     customer_groups: CustomerGroups
     contacts: Contacts
+    channels: Channels
+    contact_sync: ContactSyncer
+    registry: ChannelRegistry
 
 
 def is_loopback(host: str) -> bool:
@@ -80,6 +89,9 @@ async def start_server(
         CustomerGroupServicer(services.customer_groups), server
     )
     contact_grpc.add_ContactServiceServicer_to_server(ContactServicer(services.contacts), server)
+    channel_grpc.add_ChannelServiceServicer_to_server(
+        ChannelServicer(services.channels, services.contact_sync, services.registry), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

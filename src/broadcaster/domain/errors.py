@@ -92,6 +92,18 @@ class Conflict(DomainError):
     reason = "CONFLICT"
 
 
+class AlreadyExists(DomainError):
+    """What the request would create exists already."""
+
+    reason = "ALREADY_EXISTS"
+
+
+class Unavailable(DomainError):
+    """A dependency (the channel's API) cannot be reached now; retrying later may work."""
+
+    reason = "UNAVAILABLE"
+
+
 class Unauthenticated(DomainError):
     """No credentials, or credentials the server does not know."""
 

@@ -15,6 +15,66 @@ class FollowerState(enum.IntEnum):
     BLOCKED = 2
 
 
+class AccountTier(enum.IntEnum):
+    """A channel account's tier; values match the API's Channel.Tier."""
+
+    STANDARD = 1
+    VERIFIED = 2
+    PREMIUM = 3
+
+
+class ChannelState(enum.IntEnum):
+    """Values match the API's Channel.State."""
+
+    CONNECTED = 1
+    CREDENTIALS_INVALID = 2
+
+
+class SyncState(enum.IntEnum):
+    """Values match the API's ContactSync.State."""
+
+    RUNNING = 1
+    SUCCEEDED = 2
+    FAILED = 3
+    SKIPPED = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSyncRun:
+    id: int
+    channel: str
+    state: SyncState
+    phase: int  # 1: follower list, 2: profiles
+    cursor: str | None
+    profile_cursor: str | None
+    contacts_synced: int
+    contacts_created: int
+    contacts_unfollowed: int
+    profiles_fetched: int
+    error_reason: str
+    message: str
+    start_time: datetime
+    end_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelAccount:
+    """A connected channel account, as stored (credentials stay sealed in the store)."""
+
+    merchant: str
+    id: str
+    type: str
+    state: ChannelState
+    tier: AccountTier
+    account_id: str
+    display_name: str
+    handle: str
+    picture_uri: str
+    create_time: datetime
+    update_time: datetime
+    last_sync: ContactSyncRun | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class CustomerGroup:
     merchant: str

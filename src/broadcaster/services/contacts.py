@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from sqlalchemy import Connection
+
 from broadcaster.domain import rules
 from broadcaster.domain.auth import Caller
 from broadcaster.domain.errors import NotFound, Violations, collect
@@ -12,6 +14,7 @@ from broadcaster.domain.model import Contact, ContactChange, ContactFilter, Cont
 from broadcaster.domain.names import ChannelName, ContactName
 from broadcaster.domain.paging import fingerprint, next_token, page_request
 from broadcaster.services.context import ServiceContext
+from broadcaster.store import channels as channel_repo
 from broadcaster.store import contacts as repo
 
 MAX_IMPORT = 10_000
@@ -23,6 +26,11 @@ UPDATABLE = frozenset({"opted_out", "customer_id"})
 
 def _not_found(name: str) -> NotFound:
     return NotFound("contact", name, reason="CONTACT_NOT_FOUND")
+
+
+def _require_channel(conn: Connection, channel: ChannelName) -> None:
+    if not channel_repo.exists(conn, channel.merchant, channel.channel):
+        raise NotFound("channel", str(channel), reason="CHANNEL_NOT_FOUND")
 
 
 def _check_import(v: Violations, i: int, item: ContactImport, now: datetime) -> None:
@@ -79,9 +87,12 @@ class Contacts:
         stamped = [
             i if i.observe_time.timestamp() > 0 else replace(i, observe_time=now) for i in items
         ]
-        return await self._ctx.db.write(
-            repo.merge, channel.merchant, channel.channel, stamped, self._ctx.now_us()
-        )
+
+        def tx(conn: Connection) -> tuple[list[Contact], int]:
+            _require_channel(conn, channel)
+            return repo.merge(conn, channel.merchant, channel.channel, stamped, self._ctx.now_us())
+
+        return await self._ctx.db.write(tx)
 
     async def get(self, caller: Caller, name: str) -> Contact:
         n = self._name(caller, name, "name")
@@ -107,9 +118,12 @@ class Contacts:
         v.raise_if_any()
         assert channel is not None and page is not None
         caller.require(channel.merchant)
-        found = await self._ctx.db.read(
-            repo.list_page, channel.merchant, channel.channel, where, page
-        )
+
+        def tx(conn: Connection) -> list[Contact]:
+            _require_channel(conn, channel)
+            return repo.list_page(conn, channel.merchant, channel.channel, where, page)
+
+        found = await self._ctx.db.read(tx)
         return found[: page.size], next_token([c.id for c in found], page, query)
 
     async def update(

@@ -76,20 +76,22 @@ class Database:
         with self.engine.connect().execution_options(write=True) as conn, conn.begin():
             yield conn
 
-    def _in_transaction(self, write: bool, fn: Callable[..., T], *args: Any) -> T:
+    def _in_transaction(
+        self, write: bool, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
         with self.writing() if write else self.reading() as conn:
-            return fn(conn, *args)
+            return fn(conn, *args, **kwargs)
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(conn, *args)` in a read transaction on the database thread pool."""
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(conn, *args, **kwargs)` in a read transaction on the database thread pool."""
         loop = asyncio.get_running_loop()
-        call = functools.partial(self._in_transaction, False, fn, *args)
+        call = functools.partial(self._in_transaction, False, fn, args, kwargs)
         return await loop.run_in_executor(self._executor, call)
 
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(conn, *args)` in a write transaction on the database thread pool."""
+    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(conn, *args, **kwargs)` in a write transaction on the database thread pool."""
         loop = asyncio.get_running_loop()
-        call = functools.partial(self._in_transaction, True, fn, *args)
+        call = functools.partial(self._in_transaction, True, fn, args, kwargs)
         return await loop.run_in_executor(self._executor, call)
 
     def close(self) -> None:

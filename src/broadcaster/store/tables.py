@@ -6,7 +6,16 @@ audience and snapshot queries portable and fast.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, SmallInteger, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    SmallInteger,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -56,6 +65,10 @@ class ContactRow(SQLModel, table=True):
     customer_id: str | None = Field(default=None, max_length=128)
     has_conversation: bool = False
     observe_time: int = Field(sa_column=_time())
+    # When follower_state last changed: a late or redelivered event older than this is ignored.
+    state_time: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # The last contact sync run that saw this contact in the channel's follower list.
+    seen_sync: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     create_time: int = Field(sa_column=_time())
     update_time: int = Field(sa_column=_time())
 
@@ -77,3 +90,90 @@ customer_groups = CustomerGroupRow.__table__  # type: ignore[attr-defined]
 customer_group_members = CustomerGroupMemberRow.__table__  # type: ignore[attr-defined]
 contacts = ContactRow.__table__  # type: ignore[attr-defined]
 idempotent_requests = IdempotentRequestRow.__table__  # type: ignore[attr-defined]
+
+
+class ChannelRow(SQLModel, table=True):
+    """A connected channel account. Disconnected ones keep their row (broadcasts refer to it)
+    with credentials destroyed and `delete_time` set."""
+
+    __tablename__ = "channels"
+    __table_args__ = (
+        Index("ix_channels_merchant_id", "merchant_id", "id"),
+        Index(
+            "uq_channels_account",
+            "merchant_id",
+            "type",
+            "account_id",
+            unique=True,
+            sqlite_where=text("delete_time IS NULL"),
+            postgresql_where=text("delete_time IS NULL"),
+        ),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    merchant_id: str = Field(max_length=64)
+    type: str = Field(max_length=32)
+    state: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    tier: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    account_id: str = Field(max_length=256)
+    display_name: str = Field(default="", max_length=256)
+    handle: str = Field(default="", max_length=256)
+    picture_uri: str = Field(default="", max_length=2000)
+    # Fernet token of the JSON credentials; NULL once disconnected.
+    sealed_credentials: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    create_time: int = Field(sa_column=_time())
+    update_time: int = Field(sa_column=_time())
+    delete_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+
+
+class ContactSyncRow(SQLModel, table=True):
+    """One contact sync run. The cursor and counters are committed with each page, so a run
+    resumes where it stopped after a crash; the lease says which process is running it."""
+
+    __tablename__ = "contact_syncs"
+    __table_args__ = (
+        Index("ix_contact_syncs_channel", "channel_id", "id"),
+        Index(
+            "uq_contact_syncs_running",
+            "channel_id",
+            unique=True,
+            sqlite_where=text("state = 1"),
+            postgresql_where=text("state = 1"),
+        ),
+    )
+
+    # INTEGER on SQLite, where only that spelling makes the key auto-increment.
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    )
+    channel_id: str = Field(max_length=32)
+    state: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    phase: int = Field(default=1, sa_column=Column(SmallInteger, nullable=False))
+    cursor: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    profile_cursor: str | None = Field(default=None, max_length=32)
+    contacts_synced: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    contacts_created: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    contacts_unfollowed: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    profiles_fetched: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    error_reason: str = Field(default="", max_length=64)
+    message: str = Field(default="", max_length=1024)
+    lease_owner: str = Field(default="", max_length=64)
+    lease_expiry: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    start_time: int = Field(sa_column=_time())
+    end_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+
+
+class WebhookEventRow(SQLModel, table=True):
+    """Webhook event ids already recorded, so a redelivered event changes nothing."""
+
+    __tablename__ = "webhook_events"
+
+    channel_id: str = Field(primary_key=True, max_length=32)
+    event_id: str = Field(primary_key=True, max_length=128)
+    receive_time: int = Field(sa_column=_time())
+
+
+channels = ChannelRow.__table__  # type: ignore[attr-defined]
+contact_syncs = ContactSyncRow.__table__  # type: ignore[attr-defined]
+webhook_events = WebhookEventRow.__table__  # type: ignore[attr-defined]

@@ -1,0 +1,151 @@
+"""A LINE Messaging API emulator for tests, benchmarks and `broadcaster demo`.
+
+It follows the official OpenAPI spec vendored in `plugins/line/spec/messaging-api.yml` (paths,
+parameters, headers, bodies, the `{"message", "details"}` error shape) and LINE's reference for
+what the spec leaves out: rate limits, retry keys, quotas and error messages.
+
+Running it
+----------
+In-process (tests)::
+
+    async with LineEmulator(clock=ManualClock(), observers=[checker]) as emu:
+        shop = emu.add_account(tier="verified", followers=10_000, quota=50_000)
+        # point the LINE client at emu.base_url with shop.access_token ...
+        assert emu.times_received(shop, user_id) == 1
+
+As a process::
+
+    python -m broadcaster_line.emulator --host 127.0.0.1 --port 0 \\
+        --token TOKEN --secret SECRET --tier verified --followers 100000 --quota 500000
+
+prints the base URL on its first line, then one JSON line per seeded account; `--account
+token=...,secret=...,tier=none,followers=10,quota=100` adds more. It runs until SIGINT/SIGTERM.
+
+Messaging API (all under the base URL, bearer-authenticated by channel access token)
+--------------------------------------------------------------------------------------
+``POST /v2/bot/message/push|multicast|broadcast``, ``GET /v2/bot/info``,
+``GET /v2/bot/followers/ids`` (``limit`` default 300, max 1,000; ``start`` = previous ``next``;
+403 for tier "none"), ``GET /v2/bot/profile/{userId}`` (404 "Not found" for unknown or blocked
+users), ``GET /v2/bot/message/quota`` and ``/quota/consumption``.
+
+- 401 for a missing or unknown token, with LINE's messages.
+- 400 in LINE's shape for bad bodies: 1-5 messages, text 1-5,000 UTF-16 code units, image and
+  video URLs HTTPS and at most 2,000 characters, 1-500 multicast recipients; a malformed id in
+  ``to`` is named as ``to[i]`` in the message and in ``details[].property``.
+- Multicast to blocked users, non-friends or repeated ids answers 200 but delivers (and counts)
+  nothing for them; push to an unknown user is 400 "Failed to send messages". If a request fails,
+  nobody receives anything.
+- ``X-Line-Retry-Key`` (push, multicast, broadcast; a UUID, else 400; 400 on other endpoints): an
+  accepted key is answered for 24 hours with 409 "The retry key is already accepted" and
+  ``x-line-accepted-request-id``, without delivering again. Every response has
+  ``x-line-request-id``.
+- Token buckets per channel and endpoint at LINE's rates (multicast 200/s, broadcast 60/h,
+  others 2,000/s) answer 429 "The API rate limit has been exceeded. Try again later."; a send
+  that would pass the monthly limit answers 429 "You have reached your monthly limit.".
+
+Control API (``/_emulator/``, JSON; ``{channel}`` is the channel id)
+------------------------------------------------------------------
+- ``GET /_emulator/health``: liveness and account count.
+- ``GET /_emulator/accounts``: every account, credentials included (it is a test double).
+- ``POST /_emulator/accounts``: create one from ``tier``, ``accessToken``, ``channelSecret``,
+  ``channelId``, ``displayName``, ``quota``, ``followers``, ``followerSeed``, ``premiumId``.
+- ``GET /_emulator/accounts/{channel}``: one account.
+- ``POST /_emulator/accounts/{channel}/followers``: ``{"count", "seed"}`` to seed many, or one
+  profile ``{"userId", "displayName", "pictureUrl", "statusMessage", "language"}``.
+- ``GET /_emulator/accounts/{channel}/followers``: follower ids (``?includeBlocked=true``).
+- ``POST /_emulator/accounts/{channel}/block`` and ``.../unblock``: ``{"userIds": [...]}``.
+- ``PUT /_emulator/accounts/{channel}/quota``: ``{"limit": n or null, "usage": n}``.
+- ``PUT /_emulator/accounts/{channel}/tier``: ``{"tier": "none" | "verified" | "premium"}``.
+- ``POST /_emulator/accounts/{channel}/token``: rotate (optional ``{"accessToken"}``);
+  ``DELETE`` revokes.
+- ``PUT /_emulator/faults`` and ``PUT /_emulator/accounts/{channel}/faults``: a ``Faults``
+  object (below); ``DELETE`` clears.
+- ``PUT /_emulator/rates/{endpoint}``: ``{"requests", "perSeconds"}``; ``DELETE`` lifts it.
+- ``GET /_emulator/accounts/{channel}/deliveries?userId=U...``: what one user received.
+- ``GET /_emulator/accounts/{channel}/deliveries/summary``: sends, deliveries, users reached,
+  users reached more than once.
+- ``GET /_emulator/stats``: requests by channel, endpoint and status; 429s from buckets and the
+  quota; injected faults; per-second histograms and peak rates.
+- ``POST /_emulator/accounts/{channel}/webhooks``: ``{"url", "events": [{"type": "follow" |
+  "unfollow" | "message" | "postback", "userId", "text", "data", "params", "timestampMs",
+  "redelivery", "applyState"}], "batchSize", "badSignature"}``; no events sends LINE's empty
+  connectivity check. Follow and unfollow also change the account's state unless
+  ``applyState`` is false.
+- ``POST /_emulator/clock/advance``: ``{"seconds"}``, when running on a ``ManualClock``.
+
+Faults
+------
+``Faults(latency=, spike_probability=, spike_latency=, error_rate=, error_statuses=(500, 502,
+503), error_phase="before"|"after", reset_rate=, reset_phase=, burst_429=, endpoints=, seed=)``,
+set with ``emu.set_faults(faults, account=None)`` or the control API (camelCase keys accepted).
+Latency is added to every request, spikes to a random share. An error or a reset (connection
+closed without a response) in phase "after" strikes once the request has been accepted and
+delivered, which is what retry keys are for. ``burst_429`` answers the next N requests with the
+rate-limit 429. Decisions come from a random stream seeded by ``seed``, so a run replays exactly.
+
+Observing
+---------
+``observers=[callable]`` (or ``emu.add_observer``) receive an :class:`Exchange` for every
+Messaging API request: method, path, query, headers and body, then status (None for a reset),
+response headers and body. ``plugins/line/tests/line_conformance.py`` checks these against the
+vendored OpenAPI spec.
+
+Records and statistics
+----------------------
+``emu.received(user_id)`` lists :class:`Delivery` records (request id, retry key, messages) in
+order; ``account.deliveries`` keeps each send once with a compact array of recipient positions
+and per-follower counts (``positions_received_more_than_once()``), so a million recipients stay
+cheap. Followers seeded with ``add_followers(account, n, seed=)`` cost no memory per follower:
+ids come from an invertible mix of (seed, index) and profiles are derived from the id. The seed
+defaults to the channel id, so accounts do not share followers unless given the same seed.
+``emu.stats`` counts requests by endpoint and status, 429s from the buckets
+(``rate_limited``) and the quota (``quota_rejected``), injected faults, and keeps per-second
+histograms and the peak rate in any one-second window (``peak_rate("multicast")``).
+
+Webhooks
+--------
+``emu.events`` builds follow, unfollow, text message and postback events per webhook.yml;
+``emu.follow(account)`` / ``emu.unfollow(account, user_id)`` also change the account's state.
+``emu.webhook_sender(account).post(url, events, bad_signature=False)`` signs the raw body with
+the channel secret (``x-line-signature``), ``post_batches(url, events, batch_size,
+concurrency=1)`` sends several events per request (overlapping requests if ``concurrency`` > 1)
+and ``connectivity_check`` sends LINE's empty ``events`` request.
+"""
+
+from .clock import Clock, ManualClock, SystemClock
+from .deliveries import Delivery, DeliveryLog, SendRecord
+from .emulator import LineEmulator
+from .faults import Faults, Phase
+from .followers import FollowerRegistry, Profile
+from .ratelimit import DEFAULT_RATES, Rate
+from .runtime import Exchange, Observer
+from .state import Account, Quota, Tier
+from .stats import Stats
+from .webhooks import EventFactory, WebhookResult, WebhookSender, sign, verify
+
+__all__ = [
+    "DEFAULT_RATES",
+    "Account",
+    "Clock",
+    "Delivery",
+    "DeliveryLog",
+    "EventFactory",
+    "Exchange",
+    "Faults",
+    "FollowerRegistry",
+    "LineEmulator",
+    "ManualClock",
+    "Observer",
+    "Phase",
+    "Profile",
+    "Quota",
+    "Rate",
+    "SendRecord",
+    "Stats",
+    "SystemClock",
+    "Tier",
+    "WebhookResult",
+    "WebhookSender",
+    "sign",
+    "verify",
+]

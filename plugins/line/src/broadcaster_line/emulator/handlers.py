@@ -1,0 +1,234 @@
+"""The Messaging API endpoints, one function each. Handlers are synchronous: between reading
+state and recording a delivery nothing else runs, so quota, retry keys and deliveries stay
+consistent under concurrent requests."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from array import array
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from . import responses as r
+from .ids import is_user_id
+from .runtime import Runtime
+from .state import Account
+from .validation import ErrorDetail, validate_broadcast, validate_multicast, validate_push
+
+FOLLOWERS_DEFAULT_LIMIT = 300
+FOLLOWERS_MAX_LIMIT = 1_000
+CONTINUATION_TTL = 24 * 60 * 60.0
+_QUOTABLE = frozenset({"text", "textV2", "sticker", "image", "video"})
+_GROUP_OR_ROOM = re.compile(r"[CR][0-9a-f]{32}")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One authenticated, rate-checked request on its way to a handler."""
+
+    runtime: Runtime
+    account: Account
+    request: web.Request
+    body: bytes
+    request_id: str
+    retry_key: str | None
+    endpoint: str
+
+
+def _json_object(call: Call) -> dict[str, Any] | web.Response:
+    content_type = call.request.content_type
+    if content_type != "application/json":
+        return r.error(400, f"The content type, {content_type}, is not supported", call.request_id)
+    try:
+        value = json.loads(call.body)
+    except json.JSONDecodeError as exc:
+        where = f"(line: {exc.lineno}, column: {exc.colno})"
+        return r.error(
+            400, f"The request body could not be parsed as JSON {where}", call.request_id
+        )
+    except UnicodeDecodeError:
+        return r.error(
+            400,
+            "The request body could not be parsed as JSON (line: 1, column: 1)",
+            call.request_id,
+        )
+    if not isinstance(value, dict):
+        return r.error(
+            400,
+            "The request body could not be parsed as JSON (line: 1, column: 1)",
+            call.request_id,
+        )
+    return value
+
+
+def _deliver(
+    call: Call,
+    body: Mapping[str, Any],
+    recipients: array[int],
+    undelivered: int,
+    reply: Mapping[str, Any],
+    sent_messages: tuple[Mapping[str, str], ...] | None = None,
+) -> web.Response:
+    """Charge the quota, record the delivery, remember the retry key, answer 200."""
+    account, stats = call.account, call.runtime.stats
+    if not account.quota.allows(len(recipients)):
+        stats.quota_rejected[call.endpoint] += 1
+        return r.error(429, r.MONTHLY_LIMIT, call.request_id)
+    account.quota.usage += len(recipients)
+    stats.undelivered[call.endpoint] += undelivered
+    account.deliveries.record(
+        endpoint=call.endpoint,
+        request_id=call.request_id,
+        retry_key=call.retry_key,
+        messages=body["messages"],
+        accepted_at=call.runtime.clock.time(),
+        notification_disabled=bool(body.get("notificationDisabled", False)),
+        recipients=recipients,
+    )
+    if call.retry_key is not None:
+        account.retry_keys.remember(call.retry_key, call.request_id, sent_messages)
+    return r.ok(reply, call.request_id)
+
+
+def multicast(call: Call) -> web.Response:
+    body = _json_object(call)
+    if isinstance(body, web.Response):
+        return body
+    check = validate_multicast(body)
+    if check.errors:
+        if check.invalid_recipients and len(check.errors) == len(check.invalid_recipients):
+            # LINE names the bad entry: "The property, to[1], in the request body is invalid"
+            return r.invalid_property(
+                call.request_id, f"to[{check.invalid_recipients[0]}]", check.errors
+            )
+        return r.bad_request(call.request_id, check.errors)
+    followers = call.account.followers
+    recipients: array[int] = array("I")
+    seen: set[int] = set()
+    undelivered = 0
+    for user_id in body["to"]:
+        # Blocked users, non-friends, duplicates: LINE answers 200 but neither sends nor counts
+        # ("only messages that can actually be delivered are counted", LINE FAQ and pricing).
+        position = followers.position(user_id)
+        if position is None or position in seen or followers.is_blocked(position):
+            undelivered += 1
+            continue
+        seen.add(position)
+        recipients.append(position)
+    return _deliver(call, body, recipients, undelivered, {})
+
+
+def push(call: Call) -> web.Response:
+    body = _json_object(call)
+    if isinstance(body, web.Response):
+        return body
+    errors = validate_push(body)
+    if errors:
+        return r.bad_request(call.request_id, errors)
+    to = body["to"]
+    followers = call.account.followers
+    if not is_user_id(to):
+        if _GROUP_OR_ROOM.fullmatch(to):  # the emulator has no group chats
+            return r.error(400, r.FAILED_TO_SEND, call.request_id)
+        return r.invalid_property(call.request_id, "to", [ErrorDetail("Invalid user ID", "to")])
+    position = followers.position(to)
+    if position is None:
+        return r.error(400, r.FAILED_TO_SEND, call.request_id)  # LINE: user id doesn't exist
+    ids = call.runtime.ids
+    sent = tuple(
+        {"id": ids.message_id(), "quoteToken": ids.quote_token()}
+        if m.get("type") in _QUOTABLE
+        else {"id": ids.message_id()}
+        for m in body["messages"]
+    )
+    blocked = followers.is_blocked(position)
+    recipients: array[int] = array("I", [] if blocked else [position])
+    return _deliver(call, body, recipients, int(blocked), {"sentMessages": list(sent)}, sent)
+
+
+def broadcast(call: Call) -> web.Response:
+    body = _json_object(call)
+    if isinstance(body, web.Response):
+        return body
+    errors = validate_broadcast(body)
+    if errors:
+        return r.bad_request(call.request_id, errors)
+    recipients: array[int] = array("I", call.account.followers.following_positions())
+    return _deliver(call, body, recipients, 0, {})
+
+
+def bot_info(call: Call) -> web.Response:
+    return r.ok(call.account.bot_info(), call.request_id)
+
+
+def quota(call: Call) -> web.Response:
+    limit = call.account.quota.limit
+    body: dict[str, Any] = (
+        {"type": "none"} if limit is None else {"type": "limited", "value": limit}
+    )
+    return r.ok(body, call.request_id)
+
+
+def quota_consumption(call: Call) -> web.Response:
+    return r.ok({"totalUsage": call.account.quota.usage}, call.request_id)
+
+
+def profile(call: Call) -> web.Response:
+    user_id = call.request.match_info["userId"]
+    if not is_user_id(user_id):
+        return r.error(400, "The value for the 'userId' parameter is invalid", call.request_id)
+    followers = call.account.followers
+    if not followers.is_following(user_id):  # unknown, never followed, or blocked
+        return r.error(404, r.NOT_FOUND, call.request_id)
+    return r.ok(followers.profile(user_id).to_json(), call.request_id)
+
+
+def _continuation(channel_id: str, position: int, issued: float) -> str:
+    raw = f"{channel_id}:{position}:{int(issued)}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _parse_continuation(token: str, channel_id: str, now: float) -> int | None:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        channel, position, issued = raw.split(":")
+        start, issued_at = int(position), int(issued)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    if channel != channel_id or start < 0 or now - issued_at > CONTINUATION_TTL:
+        return None  # "The continuation token expires in 24 hours"
+    return start
+
+
+def followers(call: Call) -> web.Response:
+    account = call.account
+    if not account.tier.can_list_followers:
+        return r.error(403, r.NOT_AVAILABLE, call.request_id)
+    query = call.request.query
+    limit = FOLLOWERS_DEFAULT_LIMIT
+    if "limit" in query:
+        try:
+            limit = int(query["limit"])
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= FOLLOWERS_MAX_LIMIT:
+            detail = ErrorDetail(f"Must be between 1 and {FOLLOWERS_MAX_LIMIT}", "limit")
+            return r.error(400, "Invalid limit param", call.request_id, [detail])
+    now = call.runtime.clock.time()
+    start = 0
+    if "start" in query:
+        parsed = _parse_continuation(query["start"], account.channel_id, now)
+        if parsed is None:
+            return r.error(400, r.INVALID_START, call.request_id)
+        start = parsed
+    user_ids, next_position = account.followers.page(start, limit)
+    body: dict[str, Any] = {"userIds": user_ids}
+    if next_position is not None:
+        body["next"] = _continuation(account.channel_id, next_position, now)
+    return r.ok(body, call.request_id)

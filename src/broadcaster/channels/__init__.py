@@ -1,0 +1,70 @@
+"""The public plugin API: everything a channel plugin may import from the core.
+
+from broadcaster.channels import Channel, hookimpl, Capabilities, SendOutcome, ...
+"""
+
+from broadcaster.channels.errors import (
+    ChannelError,
+    ChannelUnavailable,
+    ContactsNotListable,
+    CredentialsInvalid,
+    WebhookRejected,
+)
+from broadcaster.channels.hookspecs import hookimpl
+from broadcaster.channels.protocol import Channel
+from broadcaster.channels.registry import ChannelRegistry, PluginError, UnknownChannelType
+from broadcaster.channels.types import (
+    AccountInfo,
+    Capabilities,
+    ChannelContact,
+    ChannelRuntime,
+    ContactPage,
+    CredentialField,
+    Eligibility,
+    InteractionEvent,
+    InteractionKind,
+    MessageKind,
+    Quota,
+    SendBatch,
+    SendOutcome,
+    SendStatus,
+)
+from broadcaster.domain.audience import Audience, InteractionWindow
+from broadcaster.domain.errors import FieldViolation
+from broadcaster.domain.messages import ImageMessage, Message, TextMessage
+from broadcaster.domain.model import AccountTier, FollowerState
+
+__all__ = [
+    "AccountInfo",
+    "AccountTier",
+    "Audience",
+    "Capabilities",
+    "Channel",
+    "ChannelContact",
+    "ChannelError",
+    "ChannelRegistry",
+    "ChannelRuntime",
+    "ChannelUnavailable",
+    "ContactPage",
+    "ContactsNotListable",
+    "CredentialField",
+    "CredentialsInvalid",
+    "Eligibility",
+    "FieldViolation",
+    "FollowerState",
+    "ImageMessage",
+    "InteractionEvent",
+    "InteractionKind",
+    "InteractionWindow",
+    "Message",
+    "MessageKind",
+    "PluginError",
+    "Quota",
+    "SendBatch",
+    "SendOutcome",
+    "SendStatus",
+    "TextMessage",
+    "UnknownChannelType",
+    "WebhookRejected",
+    "hookimpl",
+]

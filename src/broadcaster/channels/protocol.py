@@ -1,0 +1,79 @@
+"""The Channel protocol: everything the core asks of a messaging channel.
+
+A plugin registers a class (see hookspecs.broadcaster_register_channels); the core builds one
+instance per connected channel account with `from_credentials` and calls the async methods below.
+The core never imports a plugin's modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import ClassVar, Protocol, Self, runtime_checkable
+
+from broadcaster.channels.types import (
+    AccountInfo,
+    Capabilities,
+    ChannelContact,
+    ChannelRuntime,
+    ContactPage,
+    CredentialField,
+    Eligibility,
+    InteractionEvent,
+    Quota,
+    SendBatch,
+    SendOutcome,
+)
+from broadcaster.domain.audience import Audience
+from broadcaster.domain.errors import FieldViolation
+from broadcaster.domain.messages import Message
+
+
+@runtime_checkable
+class Channel(Protocol):
+    #: The channel type's name in the API (`line`): lower case, unique among installed plugins.
+    type: ClassVar[str]
+    #: Human-readable name ("LINE").
+    display_name: ClassVar[str]
+    #: Static limits of this channel type.
+    capabilities: ClassVar[Capabilities]
+    #: Credentials `from_credentials` needs; secret ones are encrypted at rest.
+    credential_fields: ClassVar[tuple[CredentialField, ...]]
+
+    @classmethod
+    def from_credentials(cls, credentials: Mapping[str, str], runtime: ChannelRuntime) -> Self:
+        """An instance for one account. Must not do I/O; `connect` verifies."""
+        ...
+
+    async def connect(self) -> AccountInfo:
+        """Verify the credentials and describe the account (and its tier). Raises
+        CredentialsInvalid when the channel refuses them, ChannelUnavailable when unreachable."""
+        ...
+
+    def check_eligibility(self, audience: Audience, account: AccountInfo) -> Eligibility:
+        """Whether this account may broadcast to `audience` at all."""
+        ...
+
+    def validate_messages(self, messages: Sequence[Message]) -> list[FieldViolation]:
+        """Violations of the channel's message rules, with paths like `messages[2].text`."""
+        ...
+
+    def sync_contacts(self, cursor: str | None) -> AsyncIterator[ContactPage]:
+        """The account's contacts, page by page, starting after `cursor` (None: from the start).
+        Raises ContactsNotListable for an account that may not list them."""
+        ...
+
+    async def fetch_profiles(self, external_ids: Sequence[str]) -> list[ChannelContact]:
+        """Profiles for the given contacts; unknown ones are left out."""
+        ...
+
+    async def quota(self) -> Quota:
+        """The message quota of the current period and how much of it is used."""
+        ...
+
+    async def send(self, batch: SendBatch) -> SendOutcome:
+        """Send one batch. Expected failures are outcomes, never exceptions."""
+        ...
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[InteractionEvent]:
+        """Authenticate a webhook request (raise WebhookRejected) and extract its events."""
+        ...

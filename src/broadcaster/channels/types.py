@@ -1,0 +1,157 @@
+"""Value types of the channel contract: what plugins receive and return.
+
+All are frozen dataclasses or enums with no behaviour beyond validation helpers, so plugins and the
+core exchange plain data.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from broadcaster.domain.messages import Message
+from broadcaster.domain.model import AccountTier, FollowerState
+
+if TYPE_CHECKING:
+    import aiohttp
+
+
+@dataclass(frozen=True, slots=True)
+class MessageKind:
+    """A kind of bubble a channel accepts and its limits (shown to callers in GetChannel)."""
+
+    kind: str  # "text" or "image"
+    limits: Mapping[str, int] = field(default_factory=dict)  # e.g. {"max_text_utf16": 5000}
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """Static limits of a channel type, published by its API."""
+
+    max_recipients_per_request: int
+    requests_per_second: float  # the channel's ceiling for the send endpoint
+    max_messages: int
+    message_kinds: tuple[MessageKind, ...]
+    # How long the channel remembers an idempotency key; a batch older than this is never
+    # retried blindly, since a retry could message people twice.
+    idempotency_window_seconds: int
+    # Ceiling for contact sync requests (follower lists, profiles).
+    sync_requests_per_second: float
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialField:
+    """One credential a channel needs at connect time. Secret ones are encrypted at rest and
+    never returned by the API nor logged."""
+
+    name: str
+    description: str
+    secret: bool = True
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    """What connecting learned about the merchant's account on the channel."""
+
+    account_id: str  # the bot's own id on the channel
+    display_name: str
+    tier: AccountTier
+    picture_uri: str = ""
+    handle: str = ""  # e.g. LINE's basic id "@123abcde"
+
+
+@dataclass(frozen=True, slots=True)
+class Eligibility:
+    eligible: bool
+    reason: str = ""  # UPPER_SNAKE, e.g. AUDIENCE_NOT_ELIGIBLE
+    message: str = ""  # what the merchant can do about it
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelContact:
+    """A contact as the channel reports it (follower list, profile)."""
+
+    external_id: str
+    display_name: str = ""
+    picture_uri: str = ""
+    follower_state: FollowerState = FollowerState.FOLLOWING
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPage:
+    """One page of a contact sync. `cursor` resumes the sync after this page; None: done."""
+
+    contacts: Sequence[ChannelContact]
+    cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """The channel's message quota for the current period."""
+
+    limited: bool
+    limit: int | None  # None when unlimited
+    used: int
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.limit is None else max(self.limit - self.used, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class SendBatch:
+    recipients: Sequence[str]  # external ids, at most max_recipients_per_request
+    messages: Sequence[Message]
+    idempotency_key: str  # a UUID, the same for every attempt of this batch
+
+
+class SendStatus(enum.Enum):
+    ACCEPTED = "accepted"
+    ALREADY_ACCEPTED = "already_accepted"  # an earlier attempt with this key got through
+    RETRY_LATER = "retry_later"  # transient: 5xx, timeout, reset, rate limit
+    INVALID_RECIPIENTS = "invalid_recipients"  # some recipients are named as invalid
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    FATAL = "fatal"  # will not succeed by retrying (bad credentials, rejected message)
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What one send attempt came to. Channels return it; they never raise for these."""
+
+    status: SendStatus
+    request_id: str = ""  # the channel's id for the accepted request
+    retry_after: float | None = None  # seconds, for RETRY_LATER
+    rate_limited: bool = False  # RETRY_LATER because the channel said "too many requests"
+    invalid_recipients: tuple[str, ...] = ()
+    detail: str = ""  # for operators; never message bodies or secrets
+
+
+class InteractionKind(enum.Enum):
+    FOLLOW = "follow"
+    UNFOLLOW = "unfollow"
+    MESSAGE = "message"
+    POSTBACK = "postback"
+    OTHER = "other"  # counts as an interaction (e.g. a reaction) but changes no state
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionEvent:
+    """One webhook event, reduced to what the core records."""
+
+    event_id: str  # the channel's id for deduplication (LINE: webhookEventId)
+    external_id: str
+    kind: InteractionKind
+    timestamp: datetime
+    is_redelivery: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRuntime:
+    """What the core lends a channel instance: the process's shared HTTP session and settings."""
+
+    http: aiohttp.ClientSession
+    env: Mapping[str, str]

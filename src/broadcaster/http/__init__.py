@@ -1,0 +1,1 @@
+"""The HTTP side: channel webhooks and health (aiohttp)."""

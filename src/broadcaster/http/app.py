@@ -1,0 +1,77 @@
+"""aiohttp application: `POST /webhooks/{type}/{channel}`, `GET /healthz`.
+
+Webhook answers: 200 once the events are committed (an empty event list is a connectivity check),
+401 for a bad or missing signature (nothing is recorded), 404 for an unknown channel, 413 for an
+oversized body, 500 when recording failed (the channel redelivers).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from broadcaster.channels import WebhookRejected
+from broadcaster.domain.errors import NotFound
+from broadcaster.services.webhooks import WebhookIngest
+from broadcaster.store.database import Database
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024  # LINE batches events; a megabyte is far above any real request
+
+
+def _json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"message": message}, status=status)
+
+
+def build_app(ingest: WebhookIngest, db: Database) -> web.Application:
+    async def webhook(request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            count = await ingest.receive(
+                request.match_info["type"], request.match_info["channel"], request.headers, body
+            )
+        except WebhookRejected as e:
+            return _json_error(401, str(e))
+        except NotFound:
+            return _json_error(404, "no such channel")
+        except Exception:
+            log.exception("webhook for channel %s not recorded", request.match_info["channel"])
+            return _json_error(500, "not recorded; please redeliver")
+        return web.json_response({"recorded": count})
+
+    async def healthz(request: web.Request) -> web.Response:
+        try:
+            await db.read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
+        except Exception:
+            return web.Response(status=503, text="database unavailable\n")
+        return web.Response(text="ok\n")
+
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_post("/webhooks/{type}/{channel}", webhook)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+@dataclass
+class RunningHttp:
+    runner: web.AppRunner
+    port: int
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_http(app: web.Application, host: str, port: int) -> RunningHttp:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    # aiohttp exposes the bound port only through the asyncio server it wraps.
+    sockets = getattr(site._server, "sockets", None)
+    assert sockets
+    bound = sockets[0].getsockname()[1]
+    log.info("HTTP listening on %s:%d", host, bound)
+    return RunningHttp(runner, int(bound))

@@ -1,0 +1,67 @@
+"""Live channel instances: built from the registry and opened credentials, shared per process.
+
+The hub owns the process's one aiohttp session (channels borrow it through ChannelRuntime) and
+caches an instance per channel for a few seconds, so webhooks and sends do not open credentials
+on every call, while a disconnect elsewhere takes effect quickly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import aiohttp
+
+from broadcaster.channels import Channel, ChannelRegistry, ChannelRuntime
+from broadcaster.domain.model import ChannelAccount
+from broadcaster.store import channels as repo
+from broadcaster.store.database import Database
+from broadcaster.store.sealing import Sealer
+
+CACHE_SECONDS = 5.0
+
+
+class ChannelHub:
+    def __init__(
+        self, registry: ChannelRegistry, sealer: Sealer, db: Database, env: Mapping[str, str]
+    ) -> None:
+        self.registry = registry
+        self.sealer = sealer
+        self._db = db
+        self._env = dict(env)
+        self._session: aiohttp.ClientSession | None = None
+        self._cache: dict[str, tuple[float, ChannelAccount, Channel]] = {}
+
+    def runtime(self) -> ChannelRuntime:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=30, connect=5, sock_read=20),
+                connector=aiohttp.TCPConnector(limit=256, limit_per_host=128, ttl_dns_cache=300),
+                raise_for_status=False,
+            )
+        return ChannelRuntime(http=self._session, env=self._env)
+
+    def build(self, channel_type: str, credentials: Mapping[str, str]) -> Channel:
+        return self.registry.get(channel_type).from_credentials(credentials, self.runtime())
+
+    async def get(self, channel_id: str) -> tuple[ChannelAccount, Channel] | None:
+        """The live channel with this id (any merchant), or None once disconnected."""
+        cached = self._cache.get(channel_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1], cached[2]
+        found = await self._db.read(repo.get_any_merchant, channel_id)
+        if found is None:
+            self._cache.pop(channel_id, None)
+            return None
+        account, sealed = found
+        instance = self.build(account.type, self.sealer.open(sealed))
+        self._cache[channel_id] = (time.monotonic() + CACHE_SECONDS, account, instance)
+        return account, instance
+
+    def forget(self, channel_id: str) -> None:
+        self._cache.pop(channel_id, None)
+
+    async def close(self) -> None:
+        self._cache.clear()
+        if self._session is not None:
+            await self._session.close()

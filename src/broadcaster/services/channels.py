@@ -1,0 +1,218 @@
+"""Channels: connect (verify with the channel, seal credentials), read, list, disconnect, quota."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from broadcaster.channels import Channel, ChannelUnavailable, CredentialsInvalid, Quota
+from broadcaster.channels.registry import UnknownChannelType
+from broadcaster.domain import rules
+from broadcaster.domain.auth import Caller
+from broadcaster.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    Violations,
+    collect,
+)
+from broadcaster.domain.ids import new_id
+from broadcaster.domain.model import ChannelAccount, ChannelState
+from broadcaster.domain.names import ChannelName, MerchantName
+from broadcaster.domain.paging import fingerprint, next_token, page_request
+from broadcaster.services.channel_hub import ChannelHub
+from broadcaster.services.context import ServiceContext
+from broadcaster.store import channels as repo
+from broadcaster.store import idempotency
+
+DEFAULT_PAGE, MAX_PAGE = 50, 1000
+MAX_CREDENTIAL = 4096
+
+
+def not_found(name: str) -> NotFound:
+    return NotFound("channel", name, reason="CHANNEL_NOT_FOUND")
+
+
+def credentials_invalid(error: CredentialsInvalid) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"The channel refused the credentials: {error}. Check them in the channel's console "
+        "and connect again.",
+        reason="CHANNEL_CREDENTIALS_INVALID",
+    )
+
+
+def unavailable(error: ChannelUnavailable) -> Unavailable:
+    return Unavailable(f"The channel's API is unreachable: {error}", reason="CHANNEL_UNAVAILABLE")
+
+
+class Channels:
+    def __init__(self, ctx: ServiceContext, hub: ChannelHub) -> None:
+        self._ctx = ctx
+        self._hub = hub
+
+    def name(self, caller: Caller, value: str, field: str = "name") -> ChannelName:
+        name = ChannelName.parse(value, field)
+        if not caller.may_act_for(name.merchant):
+            raise not_found(value)
+        return name
+
+    def _check_credentials(
+        self, v: Violations, channel_type: str, credentials: Mapping[str, str]
+    ) -> None:
+        try:
+            channel = self._hub.registry.get(channel_type)
+        except UnknownChannelType as e:
+            installed = ", ".join(e.installed) or "none"
+            what = "is required" if not channel_type else f"{channel_type[:64]!r} is not installed"
+            v.add("channel.type", f"{what}; installed channel types: {installed}")
+            return
+        declared = {f.name: f for f in channel.credential_fields}
+        for f in channel.credential_fields:
+            if f.required and not credentials.get(f.name):
+                v.add(f"channel.credentials[{f.name}]", f"is required: {f.description}")
+        for key, value in credentials.items():
+            if key not in declared:
+                v.add(
+                    f"channel.credentials[{key[:64]}]",
+                    f"is not a {channel_type} credential; expected: {', '.join(declared)}",
+                )
+            elif len(value) > MAX_CREDENTIAL:
+                v.add(f"channel.credentials[{key}]", f"must be at most {MAX_CREDENTIAL} characters")
+
+    async def create(
+        self,
+        caller: Caller,
+        parent: str,
+        channel_type: str,
+        credentials: Mapping[str, str],
+        request_id: str,
+    ) -> ChannelAccount:
+        v = Violations()
+        merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
+        self._check_credentials(v, channel_type, credentials)
+        rules.check_request_id(v, request_id)
+        v.raise_if_any()
+        assert merchant is not None
+        caller.require(merchant.merchant)
+        m = merchant.merchant
+
+        if request_id:
+            earlier = await self._ctx.db.read(idempotency.recall, m, "CreateChannel", request_id)
+            if earlier is not None:
+                return await self.get(caller, earlier)
+
+        instance = self._hub.build(channel_type, credentials)
+        try:
+            account = await instance.connect()
+        except CredentialsInvalid as e:
+            raise credentials_invalid(e) from None
+        except ChannelUnavailable as e:
+            raise unavailable(e) from None
+        sealed = self._hub.sealer.seal(credentials)
+
+        def tx(conn: Connection) -> ChannelAccount:
+            if request_id:
+                earlier = idempotency.recall(conn, m, "CreateChannel", request_id)
+                if earlier is not None:
+                    found = repo.get(conn, m, ChannelName.parse(earlier).channel)
+                    if found is None:
+                        raise not_found(earlier)
+                    return found
+            existing = repo.find_live_account(conn, m, channel_type, account.account_id)
+            if existing is not None:
+                raise AlreadyExists(
+                    f"This {channel_type} account is already connected as "
+                    f"{ChannelName(m, existing.id)}.",
+                    reason="CHANNEL_ALREADY_CONNECTED",
+                    channel=str(ChannelName(m, existing.id)),
+                )
+            now = self._ctx.now_us()
+            details = (
+                account.tier,
+                account.account_id,
+                account.display_name,
+                account.handle,
+                account.picture_uri,
+            )
+            made = repo.create(conn, m, new_id(), channel_type, details, sealed, now)
+            if request_id:
+                name = str(ChannelName(m, made.id))
+                idempotency.remember(conn, m, "CreateChannel", request_id, name, now)
+            return made
+
+        try:
+            return await self._ctx.db.write(tx)
+        except IntegrityError:
+            # A concurrent connect of the same account or request id won the race.
+            return await self._ctx.db.write(tx)
+
+    async def get(self, caller: Caller, name: str) -> ChannelAccount:
+        n = self.name(caller, name)
+        found = await self._ctx.db.read(repo.get, n.merchant, n.channel)
+        if found is None:
+            raise not_found(name)
+        return found
+
+    async def list_page(
+        self, caller: Caller, parent: str, page_size: int, page_token: str
+    ) -> tuple[list[ChannelAccount], str]:
+        v = Violations()
+        merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
+        query = fingerprint("channels", parent)
+        page = collect(
+            v,
+            lambda: page_request(
+                page_size, page_token, query, default=DEFAULT_PAGE, maximum=MAX_PAGE
+            ),
+        )
+        v.raise_if_any()
+        assert merchant is not None and page is not None
+        caller.require(merchant.merchant)
+        found = await self._ctx.db.read(repo.list_page, merchant.merchant, page)
+        return found[: page.size], next_token([c.id for c in found], page, query)
+
+    async def delete(self, caller: Caller, name: str) -> None:
+        n = self.name(caller, name)
+        if not await self._ctx.db.write(repo.disconnect, n.merchant, n.channel, self._ctx.now_us()):
+            raise not_found(name)
+        self._hub.forget(n.channel)
+
+    async def live(
+        self, caller: Caller, name: str, field: str = "name"
+    ) -> tuple[ChannelAccount, Channel]:
+        """The connected channel and its instance, for calls that talk to the channel."""
+        n = self.name(caller, name, field)
+        found = await self._hub.get(n.channel)
+        if found is None or found[0].merchant != n.merchant:
+            raise not_found(name)
+        return found
+
+    async def quota(self, caller: Caller, quota_name: str) -> tuple[ChannelName, Quota]:
+        if not quota_name.endswith("/quota"):
+            raise InvalidArgument(
+                [FieldViolation("name", "must look like 'merchants/{m}/channels/{c}/quota'")]
+            )
+        channel_name = quota_name.removesuffix("/quota")
+        account, instance = await self.live(caller, channel_name)
+        try:
+            return ChannelName.parse(channel_name), await instance.quota()
+        except CredentialsInvalid as e:
+            await self.mark_credentials_invalid(account)
+            raise credentials_invalid(e) from None
+        except ChannelUnavailable as e:
+            raise unavailable(e) from None
+
+    async def mark_credentials_invalid(self, account: ChannelAccount) -> None:
+        await self._ctx.db.write(
+            repo.set_tier_and_state,
+            account.id,
+            None,
+            ChannelState.CREDENTIALS_INVALID,
+            self._ctx.now_us(),
+        )
+        self._hub.forget(account.id)

@@ -1,0 +1,134 @@
+"""Webhook ingestion: authenticate with the channel, then record events with group commit.
+
+Requests wait for their events to be committed (so a crash never loses an acknowledged event),
+but concurrent requests share one transaction: a single writer takes everything queued and
+writes it at once. Redelivered events (same event id) change nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from broadcaster.channels import InteractionEvent, InteractionKind
+from broadcaster.domain.errors import NotFound
+from broadcaster.domain.model import ChannelAccount, FollowerState
+from broadcaster.services.channel_hub import ChannelHub
+from broadcaster.services.context import ServiceContext
+from broadcaster.store import channel_contacts, webhook_events
+from broadcaster.store.channel_contacts import ContactNews
+from broadcaster.store.clock import to_us
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_EVENTS = 5000
+_STATE = {
+    InteractionKind.FOLLOW: FollowerState.FOLLOWING,
+    InteractionKind.UNFOLLOW: FollowerState.BLOCKED,
+}
+
+
+@dataclass
+class _Pending:
+    account: ChannelAccount
+    events: Sequence[InteractionEvent]
+    done: asyncio.Future[int]
+
+
+def summarize(events: Sequence[InteractionEvent]) -> list[ContactNews]:
+    """Fold a channel's new events into one piece of news per contact."""
+    by_contact: dict[str, list[InteractionEvent]] = defaultdict(list)
+    for e in events:
+        by_contact[e.external_id].append(e)
+    news = []
+    for external_id, items in by_contact.items():
+        interactions = [to_us(e.timestamp) for e in items if e.kind != InteractionKind.UNFOLLOW]
+        changes = [e for e in items if e.kind in _STATE]
+        latest = max(changes, key=lambda e: e.timestamp, default=None)
+        news.append(
+            ContactNews(
+                external_id=external_id,
+                last_interaction=max(interactions, default=None),
+                follower_state=_STATE[latest.kind] if latest else FollowerState.UNKNOWN,
+                state_time=to_us(latest.timestamp) if latest else 0,
+                messaged=any(e.kind == InteractionKind.MESSAGE for e in items),
+            )
+        )
+    return news
+
+
+class WebhookIngest:
+    def __init__(self, ctx: ServiceContext, hub: ChannelHub) -> None:
+        self._ctx = ctx
+        self._hub = hub
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    async def receive(
+        self, channel_type: str, channel_id: str, headers: Mapping[str, str], body: bytes
+    ) -> int:
+        """Authenticate and record one webhook request; returns how many events it carried.
+
+        Raises NotFound for an unknown channel, WebhookRejected for a bad signature."""
+        found = await self._hub.get(channel_id)
+        if found is None or found[0].type != channel_type:
+            raise NotFound("channel", channel_id, reason="CHANNEL_NOT_FOUND")
+        account, instance = found
+        events = instance.parse_webhook(headers, body)
+        if not events:
+            return 0  # a connectivity check
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name="webhook-writer")
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(account, events, done))
+        await done
+        return len(events)
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            size = len(batch[0].events)
+            while size < MAX_BATCH_EVENTS and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                size += len(batch[-1].events)
+            try:
+                await self._ctx.db.write(self._record, batch, self._ctx.now_us())
+            except Exception as e:  # the channel redelivers what we did not acknowledge
+                log.exception("could not record %d webhook events", size)
+                for p in batch:
+                    if not p.done.done():
+                        p.done.set_exception(e)
+                continue
+            for p in batch:
+                if not p.done.done():
+                    p.done.set_result(len(p.events))
+
+    @staticmethod
+    def _record(conn: Connection, batch: list[_Pending], now: int) -> None:
+        by_channel: dict[str, tuple[ChannelAccount, list[InteractionEvent]]] = {}
+        for p in batch:
+            by_channel.setdefault(p.account.id, (p.account, []))[1].extend(p.events)
+        for channel_id, (account, events) in by_channel.items():
+            fresh = webhook_events.claim_new(conn, channel_id, [e.event_id for e in events], now)
+            seen: set[str] = set()
+            new_events = []
+            for e in events:
+                if e.event_id in fresh and e.event_id not in seen:
+                    seen.add(e.event_id)
+                    new_events.append(e)
+            if new_events:
+                channel_contacts.record_news(
+                    conn, account.merchant, channel_id, summarize(new_events), now
+                )
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer

@@ -1,0 +1,145 @@
+"""Connected channel accounts and their sealed credentials."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Row, insert, select, update
+
+from broadcaster.domain.model import AccountTier, ChannelAccount, ChannelState
+from broadcaster.domain.paging import Page
+from broadcaster.store import syncs
+from broadcaster.store.clock import from_us
+from broadcaster.store.tables import channels as t
+from broadcaster.store.tables import contacts, webhook_events
+
+_LIVE = t.c.delete_time.is_(None)
+
+
+def _channel(row: Row[tuple[object, ...]], conn: Connection | None = None) -> ChannelAccount:
+    m = row._mapping
+    return ChannelAccount(
+        merchant=m["merchant_id"],
+        id=m["id"],
+        type=m["type"],
+        state=ChannelState(m["state"]),
+        tier=AccountTier(m["tier"]),
+        account_id=m["account_id"],
+        display_name=m["display_name"],
+        handle=m["handle"],
+        picture_uri=m["picture_uri"],
+        create_time=from_us(m["create_time"]),
+        update_time=from_us(m["update_time"]),
+        last_sync=None if conn is None else syncs.latest(conn, m["id"]),
+    )
+
+
+def create(
+    conn: Connection,
+    merchant: str,
+    channel_id: str,
+    channel_type: str,
+    account: tuple[AccountTier, str, str, str, str],
+    sealed: str,
+    now: int,
+) -> ChannelAccount:
+    tier, account_id, display_name, handle, picture_uri = account
+    conn.execute(
+        insert(t).values(
+            id=channel_id,
+            merchant_id=merchant,
+            type=channel_type,
+            state=int(ChannelState.CONNECTED),
+            tier=int(tier),
+            account_id=account_id,
+            display_name=display_name,
+            handle=handle,
+            picture_uri=picture_uri,
+            sealed_credentials=sealed,
+            create_time=now,
+            update_time=now,
+        )
+    )
+    found = get(conn, merchant, channel_id)
+    assert found is not None
+    return found
+
+
+def find_live_account(
+    conn: Connection, merchant: str, channel_type: str, account_id: str
+) -> ChannelAccount | None:
+    row = conn.execute(
+        select(t).where(
+            t.c.merchant_id == merchant,
+            t.c.type == channel_type,
+            t.c.account_id == account_id,
+            _LIVE,
+        )
+    ).first()
+    return None if row is None else _channel(row, conn)
+
+
+def get(conn: Connection, merchant: str, channel_id: str) -> ChannelAccount | None:
+    row = conn.execute(
+        select(t).where(t.c.merchant_id == merchant, t.c.id == channel_id, _LIVE)
+    ).first()
+    return None if row is None else _channel(row, conn)
+
+
+def get_any_merchant(conn: Connection, channel_id: str) -> tuple[ChannelAccount, str] | None:
+    """A live channel and its sealed credentials by id alone (webhooks carry no merchant)."""
+    row = conn.execute(select(t).where(t.c.id == channel_id, _LIVE)).first()
+    if row is None or row._mapping["sealed_credentials"] is None:
+        return None
+    return _channel(row), row._mapping["sealed_credentials"]
+
+
+def sealed_credentials(conn: Connection, channel_id: str) -> str | None:
+    return conn.execute(
+        select(t.c.sealed_credentials).where(t.c.id == channel_id, _LIVE)
+    ).scalar_one_or_none()
+
+
+def list_page(conn: Connection, merchant: str, page: Page) -> list[ChannelAccount]:
+    query = select(t).where(t.c.merchant_id == merchant, _LIVE)
+    if page.after is not None:
+        query = query.where(t.c.id < page.after)
+    rows = conn.execute(query.order_by(t.c.id.desc()).limit(page.size + 1)).all()
+    return [_channel(r, conn) for r in rows]
+
+
+def set_tier_and_state(
+    conn: Connection, channel_id: str, tier: AccountTier | None, state: ChannelState, now: int
+) -> None:
+    values: dict[str, int] = {"state": int(state), "update_time": now}
+    if tier is not None:
+        values["tier"] = int(tier)
+    conn.execute(update(t).where(t.c.id == channel_id, _LIVE).values(**values))
+
+
+def disconnect(conn: Connection, merchant: str, channel_id: str, now: int) -> bool:
+    """Destroy the credentials and forget the channel's contacts and webhook ids."""
+    done = conn.execute(
+        update(t)
+        .where(t.c.merchant_id == merchant, t.c.id == channel_id, _LIVE)
+        .values(sealed_credentials=None, delete_time=now, update_time=now)
+    )
+    if done.rowcount == 0:
+        return False
+    conn.execute(
+        contacts.delete().where(
+            contacts.c.merchant_id == merchant, contacts.c.channel_id == channel_id
+        )
+    )
+    conn.execute(webhook_events.delete().where(webhook_events.c.channel_id == channel_id))
+    syncs.stop_running(
+        conn, channel_id, "CHANNEL_DISCONNECTED", "the channel was disconnected", now
+    )
+    return True
+
+
+def exists(conn: Connection, merchant: str, channel_id: str) -> bool:
+    return (
+        conn.execute(
+            select(t.c.id).where(t.c.merchant_id == merchant, t.c.id == channel_id, _LIVE)
+        ).first()
+        is not None
+    )

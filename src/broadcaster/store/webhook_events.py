@@ -1,0 +1,23 @@
+"""Webhook event ids: which of a batch are new (the rest are redeliveries)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, text
+
+from broadcaster.store import bulk
+
+
+def claim_new(conn: Connection, channel: str, event_ids: Sequence[str], now: int) -> set[str]:
+    """Record the ids; returns those not recorded before, in one statement."""
+    into, ignore = bulk.insert_ignore(conn)
+    rows = conn.execute(
+        text(
+            f"{into} webhook_events (channel_id, event_id, receive_time) "
+            f"SELECT DISTINCT :ch, {bulk.json_scalar_text(conn)}, :now "
+            f"FROM {bulk.json_table(conn, 'ids')} WHERE true {ignore} RETURNING event_id"
+        ),
+        {"ch": channel, "now": now, "ids": bulk.json_param(list(event_ids))},
+    )
+    return {r[0] for r in rows}
