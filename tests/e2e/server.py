@@ -56,6 +56,8 @@ def start(
         "BROADCASTER_GRPC_LISTEN": "127.0.0.1:0",
         "BROADCASTER_HTTP_LISTEN": "127.0.0.1:0",
         "BROADCASTER_SECRET_KEY": SECRET_KEY,
+        # Only the test channel: tests never pick up plugins installed on the machine.
+        "BROADCASTER_PLUGINS": "",
         "BROADCASTER_PLUGIN_MODULES": "tests.fakechannel",
         **(extra_env or {}),
     }
