@@ -91,6 +91,7 @@ def contact_sync(run: ContactSyncRun) -> channel_pb.ContactSync:
         start_time=timestamp(run.start_time),
         error_reason=run.error_reason,
         message=run.message,
+        followers_complete=run.phase >= 2,
     )
     if run.end_time is not None:
         out.end_time.CopyFrom(timestamp(run.end_time))

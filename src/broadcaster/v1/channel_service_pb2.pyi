@@ -308,6 +308,7 @@ class ContactSync(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     ERROR_REASON_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    FOLLOWERS_COMPLETE_FIELD_NUMBER: _builtins.int
     state: Global___ContactSync.State.ValueType
     """Where the sync is."""
     contacts_synced: _builtins.int
@@ -322,6 +323,10 @@ class ContactSync(_message.Message):
     """For FAILED: a stable reason (for example `CHANNEL_CREDENTIALS_INVALID`)."""
     message: _builtins.str
     """Human-readable explanation for FAILED and SKIPPED."""
+    followers_complete: _builtins.bool
+    """Whether the channel's whole follower list has been read: every follower is a contact
+    (and can be broadcast to) from then on, while their profiles are still being fetched.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """When the sync started."""
@@ -342,10 +347,11 @@ class ContactSync(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         error_reason: _builtins.str = ...,
         message: _builtins.str = ...,
+        followers_complete: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contacts_created", b"contacts_created", "contacts_synced", b"contacts_synced", "contacts_unfollowed", b"contacts_unfollowed", "end_time", b"end_time", "error_reason", b"error_reason", "message", b"message", "profiles_fetched", b"profiles_fetched", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contacts_created", b"contacts_created", "contacts_synced", b"contacts_synced", "contacts_unfollowed", b"contacts_unfollowed", "end_time", b"end_time", "error_reason", b"error_reason", "followers_complete", b"followers_complete", "message", b"message", "profiles_fetched", b"profiles_fetched", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
