@@ -14,6 +14,7 @@ from broadcaster.api.server import RunningServer, Services, start_server
 from broadcaster.channels.manager import PluginManager
 from broadcaster.config import Config
 from broadcaster.http.app import RunningHttp, build_app, start_http
+from broadcaster.services.broadcasts import Broadcasts
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import Channels
 from broadcaster.services.contact_sync import ContactSyncer
@@ -81,6 +82,7 @@ class App:
             contacts=Contacts(ctx),
             channels=channels,
             contact_sync=ContactSyncer(ctx, hub, channels),
+            broadcasts=Broadcasts(ctx, hub),
             registry=registry,
         )
         return cls(config, db, services, hub, WebhookIngest(ctx, hub))

@@ -14,7 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broadcaster.api.server import SERVICE_NAMES
-from broadcaster.v1 import channel_service_pb2, contact_service_pb2, customer_group_service_pb2
+from broadcaster.v1 import (
+    broadcast_service_pb2,
+    channel_service_pb2,
+    contact_service_pb2,
+    customer_group_service_pb2,
+)
 from tests.e2e.server import ADMIN, auth, failure
 
 # Text that is sometimes a well-formed resource name, so the fuzz gets past parsing too.
@@ -33,6 +38,7 @@ _names = st.sampled_from(
         "account",
         "tier",
         "merchants/m-fuzz/channels/line/quota",
+        "merchants/m-fuzz/broadcasts/01m89dj9r8q1y8bghvhveac0sb",
     ]
 )
 # Long values built cheaply, so the fuzz reaches every length limit without huge draws.
@@ -105,7 +111,12 @@ def _message(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[Messag
 def _methods() -> list[tuple[str, Any]]:
     found = []
     served = set()
-    for module in (channel_service_pb2, customer_group_service_pb2, contact_service_pb2):
+    for module in (
+        broadcast_service_pb2,
+        channel_service_pb2,
+        customer_group_service_pb2,
+        contact_service_pb2,
+    ):
         for service in module.DESCRIPTOR.services_by_name.values():
             assert service.full_name in SERVICE_NAMES
             served.add(service.full_name)

@@ -8,6 +8,7 @@ import grpc
 
 from broadcaster.api import convert
 from broadcaster.api.guard import caller
+from broadcaster.api.timestamps import EPOCH, optional_datetime
 from broadcaster.domain.errors import Violations, collect
 from broadcaster.domain.model import ContactFilter, ContactImport
 from broadcaster.services.contacts import Contacts
@@ -22,9 +23,9 @@ def _import(v: Violations, i: int, c: pb.Contact) -> ContactImport | None:
     state = collect(v, lambda: convert.follower_state(c.follower_state, f"{f}.follower_state"))
     last = collect(
         v,
-        lambda: convert.optional_datetime(c, "last_interaction_time", f"{f}.last_interaction_time"),
+        lambda: optional_datetime(c, "last_interaction_time", f"{f}.last_interaction_time"),
     )
-    observed = collect(v, lambda: convert.optional_datetime(c, "observe_time", f"{f}.observe_time"))
+    observed = collect(v, lambda: optional_datetime(c, "observe_time", f"{f}.observe_time"))
     if state is None:
         return None
     return ContactImport(
@@ -35,7 +36,7 @@ def _import(v: Violations, i: int, c: pb.Contact) -> ContactImport | None:
         last_interaction_time=last,
         opted_out=c.opted_out,
         customer_id=c.customer_id or None,
-        observe_time=observed or convert.EPOCH,
+        observe_time=observed or EPOCH,
     )
 
 
@@ -49,7 +50,7 @@ class ContactServicer(pb_grpc.ContactServiceServicer):
         where = ContactFilter(
             opted_out=request.opted_out if request.HasField("opted_out") else None,
             customer_id=request.customer_id or None,
-            last_interaction_after=convert.optional_datetime(
+            last_interaction_after=optional_datetime(
                 request, "last_interaction_after", "last_interaction_after"
             ),
         )

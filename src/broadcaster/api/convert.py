@@ -1,12 +1,8 @@
-"""Between protobuf messages and domain values. Timestamps from callers are range-checked here,
-so an absurd value is a field violation, not an overflow deep inside."""
+"""Between protobuf messages and domain values (channels, contacts, groups)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
-
+from broadcaster.api.timestamps import timestamp
 from broadcaster.channels import Capabilities, Quota
 from broadcaster.domain.errors import FieldViolation, InvalidArgument
 from broadcaster.domain.model import (
@@ -20,28 +16,6 @@ from broadcaster.domain.names import ChannelName, ContactName, CustomerGroupName
 from broadcaster.v1 import channel_service_pb2 as channel_pb
 from broadcaster.v1 import contact_service_pb2 as contact_pb
 from broadcaster.v1 import customer_group_service_pb2 as group_pb
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# RFC 3339 range (what google.protobuf.Timestamp allows): 0001-01-01 to 9999-12-31.
-_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
-
-
-def timestamp(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
-def to_datetime(ts: Timestamp, field: str) -> datetime:
-    if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS) or not (0 <= ts.nanos < 1_000_000_000):
-        raise InvalidArgument([FieldViolation(field, "is not a valid timestamp")])
-    return ts.ToDatetime(tzinfo=UTC)
-
-
-def optional_datetime(message: object, name: str, field: str) -> datetime | None:
-    if not message.HasField(name):  # type: ignore[attr-defined]
-        return None
-    return to_datetime(getattr(message, name), field)
 
 
 def follower_state(value: int, field: str) -> FollowerState:

@@ -11,16 +11,24 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from broadcaster.api.auth import ConfigError, TokenTable
+from broadcaster.api.broadcasts import BroadcastServicer
 from broadcaster.api.channels import ChannelServicer
 from broadcaster.api.contacts import ContactServicer
 from broadcaster.api.customer_groups import CustomerGroupServicer
 from broadcaster.api.guard import CallGuard
 from broadcaster.channels import ChannelRegistry
+from broadcaster.services.broadcasts import Broadcasts
 from broadcaster.services.channels import Channels
 from broadcaster.services.contact_sync import ContactSyncer
 from broadcaster.services.contacts import Contacts
 from broadcaster.services.customer_groups import CustomerGroups
-from broadcaster.v1 import channel_service_pb2, contact_service_pb2, customer_group_service_pb2
+from broadcaster.v1 import (
+    broadcast_service_pb2,
+    channel_service_pb2,
+    contact_service_pb2,
+    customer_group_service_pb2,
+)
+from broadcaster.v1 import broadcast_service_pb2_grpc as broadcast_grpc
 from broadcaster.v1 import channel_service_pb2_grpc as channel_grpc
 from broadcaster.v1 import contact_service_pb2_grpc as contact_grpc
 from broadcaster.v1 import customer_group_service_pb2_grpc as group_grpc
@@ -28,6 +36,7 @@ from broadcaster.v1 import customer_group_service_pb2_grpc as group_grpc
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
+    broadcast_service_pb2.DESCRIPTOR.services_by_name["BroadcastService"].full_name,
     channel_service_pb2.DESCRIPTOR.services_by_name["ChannelService"].full_name,
     customer_group_service_pb2.DESCRIPTOR.services_by_name["CustomerGroupService"].full_name,
     contact_service_pb2.DESCRIPTOR.services_by_name["ContactService"].full_name,
@@ -41,6 +50,7 @@ class Services:
     contacts: Contacts
     channels: Channels
     contact_sync: ContactSyncer
+    broadcasts: Broadcasts
     registry: ChannelRegistry
 
 
@@ -91,6 +101,9 @@ async def start_server(
     contact_grpc.add_ContactServiceServicer_to_server(ContactServicer(services.contacts), server)
     channel_grpc.add_ChannelServiceServicer_to_server(
         ChannelServicer(services.channels, services.contact_sync, services.registry), server
+    )
+    broadcast_grpc.add_BroadcastServiceServicer_to_server(
+        BroadcastServicer(services.broadcasts), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -87,3 +87,20 @@ class ContactName:
 
     def __str__(self) -> str:
         return f"merchants/{self.merchant}/channels/{self.channel}/contacts/{self.contact}"
+
+
+_BROADCAST = re.compile(rf"merchants/({_ID})/broadcasts/({_ID})")
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastName:
+    merchant: str
+    broadcast: str
+
+    @classmethod
+    def parse(cls, value: str, field: str = "name") -> BroadcastName:
+        shape = "merchants/{merchant}/broadcasts/{broadcast}"
+        return cls(*_match(_BROADCAST, value, field, shape).groups())
+
+    def __str__(self) -> str:
+        return f"merchants/{self.merchant}/broadcasts/{self.broadcast}"

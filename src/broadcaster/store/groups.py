@@ -10,6 +10,7 @@ from broadcaster.store import bulk
 from broadcaster.store.clock import from_us
 from broadcaster.store.tables import customer_group_members as members
 from broadcaster.store.tables import customer_groups as groups
+from broadcaster.store.tables import group_contacts
 
 
 def _group(row: Row[tuple[object, ...]]) -> CustomerGroup:
@@ -75,6 +76,7 @@ def delete_group(conn: Connection, merchant: str, group_id: str) -> bool:
     if gone.rowcount == 0:
         return False
     conn.execute(delete(members).where(members.c.group_id == group_id))
+    conn.execute(delete(group_contacts).where(group_contacts.c.group_id == group_id))
     return True
 
 
@@ -99,6 +101,16 @@ def add_members(conn: Connection, group: CustomerGroup, customer_ids: list[str],
         ),
         {"group_id": group.id, "ids": bulk.json_param(customer_ids)},
     )
+    conn.execute(
+        text(
+            f"{into} group_contacts (group_id, contact_id, channel_id, last_interaction_time,"
+            " opted_out, follower_state) SELECT :group_id, c.id, c.channel_id,"
+            " c.last_interaction_time, c.opted_out, c.follower_state FROM contacts c"
+            " WHERE c.merchant_id = :merchant AND c.customer_id IN"
+            f" (SELECT {bulk.json_scalar_text(conn)} FROM {bulk.json_table(conn, 'ids')}) {ignore}"
+        ),
+        {"group_id": group.id, "merchant": group.merchant, "ids": bulk.json_param(customer_ids)},
+    )
     return _recount(conn, group.id, now)
 
 
@@ -112,5 +124,13 @@ def remove_members(
             f"(SELECT {bulk.json_scalar_text(conn)} FROM {bulk.json_table(conn, 'ids')})"
         ),
         {"group_id": group.id, "ids": bulk.json_param(customer_ids)},
+    )
+    conn.execute(
+        text(
+            "DELETE FROM group_contacts WHERE group_id = :group_id AND contact_id IN"
+            " (SELECT c.id FROM contacts c WHERE c.merchant_id = :merchant AND c.customer_id IN"
+            f" (SELECT {bulk.json_scalar_text(conn)} FROM {bulk.json_table(conn, 'ids')}))"
+        ),
+        {"group_id": group.id, "merchant": group.merchant, "ids": bulk.json_param(customer_ids)},
     )
     return _recount(conn, group.id, now)

@@ -40,6 +40,7 @@ class CustomerGroupRow(SQLModel, table=True):
 
 class CustomerGroupMemberRow(SQLModel, table=True):
     __tablename__ = "customer_group_members"
+    __table_args__ = (Index("ix_customer_group_members_customer", "customer_id", "group_id"),)
 
     group_id: str = Field(primary_key=True, max_length=32)
     customer_id: str = Field(primary_key=True, max_length=128)
@@ -50,7 +51,41 @@ class ContactRow(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("merchant_id", "channel_id", "external_id", name="uq_contacts_external"),
         Index("ix_contacts_channel_id", "merchant_id", "channel_id", "id"),
-        Index("ix_contacts_customer", "merchant_id", "channel_id", "customer_id"),
+        # Audience counts read only these indexes (covering): by window, and by group member.
+        Index("ix_contacts_merchant_customer", "merchant_id", "customer_id"),
+        # Exclusions are small: they get their own ranges rather than a pass over everyone.
+        Index(
+            "ix_contacts_opted_out",
+            "merchant_id",
+            "channel_id",
+            "opted_out",
+            "last_interaction_time",
+        ),
+        Index(
+            "ix_contacts_state",
+            "merchant_id",
+            "channel_id",
+            "follower_state",
+            "opted_out",
+            "last_interaction_time",
+        ),
+        Index(
+            "ix_contacts_audience",
+            "merchant_id",
+            "channel_id",
+            "last_interaction_time",
+            "opted_out",
+            "follower_state",
+        ),
+        Index(
+            "ix_contacts_customer",
+            "merchant_id",
+            "channel_id",
+            "customer_id",
+            "last_interaction_time",
+            "opted_out",
+            "follower_state",
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -177,3 +212,71 @@ class WebhookEventRow(SQLModel, table=True):
 channels = ChannelRow.__table__  # type: ignore[attr-defined]
 contact_syncs = ContactSyncRow.__table__  # type: ignore[attr-defined]
 webhook_events = WebhookEventRow.__table__  # type: ignore[attr-defined]
+
+
+class BroadcastRow(SQLModel, table=True):
+    __tablename__ = "broadcasts"
+    __table_args__ = (
+        Index("ix_broadcasts_merchant_id", "merchant_id", "id"),
+        Index("ix_broadcasts_merchant_state", "merchant_id", "state", "id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    merchant_id: str = Field(max_length=64)
+    channel_id: str = Field(max_length=32)
+    display_name: str = Field(max_length=256)
+    display_name_folded: str = Field(max_length=1024)
+    state: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    # Audience: Audience.InteractionWindow's number, and at most one customer group.
+    interaction_window: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    customer_group_id: str | None = Field(default=None, max_length=32)
+    group_name: str = Field(default="", max_length=256)
+    # The bubbles as JSON: [{"text": "..."} | {"image": ["original", "preview"]}].
+    messages: str = Field(sa_column=Column(Text, nullable=False))
+    total: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    sent: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    failed: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    excluded: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    send_estimate: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    failure_reason: str = Field(default="", max_length=64)
+    copied_from: str = Field(default="", max_length=32)
+    create_time: int = Field(sa_column=_time())
+    update_time: int = Field(sa_column=_time())
+    send_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+    complete_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+
+
+broadcasts = BroadcastRow.__table__  # type: ignore[attr-defined]
+
+
+class GroupContactRow(SQLModel, table=True):
+    """Contacts linked to a customer group's members, with the columns audience counts read.
+
+    A derived table, so an estimate with a group reads one index range instead of joining every
+    member to the contacts. Triggers on `contacts` keep it current when a contact changes;
+    membership changes update it in the same statement batch (store.groups). Sending snapshots
+    recipients from the authoritative join, never from here.
+    """
+
+    __tablename__ = "group_contacts"
+    __table_args__ = (
+        Index(
+            "ix_group_contacts_audience",
+            "group_id",
+            "channel_id",
+            "last_interaction_time",
+            "opted_out",
+            "follower_state",
+        ),
+        Index("ix_group_contacts_contact", "contact_id"),
+    )
+
+    group_id: str = Field(primary_key=True, max_length=32)
+    contact_id: str = Field(primary_key=True, max_length=32)
+    channel_id: str = Field(max_length=32)
+    last_interaction_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+    opted_out: bool = False
+    follower_state: int = Field(sa_column=Column(SmallInteger, nullable=False))
+
+
+group_contacts = GroupContactRow.__table__  # type: ignore[attr-defined]

@@ -1,0 +1,166 @@
+"""A thin async client for the few LINE Messaging API endpoints the channel uses.
+
+It borrows the process's shared `aiohttp.ClientSession` (never opens or closes one), adds the
+bearer token, and turns every answer into a `LineReply`: status, the parsed JSON body, LINE's
+request ids and `Retry-After`. It does not decide what a status means; the callers do. Network
+failures (`aiohttp.ClientError`, `TimeoutError`, `OSError`) propagate to them as well.
+
+Nothing here logs: the token and message bodies must never reach a log line.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+DEFAULT_API_BASE = "https://api.line.me"
+REQUEST_ID = "x-line-request-id"
+ACCEPTED_REQUEST_ID = "x-line-accepted-request-id"
+RETRY_KEY = "X-Line-Retry-Key"
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True, slots=True)
+class LineError:
+    """LINE's error body: `{"message": ..., "details": [{"message", "property"}]}`."""
+
+    message: str = ""
+    details: tuple[tuple[str, str], ...] = ()  # (property, message) pairs
+
+    @classmethod
+    def from_body(cls, body: Any) -> LineError:
+        if not isinstance(body, dict):
+            return cls()
+        message = body.get("message")
+        details: list[tuple[str, str]] = []
+        raw = body.get("details")
+        if isinstance(raw, list):
+            for item in raw:
+                if isinstance(item, dict):
+                    prop, text = item.get("property"), item.get("message")
+                    details.append((_str(prop), _str(text)))
+        return cls(_str(message), tuple(details))
+
+    @property
+    def properties(self) -> tuple[str, ...]:
+        return tuple(prop for prop, _ in self.details if prop)
+
+    def describe(self) -> str:
+        """One line for operators: LINE's message and each detail (never request bodies)."""
+        parts = [self.message or "no message"]
+        parts.extend(f"{prop or '?'}: {text or '?'}" for prop, text in self.details)
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class LineReply:
+    """One answer of the Messaging API."""
+
+    status: int
+    body: Any  # parsed JSON, or None when the body was empty or not JSON
+    request_id: str = ""
+    accepted_request_id: str = ""
+    retry_after: float | None = None  # seconds, from a Retry-After header
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def error(self) -> LineError:
+        return LineError.from_body(self.body)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class LineClient:
+    """Calls one channel's endpoints with its channel access token."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, access_token: str, base_url: str = DEFAULT_API_BASE
+    ) -> None:
+        self._session = session
+        self._base = URL(base_url.rstrip("/") or DEFAULT_API_BASE)
+        self._auth = {"Authorization": f"Bearer {access_token}"}
+        self._json_auth = {**self._auth, "Content-Type": "application/json"}
+        self._bot_info = self._base / "v2/bot/info"
+        self._followers = self._base / "v2/bot/followers/ids"
+        self._quota = self._base / "v2/bot/message/quota"
+        self._consumption = self._base / "v2/bot/message/quota/consumption"
+        self._multicast = self._base / "v2/bot/message/multicast"
+
+    def __repr__(self) -> str:  # never show the token
+        return f"LineClient({str(self._base)!r})"
+
+    async def bot_info(self) -> LineReply:
+        return await self._get(self._bot_info)
+
+    async def followers_ids(self, *, limit: int, start: str | None = None) -> LineReply:
+        query = {"limit": str(limit)}
+        if start is not None:
+            query["start"] = start
+        return await self._get(self._followers.with_query(query))
+
+    async def profile(self, user_id: str) -> LineReply:
+        path = f"{self._base.path.rstrip('/')}/v2/bot/profile/{quote(user_id, safe='')}"
+        return await self._get(self._base.with_path(path, encoded=True))
+
+    async def quota(self) -> LineReply:
+        return await self._get(self._quota)
+
+    async def quota_consumption(self) -> LineReply:
+        return await self._get(self._consumption)
+
+    async def multicast(self, body: bytes, retry_key: str) -> LineReply:
+        """POST an already serialised multicast body; `retry_key` is a UUID."""
+        headers = {**self._json_auth, RETRY_KEY: retry_key}
+        async with self._session.post(self._multicast, data=body, headers=headers) as resp:
+            return await _reply(resp)
+
+    async def _get(self, url: URL) -> LineReply:
+        async with self._session.get(url, headers=self._auth) as resp:
+            return await _reply(resp)
+
+
+async def _reply(resp: aiohttp.ClientResponse) -> LineReply:
+    raw = await resp.read()  # read it all so the connection goes back to the pool
+    body: Any = None
+    if raw and "json" in resp.content_type:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+    headers = resp.headers
+    return LineReply(
+        status=resp.status,
+        body=body,
+        request_id=headers.get(REQUEST_ID, ""),
+        accepted_request_id=headers.get(ACCEPTED_REQUEST_ID, ""),
+        retry_after=parse_retry_after(headers.get("Retry-After")),
+    )

@@ -1,0 +1,128 @@
+"""Multicast: one batch of up to 500 recipients per request, and what each answer means.
+
+The hot path (200 requests/s of 500 ids each): the body is serialised once with `json.dumps`,
+the bubbles' LINE JSON is cached per message tuple, and nothing else touches the recipients
+unless LINE names some of them as invalid.
+
+| LINE answers                                   | outcome                                   |
+|------------------------------------------------|-------------------------------------------|
+| 200                                            | ACCEPTED, request id `x-line-request-id`  |
+| 409 (retry key already accepted)               | ALREADY_ACCEPTED, `x-line-accepted-request-id` |
+| 429 "You have reached your monthly limit."     | QUOTA_EXHAUSTED                           |
+| other 429                                      | RETRY_LATER, rate limited, Retry-After or 1 s |
+| 5xx, timeout, reset, connection error          | RETRY_LATER (no delay: the core backs off) |
+| 400 naming `to[i]`                             | INVALID_RECIPIENTS with those ids         |
+| other 400, 404, 413, other 4xx                 | FATAL with LINE's message                 |
+| 401, 403                                       | FATAL: the credentials were refused       |
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from collections.abc import Sequence
+
+from broadcaster.channels import Message, SendBatch, SendOutcome, SendStatus
+from broadcaster_line.client import LineClient, LineReply
+from broadcaster_line.retry import NETWORK_ERRORS
+from broadcaster_line.rules import to_line_messages
+
+log = logging.getLogger(__name__)
+
+MONTHLY_LIMIT = "You have reached your monthly limit."
+DEFAULT_RATE_LIMIT_WAIT = 1.0
+_RECIPIENT = re.compile(r"\bto\[(\d+)\]")
+
+
+@functools.lru_cache(maxsize=64)
+def _messages_json(messages: tuple[Message, ...]) -> str:
+    return json.dumps(to_line_messages(messages), separators=(",", ":"))
+
+
+def encode_multicast(recipients: Sequence[str], messages: Sequence[Message]) -> bytes:
+    """The multicast request body `{"to": [...], "messages": [...]}` as UTF-8 JSON."""
+    to = recipients if isinstance(recipients, list | tuple) else list(recipients)
+    to_json = json.dumps(to, separators=(",", ":"))
+    # ASCII JSON (non-ASCII escaped), so encoding cannot fail whatever the text holds.
+    return f'{{"to":{to_json},"messages":{_messages_json(tuple(messages))}}}'.encode("ascii")
+
+
+def _invalid_recipients(reply: LineReply, recipients: Sequence[str]) -> tuple[str, ...]:
+    error = reply.error
+    texts = [*error.properties, error.message] if not error.properties else error.properties
+    found: dict[str, None] = {}  # ordered and unique
+    for text in texts:
+        for match in _RECIPIENT.finditer(text):
+            index = int(match.group(1))
+            if index < len(recipients):
+                found[recipients[index]] = None
+    return tuple(found)
+
+
+def outcome_of(reply: LineReply, recipients: Sequence[str]) -> SendOutcome:
+    """What a multicast answer means for the batch (see the module docstring)."""
+    status = reply.status
+    if reply.ok:
+        return SendOutcome(SendStatus.ACCEPTED, request_id=reply.request_id)
+    error = reply.error
+    if status == 409:
+        return SendOutcome(
+            SendStatus.ALREADY_ACCEPTED,
+            request_id=reply.accepted_request_id,
+            detail="LINE had already accepted this batch's retry key",
+        )
+    if status == 429:
+        if error.message.strip() == MONTHLY_LIMIT:
+            return SendOutcome(
+                SendStatus.QUOTA_EXHAUSTED,
+                detail="the LINE Official Account reached its monthly message limit",
+            )
+        wait = reply.retry_after if reply.retry_after is not None else DEFAULT_RATE_LIMIT_WAIT
+        return SendOutcome(
+            SendStatus.RETRY_LATER,
+            retry_after=wait,
+            rate_limited=True,
+            detail=f"LINE rate limit: {error.message or 'HTTP 429'}",
+        )
+    if status >= 500:
+        return SendOutcome(
+            SendStatus.RETRY_LATER,
+            retry_after=reply.retry_after,
+            detail=f"LINE answered {status}: {error.message or 'no message'}",
+        )
+    if status in (401, 403):
+        return SendOutcome(
+            SendStatus.FATAL,
+            detail=f"LINE refused the channel credentials ({status}): "
+            f"{error.message or 'no message'}",
+        )
+    if status == 400:
+        invalid = _invalid_recipients(reply, recipients)
+        if invalid:
+            return SendOutcome(
+                SendStatus.INVALID_RECIPIENTS,
+                invalid_recipients=invalid,
+                detail=f"LINE rejected {len(invalid)} recipient id(s): {error.describe()}",
+            )
+    return SendOutcome(
+        SendStatus.FATAL, detail=f"LINE rejected the request ({status}): {error.describe()}"
+    )
+
+
+async def send_batch(client: LineClient, batch: SendBatch) -> SendOutcome:
+    """Send one batch with its retry key. Never raises for network trouble: RETRY_LATER."""
+    body = encode_multicast(batch.recipients, batch.messages)
+    try:
+        reply = await client.multicast(body, batch.idempotency_key)
+    except NETWORK_ERRORS as exc:
+        # A timeout or reset may strike after LINE accepted the batch: the retry key makes the
+        # next attempt safe (409 rather than a second delivery).
+        return SendOutcome(
+            SendStatus.RETRY_LATER, detail=f"network error talking to LINE: {type(exc).__name__}"
+        )
+    outcome = outcome_of(reply, batch.recipients)
+    if outcome.status is SendStatus.FATAL:
+        log.warning("LINE multicast failed: %s (request %s)", outcome.detail, reply.request_id)
+    return outcome

@@ -1,0 +1,172 @@
+"""BroadcastService over gRPC: adapts protos to the application service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+
+from broadcaster.api.guard import caller
+from broadcaster.api.timestamps import timestamp
+from broadcaster.domain.audience import Audience
+from broadcaster.domain.broadcasts import Broadcast, Estimate, target_summary
+from broadcaster.domain.messages import ImageMessage, Message, TextMessage
+from broadcaster.domain.names import BroadcastName, ChannelName, CustomerGroupName
+from broadcaster.services.broadcasts import Broadcasts, DraftInput
+from broadcaster.store.broadcasts import WINDOW_NUMBERS
+from broadcaster.v1 import broadcast_service_pb2 as pb
+from broadcaster.v1 import broadcast_service_pb2_grpc as pb_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _message_in(m: pb.BroadcastMessage) -> Message | None:
+    kind = m.WhichOneof("content")
+    if kind == "text":
+        return TextMessage(m.text.text)
+    if kind == "image":
+        return ImageMessage(m.image.original_content_uri, m.image.preview_image_uri)
+    return None
+
+
+def _message_out(m: Message) -> pb.BroadcastMessage:
+    if isinstance(m, TextMessage):
+        return pb.BroadcastMessage(text=pb.TextContent(text=m.text))
+    return pb.BroadcastMessage(
+        image=pb.ImageContent(
+            original_content_uri=m.original_content_url, preview_image_uri=m.preview_image_url
+        )
+    )
+
+
+def draft_in(b: pb.Broadcast) -> DraftInput:
+    return DraftInput(
+        display_name=b.display_name,
+        channel=b.channel,
+        window=b.audience.last_interaction,
+        customer_groups=tuple(b.audience.customer_groups),
+        messages=tuple(_message_in(m) for m in b.messages),
+    )
+
+
+def audience_out(merchant: str, a: Audience) -> pb.Audience:
+    groups = [str(CustomerGroupName(merchant, a.customer_group))] if a.customer_group else []
+    return pb.Audience(
+        last_interaction=pb.Audience.InteractionWindow.ValueType(WINDOW_NUMBERS[a.window]),
+        customer_groups=groups,
+    )
+
+
+def estimate_out(e: Estimate) -> pb.AudienceEstimate:
+    return pb.AudienceEstimate(
+        matched=e.matched,
+        opted_out=e.opted_out,
+        unreachable=e.unreachable,
+        expected_recipients=e.expected_recipients,
+        quota_limited=e.quota_limited,
+        quota_remaining=e.quota_remaining or 0,
+        exceeds_quota=e.exceeds_quota,
+        eligible=e.eligible,
+        ineligible_reason=e.ineligible_reason,
+        ineligible_message=e.ineligible_message,
+        estimate_time=timestamp(e.estimate_time),
+    )
+
+
+def broadcast_out(b: Broadcast) -> pb.Broadcast:
+    out = pb.Broadcast(
+        name=str(BroadcastName(b.merchant, b.id)),
+        display_name=b.display_name,
+        channel=str(ChannelName(b.merchant, b.channel)),
+        audience=audience_out(b.merchant, b.audience),
+        messages=[_message_out(m) for m in b.messages],
+        state=pb.Broadcast.State.ValueType(int(b.state)),
+        target_summary=target_summary(b.audience, b.group_name),
+        counters=pb.BroadcastCounters(
+            total=b.counters.total,
+            sent=b.counters.sent,
+            failed=b.counters.failed,
+            excluded=b.counters.excluded,
+        ),
+        failure_reason=b.failure_reason,
+        copied_from=str(BroadcastName(b.merchant, b.copied_from)) if b.copied_from else "",
+        create_time=timestamp(b.create_time),
+        update_time=timestamp(b.update_time),
+    )
+    if b.send_estimate is not None:
+        out.send_estimate.CopyFrom(estimate_out(b.send_estimate))
+    if b.send_time is not None:
+        out.send_time.CopyFrom(timestamp(b.send_time))
+    if b.complete_time is not None:
+        out.complete_time.CopyFrom(timestamp(b.complete_time))
+    return out
+
+
+class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
+    def __init__(self, broadcasts: Broadcasts) -> None:
+        self._broadcasts = broadcasts
+
+    async def CreateBroadcast(
+        self, request: pb.CreateBroadcastRequest, context: Context
+    ) -> pb.Broadcast:
+        made = await self._broadcasts.create(
+            caller(), request.parent, draft_in(request.broadcast), request.request_id
+        )
+        return broadcast_out(made)
+
+    async def GetBroadcast(self, request: pb.GetBroadcastRequest, context: Context) -> pb.Broadcast:
+        return broadcast_out(await self._broadcasts.get(caller(), request.name))
+
+    async def ListBroadcasts(
+        self, request: pb.ListBroadcastsRequest, context: Context
+    ) -> pb.ListBroadcastsResponse:
+        found, token = await self._broadcasts.list_page(
+            caller(),
+            request.parent,
+            request.page_size,
+            request.page_token,
+            request.display_name_contains,
+            request.state,
+        )
+        return pb.ListBroadcastsResponse(
+            broadcasts=[broadcast_out(b) for b in found], next_page_token=token
+        )
+
+    async def UpdateBroadcast(
+        self, request: pb.UpdateBroadcastRequest, context: Context
+    ) -> pb.Broadcast:
+        updated = await self._broadcasts.update(
+            caller(),
+            request.broadcast.name,
+            list(request.update_mask.paths),
+            draft_in(request.broadcast),
+        )
+        return broadcast_out(updated)
+
+    async def DeleteBroadcast(
+        self, request: pb.DeleteBroadcastRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await self._broadcasts.delete(caller(), request.name)
+        return empty_pb2.Empty()
+
+    async def CopyBroadcast(
+        self, request: pb.CopyBroadcastRequest, context: Context
+    ) -> pb.Broadcast:
+        return broadcast_out(
+            await self._broadcasts.copy(caller(), request.name, request.request_id)
+        )
+
+    async def EstimateAudience(
+        self, request: pb.EstimateAudienceRequest, context: Context
+    ) -> pb.AudienceEstimate:
+        estimate = await self._broadcasts.estimate(
+            caller(),
+            request.parent,
+            request.name,
+            request.channel,
+            request.audience.last_interaction,
+            tuple(request.audience.customer_groups),
+            inline=bool(request.channel) or request.HasField("audience"),
+        )
+        return estimate_out(estimate)

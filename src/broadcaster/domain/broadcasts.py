@@ -1,0 +1,101 @@
+"""Broadcasts: their states, the transitions allowed, and how they are described."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from broadcaster.domain.audience import Audience, InteractionWindow
+from broadcaster.domain.errors import FailedPrecondition
+from broadcaster.domain.messages import Message
+from broadcaster.domain.rules import MAX_DISPLAY_NAME
+
+
+class BroadcastState(enum.IntEnum):
+    """Values match the API's Broadcast.State."""
+
+    DRAFT = 1
+    SENDING = 2
+    SENT = 3
+    FAILED = 4
+    CANCELLED = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    total: int = 0
+    sent: int = 0
+    failed: int = 0
+    excluded: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    matched: int
+    opted_out: int
+    unreachable: int
+    quota_limited: bool
+    quota_remaining: int | None
+    eligible: bool
+    ineligible_reason: str
+    ineligible_message: str
+    estimate_time: datetime
+
+    @property
+    def expected_recipients(self) -> int:
+        return self.matched - self.opted_out - self.unreachable
+
+    @property
+    def exceeds_quota(self) -> bool:
+        return self.quota_remaining is not None and self.expected_recipients > self.quota_remaining
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    merchant: str
+    id: str
+    display_name: str
+    channel: str  # channel id
+    audience: Audience
+    messages: tuple[Message, ...]
+    state: BroadcastState
+    group_name: str  # the customer group's name when last saved, for the target summary
+    create_time: datetime
+    update_time: datetime
+    counters: Counters = field(default_factory=Counters)
+    send_estimate: Estimate | None = None
+    failure_reason: str = ""
+    copied_from: str = ""  # broadcast id
+    send_time: datetime | None = None
+    complete_time: datetime | None = None
+
+    def require_draft(self) -> None:
+        if self.state is not BroadcastState.DRAFT:
+            raise FailedPrecondition(
+                f"Only drafts can be changed; this broadcast is {self.state.name.lower()}. "
+                "Copy it to make a new draft.",
+                reason="BROADCAST_NOT_DRAFT",
+                state=self.state.name,
+            )
+
+
+_WINDOW_WORDS = {
+    InteractionWindow.LAST_24_HOURS: "Interacted in the last 24 hours",
+    InteractionWindow.LAST_72_HOURS: "Interacted in the last 72 hours",
+    InteractionWindow.LAST_7_DAYS: "Interacted in the last 7 days",
+    InteractionWindow.LAST_30_DAYS: "Interacted in the last 30 days",
+    InteractionWindow.LAST_365_DAYS: "Interacted in the last 365 days",
+    InteractionWindow.ALL_CONTACTS: "All contacts",
+}
+
+
+def target_summary(audience: Audience, group_name: str) -> str:
+    """ "Interacted in the last 7 days · VIP customers"."""
+    who = group_name if audience.customer_group else "All customers"
+    return f"{_WINDOW_WORDS[audience.window]} · {who}"
+
+
+def copy_name(name: str) -> str:
+    copied = f"Copy of {name}"
+    return copied if len(copied) <= MAX_DISPLAY_NAME else copied[: MAX_DISPLAY_NAME - 1] + "…"

@@ -1,0 +1,417 @@
+"""Broadcast drafts: create, read, search, edit, delete, copy, and estimate their audience."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from broadcaster.channels import AccountInfo, Channel, ChannelUnavailable, CredentialsInvalid
+from broadcaster.domain import rules
+from broadcaster.domain.audience import Audience, InteractionWindow
+from broadcaster.domain.auth import Caller
+from broadcaster.domain.broadcasts import (
+    Broadcast,
+    BroadcastState,
+    Estimate,
+    copy_name,
+)
+from broadcaster.domain.errors import (
+    FailedPrecondition,
+    NotFound,
+    PreconditionViolation,
+    Violations,
+    collect,
+)
+from broadcaster.domain.ids import new_id
+from broadcaster.domain.messages import Message
+from broadcaster.domain.model import ChannelAccount
+from broadcaster.domain.names import BroadcastName, ChannelName, CustomerGroupName, MerchantName
+from broadcaster.domain.paging import fingerprint, next_token, page_request
+from broadcaster.services.channel_hub import ChannelHub
+from broadcaster.services.channels import credentials_invalid, unavailable
+from broadcaster.services.context import ServiceContext
+from broadcaster.store import audience as audience_repo
+from broadcaster.store import broadcasts as repo
+from broadcaster.store import groups as group_repo
+from broadcaster.store import idempotency
+from broadcaster.store.broadcasts import WINDOWS
+from broadcaster.store.clock import to_us
+
+DEFAULT_PAGE, MAX_PAGE = 50, 1000
+EDITABLE = frozenset({"display_name", "channel", "audience", "messages"})
+
+
+@dataclass(frozen=True, slots=True)
+class DraftInput:
+    """A draft as the caller wrote it; `field` prefixes violation paths (`broadcast`)."""
+
+    display_name: str
+    channel: str  # resource name
+    window: int  # Audience.InteractionWindow number; 0 = unset
+    customer_groups: tuple[str, ...]
+    messages: tuple[Message | None, ...]  # None: a bubble with no content
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    merchant: str
+    channel: ChannelName
+    audience: Audience
+
+
+def not_found(name: str) -> NotFound:
+    return NotFound("broadcast", name, reason="BROADCAST_NOT_FOUND")
+
+
+def channel_not_connected(name: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        "Connect your channel first: this channel is not connected.",
+        reason="CHANNEL_NOT_CONNECTED",
+        violations=[
+            PreconditionViolation("CHANNEL", name, "connect the channel with CreateChannel")
+        ],
+        channel=name,
+    )
+
+
+def account_info(account: ChannelAccount) -> AccountInfo:
+    return AccountInfo(account.account_id, account.display_name, account.tier)
+
+
+class Broadcasts:
+    def __init__(self, ctx: ServiceContext, hub: ChannelHub) -> None:
+        self._ctx = ctx
+        self._hub = hub
+
+    def _name(self, caller: Caller, value: str, field: str = "name") -> BroadcastName:
+        name = BroadcastName.parse(value, field)
+        if not caller.may_act_for(name.merchant):
+            raise not_found(value)
+        return name
+
+    def _check_audience(
+        self, v: Violations, merchant: str | None, window: int, groups: tuple[str, ...], field: str
+    ) -> Audience | None:
+        chosen = WINDOWS.get(window)
+        if chosen is None:
+            v.add(
+                f"{field}.last_interaction",
+                "is required: LAST_24_HOURS, LAST_72_HOURS, LAST_7_DAYS, LAST_30_DAYS, "
+                "LAST_365_DAYS or ALL_CONTACTS",
+            )
+        group: str | None = None
+        if len(groups) > 1:
+            v.add(f"{field}.customer_groups", "at most one customer group per broadcast")
+        elif groups:
+            g_field = f"{field}.customer_groups[0]"
+            parsed = collect(v, lambda: CustomerGroupName.parse(groups[0], g_field))
+            if parsed is not None:
+                if merchant is not None and parsed.merchant != merchant:
+                    v.add(g_field, "must be a customer group of the same merchant")
+                group = parsed.group
+        return None if chosen is None else Audience(chosen, group)
+
+    def _check_channel(
+        self, v: Violations, merchant: str | None, channel: str, field: str
+    ) -> ChannelName | None:
+        parsed = collect(v, lambda: ChannelName.parse(channel, field))
+        if parsed is not None and merchant is not None and parsed.merchant != merchant:
+            v.add(field, "must be a channel of the same merchant")
+        return parsed
+
+    async def _live(self, channel: ChannelName) -> tuple[ChannelAccount, Channel]:
+        found = await self._hub.get(channel.channel)
+        if found is None or found[0].merchant != channel.merchant:
+            raise channel_not_connected(str(channel))
+        return found
+
+    async def _group_name(self, merchant: str, audience: Audience) -> str:
+        if audience.customer_group is None:
+            return ""
+        group = await self._ctx.db.read(group_repo.get, merchant, audience.customer_group)
+        if group is None:
+            name = str(CustomerGroupName(merchant, audience.customer_group))
+            raise NotFound("customer group", name, reason="CUSTOMER_GROUP_NOT_FOUND")
+        return group.display_name
+
+    def _require_eligible(
+        self, instance: Channel, account: ChannelAccount, audience: Audience
+    ) -> None:
+        verdict = instance.check_eligibility(audience, account_info(account))
+        if not verdict.eligible:
+            raise FailedPrecondition(
+                verdict.message,
+                reason=verdict.reason or "AUDIENCE_NOT_ELIGIBLE",
+                violations=[PreconditionViolation("AUDIENCE", "last_interaction", verdict.message)],
+            )
+
+    async def _check_draft(
+        self, merchant: str | None, draft: DraftInput, field: str, v: Violations
+    ) -> tuple[_Checked, tuple[Message, ...], str]:
+        """Validate everything about a draft; returns it checked, its messages, group name."""
+        rules.check_display_name(v, draft.display_name, f"{field}.display_name")
+        channel = self._check_channel(v, merchant, draft.channel, f"{field}.channel")
+        audience = self._check_audience(
+            v, merchant, draft.window, draft.customer_groups, f"{field}.audience"
+        )
+        if not draft.messages:
+            v.add(f"{field}.messages", "must hold at least one message")
+        for i, m in enumerate(draft.messages):
+            if m is None:
+                v.add(f"{field}.messages[{i}]", "must be a text or an image message")
+        v.raise_if_any()
+        assert merchant is not None and channel is not None and audience is not None
+        account, instance = await self._live(channel)
+        messages = tuple(m for m in draft.messages if m is not None)
+        limit = type(instance).capabilities.max_messages
+        if len(messages) > limit:
+            v.add(f"{field}.messages", f"must hold at most {limit} messages, got {len(messages)}")
+        for violation in instance.validate_messages(messages):
+            v.add(f"{field}.{violation.field}", violation.description, violation.reason)
+        v.raise_if_any()
+        group_name = await self._group_name(merchant, audience)
+        self._require_eligible(instance, account, audience)
+        return _Checked(merchant, channel, audience), messages, group_name
+
+    async def create(
+        self, caller: Caller, parent: str, draft: DraftInput, request_id: str, copied_from: str = ""
+    ) -> Broadcast:
+        v = Violations()
+        merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
+        rules.check_request_id(v, request_id)
+        if merchant is not None:
+            caller.require(merchant.merchant)
+        m = merchant.merchant if merchant else None
+        if request_id and m is not None:
+            earlier = await self._ctx.db.read(idempotency.recall, m, "CreateBroadcast", request_id)
+            if earlier is not None:
+                return await self.get(caller, earlier)
+        checked, messages, group_name = await self._check_draft(m, draft, "broadcast", v)
+        now = self._ctx.now()
+        made = Broadcast(
+            merchant=checked.merchant,
+            id=new_id(),
+            display_name=draft.display_name,
+            channel=checked.channel.channel,
+            audience=checked.audience,
+            messages=messages,
+            state=BroadcastState.DRAFT,
+            group_name=group_name,
+            create_time=now,
+            update_time=now,
+            copied_from=copied_from,
+        )
+
+        def tx(conn: Connection) -> Broadcast:
+            if request_id:
+                earlier = idempotency.recall(conn, made.merchant, "CreateBroadcast", request_id)
+                if earlier is not None:
+                    found = repo.get(conn, made.merchant, BroadcastName.parse(earlier).broadcast)
+                    if found is None:
+                        raise not_found(earlier)
+                    return found
+            stored = repo.create(conn, made)
+            if request_id:
+                name = str(BroadcastName(made.merchant, made.id))
+                idempotency.remember(
+                    conn, made.merchant, "CreateBroadcast", request_id, name, to_us(now)
+                )
+            return stored
+
+        try:
+            return await self._ctx.db.write(tx)
+        except IntegrityError:
+            return await self._ctx.db.write(tx)
+
+    async def get(self, caller: Caller, name: str) -> Broadcast:
+        n = self._name(caller, name)
+        found = await self._ctx.db.read(repo.get, n.merchant, n.broadcast)
+        if found is None:
+            raise not_found(name)
+        return found
+
+    async def list_page(
+        self,
+        caller: Caller,
+        parent: str,
+        page_size: int,
+        page_token: str,
+        contains: str,
+        state: int,
+    ) -> tuple[list[Broadcast], str]:
+        v = Violations()
+        merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
+        rules.check_optional_text(v, contains, "display_name_contains", rules.MAX_DISPLAY_NAME)
+        wanted: BroadcastState | None = None
+        if state:
+            try:
+                wanted = BroadcastState(state)
+            except ValueError:
+                v.add("state", f"unknown state {state}")
+        query = fingerprint("broadcasts", parent, contains, state)
+        page = collect(
+            v,
+            lambda: page_request(
+                page_size, page_token, query, default=DEFAULT_PAGE, maximum=MAX_PAGE
+            ),
+        )
+        v.raise_if_any()
+        assert merchant is not None and page is not None
+        caller.require(merchant.merchant)
+        found = await self._ctx.db.read(repo.list_page, merchant.merchant, contains, wanted, page)
+        return found[: page.size], next_token([b.id for b in found], page, query)
+
+    async def update(
+        self, caller: Caller, name: str, paths: list[str], draft: DraftInput
+    ) -> Broadcast:
+        v = Violations()
+        n = collect(v, lambda: BroadcastName.parse(name, "broadcast.name"))
+        fields = set(EDITABLE) if paths == ["*"] else set(paths)
+        if not paths:
+            v.add("update_mask", f"must name the fields to change: {', '.join(sorted(EDITABLE))}")
+        for p in sorted(fields - EDITABLE):
+            v.add("update_mask", f"names {p[:100]!r}; editable: {', '.join(sorted(EDITABLE))}")
+        v.raise_if_any()
+        assert n is not None
+        if not caller.may_act_for(n.merchant):
+            raise not_found(name)
+        current = await self.get(caller, name)
+        current.require_draft()
+        merged = DraftInput(
+            display_name=draft.display_name if "display_name" in fields else current.display_name,
+            channel=draft.channel
+            if "channel" in fields
+            else str(ChannelName(n.merchant, current.channel)),
+            window=draft.window
+            if "audience" in fields
+            else repo.WINDOW_NUMBERS[current.audience.window],
+            customer_groups=draft.customer_groups
+            if "audience" in fields
+            else _group_names(n.merchant, current.audience),
+            messages=draft.messages if "messages" in fields else current.messages,
+        )
+        checked, messages, group_name = await self._check_draft(n.merchant, merged, "broadcast", v)
+        edited = replace(
+            current,
+            display_name=merged.display_name,
+            channel=checked.channel.channel,
+            audience=checked.audience,
+            messages=messages,
+            group_name=group_name,
+            update_time=self._ctx.now(),
+        )
+
+        def tx(conn: Connection) -> Broadcast:
+            latest = repo.get(conn, n.merchant, n.broadcast, lock=True)
+            if latest is None:
+                raise not_found(name)
+            latest.require_draft()
+            return repo.save_draft(conn, edited)
+
+        return await self._ctx.db.write(tx)
+
+    async def delete(self, caller: Caller, name: str) -> None:
+        n = self._name(caller, name)
+
+        def tx(conn: Connection) -> None:
+            found = repo.get(conn, n.merchant, n.broadcast, lock=True)
+            if found is None:
+                raise not_found(name)
+            found.require_draft()
+            repo.delete_draft(conn, n.merchant, n.broadcast)
+
+        await self._ctx.db.write(tx)
+
+    async def copy(self, caller: Caller, name: str, request_id: str) -> Broadcast:
+        source = await self.get(caller, name)
+        draft = DraftInput(
+            display_name=copy_name(source.display_name),
+            channel=str(ChannelName(source.merchant, source.channel)),
+            window=repo.WINDOW_NUMBERS[source.audience.window],
+            customer_groups=_group_names(source.merchant, source.audience),
+            messages=source.messages,
+        )
+        return await self.create(
+            caller, str(MerchantName(source.merchant)), draft, request_id, copied_from=source.id
+        )
+
+    async def estimate(
+        self,
+        caller: Caller,
+        parent: str,
+        name: str,
+        channel: str,
+        window: int,
+        groups: tuple[str, ...],
+        inline: bool,
+    ) -> Estimate:
+        v = Violations()
+        merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
+        m = merchant.merchant if merchant else None
+        if name:
+            if inline:
+                v.add("audience", "give either a draft's name or channel and audience, not both")
+            b_name = collect(v, lambda: BroadcastName.parse(name, "name"))
+            if b_name is not None and m is not None and b_name.merchant != m:
+                v.add("name", "must be a broadcast of the parent merchant")
+            v.raise_if_any()
+            assert m is not None
+            caller.require(m)
+            draft = await self.get(caller, name)
+            target = ChannelName(m, draft.channel)
+            audience = draft.audience
+        else:
+            target_or_none = self._check_channel(v, m, channel, "channel")
+            audience_or_none = self._check_audience(v, m, window, groups, "audience")
+            v.raise_if_any()
+            assert m is not None and target_or_none is not None and audience_or_none is not None
+            caller.require(m)
+            target, audience = target_or_none, audience_or_none
+        return await self.estimate_for(target, audience)
+
+    async def estimate_for(self, channel: ChannelName, audience: Audience) -> Estimate:
+        account, instance = await self._live(channel)
+        await self._group_name(channel.merchant, audience)
+        now = self._ctx.now()
+        since = _since(now, audience.window)
+        try:
+            counts, quota = await asyncio.gather(
+                self._ctx.db.read(
+                    audience_repo.count,
+                    channel.merchant,
+                    channel.channel,
+                    since,
+                    audience.customer_group,
+                ),
+                instance.quota(),
+            )
+        except CredentialsInvalid as e:
+            raise credentials_invalid(e) from None
+        except ChannelUnavailable as e:
+            raise unavailable(e) from None
+        verdict = instance.check_eligibility(audience, account_info(account))
+        return Estimate(
+            matched=counts.matched,
+            opted_out=counts.opted_out,
+            unreachable=counts.unreachable,
+            quota_limited=quota.limited,
+            quota_remaining=quota.remaining,
+            eligible=verdict.eligible,
+            ineligible_reason="" if verdict.eligible else verdict.reason,
+            ineligible_message="" if verdict.eligible else verdict.message,
+            estimate_time=now,
+        )
+
+
+def _since(now: datetime, window: InteractionWindow) -> int | None:
+    return None if window.value is None else to_us(now - window.value)
+
+
+def _group_names(merchant: str, audience: Audience) -> tuple[str, ...]:
+    if audience.customer_group is None:
+        return ()
+    return (str(CustomerGroupName(merchant, audience.customer_group)),)
