@@ -17,14 +17,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for `tests` when run as a file
 
 from broadcaster.domain.auth import LOCAL
-from broadcaster.domain.model import ContactImport, FollowerState
+from broadcaster.domain.model import AccountTier, ContactImport, FollowerState
 from broadcaster.services.contacts import Contacts
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.customer_groups import CustomerGroups
-from broadcaster.store import migrate
+from broadcaster.store import channels, migrate
 from broadcaster.store.database import Database
 from tests.databases import fresh_database
 
@@ -34,6 +34,8 @@ async def run(url: str, rounds: int, members: int, contacts_per_call: int) -> di
     migrate.upgrade(db.engine)
     ctx = ServiceContext(db)
     groups, contacts = CustomerGroups(ctx), Contacts(ctx)
+    account = (AccountTier.VERIFIED, "bench", "Bench", "", "")
+    await db.write(channels.create, "bench", "line", "fake", account, "sealed", 1)
     member_rates, contact_rates = [], []
     for r in range(rounds):
         g = await groups.create(LOCAL, "merchants/bench", f"group {r}", "", "")

@@ -214,3 +214,112 @@ def test_thousand_signed_webhook_events(
         c = contacts[user]
         assert c.follower_state == expected_state[user], user
         assert c.last_interaction_time.ToMilliseconds() == expected_last[user], user
+
+
+def test_seed_flow_up_to_sending(
+    emulator: EmulatorThread, line_server: live.Server, line_channel: grpc.Channel
+) -> None:
+    """The help-center flow on LINE: connect, sync, draft, "X match, Y expected", quota,
+    search, copy, edit, delete; "All LINE contacts" refused for a non-verified account."""
+    from google.protobuf.field_mask_pb2 import FieldMask
+
+    from broadcaster.v1 import broadcast_service_pb2 as bpb
+    from broadcaster.v1 import broadcast_service_pb2_grpc as bpb_grpc
+
+    emu = emulator.emulator
+    account = emulator.call(emu.add_account, tier="verified", followers=300, quota=1000)
+    parent = _merchant()
+    made = _connect(line_channel, parent, account)
+    channels = pb_grpc.ChannelServiceStub(line_channel)
+    channels.SyncContacts(pb.SyncContactsRequest(name=made.name), metadata=A)
+    _wait(channels, made.name, lambda s: s.state == pb.ContactSync.SUCCEEDED)
+
+    # Twenty followers message the shop through LINE; two of them later block it.
+    followers = emulator.call(emu.follower_ids, account)
+    url = f"http://127.0.0.1:{line_server.http_port}{made.webhook_path}"
+    sender = emulator.call(emu.webhook_sender, account)
+    chats = [emulator.call(emu.events.text_message, u, "hi") for u in followers[:20]]
+    assert all(r.status == 200 for r in emulator.run(sender.post_batches(url, chats, 5)))
+    blocks = [emulator.call(emu.events.unfollow, u) for u in followers[:2]]
+    assert emulator.run(sender.post(url, blocks)).status == 200
+
+    stub = bpb_grpc.BroadcastServiceStub(line_channel)
+    week = bpb.Audience(last_interaction=bpb.Audience.LAST_7_DAYS)
+    draft = stub.CreateBroadcast(
+        bpb.CreateBroadcastRequest(
+            parent=parent,
+            broadcast=bpb.Broadcast(
+                display_name="Year-end sale",
+                channel=made.name,
+                audience=week,
+                messages=[
+                    bpb.BroadcastMessage(text=bpb.TextContent(text="30% off everything 🎉")),
+                    bpb.BroadcastMessage(
+                        image=bpb.ImageContent(
+                            original_content_uri="https://shop.example/sale.jpg",
+                            preview_image_uri="https://shop.example/sale-small.jpg",
+                        )
+                    ),
+                ],
+            ),
+        ),
+        metadata=A,
+    )
+    est = stub.EstimateAudience(
+        bpb.EstimateAudienceRequest(parent=parent, name=draft.name), metadata=A
+    )
+    assert (est.matched, est.unreachable, est.expected_recipients) == (20, 2, 18)
+    assert (est.quota_limited, est.quota_remaining, est.exceeds_quota) == (True, 1000, False)
+    everyone = stub.EstimateAudience(
+        bpb.EstimateAudienceRequest(
+            parent=parent,
+            channel=made.name,
+            audience=bpb.Audience(last_interaction=bpb.Audience.ALL_CONTACTS),
+        ),
+        metadata=A,
+    )
+    assert (everyone.matched, everyone.expected_recipients) == (300, 298)
+
+    found = stub.ListBroadcasts(
+        bpb.ListBroadcastsRequest(parent=parent, display_name_contains="year-END"), metadata=A
+    )
+    assert [b.name for b in found.broadcasts] == [draft.name]
+    copy = stub.CopyBroadcast(bpb.CopyBroadcastRequest(name=draft.name), metadata=A)
+    edited = stub.UpdateBroadcast(
+        bpb.UpdateBroadcastRequest(
+            broadcast=bpb.Broadcast(name=copy.name, display_name="Year-end sale, reminder"),
+            update_mask=FieldMask(paths=["display_name"]),
+        ),
+        metadata=A,
+    )
+    assert edited.display_name == "Year-end sale, reminder" and edited.messages == draft.messages
+    too_long = bpb.Broadcast(
+        name=copy.name, messages=[bpb.BroadcastMessage(text=bpb.TextContent(text="😀" * 2501))]
+    )
+    with pytest.raises(grpc.RpcError) as e:
+        stub.UpdateBroadcast(
+            bpb.UpdateBroadcastRequest(
+                broadcast=too_long, update_mask=FieldMask(paths=["messages"])
+            ),
+            metadata=A,
+        )
+    assert failure(e.value).fields == ["broadcast.messages[0].text"]  # 5,002 UTF-16 units
+    stub.DeleteBroadcast(bpb.DeleteBroadcastRequest(name=copy.name), metadata=A)
+
+    standard = _connect(line_channel, parent, emulator.call(emu.add_account, tier="none"))
+    with pytest.raises(grpc.RpcError) as e:
+        stub.CreateBroadcast(
+            bpb.CreateBroadcastRequest(
+                parent=parent,
+                broadcast=bpb.Broadcast(
+                    display_name="Everyone",
+                    channel=standard.name,
+                    audience=bpb.Audience(last_interaction=bpb.Audience.ALL_CONTACTS),
+                    messages=[bpb.BroadcastMessage(text=bpb.TextContent(text="hello"))],
+                ),
+            ),
+            metadata=A,
+        )
+    f = failure(e.value)
+    assert (f.code, f.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "AUDIENCE_NOT_ELIGIBLE")
+    assert "verified" in f.message.lower()

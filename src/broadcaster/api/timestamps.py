@@ -15,9 +15,10 @@ _MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
 
 
 def timestamp(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
+    # Plain arithmetic: Timestamp.FromDatetime goes through time tuples and costs five times more,
+    # which shows in list responses.
+    delta = value - EPOCH
+    return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def to_datetime(ts: Timestamp, field: str) -> datetime:

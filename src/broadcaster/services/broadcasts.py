@@ -229,7 +229,7 @@ class Broadcasts:
 
     async def get(self, caller: Caller, name: str) -> Broadcast:
         n = self._name(caller, name)
-        found = await self._ctx.db.read(repo.get, n.merchant, n.broadcast)
+        found = await self._ctx.db.read_point(repo.get, n.merchant, n.broadcast)
         if found is None:
             raise not_found(name)
         return found
@@ -262,7 +262,9 @@ class Broadcasts:
         v.raise_if_any()
         assert merchant is not None and page is not None
         caller.require(merchant.merchant)
-        found = await self._ctx.db.read(repo.list_page, merchant.merchant, contains, wanted, page)
+        found = await self._ctx.db.read_point(
+            repo.list_page, merchant.merchant, contains, wanted, page
+        )
         return found[: page.size], next_token([b.id for b in found], page, query)
 
     async def update(

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from typing import TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -41,10 +43,40 @@ from broadcaster.store import contacts as contact_repo
 from broadcaster.store.clock import to_us
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LEASE_SECONDS = 60
 PROFILE_BATCH = 500
+WRITE_BATCH = 5000
 UNAVAILABLE_RETRIES = 5
+
+
+async def _prefetch(pages: AsyncIterator[T], depth: int) -> AsyncIterator[T]:
+    """Fetch up to `depth` pages ahead while the caller writes the current one."""
+    queue: asyncio.Queue[tuple[T | None, BaseException | None, bool]] = asyncio.Queue(depth)
+
+    async def produce() -> None:
+        try:
+            async for page in pages:
+                await queue.put((page, None, False))
+            await queue.put((None, None, True))
+        except Exception as e:  # handed to the consumer, which raises it in order
+            await queue.put((None, e, True))
+
+    producer = asyncio.create_task(produce())
+    try:
+        while True:
+            page, error, done = await queue.get()
+            if error is not None:
+                raise error
+            if done:
+                return
+            assert page is not None
+            yield page
+    finally:
+        producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer
 
 
 class Superseded(Exception):
@@ -188,24 +220,17 @@ class ContactSyncer:
             self._hub.forget(account.id)
         m, ch, run_id = account.merchant, account.id, run.id
         if run.phase == 1:
-            async for page in instance.sync_contacts(run.cursor):
-                followers = [(c.external_id, c.display_name, c.picture_uri) for c in page.contacts]
-
-                def commit(conn: Connection, followers: list[tuple[str, str, str]] = followers,
-                           cursor: str | None = page.cursor) -> None:  # fmt: skip
-                    if not syncs.renew(conn, run_id, self.owner, self._lease()):
-                        raise Superseded
-                    created = 0
-                    if followers:
-                        now = self._ctx.now_us()
-                        created = channel_contacts.record_followers(
-                            conn, m, ch, run_id, followers, now
-                        )
-                    syncs.record_page(
-                        conn, run_id, cursor=cursor, synced=len(followers), created=created
+            followers: list[tuple[str, str, str]] = []
+            async for page in _prefetch(instance.sync_contacts(run.cursor), depth=4):
+                followers += [(c.external_id, c.display_name, c.picture_uri) for c in page.contacts]
+                # Several pages per transaction: random keys touch fewer index pages per row.
+                if len(followers) >= WRITE_BATCH or page.cursor is None:
+                    await self._ctx.db.write(
+                        self._commit_followers, run_id, m, ch, followers, page.cursor
                     )
-
-                await self._ctx.db.write(commit)
+                    followers = []
+            if followers:  # a channel whose last page still carried a cursor
+                await self._ctx.db.write(self._commit_followers, run_id, m, ch, followers, None)
 
             def end_listing(conn: Connection) -> int:
                 unfollowed = channel_contacts.mark_unlisted_blocked(
@@ -218,6 +243,26 @@ class ContactSyncer:
             await self._ctx.db.write(end_listing)
         await self._fetch_profiles(run, account, instance)
         await self._ctx.db.write(syncs.succeed, run_id, self._ctx.now_us())
+
+    def _commit_followers(
+        self,
+        conn: Connection,
+        run_id: int,
+        merchant: str,
+        channel: str,
+        followers: list[tuple[str, str, str]],
+        cursor: str | None,
+    ) -> None:
+        """Record followers with the cursor after them, in one transaction under our lease."""
+        if not syncs.renew(conn, run_id, self.owner, self._lease()):
+            raise Superseded
+        created = 0
+        if followers:
+            now = self._ctx.now_us()
+            created = channel_contacts.record_followers(
+                conn, merchant, channel, run_id, followers, now
+            )
+        syncs.record_page(conn, run_id, cursor=cursor, synced=len(followers), created=created)
 
     async def _fetch_profiles(
         self, run: ContactSyncRun, account: ChannelAccount, instance: Channel

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, Row, Select, bindparam, delete, insert, select, update
 
 from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.broadcasts import Broadcast, BroadcastState, Counters, Estimate
@@ -108,28 +109,50 @@ def create(conn: Connection, b: Broadcast) -> Broadcast:
     return found
 
 
+# Reads of the broadcast list are the API's busiest: their statements are built once (building a
+# SQLAlchemy statement costs more than running it on SQLite).
+_GET = select(t).where(t.c.merchant_id == bindparam("m"), t.c.id == bindparam("id"))
+_GET_FOR_UPDATE = _GET.with_for_update()
+
+
 def get(
     conn: Connection, merchant: str, broadcast_id: str, *, lock: bool = False
 ) -> Broadcast | None:
-    query = select(t).where(t.c.merchant_id == merchant, t.c.id == broadcast_id)
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    query = _GET_FOR_UPDATE if lock and conn.dialect.name == "postgresql" else _GET
+    row = conn.execute(query, {"m": merchant, "id": broadcast_id}).first()
     return None if row is None else _broadcast(row)
+
+
+@functools.cache
+def _list_statement(by_state: bool, by_name: bool, after: bool) -> Select[Any]:
+    query = select(t).where(t.c.merchant_id == bindparam("m"))
+    if by_state:
+        query = query.where(t.c.state == bindparam("state"))
+    if by_name:
+        query = query.where(t.c.display_name_folded.like(bindparam("pattern"), escape="/"))
+    if after:
+        query = query.where(t.c.id < bindparam("after"))
+    return query.order_by(t.c.id.desc()).limit(bindparam("limit"))
+
+
+def _like_pattern(text: str) -> str:
+    """`%text%` for LIKE … ESCAPE '/', with the text's own wildcards taken literally."""
+    escaped = text.casefold().replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return f"%{escaped}%"
 
 
 def list_page(
     conn: Connection, merchant: str, contains: str, state: BroadcastState | None, page: Page
 ) -> list[Broadcast]:
-    query = select(t).where(t.c.merchant_id == merchant)
+    query = _list_statement(state is not None, bool(contains), page.after is not None)
+    params: dict[str, Any] = {"m": merchant, "limit": page.size + 1}
     if state is not None:
-        query = query.where(t.c.state == int(state))
+        params["state"] = int(state)
     if contains:
-        query = query.where(t.c.display_name_folded.contains(contains.casefold(), autoescape=True))
+        params["pattern"] = _like_pattern(contains)
     if page.after is not None:
-        query = query.where(t.c.id < page.after)
-    rows = conn.execute(query.order_by(t.c.id.desc()).limit(page.size + 1))
-    return [_broadcast(r) for r in rows]
+        params["after"] = page.after
+    return [_broadcast(r) for r in conn.execute(query, params)]
 
 
 def save_draft(conn: Connection, b: Broadcast) -> Broadcast:

@@ -43,3 +43,17 @@ def insert_ignore(conn: Connection) -> tuple[str, str]:
     if conn.dialect.name == "postgresql":
         return "INSERT INTO", "ON CONFLICT DO NOTHING"
     return "INSERT OR IGNORE INTO", ""
+
+
+def in_strings(conn: Connection, column: str, param: str) -> str:
+    """SQL: `column` is one of the strings bound to `:param` (made by `strings_param`).
+
+    PostgreSQL gets a text[] and `= ANY`, which its planner turns into index probes; SQLite
+    reads the JSON array with json_each."""
+    if conn.dialect.name == "postgresql":
+        return f"{column} = ANY(CAST(:{param} AS text[]))"
+    return f"{column} IN (SELECT value FROM json_each(:{param}))"
+
+
+def strings_param(conn: Connection, values: list[str]) -> list[str] | str:
+    return values if conn.dialect.name == "postgresql" else json_param(values)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, select, text, update
 
 from broadcaster.domain.ids import new_ids
 from broadcaster.domain.model import FollowerState
@@ -25,23 +25,9 @@ _INSERT = (
 )
 
 
-def _count_known(conn: Connection, merchant: str, channel: str, ext: str) -> int:
-    return int(
-        conn.execute(
-            select(func.count())
-            .select_from(t)
-            .where(
-                t.c.merchant_id == merchant,
-                t.c.channel_id == channel,
-                t.c.external_id.in_(
-                    text(
-                        f"SELECT {bulk.json_scalar_text(conn)} FROM {bulk.json_table(conn, 'ext')}"
-                    )
-                ),
-            ),
-            {"ext": ext},
-        ).scalar_one()
-    )
+def _created(rows: Any, now: int) -> int:
+    """How many upserted rows are new: RETURNING create_time, which only new rows have at `now`."""
+    return sum(1 for (created,) in rows if created == now)
 
 
 def record_followers(
@@ -54,13 +40,11 @@ def record_followers(
 ) -> int:
     """One page of the follower list, (external id, display name, picture) each: create the
     unknown ones, mark all as following and seen by this run. Returns how many were created."""
-    ext = bulk.json_param([f[0] for f in followers])
-    known = _count_known(conn, merchant, channel, ext)
     rows = [
         [cid, f[0], f[1], f[2]] for cid, f in zip(new_ids(len(followers)), followers, strict=True)
     ]
     c = [bulk.json_text(conn, n) for n in range(4)]
-    conn.execute(
+    done = conn.execute(
         text(
             f"{_INSERT} SELECT {c[0]}, :m, :ch, {c[1]}, {c[2]}, {c[3]}, 1, :now, NULL, false,"
             f" NULL, false, :now, :run, :now, :now FROM {bulk.json_table(conn, 'rows')} WHERE true "
@@ -75,10 +59,11 @@ def record_followers(
             "   ELSE contacts.picture_uri END,"
             " seen_sync = excluded.seen_sync,"
             " update_time = excluded.update_time"
+            " RETURNING create_time"
         ),
         {"m": merchant, "ch": channel, "now": now, "run": run_id, "rows": bulk.json_param(rows)},
     )
-    return len(followers) - known
+    return _created(done, now)
 
 
 def mark_unlisted_blocked(
@@ -130,14 +115,12 @@ def record_news(
     conn: Connection, merchant: str, channel: str, news: Sequence[ContactNews], now: int
 ) -> int:
     """Apply webhook news in one statement; returns how many contacts were new."""
-    ext = bulk.json_param([n.external_id for n in news])
-    known = _count_known(conn, merchant, channel, ext)
     rows: list[list[Any]] = [
         [cid, n.external_id, int(n.follower_state), n.state_time, n.last_interaction, n.messaged]
         for cid, n in zip(new_ids(len(news)), news, strict=True)
     ]
     c = [bulk.json_text(conn, i) for i in range(6)]
-    conn.execute(
+    done = conn.execute(
         text(
             f"{_INSERT} SELECT {c[0]}, :m, :ch, {c[1]}, '', '', CAST({c[2]} AS SMALLINT),"
             f" CAST({c[3]} AS BIGINT), CAST({c[4]} AS BIGINT), false, NULL,"
@@ -156,7 +139,8 @@ def record_news(
             "   THEN excluded.last_interaction_time ELSE contacts.last_interaction_time END,"
             " has_conversation = (contacts.has_conversation OR excluded.has_conversation),"
             " update_time = excluded.update_time"
+            " RETURNING create_time"
         ),
         {"m": merchant, "ch": channel, "now": now, "rows": bulk.json_param(rows)},
     )
-    return len(news) - known
+    return _created(done, now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select, text, update
+from sqlalchemy import Connection, Row, select, text, update
 
 from broadcaster.domain.ids import new_ids
 from broadcaster.domain.model import (
@@ -65,40 +65,11 @@ def _contact(row: Row[tuple[object, ...]]) -> Contact:
     )
 
 
-def _by_external_ids(
-    conn: Connection, merchant: str, channel: str, param: str
-) -> dict[str, Contact]:
-    rows = conn.execute(
-        select(t).where(
-            t.c.merchant_id == merchant,
-            t.c.channel_id == channel,
-            t.c.external_id.in_(
-                text(f"SELECT {bulk.json_scalar_text(conn)} FROM {bulk.json_table(conn, 'ext')}")
-            ),
-        ),
-        {"ext": param},
-    )
-    return {c.external_id: c for c in map(_contact, rows)}
-
-
 def merge(
     conn: Connection, merchant: str, channel: str, items: list[ContactImport], now: int
 ) -> tuple[list[Contact], int]:
     """Create or merge the contacts in one statement; returns them in input order and the number
     created. External ids must be distinct within `items`."""
-    ext = bulk.json_param([i.external_id for i in items])
-    existing = conn.execute(
-        select(func.count())
-        .select_from(t)
-        .where(
-            t.c.merchant_id == merchant,
-            t.c.channel_id == channel,
-            t.c.external_id.in_(
-                text(f"SELECT {bulk.json_scalar_text(conn)} FROM {bulk.json_table(conn, 'ext')}")
-            ),
-        ),
-        {"ext": ext},
-    ).scalar_one()
     rows: list[list[Any]] = [
         [
             new_id,
@@ -114,7 +85,7 @@ def merge(
         for new_id, i in zip(new_ids(len(items)), items, strict=True)
     ]
     col = [bulk.json_text(conn, n) for n in range(9)]
-    conn.execute(
+    stored = conn.execute(
         text(
             "INSERT INTO contacts (id, merchant_id, channel_id, external_id, display_name,"
             " picture_uri, follower_state, last_interaction_time, opted_out, customer_id,"
@@ -122,12 +93,13 @@ def merge(
             f"SELECT {col[0]}, :merchant, :channel, {col[1]}, {col[2]}, {col[3]},"
             f" CAST({col[4]} AS SMALLINT), CAST({col[5]} AS BIGINT), CAST({col[6]} AS BOOLEAN),"
             f" {col[7]}, false, CAST({col[8]} AS BIGINT), :now, :now "
-            f"FROM {bulk.json_table(conn, 'rows')} WHERE true {_MERGE}"
+            f"FROM {bulk.json_table(conn, 'rows')} WHERE true {_MERGE} RETURNING *"
         ),
         {"merchant": merchant, "channel": channel, "now": now, "rows": bulk.json_param(rows)},
-    )
-    stored = _by_external_ids(conn, merchant, channel, ext)
-    return [stored[i.external_id] for i in items], len(items) - int(existing)
+    ).all()
+    by_id = {c.external_id: c for c in map(_contact, stored)}
+    created = sum(1 for row in stored if row._mapping["create_time"] == now)
+    return [by_id[i.external_id] for i in items], created
 
 
 def get(conn: Connection, merchant: str, channel: str, contact_id: str) -> Contact | None:

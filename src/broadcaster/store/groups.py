@@ -106,10 +106,15 @@ def add_members(conn: Connection, group: CustomerGroup, customer_ids: list[str],
             f"{into} group_contacts (group_id, contact_id, channel_id, last_interaction_time,"
             " opted_out, follower_state) SELECT :group_id, c.id, c.channel_id,"
             " c.last_interaction_time, c.opted_out, c.follower_state FROM contacts c"
-            " WHERE c.merchant_id = :merchant AND c.customer_id IN"
-            f" (SELECT {bulk.json_scalar_text(conn)} FROM {bulk.json_table(conn, 'ids')}) {ignore}"
+            " WHERE c.merchant_id = :merchant AND "
+            + bulk.in_strings(conn, "c.customer_id", "ids")
+            + f" {ignore}"
         ),
-        {"group_id": group.id, "merchant": group.merchant, "ids": bulk.json_param(customer_ids)},
+        {
+            "group_id": group.id,
+            "merchant": group.merchant,
+            "ids": bulk.strings_param(conn, customer_ids),
+        },
     )
     return _recount(conn, group.id, now)
 
@@ -120,17 +125,22 @@ def remove_members(
     """Delete the given ids from the group, in one statement; returns the new member count."""
     conn.execute(
         text(
-            "DELETE FROM customer_group_members WHERE group_id = :group_id AND customer_id IN "
-            f"(SELECT {bulk.json_scalar_text(conn)} FROM {bulk.json_table(conn, 'ids')})"
+            "DELETE FROM customer_group_members WHERE group_id = :group_id AND "
+            + bulk.in_strings(conn, "customer_id", "ids")
         ),
-        {"group_id": group.id, "ids": bulk.json_param(customer_ids)},
+        {"group_id": group.id, "ids": bulk.strings_param(conn, customer_ids)},
     )
     conn.execute(
         text(
             "DELETE FROM group_contacts WHERE group_id = :group_id AND contact_id IN"
-            " (SELECT c.id FROM contacts c WHERE c.merchant_id = :merchant AND c.customer_id IN"
-            f" (SELECT {bulk.json_scalar_text(conn)} FROM {bulk.json_table(conn, 'ids')}))"
+            " (SELECT c.id FROM contacts c WHERE c.merchant_id = :merchant AND "
+            + bulk.in_strings(conn, "c.customer_id", "ids")
+            + ")"
         ),
-        {"group_id": group.id, "merchant": group.merchant, "ids": bulk.json_param(customer_ids)},
+        {
+            "group_id": group.id,
+            "merchant": group.merchant,
+            "ids": bulk.strings_param(conn, customer_ids),
+        },
     )
     return _recount(conn, group.id, now)

@@ -1,0 +1,55 @@
+"""Shared set-up for benchmarks that run the real service: an emulator process, a `serve`
+process, a fresh database, and a gRPC stub helper."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e import server as live  # noqa: E402
+
+TOKEN, SECRET = "bench-token-0123456789", "bench-secret-0123456789"
+
+
+@contextmanager
+def emulator(*args: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """`python -m broadcaster_line.emulator ARGS`: its base URL and seeded accounts."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "broadcaster_line.emulator", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    base_url = process.stdout.readline().strip()
+    accounts = []
+    for _ in range(sum(1 for a in args if a in ("--token", "--account"))):
+        accounts.append(json.loads(process.stdout.readline()))
+    try:
+        yield base_url, accounts
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@contextmanager
+def service(database_url: str, log: Path, line_api: str) -> Iterator[live.Server]:
+    running = live.start(
+        database_url,
+        log,
+        extra_env={"BROADCASTER_PLUGINS": "line", "BROADCASTER_LINE_API_BASE": line_api},
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+ADMIN = live.auth(live.ADMIN)
