@@ -7,7 +7,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
 
 from broadcaster.channels import AccountInfo, Channel, ChannelUnavailable, CredentialsInvalid
 from broadcaster.domain import rules
@@ -34,6 +33,7 @@ from broadcaster.domain.paging import fingerprint, next_token, page_request
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import credentials_invalid, unavailable
 from broadcaster.services.context import ServiceContext
+from broadcaster.services.idempotent import create_once
 from broadcaster.store import audience as audience_repo
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import groups as group_repo
@@ -206,26 +206,24 @@ class Broadcasts:
             copied_from=copied_from,
         )
 
-        def tx(conn: Connection) -> Broadcast:
-            if request_id:
-                earlier = idempotency.recall(conn, made.merchant, "CreateBroadcast", request_id)
-                if earlier is not None:
-                    found = repo.get(conn, made.merchant, BroadcastName.parse(earlier).broadcast)
-                    if found is None:
-                        raise not_found(earlier)
-                    return found
-            stored = repo.create(conn, made)
-            if request_id:
-                name = str(BroadcastName(made.merchant, made.id))
-                idempotency.remember(
-                    conn, made.merchant, "CreateBroadcast", request_id, name, to_us(now)
-                )
-            return stored
+        def create(conn: Connection) -> tuple[Broadcast, str]:
+            return repo.create(conn, made), str(BroadcastName(made.merchant, made.id))
 
-        try:
-            return await self._ctx.db.write(tx)
-        except IntegrityError:
-            return await self._ctx.db.write(tx)
+        def find(conn: Connection, name: str) -> Broadcast | None:
+            return repo.get(conn, made.merchant, BroadcastName.parse(name).broadcast)
+
+        return await create_once(
+            self._ctx.db,
+            made.merchant,
+            "CreateBroadcast",
+            request_id,
+            create=create,
+            find=lambda conn, name: repo.get(
+                conn, made.merchant, BroadcastName.parse(name).broadcast
+            ),
+            gone=not_found,
+            now_us=self._ctx.now_us,
+        )
 
     async def get(self, caller: Caller, name: str) -> Broadcast:
         n = self._name(caller, name)

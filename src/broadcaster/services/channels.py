@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
 
 from broadcaster.channels import Channel, ChannelUnavailable, CredentialsInvalid, Quota
 from broadcaster.channels.registry import UnknownChannelType
@@ -27,6 +26,7 @@ from broadcaster.domain.names import ChannelName, MerchantName
 from broadcaster.domain.paging import fingerprint, next_token, page_request
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
+from broadcaster.services.idempotent import create_once
 from broadcaster.store import channels as repo
 from broadcaster.store import idempotency
 
@@ -115,14 +115,7 @@ class Channels:
             raise unavailable(e) from None
         sealed = self._hub.sealer.seal(credentials)
 
-        def tx(conn: Connection) -> ChannelAccount:
-            if request_id:
-                earlier = idempotency.recall(conn, m, "CreateChannel", request_id)
-                if earlier is not None:
-                    found = repo.get(conn, m, ChannelName.parse(earlier).channel)
-                    if found is None:
-                        raise not_found(earlier)
-                    return found
+        def create(conn: Connection) -> tuple[ChannelAccount, str]:
             existing = repo.find_live_account(conn, m, channel_type, account.account_id)
             if existing is not None:
                 raise AlreadyExists(
@@ -131,7 +124,6 @@ class Channels:
                     reason="CHANNEL_ALREADY_CONNECTED",
                     channel=str(ChannelName(m, existing.id)),
                 )
-            now = self._ctx.now_us()
             details = (
                 account.tier,
                 account.account_id,
@@ -139,17 +131,19 @@ class Channels:
                 account.handle,
                 account.picture_uri,
             )
-            made = repo.create(conn, m, new_id(), channel_type, details, sealed, now)
-            if request_id:
-                name = str(ChannelName(m, made.id))
-                idempotency.remember(conn, m, "CreateChannel", request_id, name, now)
-            return made
+            made = repo.create(conn, m, new_id(), channel_type, details, sealed, self._ctx.now_us())
+            return made, str(ChannelName(m, made.id))
 
-        try:
-            return await self._ctx.db.write(tx)
-        except IntegrityError:
-            # A concurrent connect of the same account or request id won the race.
-            return await self._ctx.db.write(tx)
+        return await create_once(
+            self._ctx.db,
+            m,
+            "CreateChannel",
+            request_id,
+            create=create,
+            find=lambda conn, name: repo.get(conn, m, ChannelName.parse(name).channel),
+            gone=not_found,
+            now_us=self._ctx.now_us,
+        )
 
     async def get(self, caller: Caller, name: str) -> ChannelAccount:
         n = self.name(caller, name)

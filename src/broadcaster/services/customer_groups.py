@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
 
 from broadcaster.domain import rules
 from broadcaster.domain.auth import Caller
@@ -13,8 +12,8 @@ from broadcaster.domain.model import CustomerGroup
 from broadcaster.domain.names import CustomerGroupName, MerchantName
 from broadcaster.domain.paging import fingerprint, next_token, page_request
 from broadcaster.services.context import ServiceContext
+from broadcaster.services.idempotent import create_once
 from broadcaster.store import groups as repo
-from broadcaster.store import idempotency
 
 MAX_MEMBERS_PER_CALL = 100_000
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
@@ -49,26 +48,20 @@ class CustomerGroups:
         caller.require(merchant.merchant)
         m = merchant.merchant
 
-        def tx(conn: Connection) -> CustomerGroup:
-            if request_id:
-                earlier = idempotency.recall(conn, m, "CreateCustomerGroup", request_id)
-                if earlier is not None:
-                    found = repo.get(conn, m, CustomerGroupName.parse(earlier).group)
-                    if found is None:  # created, then deleted: the first result is gone
-                        raise _not_found(earlier)
-                    return found
-            now = self._ctx.now_us()
-            group = repo.create(conn, m, new_id(), display_name, description, now)
-            if request_id:
-                name = str(CustomerGroupName(m, group.id))
-                idempotency.remember(conn, m, "CreateCustomerGroup", request_id, name, now)
-            return group
+        def create(conn: Connection) -> tuple[CustomerGroup, str]:
+            group = repo.create(conn, m, new_id(), display_name, description, self._ctx.now_us())
+            return group, str(CustomerGroupName(m, group.id))
 
-        try:
-            return await self._ctx.db.write(tx)
-        except IntegrityError:
-            # A concurrent call with the same request id won; return what it created.
-            return await self._ctx.db.write(tx)
+        return await create_once(
+            self._ctx.db,
+            m,
+            "CreateCustomerGroup",
+            request_id,
+            create=create,
+            find=lambda conn, name: repo.get(conn, m, CustomerGroupName.parse(name).group),
+            gone=_not_found,
+            now_us=self._ctx.now_us,
+        )
 
     async def get(self, caller: Caller, name: str) -> CustomerGroup:
         n = self._name(caller, name, "name")
