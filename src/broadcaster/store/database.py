@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 T = TypeVar("T")
 
@@ -73,6 +74,18 @@ class Database:
         self.dialect = engine.dialect.name
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="db")
         self._inline: Connection | None = None
+        # PostgreSQL point reads run on the event loop through SQLAlchemy's asyncio layer (the
+        # same synchronous repository code, driven by greenlets), with no hop to a thread.
+        self._async: AsyncEngine | None = None
+        if self.dialect == "postgresql":
+            self._async = create_async_engine(
+                engine.url,
+                pool_size=threads,
+                max_overflow=0,
+                pool_recycle=1800,
+                connect_args={"prepare_threshold": None},
+                isolation_level="AUTOCOMMIT",
+            )
 
     @classmethod
     def from_url(cls, url: str, *, threads: int = 8) -> Database:
@@ -94,10 +107,6 @@ class Database:
         with self.writing() if write else self.reading() as conn:
             return fn(conn, *args, **kwargs)
 
-    def _autocommit(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            return fn(conn, *args, **kwargs)
-
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(conn, *args, **kwargs)` in a read transaction on the database thread pool."""
         loop = asyncio.get_running_loop()
@@ -111,17 +120,16 @@ class Database:
         it runs right here on one connection kept for the purpose; WAL readers never wait for
         writers. On PostgreSQL it runs in autocommit: a single statement is consistent by
         itself, and BEGIN and COMMIT would be two more round trips."""
-        if self.dialect != "sqlite":
-            loop = asyncio.get_running_loop()
-            call = functools.partial(self._autocommit, fn, args, kwargs)
-            return await loop.run_in_executor(self._executor, call)
+        if self._async is not None:
+            async with self._async.connect() as pg:
+                return await pg.run_sync(lambda sync: fn(sync, *args, **kwargs))
         if self._inline is None or self._inline.closed:
             self._inline = self.engine.connect()
-        conn = self._inline
+        inline = self._inline
         try:
-            return fn(conn, *args, **kwargs)
+            return fn(inline, *args, **kwargs)
         finally:
-            conn.rollback()
+            inline.rollback()
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(conn, *args, **kwargs)` in a write transaction on the database thread pool."""
@@ -132,5 +140,8 @@ class Database:
     def close(self) -> None:
         if self._inline is not None:
             self._inline.close()
+        if self._async is not None:
+            # Its connections belong to the event loop that used them; the loop is ending.
+            self._async.sync_engine.dispose(close=False)
         self._executor.shutdown(wait=True)
         self.engine.dispose()
