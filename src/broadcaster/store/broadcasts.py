@@ -38,7 +38,9 @@ def encode_messages(messages: tuple[Message, ...]) -> str:
     return json.dumps(out, ensure_ascii=False)
 
 
+@functools.lru_cache(maxsize=4096)
 def decode_messages(raw: str) -> tuple[Message, ...]:
+    """Cached: list pages decode the same bubbles again and again (the values are frozen)."""
     return tuple(
         TextMessage(m["text"]) if "text" in m else ImageMessage(*m["image"])
         for m in json.loads(raw)
