@@ -3,13 +3,15 @@
 Register it with BROADCASTER_PLUGIN_MODULES=tests.fakechannel (or PluginManager(plugins=[...])).
 Its account is described by its credentials, so a server in another process needs no shared
 state: `token` (secret; "bad" is refused), `account`, `tier` (standard/verified/premium),
-`followers` (how many it lists), `quota` (monthly limit; absent: unlimited). Webhooks are JSON
+`followers` (how many it lists), `quota` (monthly limit; absent: unlimited), `page_delay_ms`
+(how long each follower page takes). Webhooks are JSON
 `{"events": [{"id", "user", "kind", "ts"}]}` signed with hex HMAC-SHA256(token) in
 `x-fake-signature`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -72,6 +74,9 @@ class FakeChannel:
         CredentialField("tier", "standard, verified or premium", secret=False, required=False),
         CredentialField("followers", "how many followers it lists", secret=False, required=False),
         CredentialField("quota", "monthly message limit", secret=False, required=False),
+        CredentialField(
+            "page_delay_ms", "time each follower page takes", secret=False, required=False
+        ),
     )
 
     def __init__(self, credentials: Mapping[str, str]) -> None:
@@ -115,7 +120,10 @@ class FakeChannel:
             raise ContactsNotListable("fake standard accounts cannot list followers")
         total = int(self._c.get("followers", "0"))
         start = int(cursor or 0)
+        delay = int(self._c.get("page_delay_ms", "0")) / 1000
         while start < total:
+            if delay:
+                await asyncio.sleep(delay)
             end = min(start + PAGE, total)
             page = [ChannelContact(self._follower(n)) for n in range(start, end)]
             yield ContactPage(page, str(end) if end < total else None)

@@ -111,7 +111,8 @@ def test_connect_describe_and_refusals(channel, channels) -> None:  # type: igno
 
 
 def test_sync_lists_followers_once(channel, channels, contacts) -> None:  # type: ignore[no-untyped-def]
-    made = connect_fake(channel, _merchant(), tier="verified", followers="1234")
+    # Slow pages keep the first sync running while the second call arrives.
+    made = connect_fake(channel, _merchant(), tier="verified", followers="1234", page_delay_ms="40")
     first = channels.SyncContacts(pb.SyncContactsRequest(name=made.name), metadata=A)
     second = channels.SyncContacts(pb.SyncContactsRequest(name=made.name), metadata=A)
     assert first.start_time == second.start_time  # the same run, reported twice

@@ -79,7 +79,13 @@ async def test_a_second_sync_while_one_runs_reports_the_first(
         LOCAL,
         f"merchants/{merchant}",
         "fake",
-        {"token": "t", "account": merchant, "tier": "verified", "followers": "10"},
+        {
+            "token": "t",
+            "account": merchant,
+            "tier": "verified",
+            "followers": "300",
+            "page_delay_ms": "50",
+        },
         "",
     )
     syncer = ContactSyncer(ctx, hub, channels)
