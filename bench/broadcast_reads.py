@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +57,12 @@ async def hammer(target: str, seconds: float, names: list[str]) -> dict[str, flo
     return results
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(backend: str, seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp, fresh_database(backend, Path(tmp)) as url:
         server = live.start(url, Path(tmp) / "serve.log")
@@ -78,11 +85,15 @@ def run(backend: str, seconds: float) -> None:
                     ).name
                     for n in range(200)
                 ]
+            before = _cpu_seconds(server.process.pid)
+            started = time.perf_counter()
             rates = asyncio.run(hammer(server.target, seconds, names))
+            busy = (_cpu_seconds(server.process.pid) - before) / (time.perf_counter() - started)
         finally:
             server.stop()
     for label, rate in rates.items():
         print(f"{backend}: {label}, {IN_FLIGHT} in flight: {rate:,.0f} calls/s")
+    print(f"{backend}: the service used {busy:.0%} of one core meanwhile (the client the rest)")
 
 
 def main() -> None:
