@@ -35,14 +35,21 @@ def caller() -> Caller:
 class CallGuard(grpc.aio.ServerInterceptor):
     def __init__(self, tokens: TokenTable) -> None:
         self._tokens = tokens
+        # Wrapped handlers by method: built once, not on every call.
+        self._guarded: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
 
     def _enter(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-        request_id.set(metadata.get("x-request-id") or uuid.uuid4().hex)
+        authorization = given = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization" and isinstance(value, str):
+                authorization = value
+            elif key == "x-request-id" and isinstance(value, str):
+                given = value
+        request_id.set(given or uuid.uuid4().hex)
         if self._tokens.empty:
             current_caller.set(LOCAL)
         else:
-            current_caller.set(self._tokens.authenticate(metadata.get("authorization")))
+            current_caller.set(self._tokens.authenticate(authorization))
 
     async def intercept_service(
         self,
@@ -51,10 +58,17 @@ class CallGuard(grpc.aio.ServerInterceptor):
         ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
         method = handler_call_details.method
+        if method in self._guarded:
+            return self._guarded[method]
+        handler = await continuation(handler_call_details)
         if handler is None or method.startswith(_OPEN_PREFIXES):
             return handler
+        guarded = self._guard(handler)
+        self._guarded[method] = guarded
+        return guarded
+
+    def _guard(self, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         if handler.unary_unary is not None:
             inner: Any = handler.unary_unary
 
