@@ -280,3 +280,44 @@ class GroupContactRow(SQLModel, table=True):
 
 
 group_contacts = GroupContactRow.__table__  # type: ignore[attr-defined]
+
+
+class DeliveryRow(SQLModel, table=True):
+    """One recipient of a sent broadcast, fixed when Send is accepted, and what became of it.
+
+    `seq` numbers the recipients 0..total-1; batch k holds seq in [k*size, (k+1)*size)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_outcome", "broadcast_id", "outcome", "seq"),)
+
+    broadcast_id: str = Field(primary_key=True, max_length=32)
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    contact_id: str = Field(max_length=32)
+    external_id: str = Field(max_length=128)
+    outcome: int = Field(default=0, sa_column=Column(SmallInteger, nullable=False))
+    reason: str = Field(default="", max_length=64)
+
+
+class BatchRow(SQLModel, table=True):
+    """A batch of a broadcast's recipients: one send request, its idempotency key (fixed at
+    snapshot time, reused by every attempt) and its lease."""
+
+    __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_due", "channel_id", "state", "due_time"),)
+
+    broadcast_id: str = Field(primary_key=True, max_length=32)
+    batch: int = Field(sa_column=Column(Integer, primary_key=True))
+    channel_id: str = Field(max_length=32)
+    idempotency_key: str = Field(max_length=64)
+    first_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    size: int = Field(sa_column=Column(Integer, nullable=False))
+    state: int = Field(default=0, sa_column=Column(SmallInteger, nullable=False))
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    due_time: int = Field(sa_column=_time())
+    first_attempt_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+    lease_owner: str = Field(default="", max_length=64)
+    lease_expiry: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+deliveries = DeliveryRow.__table__  # type: ignore[attr-defined]
+batches = BatchRow.__table__  # type: ignore[attr-defined]

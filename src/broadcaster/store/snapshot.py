@@ -1,0 +1,90 @@
+"""The recipient snapshot (DESIGN §5, invariant 1): when Send is accepted, the audience's
+reachable contacts become the broadcast's deliveries, numbered and split into batches, in one
+set-based statement each; nothing is sent before this commits.
+
+Recipients come from the authoritative join of contacts and group members (not the derived
+group_contacts table), and are ordered by contact id so the batches are stable.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+from broadcaster.domain.model import FollowerState
+from broadcaster.store import bulk
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    recipients: int
+    opted_out: int  # matched but left out: opted out
+    unreachable: int  # matched but left out: blocked the account
+    batches: int
+
+
+def _audience_sql(since: int | None, group: str | None) -> str:
+    where = "c.merchant_id = :m AND c.channel_id = :ch"
+    if since is not None:
+        where += " AND c.last_interaction_time >= :since"
+    if group is not None:
+        where += (
+            " AND c.customer_id IN"
+            " (SELECT g.customer_id FROM customer_group_members g WHERE g.group_id = :group)"
+        )
+    return where
+
+
+def take(
+    conn: Connection,
+    *,
+    merchant: str,
+    channel: str,
+    broadcast: str,
+    since: int | None,
+    group: str | None,
+    batch_size: int,
+    now: int,
+) -> Snapshot:
+    """Write the deliveries and batches of `broadcast`; returns what was fixed."""
+    where = _audience_sql(since, group)
+    params = {"m": merchant, "ch": channel, "since": since, "group": group, "b": broadcast}
+    blocked = int(FollowerState.BLOCKED)
+    opted_out, unreachable = conn.execute(
+        text(
+            "SELECT COALESCE(SUM(CASE WHEN c.opted_out THEN 1 ELSE 0 END), 0),"
+            f" COALESCE(SUM(CASE WHEN NOT c.opted_out AND c.follower_state = {blocked}"
+            f" THEN 1 ELSE 0 END), 0) FROM contacts c WHERE {where}"
+        ),
+        params,
+    ).one()
+    recipients = conn.execute(
+        text(
+            "INSERT INTO deliveries (broadcast_id, seq, contact_id, external_id, outcome, reason)"
+            " SELECT :b, row_number() OVER (ORDER BY c.id) - 1, c.id, c.external_id, 0, ''"
+            f" FROM contacts c WHERE {where} AND NOT c.opted_out"
+            f" AND c.follower_state <> {blocked}"
+        ),
+        params,
+    ).rowcount
+    count = -(-recipients // batch_size)
+    rows = [
+        [n, str(uuid.uuid4()), n * batch_size, min(batch_size, recipients - n * batch_size)]
+        for n in range(count)
+    ]
+    if rows:
+        c = [bulk.json_text(conn, i) for i in range(4)]
+        conn.execute(
+            text(
+                "INSERT INTO batches (broadcast_id, batch, channel_id, idempotency_key, first_seq,"
+                " size, state, attempts, due_time, first_attempt_time, lease_owner, lease_expiry)"
+                f" SELECT :b, CAST({c[0]} AS INTEGER), :ch, {c[1]}, CAST({c[2]} AS BIGINT),"
+                f" CAST({c[3]} AS INTEGER), 0, 0, :now, NULL, '', 0"
+                f" FROM {bulk.json_table(conn, 'rows')}"
+            ),
+            {"b": broadcast, "ch": channel, "now": now, "rows": json.dumps(rows)},
+        )
+    return Snapshot(int(recipients), int(opted_out), int(unreachable), count)
