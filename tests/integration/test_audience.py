@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Connection
 
 from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.ids import new_id
@@ -52,6 +53,43 @@ def _brute(
     return len(matched), len(opted), len(blocked)
 
 
+def seed_people(
+    conn: Connection,
+    merchant: str,
+    channel: str,
+    people: list[dict],  # type: ignore[type-arg]
+    members: set[str] | None,
+) -> str | None:
+    """A channel holding `people` as contacts (U0, U1, …) and, unless `members` is None, a
+    customer group of those customers; returns the group's id."""
+    channels.create(
+        conn, merchant, channel, "fake", (AccountTier.VERIFIED, channel, "", "", ""), "x", 1
+    )
+    if people:
+        items = [
+            ContactImport(
+                external_id=f"U{n}",
+                display_name="",
+                picture_uri="",
+                follower_state=p["state"],
+                last_interaction_time=None
+                if p["hours_ago"] is None
+                else NOW - timedelta(hours=p["hours_ago"]),
+                opted_out=p["opted_out"],
+                customer_id=p["customer"],
+                observe_time=NOW,
+            )
+            for n, p in enumerate(people)
+        ]
+        contacts.merge(conn, merchant, channel, items, to_us(NOW))
+    if members is None:
+        return None
+    group = groups.create(conn, merchant, new_id(), "g", "", 1)
+    if members:
+        groups.add_members(conn, group, sorted(members), 1)
+    return group.id
+
+
 # Changes after the contacts are known: (contact index, new customer link, opt-out, hours ago of
 # a new interaction, new follower state). They go through the same paths as UpdateContact and
 # webhooks, so the group table's triggers are exercised too.
@@ -86,33 +124,9 @@ async def test_counts_match_the_rules(
     cap: int,
 ) -> None:
     channel = new_id()
-    account = (AccountTier.VERIFIED, channel, "", "", "")
 
     def seed(conn) -> str | None:  # type: ignore[no-untyped-def]
-        channels.create(conn, merchant, channel, "fake", account, "x", 1)
-        if people:
-            items = [
-                ContactImport(
-                    external_id=f"U{n}",
-                    display_name="",
-                    picture_uri="",
-                    follower_state=p["state"],
-                    last_interaction_time=None
-                    if p["hours_ago"] is None
-                    else NOW - timedelta(hours=p["hours_ago"]),
-                    opted_out=p["opted_out"],
-                    customer_id=p["customer"],
-                    observe_time=NOW,
-                )
-                for n, p in enumerate(people)
-            ]
-            contacts.merge(conn, merchant, channel, items, to_us(NOW))
-        if members is None:
-            return None
-        group = groups.create(conn, merchant, new_id(), "g", "", 1)
-        if members:
-            groups.add_members(conn, group, sorted(members), 1)
-        return group.id
+        return seed_people(conn, merchant, channel, people, members)
 
     def change(conn) -> None:  # type: ignore[no-untyped-def]
         stored = {

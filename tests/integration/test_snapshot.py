@@ -4,7 +4,6 @@ gaps in contact-id order, cut into batches that cover them once, each with its o
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -12,12 +11,11 @@ from sqlalchemy import select
 
 from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.ids import new_id
-from broadcaster.domain.model import AccountTier, ContactImport
-from broadcaster.store import channels, contacts, groups, snapshot
+from broadcaster.store import snapshot
 from broadcaster.store.clock import to_us
 from broadcaster.store.database import Database
 from broadcaster.store.tables import batches, deliveries
-from tests.integration.test_audience import CUSTOMERS, NOW, _brute, _contact
+from tests.integration.test_audience import CUSTOMERS, NOW, _brute, _contact, seed_people
 
 
 @settings(
@@ -40,32 +38,7 @@ async def test_snapshot_fixes_the_reachable_audience(
     channel, broadcast = new_id(), new_id()
 
     def seed_and_snapshot(conn):  # type: ignore[no-untyped-def]
-        channels.create(
-            conn, merchant, channel, "fake", (AccountTier.VERIFIED, channel, "", "", ""), "x", 1
-        )
-        if people:
-            items = [
-                ContactImport(
-                    external_id=f"U{n}",
-                    display_name="",
-                    picture_uri="",
-                    follower_state=p["state"],
-                    last_interaction_time=None
-                    if p["hours_ago"] is None
-                    else NOW - timedelta(hours=p["hours_ago"]),
-                    opted_out=p["opted_out"],
-                    customer_id=p["customer"],
-                    observe_time=NOW,
-                )
-                for n, p in enumerate(people)
-            ]
-            contacts.merge(conn, merchant, channel, items, to_us(NOW))
-        group_id = None
-        if members is not None:
-            group = groups.create(conn, merchant, new_id(), "g", "", 1)
-            if members:
-                groups.add_members(conn, group, sorted(members), 1)
-            group_id = group.id
+        group_id = seed_people(conn, merchant, channel, people, members)
         since = None if window.value is None else to_us(NOW - window.value)
         return snapshot.take(
             conn,
