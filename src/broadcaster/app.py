@@ -21,6 +21,7 @@ from broadcaster.services.contact_sync import ContactSyncer
 from broadcaster.services.contacts import Contacts
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.customer_groups import CustomerGroups
+from broadcaster.services.events import EventFeed, Events
 from broadcaster.services.webhooks import WebhookIngest
 from broadcaster.store import migrate
 from broadcaster.store.database import Database
@@ -83,6 +84,7 @@ class App:
             channels=channels,
             contact_sync=ContactSyncer(ctx, hub, channels),
             broadcasts=Broadcasts(ctx, hub),
+            events=Events(ctx, EventFeed()),
             registry=registry,
         )
         return cls(config, db, services, hub, WebhookIngest(ctx, hub))

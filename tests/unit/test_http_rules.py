@@ -14,6 +14,7 @@ from broadcaster.v1 import (
     channel_service_pb2,
     contact_service_pb2,
     customer_group_service_pb2,
+    event_service_pb2,
 )
 
 MODULES = (
@@ -21,6 +22,7 @@ MODULES = (
     channel_service_pb2,
     contact_service_pb2,
     customer_group_service_pb2,
+    event_service_pb2,
 )
 METHODS = [
     m for module in MODULES for s in module.DESCRIPTOR.services_by_name.values() for m in s.methods
@@ -57,8 +59,9 @@ def test_rule_matches_the_request(method: MethodDescriptor) -> None:
     elif rule.body != "*":
         assert _has_field(method.input_type, rule.body), f"{method.full_name}: body {rule.body}"
     custom = re.search(r":([a-zA-Z]+)$", path)
-    if custom:  # custom methods are POST with a lowerCamel verb (AIP-136)
-        assert verb == "post" and custom.group(1)[0].islower()
+    if custom:  # custom methods (AIP-136): a lowerCamel verb; POST, or GET when read-only
+        assert custom.group(1)[0].islower()
+        assert verb == "post" or (verb == "get" and method.name.startswith(("Watch", "Search")))
 
 
 def test_every_served_service_is_checked() -> None:

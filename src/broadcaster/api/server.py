@@ -15,6 +15,7 @@ from broadcaster.api.broadcasts import BroadcastServicer
 from broadcaster.api.channels import ChannelServicer
 from broadcaster.api.contacts import ContactServicer
 from broadcaster.api.customer_groups import CustomerGroupServicer
+from broadcaster.api.events import EventServicer
 from broadcaster.api.guard import CallGuard
 from broadcaster.channels import ChannelRegistry
 from broadcaster.services.broadcasts import Broadcasts
@@ -22,20 +23,24 @@ from broadcaster.services.channels import Channels
 from broadcaster.services.contact_sync import ContactSyncer
 from broadcaster.services.contacts import Contacts
 from broadcaster.services.customer_groups import CustomerGroups
+from broadcaster.services.events import Events
 from broadcaster.v1 import (
     broadcast_service_pb2,
     channel_service_pb2,
     contact_service_pb2,
     customer_group_service_pb2,
+    event_service_pb2,
 )
 from broadcaster.v1 import broadcast_service_pb2_grpc as broadcast_grpc
 from broadcaster.v1 import channel_service_pb2_grpc as channel_grpc
 from broadcaster.v1 import contact_service_pb2_grpc as contact_grpc
 from broadcaster.v1 import customer_group_service_pb2_grpc as group_grpc
+from broadcaster.v1 import event_service_pb2_grpc as event_grpc
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
+    event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
     broadcast_service_pb2.DESCRIPTOR.services_by_name["BroadcastService"].full_name,
     channel_service_pb2.DESCRIPTOR.services_by_name["ChannelService"].full_name,
     customer_group_service_pb2.DESCRIPTOR.services_by_name["CustomerGroupService"].full_name,
@@ -51,6 +56,7 @@ class Services:
     channels: Channels
     contact_sync: ContactSyncer
     broadcasts: Broadcasts
+    events: Events
     registry: ChannelRegistry
 
 
@@ -105,6 +111,7 @@ async def start_server(
     broadcast_grpc.add_BroadcastServiceServicer_to_server(
         BroadcastServicer(services.broadcasts), server
     )
+    event_grpc.add_EventServiceServicer_to_server(EventServicer(services.events), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

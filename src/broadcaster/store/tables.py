@@ -321,3 +321,28 @@ class BatchRow(SQLModel, table=True):
 
 deliveries = DeliveryRow.__table__  # type: ignore[attr-defined]
 batches = BatchRow.__table__  # type: ignore[attr-defined]
+
+
+class EventRow(SQLModel, table=True):
+    """Message Center events (an outbox): written in the transaction that records a batch's
+    outcome, read in `seq` order with a resumable cursor."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_merchant", "merchant_id", "seq"),
+        {"sqlite_autoincrement": True},
+    )
+
+    seq: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    )
+    merchant_id: str = Field(max_length=64)
+    channel_id: str = Field(max_length=32)
+    contact_id: str = Field(max_length=32)
+    broadcast_id: str = Field(max_length=32)
+    kind: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    create_time: int = Field(sa_column=_time())
+
+
+events = EventRow.__table__  # type: ignore[attr-defined]
