@@ -73,7 +73,13 @@ class App:
 
     @classmethod
     def build(cls, config: Config) -> App:
-        registry = load_plugins(config).register_channels()
+        plugins = load_plugins(config)
+        registry = plugins.register_channels()
+        log.info(
+            "plugins: %s; channel types: %s",
+            ", ".join(plugins.plugin_names()) or "none",
+            ", ".join(registry.types()) or "none",
+        )
         db = open_database(config.database_url)
         ctx = ServiceContext(db)
         hub = ChannelHub(registry, Sealer(config.sealing_key()), db, config.env)

@@ -17,7 +17,6 @@ from grpc_status import rpc_status
 
 from broadcaster.domain.errors import (
     AlreadyExists,
-    Conflict,
     DomainError,
     FailedPrecondition,
     InvalidArgument,
@@ -46,7 +45,6 @@ _CODES: tuple[tuple[type[DomainError], int], ...] = (
     (InvalidArgument, int(code_pb2.INVALID_ARGUMENT)),
     (NotFound, int(code_pb2.NOT_FOUND)),
     (FailedPrecondition, int(code_pb2.FAILED_PRECONDITION)),
-    (Conflict, int(code_pb2.ABORTED)),
     (AlreadyExists, int(code_pb2.ALREADY_EXISTS)),
     (Unavailable, int(code_pb2.UNAVAILABLE)),
     (Unauthenticated, int(code_pb2.UNAUTHENTICATED)),

@@ -86,12 +86,6 @@ class FailedPrecondition(DomainError):
         self.violations = list(violations or [])
 
 
-class Conflict(DomainError):
-    """The request conflicts with the current state of the resource."""
-
-    reason = "CONFLICT"
-
-
 class AlreadyExists(DomainError):
     """What the request would create exists already."""
 
@@ -120,11 +114,6 @@ class Violations:
 
     def add(self, field_path: str, description: str, reason: str = "INVALID_FIELD") -> None:
         self.items.append(FieldViolation(field_path, description, reason))
-
-    def check(self, ok: bool, field_path: str, description: str) -> bool:
-        if not ok:
-            self.add(field_path, description)
-        return ok
 
     def raise_if_any(self) -> None:
         if self.items:
