@@ -8,11 +8,15 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from broadcaster.channels.manager import PluginManager
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import AccountTier
+from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import channels, migrate
 from broadcaster.store.database import Database
+from broadcaster.store.sealing import Sealer
+from tests import fakechannel
 from tests.databases import fresh_database
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -54,3 +58,12 @@ async def channel(db: Database, merchant: str) -> str:
     account = (AccountTier.VERIFIED, f"acct-{channel_id}", "Shop", "@shop", "")
     await db.write(channels.create, merchant, channel_id, "fake", account, "sealed", 1)
     return f"merchants/{merchant}/channels/{channel_id}"
+
+
+@pytest.fixture
+async def hub(ctx: ServiceContext) -> AsyncIterator[ChannelHub]:
+    """Live channels for in-process service tests, with only the test channel installed."""
+    registry = PluginManager.load("", [fakechannel]).register_channels()
+    running = ChannelHub(registry, Sealer("k" * 32), ctx.db, {})
+    yield running
+    await running.close()

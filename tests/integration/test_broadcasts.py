@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy import update
 
-from broadcaster.channels.manager import PluginManager
 from broadcaster.domain.auth import LOCAL
 from broadcaster.domain.broadcasts import BroadcastState
 from broadcaster.domain.errors import FailedPrecondition
@@ -16,17 +13,7 @@ from broadcaster.services.broadcasts import Broadcasts, DraftInput
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import Channels
 from broadcaster.services.context import ServiceContext
-from broadcaster.store.sealing import Sealer
 from broadcaster.store.tables import broadcasts as table
-from tests import fakechannel
-
-
-@pytest.fixture
-async def hub(ctx: ServiceContext) -> AsyncIterator[ChannelHub]:
-    registry = PluginManager.load("", [fakechannel]).register_channels()
-    running = ChannelHub(registry, Sealer("k" * 32), ctx.db, {})
-    yield running
-    await running.close()
 
 
 async def test_only_drafts_change(ctx: ServiceContext, hub: ChannelHub, merchant: str) -> None:

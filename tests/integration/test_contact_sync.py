@@ -4,11 +4,7 @@ its last committed cursor, without losing or duplicating contacts."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
-
-from broadcaster.channels.manager import PluginManager
 from broadcaster.domain.auth import LOCAL
 from broadcaster.domain.model import ContactFilter, SyncState
 from broadcaster.domain.paging import Page
@@ -17,16 +13,6 @@ from broadcaster.services.channels import Channels
 from broadcaster.services.contact_sync import ContactSyncer
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import channel_contacts, contacts, syncs
-from broadcaster.store.sealing import Sealer
-from tests import fakechannel
-
-
-@pytest.fixture
-async def hub(ctx: ServiceContext) -> AsyncIterator[ChannelHub]:
-    registry = PluginManager.load("", [fakechannel]).register_channels()
-    running = ChannelHub(registry, Sealer("k" * 32), ctx.db, {})
-    yield running
-    await running.close()
 
 
 async def test_orphaned_run_resumes_from_its_cursor(

@@ -29,11 +29,12 @@ from broadcaster.domain.ids import new_id
 from broadcaster.domain.messages import Message
 from broadcaster.domain.model import ChannelAccount
 from broadcaster.domain.names import BroadcastName, ChannelName, CustomerGroupName, MerchantName
-from broadcaster.domain.paging import fingerprint, next_token, page_request
+from broadcaster.domain.paging import next_token
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import credentials_invalid, unavailable
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.idempotent import create_once
+from broadcaster.services.listing import open_list
 from broadcaster.store import audience as audience_repo
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import groups as group_repo
@@ -242,7 +243,6 @@ class Broadcasts:
         state: int,
     ) -> tuple[list[Broadcast], str]:
         v = Violations()
-        merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
         rules.check_optional_text(v, contains, "display_name_contains", rules.MAX_DISPLAY_NAME)
         wanted: BroadcastState | None = None
         if state:
@@ -250,19 +250,11 @@ class Broadcasts:
                 wanted = BroadcastState(state)
             except ValueError:
                 v.add("state", f"unknown state {state}")
-        query = fingerprint("broadcasts", parent, contains, state)
-        page = collect(
-            v,
-            lambda: page_request(
-                page_size, page_token, query, default=DEFAULT_PAGE, maximum=MAX_PAGE
-            ),
-        )
-        v.raise_if_any()
-        assert merchant is not None and page is not None
-        caller.require(merchant.merchant)
-        found = await self._ctx.db.read_point(
-            repo.list_page, merchant.merchant, contains, wanted, page
-        )
+        merchant, page, query = open_list(
+            caller, v, parent, page_size, page_token, ("broadcasts", contains, state),
+            default=DEFAULT_PAGE, maximum=MAX_PAGE,
+        )  # fmt: skip
+        found = await self._ctx.db.read_point(repo.list_page, merchant, contains, wanted, page)
         return found[: page.size], next_token([b.id for b in found], page, query)
 
     async def update(

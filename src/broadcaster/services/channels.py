@@ -23,10 +23,11 @@ from broadcaster.domain.errors import (
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import ChannelAccount, ChannelState
 from broadcaster.domain.names import ChannelName, MerchantName
-from broadcaster.domain.paging import fingerprint, next_token, page_request
+from broadcaster.domain.paging import next_token
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.idempotent import create_once
+from broadcaster.services.listing import open_list
 from broadcaster.store import channels as repo
 from broadcaster.store import idempotency
 
@@ -155,19 +156,11 @@ class Channels:
     async def list_page(
         self, caller: Caller, parent: str, page_size: int, page_token: str
     ) -> tuple[list[ChannelAccount], str]:
-        v = Violations()
-        merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
-        query = fingerprint("channels", parent)
-        page = collect(
-            v,
-            lambda: page_request(
-                page_size, page_token, query, default=DEFAULT_PAGE, maximum=MAX_PAGE
-            ),
-        )
-        v.raise_if_any()
-        assert merchant is not None and page is not None
-        caller.require(merchant.merchant)
-        found = await self._ctx.db.read(repo.list_page, merchant.merchant, page)
+        merchant, page, query = open_list(
+            caller, Violations(), parent, page_size, page_token, ("channels",),
+            default=DEFAULT_PAGE, maximum=MAX_PAGE,
+        )  # fmt: skip
+        found = await self._ctx.db.read(repo.list_page, merchant, page)
         return found[: page.size], next_token([c.id for c in found], page, query)
 
     async def delete(self, caller: Caller, name: str) -> None:

@@ -10,9 +10,10 @@ from broadcaster.domain.errors import NotFound, Violations, collect
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import CustomerGroup
 from broadcaster.domain.names import CustomerGroupName, MerchantName
-from broadcaster.domain.paging import fingerprint, next_token, page_request
+from broadcaster.domain.paging import next_token
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.idempotent import create_once
+from broadcaster.services.listing import open_list
 from broadcaster.store import groups as repo
 
 MAX_MEMBERS_PER_CALL = 100_000
@@ -74,19 +75,12 @@ class CustomerGroups:
         self, caller: Caller, parent: str, page_size: int, page_token: str, contains: str
     ) -> tuple[list[CustomerGroup], str]:
         v = Violations()
-        merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
         rules.check_optional_text(v, contains, "display_name_contains", rules.MAX_DISPLAY_NAME)
-        query = fingerprint("groups", parent, contains)
-        page = collect(
-            v,
-            lambda: page_request(
-                page_size, page_token, query, default=DEFAULT_PAGE, maximum=MAX_PAGE
-            ),
-        )
-        v.raise_if_any()
-        assert merchant is not None and page is not None
-        caller.require(merchant.merchant)
-        found = await self._ctx.db.read(repo.list_page, merchant.merchant, contains, page)
+        merchant, page, query = open_list(
+            caller, v, parent, page_size, page_token, ("groups", contains),
+            default=DEFAULT_PAGE, maximum=MAX_PAGE,
+        )  # fmt: skip
+        found = await self._ctx.db.read(repo.list_page, merchant, contains, page)
         return found[: page.size], next_token([g.id for g in found], page, query)
 
     async def delete(self, caller: Caller, name: str) -> None:

@@ -16,8 +16,9 @@ from broadcaster.domain.auth import Caller
 from broadcaster.domain.deliveries import Event
 from broadcaster.domain.errors import FieldViolation, InvalidArgument, Violations, collect
 from broadcaster.domain.names import MerchantName
-from broadcaster.domain.paging import fingerprint, next_token, page_request
+from broadcaster.domain.paging import next_token
 from broadcaster.services.context import ServiceContext
+from broadcaster.services.listing import open_list
 from broadcaster.store import events as repo
 
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
@@ -69,20 +70,14 @@ class Events:
         self, caller: Caller, parent: str, page_size: int, page_token: str, after_cursor: str
     ) -> tuple[list[Event], str]:
         v = Violations()
-        merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
         start = collect(v, lambda: decode_cursor(after_cursor, "after_cursor"))
-        query = fingerprint("events", parent, after_cursor)
-        page = collect(
-            v,
-            lambda: page_request(
-                page_size, page_token, query, default=DEFAULT_PAGE, maximum=MAX_PAGE
-            ),
-        )
-        v.raise_if_any()
-        assert merchant is not None and start is not None and page is not None
-        caller.require(merchant.merchant)
+        merchant, page, query = open_list(
+            caller, v, parent, page_size, page_token, ("events", after_cursor),
+            default=DEFAULT_PAGE, maximum=MAX_PAGE,
+        )  # fmt: skip
+        assert start is not None
         after = int(page.after) if page.after is not None else start
-        found = await self._ctx.db.read(repo.after, merchant.merchant, after, page.size + 1)
+        found = await self._ctx.db.read(repo.after, merchant, after, page.size + 1)
         return found[: page.size], next_token([str(e.seq) for e in found], page, query)
 
     async def watch(self, caller: Caller, parent: str, after_cursor: str) -> AsyncIterator[Event]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import Connection, Row, Select, bindparam, delete, insert, select, update
@@ -45,12 +44,6 @@ def decode_messages(raw: str) -> tuple[Message, ...]:
         TextMessage(m["text"]) if "text" in m else ImageMessage(*m["image"])
         for m in json.loads(raw)
     )
-
-
-def _encode_estimate(e: Estimate) -> str:
-    data = asdict(e)
-    data["estimate_time"] = to_us(e.estimate_time)
-    return json.dumps(data)
 
 
 def _decode_estimate(raw: str | None) -> Estimate | None:

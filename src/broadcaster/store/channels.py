@@ -92,12 +92,6 @@ def get_any_merchant(conn: Connection, channel_id: str) -> tuple[ChannelAccount,
     return _channel(row), row._mapping["sealed_credentials"]
 
 
-def sealed_credentials(conn: Connection, channel_id: str) -> str | None:
-    return conn.execute(
-        select(t.c.sealed_credentials).where(t.c.id == channel_id, _LIVE)
-    ).scalar_one_or_none()
-
-
 def list_page(conn: Connection, merchant: str, page: Page) -> list[ChannelAccount]:
     query = select(t).where(t.c.merchant_id == merchant, _LIVE)
     if page.after is not None:
