@@ -1,7 +1,8 @@
 """Lint the protos and regenerate the Python stubs, offline.
 
-    python scripts/protos.py           # buf lint, then regenerate src/broadcaster/v1/*
-    python scripts/protos.py --check   # buf lint, then fail if the committed stubs are stale
+    python scripts/protos.py           # buf lint, then regenerate src/broadcaster/v1/* and
+                                       # the client's copy in clients/python (broadcaster_client.v1)
+    python scripts/protos.py --check   # buf lint, then fail if either committed copy is stale
 
 buf cannot run the Python gRPC plugin without its remote registry, so buf builds a descriptor
 image and grpc_tools' protoc generates from that image. The google/api and google/rpc protos we
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +28,13 @@ PROTOS = ROOT / "protos"
 DEPS = ROOT / "build" / "proto-deps"
 OUT = ROOT / "src"
 GENERATED = OUT / "broadcaster" / "v1"
+CLIENT_OUT = ROOT / "clients" / "python" / "src"
+CLIENT_GENERATED = CLIENT_OUT / "broadcaster_client" / "v1"
 BIN = Path(sys.executable).parent
+# Python module paths of our generated modules, in imports and in the module names the stubs
+# register: `from broadcaster.v1 import x_pb2`, `broadcaster.v1.x_pb2`. The serialized
+# descriptors never contain `_pb2`, nor ` import `, so they are left as they are.
+MODULE_PATH = re.compile(r"\bbroadcaster\.v1(?=\.\w+_pb2\b| import )")
 
 
 def gather_deps() -> None:
@@ -60,6 +68,26 @@ def generate(out: Path, image: Path) -> None:
     )
 
 
+def generate_client(out: Path, image: Path) -> None:
+    """The Python client's copy of the stubs, importable as `broadcaster_client.v1`.
+
+    Only the Python module paths differ from the server's stubs: the descriptors (file names,
+    package `broadcaster.v1`) are byte for byte the same, so protobuf's descriptor pool accepts
+    both copies in one process (a test in clients/python checks it).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp), image)
+        target = out / "broadcaster_client" / "v1"
+        target.mkdir(parents=True, exist_ok=True)
+        for source in sorted((Path(tmp) / "broadcaster" / "v1").iterdir()):
+            if source.suffix in (".py", ".pyi") and source.name != "__init__.py":
+                text = MODULE_PATH.sub("broadcaster_client.v1", source.read_text())
+                (target / source.name).write_text(text)
+    (target / "__init__.py").write_text(
+        '"""Generated from protos/broadcaster/v1 by scripts/protos.py. Do not edit."""\n'
+    )
+
+
 def same_tree(a: Path, b: Path) -> bool:
     cmp = filecmp.dircmp(a, b, ignore=["__pycache__"])
     if cmp.left_only or cmp.right_only or cmp.diff_files or cmp.funny_files:
@@ -88,15 +116,29 @@ def main() -> int:
             out = Path(tmp) / "out"
             out.mkdir()
             generate(out, image)
-            if not same_tree(out / "broadcaster" / "v1", GENERATED):
+            client = Path(tmp) / "client"
+            generate_client(client, image)
+            fresh = same_tree(out / "broadcaster" / "v1", GENERATED)
+            fresh = (
+                fresh
+                and CLIENT_GENERATED.is_dir()
+                and same_tree(client / "broadcaster_client" / "v1", CLIENT_GENERATED)
+            )
+            if not fresh:
                 print("The generated stubs are stale: run `uv run python scripts/protos.py`.")
                 return 1
-            print("protos: lint clean, stubs fresh")
+            print("protos: lint clean, stubs fresh (server and Python client)")
             return 0
         if GENERATED.exists():
             shutil.rmtree(GENERATED)
         generate(OUT, image)
-    print(f"protos: regenerated {GENERATED.relative_to(ROOT)}")
+        if CLIENT_GENERATED.exists():
+            shutil.rmtree(CLIENT_GENERATED)
+        generate_client(CLIENT_OUT, image)
+    print(
+        f"protos: regenerated {GENERATED.relative_to(ROOT)} "
+        f"and {CLIENT_GENERATED.relative_to(ROOT)}"
+    )
     return 0
 
 

@@ -4,9 +4,15 @@ Register it with BROADCASTER_PLUGIN_MODULES=tests.fakechannel (or PluginManager(
 Its account is described by its credentials, so a server in another process needs no shared
 state: `token` (secret; "bad" is refused), `account`, `tier` (standard/verified/premium),
 `followers` (how many it lists), `quota` (monthly limit; absent: unlimited), `page_delay_ms`
-(how long each follower page takes). Webhooks are JSON
+(how long each follower page takes), `send_delay_ms` (how long each send takes). Webhooks are JSON
 `{"events": [{"id", "user", "kind", "ts"}]}` signed with hex HMAC-SHA256(token) in
 `x-fake-signature`.
+
+Sends land in `LEDGERS[token]` (in-process tests read it): who received what how often, and the
+idempotency keys accepted, which are answered "already accepted" as LINE does. A recipient whose
+id starts with `bad-` is refused as invalid; a `quota` is enforced; `Ledger.script` queues
+answers for the next sends ("fail": a transient error; "lost": accepted, but the answer is lost
+on the way back; "rate": too many requests; "reject": refused for good).
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar, Self
 
@@ -53,6 +61,20 @@ PAGE = 100
 _KINDS = {k.value: k for k in InteractionKind}
 
 
+@dataclass
+class Ledger:
+    """What one fake account received."""
+
+    received: Counter[str] = field(default_factory=Counter)
+    accepted_keys: dict[str, str] = field(default_factory=dict)  # key -> request id
+    keys_seen: Counter[str] = field(default_factory=Counter)  # attempts per key
+    script: list[str] = field(default_factory=list)
+    used: int = 0
+
+
+LEDGERS: defaultdict[str, Ledger] = defaultdict(Ledger)
+
+
 def sign(token: str, body: bytes) -> str:
     return hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
 
@@ -77,6 +99,7 @@ class FakeChannel:
         CredentialField(
             "page_delay_ms", "time each follower page takes", secret=False, required=False
         ),
+        CredentialField("send_delay_ms", "time each send takes", secret=False, required=False),
     )
 
     def __init__(self, credentials: Mapping[str, str]) -> None:
@@ -133,12 +156,39 @@ class FakeChannel:
         return [ChannelContact(e, display_name=f"Name of {e}") for e in external_ids]
 
     async def quota(self) -> Quota:
+        used = LEDGERS[self._c["token"]].used
         if "quota" not in self._c:
-            return Quota(limited=False, limit=None, used=0)
-        return Quota(limited=True, limit=int(self._c["quota"]), used=0)
+            return Quota(limited=False, limit=None, used=used)
+        return Quota(limited=True, limit=int(self._c["quota"]), used=used)
 
     async def send(self, batch: SendBatch) -> SendOutcome:
-        return SendOutcome(SendStatus.ACCEPTED, request_id=str(uuid.uuid4()))
+        ledger = LEDGERS[self._c["token"]]
+        ledger.keys_seen[batch.idempotency_key] += 1
+        delay = int(self._c.get("send_delay_ms", "0")) / 1000
+        if delay:
+            await asyncio.sleep(delay)
+        earlier = ledger.accepted_keys.get(batch.idempotency_key)
+        if earlier is not None:
+            return SendOutcome(SendStatus.ALREADY_ACCEPTED, request_id=earlier)
+        step = ledger.script.pop(0) if ledger.script else ""
+        if step == "fail":
+            return SendOutcome(SendStatus.RETRY_LATER, detail="fake 500")
+        if step == "rate":
+            return SendOutcome(SendStatus.RETRY_LATER, retry_after=0.01, rate_limited=True)
+        if step == "reject":
+            return SendOutcome(SendStatus.FATAL, detail="fake refusal")
+        bad = tuple(r for r in batch.recipients if r.startswith("bad-"))
+        if bad:
+            return SendOutcome(SendStatus.INVALID_RECIPIENTS, invalid_recipients=bad)
+        if "quota" in self._c and ledger.used + len(batch.recipients) > int(self._c["quota"]):
+            return SendOutcome(SendStatus.QUOTA_EXHAUSTED)
+        request_id = str(uuid.uuid4())
+        ledger.accepted_keys[batch.idempotency_key] = request_id
+        ledger.received.update(batch.recipients)
+        ledger.used += len(batch.recipients)
+        if step == "lost":
+            return SendOutcome(SendStatus.RETRY_LATER, detail="connection reset")
+        return SendOutcome(SendStatus.ACCEPTED, request_id=request_id)
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[InteractionEvent]:
         given = headers.get("x-fake-signature", "")

@@ -13,7 +13,9 @@ from broadcaster.api.auth import ConfigError
 from broadcaster.api.server import RunningServer, Services, start_server
 from broadcaster.channels.manager import PluginManager
 from broadcaster.config import Config
+from broadcaster.dispatch.engine import Dispatcher
 from broadcaster.http.app import RunningHttp, build_app, start_http
+from broadcaster.metrics import Metrics
 from broadcaster.services.broadcasts import Broadcasts
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import Channels
@@ -22,6 +24,7 @@ from broadcaster.services.contacts import Contacts
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.customer_groups import CustomerGroups
 from broadcaster.services.events import EventFeed, Events
+from broadcaster.services.sending import Sending
 from broadcaster.services.webhooks import WebhookIngest
 from broadcaster.store import migrate
 from broadcaster.store.database import Database
@@ -70,6 +73,8 @@ class App:
     services: Services
     hub: ChannelHub
     webhooks: WebhookIngest
+    dispatcher: Dispatcher
+    metrics: Metrics
 
     @classmethod
     def build(cls, config: Config) -> App:
@@ -81,32 +86,44 @@ class App:
             ", ".join(registry.types()) or "none",
         )
         db = open_database(config.database_url)
-        ctx = ServiceContext(db)
+        metrics = Metrics()
+        metrics.watch_broadcasts(db)
+        ctx = ServiceContext(db, metrics=metrics)
         hub = ChannelHub(registry, Sealer(config.sealing_key()), db, config.env)
         channels = Channels(ctx, hub)
+        broadcasts = Broadcasts(ctx, hub)
+        feed = EventFeed()
+        dispatcher = Dispatcher(ctx, hub, delivered=feed.notify)
         services = Services(
             customer_groups=CustomerGroups(ctx),
             contacts=Contacts(ctx),
             channels=channels,
             contact_sync=ContactSyncer(ctx, hub, channels),
-            broadcasts=Broadcasts(ctx, hub),
-            events=Events(ctx, EventFeed()),
+            broadcasts=broadcasts,
+            sending=Sending(ctx, broadcasts, dispatcher.wake),
+            events=Events(ctx, feed),
             registry=registry,
         )
-        return cls(config, db, services, hub, WebhookIngest(ctx, hub))
+        return cls(config, db, services, hub, WebhookIngest(ctx, hub), dispatcher, metrics)
 
     async def start(self) -> tuple[RunningServer, RunningHttp]:
-        """Serve gRPC and HTTP, and resume any contact sync a previous process left."""
+        """Serve gRPC and HTTP, resume any contact sync a previous process left, and send."""
         host, port = self.config.grpc_address()
-        grpc_server = await start_server(self.services, self.config.tokens(), host, port)
+        grpc_server = await start_server(
+            self.services, self.config.tokens(), host, port, self.metrics
+        )
         http_host, http_port = self.config.http_address()
-        http = await start_http(build_app(self.webhooks, self.db), http_host, http_port)
+        http = await start_http(
+            build_app(self.webhooks, self.db, self.metrics), http_host, http_port
+        )
         self.services.contact_sync.watch()
+        self.dispatcher.start()
         return grpc_server, http
 
     async def stop(self, grpc_server: RunningServer, http: RunningHttp) -> None:
         await grpc_server.stop(grace=10.0)
         await http.stop()
+        await self.dispatcher.stop()
         await self.services.contact_sync.stop()
         await self.webhooks.stop()
         await self.hub.close()

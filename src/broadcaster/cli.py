@@ -1,4 +1,10 @@
-"""The `broadcaster` command: serve, migrate."""
+"""The `broadcaster` command: serve, migrate, demo (the whole job in one process: broadcaster.demo);
+and, against a running server, `broadcasts list`, `broadcasts watch` and `channels sync`
+(broadcaster.console).
+
+The server's modules are imported only for the commands that run it, so the operator commands
+start in a fraction of a second.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +15,19 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from broadcaster.api.auth import ConfigError
-from broadcaster.app import App, NeedsMigration, open_database, prepare_schema
-from broadcaster.channels import PluginError
-from broadcaster.config import Config
-from broadcaster.store import migrate
-from broadcaster.store.sealing import SecretKeyError
+from broadcaster import console, demo, logs
+
+if TYPE_CHECKING:
+    from broadcaster.config import Config
 
 log = logging.getLogger("broadcaster")
 
 
 async def _serve(config: Config) -> None:
+    from broadcaster.app import App, prepare_schema
+
     app = App.build(config)
     try:
         prepare_schema(app.db)
@@ -43,22 +50,20 @@ async def _serve(config: Config) -> None:
         app.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="broadcaster", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the gRPC service (migrates an empty database)")
-    serve.add_argument("--database-url", help="overrides BROADCASTER_DATABASE_URL")
-    serve.add_argument("--grpc-listen", help="host:port, overrides BROADCASTER_GRPC_LISTEN")
-    serve.add_argument("--http-listen", help="host:port, overrides BROADCASTER_HTTP_LISTEN")
-    mig = sub.add_parser("migrate", help="bring the database schema up to date")
-    mig.add_argument("--database-url", help="overrides BROADCASTER_DATABASE_URL")
-    args = parser.parse_args(argv)
+def _server_command(args: argparse.Namespace) -> int:
+    """`serve` and `migrate`: configured from the environment, logging as it says."""
+    from broadcaster.api.auth import ConfigError
+    from broadcaster.app import NeedsMigration, open_database
+    from broadcaster.channels import PluginError
+    from broadcaster.config import Config
+    from broadcaster.store import migrate
+    from broadcaster.store.sealing import SecretKeyError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = Config.from_env()
     if args.database_url:
         config = replace(config, database_url=args.database_url)
     try:
+        logs.configure(*config.log_settings())
         if args.command == "migrate":
             db = open_database(config.database_url)
             try:
@@ -76,6 +81,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, NeedsMigration, PluginError, SecretKeyError) as e:
         print(f"broadcaster: {e}", file=sys.stderr)
         return 2
+    except Exception:  # logged as a record, so a crash is one JSON line too
+        log.exception("broadcaster %s stopped on an unexpected error", args.command)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="broadcaster", description="Send one message to many customers on a channel."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the gRPC service (migrates an empty database)")
+    serve.add_argument("--database-url", help="overrides BROADCASTER_DATABASE_URL")
+    serve.add_argument("--grpc-listen", help="host:port, overrides BROADCASTER_GRPC_LISTEN")
+    serve.add_argument("--http-listen", help="host:port, overrides BROADCASTER_HTTP_LISTEN")
+    mig = sub.add_parser("migrate", help="bring the database schema up to date")
+    mig.add_argument("--database-url", help="overrides BROADCASTER_DATABASE_URL")
+    console.add_commands(sub)
+    demo.add_command(sub)
+    args = parser.parse_args(argv)
+
+    if args.command in ("serve", "migrate"):
+        return _server_command(args)
+    if args.command == "demo":
+        return demo.run(args)  # starts the service in-process; its logs go to a file
+    logs.configure("text", logging.WARNING)  # a client: what it has to say is its output
+    return console.run(args)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ import platformdirs
 from sqlalchemy.engine import make_url
 
 from broadcaster.api.auth import ConfigError, TokenTable
+from broadcaster.logs import FORMATS as LOG_FORMATS
 from broadcaster.store.sealing import key_beside
 
 
@@ -38,6 +40,9 @@ class Config:
     secret_key: str | None
     # The whole environment, for channel plugins' own settings (BROADCASTER_LINE_API_BASE, …).
     env: Mapping[str, str]
+    # `json` (one object per line) or `text` (for people at a terminal); checked by log_settings().
+    log_format: str = "json"
+    log_level: str = "INFO"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -51,6 +56,8 @@ class Config:
             plugin_modules=e.get("BROADCASTER_PLUGIN_MODULES", ""),
             secret_key=e.get("BROADCASTER_SECRET_KEY") or None,
             env=dict(e),
+            log_format=(e.get("BROADCASTER_LOG_FORMAT") or "json").strip().lower(),
+            log_level=(e.get("BROADCASTER_LOG_LEVEL") or "INFO").strip().upper(),
         )
 
     def tokens(self) -> TokenTable:
@@ -61,6 +68,21 @@ class Config:
 
     def http_address(self) -> tuple[str, int]:
         return _host_port(self.http_listen, "BROADCASTER_HTTP_LISTEN")
+
+    def log_settings(self) -> tuple[str, int]:
+        """The log format and level, checked."""
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(
+                f"BROADCASTER_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, "
+                f"got {self.log_format!r}"
+            )
+        level = logging.getLevelName(self.log_level)
+        if not isinstance(level, int):
+            raise ConfigError(
+                "BROADCASTER_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, "
+                f"got {self.log_level!r}"
+            )
+        return self.log_format, level
 
     def sealing_key(self) -> str:
         """BROADCASTER_SECRET_KEY, or for a SQLite file a key kept beside it (made on first use).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,8 @@ def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     logged = log.read_text()
     for secret in (live.ADMIN, live.ALPHA, live.BETA):
         assert secret not in logged, "a token reached the log"
+    for line in logged.splitlines():
+        assert isinstance(json.loads(line), dict), f"not a JSON log line: {line!r}"
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,12 @@ from broadcaster.api.guard import caller
 from broadcaster.api.timestamps import timestamp
 from broadcaster.domain.audience import Audience
 from broadcaster.domain.broadcasts import Broadcast, Estimate, target_summary
+from broadcaster.domain.deliveries import DeliveryOutcome
+from broadcaster.domain.errors import FieldViolation, InvalidArgument
 from broadcaster.domain.messages import ImageMessage, Message, TextMessage
-from broadcaster.domain.names import BroadcastName, ChannelName, CustomerGroupName
+from broadcaster.domain.names import BroadcastName, ChannelName, ContactName, CustomerGroupName
 from broadcaster.services.broadcasts import Broadcasts, DraftInput
+from broadcaster.services.sending import Sending
 from broadcaster.store.broadcasts import WINDOW_NUMBERS
 from broadcaster.v1 import broadcast_service_pb2 as pb
 from broadcaster.v1 import broadcast_service_pb2_grpc as pb_grpc
@@ -74,6 +77,19 @@ def estimate_out(e: Estimate) -> pb.AudienceEstimate:
     )
 
 
+# Delivery.Outcome in the API <-> DeliveryOutcome (stored values).
+OUTCOMES_OUT: dict[DeliveryOutcome, pb.Delivery.Outcome.ValueType] = {
+    DeliveryOutcome.PENDING: pb.Delivery.PENDING,
+    DeliveryOutcome.SENT: pb.Delivery.SENT,
+    DeliveryOutcome.FAILED: pb.Delivery.FAILED,
+    DeliveryOutcome.NOT_SENT_CANCELLED: pb.Delivery.NOT_SENT_CANCELLED,
+    DeliveryOutcome.NOT_SENT_QUOTA: pb.Delivery.NOT_SENT_QUOTA,
+    DeliveryOutcome.UNKNOWN: pb.Delivery.OUTCOME_UNKNOWN,
+    DeliveryOutcome.NOT_SENT_STOPPED: pb.Delivery.NOT_SENT_STOPPED,
+}
+OUTCOMES_IN = {int(v): int(k) for k, v in OUTCOMES_OUT.items()}
+
+
 class _Rendered:
     """Serialized Broadcast messages by the broadcast value they were made from.
 
@@ -117,7 +133,7 @@ def _build(b: Broadcast) -> pb.Broadcast:
         audience=audience_out(b.merchant, b.audience),
         messages=[_message_out(m) for m in b.messages],
         state=pb.Broadcast.State.ValueType(int(b.state)),
-        target_summary=target_summary(b.audience, b.group_name),
+        target_summary=target_summary(b.audience, b.group_name, resend=bool(b.resend_of)),
         counters=pb.BroadcastCounters(
             total=b.counters.total,
             sent=b.counters.sent,
@@ -126,6 +142,7 @@ def _build(b: Broadcast) -> pb.Broadcast:
         ),
         failure_reason=b.failure_reason,
         copied_from=str(BroadcastName(b.merchant, b.copied_from)) if b.copied_from else "",
+        resend_of=str(BroadcastName(b.merchant, b.resend_of)) if b.resend_of else "",
         create_time=timestamp(b.create_time),
         update_time=timestamp(b.update_time),
     )
@@ -139,8 +156,9 @@ def _build(b: Broadcast) -> pb.Broadcast:
 
 
 class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
-    def __init__(self, broadcasts: Broadcasts) -> None:
+    def __init__(self, broadcasts: Broadcasts, sending: Sending) -> None:
         self._broadcasts = broadcasts
+        self._sending = sending
 
     async def CreateBroadcast(
         self, request: pb.CreateBroadcastRequest, context: Context
@@ -189,7 +207,9 @@ class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
         self, request: pb.CopyBroadcastRequest, context: Context
     ) -> pb.Broadcast:
         return broadcast_out(
-            await self._broadcasts.copy(caller(), request.name, request.request_id)
+            await self._broadcasts.copy(
+                caller(), request.name, request.request_id, request.unsent_only
+            )
         )
 
     async def EstimateAudience(
@@ -205,3 +225,34 @@ class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
             inline=bool(request.channel) or request.HasField("audience"),
         )
         return estimate_out(estimate)
+
+    async def SendBroadcast(
+        self, request: pb.SendBroadcastRequest, context: Context
+    ) -> pb.Broadcast:
+        sent = await self._sending.send(caller(), request.name, request.request_id)
+        return broadcast_out(sent)
+
+    async def CancelBroadcast(
+        self, request: pb.CancelBroadcastRequest, context: Context
+    ) -> pb.Broadcast:
+        return broadcast_out(await self._sending.cancel(caller(), request.name))
+
+    async def ListDeliveries(
+        self, request: pb.ListDeliveriesRequest, context: Context
+    ) -> pb.ListDeliveriesResponse:
+        outcome = OUTCOMES_IN.get(request.outcome) if request.outcome else None
+        if request.outcome and outcome is None:
+            raise InvalidArgument([FieldViolation("outcome", f"unknown outcome {request.outcome}")])
+        broadcast, found, token = await self._sending.deliveries(
+            caller(), request.parent, request.page_size, request.page_token, outcome
+        )
+        response = pb.ListDeliveriesResponse(next_page_token=token)
+        for d in found:
+            response.deliveries.add(
+                name=f"{request.parent}/deliveries/{d.seq}",
+                contact=str(ContactName(broadcast.merchant, broadcast.channel, d.contact)),
+                external_id=d.external_id,
+                outcome=OUTCOMES_OUT[d.outcome],
+                reason=d.reason,
+            )
+        return response

@@ -106,6 +106,16 @@ def status_of(error: DomainError) -> status_pb2.Status:
             ]
         )
         details.append(_pack(failure))
+    if isinstance(error, FailedPrecondition) and error.quota:
+        quota = error_details_pb2.QuotaFailure(
+            violations=[
+                error_details_pb2.QuotaFailure.Violation(
+                    subject=_clip(q.subject), description=_clip(q.description)
+                )
+                for q in error.quota
+            ]
+        )
+        details.append(_pack(quota))
     return status_pb2.Status(code=_code(error), message=message, details=details)
 
 

@@ -1,5 +1,7 @@
-"""The call guard: a server interceptor that authenticates each call, gives it a request id, and
-translates whatever it raises into a status (through api.errors, the single translator).
+"""The call guard: a server interceptor that authenticates each call, gives it a request id and
+its log context (merchant, channel, broadcast from the request's resource name), translates
+whatever it raises into a status (through api.errors, the single translator), and counts it
+(`broadcaster_rpcs_total`, `broadcaster_rpc_duration_seconds`).
 
 It wraps the method handler rather than acting before it, so the caller set in a contextvar is
 visible inside the handler's own task.
@@ -8,21 +10,28 @@ visible inside the handler's own task.
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
-import uuid
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import Descriptor
+from google.protobuf.message import Message
 
+from broadcaster import logs
 from broadcaster.api import errors
 from broadcaster.api.auth import TokenTable
 from broadcaster.domain.auth import LOCAL, Caller
+from broadcaster.logs import request_id as request_id
+from broadcaster.metrics import Metrics
 
 log = logging.getLogger(__name__)
+# One line per RPC: DEBUG when it succeeded, INFO when it did not.
+rpc_log = logging.getLogger("broadcaster.rpc")
 
 current_caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("caller")
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
 # Discovery and health checks answer without a token: load balancers and grpcurl need them.
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -32,20 +41,59 @@ def caller() -> Caller:
     return current_caller.get()
 
 
+@functools.cache
+def _resource_paths(descriptor: Descriptor) -> tuple[tuple[str, ...], ...]:
+    """Where a request names the resource it acts on, in order: `name`, `parent` (the first set
+    wins: EstimateAudience has both); else its first field if that is a string
+    (AddCustomerGroupMembersRequest.customer_group) or a resource with a `name`
+    (UpdateBroadcastRequest.broadcast.name)."""
+    fields = descriptor.fields_by_name
+    paths: list[tuple[str, ...]] = [
+        (f,) for f in ("name", "parent") if f in fields and fields[f].type == fields[f].TYPE_STRING
+    ]
+    if not paths and descriptor.fields:
+        first = descriptor.fields[0]
+        if first.type == first.TYPE_STRING:
+            paths.append((first.name,))
+        elif first.message_type is not None and "name" in first.message_type.fields_by_name:
+            paths.append((first.name, "name"))
+    return tuple(paths)
+
+
+def resource_of(request: Any) -> str:
+    """The resource name a request acts on, or "" (for the log context, not for access)."""
+    if not isinstance(request, Message):
+        return ""
+    for path in _resource_paths(request.DESCRIPTOR):
+        value: Any = request
+        for field in path:
+            value = getattr(value, field)
+        if value and isinstance(value, str):
+            return value
+    return ""
+
+
+def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
+    code = context.code()
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+
 class CallGuard(grpc.aio.ServerInterceptor):
-    def __init__(self, tokens: TokenTable) -> None:
+    def __init__(self, tokens: TokenTable, metrics: Metrics | None = None) -> None:
         self._tokens = tokens
+        self._metrics = metrics if metrics is not None else Metrics(process=False)
         # Wrapped handlers by method: built once, not on every call.
         self._guarded: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
 
-    def _enter(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    def _enter(self, context: grpc.aio.ServicerContext[Any, Any], request: Any) -> None:
         authorization = given = None
         for key, value in context.invocation_metadata() or ():
             if key == "authorization" and isinstance(value, str):
                 authorization = value
             elif key == "x-request-id" and isinstance(value, str):
                 given = value
-        request_id.set(given or uuid.uuid4().hex)
+        request_id.set(logs.new_request_id(given))
+        logs.bind_resource(resource_of(request))
         if self._tokens.empty:
             current_caller.set(LOCAL)
         else:
@@ -64,22 +112,60 @@ class CallGuard(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or method.startswith(_OPEN_PREFIXES):
             return handler
-        guarded = self._guard(handler)
+        guarded = self._guard(method, handler)
         self._guarded[method] = guarded
         return guarded
 
-    def _guard(self, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    def _ended(
+        self,
+        method: str,
+        context: grpc.aio.ServicerContext[Any, Any],
+        outcome: grpc.StatusCode | None,
+        started: float,
+        unary: bool,
+    ) -> None:
+        """Count and log a finished call; `outcome` None: it was aborted with a status (still
+        CANCELLED when the handler never finished: the caller went away or hit its deadline)."""
+        code = _code_of(context) if outcome is None else outcome
+        seconds = time.perf_counter() - started
+        self._metrics.rpc(method, code.name, seconds if unary else None)
+        level = logging.DEBUG if code is grpc.StatusCode.OK else logging.INFO
+        if rpc_log.isEnabledFor(level):
+            rpc_log.log(
+                level,
+                "%s %s in %.1f ms",
+                method,
+                code.name,
+                seconds * 1000,
+                extra={
+                    "method": method,
+                    "code": code.name,
+                    "duration_ms": round(seconds * 1000, 3),
+                },
+            )
+
+    def _guard(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         if handler.unary_unary is not None:
             inner: Any = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                started = time.perf_counter()
+                outcome: grpc.StatusCode | None = grpc.StatusCode.CANCELLED
                 try:
-                    self._enter(context)
-                    return await inner(request, context)
+                    self._enter(context, request)
+                    response = await inner(request, context)
+                    outcome = grpc.StatusCode.OK
+                    return response
                 except grpc.aio.AbortError:
+                    outcome = None
                     raise
                 except Exception as e:
+                    outcome = None
                     await errors.abort(context, e)
+                finally:
+                    self._ended(method, context, outcome, started, unary=True)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,
@@ -92,14 +178,21 @@ class CallGuard(grpc.aio.ServerInterceptor):
             async def stream(
                 request: Any, context: grpc.aio.ServicerContext[Any, Any]
             ) -> AsyncIterator[Any]:
+                started = time.perf_counter()
+                outcome: grpc.StatusCode | None = grpc.StatusCode.CANCELLED
                 try:
-                    self._enter(context)
+                    self._enter(context, request)
                     async for item in inner_stream(request, context):
                         yield item
+                    outcome = grpc.StatusCode.OK
                 except grpc.aio.AbortError:
+                    outcome = None
                     raise
                 except Exception as e:
+                    outcome = None
                     await errors.abort(context, e)
+                finally:
+                    self._ended(method, context, outcome, started, unary=False)
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,

@@ -18,12 +18,14 @@ from broadcaster.api.customer_groups import CustomerGroupServicer
 from broadcaster.api.events import EventServicer
 from broadcaster.api.guard import CallGuard
 from broadcaster.channels import ChannelRegistry
+from broadcaster.metrics import Metrics
 from broadcaster.services.broadcasts import Broadcasts
 from broadcaster.services.channels import Channels
 from broadcaster.services.contact_sync import ContactSyncer
 from broadcaster.services.contacts import Contacts
 from broadcaster.services.customer_groups import CustomerGroups
 from broadcaster.services.events import Events
+from broadcaster.services.sending import Sending
 from broadcaster.v1 import (
     broadcast_service_pb2,
     channel_service_pb2,
@@ -56,6 +58,7 @@ class Services:
     channels: Channels
     contact_sync: ContactSyncer
     broadcasts: Broadcasts
+    sending: Sending
     events: Events
     registry: ChannelRegistry
 
@@ -81,9 +84,14 @@ class RunningServer:
 
 
 async def start_server(
-    services: Services, tokens: TokenTable, host: str, port: int
+    services: Services,
+    tokens: TokenTable,
+    host: str,
+    port: int,
+    metrics: Metrics | None = None,
 ) -> RunningServer:
-    """Start serving on host:port (port 0 picks a free one) and return the bound port."""
+    """Start serving on host:port (port 0 picks a free one) and return the bound port. RPCs are
+    counted in `metrics` (a private set when not given)."""
     if tokens.empty:
         if not is_loopback(host):
             raise ConfigError(
@@ -95,7 +103,7 @@ async def start_server(
             "Set BROADCASTER_AUTH_TOKENS before exposing this server."
         )
     server = grpc.aio.server(
-        interceptors=[CallGuard(tokens)],
+        interceptors=[CallGuard(tokens, metrics)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -109,7 +117,7 @@ async def start_server(
         ChannelServicer(services.channels, services.contact_sync, services.registry), server
     )
     broadcast_grpc.add_BroadcastServiceServicer_to_server(
-        BroadcastServicer(services.broadcasts), server
+        BroadcastServicer(services.broadcasts, services.sending), server
     )
     event_grpc.add_EventServiceServicer_to_server(EventServicer(services.events), server)
     health_servicer = health.aio.HealthServicer()

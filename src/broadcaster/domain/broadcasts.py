@@ -67,6 +67,7 @@ class Broadcast:
     send_estimate: Estimate | None = None
     failure_reason: str = ""
     copied_from: str = ""  # broadcast id
+    resend_of: str = ""  # broadcast id: goes to that broadcast's unreached recipients
     send_time: datetime | None = None
     complete_time: datetime | None = None
 
@@ -76,6 +77,15 @@ class Broadcast:
                 f"Only drafts can be changed; this broadcast is {self.state.name.lower()}. "
                 "Copy it to make a new draft.",
                 reason="BROADCAST_NOT_DRAFT",
+                state=self.state.name,
+            )
+
+    def require_sending(self) -> None:
+        if self.state is not BroadcastState.SENDING:
+            raise FailedPrecondition(
+                "Only a sending broadcast can be cancelled; this one is "
+                f"{self.state.name.lower()}.",
+                reason="BROADCAST_NOT_SENDING",
                 state=self.state.name,
             )
 
@@ -90,8 +100,10 @@ _WINDOW_WORDS = {
 }
 
 
-def target_summary(audience: Audience, group_name: str) -> str:
+def target_summary(audience: Audience, group_name: str, resend: bool = False) -> str:
     """ "Interacted in the last 7 days · VIP customers"."""
+    if resend:
+        return "Recipients not reached by the original broadcast"
     who = group_name if audience.customer_group else "All customers"
     return f"{_WINDOW_WORDS[audience.window]} · {who}"
 

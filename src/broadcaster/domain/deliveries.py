@@ -14,6 +14,25 @@ class DeliveryOutcome(enum.IntEnum):
     NOT_SENT_CANCELLED = 3
     NOT_SENT_QUOTA = 4
     UNKNOWN = 5  # an attempt may have been accepted; never retried blindly
+    NOT_SENT_STOPPED = 6  # the broadcast stopped on an error before this recipient's batch
+
+
+# What a resend goes to: recipients who surely did not get the broadcast.
+UNREACHED = (
+    DeliveryOutcome.FAILED,
+    DeliveryOutcome.NOT_SENT_CANCELLED,
+    DeliveryOutcome.NOT_SENT_QUOTA,
+    DeliveryOutcome.NOT_SENT_STOPPED,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    seq: int
+    contact: str
+    external_id: str
+    outcome: DeliveryOutcome
+    reason: str
 
 
 class EventKind(enum.IntEnum):

@@ -30,6 +30,14 @@ class PreconditionViolation:
     description: str
 
 
+@dataclass(frozen=True, slots=True)
+class QuotaViolation:
+    """A quota the request would exceed: `subject` is whose quota it is."""
+
+    subject: str
+    description: str
+
+
 class DomainError(Exception):
     """Base of every error the product raises on purpose."""
 
@@ -80,10 +88,12 @@ class FailedPrecondition(DomainError):
         *,
         reason: str,
         violations: list[PreconditionViolation] | None = None,
+        quota: list[QuotaViolation] | None = None,
         **metadata: str,
     ) -> None:
         super().__init__(message, reason=reason, **metadata)
         self.violations = list(violations or [])
+        self.quota = list(quota or [])
 
 
 class AlreadyExists(DomainError):

@@ -1,19 +1,26 @@
-"""aiohttp application: `POST /webhooks/{type}/{channel}`, `GET /healthz`.
+"""aiohttp application: `POST /webhooks/{type}/{channel}`, `GET /healthz`, `GET /metrics`.
 
 Webhook answers: 200 once the events are committed (an empty event list is a connectivity check),
 401 for a bad or missing signature (nothing is recorded), 404 for an unknown channel, 413 for an
 oversized body, 500 when recording failed (the channel redelivers).
+
+`/metrics` is the Prometheus text format (OpenMetrics when the scraper asks for it); see
+broadcaster.metrics for what it holds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
 from aiohttp import web
+from prometheus_client.exposition import choose_encoder
 
+from broadcaster import logs
 from broadcaster.channels import WebhookRejected
 from broadcaster.domain.errors import NotFound
+from broadcaster.metrics import Metrics
 from broadcaster.services.webhooks import WebhookIngest
 from broadcaster.store.database import Database
 
@@ -26,9 +33,18 @@ def _json_error(status: int, message: str) -> web.Response:
     return web.json_response({"message": message}, status=status)
 
 
-def build_app(ingest: WebhookIngest, db: Database) -> web.Application:
-    async def webhook(request: web.Request) -> web.Response:
-        body = await request.read()
+def build_app(
+    ingest: WebhookIngest, db: Database, metrics: Metrics | None = None
+) -> web.Application:
+    metrics = metrics if metrics is not None else Metrics(process=False)
+    # Webhook metrics are labelled with installed types only: the path is anyone's to choose.
+    known_types = frozenset(ingest.channel_types())
+
+    async def receive(request: web.Request) -> web.Response:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _json_error(413, f"the body exceeds {MAX_BODY} bytes")
         try:
             count = await ingest.receive(
                 request.match_info["type"], request.match_info["channel"], request.headers, body
@@ -42,6 +58,21 @@ def build_app(ingest: WebhookIngest, db: Database) -> web.Application:
             return _json_error(500, "not recorded; please redeliver")
         return web.json_response({"recorded": count})
 
+    async def webhook(request: web.Request) -> web.Response:
+        with logs.bound(request_id=logs.new_request_id(request.headers.get("x-request-id"))):
+            response = await receive(request)
+        channel_type = request.match_info["type"]
+        metrics.webhook_request(
+            channel_type if channel_type in known_types else "unknown", response.status
+        )
+        return response
+
+    async def scrape(request: web.Request) -> web.Response:
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        # Off the event loop: collecting counts broadcasts in the database.
+        body = await asyncio.get_running_loop().run_in_executor(None, encode, metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
     async def healthz(request: web.Request) -> web.Response:
         try:
             await db.read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
@@ -52,6 +83,7 @@ def build_app(ingest: WebhookIngest, db: Database) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_post("/webhooks/{type}/{channel}", webhook)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", scrape)
     return app
 
 

@@ -88,7 +88,7 @@ class Broadcasts:
         self._ctx = ctx
         self._hub = hub
 
-    def _name(self, caller: Caller, value: str, field: str = "name") -> BroadcastName:
+    def name_of(self, caller: Caller, value: str, field: str = "name") -> BroadcastName:
         name = BroadcastName.parse(value, field)
         if not caller.may_act_for(name.merchant):
             raise not_found(value)
@@ -124,13 +124,13 @@ class Broadcasts:
             v.add(field, "must be a channel of the same merchant")
         return parsed
 
-    async def _live(self, channel: ChannelName) -> tuple[ChannelAccount, Channel]:
+    async def live(self, channel: ChannelName) -> tuple[ChannelAccount, Channel]:
         found = await self._hub.get(channel.channel)
         if found is None or found[0].merchant != channel.merchant:
             raise channel_not_connected(str(channel))
         return found
 
-    async def _group_name(self, merchant: str, audience: Audience) -> str:
+    async def group_name(self, merchant: str, audience: Audience) -> str:
         if audience.customer_group is None:
             return ""
         group = await self._ctx.db.read(group_repo.get, merchant, audience.customer_group)
@@ -139,7 +139,7 @@ class Broadcasts:
             raise NotFound("customer group", name, reason="CUSTOMER_GROUP_NOT_FOUND")
         return group.display_name
 
-    def _require_eligible(
+    def require_eligible(
         self, instance: Channel, account: ChannelAccount, audience: Audience
     ) -> None:
         verdict = instance.check_eligibility(audience, account_info(account))
@@ -166,7 +166,7 @@ class Broadcasts:
                 v.add(f"{field}.messages[{i}]", "must be a text or an image message")
         v.raise_if_any()
         assert merchant is not None and channel is not None and audience is not None
-        account, instance = await self._live(channel)
+        account, instance = await self.live(channel)
         messages = tuple(m for m in draft.messages if m is not None)
         limit = type(instance).capabilities.max_messages
         if len(messages) > limit:
@@ -174,12 +174,18 @@ class Broadcasts:
         for violation in instance.validate_messages(messages):
             v.add(f"{field}.{violation.field}", violation.description, violation.reason)
         v.raise_if_any()
-        group_name = await self._group_name(merchant, audience)
-        self._require_eligible(instance, account, audience)
+        group_name = await self.group_name(merchant, audience)
+        self.require_eligible(instance, account, audience)
         return _Checked(merchant, channel, audience), messages, group_name
 
     async def create(
-        self, caller: Caller, parent: str, draft: DraftInput, request_id: str, copied_from: str = ""
+        self,
+        caller: Caller,
+        parent: str,
+        draft: DraftInput,
+        request_id: str,
+        copied_from: str = "",
+        resend_of: str = "",
     ) -> Broadcast:
         v = Violations()
         merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
@@ -205,6 +211,7 @@ class Broadcasts:
             create_time=now,
             update_time=now,
             copied_from=copied_from,
+            resend_of=resend_of,
         )
 
         def create(conn: Connection) -> tuple[Broadcast, str]:
@@ -227,7 +234,7 @@ class Broadcasts:
         )
 
     async def get(self, caller: Caller, name: str) -> Broadcast:
-        n = self._name(caller, name)
+        n = self.name_of(caller, name)
         found = await self._ctx.db.read_point(repo.get, n.merchant, n.broadcast)
         if found is None:
             raise not_found(name)
@@ -295,6 +302,8 @@ class Broadcasts:
             messages=messages,
             group_name=group_name,
             update_time=self._ctx.now(),
+            # A new audience replaces a resend's "recipients not reached".
+            resend_of="" if "audience" in fields else current.resend_of,
         )
 
         def tx(conn: Connection) -> Broadcast:
@@ -307,7 +316,7 @@ class Broadcasts:
         return await self._ctx.db.write(tx)
 
     async def delete(self, caller: Caller, name: str) -> None:
-        n = self._name(caller, name)
+        n = self.name_of(caller, name)
 
         def tx(conn: Connection) -> None:
             found = repo.get(conn, n.merchant, n.broadcast, lock=True)
@@ -318,8 +327,17 @@ class Broadcasts:
 
         await self._ctx.db.write(tx)
 
-    async def copy(self, caller: Caller, name: str, request_id: str) -> Broadcast:
+    async def copy(
+        self, caller: Caller, name: str, request_id: str, unsent_only: bool = False
+    ) -> Broadcast:
         source = await self.get(caller, name)
+        if unsent_only and source.state in (BroadcastState.DRAFT, BroadcastState.SENDING):
+            raise FailedPrecondition(
+                "Only the unreached recipients of a finished broadcast can be resent; this one "
+                f"is {source.state.name.lower()}.",
+                reason="BROADCAST_NOT_FINISHED",
+                state=source.state.name,
+            )
         draft = DraftInput(
             display_name=copy_name(source.display_name),
             channel=str(ChannelName(source.merchant, source.channel)),
@@ -328,7 +346,12 @@ class Broadcasts:
             messages=source.messages,
         )
         return await self.create(
-            caller, str(MerchantName(source.merchant)), draft, request_id, copied_from=source.id
+            caller,
+            str(MerchantName(source.merchant)),
+            draft,
+            request_id,
+            copied_from=source.id,
+            resend_of=source.id if unsent_only else "",
         )
 
     async def estimate(
@@ -356,6 +379,7 @@ class Broadcasts:
             draft = await self.get(caller, name)
             target = ChannelName(m, draft.channel)
             audience = draft.audience
+            resend_of = draft.resend_of
         else:
             target_or_none = self._check_channel(v, m, channel, "channel")
             audience_or_none = self._check_audience(v, m, window, groups, "audience")
@@ -363,24 +387,28 @@ class Broadcasts:
             assert m is not None and target_or_none is not None and audience_or_none is not None
             caller.require(m)
             target, audience = target_or_none, audience_or_none
-        return await self.estimate_for(target, audience)
+            resend_of = ""
+        return await self.estimate_for(target, audience, resend_of)
 
-    async def estimate_for(self, channel: ChannelName, audience: Audience) -> Estimate:
-        account, instance = await self._live(channel)
-        await self._group_name(channel.merchant, audience)
+    async def estimate_for(
+        self, channel: ChannelName, audience: Audience, resend_of: str = ""
+    ) -> Estimate:
+        """The estimate of an audience, or of a resend's (`resend_of`: the source's id)."""
+        account, instance = await self.live(channel)
         now = self._ctx.now()
-        since = _since(now, audience.window)
-        try:
-            counts, quota = await asyncio.gather(
-                self._ctx.db.read(
-                    audience_repo.count,
-                    channel.merchant,
-                    channel.channel,
-                    since,
-                    audience.customer_group,
-                ),
-                instance.quota(),
+        if resend_of:
+            counting = self._ctx.db.read(audience_repo.count_resend, resend_of)
+        else:
+            await self.group_name(channel.merchant, audience)
+            counting = self._ctx.db.read(
+                audience_repo.count,
+                channel.merchant,
+                channel.channel,
+                _since(now, audience.window),
+                audience.customer_group,
             )
+        try:
+            counts, quota = await asyncio.gather(counting, instance.quota())
         except CredentialsInvalid as e:
             raise credentials_invalid(e) from None
         except ChannelUnavailable as e:

@@ -18,6 +18,7 @@ from typing import TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
+from broadcaster import logs
 from broadcaster.channels import (
     Channel,
     ChannelUnavailable,
@@ -152,23 +153,48 @@ class ContactSyncer:
             await asyncio.shield(task)
 
     async def _finish(
-        self, run_id: int, state: SyncState, *, reason: str = "", message: str = ""
+        self,
+        run_id: int,
+        state: SyncState,
+        channel_type: str,
+        *,
+        reason: str = "",
+        message: str = "",
     ) -> None:
         await self._ctx.db.write(
             syncs.finish, run_id, state, self._ctx.now_us(), reason=reason, message=message
         )
+        self._ended(run_id, state, channel_type, reason)
+
+    def _ended(self, run_id: int, state: SyncState, channel_type: str, reason: str = "") -> None:
+        self._ctx.metrics.sync_finished(channel_type, state.name.lower())
+        log.info(
+            "contact sync %s %s%s", run_id, state.name.lower(), f": {reason}" if reason else ""
+        )
 
     async def _run(self, run_id: int) -> None:
+        with self._ctx.metrics.sync_running():
+            await self._execute(run_id)
+
+    async def _execute(self, run_id: int) -> None:
         run = await self._ctx.db.read(syncs.get, run_id)
         if run is None or run.state != SyncState.RUNNING:
             return
+        logs.channel.set(run.channel)  # this task's own context
         found = await self._hub.get(run.channel)
         if found is None:
             await self._finish(
-                run_id, SyncState.FAILED, reason="CHANNEL_NOT_FOUND", message="disconnected"
+                run_id,
+                SyncState.FAILED,
+                "unknown",
+                reason="CHANNEL_NOT_FOUND",
+                message="disconnected",
             )
             return
         account, instance = found
+        logs.merchant.set(account.merchant)
+        log.info("contact sync %s running (phase %s)", run_id, run.phase)
+        kind = account.type
         attempt = 0
         while True:
             try:
@@ -178,13 +204,14 @@ class ContactSyncer:
                 log.info("contact sync %s continues in another process", run_id)
                 return
             except ContactsNotListable as e:
-                await self._finish(run_id, SyncState.SKIPPED, message=str(e))
+                await self._finish(run_id, SyncState.SKIPPED, kind, message=str(e))
                 return
             except CredentialsInvalid as e:
                 await self._channels.mark_credentials_invalid(account)
                 await self._finish(
                     run_id,
                     SyncState.FAILED,
+                    kind,
                     reason="CHANNEL_CREDENTIALS_INVALID",
                     message=f"the channel refused the credentials: {e}",
                 )
@@ -193,7 +220,7 @@ class ContactSyncer:
                 attempt += 1
                 if attempt > UNAVAILABLE_RETRIES:
                     await self._finish(
-                        run_id, SyncState.FAILED, reason="CHANNEL_UNAVAILABLE", message=str(e)
+                        run_id, SyncState.FAILED, kind, reason="CHANNEL_UNAVAILABLE", message=str(e)
                     )
                     return
                 await asyncio.sleep(min(2**attempt, 30))
@@ -204,7 +231,9 @@ class ContactSyncer:
                 raise
             except Exception as e:
                 log.exception("contact sync %s failed", run_id)
-                await self._finish(run_id, SyncState.FAILED, reason="INTERNAL", message=str(e))
+                await self._finish(
+                    run_id, SyncState.FAILED, kind, reason="INTERNAL", message=str(e)
+                )
                 return
 
     async def _sync(self, run: ContactSyncRun, account: ChannelAccount, instance: Channel) -> None:
@@ -219,6 +248,7 @@ class ContactSyncer:
             )
             self._hub.forget(account.id)
         m, ch, run_id = account.merchant, account.id, run.id
+        metrics = self._ctx.metrics
         if run.phase == 1:
             followers: list[tuple[str, str, str]] = []
             async for page in _prefetch(instance.sync_contacts(run.cursor), depth=4):
@@ -228,9 +258,11 @@ class ContactSyncer:
                     await self._ctx.db.write(
                         self._commit_followers, run_id, m, ch, followers, page.cursor
                     )
+                    metrics.sync_progress(account.type, contacts=len(followers))
                     followers = []
             if followers:  # a channel whose last page still carried a cursor
                 await self._ctx.db.write(self._commit_followers, run_id, m, ch, followers, None)
+                metrics.sync_progress(account.type, contacts=len(followers))
 
             def end_listing(conn: Connection) -> int:
                 unfollowed = channel_contacts.mark_unlisted_blocked(
@@ -243,6 +275,7 @@ class ContactSyncer:
             await self._ctx.db.write(end_listing)
         await self._fetch_profiles(run, account, instance)
         await self._ctx.db.write(syncs.succeed, run_id, self._ctx.now_us())
+        self._ended(run_id, SyncState.SUCCEEDED, account.type)
 
     def _commit_followers(
         self,
@@ -302,3 +335,4 @@ class ContactSyncer:
                 syncs.record_profiles(conn, run.id, cursor, len(imports))
 
             await self._ctx.db.write(commit)
+            self._ctx.metrics.sync_progress(account.type, profiles=len(imports))

@@ -1,4 +1,4 @@
-"""What every application service needs: the database and a clock."""
+"""What every application service needs: the database, a clock, and the metrics to count in."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from broadcaster.metrics import Metrics
 from broadcaster.store.clock import to_us
 from broadcaster.store.database import Database
 
@@ -18,6 +19,8 @@ def _utcnow() -> datetime:
 class ServiceContext:
     db: Database
     clock: Callable[[], datetime] = field(default=_utcnow)
+    # The app's metrics (a private set by default, so tests need not care).
+    metrics: Metrics = field(default_factory=lambda: Metrics(process=False))
 
     def now(self) -> datetime:
         return self.clock()

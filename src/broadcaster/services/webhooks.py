@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from broadcaster.channels import InteractionEvent, InteractionKind
+from broadcaster import logs
+from broadcaster.channels import InteractionEvent, InteractionKind, WebhookRejected
 from broadcaster.domain.errors import NotFound
 from broadcaster.domain.model import ChannelAccount, FollowerState
 from broadcaster.services.channel_hub import ChannelHub
@@ -80,15 +82,28 @@ class WebhookIngest:
         if found is None or found[0].type != channel_type:
             raise NotFound("channel", channel_id, reason="CHANNEL_NOT_FOUND")
         account, instance = found
-        events = instance.parse_webhook(headers, body)
-        if not events:
-            return 0  # a connectivity check
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_loop(), name="webhook-writer")
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(account, events, done))
-        await done
-        return len(events)
+        with logs.bound(merchant=account.merchant, channel=account.id):
+            try:
+                events = instance.parse_webhook(headers, body)
+            except WebhookRejected:
+                self._ctx.metrics.webhook_signature_failure(account.type)
+                raise
+            if not events:
+                return 0  # a connectivity check
+            if self._writer is None or self._writer.done():
+                # Its own empty context: the writer serves every channel, not this request's.
+                self._writer = asyncio.create_task(
+                    self._write_loop(), name="webhook-writer", context=contextvars.Context()
+                )
+            done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            await self._queue.put(_Pending(account, events, done))
+            await done
+            self._ctx.metrics.webhook_received(account.type, events)
+            return len(events)
+
+    def channel_types(self) -> list[str]:
+        """The installed channel types (the only values metrics label webhooks with)."""
+        return self._hub.registry.types()
 
     async def _write_loop(self) -> None:
         while True:

@@ -46,6 +46,12 @@ def decode_messages(raw: str) -> tuple[Message, ...]:
     )
 
 
+def encode_estimate(e: Estimate) -> str:
+    data = {f: getattr(e, f) for f in Estimate.__dataclass_fields__}
+    data["estimate_time"] = to_us(e.estimate_time)
+    return json.dumps(data)
+
+
 def _decode_estimate(raw: str | None) -> Estimate | None:
     if raw is None:
         return None
@@ -71,6 +77,7 @@ def _broadcast(row: Row[tuple[object, ...]]) -> Broadcast:
         send_estimate=_decode_estimate(m["send_estimate"]),
         failure_reason=m["failure_reason"],
         copied_from=m["copied_from"],
+        resend_of=m["resend_of"],
         send_time=maybe_from_us(m["send_time"]),
         complete_time=maybe_from_us(m["complete_time"]),
     )
@@ -95,6 +102,7 @@ def create(conn: Connection, b: Broadcast) -> Broadcast:
             excluded=0,
             failure_reason="",
             copied_from=b.copied_from,
+            resend_of=b.resend_of,
             create_time=to_us(b.create_time),
             update_time=to_us(b.update_time),
         )
@@ -150,6 +158,37 @@ def list_page(
     return [_broadcast(r) for r in conn.execute(query, params)]
 
 
+def start_sending(
+    conn: Connection,
+    b: Broadcast,
+    *,
+    total: int,
+    excluded: int,
+    batches: int,
+    estimate: Estimate,
+    now: int,
+) -> Broadcast:
+    """The draft becomes SENDING with its recipients fixed (or SENT at once when none)."""
+    state = BroadcastState.SENDING if batches else BroadcastState.SENT
+    conn.execute(
+        update(t)
+        .where(t.c.id == b.id, t.c.state == int(BroadcastState.DRAFT))
+        .values(
+            state=int(state),
+            total=total,
+            excluded=excluded,
+            open_batches=batches,
+            send_estimate=encode_estimate(estimate),
+            send_time=now,
+            update_time=now,
+            complete_time=None if batches else now,
+        )
+    )
+    found = get(conn, b.merchant, b.id)
+    assert found is not None
+    return found
+
+
 def save_draft(conn: Connection, b: Broadcast) -> Broadcast:
     """Write a draft's editable fields (only while it is still a draft)."""
     conn.execute(
@@ -163,6 +202,7 @@ def save_draft(conn: Connection, b: Broadcast) -> Broadcast:
             customer_group_id=b.audience.customer_group,
             group_name=b.group_name,
             messages=encode_messages(b.messages),
+            resend_of=b.resend_of,
             update_time=to_us(b.update_time),
         )
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, text, update
+from sqlalchemy import Connection, Row, exists, select, text, update
 
 from broadcaster.domain.ids import new_ids
 from broadcaster.domain.model import (
@@ -18,6 +18,7 @@ from broadcaster.domain.paging import Page
 from broadcaster.store import bulk
 from broadcaster.store.clock import from_us, maybe_from_us, to_us
 from broadcaster.store.tables import contacts as t
+from broadcaster.store.tables import conversations
 
 # The merge rules documented on the API's Contact message, as one ON CONFLICT clause.
 _MERGE = """
@@ -45,7 +46,13 @@ ON CONFLICT (merchant_id, channel_id, external_id) DO UPDATE SET
 """
 
 
-def _contact(row: Row[tuple[object, ...]]) -> Contact:
+# A contact has a conversation if it had one before (stored on the contact) or a broadcast
+# created it (the narrow `conversations` table, see store.events).
+_CONVERSED = exists().where(conversations.c.contact_id == t.c.id).label("conversed")
+_SELECT = select(t, _CONVERSED)
+
+
+def _contact(row: Row[tuple[object, ...]], conversed: bool = False) -> Contact:
     m = row._mapping
     return Contact(
         merchant=m["merchant_id"],
@@ -58,7 +65,7 @@ def _contact(row: Row[tuple[object, ...]]) -> Contact:
         last_interaction_time=maybe_from_us(m["last_interaction_time"]),
         opted_out=bool(m["opted_out"]),
         customer_id=m["customer_id"],
-        has_conversation=bool(m["has_conversation"]),
+        has_conversation=bool(m["has_conversation"]) or conversed or bool(m.get("conversed")),
         observe_time=from_us(m["observe_time"]),
         create_time=from_us(m["create_time"]),
         update_time=from_us(m["update_time"]),
@@ -97,16 +104,28 @@ def merge(
         ),
         {"merchant": merchant, "channel": channel, "now": now, "rows": bulk.json_param(rows)},
     ).all()
-    by_id = {c.external_id: c for c in map(_contact, stored)}
+    unknown = [str(r._mapping["id"]) for r in stored if not r._mapping["has_conversation"]]
+    conversed = (
+        set(
+            conn.execute(
+                text(
+                    "SELECT contact_id FROM conversations WHERE "
+                    + bulk.in_strings(conn, "contact_id", "ids")
+                ),
+                {"ids": bulk.strings_param(conn, unknown)},
+            ).scalars()
+        )
+        if unknown
+        else set()
+    )
+    by_id = {c.external_id: c for c in (_contact(r, r._mapping["id"] in conversed) for r in stored)}
     created = sum(1 for row in stored if row._mapping["create_time"] == now)
     return [by_id[i.external_id] for i in items], created
 
 
 def get(conn: Connection, merchant: str, channel: str, contact_id: str) -> Contact | None:
     row = conn.execute(
-        select(t).where(
-            t.c.merchant_id == merchant, t.c.channel_id == channel, t.c.id == contact_id
-        )
+        _SELECT.where(t.c.merchant_id == merchant, t.c.channel_id == channel, t.c.id == contact_id)
     ).first()
     return None if row is None else _contact(row)
 
@@ -115,7 +134,7 @@ def list_page(
     conn: Connection, merchant: str, channel: str, where: ContactFilter, page: Page
 ) -> list[Contact]:
     """In id (creation) order; `page.size + 1` rows so the caller knows if another page follows."""
-    query = select(t).where(t.c.merchant_id == merchant, t.c.channel_id == channel)
+    query = _SELECT.where(t.c.merchant_id == merchant, t.c.channel_id == channel)
     if where.opted_out is not None:
         query = query.where(t.c.opted_out == where.opted_out)
     if where.customer_id is not None:

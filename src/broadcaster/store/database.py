@@ -8,7 +8,11 @@ the event loop never blocks on the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import random
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -16,9 +20,12 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 T = TypeVar("T")
+DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
+DEADLOCK_ATTEMPTS = 3
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -74,6 +81,12 @@ class Database:
         self.dialect = engine.dialect.name
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="db")
         self._inline: Connection | None = None
+        # SQLite has one writer at a time. Writers of this process queue here rather than on
+        # SQLite's busy handler, which retries by sleeping (up to 100 ms a time) and would
+        # idle a busy writer like the dispatcher.
+        self._write_lock: threading.Lock | contextlib.nullcontext[None] = (
+            threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        )
         # PostgreSQL point reads run on the event loop through SQLAlchemy's asyncio layer (the
         # same synchronous repository code, driven by greenlets), with no hop to a thread.
         self._async: AsyncEngine | None = None
@@ -98,14 +111,27 @@ class Database:
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(write=True) as conn, conn.begin():
+        with (
+            self._write_lock,
+            self.engine.connect().execution_options(write=True) as conn,
+            conn.begin(),
+        ):
             yield conn
 
     def _in_transaction(
         self, write: bool, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> T:
-        with self.writing() if write else self.reading() as conn:
-            return fn(conn, *args, **kwargs)
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                with self.writing() if write else self.reading() as conn:
+                    return fn(conn, *args, **kwargs)
+            except OperationalError as e:
+                # PostgreSQL broke a deadlock (two bulk upserts locking rows in different
+                # orders) by aborting this transaction: it did nothing, so it can run again.
+                if getattr(e.orig, "sqlstate", None) != DEADLOCK or attempt == DEADLOCK_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0.005, 0.05) * attempt)
+        raise AssertionError("unreachable")
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(conn, *args, **kwargs)` in a read transaction on the database thread pool."""

@@ -50,32 +50,33 @@ def record_delivered(
         "now": now,
         "sent": int(DeliveryOutcome.SENT),
     }
-    delivered = (
-        "FROM deliveries d JOIN contacts c ON c.id = d.contact_id"
-        " WHERE d.broadcast_id = :b AND d.seq BETWEEN :lo AND :hi AND d.outcome = :sent"
+    sent = "d.broadcast_id = :b AND d.seq BETWEEN :lo AND :hi AND d.outcome = :sent"
+    new = (
+        f"FROM deliveries d JOIN contacts c ON c.id = d.contact_id WHERE {sent}"
+        " AND NOT c.has_conversation AND NOT EXISTS"
+        " (SELECT 1 FROM conversations v WHERE v.contact_id = d.contact_id)"
     )
-    written = 0
-    for kind, condition in (
-        (EventKind.CONVERSATION_CREATED, " AND NOT c.has_conversation"),
-        (EventKind.BROADCAST_MESSAGE, ""),
-    ):
-        written += conn.execute(
-            text(
-                "INSERT INTO events (merchant_id, channel_id, contact_id, broadcast_id, kind,"
-                f" create_time) SELECT :m, :ch, d.contact_id, d.broadcast_id, {int(kind)}, :now"
-                f" {delivered}{condition} ORDER BY d.seq"
-            ),
-            params,
-        ).rowcount
-    conn.execute(
+    created = conn.execute(
         text(
-            "UPDATE contacts SET has_conversation = true WHERE NOT has_conversation AND id IN"
-            " (SELECT d.contact_id FROM deliveries d WHERE d.broadcast_id = :b"
-            " AND d.seq BETWEEN :lo AND :hi AND d.outcome = :sent)"
+            "INSERT INTO events (merchant_id, channel_id, contact_id, broadcast_id, kind,"
+            f" create_time) SELECT :m, :ch, d.contact_id, d.broadcast_id,"
+            f" {int(EventKind.CONVERSATION_CREATED)}, :now {new} ORDER BY d.seq"
         ),
         params,
-    )
-    return int(written)
+    ).rowcount
+    if created:
+        conn.execute(text(f"INSERT INTO conversations (contact_id) SELECT d.contact_id {new}"),
+                     params)  # fmt: skip
+    shown = conn.execute(
+        text(
+            "INSERT INTO events (merchant_id, channel_id, contact_id, broadcast_id, kind,"
+            f" create_time) SELECT :m, :ch, d.contact_id, d.broadcast_id,"
+            f" {int(EventKind.BROADCAST_MESSAGE)}, :now FROM deliveries d WHERE {sent}"
+            " ORDER BY d.seq"
+        ),
+        params,
+    ).rowcount
+    return int(created + shown)
 
 
 def _event(row: Row[tuple[object, ...]]) -> Event:

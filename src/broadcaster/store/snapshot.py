@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from broadcaster.domain.deliveries import UNREACHED
 from broadcaster.domain.model import FollowerState
 from broadcaster.store import bulk
 
@@ -26,7 +27,18 @@ class Snapshot:
     batches: int
 
 
-def _audience_sql(since: int | None, group: str | None) -> str:
+def _source(since: int | None, group: str | None, resend_of: str | None) -> str:
+    """FROM … WHERE … of the audience's contacts (as `c`)."""
+    if resend_of is not None:
+        # A resend: the recipients the source broadcast did not reach, as they are now. Driven
+        # from the source's deliveries (they are all of this channel), joining contacts by key:
+        # a planner without statistics for a fresh deliveries table otherwise scans the
+        # channel's contacts once per delivery.
+        unreached = ", ".join(str(int(o)) for o in UNREACHED)
+        return (
+            "FROM deliveries d JOIN contacts c ON c.id = d.contact_id"
+            f" WHERE d.broadcast_id = :source AND d.outcome IN ({unreached})"
+        )
     where = "c.merchant_id = :m AND c.channel_id = :ch"
     if since is not None:
         where += " AND c.last_interaction_time >= :since"
@@ -35,7 +47,7 @@ def _audience_sql(since: int | None, group: str | None) -> str:
             " AND c.customer_id IN"
             " (SELECT g.customer_id FROM customer_group_members g WHERE g.group_id = :group)"
         )
-    return where
+    return f"FROM contacts c WHERE {where}"
 
 
 def take(
@@ -48,16 +60,25 @@ def take(
     group: str | None,
     batch_size: int,
     now: int,
+    resend_of: str | None = None,
 ) -> Snapshot:
-    """Write the deliveries and batches of `broadcast`; returns what was fixed."""
-    where = _audience_sql(since, group)
-    params = {"m": merchant, "ch": channel, "since": since, "group": group, "b": broadcast}
+    """Write the deliveries and batches of `broadcast`; returns what was fixed. A resend
+    (`resend_of`) goes to the source's unreached recipients instead of the audience."""
+    source = _source(since, group, resend_of)
+    params = {
+        "m": merchant,
+        "ch": channel,
+        "since": since,
+        "group": group,
+        "b": broadcast,
+        "source": resend_of,
+    }
     blocked = int(FollowerState.BLOCKED)
     opted_out, unreachable = conn.execute(
         text(
             "SELECT COALESCE(SUM(CASE WHEN c.opted_out THEN 1 ELSE 0 END), 0),"
             f" COALESCE(SUM(CASE WHEN NOT c.opted_out AND c.follower_state = {blocked}"
-            f" THEN 1 ELSE 0 END), 0) FROM contacts c WHERE {where}"
+            f" THEN 1 ELSE 0 END), 0) {source}"
         ),
         params,
     ).one()
@@ -65,7 +86,7 @@ def take(
         text(
             "INSERT INTO deliveries (broadcast_id, seq, contact_id, external_id, outcome, reason)"
             " SELECT :b, row_number() OVER (ORDER BY c.id) - 1, c.id, c.external_id, 0, ''"
-            f" FROM contacts c WHERE {where} AND NOT c.opted_out"
+            f" {source} AND NOT c.opted_out"
             f" AND c.follower_state <> {blocked}"
         ),
         params,

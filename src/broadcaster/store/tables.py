@@ -12,6 +12,7 @@ from sqlalchemy import (
     Index,
     Integer,
     SmallInteger,
+    String,
     Text,
     UniqueConstraint,
     text,
@@ -240,6 +241,14 @@ class BroadcastRow(SQLModel, table=True):
     send_estimate: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     failure_reason: str = Field(default="", max_length=64)
     copied_from: str = Field(default="", max_length=32)
+    # A resend goes to the recipients this broadcast did not reach, not to the audience.
+    resend_of: str = Field(
+        default="", sa_column=Column(String(32), nullable=False, server_default="")
+    )
+    # Batches not yet done: the broadcast is sent when the last one is.
+    open_batches: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default="0")
+    )
     create_time: int = Field(sa_column=_time())
     update_time: int = Field(sa_column=_time())
     send_time: int | None = Field(default=None, sa_column=_time(nullable=True))
@@ -303,7 +312,11 @@ class BatchRow(SQLModel, table=True):
     snapshot time, reused by every attempt) and its lease."""
 
     __tablename__ = "batches"
-    __table_args__ = (Index("ix_batches_due", "channel_id", "state", "due_time"),)
+    __table_args__ = (
+        Index("ix_batches_due", "channel_id", "state", "due_time"),
+        # Few batches are open at a time: the dispatcher finds their channels on this index.
+        Index("ix_batches_open", "state", "channel_id"),
+    )
 
     broadcast_id: str = Field(primary_key=True, max_length=32)
     batch: int = Field(sa_column=Column(Integer, primary_key=True))
@@ -346,3 +359,30 @@ class EventRow(SQLModel, table=True):
 
 
 events = EventRow.__table__  # type: ignore[attr-defined]
+
+
+class ChannelLeaseRow(SQLModel, table=True):
+    """Which process dispatches a channel's batches, until when: one dispatcher per channel
+    account, so its rate ceiling holds across replicas."""
+
+    __tablename__ = "channel_leases"
+
+    channel_id: str = Field(primary_key=True, max_length=32)
+    owner: str = Field(max_length=64)
+    expiry: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+channel_leases = ChannelLeaseRow.__table__  # type: ignore[attr-defined]
+
+
+class ConversationRow(SQLModel, table=True):
+    """Contacts whose conversation a broadcast created. Kept apart from `contacts` so that
+    recording a delivered batch inserts narrow rows instead of rewriting wide, much-indexed
+    contact rows; a contact has a conversation if either says so."""
+
+    __tablename__ = "conversations"
+
+    contact_id: str = Field(primary_key=True, max_length=32)
+
+
+conversations = ConversationRow.__table__  # type: ignore[attr-defined]

@@ -189,7 +189,7 @@ class BroadcastCounters(_message.Message):
     sent: _builtins.int
     """Recipients the channel accepted the message for."""
     failed: _builtins.int
-    """Recipients it could not be sent to."""
+    """Recipients it could not be sent to, or whose outcome is unknown (see ListDeliveries)."""
     excluded: _builtins.int
     """Matching contacts left out when sending (opted out or unreachable)."""
     def __init__(
@@ -328,6 +328,7 @@ class Broadcast(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     SEND_TIME_FIELD_NUMBER: _builtins.int
     COMPLETE_TIME_FIELD_NUMBER: _builtins.int
+    RESEND_OF_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `merchants/{merchant}/broadcasts/{broadcast}`."""
     display_name: _builtins.str
@@ -342,6 +343,10 @@ class Broadcast(_message.Message):
     """For FAILED: a stable reason (for example `QUOTA_EXHAUSTED`)."""
     copied_from: _builtins.str
     """The broadcast this one was copied from, if any."""
+    resend_of: _builtins.str
+    """For a resend (CopyBroadcast with `unsent_only`): the broadcast whose unreached recipients
+    this one goes to. Its audience is then those recipients, not `audience`.
+    """
     @_builtins.property
     def audience(self) -> Global___Audience:
         """Who it goes to."""
@@ -392,10 +397,11 @@ class Broadcast(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         send_time: _timestamp_pb2.Timestamp | None = ...,
         complete_time: _timestamp_pb2.Timestamp | None = ...,
+        resend_of: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "complete_time", b"complete_time", "counters", b"counters", "create_time", b"create_time", "send_estimate", b"send_estimate", "send_time", b"send_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "channel", b"channel", "complete_time", b"complete_time", "copied_from", b"copied_from", "counters", b"counters", "create_time", b"create_time", "display_name", b"display_name", "failure_reason", b"failure_reason", "messages", b"messages", "name", b"name", "send_estimate", b"send_estimate", "send_time", b"send_time", "state", b"state", "target_summary", b"target_summary", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "channel", b"channel", "complete_time", b"complete_time", "copied_from", b"copied_from", "counters", b"counters", "create_time", b"create_time", "display_name", b"display_name", "failure_reason", b"failure_reason", "messages", b"messages", "name", b"name", "resend_of", b"resend_of", "send_estimate", b"send_estimate", "send_time", b"send_time", "state", b"state", "target_summary", b"target_summary", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -581,19 +587,26 @@ class CopyBroadcastRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    UNSENT_ONLY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name of the broadcast to copy."""
     request_id: _builtins.str
     """Idempotency key chosen by the caller (at most 128 characters)."""
+    unsent_only: _builtins.bool
+    """Only the recipients the source broadcast did not reach: deliveries FAILED,
+    NOT_SENT_CANCELLED, NOT_SENT_QUOTA or NOT_SENT_STOPPED (not OUTCOME_UNKNOWN: those may
+    have received it). The source must have been sent.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        unsent_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id", "unsent_only", b"unsent_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -634,3 +647,202 @@ class EstimateAudienceRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EstimateAudienceRequest: _TypeAlias = EstimateAudienceRequest  # noqa: Y015
+
+@_typing.final
+class SendBroadcastRequest(_message.Message):
+    """Request for SendBroadcast."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the draft to send."""
+    request_id: _builtins.str
+    """Idempotency key chosen by the caller (at most 128 characters)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendBroadcastRequest: _TypeAlias = SendBroadcastRequest  # noqa: Y015
+
+@_typing.final
+class CancelBroadcastRequest(_message.Message):
+    """Request for CancelBroadcast."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the sending broadcast."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelBroadcastRequest: _TypeAlias = CancelBroadcastRequest  # noqa: Y015
+
+@_typing.final
+class Delivery(_message.Message):
+    """What became of one recipient of a broadcast."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Outcome:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _OutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Delivery._Outcome.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        OUTCOME_UNSPECIFIED: Delivery._Outcome.ValueType  # 0
+        """Not used."""
+        PENDING: Delivery._Outcome.ValueType  # 1
+        """Not attempted yet."""
+        SENT: Delivery._Outcome.ValueType  # 2
+        """The channel accepted the message for this recipient."""
+        FAILED: Delivery._Outcome.ValueType  # 3
+        """The channel refused this recipient (`reason` says why, e.g. `INVALID_RECIPIENT`)."""
+        NOT_SENT_CANCELLED: Delivery._Outcome.ValueType  # 4
+        """Not sent: the broadcast was cancelled first."""
+        NOT_SENT_QUOTA: Delivery._Outcome.ValueType  # 5
+        """Not sent: the channel's monthly quota ran out."""
+        OUTCOME_UNKNOWN: Delivery._Outcome.ValueType  # 6
+        """The channel may or may not have accepted it: the batch could not be confirmed within the
+        channel's retry-key validity, and a blind retry could message the recipient twice.
+        """
+        NOT_SENT_STOPPED: Delivery._Outcome.ValueType  # 7
+        """Not sent: the broadcast stopped on an error (see the broadcast's `failure_reason`)."""
+
+    class Outcome(_Outcome, metaclass=_OutcomeEnumTypeWrapper):
+        """The recipient's outcome."""
+
+    OUTCOME_UNSPECIFIED: Delivery.Outcome.ValueType  # 0
+    """Not used."""
+    PENDING: Delivery.Outcome.ValueType  # 1
+    """Not attempted yet."""
+    SENT: Delivery.Outcome.ValueType  # 2
+    """The channel accepted the message for this recipient."""
+    FAILED: Delivery.Outcome.ValueType  # 3
+    """The channel refused this recipient (`reason` says why, e.g. `INVALID_RECIPIENT`)."""
+    NOT_SENT_CANCELLED: Delivery.Outcome.ValueType  # 4
+    """Not sent: the broadcast was cancelled first."""
+    NOT_SENT_QUOTA: Delivery.Outcome.ValueType  # 5
+    """Not sent: the channel's monthly quota ran out."""
+    OUTCOME_UNKNOWN: Delivery.Outcome.ValueType  # 6
+    """The channel may or may not have accepted it: the batch could not be confirmed within the
+    channel's retry-key validity, and a blind retry could message the recipient twice.
+    """
+    NOT_SENT_STOPPED: Delivery.Outcome.ValueType  # 7
+    """Not sent: the broadcast stopped on an error (see the broadcast's `failure_reason`)."""
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CONTACT_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, `merchants/{merchant}/broadcasts/{broadcast}/deliveries/{delivery}`; the
+    delivery id is the recipient's position in the broadcast.
+    """
+    contact: _builtins.str
+    """The contact, `merchants/{merchant}/channels/{channel}/contacts/{contact}`."""
+    external_id: _builtins.str
+    """The contact's id on the channel (LINE: the user id)."""
+    outcome: Global___Delivery.Outcome.ValueType
+    """What became of it."""
+    reason: _builtins.str
+    """A stable reason for FAILED and OUTCOME_UNKNOWN (for example `INVALID_RECIPIENT`,
+    `KEY_EXPIRED`).
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        contact: _builtins.str = ...,
+        external_id: _builtins.str = ...,
+        outcome: Global___Delivery.Outcome.ValueType = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact", "external_id", b"external_id", "name", b"name", "outcome", b"outcome", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Delivery: _TypeAlias = Delivery  # noqa: Y015
+
+@_typing.final
+class ListDeliveriesRequest(_message.Message):
+    """Request for ListDeliveries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The broadcast, `merchants/{merchant}/broadcasts/{broadcast}`."""
+    page_size: _builtins.int
+    """Maximum number of deliveries to return. Default 100, maximum 1,000."""
+    page_token: _builtins.str
+    """`next_page_token` of a previous call with the same other fields."""
+    outcome: Global___Delivery.Outcome.ValueType
+    """Only deliveries with this outcome; unset: all."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        outcome: Global___Delivery.Outcome.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcome", b"outcome", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeliveriesRequest: _TypeAlias = ListDeliveriesRequest  # noqa: Y015
+
+@_typing.final
+class ListDeliveriesResponse(_message.Message):
+    """Response of ListDeliveries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when there are no more."""
+    @_builtins.property
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Delivery]:
+        """The deliveries, in recipient order."""
+
+    def __init__(
+        self,
+        *,
+        deliveries: _abc.Iterable[Global___Delivery] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeliveriesResponse: _TypeAlias = ListDeliveriesResponse  # noqa: Y015

@@ -28,7 +28,8 @@ if _version_not_supported:
 
 class BroadcastServiceStub:
     """Broadcasts: one message of up to five bubbles, sent to many of a merchant's contacts on one
-    channel. Drafts are created, edited, estimated and copied here; sending comes next.
+    channel. Drafts are created, edited, estimated and copied here, then sent; each recipient's
+    outcome is listed by ListDeliveries.
     """
 
     def __init__(self, channel):
@@ -72,11 +73,27 @@ class BroadcastServiceStub:
                 request_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.EstimateAudienceRequest.SerializeToString,
                 response_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.AudienceEstimate.FromString,
                 _registered_method=True)
+        self.SendBroadcast = channel.unary_unary(
+                '/broadcaster.v1.BroadcastService/SendBroadcast',
+                request_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.SendBroadcastRequest.SerializeToString,
+                response_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.Broadcast.FromString,
+                _registered_method=True)
+        self.CancelBroadcast = channel.unary_unary(
+                '/broadcaster.v1.BroadcastService/CancelBroadcast',
+                request_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.CancelBroadcastRequest.SerializeToString,
+                response_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.Broadcast.FromString,
+                _registered_method=True)
+        self.ListDeliveries = channel.unary_unary(
+                '/broadcaster.v1.BroadcastService/ListDeliveries',
+                request_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ListDeliveriesRequest.SerializeToString,
+                response_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ListDeliveriesResponse.FromString,
+                _registered_method=True)
 
 
 class BroadcastServiceServicer:
     """Broadcasts: one message of up to five bubbles, sent to many of a merchant's contacts on one
-    channel. Drafts are created, edited, estimated and copied here; sending comes next.
+    channel. Drafts are created, edited, estimated and copied here, then sent; each recipient's
+    outcome is listed by ListDeliveries.
     """
 
     def CreateBroadcast(self, request, context):
@@ -118,7 +135,9 @@ class BroadcastServiceServicer:
 
     def CopyBroadcast(self, request, context):
         """Copies any broadcast (sent ones too) into a new draft named "Copy of …", with the same
-        channel, audience and messages.
+        channel, audience and messages. With `unsent_only`, the draft goes only to the recipients
+        the source did not reach (failed, or not sent because it was cancelled, stopped or ran out
+        of quota): a resend.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -129,6 +148,35 @@ class BroadcastServiceServicer:
         expected to receive, against the channel's remaining monthly quota. For a draft (`name`) or
         for an audience given inline (`parent`, `channel`, `audience`). The figures are approximate
         where the channel's contact data lags the channel itself (between syncs and webhooks).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendBroadcast(self, request, context):
+        """Sends a draft. The channel must be connected, the audience eligible, the messages valid
+        and the recipients within the channel's remaining quota (FAILED_PRECONDITION with a
+        `QuotaFailure` naming the numbers otherwise). The recipients are fixed and split into
+        batches before this returns the broadcast in the SENDING state; the messages go out in the
+        background (watch `counters`, or EventService). A repeated `request_id` returns the first
+        result; of concurrent Sends of one draft exactly one starts a dispatch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelBroadcast(self, request, context):
+        """Cancels a sending broadcast: no new batch starts, batches already handed to the channel
+        finish, and the broadcast ends CANCELLED with its recipients not yet sent to marked
+        NOT_SENT_CANCELLED. FAILED_PRECONDITION `BROADCAST_NOT_SENDING` for any other state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeliveries(self, request, context):
+        """Lists what became of each recipient of a broadcast, in recipient order, optionally only
+        those with one outcome ("who did not get it").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,6 +220,21 @@ def add_BroadcastServiceServicer_to_server(servicer, server):
                     request_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.EstimateAudienceRequest.FromString,
                     response_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.AudienceEstimate.SerializeToString,
             ),
+            'SendBroadcast': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendBroadcast,
+                    request_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.SendBroadcastRequest.FromString,
+                    response_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.Broadcast.SerializeToString,
+            ),
+            'CancelBroadcast': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelBroadcast,
+                    request_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.CancelBroadcastRequest.FromString,
+                    response_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.Broadcast.SerializeToString,
+            ),
+            'ListDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeliveries,
+                    request_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ListDeliveriesRequest.FromString,
+                    response_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ListDeliveriesResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'broadcaster.v1.BroadcastService', rpc_method_handlers)
@@ -182,7 +245,8 @@ def add_BroadcastServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class BroadcastService:
     """Broadcasts: one message of up to five bubbles, sent to many of a merchant's contacts on one
-    channel. Drafts are created, edited, estimated and copied here; sending comes next.
+    channel. Drafts are created, edited, estimated and copied here, then sent; each recipient's
+    outcome is listed by ListDeliveries.
     """
 
     @staticmethod
@@ -364,6 +428,87 @@ class BroadcastService:
             '/broadcaster.v1.BroadcastService/EstimateAudience',
             broadcaster_dot_v1_dot_broadcast__service__pb2.EstimateAudienceRequest.SerializeToString,
             broadcaster_dot_v1_dot_broadcast__service__pb2.AudienceEstimate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendBroadcast(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/broadcaster.v1.BroadcastService/SendBroadcast',
+            broadcaster_dot_v1_dot_broadcast__service__pb2.SendBroadcastRequest.SerializeToString,
+            broadcaster_dot_v1_dot_broadcast__service__pb2.Broadcast.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelBroadcast(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/broadcaster.v1.BroadcastService/CancelBroadcast',
+            broadcaster_dot_v1_dot_broadcast__service__pb2.CancelBroadcastRequest.SerializeToString,
+            broadcaster_dot_v1_dot_broadcast__service__pb2.Broadcast.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/broadcaster.v1.BroadcastService/ListDeliveries',
+            broadcaster_dot_v1_dot_broadcast__service__pb2.ListDeliveriesRequest.SerializeToString,
+            broadcaster_dot_v1_dot_broadcast__service__pb2.ListDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,7 +29,8 @@ GRPC_VERSION: str
 
 class BroadcastServiceStub:
     """Broadcasts: one message of up to five bubbles, sent to many of a merchant's contacts on one
-    channel. Drafts are created, edited, estimated and copied here; sending comes next.
+    channel. Drafts are created, edited, estimated and copied here, then sent; each recipient's
+    outcome is listed by ListDeliveries.
     """
 
     @_typing.overload
@@ -52,7 +53,9 @@ class BroadcastServiceStub:
     """Deletes a draft (FAILED_PRECONDITION `BROADCAST_NOT_DRAFT` for any other state)."""
     CopyBroadcast: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.CopyBroadcastRequest, _broadcast_service_pb2.Broadcast]
     """Copies any broadcast (sent ones too) into a new draft named "Copy of …", with the same
-    channel, audience and messages.
+    channel, audience and messages. With `unsent_only`, the draft goes only to the recipients
+    the source did not reach (failed, or not sent because it was cancelled, stopped or ran out
+    of quota): a resend.
     """
     EstimateAudience: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.EstimateAudienceRequest, _broadcast_service_pb2.AudienceEstimate]
     """Estimates an audience: how many contacts match, how many are excluded and why, how many are
@@ -60,11 +63,29 @@ class BroadcastServiceStub:
     for an audience given inline (`parent`, `channel`, `audience`). The figures are approximate
     where the channel's contact data lags the channel itself (between syncs and webhooks).
     """
+    SendBroadcast: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.SendBroadcastRequest, _broadcast_service_pb2.Broadcast]
+    """Sends a draft. The channel must be connected, the audience eligible, the messages valid
+    and the recipients within the channel's remaining quota (FAILED_PRECONDITION with a
+    `QuotaFailure` naming the numbers otherwise). The recipients are fixed and split into
+    batches before this returns the broadcast in the SENDING state; the messages go out in the
+    background (watch `counters`, or EventService). A repeated `request_id` returns the first
+    result; of concurrent Sends of one draft exactly one starts a dispatch.
+    """
+    CancelBroadcast: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.CancelBroadcastRequest, _broadcast_service_pb2.Broadcast]
+    """Cancels a sending broadcast: no new batch starts, batches already handed to the channel
+    finish, and the broadcast ends CANCELLED with its recipients not yet sent to marked
+    NOT_SENT_CANCELLED. FAILED_PRECONDITION `BROADCAST_NOT_SENDING` for any other state.
+    """
+    ListDeliveries: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.ListDeliveriesRequest, _broadcast_service_pb2.ListDeliveriesResponse]
+    """Lists what became of each recipient of a broadcast, in recipient order, optionally only
+    those with one outcome ("who did not get it").
+    """
 
 @_typing.type_check_only
 class BroadcastServiceAsyncStub(BroadcastServiceStub):
     """Broadcasts: one message of up to five bubbles, sent to many of a merchant's contacts on one
-    channel. Drafts are created, edited, estimated and copied here; sending comes next.
+    channel. Drafts are created, edited, estimated and copied here, then sent; each recipient's
+    outcome is listed by ListDeliveries.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -84,7 +105,9 @@ class BroadcastServiceAsyncStub(BroadcastServiceStub):
     """Deletes a draft (FAILED_PRECONDITION `BROADCAST_NOT_DRAFT` for any other state)."""
     CopyBroadcast: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.CopyBroadcastRequest, _broadcast_service_pb2.Broadcast]  # type: ignore[assignment]
     """Copies any broadcast (sent ones too) into a new draft named "Copy of …", with the same
-    channel, audience and messages.
+    channel, audience and messages. With `unsent_only`, the draft goes only to the recipients
+    the source did not reach (failed, or not sent because it was cancelled, stopped or ran out
+    of quota): a resend.
     """
     EstimateAudience: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.EstimateAudienceRequest, _broadcast_service_pb2.AudienceEstimate]  # type: ignore[assignment]
     """Estimates an audience: how many contacts match, how many are excluded and why, how many are
@@ -92,10 +115,28 @@ class BroadcastServiceAsyncStub(BroadcastServiceStub):
     for an audience given inline (`parent`, `channel`, `audience`). The figures are approximate
     where the channel's contact data lags the channel itself (between syncs and webhooks).
     """
+    SendBroadcast: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.SendBroadcastRequest, _broadcast_service_pb2.Broadcast]  # type: ignore[assignment]
+    """Sends a draft. The channel must be connected, the audience eligible, the messages valid
+    and the recipients within the channel's remaining quota (FAILED_PRECONDITION with a
+    `QuotaFailure` naming the numbers otherwise). The recipients are fixed and split into
+    batches before this returns the broadcast in the SENDING state; the messages go out in the
+    background (watch `counters`, or EventService). A repeated `request_id` returns the first
+    result; of concurrent Sends of one draft exactly one starts a dispatch.
+    """
+    CancelBroadcast: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.CancelBroadcastRequest, _broadcast_service_pb2.Broadcast]  # type: ignore[assignment]
+    """Cancels a sending broadcast: no new batch starts, batches already handed to the channel
+    finish, and the broadcast ends CANCELLED with its recipients not yet sent to marked
+    NOT_SENT_CANCELLED. FAILED_PRECONDITION `BROADCAST_NOT_SENDING` for any other state.
+    """
+    ListDeliveries: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.ListDeliveriesRequest, _broadcast_service_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
+    """Lists what became of each recipient of a broadcast, in recipient order, optionally only
+    those with one outcome ("who did not get it").
+    """
 
 class BroadcastServiceServicer(metaclass=_abc_1.ABCMeta):
     """Broadcasts: one message of up to five bubbles, sent to many of a merchant's contacts on one
-    channel. Drafts are created, edited, estimated and copied here; sending comes next.
+    channel. Drafts are created, edited, estimated and copied here, then sent; each recipient's
+    outcome is listed by ListDeliveries.
     """
 
     @_abc_1.abstractmethod
@@ -149,7 +190,9 @@ class BroadcastServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_broadcast_service_pb2.Broadcast, _abc.Awaitable[_broadcast_service_pb2.Broadcast]]:
         """Copies any broadcast (sent ones too) into a new draft named "Copy of …", with the same
-        channel, audience and messages.
+        channel, audience and messages. With `unsent_only`, the draft goes only to the recipients
+        the source did not reach (failed, or not sent because it was cancelled, stopped or ran out
+        of quota): a resend.
         """
 
     @_abc_1.abstractmethod
@@ -162,6 +205,41 @@ class BroadcastServiceServicer(metaclass=_abc_1.ABCMeta):
         expected to receive, against the channel's remaining monthly quota. For a draft (`name`) or
         for an audience given inline (`parent`, `channel`, `audience`). The figures are approximate
         where the channel's contact data lags the channel itself (between syncs and webhooks).
+        """
+
+    @_abc_1.abstractmethod
+    def SendBroadcast(
+        self,
+        request: _broadcast_service_pb2.SendBroadcastRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broadcast_service_pb2.Broadcast, _abc.Awaitable[_broadcast_service_pb2.Broadcast]]:
+        """Sends a draft. The channel must be connected, the audience eligible, the messages valid
+        and the recipients within the channel's remaining quota (FAILED_PRECONDITION with a
+        `QuotaFailure` naming the numbers otherwise). The recipients are fixed and split into
+        batches before this returns the broadcast in the SENDING state; the messages go out in the
+        background (watch `counters`, or EventService). A repeated `request_id` returns the first
+        result; of concurrent Sends of one draft exactly one starts a dispatch.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelBroadcast(
+        self,
+        request: _broadcast_service_pb2.CancelBroadcastRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broadcast_service_pb2.Broadcast, _abc.Awaitable[_broadcast_service_pb2.Broadcast]]:
+        """Cancels a sending broadcast: no new batch starts, batches already handed to the channel
+        finish, and the broadcast ends CANCELLED with its recipients not yet sent to marked
+        NOT_SENT_CANCELLED. FAILED_PRECONDITION `BROADCAST_NOT_SENDING` for any other state.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDeliveries(
+        self,
+        request: _broadcast_service_pb2.ListDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broadcast_service_pb2.ListDeliveriesResponse, _abc.Awaitable[_broadcast_service_pb2.ListDeliveriesResponse]]:
+        """Lists what became of each recipient of a broadcast, in recipient order, optionally only
+        those with one outcome ("who did not get it").
         """
 
 def add_BroadcastServiceServicer_to_server(servicer: BroadcastServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

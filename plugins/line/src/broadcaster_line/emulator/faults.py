@@ -44,6 +44,9 @@ class Faults:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        # "after" works as well as Phase.AFTER (the frozen dataclass is set through object).
+        for name in ("error_phase", "reset_phase"):
+            object.__setattr__(self, name, Phase(getattr(self, name)))
         for name in ("spike_probability", "error_rate", "reset_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

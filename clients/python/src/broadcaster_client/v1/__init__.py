@@ -1,0 +1,1 @@
+"""Generated from protos/broadcaster/v1 by scripts/protos.py. Do not edit."""

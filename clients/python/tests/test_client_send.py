@@ -1,0 +1,207 @@
+"""A broadcast from draft to SENT through the client, on the LINE channel and its emulator."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import grpc
+import pytest
+from client_live import Live
+from google.protobuf.field_mask_pb2 import FieldMask
+
+from broadcaster_client import BroadcasterError, Client, paginate
+from broadcaster_client.v1 import broadcast_service_pb2 as bpb
+from broadcaster_client.v1 import channel_service_pb2 as cpb
+from broadcaster_client.v1 import contact_service_pb2 as ctpb
+from broadcaster_client.v1 import customer_group_service_pb2 as gpb
+from broadcaster_client.v1 import event_service_pb2 as epb
+
+FOLLOWERS = 12
+MEMBERS = 8  # followers linked to a customer of the group
+
+
+def _connect_line(client: Client, parent: str, account: dict[str, Any]) -> cpb.Channel:
+    return client.channels.CreateChannel(
+        cpb.CreateChannelRequest(
+            parent=parent,
+            channel=cpb.Channel(
+                type="line",
+                credentials={
+                    "channel_access_token": account["accessToken"],
+                    "channel_secret": account["channelSecret"],
+                },
+            ),
+            request_id=f"connect-{uuid.uuid4().hex}",
+        )
+    )
+
+
+def _synced(client: Client, channel: str) -> None:
+    client.channels.SyncContacts(cpb.SyncContactsRequest(name=channel))
+    deadline = time.monotonic() + 60
+    while True:
+        sync = client.channels.GetChannel(cpb.GetChannelRequest(name=channel)).last_sync
+        if sync.state == cpb.ContactSync.SUCCEEDED:
+            return
+        assert sync.state != cpb.ContactSync.FAILED, sync
+        assert time.monotonic() < deadline, f"sync not done: {sync}"
+        time.sleep(0.1)
+
+
+def _draft(channel: str, group: str, text: str) -> bpb.Broadcast:
+    return bpb.Broadcast(
+        display_name="Spring sale",
+        channel=channel,
+        audience=bpb.Audience(last_interaction=bpb.Audience.ALL_CONTACTS, customer_groups=[group]),
+        messages=[bpb.BroadcastMessage(text=bpb.TextContent(text=text))],
+    )
+
+
+def _until_done(client: Client, name: str, timeout: float = 60) -> bpb.Broadcast:
+    deadline = time.monotonic() + timeout
+    while True:
+        broadcast = client.broadcasts.GetBroadcast(bpb.GetBroadcastRequest(name=name))
+        if broadcast.state not in (bpb.Broadcast.DRAFT, bpb.Broadcast.SENDING):
+            return broadcast
+        assert time.monotonic() < deadline, f"still sending: {broadcast}"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def shop(live: Live, client: Client, merchant: str) -> dict[str, Any]:
+    """A verified LINE account with FOLLOWERS followers, synced; MEMBERS of them linked to
+    customers of a group."""
+    account = live.line_account(tier="verified", followers=FOLLOWERS)
+    channel = _connect_line(client, merchant, account)
+    _synced(client, channel.name)
+    contacts = list(
+        paginate(
+            client.contacts.ListContacts,
+            ctpb.ListContactsRequest(parent=channel.name, page_size=5),
+            lambda page: page.contacts,
+        )
+    )
+    assert len(contacts) == FOLLOWERS
+    for n, contact in enumerate(contacts[:MEMBERS]):
+        client.contacts.UpdateContact(
+            ctpb.UpdateContactRequest(
+                contact=ctpb.Contact(name=contact.name, customer_id=f"cust-{n}"),
+                update_mask=FieldMask(paths=["customer_id"]),
+            )
+        )
+    group = client.customer_groups.CreateCustomerGroup(
+        gpb.CreateCustomerGroupRequest(
+            parent=merchant,
+            customer_group=gpb.CustomerGroup(display_name="VIP customers"),
+            request_id=f"vip-{uuid.uuid4().hex}",
+        )
+    )
+    added = client.customer_groups.AddCustomerGroupMembers(
+        gpb.AddCustomerGroupMembersRequest(
+            customer_group=group.name, customer_ids=[f"cust-{n}" for n in range(MEMBERS)]
+        )
+    )
+    assert added.member_count == MEMBERS
+    return {"parent": merchant, "channel": channel, "group": group.name, "account": account}
+
+
+def test_draft_estimate_send_watch(live: Live, client: Client, shop: dict[str, Any]) -> None:
+    parent, channel = shop["parent"], shop["channel"]
+    draft = client.broadcasts.CreateBroadcast(
+        bpb.CreateBroadcastRequest(
+            parent=parent,
+            broadcast=_draft(channel.name, shop["group"], "20% off this week"),
+            request_id=f"draft-{uuid.uuid4().hex}",
+        )
+    )
+    assert draft.state == bpb.Broadcast.DRAFT
+
+    estimate = client.broadcasts.EstimateAudience(
+        bpb.EstimateAudienceRequest(parent=parent, name=draft.name)
+    )
+    assert (estimate.eligible, estimate.matched, estimate.expected_recipients) == (
+        True,
+        MEMBERS,
+        MEMBERS,
+    )
+
+    send = bpb.SendBroadcastRequest(name=draft.name, request_id=f"send-{uuid.uuid4().hex}")
+    sending = client.broadcasts.SendBroadcast(send)
+    assert sending.state in (bpb.Broadcast.SENDING, bpb.Broadcast.SENT)
+    assert sending.counters.total == MEMBERS
+    # The same request id returns the first result and sends nothing twice.
+    assert client.broadcasts.SendBroadcast(send).name == draft.name
+
+    done = _until_done(client, draft.name)
+    assert done.state == bpb.Broadcast.SENT, done
+    assert (done.counters.total, done.counters.sent, done.counters.failed) == (MEMBERS, MEMBERS, 0)
+
+    deliveries = list(
+        paginate(
+            client.broadcasts.ListDeliveries,
+            bpb.ListDeliveriesRequest(parent=draft.name, page_size=3),
+            lambda page: page.deliveries,
+        )
+    )
+    assert len(deliveries) == MEMBERS
+    assert {d.outcome for d in deliveries} == {bpb.Delivery.SENT}
+
+    summary = live.emulator(
+        "GET", f"/_emulator/accounts/{shop['account']['channelId']}/deliveries/summary"
+    )
+    assert (summary["usersReached"], summary["usersReachedMoreThanOnce"]) == (MEMBERS, 0)
+
+    # The Message Center events of this broadcast, streamed from the start; stop once all came.
+    stream = client.events.WatchEvents(epb.WatchEventsRequest(parent=parent), timeout=30)
+    reached: set[str] = set()
+    for event in stream:
+        if event.kind == epb.Event.BROADCAST_MESSAGE and event.broadcast == draft.name:
+            reached.add(event.contact)
+        if len(reached) == MEMBERS:
+            stream.cancel()
+            break
+    assert {d.contact for d in deliveries} == reached
+
+    # A sent broadcast is no draft any more.
+    with pytest.raises(BroadcasterError) as e:
+        client.broadcasts.DeleteBroadcast(bpb.DeleteBroadcastRequest(name=draft.name))
+    assert (e.value.code(), e.value.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "BROADCAST_NOT_DRAFT",
+    )
+
+
+def test_send_over_quota_is_refused_with_quota_failure(
+    live: Live, client: Client, merchant: str
+) -> None:
+    account = live.line_account(tier="verified", followers=5, quota=3)
+    channel = _connect_line(client, merchant, account)
+    _synced(client, channel.name)
+    draft = client.broadcasts.CreateBroadcast(
+        bpb.CreateBroadcastRequest(
+            parent=merchant,
+            broadcast=bpb.Broadcast(
+                display_name="Too many",
+                channel=channel.name,
+                audience=bpb.Audience(last_interaction=bpb.Audience.ALL_CONTACTS),
+                messages=[bpb.BroadcastMessage(text=bpb.TextContent(text="hi"))],
+            ),
+        )
+    )
+    estimate = client.broadcasts.EstimateAudience(
+        bpb.EstimateAudienceRequest(parent=merchant, name=draft.name)
+    )
+    assert (estimate.expected_recipients, estimate.quota_remaining, estimate.exceeds_quota) == (
+        5,
+        3,
+        True,
+    )
+    with pytest.raises(BroadcasterError) as e:
+        client.broadcasts.SendBroadcast(bpb.SendBroadcastRequest(name=draft.name))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert e.value.reason == "QUOTA_EXCEEDED"
+    assert e.value.quota_violations and e.value.quota_violations[0].description
+    still = client.broadcasts.GetBroadcast(bpb.GetBroadcastRequest(name=draft.name))
+    assert still.state == bpb.Broadcast.DRAFT

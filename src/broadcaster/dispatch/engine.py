@@ -1,0 +1,365 @@
+"""The dispatcher: sends the batches of SENDING broadcasts, upholding DESIGN §5.
+
+One `Dispatcher` runs in each `broadcaster serve` process. It looks for channels with open
+batches and, for each channel whose dispatch lease (`channel_leases`) it can take, runs a
+`ChannelDispatch`: one dispatcher per channel account across all replicas, so the channel's rate
+ceiling holds. A channel dispatch renews its lease, claims due batches under batch leases, keeps
+a bounded number of sends in flight behind a token bucket at the channel's ceiling, and records
+each batch's outcome in one transaction (store.dispatch).
+
+Failures:
+- transient (5xx, timeout, reset, 429): retried with backoff and jitter, with the batch's key;
+  a 429 also slows the bucket. Past the channel's key window a batch is never retried blindly:
+  its recipients become OUTCOME_UNKNOWN (`KEY_EXPIRED`).
+- invalid recipients named by the channel: they fail with `INVALID_RECIPIENT`, the rest of the
+  batch is sent again (nothing was accepted, so the same key is still unused).
+- quota exhausted: the broadcast fails with `QUOTA_EXHAUSTED`; unsent recipients stay
+  resendable (NOT_SENT_QUOTA).
+- rejected (bad credentials, a refused message): the broadcast fails with `CHANNEL_REJECTED`.
+- a process that dies loses its leases; the next lease holder takes its batches over with the
+  same keys, so a batch the channel had already accepted is answered "already accepted".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from broadcaster import logs
+from broadcaster.channels import Channel, SendBatch, SendOutcome, SendStatus
+from broadcaster.dispatch.ratelimit import TokenBucket
+from broadcaster.dispatch.recorder import Recorder
+from broadcaster.domain.deliveries import DeliveryOutcome
+from broadcaster.domain.retries import WINDOW_MARGIN, OutcomeUnknown, next_step
+from broadcaster.services.channel_hub import ChannelHub
+from broadcaster.services.context import ServiceContext
+from broadcaster.store import dispatch as store
+from broadcaster.store.broadcasts import decode_messages
+
+log = logging.getLogger(__name__)
+
+KEY_EXPIRED = "KEY_EXPIRED"
+INVALID_RECIPIENT = "INVALID_RECIPIENT"
+CHANNEL_REJECTED = "CHANNEL_REJECTED"
+CHANNEL_NOT_CONNECTED = "CHANNEL_NOT_CONNECTED"
+QUOTA_EXHAUSTED = "QUOTA_EXHAUSTED"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    lease_seconds: float = 5.0  # a dead process's channels are taken over after this
+    batch_lease_seconds: float = 600.0  # a batch held longer is assumed stuck
+    poll_seconds: float = 0.5  # how often idle processes look for work
+    in_flight: int = 32  # sends outstanding per channel
+    # Below the ceiling, so that no one-second window ever holds more than the ceiling.
+    rate_share: float = 0.985
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until `event` is set or `seconds` pass. Not `asyncio.wait_for`, which on Python 3.11 can
+    swallow a cancellation that arrives as the event is set, leaving a task that never stops."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        hub: ChannelHub,
+        settings: Settings | None = None,
+        *,
+        delivered: Callable[[], None] = lambda: None,
+        rng: random.Random | None = None,
+    ) -> None:
+        """`delivered` is called after Message Center events are recorded."""
+        self._ctx = ctx
+        self.delivered = delivered
+        self._hub = hub
+        self.settings = settings or Settings()
+        self.owner = uuid.uuid4().hex
+        self._rng = rng or random.Random()
+        self._wake = asyncio.Event()
+        self._channels: dict[str, asyncio.Task[None]] = {}
+        self._aside: dict[str, float] = {}  # channel -> monotonic time until which to skip it
+        self._loop: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """A broadcast was just sent: look for work now rather than at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        # A context of its own, so its log lines do not carry the ids of whatever started it.
+        self._loop = asyncio.create_task(
+            self._supervise(), name="dispatcher", context=contextvars.Context()
+        )
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._loop, *self._channels.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _supervise(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self._take_channels()
+            except Exception:
+                log.exception("dispatcher: could not look for work")
+            await _wait(self._wake, self.settings.poll_seconds)
+
+    async def _take_channels(self) -> None:
+        for channel in await self._ctx.db.read(store.channels_with_work):
+            if channel in self._channels or self._aside.get(channel, 0.0) > time.monotonic():
+                continue
+            # Each run has its own owner id, so a run that ends (its lease lapsed, an error)
+            # leaves its batches to the next run as it would to another replica.
+            owner = f"{self.owner}:{uuid.uuid4().hex[:8]}"
+            now = self._ctx.now_us()
+            until = now + int(self.settings.lease_seconds * 1e6)
+            if not await self._ctx.db.write(store.acquire_channel, channel, owner, until, now):
+                continue  # another replica dispatches it
+            run = ChannelDispatch(self, channel, owner, time.monotonic() + self._lease_margin())
+            task = asyncio.create_task(run.run(), name=f"dispatch-{channel}")
+            self._channels[channel] = task
+            task.add_done_callback(functools.partial(self._done, channel))
+
+    def set_aside(self, channel: str, seconds: float = 60.0) -> None:
+        """This process cannot dispatch the channel (say, its plugin is not installed here):
+        leave it to other replicas for a while."""
+        self._aside[channel] = time.monotonic() + seconds
+
+    def _lease_margin(self) -> float:
+        """How long a lease taken now is ours for sure: its term less a safety margin."""
+        return self.settings.lease_seconds * 0.6
+
+    def _done(self, channel: str, task: asyncio.Task[None]) -> None:
+        self._channels.pop(channel, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dispatch of channel %s stopped", channel, exc_info=task.exception())
+        self._wake.set()  # work may remain (an error, or a lost lease): look again
+
+
+class ChannelDispatch:
+    """One channel's sends while this process holds its lease."""
+
+    def __init__(
+        self, dispatcher: Dispatcher, channel: str, owner: str, lease_valid: float
+    ) -> None:
+        self._d = dispatcher
+        self.owner = owner
+        self._ctx = dispatcher._ctx
+        self._settings = dispatcher.settings
+        self.channel = channel
+        self._lease_valid = lease_valid  # monotonic time until which sending is safe
+        self._lost = False
+        self._stopping = False
+        self._kind = ""  # the channel's type, once known
+        self._sends: set[asyncio.Task[None]] = set()
+        self._record = Recorder(self._ctx.db)
+        self._room = asyncio.Event()
+
+    @property
+    def _holding(self) -> bool:
+        return not (self._lost or self._stopping) and time.monotonic() < self._lease_valid
+
+    async def run(self) -> None:
+        try:
+            found = await self._d._hub.get(self.channel)
+        except Exception:  # e.g. its plugin is not installed in this process
+            log.exception("dispatch of channel %s: cannot open it here; leaving it to others",
+                          self.channel)  # fmt: skip
+            self._d.set_aside(self.channel)
+            await self._ctx.db.write(store.release_channel, self.channel, self.owner)
+            return
+        if found is None:
+            await self._abandon()
+            return
+        _, instance = found
+        self._kind = type(instance).type
+        caps = type(instance).capabilities
+        bucket = TokenBucket(caps.requests_per_second * self._settings.rate_share, burst=1.0)
+        renewing = asyncio.create_task(self._renew(), name=f"lease-{self.channel}")
+        try:
+            await self._dispatch(instance, bucket, caps.idempotency_window_seconds)
+        finally:
+            # Sends already with the channel finish and are recorded; the rest stop before
+            # sending. Then the lease goes, so another replica can take over at once.
+            self._stopping = True
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            if self._sends:
+                await asyncio.gather(*self._sends, return_exceptions=True)
+            await self._record.close()
+            if not self._lost:
+                await self._ctx.db.write(store.release_channel, self.channel, self.owner)
+
+    async def _renew(self) -> None:
+        period = self._settings.lease_seconds / 5
+        while True:
+            await asyncio.sleep(period)
+            started = time.monotonic()
+            now = self._ctx.now_us()
+            until = now + int(self._settings.lease_seconds * 1e6)
+            try:
+                kept = await self._ctx.db.write(
+                    store.acquire_channel, self.channel, self.owner, until, now
+                )
+            except Exception:
+                log.exception("dispatch of channel %s: could not renew its lease", self.channel)
+                continue  # keep trying while the current term lasts
+            if not kept:
+                log.warning("dispatch of channel %s: lease taken over", self.channel)
+                self._lost = True
+                return
+            self._lease_valid = started + self._d._lease_margin()
+
+    async def _dispatch(self, instance: Channel, bucket: TokenBucket, window: int) -> None:
+        limit = self._settings.in_flight
+        while self._holding:
+            room = limit - len(self._sends)
+            claimed: list[store.ClaimedBatch] = []
+            if room >= max(1, limit // 4) or not self._sends:
+                now = self._ctx.now_us()
+                claimed = await self._ctx.db.write(
+                    store.claim,
+                    channel=self.channel,
+                    owner=self.owner,
+                    lease_until=now + int(self._settings.batch_lease_seconds * 1e6),
+                    now=now,
+                    limit=room,
+                )
+            for batch in claimed:
+                task = asyncio.create_task(self._deliver(instance, bucket, window, batch))
+                self._sends.add(task)
+                task.add_done_callback(self._finished)
+            if not claimed and not self._sends:
+                if not await self._ctx.db.read(store.sending_on, self.channel):
+                    return  # nothing open on this channel
+                await asyncio.sleep(self._settings.poll_seconds)  # retries not yet due
+                continue
+            self._room.clear()
+            await _wait(self._room, self._settings.poll_seconds)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._sends.discard(task)
+        self._room.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dispatch of channel %s: a batch failed", self.channel,
+                      exc_info=task.exception())  # fmt: skip
+
+    async def _deliver(
+        self, instance: Channel, bucket: TokenBucket, window: int, batch: store.ClaimedBatch
+    ) -> None:
+        """Send one batch until it has an outcome, and record it."""
+        logs.merchant.set(batch.merchant)  # this task's log lines name the broadcast
+        logs.broadcast.set(batch.broadcast)
+        logs.channel.set(self.channel)
+        metrics, kind = self._ctx.metrics, type(instance).type
+        messages = decode_messages(batch.messages)
+        recipients = [external for _, external in batch.recipients]
+        attempts = batch.attempts
+        while True:
+            age = (self._ctx.now_us() - batch.first_attempt_time) / 1e6
+            if attempts > 1 and age >= window * WINDOW_MARGIN:
+                await self._unknown(batch, window)
+                return
+            if not recipients:  # every one failed on an earlier attempt
+                now = self._ctx.now_us()
+                await self._record.write(store.record_sent, batch, now)
+                return
+            metrics.rate_limit_wait(kind, await bucket.acquire())
+            if not self._holding:
+                return  # the next lease holder takes this batch over, key and all
+            started = time.monotonic()
+            outcome = await self._send(instance, SendBatch(recipients, messages,
+                                                           batch.idempotency_key))  # fmt: skip
+            took = time.monotonic() - started
+            status = outcome.status
+            now = self._ctx.now_us()
+            if status in (SendStatus.ACCEPTED, SendStatus.ALREADY_ACCEPTED):
+                bucket.succeeded()
+                sent = await self._record.write(store.record_sent, batch, now)
+                metrics.record_batch(kind, outcome, took, recipients_sent=sent)
+                if sent:
+                    self._d.delivered()
+                return
+            metrics.record_batch(kind, outcome, took)
+            if status is SendStatus.INVALID_RECIPIENTS:
+                bucket.succeeded()
+                named = set(outcome.invalid_recipients) & set(recipients)
+                if not named:  # nothing to isolate: the channel refuses the batch itself
+                    await self._stop(batch, outcome, CHANNEL_REJECTED)
+                    return
+                bad = sorted(named)
+                failed = await self._record.write(
+                    store.record_invalid, batch, bad, INVALID_RECIPIENT, now
+                )
+                metrics.recipients(kind, failed=failed)
+                recipients = [r for r in recipients if r not in named]
+                continue
+            if status is SendStatus.RETRY_LATER:
+                if outcome.rate_limited:
+                    bucket.slow_down()
+                step = next_step(
+                    attempts=attempts,
+                    first_attempt_age=age,
+                    key_window=window,
+                    retry_after=outcome.retry_after,
+                    rng=self._d._rng,
+                )
+                if isinstance(step, OutcomeUnknown):
+                    await self._unknown(batch, window)
+                    return
+                await asyncio.sleep(step.delay)
+                attempts += 1
+                continue
+            if status is SendStatus.QUOTA_EXHAUSTED:
+                await self._stop(batch, outcome, QUOTA_EXHAUSTED)
+                return
+            await self._stop(batch, outcome, CHANNEL_REJECTED)
+            return
+
+    async def _send(self, instance: Channel, batch: SendBatch) -> SendOutcome:
+        try:
+            return await instance.send(batch)
+        except Exception as e:  # a plugin bug must not lose the batch: retry it
+            log.exception("dispatch of channel %s: the channel's send raised", self.channel)
+            return SendOutcome(SendStatus.RETRY_LATER, detail=f"send raised {type(e).__name__}")
+
+    async def _unknown(self, batch: store.ClaimedBatch, window: int) -> None:
+        log.warning(
+            "broadcast %s batch %s: not confirmed within the channel's %s s key window; "
+            "its recipients are marked OUTCOME_UNKNOWN",
+            batch.broadcast, batch.batch, window,
+        )  # fmt: skip
+        now = self._ctx.now_us()
+        failed = await self._record.write(
+            store.record_unresolved, batch, DeliveryOutcome.UNKNOWN, KEY_EXPIRED, now
+        )
+        self._ctx.metrics.recipients(self._kind, failed=failed)
+
+    async def _stop(self, batch: store.ClaimedBatch, outcome: SendOutcome, reason: str) -> None:
+        log.warning("broadcast %s stopped: %s (%s)", batch.broadcast, reason, outcome.detail,
+                    extra={"reason": reason})  # fmt: skip
+        now = self._ctx.now_us()
+        await self._record.write(store.record_stop, batch, reason, now)
+
+    async def _abandon(self) -> None:
+        stopped = await self._ctx.db.write(
+            store.abandon_channel, self.channel, CHANNEL_NOT_CONNECTED, self._ctx.now_us()
+        )
+        log.warning("channel %s is not connected: broadcasts %s failed", self.channel, stopped)

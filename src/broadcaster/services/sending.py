@@ -1,0 +1,196 @@
+"""Sending a draft, cancelling it, and what became of each recipient.
+
+SendBroadcast checks everything that can be checked before anything is fixed (channel, messages,
+eligibility, quota), then in one transaction locks the draft, snapshots the recipients into
+deliveries and batches, and marks it SENDING; the dispatcher (broadcaster.dispatch) takes it
+from there. A repeated request id returns the first result; of concurrent Sends of one draft,
+the row lock lets exactly one through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection
+
+from broadcaster.domain import rules
+from broadcaster.domain.auth import Caller
+from broadcaster.domain.broadcasts import Broadcast, BroadcastState, Estimate
+from broadcaster.domain.deliveries import Delivery, DeliveryOutcome
+from broadcaster.domain.errors import (
+    FailedPrecondition,
+    PreconditionViolation,
+    QuotaViolation,
+    Violations,
+    collect,
+)
+from broadcaster.domain.names import BroadcastName, ChannelName
+from broadcaster.domain.paging import fingerprint, next_token, page_request
+from broadcaster.services.broadcasts import Broadcasts, not_found
+from broadcaster.services.context import ServiceContext
+from broadcaster.store import broadcasts as repo
+from broadcaster.store import deliveries as delivery_repo
+from broadcaster.store import dispatch, idempotency, snapshot
+
+SEND = "SendBroadcast"
+DEFAULT_PAGE, MAX_PAGE = 100, 1000
+
+
+def quota_exceeded(recipients: int, remaining: int, channel: str) -> FailedPrecondition:
+    text = (
+        f"{recipients} recipients exceed the {remaining} messages left in the channel's "
+        "monthly quota: narrow the audience, or wait for the quota to renew."
+    )
+    return FailedPrecondition(
+        text,
+        reason="QUOTA_EXCEEDED",
+        quota=[QuotaViolation(channel, text)],
+        recipients=str(recipients),
+        quota_remaining=str(remaining),
+    )
+
+
+class Sending:
+    def __init__(
+        self, ctx: ServiceContext, broadcasts: Broadcasts, wake: Callable[[], None]
+    ) -> None:
+        """`wake` tells this process's dispatcher that a broadcast is ready to go."""
+        self._ctx = ctx
+        self._broadcasts = broadcasts
+        self._wake = wake
+
+    async def _checked(self, draft: Broadcast) -> tuple[Broadcast, Estimate, int]:
+        """The draft, its estimate, and the channel's batch size, once every precondition that
+        needs the channel holds."""
+        draft.require_draft()
+        channel = ChannelName(draft.merchant, draft.channel)
+        account, instance = await self._broadcasts.live(channel)
+        problems = instance.validate_messages(draft.messages)
+        if problems:
+            raise FailedPrecondition(
+                "The draft's messages no longer meet the channel's rules: edit them first.",
+                reason="BROADCAST_MESSAGES_INVALID",
+                violations=[
+                    PreconditionViolation("MESSAGES", p.field, p.description) for p in problems
+                ],
+            )
+        if not draft.resend_of:
+            self._broadcasts.require_eligible(instance, account, draft.audience)
+        estimate = await self._broadcasts.estimate_for(channel, draft.audience, draft.resend_of)
+        if estimate.quota_remaining is not None and estimate.exceeds_quota:
+            raise quota_exceeded(
+                estimate.expected_recipients, estimate.quota_remaining, str(channel)
+            )
+        batch_size = type(instance).capabilities.max_recipients_per_request
+        return draft, estimate, batch_size
+
+    async def send(self, caller: Caller, name: str, request_id: str) -> Broadcast:
+        v = Violations()
+        n = collect(v, lambda: BroadcastName.parse(name, "name"))
+        rules.check_request_id(v, request_id)
+        v.raise_if_any()
+        assert n is not None
+        if not caller.may_act_for(n.merchant):
+            raise not_found(name)
+        draft = await self._broadcasts.get(caller, name)
+        if request_id and draft.state is not BroadcastState.DRAFT:
+            earlier = await self._ctx.db.read(idempotency.recall, n.merchant, SEND, request_id)
+            if earlier is not None:  # this request was sent before (perhaps a moment ago)
+                return await self._broadcasts.get(caller, earlier)
+        draft, estimate, batch_size = await self._checked(draft)
+        now = self._ctx.now_us()
+
+        def tx(conn: Connection) -> Broadcast:
+            latest = repo.get(conn, n.merchant, n.broadcast, lock=True)
+            if latest is None:
+                raise not_found(name)
+            if request_id:  # a concurrent Send with this request id may have won the lock
+                earlier = idempotency.recall(conn, n.merchant, SEND, request_id)
+                if earlier is not None:
+                    return latest
+            latest.require_draft()
+            fixed = snapshot.take(
+                conn,
+                merchant=latest.merchant,
+                channel=latest.channel,
+                broadcast=latest.id,
+                since=None if draft.resend_of else _since_us(now, latest),
+                group=None if draft.resend_of else latest.audience.customer_group,
+                batch_size=batch_size,
+                now=now,
+                resend_of=latest.resend_of or None,
+            )
+            remaining = estimate.quota_remaining
+            if remaining is not None and fixed.recipients > remaining:
+                raise quota_exceeded(fixed.recipients, remaining, str(ChannelName(
+                    latest.merchant, latest.channel
+                )))  # fmt: skip
+            sending = repo.start_sending(
+                conn,
+                latest,
+                total=fixed.recipients,
+                excluded=fixed.opted_out + fixed.unreachable,
+                batches=fixed.batches,
+                estimate=estimate,
+                now=now,
+            )
+            if request_id:
+                idempotency.remember(conn, n.merchant, SEND, request_id, name, now)
+            return sending
+
+        sent = await self._ctx.db.write(tx)
+        self._wake()
+        return sent
+
+    async def cancel(self, caller: Caller, name: str) -> Broadcast:
+        n = self._broadcasts.name_of(caller, name)
+
+        def tx(conn: Connection) -> Broadcast:
+            found = repo.get(conn, n.merchant, n.broadcast, lock=True)
+            if found is None:
+                raise not_found(name)
+            found.require_sending()
+            dispatch.stop(
+                conn,
+                found.id,
+                state=BroadcastState.CANCELLED,
+                reason="",
+                outcome=DeliveryOutcome.NOT_SENT_CANCELLED,
+                now=self._ctx.now_us(),
+            )
+            cancelled = repo.get(conn, n.merchant, n.broadcast)
+            assert cancelled is not None
+            return cancelled
+
+        return await self._ctx.db.write(tx)
+
+    async def deliveries(
+        self, caller: Caller, parent: str, page_size: int, page_token: str, outcome: int | None
+    ) -> tuple[Broadcast, list[Delivery], str]:
+        """A page of the broadcast's deliveries in recipient order; `outcome` filters."""
+        v = Violations()
+        n = collect(v, lambda: BroadcastName.parse(parent, "parent"))
+        key = fingerprint(parent, outcome)
+        page = collect(
+            v,
+            lambda: page_request(
+                page_size, page_token, key, default=DEFAULT_PAGE, maximum=MAX_PAGE
+            ),
+        )
+        v.raise_if_any()
+        assert n is not None and page is not None
+        broadcast = await self._broadcasts.get(caller, parent)
+        wanted = None if outcome is None else DeliveryOutcome(outcome)
+        found = await self._ctx.db.read_point(
+            delivery_repo.page,
+            broadcast.id,
+            wanted,
+            None if page.after is None else int(page.after),
+            page.size + 1,
+        )
+        return broadcast, found[: page.size], next_token([str(d.seq) for d in found], page, key)
+
+
+def _since_us(now: int, b: Broadcast) -> int | None:
+    window = b.audience.window.value
+    return None if window is None else now - int(window.total_seconds() * 1_000_000)

@@ -1,0 +1,357 @@
+"""The dispatcher's tables: channel leases, claiming batches, and recording what became of them.
+
+Every outcome is recorded in one transaction with the delivery outcomes, the broadcast's
+counters, the Message Center events and, for the last batch, the broadcast's completion
+(DESIGN §5). Recording is idempotent: a batch moves from open to done once, and whoever moves it
+updates the counters; a second recorder (a process that lost its lease while a request was in
+flight) finds it done and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+from broadcaster.domain.broadcasts import BroadcastState
+from broadcaster.domain.deliveries import DeliveryOutcome
+from broadcaster.store import bulk, events
+
+OPEN, DONE = 0, 1  # batch states
+_PENDING = int(DeliveryOutcome.PENDING)
+_SENDING = int(BroadcastState.SENDING)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedBatch:
+    merchant: str
+    broadcast: str
+    channel: str
+    batch: int
+    idempotency_key: str
+    first_seq: int
+    size: int
+    attempts: int  # this attempt included
+    first_attempt_time: int  # µs
+    messages: str  # the broadcast's bubbles, as stored
+    recipients: tuple[tuple[int, str], ...]  # (seq, external id) still pending
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + self.size - 1
+
+
+def acquire_channel(conn: Connection, channel: str, owner: str, until: int, now: int) -> bool:
+    """Take or renew the channel's dispatch lease; False while another owner holds it."""
+    done = conn.execute(
+        text(
+            "INSERT INTO channel_leases (channel_id, owner, expiry) VALUES (:ch, :o, :until)"
+            " ON CONFLICT (channel_id) DO UPDATE SET owner = :o, expiry = :until"
+            " WHERE channel_leases.owner = :o OR channel_leases.expiry < :now"
+        ),
+        {"ch": channel, "o": owner, "until": until, "now": now},
+    ).rowcount
+    return bool(done)
+
+
+def release_channel(conn: Connection, channel: str, owner: str) -> None:
+    conn.execute(
+        text("DELETE FROM channel_leases WHERE channel_id = :ch AND owner = :o"),
+        {"ch": channel, "o": owner},
+    )
+
+
+def channels_with_work(conn: Connection) -> list[str]:
+    rows = conn.execute(
+        text("SELECT DISTINCT channel_id FROM batches WHERE state = :open"), {"open": OPEN}
+    )
+    return [str(r[0]) for r in rows]
+
+
+def claim(
+    conn: Connection, *, channel: str, owner: str, lease_until: int, now: int, limit: int
+) -> list[ClaimedBatch]:
+    """Lease up to `limit` due batches of the channel, oldest first, with their pending
+    recipients. Only the channel's lease holder calls this, so a batch leased by another owner
+    belongs to a process that lost its lease: it is taken over, key and all. Batches of a
+    cancelled or failed broadcast are taken only if they were attempted already: an attempt may
+    have been accepted, so it is resolved with the same key rather than abandoned."""
+    lock = " FOR UPDATE OF b SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
+    rows = conn.execute(
+        text(
+            "SELECT b.broadcast_id, b.batch, b.idempotency_key, b.first_seq, b.size, b.attempts,"
+            " b.first_attempt_time, br.merchant_id, br.messages"
+            " FROM batches b JOIN broadcasts br ON br.id = b.broadcast_id"
+            " WHERE b.channel_id = :ch AND b.state = :open AND b.due_time <= :now"
+            " AND (b.lease_expiry < :now OR b.lease_owner <> :owner)"
+            f" AND (br.state = {_SENDING} OR b.first_attempt_time IS NOT NULL)"
+            f" ORDER BY b.due_time, b.broadcast_id, b.batch LIMIT :limit{lock}"
+        ),
+        {"ch": channel, "open": OPEN, "now": now, "owner": owner, "limit": limit},
+    ).all()
+    claimed = []
+    for r in rows:
+        first_attempt = r.first_attempt_time if r.first_attempt_time is not None else now
+        conn.execute(
+            text(
+                "UPDATE batches SET lease_owner = :owner, lease_expiry = :until,"
+                " attempts = attempts + 1, first_attempt_time = :first"
+                " WHERE broadcast_id = :b AND batch = :n"
+            ),
+            {
+                "owner": owner,
+                "until": lease_until,
+                "first": first_attempt,
+                "b": r.broadcast_id,
+                "n": r.batch,
+            },
+        )
+        recipients = conn.execute(
+            text(
+                "SELECT seq, external_id FROM deliveries WHERE broadcast_id = :b"
+                " AND seq BETWEEN :lo AND :hi AND outcome = :pending ORDER BY seq"
+            ),
+            {
+                "b": r.broadcast_id,
+                "lo": r.first_seq,
+                "hi": r.first_seq + r.size - 1,
+                "pending": _PENDING,
+            },
+        ).all()
+        claimed.append(
+            ClaimedBatch(
+                merchant=r.merchant_id,
+                broadcast=r.broadcast_id,
+                channel=channel,
+                batch=r.batch,
+                idempotency_key=r.idempotency_key,
+                first_seq=r.first_seq,
+                size=r.size,
+                attempts=r.attempts + 1,
+                first_attempt_time=first_attempt,
+                messages=r.messages,
+                recipients=tuple((int(s), str(e)) for s, e in recipients),
+            )
+        )
+    return claimed
+
+
+def _close_batch(conn: Connection, broadcast: str, batch: int) -> bool:
+    """Mark the batch done; False if it was done already (recorded by another process)."""
+    closed = conn.execute(
+        text(
+            "UPDATE batches SET state = :done, lease_owner = '', lease_expiry = 0"
+            " WHERE broadcast_id = :b AND batch = :n AND state = :open"
+        ),
+        {"done": DONE, "open": OPEN, "b": broadcast, "n": batch},
+    ).rowcount
+    return bool(closed)
+
+
+def _set_pending(
+    conn: Connection, broadcast: str, lo: int, hi: int, outcome: DeliveryOutcome, reason: str
+) -> int:
+    return int(
+        conn.execute(
+            text(
+                "UPDATE deliveries SET outcome = :o, reason = :r WHERE broadcast_id = :b"
+                " AND seq BETWEEN :lo AND :hi AND outcome = :pending"
+            ),
+            {"o": int(outcome), "r": reason, "b": broadcast, "lo": lo, "hi": hi,
+             "pending": _PENDING},
+        ).rowcount
+    )  # fmt: skip
+
+
+def _count(conn: Connection, broadcast: str, now: int, *, sent: int = 0, failed: int = 0) -> None:
+    """Add to the counters of a closed batch's broadcast; the last batch completes it."""
+    conn.execute(
+        text(
+            "UPDATE broadcasts SET sent = sent + :sent, failed = failed + :failed,"
+            " open_batches = open_batches - 1, update_time = :now WHERE id = :b"
+        ),
+        {"sent": sent, "failed": failed, "now": now, "b": broadcast},
+    )
+    conn.execute(
+        text(
+            "UPDATE broadcasts SET state = :sent_state, complete_time = :now"
+            " WHERE id = :b AND state = :sending AND open_batches = 0"
+        ),
+        {"sent_state": int(BroadcastState.SENT), "sending": _SENDING, "now": now, "b": broadcast},
+    )
+
+
+def record_sent(conn: Connection, c: ClaimedBatch, now: int) -> int:
+    """The channel accepted the batch (now or on an earlier attempt): its pending recipients
+    are sent, with their Message Center events. Returns how many."""
+    if not _close_batch(conn, c.broadcast, c.batch):
+        return 0
+    sent = _set_pending(conn, c.broadcast, c.first_seq, c.last_seq, DeliveryOutcome.SENT, "")
+    _count(conn, c.broadcast, now, sent=sent)
+    events.record_delivered(
+        conn,
+        merchant=c.merchant,
+        channel=c.channel,
+        broadcast=c.broadcast,
+        first_seq=c.first_seq,
+        last_seq=c.last_seq,
+        now=now,
+    )
+    return sent
+
+
+def record_invalid(
+    conn: Connection, c: ClaimedBatch, external_ids: Sequence[str], reason: str, now: int
+) -> int:
+    """The channel named some recipients invalid (and sent nothing): they fail with `reason`;
+    the batch stays open for the rest. Returns how many failed."""
+    failed = int(
+        conn.execute(
+            text(
+                "UPDATE deliveries SET outcome = :failed, reason = :r WHERE broadcast_id = :b"
+                " AND seq BETWEEN :lo AND :hi AND outcome = :pending"
+                f" AND {bulk.in_strings(conn, 'external_id', 'ids')}"
+            ),
+            {
+                "failed": int(DeliveryOutcome.FAILED),
+                "r": reason,
+                "b": c.broadcast,
+                "lo": c.first_seq,
+                "hi": c.last_seq,
+                "pending": _PENDING,
+                "ids": bulk.strings_param(conn, list(external_ids)),
+            },
+        ).rowcount
+    )
+    conn.execute(
+        text("UPDATE broadcasts SET failed = failed + :n, update_time = :now WHERE id = :b"),
+        {"n": failed, "now": now, "b": c.broadcast},
+    )
+    return failed
+
+
+def record_unresolved(
+    conn: Connection, c: ClaimedBatch, outcome: DeliveryOutcome, reason: str, now: int
+) -> int:
+    """The batch ends without being sent (UNKNOWN past the key window, FAILED when the channel
+    rejected it): its pending recipients count as failed."""
+    if not _close_batch(conn, c.broadcast, c.batch):
+        return 0
+    failed = _set_pending(conn, c.broadcast, c.first_seq, c.last_seq, outcome, reason)
+    # Recipients not sent for want of quota are not failures: they can be resent.
+    counted = 0 if outcome is DeliveryOutcome.NOT_SENT_QUOTA else failed
+    _count(conn, c.broadcast, now, failed=counted)
+    return failed
+
+
+def record_stop(conn: Connection, c: ClaimedBatch, reason: str, now: int) -> None:
+    """The broadcast cannot go on (`reason`: QUOTA_EXHAUSTED, CHANNEL_REJECTED): this batch's
+    recipients are not sent (quota) or failed (rejected), the broadcast fails, and its batches
+    never attempted are not sent."""
+    quota = reason == "QUOTA_EXHAUSTED"
+    if quota:
+        record_unresolved(conn, c, DeliveryOutcome.NOT_SENT_QUOTA, "", now)
+    else:
+        record_unresolved(conn, c, DeliveryOutcome.FAILED, reason, now)
+    stop(
+        conn,
+        c.broadcast,
+        state=BroadcastState.FAILED,
+        reason=reason,
+        outcome=DeliveryOutcome.NOT_SENT_QUOTA if quota else DeliveryOutcome.NOT_SENT_STOPPED,
+        now=now,
+    )
+
+
+def abandon_channel(conn: Connection, channel: str, reason: str, now: int) -> list[str]:
+    """The channel is gone: its sending broadcasts fail with `reason`, batches never attempted
+    are not sent, and attempted ones can no longer be confirmed (OUTCOME_UNKNOWN)."""
+    broadcasts = sending_on(conn, channel)
+    for broadcast in broadcasts:
+        stop(
+            conn,
+            broadcast,
+            state=BroadcastState.FAILED,
+            reason=reason,
+            outcome=DeliveryOutcome.NOT_SENT_STOPPED,
+            now=now,
+        )
+    attempted = conn.execute(
+        text(
+            "SELECT broadcast_id, batch, first_seq, size FROM batches"
+            " WHERE channel_id = :ch AND state = :open"
+        ),
+        {"ch": channel, "open": OPEN},
+    ).all()
+    for b, n, first, size in attempted:
+        if _close_batch(conn, b, n):
+            lost = _set_pending(conn, b, first, first + size - 1, DeliveryOutcome.UNKNOWN, reason)
+            _count(conn, b, now, failed=lost)
+    return broadcasts
+
+
+def stop(
+    conn: Connection,
+    broadcast: str,
+    *,
+    state: BroadcastState,
+    reason: str,
+    outcome: DeliveryOutcome,
+    now: int,
+) -> bool:
+    """End a SENDING broadcast as `state` (CANCELLED or FAILED with `reason`). Its batches never
+    attempted are closed and their recipients get `outcome`; attempted ones stay open until
+    resolved with their key, and keep counting. False if it was not sending."""
+    changed = conn.execute(
+        text(
+            "UPDATE broadcasts SET state = :state, failure_reason = :reason, complete_time = :now,"
+            " update_time = :now WHERE id = :b AND state = :sending"
+        ),
+        {"state": int(state), "reason": reason, "now": now, "b": broadcast, "sending": _SENDING},
+    ).rowcount
+    if not changed:
+        return False
+    # Closing first: on PostgreSQL the UPDATE waits for a concurrent claim of these batches and
+    # then skips them (attempted now), so only batches that will never be sent are closed.
+    closed = conn.execute(
+        text(
+            "UPDATE batches SET state = :done WHERE broadcast_id = :b AND state = :open"
+            " AND first_attempt_time IS NULL RETURNING first_seq, size"
+        ),
+        {"b": broadcast, "open": OPEN, "done": DONE},
+    ).all()
+    ranges = sorted((int(f), int(f) + int(n) - 1) for f, n in closed)
+    for lo, hi in _runs(ranges):
+        conn.execute(
+            text(
+                "UPDATE deliveries SET outcome = :o WHERE broadcast_id = :b"
+                " AND seq BETWEEN :lo AND :hi AND outcome = :pending"
+            ),
+            {"o": int(outcome), "b": broadcast, "lo": lo, "hi": hi, "pending": _PENDING},
+        )
+    conn.execute(
+        text("UPDATE broadcasts SET open_batches = open_batches - :n WHERE id = :b"),
+        {"n": len(closed), "b": broadcast},
+    )
+    return True
+
+
+def _runs(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Adjacent seq ranges joined: usually the batches never attempted are one run."""
+    runs: list[tuple[int, int]] = []
+    for lo, hi in ranges:
+        if runs and runs[-1][1] + 1 == lo:
+            runs[-1] = (runs[-1][0], hi)
+        else:
+            runs.append((lo, hi))
+    return runs
+
+
+def sending_on(conn: Connection, channel: str) -> list[str]:
+    """Broadcasts with open batches on the channel."""
+    rows = conn.execute(
+        text("SELECT DISTINCT broadcast_id FROM batches WHERE channel_id = :ch AND state = :open"),
+        {"ch": channel, "open": OPEN},
+    )
+    return [str(r[0]) for r in rows]

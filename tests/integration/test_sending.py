@@ -1,0 +1,335 @@
+"""Sending with the core alone (the fake channel): every recipient exactly once through transient
+errors, lost answers, takeovers and expired keys; invalid recipients isolated; quota, cancel and
+rejection ending with exact counters; resends; concurrent Sends starting one dispatch."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import Connection, func, select, text
+
+from broadcaster.dispatch.engine import Dispatcher, Settings
+from broadcaster.domain.auth import LOCAL
+from broadcaster.domain.broadcasts import Broadcast, BroadcastState
+from broadcaster.domain.deliveries import DeliveryOutcome
+from broadcaster.domain.errors import FailedPrecondition
+from broadcaster.domain.messages import TextMessage
+from broadcaster.domain.model import ContactImport, FollowerState
+from broadcaster.services.broadcasts import Broadcasts, DraftInput
+from broadcaster.services.channel_hub import ChannelHub
+from broadcaster.services.channels import Channels
+from broadcaster.services.context import ServiceContext
+from broadcaster.services.sending import Sending
+from broadcaster.store import contacts, dispatch
+from broadcaster.store.clock import from_us
+from broadcaster.store.tables import deliveries, events
+from tests.fakechannel import LEDGERS, Ledger
+
+ALL_CONTACTS = 6
+FAST = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=8)
+
+
+@dataclass
+class Shop:
+    ctx: ServiceContext
+    broadcasts: Broadcasts
+    sending: Sending
+    dispatcher: Dispatcher
+    parent: str
+    channel: str  # resource name
+    channel_id: str
+    ledger: Ledger
+    people: list[str]
+
+    async def draft(self, name: str = "Sale") -> str:
+        draft = DraftInput(name, self.channel, ALL_CONTACTS, (), (TextMessage("hi"),))
+        made = await self.broadcasts.create(LOCAL, self.parent, draft, "")
+        return f"{self.parent}/broadcasts/{made.id}"
+
+    async def finished(self, name: str) -> Broadcast:
+        """The broadcast once it has left SENDING and none of its batches is open."""
+        async with asyncio.timeout(30):
+            while True:
+                b = await self.broadcasts.get(LOCAL, name)
+                if b.state is not BroadcastState.SENDING and not await self.ctx.db.read(
+                    _open_batches, b.id
+                ):
+                    return await self.broadcasts.get(LOCAL, name)
+                await asyncio.sleep(0.02)
+
+    async def outcomes(self, broadcast_id: str) -> dict[DeliveryOutcome, int]:
+        rows = await self.ctx.db.read(
+            lambda conn: conn.execute(
+                select(deliveries.c.outcome, func.count())
+                .where(deliveries.c.broadcast_id == broadcast_id)
+                .group_by(deliveries.c.outcome)
+            ).all()
+        )
+        return {DeliveryOutcome(o): int(n) for o, n in rows}
+
+
+def _open_batches(conn: Connection, broadcast: str) -> int:
+    return int(
+        conn.execute(
+            text("SELECT COUNT(*) FROM batches WHERE broadcast_id = :b AND state = 0"),
+            {"b": broadcast},
+        ).scalar_one()
+    )
+
+
+def _age_batch(conn: Connection, broadcast: str, batch: int, when: int) -> None:
+    conn.execute(
+        text("UPDATE batches SET first_attempt_time = :t WHERE broadcast_id = :b AND batch = :n"),
+        {"t": when, "b": broadcast, "n": batch},
+    )
+
+
+async def _shop(
+    ctx: ServiceContext,
+    hub: ChannelHub,
+    merchant: str,
+    people: int,
+    *,
+    bad: int = 0,
+    settings: Settings = FAST,
+    start: bool = True,
+    **credentials: str,
+) -> AsyncIterator[Shop]:
+    token = uuid.uuid4().hex
+    parent = f"merchants/{merchant}"
+    made = await Channels(ctx, hub).create(
+        LOCAL, parent, "fake", {"token": token, "account": merchant, "tier": "verified",
+                                **credentials}, "",
+    )  # fmt: skip
+    ids = [f"u-{n:05d}" for n in range(people)] + [f"bad-{n}" for n in range(bad)]
+    items = [
+        ContactImport(e, "", "", FollowerState.FOLLOWING, None, False, None, from_us(1))
+        for e in ids
+    ]
+    await ctx.db.write(contacts.merge, merchant, made.id, items, 1)
+    broadcasts = Broadcasts(ctx, hub)
+    dispatcher = Dispatcher(ctx, hub, settings)
+    if start:
+        dispatcher.start()
+    try:
+        yield Shop(
+            ctx, broadcasts, Sending(ctx, broadcasts, dispatcher.wake), dispatcher, parent,
+            f"{parent}/channels/{made.id}", made.id, LEDGERS[token], ids,
+        )  # fmt: skip
+    finally:
+        await dispatcher.stop()
+
+
+@pytest.fixture
+async def shop(ctx: ServiceContext, hub: ChannelHub, merchant: str) -> AsyncIterator[Shop]:
+    async for s in _shop(ctx, hub, merchant, 230):
+        yield s
+
+
+def _exactly_once(shop: Shop, people: list[str] | None = None) -> None:
+    expected = people if people is not None else shop.people
+    assert dict(shop.ledger.received) == dict.fromkeys(expected, 1)
+
+
+async def test_every_recipient_once_through_errors_and_lost_answers(shop: Shop) -> None:
+    shop.ledger.script[:] = ["fail", "lost", "rate", "", "lost"]
+    name = await shop.draft()
+    sending = await shop.sending.send(LOCAL, name, "")
+    assert sending.state is BroadcastState.SENDING
+    assert sending.counters.total == 230 and sending.send_estimate is not None
+    done = await shop.finished(name)
+    assert done.state is BroadcastState.SENT and done.complete_time is not None
+    assert (done.counters.sent, done.counters.failed) == (230, 0)
+    _exactly_once(shop)
+    # Lost answers were retried with the same key and answered "already accepted".
+    assert sorted(shop.ledger.keys_seen.values())[-2:] == [2, 2]
+    assert len(shop.ledger.keys_seen) == 5  # 230 recipients in batches of 50
+    kinds = await shop.ctx.db.read(
+        lambda conn: conn.execute(
+            select(events.c.kind, func.count())
+            .where(events.c.broadcast_id == done.id)
+            .group_by(events.c.kind)
+        ).all()
+    )
+    assert dict(kinds) == {1: 230, 2: 230}  # a message each, and each conversation created
+
+
+async def test_one_invalid_recipient_fails_alone(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    async for shop in _shop(ctx, hub, merchant, 49, bad=1):
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        done = await shop.finished(name)
+        assert done.state is BroadcastState.SENT
+        assert (done.counters.sent, done.counters.failed) == (49, 1)
+        _exactly_once(shop, shop.people[:49])
+        _, failed, _ = await shop.sending.deliveries(LOCAL, name, 10, "", 2)
+        assert [(d.external_id, d.reason) for d in failed] == [("bad-0", "INVALID_RECIPIENT")]
+
+
+async def test_quota_refused_at_send(ctx: ServiceContext, hub: ChannelHub, merchant: str) -> None:
+    async for shop in _shop(ctx, hub, merchant, 120, quota="100"):
+        name = await shop.draft()
+        with pytest.raises(FailedPrecondition) as e:
+            await shop.sending.send(LOCAL, name, "")
+        assert e.value.reason == "QUOTA_EXCEEDED" and e.value.quota
+        assert e.value.metadata == {"recipients": "120", "quota_remaining": "100"}
+        assert (await shop.broadcasts.get(LOCAL, name)).state is BroadcastState.DRAFT
+        assert not shop.ledger.received
+
+
+async def test_quota_running_out_mid_send_fails_with_resendable_recipients(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    async for shop in _shop(ctx, hub, merchant, 230, quota="300"):
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        shop.ledger.used = 180  # someone else used the account meanwhile: 120 left
+        done = await shop.finished(name)
+        assert done.state is BroadcastState.FAILED
+        assert done.failure_reason == "QUOTA_EXHAUSTED"
+        got = sum(shop.ledger.received.values())
+        assert got == done.counters.sent and 0 < got <= 120 and done.counters.failed == 0
+        assert max(shop.ledger.received.values()) == 1
+        outcomes = await shop.outcomes(done.id)
+        assert outcomes == {DeliveryOutcome.SENT: got, DeliveryOutcome.NOT_SENT_QUOTA: 230 - got}
+        # The unreached recipients can be sent again, as a new broadcast.
+        resend = await shop.broadcasts.copy(LOCAL, name, "", unsent_only=True)
+        assert resend.resend_of == done.id
+        resend_name = f"{shop.parent}/broadcasts/{resend.id}"
+        estimate = await shop.broadcasts.estimate(LOCAL, shop.parent, resend_name, "", 0, (), False)
+        assert estimate.expected_recipients == 230 - got
+        shop.ledger.used = 0
+        await shop.sending.send(LOCAL, resend_name, "")
+        again = await shop.finished(resend_name)
+        assert (again.state, again.counters.total, again.counters.sent) == (
+            BroadcastState.SENT, 230 - got, 230 - got,
+        )  # fmt: skip
+        _exactly_once(shop)
+
+
+async def test_cancel_stops_new_batches_with_exact_counters(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    slow = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2)
+    async for shop in _shop(ctx, hub, merchant, 1000, settings=slow, send_delay_ms="50"):
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        await asyncio.sleep(0.15)
+        cancelled = await shop.sending.cancel(LOCAL, name)
+        assert cancelled.state is BroadcastState.CANCELLED
+        done = await shop.finished(name)
+        assert done.state is BroadcastState.CANCELLED
+        got = sum(shop.ledger.received.values())
+        assert 0 < got < 1000 and done.counters.sent == got
+        outcomes = await shop.outcomes(done.id)
+        assert outcomes == {
+            DeliveryOutcome.SENT: got,
+            DeliveryOutcome.NOT_SENT_CANCELLED: 1000 - got,
+        }
+        with pytest.raises(FailedPrecondition) as e:
+            await shop.sending.cancel(LOCAL, name)
+        assert e.value.reason == "BROADCAST_NOT_SENDING"
+
+
+async def test_concurrent_sends_start_one_dispatch(shop: Shop) -> None:
+    name = await shop.draft()
+    same = await asyncio.gather(*(shop.sending.send(LOCAL, name, "req-1") for _ in range(10)))
+    assert {b.id for b in same} == {same[0].id}
+    # Each returns the one dispatch (which may have finished by the time a repeat reads it).
+    assert {b.state for b in same} <= {BroadcastState.SENDING, BroadcastState.SENT}
+    assert {b.counters.total for b in same} == {230}
+    other = await shop.draft("Other")
+    results = await asyncio.gather(
+        *(shop.sending.send(LOCAL, other, "") for _ in range(10)), return_exceptions=True
+    )
+    refused = [r for r in results if isinstance(r, FailedPrecondition)]
+    assert len(refused) == 9 and {r.reason for r in refused} == {"BROADCAST_NOT_DRAFT"}
+    await shop.finished(name)
+    await shop.finished(other)
+    assert dict(shop.ledger.received) == dict.fromkeys(shop.people, 2)  # two broadcasts
+
+
+async def test_a_dead_dispatchers_batches_are_taken_over_with_their_keys(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    async for shop in _shop(ctx, hub, merchant, 230, start=False):
+        name = await shop.draft()
+        sent = await shop.sending.send(LOCAL, name, "")
+        # A process claimed two batches, sent the first (the channel accepted it), and died.
+        now = ctx.now_us()
+        assert await ctx.db.write(
+            dispatch.acquire_channel, shop.channel_id, "dead", now + 300_000, now
+        )
+        claimed = await ctx.db.write(
+            dispatch.claim, channel=shop.channel_id, owner="dead", lease_until=now + 600_000_000,
+            now=now, limit=2,
+        )  # fmt: skip
+        first = claimed[0]
+        shop.ledger.accepted_keys[first.idempotency_key] = "earlier"
+        shop.ledger.received.update(e for _, e in first.recipients)
+        shop.dispatcher.start()
+        done = await shop.finished(name)
+        assert done.id == sent.id and done.state is BroadcastState.SENT
+        assert done.counters.sent == 230
+        _exactly_once(shop)
+
+
+async def test_a_batch_past_its_key_window_is_never_retried_blindly(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    async for shop in _shop(ctx, hub, merchant, 230, start=False):
+        name = await shop.draft()
+        sent = await shop.sending.send(LOCAL, name, "")
+        now = ctx.now_us()
+        claimed = await ctx.db.write(
+            dispatch.claim, channel=shop.channel_id, owner="dead", lease_until=now + 1,
+            now=now, limit=1,
+        )  # fmt: skip
+        # Its first attempt was two hours ago; the fake channel keeps keys for one.
+        await ctx.db.write(_age_batch, sent.id, claimed[0].batch, now - 7200 * 1_000_000)
+        shop.dispatcher.start()
+        done = await shop.finished(name)
+        assert (done.state, done.counters.sent, done.counters.failed) == (
+            BroadcastState.SENT, 180, 50,
+        )  # fmt: skip
+        outcomes = await shop.outcomes(done.id)
+        assert outcomes == {DeliveryOutcome.SENT: 180, DeliveryOutcome.UNKNOWN: 50}
+        _, unknown, _ = await shop.sending.deliveries(LOCAL, name, 100, "", 5)
+        assert {d.reason for d in unknown} == {"KEY_EXPIRED"}
+        assert claimed[0].idempotency_key not in shop.ledger.keys_seen
+
+
+async def test_a_rejected_batch_stops_the_broadcast(shop: Shop) -> None:
+    shop.ledger.script[:] = ["reject"]
+    shop.dispatcher.settings = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=1)
+    name = await shop.draft()
+    await shop.sending.send(LOCAL, name, "")
+    done = await shop.finished(name)
+    assert (done.state, done.failure_reason) == (BroadcastState.FAILED, "CHANNEL_REJECTED")
+    outcomes = await shop.outcomes(done.id)
+    assert outcomes[DeliveryOutcome.FAILED] == 50 == done.counters.failed
+    assert sum(outcomes.values()) == 230 and done.counters.sent == outcomes.get(
+        DeliveryOutcome.SENT, 0
+    )
+
+
+async def test_deliveries_page_in_order_and_filter(shop: Shop) -> None:
+    name = await shop.draft()
+    await shop.sending.send(LOCAL, name, "")
+    await shop.finished(name)
+    seen: list[str] = []
+    token = ""
+    while True:
+        _, page, token = await shop.sending.deliveries(LOCAL, name, 100, token, None)
+        seen += [d.external_id for d in page]
+        if not token:
+            break
+    assert seen == sorted(shop.people)
+    _, none_failed, _ = await shop.sending.deliveries(LOCAL, name, 100, "", 2)
+    assert none_failed == []
