@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 
 from bench.live import ADMIN, live
+from bench.results import record
 from broadcaster.v1 import broadcast_service_pb2 as pb
 from broadcaster.v1 import broadcast_service_pb2_grpc as pb_grpc
 from tests.databases import fresh_database
@@ -93,6 +94,8 @@ def run(backend: str, seconds: float) -> None:
             server.stop()
     for label, rate in rates.items():
         print(f"{backend}: {label}, {IN_FLIGHT} in flight: {rate:,.0f} calls/s")
+        row = {"GetBroadcast": "broadcast_reads.get", "ListBroadcasts": "broadcast_reads.list"}
+        record(row[label], backend, f"{rate:,.0f}", per_s=rate, service_cpu=busy)
     print(f"{backend}: the service used {busy:.0%} of one core meanwhile (the client the rest)")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for `tests` when run as a file
 
+from bench.results import record
 from broadcaster.domain.auth import LOCAL
 from broadcaster.domain.model import AccountTier, ContactImport, FollowerState
 from broadcaster.services.contacts import Contacts
@@ -76,6 +77,12 @@ def main() -> None:
             f"{result['members_per_s']:,.0f} members/s; "
             f"import {per_call:,} contacts in one call: {result['contacts_per_s']:,.0f} contacts/s"
         )
+        for row, count, rate, unit in (
+            ("bulk_members.members", members, result["members_per_s"], "members"),
+            ("bulk_members.contacts", per_call, result["contacts_per_s"], "contacts"),
+        ):
+            figure = f"{rate:,.0f} {unit}/s ({count / rate:.2f} s)"
+            record(row, backend, figure, per_s=rate, count=count)
 
 
 if __name__ == "__main__":

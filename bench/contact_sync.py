@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 
 from bench.live import ADMIN, SECRET, TOKEN, emulator, service
+from bench.results import record
 from broadcaster.v1 import channel_service_pb2 as pb
 from broadcaster.v1 import channel_service_pb2_grpc as pb_grpc
 from tests.databases import fresh_database
@@ -63,6 +64,14 @@ def run(backend: str, followers: int, profile_seconds: float) -> None:
             f"({followers / listed:,.0f} contacts/s); profiles then at {rate:,.0f}/s "
             f"(all {followers:,} in ~{followers / max(rate, 1):,.0f} s)"
         )
+        record(
+            "contact_sync.followers",
+            backend,
+            f"{listed:.1f} s",
+            seconds=listed,
+            followers=followers,
+        )
+        record("contact_sync.profiles", backend, f"{rate:,.0f} profiles/s", per_s=rate)
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ import grpc
 from sqlalchemy import text
 
 from bench.live import ADMIN, emulator, service
+from bench.results import record
 from broadcaster.store.database import Database
 from broadcaster.v1 import broadcast_service_pb2 as bpb
 from broadcaster.v1 import broadcast_service_pb2_grpc as bpb_grpc
@@ -194,6 +195,18 @@ def run(backend: str, recipients: int, baseline: int, plot: Path | None) -> None
             f"{stats['peakRates']['multicast']['accepted']}; {limited} x 429; "
             f"service peak RSS {rss:.0f} MB; each follower exactly once"
         )
+        record(
+            "dispatch.throughput",
+            backend,
+            f"{rate:.1f} req/s = {100 * rate / CEILING:.1f} %, {limited} × 429, "  # noqa: RUF001
+            f"{rss:.0f} MB ({recipients:,} in {took:.1f} s, each exactly once)",
+            req_per_s=rate,
+            share=rate / CEILING,
+            rate_limited=limited,
+            rss_mb=rss,
+            recipients=recipients,
+            seconds=took,
+        )
         if plot is not None:
             _plot(per_second, plot, backend, recipients)
 
@@ -208,6 +221,15 @@ def run(backend: str, recipients: int, baseline: int, plot: Path | None) -> None
         print(
             f"{backend}: 30 ms latency, {baseline:,} recipients: engine {ours:,.0f} recipients/s "
             f"vs line-bot-sdk loop {theirs:,.0f} recipients/s = {ours / theirs:.1f}x"
+        )
+        record(
+            "dispatch.vs_sdk",
+            backend,
+            f"{ours / theirs:.1f}× ({ours:,.0f} vs {theirs:,.0f} recipients/s)",  # noqa: RUF001
+            ratio=ours / theirs,
+            engine_per_s=ours,
+            loop_per_s=theirs,
+            recipients=baseline,
         )
 
 

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for `tests` w
 
 from sqlalchemy import Connection, text
 
+from bench.results import record
 from broadcaster.channels.manager import PluginManager
 from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.auth import LOCAL
@@ -137,6 +138,17 @@ def main() -> None:
             f"  EstimateAudience over {contacts:,} contacts, {group_size:,}-member group, "
             f"{len(timings)} calls: p50 {statistics.median(timings):.1f} ms, p95 {q[18]:.1f} ms, "
             f"max {max(timings):.1f} ms"
+        )
+        p50, p95 = statistics.median(timings), q[18]
+        record(
+            "estimate_audience",
+            backend,
+            f"p50 {p50:.1f} ms, p95 {p95:.1f} ms",
+            p50_ms=p50,
+            p95_ms=p95,
+            max_ms=max(timings),
+            calls=len(timings),
+            contacts=contacts,
         )
 
 

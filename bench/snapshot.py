@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.estimate_audience import seed_contacts
+from bench.results import record
 from broadcaster.store import migrate, snapshot
 from broadcaster.store.clock import to_us
 from broadcaster.store.database import Database
@@ -50,6 +51,15 @@ def run(backend: str, contacts: int) -> None:
         f"{backend}: snapshot of {contacts:,} contacts: {taken.recipients:,} recipients in "
         f"{taken.batches:,} batches ({taken.opted_out:,} opted out, {taken.unreachable:,} "
         f"unreachable) in {took:.2f} s"
+    )
+    record(
+        "snapshot",
+        backend,
+        f"{took:.2f} s",
+        seconds=took,
+        contacts=contacts,
+        recipients=taken.recipients,
+        batches=taken.batches,
     )
 
 

@@ -25,6 +25,7 @@ from broadcaster_line.emulator import LineEmulator
 from broadcaster_line.emulator.webhooks import callback_body, sign
 
 from bench.live import ADMIN, SECRET, TOKEN, emulator, service
+from bench.results import record
 from broadcaster.v1 import channel_service_pb2 as pb
 from broadcaster.v1 import channel_service_pb2_grpc as pb_grpc
 from tests.databases import fresh_database
@@ -94,6 +95,9 @@ def run(backend: str, events: int) -> None:
                 f"{backend}: {len(chunk):,} signed events, {per_request} per request, "
                 f"{IN_FLIGHT} in flight: {len(chunk) / took:,.0f} events/s"
             )
+            row = "webhooks.single" if per_request == 1 else "webhooks.batched"
+            rate = len(chunk) / took
+            record(row, backend, f"{rate:,.0f}", per_s=rate, events=len(chunk))
 
 
 def main() -> None:
