@@ -166,9 +166,11 @@ class BroadcastServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelBroadcast(self, request, context):
-        """Cancels a sending broadcast: no new batch starts, batches already handed to the channel
-        finish, and the broadcast ends CANCELLED with its recipients not yet sent to marked
-        NOT_SENT_CANCELLED. FAILED_PRECONDITION `BROADCAST_NOT_SENDING` for any other state.
+        """Cancels a sending broadcast: no new batch starts; batches the dispatcher has already taken
+        (at most a few dozen per channel, under a second of sending) still go out and are counted;
+        the broadcast ends CANCELLED with the recipients not sent to marked NOT_SENT_CANCELLED, and
+        its counters settle once those batches are recorded. FAILED_PRECONDITION
+        `BROADCAST_NOT_SENDING` for any other state.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -72,9 +72,11 @@ class BroadcastServiceStub:
     result; of concurrent Sends of one draft exactly one starts a dispatch.
     """
     CancelBroadcast: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.CancelBroadcastRequest, _broadcast_service_pb2.Broadcast]
-    """Cancels a sending broadcast: no new batch starts, batches already handed to the channel
-    finish, and the broadcast ends CANCELLED with its recipients not yet sent to marked
-    NOT_SENT_CANCELLED. FAILED_PRECONDITION `BROADCAST_NOT_SENDING` for any other state.
+    """Cancels a sending broadcast: no new batch starts; batches the dispatcher has already taken
+    (at most a few dozen per channel, under a second of sending) still go out and are counted;
+    the broadcast ends CANCELLED with the recipients not sent to marked NOT_SENT_CANCELLED, and
+    its counters settle once those batches are recorded. FAILED_PRECONDITION
+    `BROADCAST_NOT_SENDING` for any other state.
     """
     ListDeliveries: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.ListDeliveriesRequest, _broadcast_service_pb2.ListDeliveriesResponse]
     """Lists what became of each recipient of a broadcast, in recipient order, optionally only
@@ -124,9 +126,11 @@ class BroadcastServiceAsyncStub(BroadcastServiceStub):
     result; of concurrent Sends of one draft exactly one starts a dispatch.
     """
     CancelBroadcast: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.CancelBroadcastRequest, _broadcast_service_pb2.Broadcast]  # type: ignore[assignment]
-    """Cancels a sending broadcast: no new batch starts, batches already handed to the channel
-    finish, and the broadcast ends CANCELLED with its recipients not yet sent to marked
-    NOT_SENT_CANCELLED. FAILED_PRECONDITION `BROADCAST_NOT_SENDING` for any other state.
+    """Cancels a sending broadcast: no new batch starts; batches the dispatcher has already taken
+    (at most a few dozen per channel, under a second of sending) still go out and are counted;
+    the broadcast ends CANCELLED with the recipients not sent to marked NOT_SENT_CANCELLED, and
+    its counters settle once those batches are recorded. FAILED_PRECONDITION
+    `BROADCAST_NOT_SENDING` for any other state.
     """
     ListDeliveries: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.ListDeliveriesRequest, _broadcast_service_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
     """Lists what became of each recipient of a broadcast, in recipient order, optionally only
@@ -227,9 +231,11 @@ class BroadcastServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _broadcast_service_pb2.CancelBroadcastRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_broadcast_service_pb2.Broadcast, _abc.Awaitable[_broadcast_service_pb2.Broadcast]]:
-        """Cancels a sending broadcast: no new batch starts, batches already handed to the channel
-        finish, and the broadcast ends CANCELLED with its recipients not yet sent to marked
-        NOT_SENT_CANCELLED. FAILED_PRECONDITION `BROADCAST_NOT_SENDING` for any other state.
+        """Cancels a sending broadcast: no new batch starts; batches the dispatcher has already taken
+        (at most a few dozen per channel, under a second of sending) still go out and are counted;
+        the broadcast ends CANCELLED with the recipients not sent to marked NOT_SENT_CANCELLED, and
+        its counters settle once those batches are recorded. FAILED_PRECONDITION
+        `BROADCAST_NOT_SENDING` for any other state.
         """
 
     @_abc_1.abstractmethod
