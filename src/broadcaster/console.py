@@ -221,6 +221,20 @@ def list_broadcasts(client: _Client, args: argparse.Namespace, out: TextIO) -> i
     return 0
 
 
+def follow_broadcast(
+    b: bpb.Broadcast, fetch: Callable[[], bpb.Broadcast], progress: Progress, interval: float
+) -> bpb.Broadcast:
+    """Show `b`'s progress (sent and failed of total), fetching it again every `interval`
+    seconds until it leaves SENDING; returns it as it ended."""
+    while True:
+        c = b.counters
+        progress.update(c.sent + c.failed, c.total, f"({c.sent:,} sent, {c.failed:,} failed)")
+        if b.state != bpb.Broadcast.SENDING:
+            return b
+        time.sleep(interval)
+        b = fetch()
+
+
 def watch_broadcast(client: _Client, args: argparse.Namespace, out: TextIO) -> int:
     name = _resource(args.name, args.merchant, "broadcasts")
     request = bpb.GetBroadcastRequest(name=name)
@@ -229,11 +243,9 @@ def watch_broadcast(client: _Client, args: argparse.Namespace, out: TextIO) -> i
         raise Failed(f"{b.display_name!r} is a draft: nothing is being sent")
     progress = Progress(out)
     print(f"{b.display_name} ({name})", file=out)
-    while b.state == bpb.Broadcast.SENDING:
-        c = b.counters
-        progress.update(c.sent + c.failed, c.total, f"({c.sent:,} sent, {c.failed:,} failed)")
-        time.sleep(args.interval)
-        b = client.poll(client.broadcasts.GetBroadcast, request)
+    b = follow_broadcast(
+        b, lambda: client.poll(client.broadcasts.GetBroadcast, request), progress, args.interval
+    )
     c = b.counters
     summary = f"{_state(b)}: {c.sent:,} of {c.total:,} sent, {c.failed:,} failed"
     if b.failure_reason:

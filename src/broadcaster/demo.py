@@ -511,14 +511,14 @@ class Demo:
         progress = Progress(self.story.out)
         started = time.monotonic()
         request = bpb.GetBroadcastRequest(name=b.name)
-        while b.state == bpb.Broadcast.SENDING:
-            c = b.counters
-            progress.update(c.sent + c.failed, c.total, f"({c.sent:,} sent, {c.failed:,} failed)")
-            time.sleep(POLL_SECONDS)
-            b = self.api.broadcasts.GetBroadcast(request, timeout=CALL_TIMEOUT)
+        b = console.follow_broadcast(
+            b,
+            lambda: self.api.broadcasts.GetBroadcast(request, timeout=CALL_TIMEOUT),
+            progress,
+            POLL_SECONDS,
+        )
         c = b.counters
         seconds = time.monotonic() - started
-        progress.update(c.sent + c.failed, c.total, f"({c.sent:,} sent, {c.failed:,} failed)")
         summary = (
             f"broadcast {bpb.Broadcast.State.Name(b.state)}: {c.sent:,} / {c.total:,} sent, "
             f"{c.failed:,} failed, in {seconds:.1f}s"

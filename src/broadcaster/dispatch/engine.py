@@ -127,14 +127,18 @@ class Dispatcher:
             # Each run has its own owner id, so a run that ends (its lease lapsed, an error)
             # leaves its batches to the next run as it would to another replica.
             owner = f"{self.owner}:{uuid.uuid4().hex[:8]}"
-            now = self._ctx.now_us()
-            until = now + int(self.settings.lease_seconds * 1e6)
-            if not await self._ctx.db.write(store.acquire_channel, channel, owner, until, now):
+            if not await self.lease(channel, owner):
                 continue  # another replica dispatches it
             run = ChannelDispatch(self, channel, owner, time.monotonic() + self._lease_margin())
             task = asyncio.create_task(run.run(), name=f"dispatch-{channel}")
             self._channels[channel] = task
             task.add_done_callback(functools.partial(self._done, channel))
+
+    async def lease(self, channel: str, owner: str) -> bool:
+        """Take or renew the channel's dispatch lease for one term; False if another holds it."""
+        now = self._ctx.now_us()
+        until = now + int(self.settings.lease_seconds * 1e6)
+        return bool(await self._ctx.db.write(store.acquire_channel, channel, owner, until, now))
 
     def set_aside(self, channel: str, seconds: float = 60.0) -> None:
         """This process cannot dispatch the channel (say, its plugin is not installed here):
@@ -212,12 +216,8 @@ class ChannelDispatch:
         while True:
             await asyncio.sleep(period)
             started = time.monotonic()
-            now = self._ctx.now_us()
-            until = now + int(self._settings.lease_seconds * 1e6)
             try:
-                kept = await self._ctx.db.write(
-                    store.acquire_channel, self.channel, self.owner, until, now
-                )
+                kept = await self._d.lease(self.channel, self.owner)
             except Exception:
                 log.exception("dispatch of channel %s: could not renew its lease", self.channel)
                 continue  # keep trying while the current term lasts
@@ -249,7 +249,9 @@ class ChannelDispatch:
             if not claimed and not self._sends:
                 if not await self._ctx.db.read(store.sending_on, self.channel):
                     return  # nothing open on this channel
-                await asyncio.sleep(self._settings.poll_seconds)  # retries not yet due
+                # Open batches none of which can be claimed now (say, claimed by this run a moment
+                # ago and just finishing): look again shortly.
+                await asyncio.sleep(self._settings.poll_seconds)
                 continue
             self._room.clear()
             await _wait(self._room, self._settings.poll_seconds)
@@ -268,7 +270,7 @@ class ChannelDispatch:
         logs.merchant.set(batch.merchant)  # this task's log lines name the broadcast
         logs.broadcast.set(batch.broadcast)
         logs.channel.set(self.channel)
-        metrics, kind = self._ctx.metrics, type(instance).type
+        metrics, kind = self._ctx.metrics, self._kind
         messages = decode_messages(batch.messages)
         recipients = [external for _, external in batch.recipients]
         attempts = batch.attempts

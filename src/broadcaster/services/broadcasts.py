@@ -38,7 +38,7 @@ from broadcaster.services.listing import open_list
 from broadcaster.store import audience as audience_repo
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import groups as group_repo
-from broadcaster.store import idempotency
+from broadcaster.store import idempotency, snapshot
 from broadcaster.store.broadcasts import WINDOWS
 from broadcaster.store.clock import to_us
 
@@ -397,14 +397,14 @@ class Broadcasts:
         account, instance = await self.live(channel)
         now = self._ctx.now()
         if resend_of:
-            counting = self._ctx.db.read(audience_repo.count_resend, resend_of)
+            counting = self._ctx.db.read(snapshot.count_resend, resend_of)
         else:
             await self.group_name(channel.merchant, audience)
             counting = self._ctx.db.read(
                 audience_repo.count,
                 channel.merchant,
                 channel.channel,
-                _since(now, audience.window),
+                window_start(now, audience.window),
                 audience.customer_group,
             )
         try:
@@ -427,7 +427,8 @@ class Broadcasts:
         )
 
 
-def _since(now: datetime, window: InteractionWindow) -> int | None:
+def window_start(now: datetime, window: InteractionWindow) -> int | None:
+    """The earliest last interaction (µs) the window admits; None for all contacts."""
     return None if window.value is None else to_us(now - window.value)
 
 

@@ -26,11 +26,12 @@ from broadcaster.domain.errors import (
 )
 from broadcaster.domain.names import BroadcastName, ChannelName
 from broadcaster.domain.paging import fingerprint, next_token, page_request
-from broadcaster.services.broadcasts import Broadcasts, not_found
+from broadcaster.services.broadcasts import Broadcasts, not_found, window_start
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import deliveries as delivery_repo
 from broadcaster.store import dispatch, idempotency, snapshot
+from broadcaster.store.clock import to_us
 
 SEND = "SendBroadcast"
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
@@ -59,8 +60,8 @@ class Sending:
         self._broadcasts = broadcasts
         self._wake = wake
 
-    async def _checked(self, draft: Broadcast) -> tuple[Broadcast, Estimate, int]:
-        """The draft, its estimate, and the channel's batch size, once every precondition that
+    async def _checked(self, draft: Broadcast) -> tuple[Estimate, int]:
+        """The draft's estimate and the channel's batch size, once every precondition that
         needs the channel holds."""
         draft.require_draft()
         channel = ChannelName(draft.merchant, draft.channel)
@@ -82,7 +83,7 @@ class Sending:
                 estimate.expected_recipients, estimate.quota_remaining, str(channel)
             )
         batch_size = type(instance).capabilities.max_recipients_per_request
-        return draft, estimate, batch_size
+        return estimate, batch_size
 
     async def send(self, caller: Caller, name: str, request_id: str) -> Broadcast:
         v = Violations()
@@ -97,8 +98,9 @@ class Sending:
             earlier = await self._ctx.db.read(idempotency.recall, n.merchant, SEND, request_id)
             if earlier is not None:  # this request was sent before (perhaps a moment ago)
                 return await self._broadcasts.get(caller, earlier)
-        draft, estimate, batch_size = await self._checked(draft)
-        now = self._ctx.now_us()
+        estimate, batch_size = await self._checked(draft)
+        sent_at = self._ctx.now()
+        now = to_us(sent_at)
 
         def tx(conn: Connection) -> Broadcast:
             latest = repo.get(conn, n.merchant, n.broadcast, lock=True)
@@ -114,8 +116,8 @@ class Sending:
                 merchant=latest.merchant,
                 channel=latest.channel,
                 broadcast=latest.id,
-                since=None if draft.resend_of else _since_us(now, latest),
-                group=None if draft.resend_of else latest.audience.customer_group,
+                since=window_start(sent_at, latest.audience.window),
+                group=latest.audience.customer_group,
                 batch_size=batch_size,
                 now=now,
                 resend_of=latest.resend_of or None,
@@ -189,8 +191,3 @@ class Sending:
             page.size + 1,
         )
         return broadcast, found[: page.size], next_token([str(d.seq) for d in found], page, key)
-
-
-def _since_us(now: int, b: Broadcast) -> int | None:
-    window = b.audience.window.value
-    return None if window is None else now - int(window.total_seconds() * 1_000_000)

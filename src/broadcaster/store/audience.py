@@ -26,10 +26,8 @@ from sqlalchemy import (
     func,
     literal,
     select,
-    text,
 )
 
-from broadcaster.domain.deliveries import UNREACHED
 from broadcaster.domain.model import FollowerState
 from broadcaster.store.tables import contacts, group_contacts
 
@@ -91,21 +89,4 @@ def count(
         *in_window,
     ).scalar_subquery()
     total, opted_out, unreachable = conn.execute(select(matched, opted, blocked)).one()
-    return Counts(int(total), int(opted_out), int(unreachable))
-
-
-def count_resend(conn: Connection, source: str) -> Counts:
-    """A resend's audience: the contacts the source broadcast did not reach, as they are now.
-    Driven from the source's deliveries (all of one channel), joining contacts by key."""
-    unreached = ", ".join(str(int(o)) for o in UNREACHED)
-    blocked = int(FollowerState.BLOCKED)
-    total, opted_out, unreachable = conn.execute(
-        text(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN c.opted_out THEN 1 ELSE 0 END), 0),"
-            " COALESCE(SUM(CASE WHEN NOT c.opted_out AND c.follower_state = :blocked"
-            " THEN 1 ELSE 0 END), 0) FROM deliveries d JOIN contacts c ON c.id = d.contact_id"
-            f" WHERE d.broadcast_id = :source AND d.outcome IN ({unreached})"
-        ),
-        {"blocked": blocked, "source": source},
-    ).one()
     return Counts(int(total), int(opted_out), int(unreachable))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
@@ -17,6 +18,7 @@ from sqlalchemy import Connection, text
 from broadcaster.domain.deliveries import UNREACHED
 from broadcaster.domain.model import FollowerState
 from broadcaster.store import bulk
+from broadcaster.store.audience import Counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,25 @@ def _source(since: int | None, group: str | None, resend_of: str | None) -> str:
     return f"FROM contacts c WHERE {where}"
 
 
+def _count(conn: Connection, source: str, params: Mapping[str, object]) -> Counts:
+    blocked = int(FollowerState.BLOCKED)
+    matched, opted_out, unreachable = conn.execute(
+        text(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN c.opted_out THEN 1 ELSE 0 END), 0),"
+            f" COALESCE(SUM(CASE WHEN NOT c.opted_out AND c.follower_state = {blocked}"
+            f" THEN 1 ELSE 0 END), 0) {source}"
+        ),
+        params,
+    ).one()
+    return Counts(int(matched), int(opted_out), int(unreachable))
+
+
+def count_resend(conn: Connection, source: str) -> Counts:
+    """A resend's audience as the snapshot will see it: the contacts the source broadcast did
+    not reach, as they are now."""
+    return _count(conn, _source(None, None, source), {"source": source})
+
+
 def take(
     conn: Connection,
     *,
@@ -74,14 +95,7 @@ def take(
         "source": resend_of,
     }
     blocked = int(FollowerState.BLOCKED)
-    opted_out, unreachable = conn.execute(
-        text(
-            "SELECT COALESCE(SUM(CASE WHEN c.opted_out THEN 1 ELSE 0 END), 0),"
-            f" COALESCE(SUM(CASE WHEN NOT c.opted_out AND c.follower_state = {blocked}"
-            f" THEN 1 ELSE 0 END), 0) {source}"
-        ),
-        params,
-    ).one()
+    counted = _count(conn, source, params)
     recipients = conn.execute(
         text(
             "INSERT INTO deliveries (broadcast_id, seq, contact_id, external_id, outcome, reason)"
@@ -108,4 +122,4 @@ def take(
             ),
             {"b": broadcast, "ch": channel, "now": now, "rows": json.dumps(rows)},
         )
-    return Snapshot(int(recipients), int(opted_out), int(unreachable), count)
+    return Snapshot(int(recipients), counted.opted_out, counted.unreachable, count)
