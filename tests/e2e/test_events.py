@@ -10,13 +10,12 @@ import grpc
 import pytest
 from sqlalchemy import update
 
-from broadcaster.domain.deliveries import DeliveryOutcome
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import AccountTier, ContactImport, FollowerState
 from broadcaster.store import channels, contacts, events, snapshot
 from broadcaster.store.clock import from_us
 from broadcaster.store.database import Database
-from broadcaster.store.tables import deliveries
+from broadcaster.store.tables import batches
 from broadcaster.v1 import event_service_pb2 as pb
 from broadcaster.v1 import event_service_pb2_grpc as pb_grpc
 from tests.e2e.server import ADMIN, auth
@@ -50,11 +49,7 @@ def _deliver(db: Database, merchant: str, people: int) -> None:
             conn, merchant=merchant, channel=channel, broadcast=broadcast, since=None,
             group=None, batch_size=10, now=1,
         )  # fmt: skip
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.broadcast_id == broadcast)
-            .values(outcome=int(DeliveryOutcome.SENT))
-        )
+        conn.execute(update(batches).where(batches.c.broadcast_id == broadcast).values(state=1))
     for lo in range(0, people, 10):
         with db.writing() as conn:
             events.record_delivered(

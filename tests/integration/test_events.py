@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import update
 
 from broadcaster.domain.auth import LOCAL
-from broadcaster.domain.deliveries import DeliveryOutcome, EventKind
+from broadcaster.domain.deliveries import START, DeliveryOutcome, EventKind
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import AccountTier, ContactFilter, ContactImport, FollowerState
 from broadcaster.domain.paging import Page
@@ -15,7 +15,7 @@ from broadcaster.services.events import EventFeed, Events, encode_cursor
 from broadcaster.store import channels, contacts, events, snapshot
 from broadcaster.store.clock import from_us
 from broadcaster.store.database import Database
-from broadcaster.store.tables import deliveries
+from broadcaster.store.tables import batches, deliveries
 
 
 async def _delivered(db: Database, merchant: str, people: int, chatted: set[int]) -> str:
@@ -42,12 +42,8 @@ async def _delivered(db: Database, merchant: str, people: int, chatted: set[int]
             conn, merchant=merchant, channel=channel, broadcast=broadcast, since=None,
             group=None, batch_size=4, now=1,
         )  # fmt: skip
-        # Recipient 1 was refused by the channel; the rest were sent.
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.broadcast_id == broadcast)
-            .values(outcome=int(DeliveryOutcome.SENT))
-        )
+        # Recipient 1 was refused by the channel; the rest were sent with their batches.
+        conn.execute(update(batches).where(batches.c.broadcast_id == broadcast).values(state=1))
         conn.execute(
             update(deliveries)
             .where(deliveries.c.broadcast_id == broadcast, deliveries.c.seq == 1)
@@ -65,15 +61,15 @@ async def _delivered(db: Database, merchant: str, people: int, chatted: set[int]
 
 async def test_events_for_delivered_recipients(db: Database, merchant: str) -> None:
     await _delivered(db, merchant, 10, chatted={0, 2})
-    found = await db.read(events.after, merchant, 0, 100)
+    found = await db.read(events.after, merchant, START, 100)
     created = [e for e in found if e.kind is EventKind.CONVERSATION_CREATED]
     shown = [e for e in found if e.kind is EventKind.BROADCAST_MESSAGE]
     assert len(shown) == 9  # everyone but the refused recipient
     assert len(created) == 7  # not those who had chatted, nor the refused one
-    assert [e.seq for e in found] == sorted(e.seq for e in found)
+    assert [e.position for e in found] == sorted(e.position for e in found)
     # The first broadcast message to a contact comes after its conversation was created.
-    first_created = {e.contact: e.seq for e in created}
-    assert all(first_created.get(e.contact, 0) < e.seq for e in shown)
+    first_created = {e.contact: e.position for e in created}
+    assert all(first_created.get(e.contact, START) < e.position for e in shown)
     stored = await db.read(
         contacts.list_page, merchant, found[0].channel, ContactFilter(), Page(1000, None)
     )
@@ -87,11 +83,11 @@ async def test_cursor_pages_resume_exactly(ctx: ServiceContext, merchant: str) -
     seen, token = [], ""
     while True:
         page_, token = await service.list_page(LOCAL, parent, 7, token, "")
-        seen += [e.seq for e in page_]
+        seen += [e.position for e in page_]
         if not token:
             break
-    everything = [e.seq for e in await ctx.db.read(events.after, merchant, 0, 1000)]
+    everything = [e.position for e in await ctx.db.read(events.after, merchant, START, 1000)]
     assert seen == everything and len(seen) == 48
     middle = encode_cursor(everything[19])
     rest, _ = await service.list_page(LOCAL, parent, 1000, "", middle)
-    assert [e.seq for e in rest] == everything[20:]
+    assert [e.position for e in rest] == everything[20:]

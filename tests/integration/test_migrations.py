@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 
-from broadcaster.store import migrate
+from broadcaster.domain.deliveries import START, DeliveryOutcome, EventKind
+from broadcaster.store import deliveries, events, migrate
 from broadcaster.store.database import Database
 from broadcaster.store.tables import metadata
+from tests.conftest import BACKENDS
+from tests.databases import fresh_database
 
 
 def test_migrated_schema_matches_tables(db: Database) -> None:
@@ -15,3 +22,47 @@ def test_migrated_schema_matches_tables(db: Database) -> None:
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sent_deliveries_and_their_events_survive_0008(backend: str, tmp_path: Path) -> None:
+    """A database that recorded a batch the earlier way (SENT rows, an event row per recipient
+    and kind) reads the same deliveries and events after the upgrade to delivered ranges."""
+    with fresh_database(backend, tmp_path) as url:
+        db = Database.from_url(url, threads=1)
+        migrate.upgrade(db.engine, "0007")
+        with db.writing() as conn:
+            for seq, contact in enumerate(["c0", "c1", "c2"]):
+                # c1 was refused; c0 and c2 were sent, and c0's conversation was created.
+                outcome = 2 if contact == "c1" else 1
+                conn.execute(
+                    text("INSERT INTO deliveries VALUES ('b1', :seq, :c, :e, :o, '')"),
+                    {"seq": seq, "c": contact, "e": f"U{contact}", "o": outcome},
+                )
+            conn.execute(
+                text("INSERT INTO batches VALUES ('b1', 0, 'ch', 'key', 0, 3, 1, 1, 0, 0, '', 0)")
+            )
+            for contact, kind in [("c0", 2), ("c0", 1), ("c2", 1)]:
+                conn.execute(
+                    text(
+                        "INSERT INTO events (merchant_id, channel_id, contact_id, broadcast_id,"
+                        " kind, create_time) VALUES ('m', 'ch', :c, 'b1', :k, 5)"
+                    ),
+                    {"c": contact, "k": kind},
+                )
+            conn.execute(text("INSERT INTO conversations VALUES ('c0')"))
+        migrate.upgrade(db.engine)
+        with db.reading() as conn:
+            found = events.after(conn, "m", START, 100)
+            listed = deliveries.page(conn, "b1", None, None, 100)
+        db.close()
+    assert [(e.kind, e.contact) for e in found] == [
+        (EventKind.CONVERSATION_CREATED, "c0"),
+        (EventKind.BROADCAST_MESSAGE, "c0"),
+        (EventKind.BROADCAST_MESSAGE, "c2"),
+    ]
+    assert [d.outcome for d in listed] == [
+        DeliveryOutcome.SENT,
+        DeliveryOutcome.FAILED,
+        DeliveryOutcome.SENT,
+    ]

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, text
 
 from broadcaster.dispatch.engine import Dispatcher, Settings
 from broadcaster.domain.auth import LOCAL
 from broadcaster.domain.broadcasts import Broadcast, BroadcastState
-from broadcaster.domain.deliveries import DeliveryOutcome
+from broadcaster.domain.deliveries import START, DeliveryOutcome, EventKind
 from broadcaster.domain.errors import FailedPrecondition
 from broadcaster.domain.messages import TextMessage
 from broadcaster.domain.model import ContactImport, FollowerState
@@ -24,9 +25,9 @@ from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import Channels
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.sending import Sending
-from broadcaster.store import contacts, dispatch
+from broadcaster.store import contacts, dispatch, events
+from broadcaster.store import deliveries as delivery_repo
 from broadcaster.store.clock import from_us
-from broadcaster.store.tables import deliveries, events
 from tests.fakechannel import LEDGERS, Ledger
 
 ALL_CONTACTS = 6
@@ -62,14 +63,9 @@ class Shop:
                 await asyncio.sleep(0.02)
 
     async def outcomes(self, broadcast_id: str) -> dict[DeliveryOutcome, int]:
-        rows = await self.ctx.db.read(
-            lambda conn: conn.execute(
-                select(deliveries.c.outcome, func.count())
-                .where(deliveries.c.broadcast_id == broadcast_id)
-                .group_by(deliveries.c.outcome)
-            ).all()
-        )
-        return {DeliveryOutcome(o): int(n) for o, n in rows}
+        """How many deliveries of each outcome, as ListDeliveries reads them."""
+        found = await self.ctx.db.read(delivery_repo.page, broadcast_id, None, None, 100_000)
+        return dict(Counter(d.outcome for d in found))
 
 
 def _open_batches(conn: Connection, broadcast: str) -> int:
@@ -148,14 +144,10 @@ async def test_every_recipient_once_through_errors_and_lost_answers(shop: Shop) 
     # Lost answers were retried with the same key and answered "already accepted".
     assert sorted(shop.ledger.keys_seen.values())[-2:] == [2, 2]
     assert len(shop.ledger.keys_seen) == 5  # 230 recipients in batches of 50
-    kinds = await shop.ctx.db.read(
-        lambda conn: conn.execute(
-            select(events.c.kind, func.count())
-            .where(events.c.broadcast_id == done.id)
-            .group_by(events.c.kind)
-        ).all()
-    )
-    assert dict(kinds) == {1: 230, 2: 230}  # a message each, and each conversation created
+    found = await shop.ctx.db.read(events.after, shop.parent.split("/")[1], START, 1000)
+    kinds = Counter(e.kind for e in found if e.broadcast == done.id)
+    # A message each, and each conversation created.
+    assert kinds == {EventKind.BROADCAST_MESSAGE: 230, EventKind.CONVERSATION_CREATED: 230}
 
 
 async def test_one_invalid_recipient_fails_alone(
@@ -333,3 +325,45 @@ async def test_deliveries_page_in_order_and_filter(shop: Shop) -> None:
     assert seen == sorted(shop.people)
     _, none_failed, _ = await shop.sending.deliveries(LOCAL, name, 100, "", 2)
     assert none_failed == []
+
+
+async def _listed(shop: Shop, name: str, outcome: int | None) -> list[tuple[str, DeliveryOutcome]]:
+    """Every delivery of the broadcast with `outcome` (None: all), seven per page."""
+    seen, token = [], ""
+    while True:
+        _, page, token = await shop.sending.deliveries(LOCAL, name, 7, token, outcome)
+        seen += [(d.external_id, d.outcome) for d in page]
+        if not token:
+            return seen
+
+
+async def test_deliveries_read_as_their_batch(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """Recipients sent with their batch read SENT once it is done and PENDING while it is open,
+    unfiltered and filtered, page after page; those resolved one by one keep their outcome."""
+    async for shop in _shop(ctx, hub, merchant, 120, start=False):  # batches of 50, 50, 20
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        now = ctx.now_us()
+        first, _ = await ctx.db.write(
+            dispatch.claim, channel=shop.channel_id, owner="test", lease_until=now + 10**9,
+            now=now, limit=2,
+        )  # fmt: skip
+        refused = first.recipients[3][1]
+        await ctx.db.write(dispatch.record_invalid, first, [refused], "INVALID_RECIPIENT", now)
+        await ctx.db.write(dispatch.record_sent, first, now)  # batch 1 is still in flight
+
+        people = sorted(shop.people)
+        sent = [(p, DeliveryOutcome.SENT) for p in people[:50] if p != refused]
+        pending = [(p, DeliveryOutcome.PENDING) for p in people[50:]]
+        assert await _listed(shop, name, int(DeliveryOutcome.SENT)) == sent
+        assert await _listed(shop, name, int(DeliveryOutcome.PENDING)) == pending
+        assert await _listed(shop, name, int(DeliveryOutcome.FAILED)) == [
+            (refused, DeliveryOutcome.FAILED)
+        ]
+        assert await _listed(shop, name, None) == sorted(
+            [*sent, (refused, DeliveryOutcome.FAILED), *pending]
+        )
+        broadcast = await shop.broadcasts.get(LOCAL, name)
+        assert (broadcast.counters.sent, broadcast.counters.failed) == (49, 1)

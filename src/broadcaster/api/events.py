@@ -20,7 +20,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 def event_out(e: Event) -> pb.Event:
     return pb.Event(
-        cursor=encode_cursor(e.seq),
+        cursor=encode_cursor(e.position),
         kind=pb.Event.Kind.ValueType(int(e.kind)),
         channel=str(ChannelName(e.merchant, e.channel)),
         contact=str(ContactName(e.merchant, e.channel, e.contact)),

@@ -42,9 +42,37 @@ class EventKind(enum.IntEnum):
     CONVERSATION_CREATED = 2
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class EventPosition:
+    """Where an event stands in a merchant's stream: the outbox row (one accepted batch), the
+    recipient's seq within the broadcast, and which of the recipient's events (a conversation
+    created comes before the broadcast message)."""
+
+    row: int
+    seq: int
+    kind_order: int  # 0: conversation created, 1: broadcast message
+
+    def __str__(self) -> str:
+        return f"{self.row}.{self.seq}.{self.kind_order}"
+
+    @classmethod
+    def parse(cls, text: str) -> EventPosition:
+        """The position `str()` wrote; ValueError otherwise."""
+        parts = text.split(".")
+        if len(parts) != 3 or not all(p.isdigit() and len(p) < 19 for p in parts):
+            raise ValueError(f"not an event position: {text!r}")
+        row, seq, kind_order = (int(p) for p in parts)
+        if kind_order > 1:
+            raise ValueError(f"not an event position: {text!r}")
+        return cls(row, seq, kind_order)
+
+
+START = EventPosition(0, 0, 0)  # before every event (outbox rows count from 1)
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
-    seq: int
+    position: EventPosition
     merchant: str
     channel: str
     contact: str

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from broadcaster.domain.auth import Caller
-from broadcaster.domain.deliveries import Event
+from broadcaster.domain.deliveries import START, Event, EventPosition
 from broadcaster.domain.errors import FieldViolation, InvalidArgument, Violations, collect
 from broadcaster.domain.names import MerchantName
 from broadcaster.domain.paging import next_token
@@ -26,17 +26,17 @@ POLL_SECONDS = 0.5
 WATCH_BATCH = 500
 
 
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"ev{seq}".encode()).decode().rstrip("=")
+def encode_cursor(position: EventPosition) -> str:
+    return base64.urlsafe_b64encode(f"ev{position}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, field: str) -> int:
+def decode_cursor(cursor: str, field: str) -> EventPosition:
     if not cursor:
-        return 0
+        return START
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        if raw.startswith("ev") and raw[2:].isdigit() and len(raw) < 24:
-            return int(raw[2:])
+        if raw.startswith("ev"):
+            return EventPosition.parse(raw[2:])
     except (ValueError, UnicodeError, binascii.Error):
         pass
     raise InvalidArgument(
@@ -76,21 +76,22 @@ class Events:
             default=DEFAULT_PAGE, maximum=MAX_PAGE,
         )  # fmt: skip
         assert start is not None
-        after = int(page.after) if page.after is not None else start
+        after = start if page.after is None else decode_cursor(page.after, "page_token")
         found = await self._ctx.db.read(repo.after, merchant, after, page.size + 1)
-        return found[: page.size], next_token([str(e.seq) for e in found], page, query)
+        keys = [encode_cursor(e.position) for e in found]
+        return found[: page.size], next_token(keys, page, query)
 
     async def watch(self, caller: Caller, parent: str, after_cursor: str) -> AsyncIterator[Event]:
         v = Violations()
         merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
-        seq = collect(v, lambda: decode_cursor(after_cursor, "after_cursor"))
+        position = collect(v, lambda: decode_cursor(after_cursor, "after_cursor"))
         v.raise_if_any()
-        assert merchant is not None and seq is not None
+        assert merchant is not None and position is not None
         caller.require(merchant.merchant)
         while True:
-            found = await self._ctx.db.read(repo.after, merchant.merchant, seq, WATCH_BATCH)
+            found = await self._ctx.db.read(repo.after, merchant.merchant, position, WATCH_BATCH)
             for event in found:
                 yield event
-                seq = event.seq
+                position = event.position
             if len(found) < WATCH_BATCH:
                 await self.feed.wait(POLL_SECONDS)

@@ -2,17 +2,21 @@
 
 Every outcome is recorded in one transaction with the delivery outcomes, the broadcast's
 counters, the Message Center events and, for the last batch, the broadcast's completion
-(DESIGN §5). Recording is idempotent: a batch moves from open to done once, and whoever moves it
-updates the counters; a second recorder (a process that lost its lease while a request was in
+(DESIGN §5). A delivery's outcome is written when it is resolved on its own (refused, not sent,
+unknown); one still PENDING in a done batch was sent with it (see tables.DeliveryRow).
+Recording is idempotent: a batch moves from open to done once, and whoever moves it updates
+the counters; a second recorder (a process that lost its lease while a request was in
 flight) finds it done and changes nothing.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Row, bindparam, text
 
 from broadcaster.domain.broadcasts import BroadcastState
 from broadcaster.domain.deliveries import DeliveryOutcome
@@ -90,51 +94,52 @@ def claim(
         ),
         {"ch": channel, "open": OPEN, "now": now, "owner": owner, "limit": limit},
     ).all()
-    claimed = []
+    by_broadcast: dict[str, list[Row[Any]]] = {}
     for r in rows:
-        first_attempt = r.first_attempt_time if r.first_attempt_time is not None else now
+        by_broadcast.setdefault(r.broadcast_id, []).append(r)
+    recipients: dict[tuple[str, int], list[tuple[int, str]]] = {}
+    for broadcast, claimed in by_broadcast.items():
+        # One statement leases all of a broadcast's claimed batches; one range read per run of
+        # adjacent batches (usually one) fetches their recipients.
         conn.execute(
             text(
                 "UPDATE batches SET lease_owner = :owner, lease_expiry = :until,"
-                " attempts = attempts + 1, first_attempt_time = :first"
-                " WHERE broadcast_id = :b AND batch = :n"
-            ),
-            {
-                "owner": owner,
-                "until": lease_until,
-                "first": first_attempt,
-                "b": r.broadcast_id,
-                "n": r.batch,
-            },
-        )
-        recipients = conn.execute(
-            text(
-                "SELECT seq, external_id FROM deliveries WHERE broadcast_id = :b"
-                " AND seq BETWEEN :lo AND :hi AND outcome = :pending ORDER BY seq"
-            ),
-            {
-                "b": r.broadcast_id,
-                "lo": r.first_seq,
-                "hi": r.first_seq + r.size - 1,
-                "pending": _PENDING,
-            },
-        ).all()
-        claimed.append(
-            ClaimedBatch(
-                merchant=r.merchant_id,
-                broadcast=r.broadcast_id,
-                channel=channel,
-                batch=r.batch,
-                idempotency_key=r.idempotency_key,
-                first_seq=r.first_seq,
-                size=r.size,
-                attempts=r.attempts + 1,
-                first_attempt_time=first_attempt,
-                messages=r.messages,
-                recipients=tuple((int(s), str(e)) for s, e in recipients),
+                " attempts = attempts + 1, first_attempt_time = COALESCE(first_attempt_time, :now)"
+                " WHERE broadcast_id = :b AND batch IN :n"
+            ).bindparams(bindparam("n", expanding=True)),
+            {"b": broadcast, "n": [int(r.batch) for r in claimed], "owner": owner,
+             "until": lease_until, "now": now},
+        )  # fmt: skip
+        starts = sorted((int(r.first_seq), int(r.batch)) for r in claimed)
+        firsts = [first for first, _ in starts]
+        spans = sorted((int(r.first_seq), int(r.first_seq) + int(r.size) - 1) for r in claimed)
+        for lo, hi in _runs(spans):
+            found = conn.execute(
+                text(
+                    "SELECT seq, external_id FROM deliveries WHERE broadcast_id = :b"
+                    " AND seq BETWEEN :lo AND :hi AND outcome = :pending ORDER BY seq"
+                ),
+                {"b": broadcast, "lo": lo, "hi": hi, "pending": _PENDING},
             )
+            for seq, external in found:
+                batch = starts[bisect.bisect_right(firsts, seq) - 1][1]
+                recipients.setdefault((broadcast, batch), []).append((int(seq), str(external)))
+    return [
+        ClaimedBatch(
+            merchant=r.merchant_id,
+            broadcast=r.broadcast_id,
+            channel=channel,
+            batch=r.batch,
+            idempotency_key=r.idempotency_key,
+            first_seq=r.first_seq,
+            size=r.size,
+            attempts=r.attempts + 1,
+            first_attempt_time=now if r.first_attempt_time is None else r.first_attempt_time,
+            messages=r.messages,
+            recipients=tuple(recipients.get((r.broadcast_id, int(r.batch)), ())),
         )
-    return claimed
+        for r in rows
+    ]
 
 
 def _close_batch(conn: Connection, broadcast: str, batch: int) -> bool:
@@ -184,20 +189,33 @@ def _count(conn: Connection, broadcast: str, now: int, *, sent: int = 0, failed:
 
 def record_sent(conn: Connection, c: ClaimedBatch, now: int) -> int:
     """The channel accepted the batch (now or on an earlier attempt): its pending recipients
-    are sent, with their Message Center events. Returns how many."""
+    are sent, with their Message Center events. Returns how many.
+
+    Their delivery rows stay as they are (PENDING, "as its batch"): the done batch says they
+    were sent, so 500 recipients cost one batch row, one outbox row and the conversations
+    they open rather than 500 updated rows and up to 1,000 event rows."""
     if not _close_batch(conn, c.broadcast, c.batch):
         return 0
-    sent = _set_pending(conn, c.broadcast, c.first_seq, c.last_seq, DeliveryOutcome.SENT, "")
-    _count(conn, c.broadcast, now, sent=sent)
-    events.record_delivered(
-        conn,
-        merchant=c.merchant,
-        channel=c.channel,
-        broadcast=c.broadcast,
-        first_seq=c.first_seq,
-        last_seq=c.last_seq,
-        now=now,
+    sent = int(
+        conn.execute(
+            text(
+                "SELECT COUNT(*) FROM deliveries WHERE broadcast_id = :b"
+                " AND outcome = :pending AND seq BETWEEN :lo AND :hi"
+            ),
+            {"b": c.broadcast, "pending": _PENDING, "lo": c.first_seq, "hi": c.last_seq},
+        ).scalar_one()
     )
+    _count(conn, c.broadcast, now, sent=sent)
+    if sent:
+        events.record_delivered(
+            conn,
+            merchant=c.merchant,
+            channel=c.channel,
+            broadcast=c.broadcast,
+            first_seq=c.first_seq,
+            last_seq=c.last_seq,
+            now=now,
+        )
     return sent
 
 

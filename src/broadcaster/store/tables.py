@@ -294,7 +294,10 @@ group_contacts = GroupContactRow.__table__  # type: ignore[attr-defined]
 class DeliveryRow(SQLModel, table=True):
     """One recipient of a sent broadcast, fixed when Send is accepted, and what became of it.
 
-    `seq` numbers the recipients 0..total-1; batch k holds seq in [k*size, (k+1)*size)."""
+    `seq` numbers the recipients 0..total-1; batch k holds seq in [k*size, (k+1)*size).
+    `outcome` is written only for recipients resolved one by one (failed, not sent, unknown):
+    PENDING (0) means "as its batch": sent once the batch is done, pending while it is open, so
+    an accepted batch of 500 updates one batch row, not 500 delivery rows."""
 
     __tablename__ = "deliveries"
     __table_args__ = (Index("ix_deliveries_outcome", "broadcast_id", "outcome", "seq"),)
@@ -336,13 +339,15 @@ deliveries = DeliveryRow.__table__  # type: ignore[attr-defined]
 batches = BatchRow.__table__  # type: ignore[attr-defined]
 
 
-class EventRow(SQLModel, table=True):
-    """Message Center events (an outbox): written in the transaction that records a batch's
-    outcome, read in `seq` order with a resumable cursor."""
+class OutboxRow(SQLModel, table=True):
+    """The Message Center outbox: one row per accepted batch, written in the transaction that
+    records it. Its delivered recipients are the batch's deliveries still PENDING (stored 0), each
+    read as a broadcast-message event (after a conversation-created one where `conversations`
+    names that delivery), in `seq` order and then recipient order, with a resumable cursor."""
 
-    __tablename__ = "events"
+    __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_events_merchant", "merchant_id", "seq"),
+        Index("ix_outbox_merchant", "merchant_id", "seq"),
         {"sqlite_autoincrement": True},
     )
 
@@ -352,13 +357,13 @@ class EventRow(SQLModel, table=True):
     )
     merchant_id: str = Field(max_length=64)
     channel_id: str = Field(max_length=32)
-    contact_id: str = Field(max_length=32)
     broadcast_id: str = Field(max_length=32)
-    kind: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    first_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     create_time: int = Field(sa_column=_time())
 
 
-events = EventRow.__table__  # type: ignore[attr-defined]
+outbox = OutboxRow.__table__  # type: ignore[attr-defined]
 
 
 class ChannelLeaseRow(SQLModel, table=True):
@@ -376,13 +381,15 @@ channel_leases = ChannelLeaseRow.__table__  # type: ignore[attr-defined]
 
 
 class ConversationRow(SQLModel, table=True):
-    """Contacts whose conversation a broadcast created. Kept apart from `contacts` so that
-    recording a delivered batch inserts narrow rows instead of rewriting wide, much-indexed
-    contact rows; a contact has a conversation if either says so."""
+    """Contacts whose conversation a broadcast created, and the delivery that created it. Kept
+    apart from `contacts` so that recording a delivered batch inserts narrow rows instead of
+    rewriting wide, much-indexed contact rows; a contact has a conversation if either says so."""
 
     __tablename__ = "conversations"
 
     contact_id: str = Field(primary_key=True, max_length=32)
+    broadcast_id: str = Field(max_length=32)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 conversations = ConversationRow.__table__  # type: ignore[attr-defined]
