@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 from hypothesis import given
@@ -68,6 +69,45 @@ def test_concurrent_callers_share_the_rate() -> None:
     assert t.now == pytest.approx(1.0)
 
 
+def test_late_wake_ups_do_not_lower_the_rate() -> None:
+    """A sleeper that wakes a millisecond late (as event loops do) still gets the next slot on
+    schedule: 100 requests at 200/s take half a second, not 100 late wake-ups more."""
+    t = FakeTime()
+
+    async def late_sleep(seconds: float) -> None:
+        t.now += seconds + 0.001
+
+    bucket = TokenBucket(200, burst=1, clock=t.clock, sleep=late_sleep)
+
+    async def run() -> None:
+        for _ in range(100):
+            await bucket.acquire()
+
+    asyncio.run(run())
+    assert t.now == pytest.approx(99 / 200 + 0.001)
+
+
 def test_rate_must_be_positive() -> None:
     with pytest.raises(ValueError):
         TokenBucket(0)
+
+
+def test_a_stalled_sleeper_takes_a_new_slot() -> None:
+    """Sleepers woken long after their slots (the loop was held up) do not go all at once."""
+    t = FakeTime()
+    stall = [0.5]
+
+    async def stalling_sleep(seconds: float) -> None:
+        t.now += seconds + (stall.pop() if stall else 0.0)
+
+    bucket = TokenBucket(100, burst=1, clock=t.clock, sleep=stalling_sleep)
+    stamps = []
+
+    async def run() -> None:
+        for _ in range(20):
+            await bucket.acquire()
+            stamps.append(t.now)
+
+    asyncio.run(run())
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert min(gaps) >= 0.01 - 1e-9
