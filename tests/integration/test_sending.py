@@ -141,9 +141,10 @@ async def test_every_recipient_once_through_errors_and_lost_answers(shop: Shop) 
     assert done.state is BroadcastState.SENT and done.complete_time is not None
     assert (done.counters.sent, done.counters.failed) == (230, 0)
     _exactly_once(shop)
-    # Lost answers were retried with the same key and answered "already accepted".
-    assert sorted(shop.ledger.keys_seen.values())[-2:] == [2, 2]
+    # Each scripted answer cost its batch one more attempt, always with the batch's key (which
+    # batch met which answer depends on timing); lost answers were answered "already accepted".
     assert len(shop.ledger.keys_seen) == 5  # 230 recipients in batches of 50
+    assert sum(shop.ledger.keys_seen.values()) == 5 + 4
     found = await shop.ctx.db.read(events.after, shop.parent.split("/")[1], START, 1000)
     kinds = Counter(e.kind for e in found if e.broadcast == done.id)
     # A message each, and each conversation created.

@@ -17,13 +17,15 @@ their rows, and a reader never sees row 11 while row 10 is still uncommitted.
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Row, text
 
 from broadcaster.domain.deliveries import Event, EventKind, EventPosition
 from broadcaster.store.clock import from_us
 
 _LOCK_SPACE = 0x62726F61  # "broa": advisory locks of this service
+_ROWS_AT_ONCE = 64  # outbox rows read per step of `after`
 
 
 def _serialize_writers(conn: Connection, merchant: str) -> None:
@@ -70,26 +72,50 @@ def record_delivered(
 
 
 def after(conn: Connection, merchant: str, position: EventPosition, limit: int) -> list[Event]:
-    """Up to `limit` events after `position`, in stream order."""
-    rows = conn.execute(
-        text(
-            "SELECT o.seq AS row, d.seq, d.contact_id, o.channel_id, o.broadcast_id,"
-            " o.create_time, v.contact_id IS NOT NULL AS opened"
-            " FROM outbox o JOIN deliveries d ON d.broadcast_id = o.broadcast_id"
-            " AND d.seq BETWEEN o.first_seq AND o.last_seq AND d.outcome = 0"
-            " LEFT JOIN conversations v ON v.contact_id = d.contact_id"
-            " AND v.broadcast_id = d.broadcast_id AND v.seq = d.seq"
-            " WHERE o.merchant_id = :m AND o.seq >= :row AND (o.seq > :row OR d.seq >= :seq)"
-            " ORDER BY o.seq, d.seq LIMIT :limit"
-        ),
-        {"m": merchant, "row": position.row, "seq": position.seq, "limit": limit + 1},
-    )
+    """Up to `limit` events after `position`, in stream order: the merchant's outbox rows from
+    the position's on, each expanded with one index range read of its deliveries."""
     found: list[Event] = []
-    for r in rows:
-        kinds = ((0, EventKind.CONVERSATION_CREATED),) if r.opened else ()
-        for order, kind in (*kinds, (1, EventKind.BROADCAST_MESSAGE)):
-            at = EventPosition(int(r.row), int(r.seq), order)
-            if at > position:
-                found.append(Event(at, merchant, r.channel_id, r.contact_id, r.broadcast_id,
-                                   kind, from_us(r.create_time)))  # fmt: skip
+    row = position.row
+    while len(found) < limit:
+        ranges = conn.execute(
+            text(
+                "SELECT seq, channel_id, broadcast_id, first_seq, last_seq, create_time"
+                " FROM outbox WHERE merchant_id = :m AND seq >= :row ORDER BY seq LIMIT :n"
+            ),
+            {"m": merchant, "row": row, "n": _ROWS_AT_ONCE},
+        ).all()
+        for r in ranges:
+            found += _expand(conn, merchant, r, position, limit - len(found))
+            if len(found) >= limit:
+                break
+        if len(ranges) < _ROWS_AT_ONCE:
+            break
+        row = int(ranges[-1].seq) + 1
     return found[:limit]
+
+
+def _expand(
+    conn: Connection, merchant: str, r: Row[Any], position: EventPosition, limit: int
+) -> list[Event]:
+    """The events of outbox row `r` after `position`: at least `limit` if it has them."""
+    start = position.seq if r.seq == position.row else r.first_seq
+    recipients = conn.execute(
+        text(
+            "SELECT d.seq, d.contact_id, v.contact_id IS NOT NULL AS opened"
+            " FROM deliveries d LEFT JOIN conversations v ON v.contact_id = d.contact_id"
+            " AND v.broadcast_id = d.broadcast_id AND v.seq = d.seq"
+            " WHERE d.broadcast_id = :b AND d.seq BETWEEN :lo AND :hi AND d.outcome = 0"
+            " ORDER BY d.seq LIMIT :n"
+        ),
+        {"b": r.broadcast_id, "lo": start, "hi": r.last_seq, "n": limit + 1},
+    )
+    when = from_us(r.create_time)
+    out = []
+    for d in recipients:
+        kinds = ((0, EventKind.CONVERSATION_CREATED),) if d.opened else ()
+        for order, kind in (*kinds, (1, EventKind.BROADCAST_MESSAGE)):
+            at = EventPosition(int(r.seq), int(d.seq), order)
+            if at > position:
+                out.append(Event(at, merchant, r.channel_id, d.contact_id, r.broadcast_id, kind,
+                                 when))  # fmt: skip
+    return out
