@@ -54,7 +54,7 @@ def _deliver(db: Database, merchant: str, people: int) -> None:
         with db.writing() as conn:
             events.record_delivered(
                 conn, merchant=merchant, channel=channel, broadcast=broadcast,
-                first_seq=lo, last_seq=lo + 9, now=2,
+                spans=[(lo, lo + 9)], now=2,
             )  # fmt: skip
 
 

@@ -485,7 +485,12 @@ def test_killed_mid_send_every_follower_receives_it_exactly_once(
     parent = merchant()
     made = api.connect(parent, account)
     assert api.sync_followers(made.name).contacts_synced == people
-    emulator.call(emu.set_faults, Faults(latency=LATENCY, endpoints=MULTICAST), account)
+    # Half the answers take twice as long: a process's answers arrive in two waves, so a kill
+    # after the first recordings lands while the rest are still to come (recording is grouped,
+    # and answers arriving together would be recorded in one transaction).
+    slow = Faults(latency=LATENCY, spike_probability=0.5, spike_latency=LATENCY,
+                  endpoints=MULTICAST)  # fmt: skip
+    emulator.call(emu.set_faults, slow, account)
     draft = api.draft(parent, made.name, "Crash test: exactly once")
     broadcast = resource_id(draft.name)
     seed = int(os.environ.get("BROADCASTER_CRASH_SEED") or random.randrange(2**32))

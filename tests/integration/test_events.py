@@ -52,7 +52,7 @@ async def _delivered(db: Database, merchant: str, people: int, chatted: set[int]
         for lo in range(0, people, 4):
             events.record_delivered(
                 conn, merchant=merchant, channel=channel, broadcast=broadcast,
-                first_seq=lo, last_seq=min(lo + 3, people - 1), now=2,
+                spans=[(lo, min(lo + 3, people - 1))], now=2,
             )  # fmt: skip
         return broadcast
 

@@ -60,3 +60,28 @@ async def test_groups_are_bounded() -> None:
     await asyncio.gather(*(recorder.write(_outcome, n) for n in range(10)))
     await recorder.close()
     assert max(len(t) for t in db.transactions) <= 4
+
+
+def _many(conn: list[Any], items: list[int]) -> list[int]:
+    if any(n < 0 for n in items):
+        raise ValueError("bad outcome")
+    conn.append(tuple(items))
+    return [n * 100 for n in items]
+
+
+async def test_outcomes_of_one_kind_are_written_together() -> None:
+    db = FakeDb()
+    recorder = Recorder(cast(Database, db))
+    results = await asyncio.gather(
+        *(recorder.write_together(_many, n) for n in range(6)), recorder.write(_outcome, 7)
+    )
+    assert results == [0, 100, 200, 300, 400, 500, 70]
+    calls = [w for t in db.transactions for w in t if isinstance(w, tuple)]
+    assert sorted(n for call in calls for n in call) == list(range(6))
+    assert len(calls) < 6  # items shared calls
+    # One bad item fails alone.
+    results = await asyncio.gather(
+        *(recorder.write_together(_many, n) for n in (-1, 8)), return_exceptions=True
+    )
+    await recorder.close()
+    assert isinstance(results[0], ValueError) and results[1] == 800

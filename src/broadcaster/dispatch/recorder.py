@@ -5,7 +5,8 @@ make the commit (and, on PostgreSQL, the per-merchant events lock) the bottlenec
 that arrive while a transaction is being written go into the next one together. Each outcome
 is still recorded whole in one transaction with its counters and events (DESIGN §5); if a
 shared transaction fails, its outcomes are retried one per transaction, so one bad outcome
-cannot hold the others back.
+cannot hold the others back. Outcomes of one kind (accepted batches) can be handed to one
+function together, which records them with a few set-based statements instead of a few each.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
@@ -20,23 +22,41 @@ from sqlalchemy import Connection
 from broadcaster.store.database import Database
 
 Write = Callable[[Connection], Any]
+Many = Callable[[Connection, list[Any]], list[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    future: asyncio.Future[Any]
+    write: Write | None = None  # a write of its own, or
+    many: Many | None = None  # one of the items this writes all at once
+    item: Any = None
 
 
 class Recorder:
     def __init__(self, db: Database, *, most: int = 64) -> None:
         self._db = db
         self._most = most
-        self._queue: list[tuple[Write, asyncio.Future[Any]]] = []
+        self._queue: list[_Item] = []
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def write(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn(conn, *args)` in a transaction, possibly shared with other outcomes; returns
         its result."""
+        return await self._queued(lambda future: _Item(future, write=lambda c: fn(c, *args)))
+
+    async def write_together(self, fn: Many, item: Any) -> Any:
+        """Have `fn(conn, items)` record `item` in a transaction, possibly shared; the items
+        queued for the same `fn` meanwhile go to one call, which returns a result per item.
+        Returns this item's."""
+        return await self._queued(lambda future: _Item(future, many=fn, item=item))
+
+    async def _queued(self, make: Callable[[asyncio.Future[Any]], _Item]) -> Any:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="outcome-recorder")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((lambda conn: fn(conn, *args), future))
+        self._queue.append(make(future))
         self._ready.set()
         return await future
 
@@ -54,20 +74,31 @@ class Recorder:
                 group, self._queue = self._queue[: self._most], self._queue[self._most :]
                 await self._commit(group)
 
-    async def _commit(self, group: list[tuple[Write, asyncio.Future[Any]]]) -> None:
+    async def _commit(self, group: list[_Item]) -> None:
         def together(conn: Connection) -> list[Any]:
-            return [fn(conn) for fn, _ in group]
+            results: list[Any] = [None] * len(group)
+            batched: dict[Many, list[int]] = {}
+            for i, entry in enumerate(group):
+                if entry.write is not None:
+                    results[i] = entry.write(conn)
+                else:
+                    assert entry.many is not None
+                    batched.setdefault(entry.many, []).append(i)
+            for many, at in batched.items():
+                for i, result in zip(at, many(conn, [group[i].item for i in at]), strict=True):
+                    results[i] = result
+            return results
 
         try:
             results = await self._db.write(together)
         except Exception as e:
             if len(group) == 1:
-                if not group[0][1].done():
-                    group[0][1].set_exception(e)
+                if not group[0].future.done():
+                    group[0].future.set_exception(e)
                 return
-            for item in group:
-                await self._commit([item])
+            for entry in group:
+                await self._commit([entry])
             return
-        for (_, future), result in zip(group, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+        for entry, result in zip(group, results, strict=True):
+            if not entry.future.done():
+                entry.future.set_result(result)

@@ -1,12 +1,12 @@
-"""The Message Center outbox: one row per accepted batch, written with the batch's outcome, read
-as one event per delivered recipient after a cursor.
+"""The Message Center outbox: a row per accepted batch (or run of adjacent batches recorded
+together), written with their outcome, read as one event per delivered recipient after a cursor.
 
 An outbox row names a broadcast's seq range; its delivered recipients are the deliveries in that
 range still PENDING (stored 0: sent with their batch; those refused one by one carry their own
 outcome). Each is read as a broadcast-message event, preceded by a conversation-created event
 where `conversations` names that very delivery as the one that created the contact's
-conversation. Writing a batch is then one outbox row plus the conversations it created, instead
-of one or two event rows per recipient.
+conversation. Writing a batch is then (a share of) one outbox row plus the conversations it
+created, instead of one or two event rows per recipient.
 
 Readers advance a cursor over (row, recipient, kind), so rows must become visible in `seq` order.
 SQLite has one writer at a time. On PostgreSQL, transactions writing a merchant's rows first take
@@ -17,6 +17,7 @@ their rows, and a reader never sees row 11 while row 10 is still uncommitted.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, text
@@ -42,33 +43,32 @@ def record_delivered(
     merchant: str,
     channel: str,
     broadcast: str,
-    first_seq: int,
-    last_seq: int,
+    spans: Sequence[tuple[int, int]],
     now: int,
 ) -> None:
-    """The batch [first_seq, last_seq] was accepted: its PENDING recipients were delivered.
-    Those without a conversation (on the contact or from an earlier broadcast) now have one,
-    created by this delivery; then the batch's outbox row."""
+    """The batches covering the seq ranges `spans` were accepted: their PENDING recipients
+    were delivered. Those without a conversation (on the contact or from an earlier broadcast)
+    now have one, created by this delivery; then an outbox row per range."""
     _serialize_writers(conn, merchant)
-    params = {"m": merchant, "ch": channel, "b": broadcast, "lo": first_seq, "hi": last_seq,
-              "now": now}  # fmt: skip
-    conn.execute(
-        text(
-            "INSERT INTO conversations (contact_id, broadcast_id, seq)"
-            " SELECT d.contact_id, d.broadcast_id, d.seq FROM deliveries d"
-            " JOIN contacts c ON c.id = d.contact_id"
-            " WHERE d.broadcast_id = :b AND d.seq BETWEEN :lo AND :hi AND d.outcome = 0"
-            " AND NOT c.has_conversation ON CONFLICT (contact_id) DO NOTHING"
-        ),
-        params,
-    )
-    conn.execute(
-        text(
-            "INSERT INTO outbox (merchant_id, channel_id, broadcast_id, first_seq, last_seq,"
-            " create_time) VALUES (:m, :ch, :b, :lo, :hi, :now)"
-        ),
-        params,
-    )
+    for lo, hi in spans:
+        params = {"m": merchant, "ch": channel, "b": broadcast, "lo": lo, "hi": hi, "now": now}
+        conn.execute(
+            text(
+                "INSERT INTO conversations (contact_id, broadcast_id, seq)"
+                " SELECT d.contact_id, d.broadcast_id, d.seq FROM deliveries d"
+                " JOIN contacts c ON c.id = d.contact_id"
+                " WHERE d.broadcast_id = :b AND d.seq BETWEEN :lo AND :hi AND d.outcome = 0"
+                " AND NOT c.has_conversation ON CONFLICT (contact_id) DO NOTHING"
+            ),
+            params,
+        )
+        conn.execute(
+            text(
+                "INSERT INTO outbox (merchant_id, channel_id, broadcast_id, first_seq, last_seq,"
+                " create_time) VALUES (:m, :ch, :b, :lo, :hi, :now)"
+            ),
+            params,
+        )
 
 
 def after(conn: Connection, merchant: str, position: EventPosition, limit: int) -> list[Event]:
