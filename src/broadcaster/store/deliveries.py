@@ -38,7 +38,8 @@ def page(
             {**params, "as_batch": _AS_BATCH, "state": _BY_BATCH[outcome]},
         )
         return [Delivery(int(r.seq), r.contact_id, r.external_id, outcome, r.reason) for r in rows]
-    where = "" if outcome is None else " AND outcome = :o"
+    # `outcome <> 0` spelled out, so the partial index of resolved deliveries serves the filter.
+    where = "" if outcome is None else " AND outcome = :o AND outcome <> 0"
     stored_rows = conn.execute(
         text(
             "SELECT seq, contact_id, external_id, outcome, reason FROM deliveries"

@@ -248,6 +248,7 @@ def _resolved_seqs(conn: Connection, broadcast: str, spans: list[tuple[int, int]
         found += conn.execute(
             text(
                 "SELECT seq FROM deliveries WHERE broadcast_id = :b AND outcome IN :resolved"
+                " AND outcome <> 0"
                 " AND seq BETWEEN :lo AND :hi"
             ).bindparams(bindparam("resolved", expanding=True)),
             {"b": broadcast, "lo": lo, "hi": hi, "resolved": _RESOLVED},

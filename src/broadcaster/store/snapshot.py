@@ -39,7 +39,7 @@ def _source(since: int | None, group: str | None, resend_of: str | None) -> str:
         unreached = ", ".join(str(int(o)) for o in UNREACHED)
         return (
             "FROM deliveries d JOIN contacts c ON c.id = d.contact_id"
-            f" WHERE d.broadcast_id = :source AND d.outcome IN ({unreached})"
+            f" WHERE d.broadcast_id = :source AND d.outcome IN ({unreached}) AND d.outcome <> 0"
         )
     where = "c.merchant_id = :m AND c.channel_id = :ch"
     if since is not None:

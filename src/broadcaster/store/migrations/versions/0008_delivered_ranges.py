@@ -1,6 +1,7 @@
 """Delivered batches recorded as ranges: the outbox holds one row per accepted batch (its
 delivered recipients are the batch's deliveries still unresolved individually), a delivery's
-SENT is implied by its accepted batch, and a conversation names the delivery that created it.
+SENT is implied by its accepted batch, a conversation names the delivery that created it, and
+the outcome index covers only deliveries resolved one by one.
 
 Revision ID: 0008
 Revises: 0007
@@ -58,9 +59,19 @@ def upgrade() -> None:
     op.drop_index("ix_events_merchant", "events")
     op.drop_table("events")
     op.execute(f"UPDATE deliveries SET outcome = {_PENDING} WHERE outcome = {_SENT}")
+    op.drop_index("ix_deliveries_outcome", "deliveries")
+    op.create_index(
+        "ix_deliveries_resolved",
+        "deliveries",
+        ["broadcast_id", "outcome", "seq"],
+        sqlite_where=sa.text("outcome <> 0"),
+        postgresql_where=sa.text("outcome <> 0"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deliveries_resolved", "deliveries")
+    op.create_index("ix_deliveries_outcome", "deliveries", ["broadcast_id", "outcome", "seq"])
     op.execute(
         f"UPDATE deliveries SET outcome = {_SENT} WHERE outcome = {_PENDING} AND EXISTS"
         " (SELECT 1 FROM batches b WHERE b.broadcast_id = deliveries.broadcast_id"
