@@ -138,6 +138,8 @@ async def test_stats_and_unknown_channels(
     ]
     assert stats["peakRates"]["multicast"] == {"accepted": 1, "received": 1}
     assert sum(stats["acceptedPerSecond"][f"{shop.channel_id}/multicast"].values()) == 1
+    span = stats["acceptedSpans"][f"{shop.channel_id}/multicast"]
+    assert span["count"] == 1 and span["first"] == span["last"] > 0
     assert missing == (404, {"error": "no channel 999"})
     assert health == {"ok": True, "accounts": 1}
 

@@ -65,7 +65,8 @@ Control API (``/_emulator/``, JSON; ``{channel}`` is the channel id)
 - ``GET /_emulator/accounts/{channel}/deliveries/summary``: sends, deliveries, users reached,
   users reached more than once.
 - ``GET /_emulator/stats``: requests by channel, endpoint and status; 429s from buckets and the
-  quota; injected faults; per-second histograms and peak rates.
+  quota; injected faults; per-second histograms, peak rates, and when the first and last
+  accepted requests came.
 - ``POST /_emulator/accounts/{channel}/webhooks``: ``{"url", "events": [{"type": "follow" |
   "unfollow" | "message" | "postback", "userId", "text", "data", "params", "timestampMs",
   "redelivery", "applyState"}], "batchSize", "badSignature"}``; no events sends LINE's empty

@@ -16,13 +16,21 @@ RESET = 0
 
 @dataclass(eq=False)
 class _Window:
-    """A one-second sliding window plus an aligned per-second histogram."""
+    """A one-second sliding window plus an aligned per-second histogram, and when the first and
+    last requests came."""
 
     times: deque[float] = field(default_factory=deque)
     peak: int = 0
     per_second: Counter[int] = field(default_factory=Counter)
+    first: float | None = None
+    last: float = 0.0
+    total: int = 0
 
     def add(self, now: float) -> None:
+        if self.first is None:
+            self.first = now
+        self.last = now
+        self.total += 1
         times = self.times
         times.append(now)
         horizon = now - 1.0
@@ -116,6 +124,12 @@ class Stats:
             },
             "acceptedPerSecond": {
                 f"{ch}/{ep}": {str(s): n for s, n in sorted(w.per_second.items())}
+                for (ch, ep), w in sorted(self._accepted.items())
+            },
+            # From the first accepted request to the last (seconds on the emulator's clock),
+            # so a client's sending rate can be measured without its set-up.
+            "acceptedSpans": {
+                f"{ch}/{ep}": {"first": w.first, "last": w.last, "count": w.total}
                 for (ch, ep), w in sorted(self._accepted.items())
             },
         }
