@@ -1,0 +1,37 @@
+"""A connection the database server dropped fails one read, not every read after it: broadcast
+reads (which run on the driver's cursor for speed) still let the pool find out and reconnect."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
+
+from broadcaster.store import broadcasts
+from broadcaster.store.database import Database
+
+
+def _backend_pid(conn: Connection) -> int:
+    return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _terminate(conn: Connection, pid: int) -> None:
+    conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+async def test_a_dropped_connection_fails_one_read(database_url: str, merchant: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the server drops connections on PostgreSQL; SQLite has no server")
+    db = Database.from_url(database_url, threads=2)  # its own pool: other tests keep theirs
+    try:
+        assert await db.read_point(broadcasts.get, merchant, "none") is None
+        pid = await db.read_point(_backend_pid)
+        await db.write(_terminate, pid)
+        with contextlib.suppress(DBAPIError):  # the call that met it may fail
+            await db.read_point(broadcasts.get, merchant, "none")
+        for _ in range(3):
+            assert await db.read_point(broadcasts.get, merchant, "none") is None
+    finally:
+        db.close()
