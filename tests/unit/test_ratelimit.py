@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
+import heapq
 import itertools
+import math
 
 import pytest
 from hypothesis import given
@@ -92,22 +95,58 @@ def test_rate_must_be_positive() -> None:
         TokenBucket(0)
 
 
-def test_a_stalled_sleeper_takes_a_new_slot() -> None:
-    """Sleepers woken long after their slots (the loop was held up) do not go all at once."""
-    t = FakeTime()
-    stall = [0.5]
+class VirtualTime:
+    """Sleepers wake in time order on a virtual clock, which a stall can jump forward (as if
+    the event loop had been held up) before the next wakes."""
 
-    async def stalling_sleep(seconds: float) -> None:
-        t.now += seconds + (stall.pop() if stall else 0.0)
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
 
-    bucket = TokenBucket(100, burst=1, clock=t.clock, sleep=stalling_sleep)
-    stamps = []
+    def clock(self) -> float:
+        return self.now
 
-    async def run() -> None:
-        for _ in range(20):
+    async def sleep(self, seconds: float) -> None:
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + seconds, next(self._order), future))
+        await future
+
+    async def run(self, tasks: list[asyncio.Task[None]], stall_at: float, stall: float) -> None:
+        while not all(t.done() for t in tasks):
+            for _ in range(5):
+                await asyncio.sleep(0)  # let the callers take their slots
+            if not self._sleepers:
+                continue
+            when, _, future = heapq.heappop(self._sleepers)
+            self.now = max(self.now, when)
+            if self.now >= stall_at:
+                self.now, stall_at = self.now + stall, math.inf
+            future.set_result(None)
+
+
+def test_after_a_stall_late_requests_stay_within_the_window() -> None:
+    """Callers waiting when the loop stalls all wake late: those much too late take new slots
+    instead of going at once, and no second ever holds more than `window` requests."""
+    t = VirtualTime()
+    bucket = TokenBucket(100, burst=1, window=99, clock=t.clock, sleep=t.sleep)
+    stamps: list[float] = []
+
+    async def caller() -> None:
+        for _ in range(6):
             await bucket.acquire()
             stamps.append(t.now)
 
+    async def run() -> None:
+        tasks = [asyncio.create_task(caller()) for _ in range(50)]
+        await t.run(tasks, stall_at=0.5, stall=0.9)
+
     asyncio.run(run())
-    gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    assert min(gaps) >= 0.01 - 1e-9
+    assert len(stamps) == 300
+    # (A microsecond's tolerance at the window's edge: the clock is a float.)
+    busiest = max(bisect.bisect_right(stamps, s) - bisect.bisect_right(stamps, s - 1.0 + 1e-6)
+                  for s in stamps)  # fmt: skip
+    assert busiest <= 99
+    # Right after the stall, requests are spaced again rather than all at once.
+    after = [s for s in stamps if s >= 1.4]
+    assert sum(1 for s in after if s < 1.41) <= 3

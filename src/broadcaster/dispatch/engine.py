@@ -27,6 +27,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import math
 import random
 import time
 import uuid
@@ -59,8 +60,11 @@ class Settings:
     batch_lease_seconds: float = 600.0  # a batch held longer is assumed stuck
     poll_seconds: float = 0.5  # how often idle processes look for work
     in_flight: int = 32  # sends outstanding per channel
-    # Below the ceiling, so that no one-second window ever holds more than the ceiling.
+    # The pace, below the ceiling; and a cap on any one-second window, a little below the
+    # ceiling too, so that no window as the channel measures it (requests arrive with some
+    # jitter) ever holds more than the ceiling, even after a stall.
     rate_share: float = 0.985
+    window_share: float = 0.99
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
@@ -194,7 +198,12 @@ class ChannelDispatch:
         _, instance = found
         self._kind = type(instance).type
         caps = type(instance).capabilities
-        bucket = TokenBucket(caps.requests_per_second * self._settings.rate_share, burst=1.0)
+        ceiling = caps.requests_per_second
+        bucket = TokenBucket(
+            ceiling * self._settings.rate_share,
+            burst=1.0,
+            window=max(1, math.floor(ceiling * self._settings.window_share)),
+        )
         renewing = asyncio.create_task(self._renew(), name=f"lease-{self.channel}")
         try:
             await self._dispatch(instance, bucket, caps.idempotency_window_seconds)
