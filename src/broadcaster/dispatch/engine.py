@@ -289,9 +289,7 @@ class ChannelDispatch:
                 await self._unknown(batch, window)
                 return
             if not recipients:  # every one failed on an earlier attempt
-                await self._record.write_together(
-                    store.record_sent_many, (batch, self._ctx.now_us())
-                )
+                await self._record.write_together(store.record_sent, (batch, self._ctx.now_us()))
                 return
             metrics.rate_limit_wait(kind, await bucket.acquire())
             if not self._holding:
@@ -304,7 +302,7 @@ class ChannelDispatch:
             now = self._ctx.now_us()
             if status in (SendStatus.ACCEPTED, SendStatus.ALREADY_ACCEPTED):
                 bucket.succeeded()
-                sent = await self._record.write_together(store.record_sent_many, (batch, now))
+                sent = await self._record.write_together(store.record_sent, (batch, now))
                 metrics.record_batch(kind, outcome, took, recipients_sent=sent)
                 if sent:
                     self._d.delivered()

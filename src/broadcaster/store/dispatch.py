@@ -183,19 +183,12 @@ def _count(
     )
 
 
-def record_sent(conn: Connection, c: ClaimedBatch, now: int) -> int:
-    """The channel accepted the batch (now or on an earlier attempt): its pending recipients
-    are sent, with their Message Center events. Returns how many."""
-    return record_sent_many(conn, [(c, now)])[0]
-
-
-def record_sent_many(
-    conn: Connection, accepted_at: Sequence[tuple[ClaimedBatch, int]]
-) -> list[int]:
-    """`record_sent` for several accepted batches (each with its time) at once, with a few
+def record_sent(conn: Connection, accepted_at: Sequence[tuple[ClaimedBatch, int]]) -> list[int]:
+    """The channel accepted these batches (each with the time it did; now or on an earlier
+    attempt): their pending recipients are sent, with their Message Center events. Returns how
+    many recipients each batch sent (0: it was recorded already). Several batches take a few
     statements per broadcast rather than per batch: at the channel's ceiling, per-statement
-    round trips are what limit recording. Returns how many recipients each batch sent (0: it
-    was recorded already).
+    round trips are what limit recording.
 
     Their delivery rows stay as they are (PENDING, "as its batch"): the done batches say they
     were sent, so 500 recipients cost one batch row, the conversations they open and a share
