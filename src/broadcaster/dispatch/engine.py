@@ -366,7 +366,9 @@ class ChannelDispatch:
         log.warning("broadcast %s stopped: %s (%s)", batch.broadcast, reason, outcome.detail,
                     extra={"reason": reason})  # fmt: skip
         now = self._ctx.now_us()
-        await self._record.write(store.record_stop, batch, reason, now)
+        quota = outcome.status is SendStatus.QUOTA_EXHAUSTED  # its recipients can be resent
+        record = functools.partial(store.record_stop, quota=quota)
+        await self._record.write(record, batch, reason, now)
 
     async def _abandon(self) -> None:
         stopped = await self._ctx.db.write(

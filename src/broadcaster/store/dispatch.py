@@ -293,11 +293,12 @@ def record_unresolved(
     return failed
 
 
-def record_stop(conn: Connection, c: ClaimedBatch, reason: str, now: int) -> None:
-    """The broadcast cannot go on (`reason`: QUOTA_EXHAUSTED, CHANNEL_REJECTED): this batch's
-    recipients are not sent (quota) or failed (rejected), the broadcast fails, and its batches
-    never attempted are not sent."""
-    quota = reason == "QUOTA_EXHAUSTED"
+def record_stop(
+    conn: Connection, c: ClaimedBatch, reason: str, now: int, *, quota: bool = False
+) -> None:
+    """The broadcast cannot go on (`reason`, e.g. QUOTA_EXHAUSTED, CHANNEL_REJECTED): this
+    batch's recipients are not sent for want of `quota` (resendable) or else failed, the
+    broadcast fails, and its batches never attempted are not sent."""
     if quota:
         record_unresolved(conn, c, DeliveryOutcome.NOT_SENT_QUOTA, "", now)
     else:
