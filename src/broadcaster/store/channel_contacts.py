@@ -40,9 +40,9 @@ def record_followers(
 ) -> int:
     """One page of the follower list, (external id, display name, picture) each: create the
     unknown ones, mark all as following and seen by this run. Returns how many were created."""
-    rows = [
-        [cid, f[0], f[1], f[2]] for cid, f in zip(new_ids(len(followers)), followers, strict=True)
-    ]
+    # In external-id order, as every contact upsert (see contacts.merge).
+    ordered = sorted(followers, key=lambda f: f[0])
+    rows = [[cid, f[0], f[1], f[2]] for cid, f in zip(new_ids(len(ordered)), ordered, strict=True)]
     c = [bulk.json_text(conn, n) for n in range(4)]
     done = conn.execute(
         text(
@@ -115,9 +115,11 @@ def record_news(
     conn: Connection, merchant: str, channel: str, news: Sequence[ContactNews], now: int
 ) -> int:
     """Apply webhook news in one statement; returns how many contacts were new."""
+    # In external-id order, as every contact upsert (see contacts.merge).
+    ordered = sorted(news, key=lambda n: n.external_id)
     rows: list[list[Any]] = [
         [cid, n.external_id, int(n.follower_state), n.state_time, n.last_interaction, n.messaged]
-        for cid, n in zip(new_ids(len(news)), news, strict=True)
+        for cid, n in zip(new_ids(len(ordered)), ordered, strict=True)
     ]
     c = [bulk.json_text(conn, i) for i in range(6)]
     done = conn.execute(

@@ -89,7 +89,11 @@ def merge(
             i.customer_id,
             to_us(i.observe_time),
         ]
-        for new_id, i in zip(new_ids(len(items)), items, strict=True)
+        # In external-id order, as every contact upsert: concurrent upserts of the same contacts
+        # then lock them in the same order, so PostgreSQL never has to break a deadlock.
+        for new_id, i in zip(
+            new_ids(len(items)), sorted(items, key=lambda i: i.external_id), strict=True
+        )
     ]
     col = [bulk.json_text(conn, n) for n in range(9)]
     stored = conn.execute(
