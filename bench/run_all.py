@@ -235,10 +235,6 @@ def figure(row: Row, result: dict, smoke: bool) -> str:
             at = text.find(check.after) if check.after else -1
             at = len(text) if at < 0 else at + len(check.after or "")
             text = text[:at] + mark + text[at:]
-    if result.get("ok") is False:
-        text += " ✗"
-    elif result.get("ok") is True and not row.checks:
-        text += " ✓"
     return text
 
 

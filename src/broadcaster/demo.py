@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 import grpc
 from google.protobuf import field_mask_pb2
 
-from broadcaster import console
+from broadcaster import console, logs
 from broadcaster.progress import Progress, table
 from broadcaster.v1 import broadcast_service_pb2 as bpb
 from broadcaster.v1 import broadcast_service_pb2_grpc as bpb_grpc
@@ -620,7 +620,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     keep_workdir = False
     log_file = log_path.open("w", encoding="utf-8")
     try:
-        _configure_logs(log_file)
+        # The service logs JSON lines: to the file, leaving the terminal to the story.
+        logs.configure("json", logging.INFO, log_file)
         status = _run(args, out, workdir, log_path)
         keep_workdir = status != 0
         return status
@@ -642,13 +643,6 @@ def _without_password(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL: Stack.start says so
         return url
-
-
-def _configure_logs(stream: TextIO) -> None:
-    from broadcaster import logs
-
-    # The service logs JSON lines: to the file, leaving the terminal to the story.
-    logs.configure("json", logging.INFO, stream)
 
 
 def _run(args: argparse.Namespace, out: TextIO, workdir: Path, log_path: Path) -> int:

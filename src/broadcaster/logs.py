@@ -23,6 +23,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from broadcaster.domain.names import ID
+
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 merchant: contextvars.ContextVar[str] = contextvars.ContextVar("merchant", default="")
 channel: contextvars.ContextVar[str] = contextvars.ContextVar("channel", default="")
@@ -37,8 +39,7 @@ _CONTEXT = (
 FORMATS = ("json", "text")
 MAX_REQUEST_ID = 128
 
-_ID = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
-_RESOURCE = re.compile(rf"merchants/({_ID})(?:/(channels|broadcasts)/({_ID}))?(?:/|$)")
+_RESOURCE = re.compile(rf"merchants/({ID})(?:/(channels|broadcasts)/({ID}))?(?:/|$)")
 # Attributes every LogRecord has; anything else came from `extra=` and is written as a field.
 _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
@@ -54,15 +55,8 @@ def bound(
     request_id: str | None = None,
 ) -> Iterator[None]:
     """Log with these ids inside the block (those not given keep their current value)."""
-    given = {
-        "request_id": request_id,
-        "merchant": merchant,
-        "channel": channel,
-        "broadcast": broadcast,
-    }
     tokens = []
-    for key, var in _CONTEXT:
-        value = given[key]
+    for (_, var), value in zip(_CONTEXT, (request_id, merchant, channel, broadcast), strict=True):
         if value is not None:
             tokens.append((var, var.set(value)))
     try:

@@ -24,7 +24,6 @@ from broadcaster import logs
 from broadcaster.api import errors
 from broadcaster.api.auth import TokenTable
 from broadcaster.domain.auth import LOCAL, Caller
-from broadcaster.logs import request_id as request_id
 from broadcaster.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -79,9 +78,9 @@ def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
 
 
 class CallGuard(grpc.aio.ServerInterceptor):
-    def __init__(self, tokens: TokenTable, metrics: Metrics | None = None) -> None:
+    def __init__(self, tokens: TokenTable, metrics: Metrics) -> None:
         self._tokens = tokens
-        self._metrics = metrics if metrics is not None else Metrics(process=False)
+        self._metrics = metrics
         # Wrapped handlers by method: built once, not on every call.
         self._guarded: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
 
@@ -92,7 +91,7 @@ class CallGuard(grpc.aio.ServerInterceptor):
                 authorization = value
             elif key == "x-request-id" and isinstance(value, str):
                 given = value
-        request_id.set(logs.new_request_id(given))
+        logs.request_id.set(logs.new_request_id(given))
         logs.bind_resource(resource_of(request))
         if self._tokens.empty:
             current_caller.set(LOCAL)

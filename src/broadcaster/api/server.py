@@ -88,10 +88,10 @@ async def start_server(
     tokens: TokenTable,
     host: str,
     port: int,
-    metrics: Metrics | None = None,
+    metrics: Metrics,
 ) -> RunningServer:
     """Start serving on host:port (port 0 picks a free one) and return the bound port. RPCs are
-    counted in `metrics` (a private set when not given)."""
+    counted in `metrics`."""
     if tokens.empty:
         if not is_loopback(host):
             raise ConfigError(

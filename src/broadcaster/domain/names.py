@@ -15,11 +15,11 @@ from broadcaster.domain.errors import FieldViolation, InvalidArgument
 
 # Merchant ids come from the platform, so they admit upper case and underscores; ids this service
 # assigns are lower-case base32.
-_ID = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
-_MERCHANT = re.compile(rf"merchants/({_ID})")
-_GROUP = re.compile(rf"merchants/({_ID})/customerGroups/({_ID})")
-_CHANNEL = re.compile(rf"merchants/({_ID})/channels/({_ID})")
-_CONTACT = re.compile(rf"merchants/({_ID})/channels/({_ID})/contacts/({_ID})")
+ID = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"  # an id in a resource name, as a regex
+_MERCHANT = re.compile(rf"merchants/({ID})")
+_GROUP = re.compile(rf"merchants/({ID})/customerGroups/({ID})")
+_CHANNEL = re.compile(rf"merchants/({ID})/channels/({ID})")
+_CONTACT = re.compile(rf"merchants/({ID})/channels/({ID})/contacts/({ID})")
 
 
 def _match(pattern: re.Pattern[str], value: str, field: str, shape: str) -> re.Match[str]:
@@ -89,7 +89,7 @@ class ContactName:
         return f"merchants/{self.merchant}/channels/{self.channel}/contacts/{self.contact}"
 
 
-_BROADCAST = re.compile(rf"merchants/({_ID})/broadcasts/({_ID})")
+_BROADCAST = re.compile(rf"merchants/({ID})/broadcasts/({ID})")
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,10 +33,7 @@ def _json_error(status: int, message: str) -> web.Response:
     return web.json_response({"message": message}, status=status)
 
 
-def build_app(
-    ingest: WebhookIngest, db: Database, metrics: Metrics | None = None
-) -> web.Application:
-    metrics = metrics if metrics is not None else Metrics(process=False)
+def build_app(ingest: WebhookIngest, db: Database, metrics: Metrics) -> web.Application:
     # Webhook metrics are labelled with installed types only: the path is anyone's to choose.
     known_types = frozenset(ingest.channel_types())
 

@@ -91,13 +91,11 @@ class Sending:
         rules.check_request_id(v, request_id)
         v.raise_if_any()
         assert n is not None
-        if not caller.may_act_for(n.merchant):
-            raise not_found(name)
-        draft = await self._broadcasts.get(caller, name)
+        draft = await self._broadcasts.get(caller, name)  # refuses another merchant's
         if request_id and draft.state is not BroadcastState.DRAFT:
             earlier = await self._ctx.db.read(idempotency.recall, n.merchant, SEND, request_id)
             if earlier is not None:  # this request was sent before (perhaps a moment ago)
-                return await self._broadcasts.get(caller, earlier)
+                return draft if earlier == name else await self._broadcasts.get(caller, earlier)
         estimate, batch_size = await self._checked(draft)
         sent_at = self._ctx.now()
         now = to_us(sent_at)

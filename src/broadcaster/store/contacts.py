@@ -52,7 +52,7 @@ _CONVERSED = exists().where(conversations.c.contact_id == t.c.id).label("convers
 _SELECT = select(t, _CONVERSED)
 
 
-def _contact(row: Row[tuple[object, ...]], conversed: bool = False) -> Contact:
+def _contact(row: Row[tuple[object, ...]]) -> Contact:
     m = row._mapping
     return Contact(
         merchant=m["merchant_id"],
@@ -65,7 +65,7 @@ def _contact(row: Row[tuple[object, ...]], conversed: bool = False) -> Contact:
         last_interaction_time=maybe_from_us(m["last_interaction_time"]),
         opted_out=bool(m["opted_out"]),
         customer_id=m["customer_id"],
-        has_conversation=bool(m["has_conversation"]) or conversed or bool(m.get("conversed")),
+        has_conversation=bool(m["has_conversation"]) or bool(m.get("conversed")),
         observe_time=from_us(m["observe_time"]),
         create_time=from_us(m["create_time"]),
         update_time=from_us(m["update_time"]),
@@ -104,25 +104,13 @@ def merge(
             f"SELECT {col[0]}, :merchant, :channel, {col[1]}, {col[2]}, {col[3]},"
             f" CAST({col[4]} AS SMALLINT), CAST({col[5]} AS BIGINT), CAST({col[6]} AS BOOLEAN),"
             f" {col[7]}, false, CAST({col[8]} AS BIGINT), :now, :now "
-            f"FROM {bulk.json_table(conn, 'rows')} WHERE true {_MERGE} RETURNING *"
+            f"FROM {bulk.json_table(conn, 'rows')} WHERE true {_MERGE} RETURNING *,"
+            " EXISTS (SELECT 1 FROM conversations v WHERE v.contact_id = contacts.id)"
+            " AS conversed"
         ),
         {"merchant": merchant, "channel": channel, "now": now, "rows": bulk.json_param(rows)},
     ).all()
-    unknown = [str(r._mapping["id"]) for r in stored if not r._mapping["has_conversation"]]
-    conversed = (
-        set(
-            conn.execute(
-                text(
-                    "SELECT contact_id FROM conversations WHERE "
-                    + bulk.in_strings(conn, "contact_id", "ids")
-                ),
-                {"ids": bulk.strings_param(conn, unknown)},
-            ).scalars()
-        )
-        if unknown
-        else set()
-    )
-    by_id = {c.external_id: c for c in (_contact(r, r._mapping["id"] in conversed) for r in stored)}
+    by_id = {c.external_id: c for c in (_contact(r) for r in stored)}
     created = sum(1 for row in stored if row._mapping["create_time"] == now)
     return [by_id[i.external_id] for i in items], created
 

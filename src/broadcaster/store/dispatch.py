@@ -372,13 +372,7 @@ def stop(
     ).all()
     ranges = sorted((int(f), int(f) + int(n) - 1) for f, n in closed)
     for lo, hi in _runs(ranges):
-        conn.execute(
-            text(
-                "UPDATE deliveries SET outcome = :o WHERE broadcast_id = :b"
-                " AND seq BETWEEN :lo AND :hi AND outcome = :pending"
-            ),
-            {"o": int(outcome), "b": broadcast, "lo": lo, "hi": hi, "pending": _PENDING},
-        )
+        _set_pending(conn, broadcast, lo, hi, outcome, "")
     conn.execute(
         text("UPDATE broadcasts SET open_batches = open_batches - :n WHERE id = :b"),
         {"n": len(closed), "b": broadcast},
