@@ -40,10 +40,6 @@ def scrape(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], floa
     }
 
 
-def _merchant() -> str:
-    return f"m-{uuid.uuid4().hex[:12]}"
-
-
 def _draft(channel: str, name: str, window: int = pb.Audience.LAST_7_DAYS) -> pb.Broadcast:
     return pb.Broadcast(
         display_name=name,
@@ -66,13 +62,13 @@ def cli(server: Server, *args: str, token: str = ADMIN) -> subprocess.CompletedP
 
 
 def test_metrics_move_with_rpcs_webhooks_syncs_and_drafts(
-    server: Server, channel: grpc.Channel
+    server: Server, channel: grpc.Channel, merchant: str
 ) -> None:
     channels = cpb_grpc.ChannelServiceStub(channel)
     broadcasts = pb_grpc.BroadcastServiceStub(channel)
     before = scrape(server)
 
-    parent = f"merchants/{_merchant()}"
+    parent = f"merchants/{merchant}"
     made = connect_fake(channel, parent, token="metrics-token", tier="verified", followers="250")
     with pytest.raises(grpc.RpcError):
         channels.GetChannel(cpb.GetChannelRequest(name=f"{parent}/channels/nope"), metadata=A)
@@ -125,9 +121,10 @@ def test_metrics_move_with_rpcs_webhooks_syncs_and_drafts(
     assert after[("process_resident_memory_bytes", ())] > 0
 
 
-def test_the_log_is_json_lines_with_the_request_ids(server: Server, channel: grpc.Channel) -> None:
+def test_the_log_is_json_lines_with_the_request_ids(
+    server: Server, channel: grpc.Channel, merchant: str
+) -> None:
     channels = cpb_grpc.ChannelServiceStub(channel)
-    merchant = _merchant()
     made = connect_fake(channel, f"merchants/{merchant}", tier="verified", followers="10")
     channel_id = made.name.rsplit("/", 1)[1]
     request_id = f"ops-{uuid.uuid4().hex[:8]}"
@@ -158,8 +155,7 @@ def test_the_log_is_json_lines_with_the_request_ids(server: Server, channel: grp
     assert any("succeeded" in x["message"] for x in synced)
 
 
-def test_cli_lists_broadcasts(server: Server, channel: grpc.Channel) -> None:
-    merchant = _merchant()
+def test_cli_lists_broadcasts(server: Server, channel: grpc.Channel, merchant: str) -> None:
     made = connect_fake(channel, f"merchants/{merchant}")
     broadcasts = pb_grpc.BroadcastServiceStub(channel)
     for name in ("Spring sale", "春季特賣 VIP"):
@@ -186,8 +182,10 @@ def test_cli_lists_broadcasts(server: Server, channel: grpc.Channel) -> None:
     assert "NOT_FOUND" in refused.stderr and "MERCHANT_NOT_FOUND" in refused.stderr
 
 
-def test_cli_syncs_a_channel_and_shows_progress(server: Server, channel: grpc.Channel) -> None:
-    parent = f"merchants/{_merchant()}"
+def test_cli_syncs_a_channel_and_shows_progress(
+    server: Server, channel: grpc.Channel, merchant: str
+) -> None:
+    parent = f"merchants/{merchant}"
     # Followers are committed 5,000 at a time: enough of them to see the count move.
     made = connect_fake(channel, parent, tier="verified", followers="12000", page_delay_ms="5")
     done = cli(server, "channels", "sync", made.name, "--interval", "0.1")
@@ -208,8 +206,9 @@ def test_cli_syncs_a_channel_and_shows_progress(server: Server, channel: grpc.Ch
     assert skipped.returncode == 0 and "skipped: " in skipped.stdout
 
 
-def test_cli_watches_a_broadcast_until_it_is_sent(server: Server, channel: grpc.Channel) -> None:
-    merchant = _merchant()
+def test_cli_watches_a_broadcast_until_it_is_sent(
+    server: Server, channel: grpc.Channel, merchant: str
+) -> None:
     made = connect_fake(
         channel, f"merchants/{merchant}", tier="verified", followers="300", send_delay_ms="200"
     )

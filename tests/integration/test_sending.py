@@ -316,23 +316,19 @@ async def test_deliveries_page_in_order_and_filter(shop: Shop) -> None:
     name = await shop.draft()
     await shop.sending.send(LOCAL, name, "")
     await shop.finished(name)
-    seen: list[str] = []
-    token = ""
-    while True:
-        _, page, token = await shop.sending.deliveries(LOCAL, name, 100, token, None)
-        seen += [d.external_id for d in page]
-        if not token:
-            break
+    seen = [external for external, _ in await _listed(shop, name, None, page_size=100)]
     assert seen == sorted(shop.people)
     _, none_failed, _ = await shop.sending.deliveries(LOCAL, name, 100, "", 2)
     assert none_failed == []
 
 
-async def _listed(shop: Shop, name: str, outcome: int | None) -> list[tuple[str, DeliveryOutcome]]:
-    """Every delivery of the broadcast with `outcome` (None: all), seven per page."""
+async def _listed(
+    shop: Shop, name: str, outcome: int | None, *, page_size: int = 7
+) -> list[tuple[str, DeliveryOutcome]]:
+    """Every delivery of the broadcast with `outcome` (None: all), page after page."""
     seen, token = [], ""
     while True:
-        _, page, token = await shop.sending.deliveries(LOCAL, name, 7, token, outcome)
+        _, page, token = await shop.sending.deliveries(LOCAL, name, page_size, token, outcome)
         seen += [(d.external_id, d.outcome) for d in page]
         if not token:
             return seen
