@@ -1,4 +1,5 @@
-"""Audience counts against a brute-force reading of DESIGN §2, for random contact sets."""
+"""Audience counts against a brute-force reading of the audience rules
+(docs/architecture.md), for random contact sets."""
 
 from __future__ import annotations
 

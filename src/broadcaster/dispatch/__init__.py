@@ -1,1 +1,2 @@
-"""The sending engine (DESIGN §5): rate limiting, retry policy, batches under leases."""
+"""The sending engine: rate limiting, retry policy, batches under leases. Its invariants are
+in docs/architecture.md ("Invariants of dispatch")."""

@@ -1,4 +1,5 @@
-"""Audience criteria (DESIGN §2): a last-interaction window AND an optional customer group."""
+"""Audience criteria: a last-interaction window AND an optional customer group (the rules in
+docs/architecture.md, "Audience rules")."""
 
 from __future__ import annotations
 

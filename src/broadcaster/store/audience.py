@@ -1,4 +1,5 @@
-"""Audience counts (DESIGN §2) in one statement per estimate, reading only index ranges.
+"""Audience counts in one statement per estimate, reading only index ranges (the rules:
+docs/architecture.md, "Audience rules").
 
 matched: contacts of the channel meeting the window (and the group); of those, opted out; of the
 rest, unreachable (blocked). Expected recipients = matched - opted out - unreachable.

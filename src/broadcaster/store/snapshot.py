@@ -1,6 +1,6 @@
-"""The recipient snapshot (DESIGN §5, invariant 1): when Send is accepted, the audience's
-reachable contacts become the broadcast's deliveries, numbered and split into batches, in one
-set-based statement each; nothing is sent before this commits.
+"""The recipient snapshot ("Snapshot first" in docs/architecture.md): when Send is accepted,
+the audience's reachable contacts become the broadcast's deliveries, numbered and split into
+batches, in one set-based statement each; nothing is sent before this commits.
 
 Recipients come from the authoritative join of contacts and group members (not the derived
 group_contacts table), and are ordered by contact id so the batches are stable.
