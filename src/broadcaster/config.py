@@ -209,7 +209,7 @@ class Config:
         grpc = parse_address(grpc_listen, grpc_name)
         tokens = parse_tokens(*read("BROADCASTER_AUTH_TOKENS"))
         refuse_exposure(grpc, tokens, grpc_name)
-        plugins = read("BROADCASTER_PLUGINS")[0]
+        plugins = read("BROADCASTER_PLUGINS")[0]  # unset loads every installed plugin, "" none
         return cls(
             database_url=parse_database_url(
                 *read("BROADCASTER_DATABASE_URL", default_database_url())
