@@ -76,8 +76,8 @@ async def run(url: str, contacts: int, group_size: int, rounds: int) -> list[flo
     db = Database.from_url(url)
     migrate.upgrade(db.engine)
     ctx = ServiceContext(db)
-    registry = PluginManager.load("", [fakechannel]).register_channels()
-    hub = ChannelHub(registry, Sealer("bench-key-" * 4), db, {})
+    registry = PluginManager.load((), [fakechannel]).register_channels()
+    hub = ChannelHub(registry, Sealer(("bench-key-" * 4,)), db, {})
     parent = "merchants/bench"
     channel = await Channels(ctx, hub).create(
         LOCAL,

@@ -63,7 +63,7 @@ async def channel(db: Database, merchant: str) -> str:
 @pytest.fixture
 async def hub(ctx: ServiceContext) -> AsyncIterator[ChannelHub]:
     """Live channels for in-process service tests, with only the test channel installed."""
-    registry = PluginManager.load("", [fakechannel]).register_channels()
-    running = ChannelHub(registry, Sealer("k" * 32), ctx.db, {})
+    registry = PluginManager.load((), [fakechannel]).register_channels()
+    running = ChannelHub(registry, Sealer(("k" * 32,)), ctx.db, {})
     yield running
     await running.close()

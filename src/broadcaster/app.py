@@ -7,12 +7,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL
 
-from broadcaster.api.auth import ConfigError
 from broadcaster.api.server import RunningServer, Services, start_server
 from broadcaster.channels.manager import PluginManager
-from broadcaster.config import Config
+from broadcaster.config import Config, ConfigError
 from broadcaster.dispatch.engine import Dispatcher
 from broadcaster.http.app import RunningHttp, build_app, start_http
 from broadcaster.metrics import Metrics
@@ -37,10 +36,9 @@ class NeedsMigration(RuntimeError):
     """The database schema is older than this version of the service."""
 
 
-def open_database(url: str) -> Database:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+def open_database(url: URL) -> Database:
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     return Database.from_url(url)
 
 
@@ -58,9 +56,8 @@ def prepare_schema(db: Database) -> None:
 
 
 def load_plugins(config: Config) -> PluginManager:
-    modules = [m.strip() for m in config.plugin_modules.split(",") if m.strip()]
     try:
-        extra = [importlib.import_module(m) for m in modules]
+        extra = [importlib.import_module(m) for m in config.plugin_modules]
     except ImportError as e:
         raise ConfigError(f"BROADCASTER_PLUGIN_MODULES: {e}") from e
     return PluginManager.load(config.plugins, extra)
@@ -89,7 +86,7 @@ class App:
         metrics = Metrics()
         metrics.watch_broadcasts(db)
         ctx = ServiceContext(db, metrics=metrics)
-        hub = ChannelHub(registry, Sealer(config.sealing_key()), db, config.env)
+        hub = ChannelHub(registry, Sealer(config.sealing_keys()), db, config.env)
         channels = Channels(ctx, hub)
         broadcasts = Broadcasts(ctx, hub)
         feed = EventFeed()
@@ -108,11 +105,11 @@ class App:
 
     async def start(self) -> tuple[RunningServer, RunningHttp]:
         """Serve gRPC and HTTP, resume any contact sync a previous process left, and send."""
-        host, port = self.config.grpc_address()
+        host, port = self.config.grpc_listen
         grpc_server = await start_server(
-            self.services, self.config.tokens(), host, port, self.metrics
+            self.services, self.config.tokens, host, port, self.metrics
         )
-        http_host, http_port = self.config.http_address()
+        http_host, http_port = self.config.http_listen
         http = await start_http(
             build_app(self.webhooks, self.db, self.metrics), http_host, http_port
         )

@@ -160,15 +160,15 @@ class Stack:
         base_url = await self._emulator.start("127.0.0.1", 0)
         # Embedded defaults, whatever the environment says: this process alone, on loopback,
         # no tokens, only the LINE plugin, pointed at the emulator.
-        config = Config(
-            database_url=self.database_url,
-            grpc_listen="127.0.0.1:0",
-            http_listen="127.0.0.1:0",
-            auth_tokens="",
-            plugins="line",
-            plugin_modules="",
-            secret_key=self.secret_key,
-            env={"BROADCASTER_PLUGINS": "line", "BROADCASTER_LINE_API_BASE": base_url},
+        config = Config.from_env(
+            {
+                "BROADCASTER_DATABASE_URL": self.database_url,
+                "BROADCASTER_GRPC_LISTEN": "127.0.0.1:0",
+                "BROADCASTER_HTTP_LISTEN": "127.0.0.1:0",
+                "BROADCASTER_PLUGINS": "line",
+                "BROADCASTER_SECRET_KEY": self.secret_key or "",
+                "BROADCASTER_LINE_API_BASE": base_url,
+            }
         )
         self._app = App.build(config)
         await asyncio.to_thread(prepare_schema, self._app.db)

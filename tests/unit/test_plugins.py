@@ -24,7 +24,7 @@ def _plugin(name: str, *channels: type) -> types.ModuleType:
 
 
 def test_test_channel_registers_and_conforms() -> None:
-    registry = PluginManager.load("", [fakechannel]).register_channels()
+    registry = PluginManager.load((), [fakechannel]).register_channels()
     assert registry.types() == ["fake"]
     channel = registry.get("fake").from_credentials({"token": "t", "account": "a"}, None)  # type: ignore[arg-type]
     assert isinstance(channel, Channel)
@@ -32,7 +32,7 @@ def test_test_channel_registers_and_conforms() -> None:
 
 def test_duplicate_channel_types_fail_naming_both_plugins() -> None:
     other = _plugin("other_fake", fakechannel.FakeChannel)
-    manager = PluginManager.load("", [fakechannel, other])
+    manager = PluginManager.load((), [fakechannel, other])
     with pytest.raises(PluginError) as e:
         manager.register_channels()
     assert "'fake' is registered twice" in str(e.value)
@@ -48,12 +48,12 @@ def test_misspelled_hook_fails_at_start_up() -> None:
 
     module.broadcaster_register_channel = broadcaster_register_channel  # type: ignore[attr-defined]
     with pytest.raises(PluginError):
-        PluginManager.load("", [module])
+        PluginManager.load((), [module])
 
 
 def test_unknown_plugin_name_is_refused() -> None:
     with pytest.raises(PluginError) as e:
-        PluginManager.load("no-such-plugin", [])
+        PluginManager.load(("no-such-plugin",), [])
     assert "no-such-plugin" in str(e.value)
 
 
@@ -62,7 +62,7 @@ def test_a_class_without_the_contract_is_refused() -> None:
         type = "half"
 
     with pytest.raises(PluginError) as e:
-        PluginManager.load("", [_plugin("half_plugin", Half)]).register_channels()
+        PluginManager.load((), [_plugin("half_plugin", Half)]).register_channels()
     assert "lacks" in str(e.value)
 
 
@@ -71,8 +71,8 @@ def test_bad_type_names_are_refused() -> None:
         type = "Not A Name"  # type: ignore[misc]
 
     with pytest.raises(PluginError):
-        PluginManager.load("", [_plugin("bad", Bad)]).register_channels()
+        PluginManager.load((), [_plugin("bad", Bad)]).register_channels()
 
 
 def test_empty_restriction_loads_no_installed_plugin() -> None:
-    assert PluginManager.load("", []).register_channels().types() == []
+    assert PluginManager.load((), []).register_channels().types() == []

@@ -36,7 +36,7 @@ def _closed_port_url() -> str:
 
 
 def test_the_entry_point_registers_the_line_channel() -> None:
-    registry = PluginManager.load("line").register_channels()
+    registry = PluginManager.load(("line",)).register_channels()
 
     assert registry.types() == ["line"]
     assert registry.get("line") is LineChannel

@@ -21,9 +21,8 @@ from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
 from broadcaster import logs
-from broadcaster.api import errors
-from broadcaster.api.auth import TokenTable
-from broadcaster.domain.auth import LOCAL, Caller
+from broadcaster.api import auth, errors
+from broadcaster.domain.auth import LOCAL, Caller, TokenTable
 from broadcaster.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -96,7 +95,7 @@ class CallGuard(grpc.aio.ServerInterceptor):
         if self._tokens.empty:
             current_caller.set(LOCAL)
         else:
-            current_caller.set(self._tokens.authenticate(authorization))
+            current_caller.set(auth.authenticate(self._tokens, authorization))
 
     async def intercept_service(
         self,

@@ -20,17 +20,16 @@ class PluginManager:
             self._pm.register(plugin)
 
     @classmethod
-    def load(cls, allowed: str | None, plugins: Iterable[object] = ()) -> PluginManager:
+    def load(cls, allowed: tuple[str, ...] | None, plugins: Iterable[object] = ()) -> PluginManager:
         """Register `plugins`, then the installed ones of the `broadcaster` entry-point group.
 
-        `allowed` is BROADCASTER_PLUGINS: None loads every installed plugin, "" none, and
-        "line,sms" only those entry-point names (an unknown name is an error)."""
+        `allowed` is BROADCASTER_PLUGINS: None loads every installed plugin, () none, and
+        ("line", "sms") only those entry-point names (an unknown name is an error)."""
         manager = cls(plugins)
         if allowed is None:
             manager._pm.load_setuptools_entrypoints(hookspecs.PROJECT)
         else:
-            names = [n.strip() for n in allowed.split(",") if n.strip()]
-            for name in names:
+            for name in allowed:
                 loaded = manager._pm.load_setuptools_entrypoints(hookspecs.PROJECT, name=name)
                 if loaded == 0 and manager._pm.get_plugin(name) is None:
                     raise PluginError(f"BROADCASTER_PLUGINS names {name!r}, which is not installed")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from broadcaster.domain.errors import NotFound
@@ -25,3 +27,22 @@ class Caller:
 
 # The caller of a server that has no tokens configured (it binds loopback only).
 LOCAL = Caller(label="local", merchants=None)
+
+
+class TokenTable:
+    """Bearer tokens and the caller each stands for. Tokens are kept as their SHA-256 digests,
+    so a lookup takes the same time whatever the token."""
+
+    def __init__(self, callers: Mapping[str, Caller] | None = None) -> None:
+        self._callers = {_digest(token): c for token, c in (callers or {}).items()}
+
+    @property
+    def empty(self) -> bool:
+        return not self._callers
+
+    def find(self, token: str) -> Caller | None:
+        return self._callers.get(_digest(token))
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()

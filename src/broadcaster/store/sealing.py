@@ -1,8 +1,8 @@
 """Channel credentials at rest: sealed with Fernet (AES-128-CBC + HMAC-SHA256).
 
-BROADCASTER_SECRET_KEY holds one or more keys separated by commas: the first seals, all of them
-open, so keys can be rotated by putting a new one first. A key is a Fernet key (32 url-safe
-base64 bytes) or any passphrase of 32+ characters, stretched with HKDF-SHA256.
+A Sealer holds one or more keys (BROADCASTER_SECRET_KEY, comma-separated): the first seals, all
+of them open, so keys can be rotated by putting a new one first. A key is a Fernet key (32
+url-safe base64 bytes) or any passphrase of 32+ characters, stretched with HKDF-SHA256.
 """
 
 from __future__ import annotations
@@ -23,13 +23,22 @@ class SecretKeyError(ValueError):
     """The secret key is missing or unusable."""
 
 
-def _fernet(key: str) -> Fernet:
+def _is_fernet_key(key: str) -> bool:
     try:
-        if len(base64.urlsafe_b64decode(key.encode())) == 32:
-            return Fernet(key.encode())
+        return len(base64.urlsafe_b64decode(key.encode())) == 32
     except (binascii.Error, ValueError):
-        pass
-    if len(key) < 32:
+        return False
+
+
+def is_usable_key(key: str) -> bool:
+    """A Fernet key, or a passphrase long enough to stretch into one."""
+    return _is_fernet_key(key) or len(key) >= 32
+
+
+def _fernet(key: str) -> Fernet:
+    if _is_fernet_key(key):
+        return Fernet(key.encode())
+    if not is_usable_key(key):
         raise SecretKeyError(
             "BROADCASTER_SECRET_KEY entries must be Fernet keys or passphrases of 32+ characters"
         )
@@ -40,11 +49,11 @@ def _fernet(key: str) -> Fernet:
 
 
 class Sealer:
-    def __init__(self, keys: str) -> None:
-        entries = [k.strip() for k in keys.split(",") if k.strip()]
-        if not entries:
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        """`keys`: the sealing key first, then older ones that still open."""
+        if not keys:
             raise SecretKeyError("no secret key configured")
-        self._fernet = MultiFernet([_fernet(k) for k in entries])
+        self._fernet = MultiFernet([_fernet(k) for k in keys])
 
     def seal(self, values: Mapping[str, str]) -> str:
         return self._fernet.encrypt(json.dumps(dict(values)).encode()).decode()
