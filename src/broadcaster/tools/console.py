@@ -1,0 +1,276 @@
+"""Operator commands that talk to a running server over gRPC, through `broadcaster_client`:
+
+    broadcaster broadcasts list --merchant M     the broadcast list, as the admin UI shows it
+    broadcaster broadcasts watch NAME            a live progress bar until it stops sending
+    broadcaster channels sync NAME               sync a channel's contacts, showing progress
+
+`--address` (BROADCASTER_ADDRESS, default 127.0.0.1:50051) and `--token` (BROADCASTER_TOKEN;
+prefer the variable: arguments show in `ps`). Exit status: 0 done, 1 the work failed or the
+server refused, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any, TextIO, TypeVar
+
+import grpc
+from broadcaster_client import BroadcasterError, Client, connect, pages, retry
+from broadcaster_client.v1 import broadcast_service_pb2 as bpb
+from broadcaster_client.v1 import channel_service_pb2 as cpb
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from broadcaster.tools.progress import Progress, table
+
+T = TypeVar("T")
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+# While watching, a server that restarts or a network blip is waited out this long.
+PATIENCE_SECONDS = 30.0
+_WAITED_OUT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+class Failed(Exception):
+    """The command cannot go on; the message is for the operator."""
+
+
+def add_commands(sub: Any) -> None:
+    """Add `broadcasts` and `channels` to the `broadcaster` parser's subcommands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--address",
+        default=os.environ.get("BROADCASTER_ADDRESS") or DEFAULT_ADDRESS,
+        help="host:port of the gRPC server (BROADCASTER_ADDRESS, default %(default)s)",
+    )
+    common.add_argument(
+        "--token", help="bearer token (default: BROADCASTER_TOKEN; the variable is safer)"
+    )
+    common.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds per call (default %(default)s)"
+    )
+    polling = argparse.ArgumentParser(add_help=False)
+    polling.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between readings (default 1)"
+    )
+    polling.add_argument("--merchant", help="merchant id, to give NAME as a bare id")
+
+    broadcasts = sub.add_parser("broadcasts", help="list and watch broadcasts on a server")
+    b = broadcasts.add_subparsers(dest="action", required=True)
+    ls = b.add_parser("list", parents=[common], help="a merchant's broadcasts, newest first")
+    ls.add_argument("--merchant", required=True, help="merchant id (or merchants/ID)")
+    ls.add_argument("--name-contains", default="", help="only names containing this text")
+    ls.add_argument(
+        "--state",
+        choices=[s.lower() for s, number in bpb.Broadcast.State.items() if number],
+        help="only broadcasts in this state",
+    )
+    ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    watch = b.add_parser(
+        "watch", parents=[common, polling], help="show a broadcast's progress until it ends"
+    )
+    watch.add_argument("name", help="merchants/M/broadcasts/B (or B with --merchant)")
+
+    channels = sub.add_parser("channels", help="channel operations on a server")
+    c = channels.add_subparsers(dest="action", required=True)
+    sync = c.add_parser(
+        "sync", parents=[common, polling], help="sync a channel's contacts, showing progress"
+    )
+    sync.add_argument("name", help="merchants/M/channels/C (or C with --merchant)")
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out if out is not None else sys.stdout
+    token = args.token or os.environ.get("BROADCASTER_TOKEN") or None
+    try:
+        with connect(args.address, token) as client:
+            calls = Calls(client, args.timeout)
+            if args.command == "broadcasts" and args.action == "list":
+                return list_broadcasts(calls, args, out)
+            if args.command == "broadcasts" and args.action == "watch":
+                return watch_broadcast(calls, args, out)
+            return sync_contacts(calls, args, out)
+    except Failed as e:
+        print(f"broadcaster: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopped watching (the work goes on on the server)", file=sys.stderr)
+        return 130
+
+
+class Calls:
+    """The client's stubs, each call with the command's timeout and a failure put in the
+    operator's words (`Failed`)."""
+
+    def __init__(self, client: Client, timeout: float) -> None:
+        self.broadcasts = client.broadcasts
+        self.channels = client.channels
+        self._timeout = timeout
+
+    def call(self, method: Callable[..., T], request: Any) -> T:
+        try:
+            return method(request, timeout=self._timeout)
+        except grpc.RpcError as e:
+            raise Failed(describe(e)) from None
+
+    def poll(self, method: Callable[..., T], request: Any) -> T:
+        """`call`, waiting out a server that is briefly unreachable."""
+        try:
+            return retry(
+                method,
+                request,
+                codes=_WAITED_OUT,
+                attempts=None,
+                patience=PATIENCE_SECONDS,
+                pause=lambda _: 1.0,
+                timeout=self._timeout,
+            )
+        except grpc.RpcError as e:
+            raise Failed(describe(e)) from None
+
+
+def describe(error: grpc.RpcError) -> str:
+    """`NOT_FOUND: No broadcast … (BROADCAST_NOT_FOUND)` from a failed call."""
+    if not isinstance(error, grpc.Call):
+        return str(error)
+    failed = BroadcasterError.from_rpc_error(error)
+    code, message, reason = failed.code(), failed.details(), failed.reason
+    if code is grpc.StatusCode.UNAVAILABLE:
+        return f"cannot reach the server: {message}"
+    return f"{code.name}: {message}" + (f" ({reason})" if reason else "")
+
+
+def _resource(value: str, merchant: str | None, collection: str) -> str:
+    if value.startswith("merchants/"):
+        return value
+    if merchant and "/" not in value:
+        return f"merchants/{merchant.removeprefix('merchants/')}/{collection}/{value}"
+    raise Failed(f"give the full name, merchants/M/{collection}/ID, or --merchant M with ID")
+
+
+def _time(ts: Timestamp, present: bool) -> str:
+    if not present:
+        return "-"
+    return ts.ToDatetime(tzinfo=UTC).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def _state(b: bpb.Broadcast) -> str:
+    return bpb.Broadcast.State.Name(b.state).lower()
+
+
+def _sent(b: bpb.Broadcast) -> str:
+    if b.state == bpb.Broadcast.DRAFT:
+        return "-"
+    c = b.counters
+    failed = f" ({c.failed:,} failed)" if c.failed else ""
+    return f"{c.sent:,} / {c.total:,}{failed}"
+
+
+def list_broadcasts(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
+    parent = f"merchants/{args.merchant.removeprefix('merchants/')}"
+    state = bpb.Broadcast.State.Value(args.state.upper() if args.state else "STATE_UNSPECIFIED")
+    request = bpb.ListBroadcastsRequest(
+        parent=parent,
+        page_size=min(args.limit, 1000),
+        display_name_contains=args.name_contains,
+        state=state,
+    )
+    found: list[bpb.Broadcast] = []
+    more = False
+    listing = pages(lambda r: calls.call(calls.broadcasts.ListBroadcasts, r), request)
+    for page in listing if args.limit > 0 else ():
+        room = args.limit - len(found)
+        found += page.broadcasts[:room]
+        if len(found) >= args.limit:
+            more = len(page.broadcasts) > room or bool(page.next_page_token)
+            break
+    if not found:
+        print(f"no broadcasts for {parent}", file=out)
+        return 0
+    rows = [
+        [
+            b.name.rsplit("/", 1)[-1],
+            b.display_name,
+            _time(b.send_time, b.HasField("send_time")),
+            b.target_summary,
+            _state(b),
+            _sent(b),
+        ]
+        for b in found
+    ]
+    headers = ["ID", "NAME", "SENT AT", "TARGET", "STATE", "SENT / TOTAL"]
+    print(table(headers, rows, limits=[0, 40, 0, 50, 0, 0]), file=out)
+    if more:
+        print(f"… and more: raise --limit (now {args.limit})", file=out)
+    return 0
+
+
+def follow_broadcast(
+    b: bpb.Broadcast, fetch: Callable[[], bpb.Broadcast], progress: Progress, interval: float
+) -> bpb.Broadcast:
+    """Show `b`'s progress (sent and failed of total), fetching it again every `interval`
+    seconds until it leaves SENDING; returns it as it ended."""
+    while True:
+        c = b.counters
+        progress.update(c.sent + c.failed, c.total, f"({c.sent:,} sent, {c.failed:,} failed)")
+        if b.state != bpb.Broadcast.SENDING:
+            return b
+        time.sleep(interval)
+        b = fetch()
+
+
+def watch_broadcast(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
+    name = _resource(args.name, args.merchant, "broadcasts")
+    request = bpb.GetBroadcastRequest(name=name)
+    b = calls.call(calls.broadcasts.GetBroadcast, request)
+    if b.state == bpb.Broadcast.DRAFT:
+        raise Failed(f"{b.display_name!r} is a draft: nothing is being sent")
+    progress = Progress(out)
+    print(f"{b.display_name} ({name})", file=out)
+    b = follow_broadcast(
+        b, lambda: calls.poll(calls.broadcasts.GetBroadcast, request), progress, args.interval
+    )
+    c = b.counters
+    summary = f"{_state(b)}: {c.sent:,} of {c.total:,} sent, {c.failed:,} failed"
+    if b.failure_reason:
+        summary += f" ({b.failure_reason})"
+    progress.finish(summary)
+    return 0 if b.state == bpb.Broadcast.SENT else 1
+
+
+def sync_contacts(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
+    name = _resource(args.name, args.merchant, "channels")
+    run = calls.call(calls.channels.SyncContacts, cpb.SyncContactsRequest(name=name))
+    print(f"contact sync of {name}, started {_time(run.start_time, True)}", file=out)
+    listing, profiles = Progress(out), Progress(out)
+    listed = False
+    while run.state == cpb.ContactSync.RUNNING:
+        if not run.followers_complete:
+            new = f"followers listed ({run.contacts_created:,} new)"
+            listing.update(run.contacts_synced, None, new)
+        else:
+            if not listed:
+                listed = True
+                listing.finish(
+                    f"listed {run.contacts_synced:,} followers ({run.contacts_created:,} new)"
+                )
+            profiles.update(run.profiles_fetched, run.contacts_synced, "profiles fetched")
+        time.sleep(args.interval)
+        channel = calls.poll(calls.channels.GetChannel, cpb.GetChannelRequest(name=name))
+        run = channel.last_sync
+    state = cpb.ContactSync.State.Name(run.state).lower()
+    if run.state == cpb.ContactSync.SUCCEEDED:
+        done = (
+            f"succeeded: {run.contacts_synced:,} contacts listed, {run.contacts_created:,} new, "
+            f"{run.contacts_unfollowed:,} no longer following, "
+            f"{run.profiles_fetched:,} profiles fetched"
+        )
+    elif run.state == cpb.ContactSync.SKIPPED:
+        done = f"skipped: {run.message}"
+    else:
+        done = f"{state}: {run.error_reason} {run.message}".rstrip()
+    (profiles if listed else listing).finish(done)
+    return 0 if run.state in (cpb.ContactSync.SUCCEEDED, cpb.ContactSync.SKIPPED) else 1
