@@ -22,7 +22,7 @@ SEED = 20240601  # the same shop, friends and history on every run
 POLL_SECONDS = 0.1
 CALL_TIMEOUT = 60.0
 IDEMPOTENT_RETRIES = 3  # of a merge or an update a busy database refused (deadlock)
-# A database deadlock surfaces as INTERNAL or ABORTED; a loaded server as UNAVAILABLE.
+# Failures a retry may cure: a database deadlock surfaces as INTERNAL.
 _RETRYABLE = frozenset(
     {grpc.StatusCode.INTERNAL, grpc.StatusCode.ABORTED, grpc.StatusCode.UNAVAILABLE}
 )
