@@ -1,6 +1,6 @@
-"""The `broadcaster` command: serve, migrate, demo (the whole job in one process: broadcaster.demo);
-and, against a running server, `broadcasts list`, `broadcasts watch` and `channels sync`
-(broadcaster.console).
+"""The `broadcaster` command: serve, migrate; and the operator tools of `broadcaster.tools`:
+demo (the whole job in one process: broadcaster.tools.demo) and, against a running server,
+`broadcasts list`, `broadcasts watch` and `channels sync` (broadcaster.tools.console).
 
 The server's modules are imported only for the commands that run it, so the operator commands
 start in a fraction of a second.
@@ -17,7 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from broadcaster import console, demo, logs
+from broadcaster import logs
+from broadcaster.tools import console, demo
 
 if TYPE_CHECKING:
     from broadcaster.config import Config

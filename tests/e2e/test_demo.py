@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from broadcaster import cli
+from broadcaster.tools.demo import platform
 from tests.databases import fresh_postgres
 
 FOLLOWERS = 2000
@@ -97,3 +99,13 @@ def test_demo_sends_a_broadcast_and_shows_the_results(database_args: list[str]) 
     # The temporary directory (database, log) is gone after a successful run.
     log = re.search(r"service logs: (\S+)", out)
     assert log and not Path(log.group(1)).parent.exists()
+
+
+def test_demo_without_the_emulator_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, platform.MODULE, None)  # as if not installed
+    assert cli.main(["demo", "--followers", "10"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and platform.DISTRIBUTION in err, err

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from broadcaster.progress import Progress, bar, fit, table, width
+from broadcaster.tools.progress import Progress, bar, fit, table, width
 
 
 class Clock:

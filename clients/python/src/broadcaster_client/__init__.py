@@ -5,10 +5,21 @@
 - `BroadcasterError`: a failed call with its `ErrorInfo` reason, `BadRequest` field violations,
   precondition and quota violations.
 - `paginate(method, request, items)`: every item of a List call, page after page.
+- `retry(method, request)`: a call repeated while the server is out of reach (`UNAVAILABLE`).
 """
 
 from broadcaster_client.client import Client, connect
 from broadcaster_client.errors import DOMAIN, BroadcasterError
 from broadcaster_client.paging import pages, paginate
+from broadcaster_client.retry import TRANSIENT, retry
 
-__all__ = ["DOMAIN", "BroadcasterError", "Client", "connect", "pages", "paginate"]
+__all__ = [
+    "DOMAIN",
+    "TRANSIENT",
+    "BroadcasterError",
+    "Client",
+    "connect",
+    "pages",
+    "paginate",
+    "retry",
+]

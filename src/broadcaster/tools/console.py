@@ -1,4 +1,4 @@
-"""Operator commands that talk to a running server over gRPC:
+"""Operator commands that talk to a running server over gRPC, through `broadcaster_client`:
 
     broadcaster broadcasts list --merchant M     the broadcast list, as the admin UI shows it
     broadcaster broadcasts watch NAME            a live progress bar until it stops sending
@@ -20,21 +20,18 @@ from datetime import UTC
 from typing import Any, TextIO, TypeVar
 
 import grpc
+from broadcaster_client import BroadcasterError, Client, connect, pages, retry
+from broadcaster_client.v1 import broadcast_service_pb2 as bpb
+from broadcaster_client.v1 import channel_service_pb2 as cpb
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
-from broadcaster.progress import Progress, table
-from broadcaster.v1 import broadcast_service_pb2 as bpb
-from broadcaster.v1 import broadcast_service_pb2_grpc as bpb_grpc
-from broadcaster.v1 import channel_service_pb2 as cpb
-from broadcaster.v1 import channel_service_pb2_grpc as cpb_grpc
+from broadcaster.tools.progress import Progress, table
 
 T = TypeVar("T")
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 # While watching, a server that restarts or a network blip is waited out this long.
 PATIENCE_SECONDS = 30.0
-_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_WAITED_OUT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 class Failed(Exception):
@@ -87,16 +84,15 @@ def add_commands(sub: Any) -> None:
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out if out is not None else sys.stdout
-    token = args.token or os.environ.get("BROADCASTER_TOKEN") or ""
-    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    token = args.token or os.environ.get("BROADCASTER_TOKEN") or None
     try:
-        with grpc.insecure_channel(args.address) as channel:
-            client = _Client(channel, metadata, args.timeout)
+        with connect(args.address, token) as client:
+            calls = Calls(client, args.timeout)
             if args.command == "broadcasts" and args.action == "list":
-                return list_broadcasts(client, args, out)
+                return list_broadcasts(calls, args, out)
             if args.command == "broadcasts" and args.action == "watch":
-                return watch_broadcast(client, args, out)
-            return sync_contacts(client, args, out)
+                return watch_broadcast(calls, args, out)
+            return sync_contacts(calls, args, out)
     except Failed as e:
         print(f"broadcaster: {e}", file=sys.stderr)
         return 1
@@ -105,49 +101,43 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 130
 
 
-class _Client:
-    def __init__(
-        self, channel: grpc.Channel, metadata: tuple[tuple[str, str], ...], timeout: float
-    ) -> None:
-        self.broadcasts = bpb_grpc.BroadcastServiceStub(channel)
-        self.channels = cpb_grpc.ChannelServiceStub(channel)
-        self._metadata = metadata
+class Calls:
+    """The client's stubs, each call with the command's timeout and a failure put in the
+    operator's words (`Failed`)."""
+
+    def __init__(self, client: Client, timeout: float) -> None:
+        self.broadcasts = client.broadcasts
+        self.channels = client.channels
         self._timeout = timeout
 
     def call(self, method: Callable[..., T], request: Any) -> T:
         try:
-            return method(request, metadata=self._metadata, timeout=self._timeout)
+            return method(request, timeout=self._timeout)
         except grpc.RpcError as e:
             raise Failed(describe(e)) from None
 
     def poll(self, method: Callable[..., T], request: Any) -> T:
         """`call`, waiting out a server that is briefly unreachable."""
-        deadline = time.monotonic() + PATIENCE_SECONDS
-        while True:
-            try:
-                return method(request, metadata=self._metadata, timeout=self._timeout)
-            except grpc.RpcError as e:
-                code = e.code() if isinstance(e, grpc.Call) else None
-                if code not in _RETRYABLE or time.monotonic() > deadline:
-                    raise Failed(describe(e)) from None
-                time.sleep(1.0)
+        try:
+            return retry(
+                method,
+                request,
+                codes=_WAITED_OUT,
+                attempts=None,
+                patience=PATIENCE_SECONDS,
+                pause=lambda _: 1.0,
+                timeout=self._timeout,
+            )
+        except grpc.RpcError as e:
+            raise Failed(describe(e)) from None
 
 
 def describe(error: grpc.RpcError) -> str:
     """`NOT_FOUND: No broadcast … (BROADCAST_NOT_FOUND)` from a failed call."""
     if not isinstance(error, grpc.Call):
         return str(error)
-    code, message, reason = error.code(), error.details() or "", ""
-    try:
-        status = rpc_status.from_call(error)
-    except ValueError:
-        status = None
-    if status is not None:
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                reason = info.reason
+    failed = BroadcasterError.from_rpc_error(error)
+    code, message, reason = failed.code(), failed.details(), failed.reason
     if code is grpc.StatusCode.UNAVAILABLE:
         return f"cannot reach the server: {message}"
     return f"{code.name}: {message}" + (f" ({reason})" if reason else "")
@@ -179,27 +169,24 @@ def _sent(b: bpb.Broadcast) -> str:
     return f"{c.sent:,} / {c.total:,}{failed}"
 
 
-def list_broadcasts(client: _Client, args: argparse.Namespace, out: TextIO) -> int:
+def list_broadcasts(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
     parent = f"merchants/{args.merchant.removeprefix('merchants/')}"
     state = bpb.Broadcast.State.Value(args.state.upper() if args.state else "STATE_UNSPECIFIED")
+    request = bpb.ListBroadcastsRequest(
+        parent=parent,
+        page_size=min(args.limit, 1000),
+        display_name_contains=args.name_contains,
+        state=state,
+    )
     found: list[bpb.Broadcast] = []
-    token = ""
-    while len(found) < args.limit:
-        page = client.call(
-            client.broadcasts.ListBroadcasts,
-            bpb.ListBroadcastsRequest(
-                parent=parent,
-                page_size=min(args.limit - len(found), 1000),
-                page_token=token,
-                display_name_contains=args.name_contains,
-                state=state,
-            ),
-        )
-        found += page.broadcasts
-        token = page.next_page_token
-        if not token:
+    more = False
+    listing = pages(lambda r: calls.call(calls.broadcasts.ListBroadcasts, r), request)
+    for page in listing if args.limit > 0 else ():
+        room = args.limit - len(found)
+        found += page.broadcasts[:room]
+        if len(found) >= args.limit:
+            more = len(page.broadcasts) > room or bool(page.next_page_token)
             break
-    more = bool(token)
     if not found:
         print(f"no broadcasts for {parent}", file=out)
         return 0
@@ -235,16 +222,16 @@ def follow_broadcast(
         b = fetch()
 
 
-def watch_broadcast(client: _Client, args: argparse.Namespace, out: TextIO) -> int:
+def watch_broadcast(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
     name = _resource(args.name, args.merchant, "broadcasts")
     request = bpb.GetBroadcastRequest(name=name)
-    b = client.call(client.broadcasts.GetBroadcast, request)
+    b = calls.call(calls.broadcasts.GetBroadcast, request)
     if b.state == bpb.Broadcast.DRAFT:
         raise Failed(f"{b.display_name!r} is a draft: nothing is being sent")
     progress = Progress(out)
     print(f"{b.display_name} ({name})", file=out)
     b = follow_broadcast(
-        b, lambda: client.poll(client.broadcasts.GetBroadcast, request), progress, args.interval
+        b, lambda: calls.poll(calls.broadcasts.GetBroadcast, request), progress, args.interval
     )
     c = b.counters
     summary = f"{_state(b)}: {c.sent:,} of {c.total:,} sent, {c.failed:,} failed"
@@ -254,9 +241,9 @@ def watch_broadcast(client: _Client, args: argparse.Namespace, out: TextIO) -> i
     return 0 if b.state == bpb.Broadcast.SENT else 1
 
 
-def sync_contacts(client: _Client, args: argparse.Namespace, out: TextIO) -> int:
+def sync_contacts(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
     name = _resource(args.name, args.merchant, "channels")
-    run = client.call(client.channels.SyncContacts, cpb.SyncContactsRequest(name=name))
+    run = calls.call(calls.channels.SyncContacts, cpb.SyncContactsRequest(name=name))
     print(f"contact sync of {name}, started {_time(run.start_time, True)}", file=out)
     listing, profiles = Progress(out), Progress(out)
     listed = False
@@ -272,7 +259,7 @@ def sync_contacts(client: _Client, args: argparse.Namespace, out: TextIO) -> int
                 )
             profiles.update(run.profiles_fetched, run.contacts_synced, "profiles fetched")
         time.sleep(args.interval)
-        channel = client.poll(client.channels.GetChannel, cpb.GetChannelRequest(name=name))
+        channel = calls.poll(calls.channels.GetChannel, cpb.GetChannelRequest(name=name))
         run = channel.last_sync
     state = cpb.ContactSync.State.Name(run.state).lower()
     if run.state == cpb.ContactSync.SUCCEEDED:

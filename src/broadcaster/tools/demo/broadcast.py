@@ -1,0 +1,153 @@
+"""Steps 4 to 6 of the demo: audience estimates, the broadcast sent with a live progress bar,
+the broadcast list, and the Message Center events the send recorded."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from broadcaster_client import paginate
+from broadcaster_client.v1 import broadcast_service_pb2 as bpb
+from broadcaster_client.v1 import channel_service_pb2 as cpb
+from broadcaster_client.v1 import event_service_pb2 as epb
+
+from broadcaster.tools import console
+from broadcaster.tools.demo.shop import CALL_TIMEOUT, POLL_SECONDS, Shop
+from broadcaster.tools.demo.story import indent
+from broadcaster.tools.progress import Progress, table
+
+IMAGE = "https://cdn.example.com/demo/summer-sale.jpg"
+IMAGE_PREVIEW = "https://cdn.example.com/demo/summer-sale-preview.jpg"
+TEXT = (
+    "Summer sale starts today: 30% off everything in the shop until Sunday. "
+    "Show this message at the counter or use code SUMMER30 online."
+)
+
+
+@dataclass(frozen=True)
+class Audience:
+    label: str
+    window: bpb.Audience.InteractionWindow.ValueType
+    group: str = ""  # a customer group's name, or "" for all customers
+
+
+def estimates(shop: Shop, channel: cpb.Channel, audiences: Sequence[Audience]) -> None:
+    api, story = shop.client, shop.story
+    rows = []
+    for a in audiences:
+        e = api.broadcasts.EstimateAudience(
+            bpb.EstimateAudienceRequest(
+                parent=shop.merchant,
+                channel=channel.name,
+                audience=bpb.Audience(
+                    last_interaction=a.window, customer_groups=[a.group] if a.group else []
+                ),
+            ),
+            timeout=CALL_TIMEOUT,
+        )
+        if not e.eligible:
+            expected = f"not eligible: {e.ineligible_reason}"
+        else:
+            expected = f"{e.expected_recipients:,}"
+        rows.append([a.label, f"{e.matched:,}", f"{e.opted_out:,}", f"{e.unreachable:,}", expected])
+    quota = api.channels.GetChannelQuota(
+        cpb.GetChannelQuotaRequest(name=f"{channel.name}/quota"), timeout=CALL_TIMEOUT
+    )
+    story.step("audience estimates (what the draft form shows):")
+    story.say("")
+    headers = ["AUDIENCE", "MATCH", "OPTED OUT", "UNREACHABLE", "EXPECTED TO RECEIVE"]
+    story.say(indent(table(headers, rows, limits=[0, 0, 0, 0, 0])))
+    remaining = f"{quota.remaining:,} of {quota.limit:,}" if quota.limited else "unlimited"
+    story.say(f"  message quota left this month: {remaining}")
+    story.say("")
+
+
+def send(shop: Shop, channel: cpb.Channel) -> bpb.Broadcast:
+    broadcasts = shop.client.broadcasts
+    draft = broadcasts.CreateBroadcast(
+        bpb.CreateBroadcastRequest(
+            parent=shop.merchant,
+            broadcast=bpb.Broadcast(
+                display_name="Summer sale: 30% off",
+                channel=channel.name,
+                audience=bpb.Audience(last_interaction=bpb.Audience.ALL_CONTACTS),
+                messages=[
+                    bpb.BroadcastMessage(text=bpb.TextContent(text=TEXT)),
+                    bpb.BroadcastMessage(
+                        image=bpb.ImageContent(
+                            original_content_uri=IMAGE, preview_image_uri=IMAGE_PREVIEW
+                        )
+                    ),
+                ],
+            ),
+            request_id="demo-summer-sale",
+        ),
+        timeout=CALL_TIMEOUT,
+    )
+    b = broadcasts.SendBroadcast(
+        bpb.SendBroadcastRequest(name=draft.name, request_id="demo-summer-sale-send"),
+        timeout=CALL_TIMEOUT,
+    )
+    shop.story.step(
+        f"sending {b.display_name!r} (a text and an image bubble) to "
+        f"{b.counters.total:,} recipients: {b.name}"
+    )
+    progress = Progress(shop.story.out)
+    started = time.monotonic()
+    request = bpb.GetBroadcastRequest(name=b.name)
+    b = console.follow_broadcast(
+        b,
+        lambda: broadcasts.GetBroadcast(request, timeout=CALL_TIMEOUT),
+        progress,
+        POLL_SECONDS,
+    )
+    c = b.counters
+    seconds = time.monotonic() - started
+    summary = (
+        f"broadcast {bpb.Broadcast.State.Name(b.state)}: {c.sent:,} / {c.total:,} sent, "
+        f"{c.failed:,} failed, in {seconds:.1f}s"
+    )
+    if b.failure_reason:
+        summary += f" ({b.failure_reason})"
+    progress.finish(shop.story.stamp(summary))
+    return b
+
+
+def copy_as_draft(shop: Shop, sent: bpb.Broadcast) -> None:
+    """A follow-up draft, so the list shows more than one state."""
+    shop.client.broadcasts.CopyBroadcast(
+        bpb.CopyBroadcastRequest(name=sent.name, request_id="demo-summer-sale-copy"),
+        timeout=CALL_TIMEOUT,
+    )
+
+
+def broadcast_list(shop: Shop) -> None:
+    """The merchant's broadcasts, as `broadcaster broadcasts list` shows them."""
+    shop.story.step("the broadcast list (as the admin UI shows it):")
+    shop.story.say("")
+    listing = argparse.Namespace(merchant=shop.merchant, name_contains="", state=None, limit=10)
+    listed = io.StringIO()
+    console.list_broadcasts(console.Calls(shop.client, CALL_TIMEOUT), listing, listed)
+    shop.story.say(indent(listed.getvalue()))
+    shop.story.say("")
+
+
+def events(shop: Shop, broadcast: str) -> tuple[int, int]:
+    """Message Center events of `broadcast`: messages and conversations it created."""
+    messages = conversations = 0
+    every = paginate(
+        lambda r: shop.client.events.ListEvents(r, timeout=CALL_TIMEOUT),
+        epb.ListEventsRequest(parent=shop.merchant, page_size=1000),
+        lambda page: page.events,
+    )
+    for e in every:
+        if e.broadcast != broadcast:
+            continue
+        if e.kind == epb.Event.BROADCAST_MESSAGE:
+            messages += 1
+        elif e.kind == epb.Event.CONVERSATION_CREATED:
+            conversations += 1
+    return messages, conversations
