@@ -21,9 +21,9 @@ TOKEN, SECRET = "bench-token-0123456789", "bench-secret-0123456789"
 
 @contextmanager
 def emulator(*args: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """`python -m broadcaster_line.emulator ARGS`: its base URL and seeded accounts."""
+    """`python -m broadcaster_line_emulator ARGS`: its base URL and seeded accounts."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "broadcaster_line.emulator", "--port", "0", *args],
+        [sys.executable, "-m", "broadcaster_line_emulator", "--port", "0", *args],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -21,8 +21,8 @@ from typing import Any
 
 import aiohttp
 import grpc
-from broadcaster_line.emulator import LineEmulator
-from broadcaster_line.emulator.webhooks import callback_body, sign
+from broadcaster_line_emulator import LineEmulator
+from broadcaster_line_emulator.webhooks import callback_body, sign
 
 from bench.live import ADMIN, SECRET, TOKEN, emulator, service
 from bench.results import record

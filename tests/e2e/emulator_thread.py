@@ -10,7 +10,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from broadcaster_line.emulator import LineEmulator
+from broadcaster_line_emulator import LineEmulator
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import grpc
 import sqlalchemy as sa
-from broadcaster_line.emulator import Account, Exchange
+from broadcaster_line_emulator import Account, Exchange
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 

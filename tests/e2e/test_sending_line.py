@@ -20,8 +20,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from broadcaster_line.emulator import Faults, Phase
-from broadcaster_line.emulator.faults import FaultInjector
+from broadcaster_line_emulator import Faults, Phase
+from broadcaster_line_emulator.faults import FaultInjector
 
 from broadcaster.v1 import broadcast_service_pb2 as bpb
 from broadcaster.v1 import event_service_pb2 as epb

@@ -76,7 +76,7 @@ class Live:
 def start(work: Path) -> Iterator[Live]:
     """Start the emulator and the server in `work`; yield them running; stop both."""
     emulator, base_url = _start(
-        [sys.executable, "-m", "broadcaster_line.emulator", "--port", "0"],
+        [sys.executable, "-m", "broadcaster_line_emulator", "--port", "0"],
         dict(os.environ),
         work / "emulator.log",
     )

@@ -91,7 +91,7 @@ async function startLive(): Promise<Live> {
   }
   const work = mkdtempSync(join(tmpdir(), "broadcaster-ts-"));
   const emulator = await startProcess(
-    ["-m", "broadcaster_line.emulator", "--port", "0"],
+    ["-m", "broadcaster_line_emulator", "--port", "0"],
     process.env,
     join(work, "emulator.log"),
   );

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 from broadcaster_line.channel import LineChannel
 from broadcaster_line.client import LineClient
-from broadcaster_line.emulator import Faults, LineEmulator
 from broadcaster_line.retry import RetryPolicy
-from line_conformance import ConformanceRecorder
+from broadcaster_line_emulator import Faults, LineEmulator
+from broadcaster_line_emulator.conformance import ConformanceRecorder
 
 from broadcaster.channels import (
     AccountInfo,

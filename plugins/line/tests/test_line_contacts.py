@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import pytest
 from broadcaster_line.channel import LineChannel
-from broadcaster_line.emulator import Faults, LineEmulator, ManualClock
 from broadcaster_line.pacing import TokenBucket
 from broadcaster_line.retry import RetryPolicy
-from line_conformance import ConformanceRecorder
+from broadcaster_line_emulator import Faults, LineEmulator, ManualClock
+from broadcaster_line_emulator.conformance import ConformanceRecorder
 
 from broadcaster.channels import (
     ChannelContact,

@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from broadcaster_line.emulator.validation import validate_messages as emulator_validate
 from broadcaster_line.rules import (
     to_line_messages,
     utf16_length,
     validate_messages,
 )
 from broadcaster_line.sending import encode_multicast
+from broadcaster_line_emulator.conformance import check_request
+from broadcaster_line_emulator.validation import validate_messages as emulator_validate
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from line_conformance import check_request
 
 from broadcaster.channels import FieldViolation, ImageMessage, Message, TextMessage
 

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from broadcaster_line.channel import LineChannel
 from broadcaster_line.client import LineClient, LineReply
-from broadcaster_line.emulator import Account, Faults, LineEmulator, Phase
 from broadcaster_line.sending import outcome_of
-from line_conformance import ConformanceRecorder
+from broadcaster_line_emulator import Account, Faults, LineEmulator, Phase
+from broadcaster_line_emulator.conformance import ConformanceRecorder
 
 from broadcaster.channels import (
     ImageMessage,

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 from broadcaster_line.channel import LineChannel
-from broadcaster_line.emulator import Account, EventFactory, LineEmulator, sign
-from broadcaster_line.emulator.webhooks import callback_body
 from broadcaster_line.webhook import MalformedWebhook
+from broadcaster_line_emulator import Account, EventFactory, LineEmulator, sign
+from broadcaster_line_emulator.conformance import check_webhook_body
+from broadcaster_line_emulator.webhooks import callback_body
 from hypothesis import given
 from hypothesis import strategies as st
-from line_conformance import check_webhook_body
 
 from broadcaster.channels import InteractionEvent, InteractionKind, WebhookRejected
 

@@ -34,6 +34,6 @@ Configuration
 Modules: ``channel`` (``LineChannel``), ``client`` (the HTTP client), ``account`` (connect, tier,
 eligibility, quota), ``rules`` (message rules and LINE JSON), ``contacts`` (follower pages and
 profiles), ``sending`` (multicast and its outcomes), ``webhook`` (signatures and events),
-``retry`` and ``pacing`` (retries and the token bucket); ``emulator`` is a LINE emulator for
-tests, benchmarks and demos.
+``retry`` and ``pacing`` (retries and the token bucket). The LINE emulator its tests run against
+is a distribution of its own, ``broadcaster-line-emulator`` (``plugins/line-emulator/``).
 """

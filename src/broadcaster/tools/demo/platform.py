@@ -14,19 +14,21 @@ from typing import TYPE_CHECKING
 from broadcaster.tools.demo.shop import DemoFailed
 
 if TYPE_CHECKING:
-    from broadcaster_line.emulator import Account, LineEmulator, WebhookResult
+    from broadcaster_line_emulator import Account, LineEmulator, WebhookResult
 
 __all__ = ["DISTRIBUTION", "MODULE", "Account", "LineEmulator", "WebhookResult", "emulator"]
 
 DISTRIBUTION = "broadcaster-line-emulator"
-MODULE = "broadcaster_line.emulator"
+MODULE = "broadcaster_line_emulator"
 
 
 def emulator() -> ModuleType:
     """The emulator's package; `DemoFailed`, saying what to install, when it is missing."""
     try:
         return importlib.import_module(MODULE)
-    except ImportError:
+    except ModuleNotFoundError as e:
+        if e.name != MODULE:
+            raise  # installed, but something it needs is not
         raise DemoFailed(
             f"the demo needs the {DISTRIBUTION} package (the LINE emulator plays the LINE "
             "Platform): install it beside broadcaster"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import aiohttp
-from broadcaster_line.emulator import Account, LineEmulator
+from broadcaster_line_emulator import Account, LineEmulator
+from broadcaster_line_emulator.conformance import ConformanceRecorder, check_request, check_response
 from emulator_support import LineApi
-from line_conformance import ConformanceRecorder, check_request, check_response
 
 AUTH = {"Authorization": "Bearer token", "Content-Type": "application/json"}
 USER = "U" + "a" * 32

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from broadcaster_line.emulator import Account, LineEmulator, ManualClock, Rate
-from broadcaster_line.emulator.ratelimit import DEFAULT_RATES, RateLimiter, TokenBucket
+from broadcaster_line_emulator import Account, LineEmulator, ManualClock, Rate
+from broadcaster_line_emulator.ratelimit import DEFAULT_RATES, RateLimiter, TokenBucket
 from emulator_support import LineApi, text
 
 RATE_LIMITED = "The API rate limit has been exceeded. Try again later."

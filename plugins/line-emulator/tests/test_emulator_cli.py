@@ -1,4 +1,4 @@
-"""`python -m broadcaster_line.emulator` runs standalone and prints its URL first."""
+"""`python -m broadcaster_line_emulator` runs standalone and prints its URL first."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import aiohttp
 from emulator_support import LineApi
 
-COMMAND = [sys.executable, "-m", "broadcaster_line.emulator"]
+COMMAND = [sys.executable, "-m", "broadcaster_line_emulator"]
 
 
 async def test_standalone_server_prints_its_url_and_serves_seeded_accounts() -> None:

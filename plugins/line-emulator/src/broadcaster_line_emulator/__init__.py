@@ -1,8 +1,9 @@
 """A LINE Messaging API emulator for tests, benchmarks and `broadcaster demo`.
 
-It follows the official OpenAPI spec vendored in `plugins/line/spec/messaging-api.yml` (paths,
-parameters, headers, bodies, the `{"message", "details"}` error shape) and LINE's reference for
-what the spec leaves out: rate limits, retry keys, quotas and error messages.
+It follows the official OpenAPI spec vendored in `spec/messaging-api.yml` (paths, parameters,
+headers, bodies, the `{"message", "details"}` error shape) and LINE's reference for what the
+spec leaves out: rate limits, retry keys, quotas and error messages. It is a distribution of its
+own (`broadcaster-line-emulator`) and imports neither broadcaster nor its LINE plugin.
 
 Running it
 ----------
@@ -15,7 +16,7 @@ In-process (tests)::
 
 As a process::
 
-    python -m broadcaster_line.emulator --host 127.0.0.1 --port 0 \\
+    python -m broadcaster_line_emulator --host 127.0.0.1 --port 0 \\
         --token TOKEN --secret SECRET --tier verified --followers 100000 --quota 500000
 
 prints the base URL on its first line, then one JSON line per seeded account; `--account
@@ -88,8 +89,9 @@ Observing
 ---------
 ``observers=[callable]`` (or ``emu.add_observer``) receive an :class:`Exchange` for every
 Messaging API request: method, path, query, headers and body, then status (None for a reset),
-response headers and body. ``plugins/line/tests/line_conformance.py`` checks these against the
-vendored OpenAPI spec.
+response headers and body. ``broadcaster_line_emulator.conformance`` checks these against the
+vendored OpenAPI spec, and ``broadcaster_line_emulator.testing`` has pytest fixtures that attach
+it (both need the ``testing`` extra).
 
 Records and statistics
 ----------------------

@@ -1,9 +1,11 @@
-"""Check LINE traffic against the official OpenAPI specs vendored in `plugins/line/spec/`.
+"""Check LINE traffic against the official OpenAPI specs vendored beside it in `spec/`.
 
-Reusable by every test of the LINE plugin. The usual way is to hang a recorder on the emulator,
-so every request the plugin sends and every response it gets is checked::
+Reusable by the tests of the emulator and of every LINE client (the LINE plugin's among them);
+it needs the `testing` extra (`broadcaster-line-emulator[testing]`). The usual way is to hang a
+recorder on the emulator, so every request the plugin sends and every response it gets is
+checked::
 
-    from line_conformance import ConformanceRecorder
+    from broadcaster_line_emulator.conformance import ConformanceRecorder
 
     conformance = ConformanceRecorder()
     emulator = LineEmulator(observers=[conformance])
@@ -56,7 +58,7 @@ from openapi_core.validation.schemas import (
 )
 from openapi_core.validation.schemas.exceptions import InvalidSchemaValue
 
-SPEC_DIR = Path(__file__).resolve().parents[1] / "spec"
+SPEC_DIR = Path(__file__).resolve().parent / "spec"
 MESSAGING_API_SERVER = "https://api.line.me"
 WEBHOOK_SERVER = "https://example.com"
 WEBHOOK_PATH = "/callback"

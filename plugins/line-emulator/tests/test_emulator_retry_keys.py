@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from broadcaster_line.emulator import Account, LineEmulator, ManualClock
+from broadcaster_line_emulator import Account, LineEmulator, ManualClock
 from emulator_support import LineApi, new_retry_key, text
 
 

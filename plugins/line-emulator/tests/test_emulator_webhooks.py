@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from broadcaster_line.emulator import Account, LineEmulator, ManualClock, sign, verify
+from broadcaster_line_emulator import Account, LineEmulator, ManualClock, sign, verify
+from broadcaster_line_emulator.conformance import check_webhook_body
 from emulator_support import LineApi
-from line_conformance import check_webhook_body
 
 ULID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 

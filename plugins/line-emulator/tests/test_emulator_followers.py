@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
-from broadcaster_line.emulator import Account, LineEmulator, ManualClock
+from broadcaster_line_emulator import Account, LineEmulator, ManualClock
 from emulator_support import LineApi
 
 NOT_AVAILABLE = "Access to this API is not available for your account"

@@ -1,4 +1,4 @@
-"""`python -m broadcaster_line.emulator`: run the emulator as a standalone server.
+"""`python -m broadcaster_line_emulator`: run the emulator as a standalone server.
 
 The first line on stdout is the base URL; then one JSON line per seeded account (channel id,
 access token, secret, ...). The process runs until SIGINT or SIGTERM."""
@@ -42,7 +42,7 @@ def _account_spec(text: str) -> dict[str, str]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m broadcaster_line.emulator",
+        prog="python -m broadcaster_line_emulator",
         description="Run the LINE Messaging API emulator.",
     )
     p.add_argument("--host", default="127.0.0.1")

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
-from broadcaster_line.emulator import LineEmulator, ManualClock, verify
+from broadcaster_line_emulator import LineEmulator, ManualClock, verify
 from emulator_support import LineApi
 
 

@@ -6,8 +6,8 @@ import time
 
 import aiohttp
 import pytest
-from broadcaster_line.emulator import Account, Faults, LineEmulator, Phase
-from broadcaster_line.emulator.faults import FaultInjector
+from broadcaster_line_emulator import Account, Faults, LineEmulator, Phase
+from broadcaster_line_emulator.faults import FaultInjector
 from emulator_support import LineApi, new_retry_key
 
 

@@ -27,7 +27,7 @@ class LineEmulator:
     """A LINE Messaging API server for tests, benchmarks and demos.
 
     Use it in-process (`async with LineEmulator() as emu: ...`, `emu.base_url`) or run
-    `python -m broadcaster_line.emulator` and drive it over `/_emulator/`."""
+    `python -m broadcaster_line_emulator` and drive it over `/_emulator/`."""
 
     def __init__(
         self,

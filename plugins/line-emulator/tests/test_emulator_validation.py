@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from broadcaster_line.emulator.ids import is_user_id
-from broadcaster_line.emulator.validation import (
+from broadcaster_line_emulator.ids import is_user_id
+from broadcaster_line_emulator.validation import (
     utf16_length,
     validate_messages,
     validate_multicast,

@@ -8,7 +8,7 @@ import sys
 import time
 
 import aiohttp
-from broadcaster_line.emulator import FollowerRegistry, LineEmulator, Rate
+from broadcaster_line_emulator import FollowerRegistry, LineEmulator, Rate
 from emulator_support import LineApi, text
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import aiohttp
-from broadcaster_line.emulator import Account, LineEmulator
+from broadcaster_line_emulator import Account, LineEmulator
+from broadcaster_line_emulator.conformance import ConformanceRecorder
 from emulator_support import LineApi, text
-from line_conformance import ConformanceRecorder
 
 TEN_MB_PICTURE = "https://cdn.example.com/pictures/launch.jpg"
 
