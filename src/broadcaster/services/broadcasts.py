@@ -30,6 +30,7 @@ from broadcaster.domain.messages import Message
 from broadcaster.domain.model import ChannelAccount
 from broadcaster.domain.names import BroadcastName, ChannelName, CustomerGroupName, MerchantName
 from broadcaster.domain.paging import next_token
+from broadcaster.domain.reasons import Reason
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import credentials_invalid, unavailable
 from broadcaster.services.context import ServiceContext
@@ -65,13 +66,13 @@ class _Checked:
 
 
 def not_found(name: str) -> NotFound:
-    return NotFound("broadcast", name, reason="BROADCAST_NOT_FOUND")
+    return NotFound("broadcast", name, reason=Reason.BROADCAST_NOT_FOUND)
 
 
 def channel_not_connected(name: str) -> FailedPrecondition:
     return FailedPrecondition(
         "Connect your channel first: this channel is not connected.",
-        reason="CHANNEL_NOT_CONNECTED",
+        reason=Reason.CHANNEL_NOT_CONNECTED,
         violations=[
             PreconditionViolation("CHANNEL", name, "connect the channel with CreateChannel")
         ],
@@ -136,7 +137,7 @@ class Broadcasts:
         group = await self._ctx.db.read(group_repo.get, merchant, audience.customer_group)
         if group is None:
             name = str(CustomerGroupName(merchant, audience.customer_group))
-            raise NotFound("customer group", name, reason="CUSTOMER_GROUP_NOT_FOUND")
+            raise NotFound("customer group", name, reason=Reason.CUSTOMER_GROUP_NOT_FOUND)
         return group.display_name
 
     def require_eligible(
@@ -146,7 +147,7 @@ class Broadcasts:
         if not verdict.eligible:
             raise FailedPrecondition(
                 verdict.message,
-                reason=verdict.reason or "AUDIENCE_NOT_ELIGIBLE",
+                reason=verdict.reason or Reason.AUDIENCE_NOT_ELIGIBLE,
                 violations=[PreconditionViolation("AUDIENCE", "last_interaction", verdict.message)],
             )
 
@@ -335,7 +336,7 @@ class Broadcasts:
             raise FailedPrecondition(
                 "Only the unreached recipients of a finished broadcast can be resent; this one "
                 f"is {source.state.name.lower()}.",
-                reason="BROADCAST_NOT_FINISHED",
+                reason=Reason.BROADCAST_NOT_FINISHED,
                 state=source.state.name,
             )
         draft = DraftInput(

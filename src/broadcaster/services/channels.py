@@ -24,6 +24,7 @@ from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import ChannelAccount, ChannelState
 from broadcaster.domain.names import ChannelName, MerchantName
 from broadcaster.domain.paging import next_token
+from broadcaster.domain.reasons import Reason
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.idempotent import create_once
@@ -36,19 +37,21 @@ MAX_CREDENTIAL = 4096
 
 
 def not_found(name: str) -> NotFound:
-    return NotFound("channel", name, reason="CHANNEL_NOT_FOUND")
+    return NotFound("channel", name, reason=Reason.CHANNEL_NOT_FOUND)
 
 
 def credentials_invalid(error: CredentialsInvalid) -> FailedPrecondition:
     return FailedPrecondition(
         f"The channel refused the credentials: {error}. Check them in the channel's console "
         "and connect again.",
-        reason="CHANNEL_CREDENTIALS_INVALID",
+        reason=Reason.CHANNEL_CREDENTIALS_INVALID,
     )
 
 
 def unavailable(error: ChannelUnavailable) -> Unavailable:
-    return Unavailable(f"The channel's API is unreachable: {error}", reason="CHANNEL_UNAVAILABLE")
+    return Unavailable(
+        f"The channel's API is unreachable: {error}", reason=Reason.CHANNEL_UNAVAILABLE
+    )
 
 
 class Channels:
@@ -122,7 +125,7 @@ class Channels:
                 raise AlreadyExists(
                     f"This {channel_type} account is already connected as "
                     f"{ChannelName(m, existing.id)}.",
-                    reason="CHANNEL_ALREADY_CONNECTED",
+                    reason=Reason.CHANNEL_ALREADY_CONNECTED,
                     channel=str(ChannelName(m, existing.id)),
                 )
             details = (

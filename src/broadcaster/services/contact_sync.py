@@ -35,6 +35,7 @@ from broadcaster.domain.model import (
     FollowerState,
     SyncState,
 )
+from broadcaster.domain.reasons import Reason
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import Channels
 from broadcaster.services.context import ServiceContext
@@ -187,7 +188,7 @@ class ContactSyncer:
                 run_id,
                 SyncState.FAILED,
                 "unknown",
-                reason="CHANNEL_NOT_FOUND",
+                reason=Reason.CHANNEL_NOT_FOUND,
                 message="disconnected",
             )
             return
@@ -212,7 +213,7 @@ class ContactSyncer:
                     run_id,
                     SyncState.FAILED,
                     kind,
-                    reason="CHANNEL_CREDENTIALS_INVALID",
+                    reason=Reason.CHANNEL_CREDENTIALS_INVALID,
                     message=f"the channel refused the credentials: {e}",
                 )
                 return
@@ -220,7 +221,11 @@ class ContactSyncer:
                 attempt += 1
                 if attempt > UNAVAILABLE_RETRIES:
                     await self._finish(
-                        run_id, SyncState.FAILED, kind, reason="CHANNEL_UNAVAILABLE", message=str(e)
+                        run_id,
+                        SyncState.FAILED,
+                        kind,
+                        reason=Reason.CHANNEL_UNAVAILABLE,
+                        message=str(e),
                     )
                     return
                 await asyncio.sleep(min(2**attempt, 30))
@@ -232,7 +237,7 @@ class ContactSyncer:
             except Exception as e:
                 log.exception("contact sync %s failed", run_id)
                 await self._finish(
-                    run_id, SyncState.FAILED, kind, reason="INTERNAL", message=str(e)
+                    run_id, SyncState.FAILED, kind, reason=Reason.INTERNAL, message=str(e)
                 )
                 return
 

@@ -11,6 +11,7 @@ from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import CustomerGroup
 from broadcaster.domain.names import CustomerGroupName, MerchantName
 from broadcaster.domain.paging import next_token
+from broadcaster.domain.reasons import Reason
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.idempotent import create_once
 from broadcaster.services.listing import open_list
@@ -21,7 +22,7 @@ DEFAULT_PAGE, MAX_PAGE = 50, 1000
 
 
 def _not_found(name: str) -> NotFound:
-    return NotFound("customer group", name, reason="CUSTOMER_GROUP_NOT_FOUND")
+    return NotFound("customer group", name, reason=Reason.CUSTOMER_GROUP_NOT_FOUND)
 
 
 class CustomerGroups:

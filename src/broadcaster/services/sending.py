@@ -26,6 +26,7 @@ from broadcaster.domain.errors import (
 )
 from broadcaster.domain.names import BroadcastName, ChannelName
 from broadcaster.domain.paging import fingerprint, next_token, page_request
+from broadcaster.domain.reasons import Reason
 from broadcaster.services.broadcasts import Broadcasts, not_found, window_start
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import broadcasts as repo
@@ -44,7 +45,7 @@ def quota_exceeded(recipients: int, remaining: int, channel: str) -> FailedPreco
     )
     return FailedPrecondition(
         text,
-        reason="QUOTA_EXCEEDED",
+        reason=Reason.QUOTA_EXCEEDED,
         quota=[QuotaViolation(channel, text)],
         recipients=str(recipients),
         quota_remaining=str(remaining),
@@ -70,7 +71,7 @@ class Sending:
         if problems:
             raise FailedPrecondition(
                 "The draft's messages no longer meet the channel's rules: edit them first.",
-                reason="BROADCAST_MESSAGES_INVALID",
+                reason=Reason.BROADCAST_MESSAGES_INVALID,
                 violations=[
                     PreconditionViolation("MESSAGES", p.field, p.description) for p in problems
                 ],

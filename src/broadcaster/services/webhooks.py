@@ -21,6 +21,7 @@ from broadcaster import logs
 from broadcaster.channels import InteractionEvent, InteractionKind, WebhookRejected
 from broadcaster.domain.errors import NotFound
 from broadcaster.domain.model import ChannelAccount, FollowerState
+from broadcaster.domain.reasons import Reason
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import channel_contacts, webhook_events
@@ -80,7 +81,7 @@ class WebhookIngest:
         Raises NotFound for an unknown channel, WebhookRejected for a bad signature."""
         found = await self._hub.get(channel_id)
         if found is None or found[0].type != channel_type:
-            raise NotFound("channel", channel_id, reason="CHANNEL_NOT_FOUND")
+            raise NotFound("channel", channel_id, reason=Reason.CHANNEL_NOT_FOUND)
         account, instance = found
         with logs.bound(merchant=account.merchant, channel=account.id):
             try:

@@ -6,6 +6,7 @@ from sqlalchemy import Connection, Row, insert, select, update
 
 from broadcaster.domain.model import AccountTier, ChannelAccount, ChannelState
 from broadcaster.domain.paging import Page
+from broadcaster.domain.reasons import Reason
 from broadcaster.store import syncs
 from broadcaster.store.clock import from_us
 from broadcaster.store.tables import channels as t
@@ -125,7 +126,7 @@ def disconnect(conn: Connection, merchant: str, channel_id: str, now: int) -> bo
     )
     conn.execute(webhook_events.delete().where(webhook_events.c.channel_id == channel_id))
     syncs.stop_running(
-        conn, channel_id, "CHANNEL_DISCONNECTED", "the channel was disconnected", now
+        conn, channel_id, Reason.CHANNEL_DISCONNECTED, "the channel was disconnected", now
     )
     return True
 
