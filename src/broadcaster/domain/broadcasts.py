@@ -14,7 +14,7 @@ from broadcaster.domain.rules import MAX_DISPLAY_NAME
 
 
 class BroadcastState(enum.IntEnum):
-    """Values match the API's Broadcast.State."""
+    """Where a broadcast is in its lifecycle. The values are stored; the API maps them."""
 
     DRAFT = 1
     SENDING = 2

@@ -135,7 +135,7 @@ class Channels:
                 account.handle,
                 account.picture_uri,
             )
-            made = repo.create(conn, m, new_id(), channel_type, details, sealed, self._ctx.now_us())
+            made = repo.create(conn, m, new_id(), channel_type, details, sealed, self._ctx.now())
             return made, str(ChannelName(m, made.id))
 
         return await create_once(
@@ -146,7 +146,7 @@ class Channels:
             create=create,
             find=lambda conn, name: repo.get(conn, m, ChannelName.parse(name).channel),
             gone=not_found,
-            now_us=self._ctx.now_us,
+            now=self._ctx.now,
         )
 
     async def get(self, caller: Caller, name: str) -> ChannelAccount:
@@ -159,16 +159,16 @@ class Channels:
     async def list_page(
         self, caller: Caller, parent: str, page_size: int, page_token: str
     ) -> tuple[list[ChannelAccount], str]:
+        v, shape = Violations(), ("channels",)
         merchant, page, query = open_list(
-            caller, Violations(), parent, page_size, page_token, ("channels",),
-            default=DEFAULT_PAGE, maximum=MAX_PAGE,
-        )  # fmt: skip
+            caller, v, parent, page_size, page_token, shape, default=DEFAULT_PAGE, maximum=MAX_PAGE
+        )
         found = await self._ctx.db.read(repo.list_page, merchant, page)
         return found[: page.size], next_token([c.id for c in found], page, query)
 
     async def delete(self, caller: Caller, name: str) -> None:
         n = self.name(caller, name)
-        if not await self._ctx.db.write(repo.disconnect, n.merchant, n.channel, self._ctx.now_us()):
+        if not await self._ctx.db.write(repo.disconnect, n.merchant, n.channel, self._ctx.now()):
             raise not_found(name)
         self._hub.forget(n.channel)
 
@@ -203,6 +203,6 @@ class Channels:
             account.id,
             None,
             ChannelState.CREDENTIALS_INVALID,
-            self._ctx.now_us(),
+            self._ctx.now(),
         )
         self._hub.forget(account.id)

@@ -91,7 +91,7 @@ class Contacts:
 
         def tx(conn: Connection) -> tuple[list[Contact], int]:
             _require_channel(conn, channel)
-            return repo.merge(conn, channel.merchant, channel.channel, stamped, self._ctx.now_us())
+            return repo.merge(conn, channel.merchant, channel.channel, stamped, self._ctx.now())
 
         return await self._ctx.db.write(tx)
 
@@ -156,7 +156,7 @@ class Contacts:
             clear_customer="customer_id" in fields and not customer_id,
         )
         found = await self._ctx.db.write(
-            repo.change, n.merchant, n.channel, n.contact, edit, self._ctx.now_us()
+            repo.change, n.merchant, n.channel, n.contact, edit, self._ctx.now()
         )
         if found is None:
             raise _not_found(name)

@@ -72,10 +72,10 @@ class Events:
     ) -> tuple[list[Event], str]:
         v = Violations()
         start = collect(v, lambda: decode_cursor(after_cursor, "after_cursor"))
+        shape = ("events", after_cursor)
         merchant, page, query = open_list(
-            caller, v, parent, page_size, page_token, ("events", after_cursor),
-            default=DEFAULT_PAGE, maximum=MAX_PAGE,
-        )  # fmt: skip
+            caller, v, parent, page_size, page_token, shape, default=DEFAULT_PAGE, maximum=MAX_PAGE
+        )
         assert start is not None
         after = start if page.after is None else decode_cursor(page.after, "page_token")
         found = await self._ctx.db.read(repo.after, merchant, after, page.size + 1)
