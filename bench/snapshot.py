@@ -28,9 +28,9 @@ def run(backend: str, contacts: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, fresh_database(backend, Path(tmp)) as url:
         db = Database.from_url(url)
         migrate.upgrade(db.engine)
-        now = to_us(datetime.now(UTC))
+        now = datetime.now(UTC)
         with db.writing() as conn:
-            seed_contacts(conn, "bench", "ch", contacts, now)
+            seed_contacts(conn, "bench", "ch", contacts, to_us(now))
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE" if backend == "postgresql" else "ANALYZE")
         started = time.perf_counter()

@@ -14,6 +14,7 @@ from broadcaster.domain.model import AccountTier
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import channels, migrate
+from broadcaster.store.clock import from_us
 from broadcaster.store.database import Database
 from broadcaster.store.sealing import Sealer
 from tests import fakechannel
@@ -56,7 +57,7 @@ async def channel(db: Database, merchant: str) -> str:
     """A connected channel of `merchant` (stored directly), as its resource name."""
     channel_id = new_id()
     account = (AccountTier.VERIFIED, f"acct-{channel_id}", "Shop", "@shop", "")
-    await db.write(channels.create, merchant, channel_id, "fake", account, "sealed", 1)
+    await db.write(channels.create, merchant, channel_id, "fake", account, "sealed", from_us(1))
     return f"merchants/{merchant}/channels/{channel_id}"
 
 

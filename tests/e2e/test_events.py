@@ -36,7 +36,13 @@ def _deliver(db: Database, merchant: str, people: int) -> None:
     channel, broadcast = new_id(), new_id()
     with db.writing() as conn:
         channels.create(
-            conn, merchant, channel, "fake", (AccountTier.VERIFIED, channel, "", "", ""), "x", 1
+            conn,
+            merchant,
+            channel,
+            "fake",
+            (AccountTier.VERIFIED, channel, "", "", ""),
+            "x",
+            from_us(1),
         )
         items = [
             ContactImport(
@@ -44,10 +50,10 @@ def _deliver(db: Database, merchant: str, people: int) -> None:
             )
             for n in range(people)
         ]
-        contacts.merge(conn, merchant, channel, items, 1)
+        contacts.merge(conn, merchant, channel, items, from_us(1))
         snapshot.take(
             conn, merchant=merchant, channel=channel, broadcast=broadcast, since=None,
-            group=None, batch_size=10, now=1,
+            group=None, batch_size=10, now=from_us(1),
         )  # fmt: skip
         conn.execute(update(batches).where(batches.c.broadcast_id == broadcast).values(state=1))
     for lo in range(0, people, 10):

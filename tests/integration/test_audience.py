@@ -21,7 +21,7 @@ from broadcaster.domain.model import (
 from broadcaster.domain.paging import Page
 from broadcaster.store import audience, channel_contacts, channels, contacts, groups
 from broadcaster.store.channel_contacts import ContactNews
-from broadcaster.store.clock import to_us
+from broadcaster.store.clock import from_us, to_us
 from broadcaster.store.database import Database
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -64,7 +64,13 @@ def seed_people(
     """A channel holding `people` as contacts (U0, U1, …) and, unless `members` is None, a
     customer group of those customers; returns the group's id."""
     channels.create(
-        conn, merchant, channel, "fake", (AccountTier.VERIFIED, channel, "", "", ""), "x", 1
+        conn,
+        merchant,
+        channel,
+        "fake",
+        (AccountTier.VERIFIED, channel, "", "", ""),
+        "x",
+        from_us(1),
     )
     if people:
         items = [
@@ -82,12 +88,12 @@ def seed_people(
             )
             for n, p in enumerate(people)
         ]
-        contacts.merge(conn, merchant, channel, items, to_us(NOW))
+        contacts.merge(conn, merchant, channel, items, NOW)
     if members is None:
         return None
-    group = groups.create(conn, merchant, new_id(), "g", "", 1)
+    group = groups.create(conn, merchant, new_id(), "g", "", from_us(1))
     if members:
-        groups.add_members(conn, group, sorted(members), 1)
+        groups.add_members(conn, group, sorted(members), from_us(1))
     return group.id
 
 
@@ -142,12 +148,12 @@ async def test_counts_match_the_rules(
             edit = ContactChange(
                 opted_out=opted, customer_id=customer, clear_customer=customer is None
             )
-            contacts.change(conn, merchant, channel, contact_id, edit, 2)
+            contacts.change(conn, merchant, channel, contact_id, edit, from_us(2))
             p["opted_out"], p["customer"] = opted, customer
             if hours_ago is not None:
                 ts = to_us(NOW - timedelta(hours=hours_ago))
-                news = ContactNews(f"U{index}", ts, state, ts, False)
-                channel_contacts.record_news(conn, merchant, channel, [news], 2)
+                news = ContactNews(f"U{index}", from_us(ts), state, from_us(ts), False)
+                channel_contacts.record_news(conn, merchant, channel, [news], from_us(2))
                 if p["hours_ago"] is None or hours_ago < p["hours_ago"]:
                     p["hours_ago"] = hours_ago
                 # Imported contacts start with state time 0; news applies when not older.
@@ -156,12 +162,12 @@ async def test_counts_match_the_rules(
         if group_id is not None and removed:
             group = groups.get(conn, merchant, group_id)
             assert group is not None
-            groups.remove_members(conn, group, sorted(removed), 3)
+            groups.remove_members(conn, group, sorted(removed), from_us(3))
 
     group_id = await db.write(seed)
     await db.write(change)
     if members is not None:
         members = members - removed
-    since = None if window.value is None else to_us(NOW - window.value)
+    since = None if window.value is None else NOW - window.value
     got = await db.read(audience.count, merchant, channel, since, group_id, cap)
     assert (got.matched, got.opted_out, got.unreachable) == _brute(people, window, members)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import update
 
+from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.auth import LOCAL
 from broadcaster.domain.broadcasts import BroadcastState
 from broadcaster.domain.errors import FailedPrecondition
@@ -22,7 +23,13 @@ async def test_only_drafts_change(ctx: ServiceContext, hub: ChannelHub, merchant
         LOCAL, parent, "fake", {"token": "t", "account": merchant}, ""
     )
     service = Broadcasts(ctx, hub)
-    draft = DraftInput("Sale", f"{parent}/channels/{made.id}", 3, (), (TextMessage("hi"),))
+    draft = DraftInput(
+        "Sale",
+        f"{parent}/channels/{made.id}",
+        InteractionWindow.LAST_7_DAYS,
+        (),
+        (TextMessage("hi"),),
+    )
     b = await service.create(LOCAL, parent, draft, "")
     name = f"{parent}/broadcasts/{b.id}"
     await ctx.db.write(

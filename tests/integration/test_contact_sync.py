@@ -4,6 +4,7 @@ its last committed cursor, without losing or duplicating contacts."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from broadcaster.domain.auth import LOCAL
 from broadcaster.domain.model import ContactFilter, SyncState
@@ -26,11 +27,11 @@ async def test_orphaned_run_resumes_from_its_cursor(
         {"token": "t", "account": merchant, "tier": "verified", "followers": "1000"},
         "",
     )
-    now = ctx.now_us()
+    now = ctx.now()
 
     # A process started the run, committed the first 300 followers, and died.
     def crashed(conn):  # type: ignore[no-untyped-def]
-        run = syncs.start(conn, made.id, "dead-process", now - 1, now)
+        run = syncs.start(conn, made.id, "dead-process", now - timedelta(microseconds=1), now)
         firsts = [(f"f-{merchant}-{n:06d}", "", "") for n in range(300)]
         created = channel_contacts.record_followers(conn, merchant, made.id, run.id, firsts, now)
         syncs.record_page(conn, run.id, cursor="300", synced=300, created=created)

@@ -24,7 +24,13 @@ async def _delivered(db: Database, merchant: str, people: int, chatted: set[int]
 
     def seed(conn):  # type: ignore[no-untyped-def]
         channels.create(
-            conn, merchant, channel, "fake", (AccountTier.VERIFIED, "a", "", "", ""), "x", 1
+            conn,
+            merchant,
+            channel,
+            "fake",
+            (AccountTier.VERIFIED, "a", "", "", ""),
+            "x",
+            from_us(1),
         )
         items = [
             ContactImport(
@@ -32,7 +38,7 @@ async def _delivered(db: Database, merchant: str, people: int, chatted: set[int]
             )
             for n in range(people)
         ]
-        contacts.merge(conn, merchant, channel, items, 1)
+        contacts.merge(conn, merchant, channel, items, from_us(1))
         conn.execute(
             update(contacts.t)
             .where(contacts.t.c.external_id.in_([f"U{n:03d}" for n in chatted]))
@@ -40,7 +46,7 @@ async def _delivered(db: Database, merchant: str, people: int, chatted: set[int]
         )
         snapshot.take(
             conn, merchant=merchant, channel=channel, broadcast=broadcast, since=None,
-            group=None, batch_size=4, now=1,
+            group=None, batch_size=4, now=from_us(1),
         )  # fmt: skip
         # Recipient 1 was refused by the channel; the rest were sent with their batches.
         conn.execute(update(batches).where(batches.c.broadcast_id == broadcast).values(state=1))

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Connection, text
 
 from broadcaster.dispatch.engine import Dispatcher, Settings
+from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.auth import LOCAL
 from broadcaster.domain.broadcasts import Broadcast, BroadcastState
 from broadcaster.domain.deliveries import START, DeliveryOutcome, EventKind
@@ -30,7 +31,6 @@ from broadcaster.store import deliveries as delivery_repo
 from broadcaster.store.clock import from_us
 from tests.fakechannel import LEDGERS, Ledger
 
-ALL_CONTACTS = 6
 FAST = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=8)
 
 
@@ -47,7 +47,9 @@ class Shop:
     people: list[str]
 
     async def draft(self, name: str = "Sale") -> str:
-        draft = DraftInput(name, self.channel, ALL_CONTACTS, (), (TextMessage("hi"),))
+        draft = DraftInput(
+            name, self.channel, InteractionWindow.ALL_CONTACTS, (), (TextMessage("hi"),)
+        )
         made = await self.broadcasts.create(LOCAL, self.parent, draft, "")
         return f"{self.parent}/broadcasts/{made.id}"
 
@@ -106,7 +108,7 @@ async def _shop(
         ContactImport(e, "", "", FollowerState.FOLLOWING, None, False, None, from_us(1))
         for e in ids
     ]
-    await ctx.db.write(contacts.merge, merchant, made.id, items, 1)
+    await ctx.db.write(contacts.merge, merchant, made.id, items, from_us(1))
     broadcasts = Broadcasts(ctx, hub)
     dispatcher = Dispatcher(ctx, hub, settings)
     if start:
@@ -161,7 +163,7 @@ async def test_one_invalid_recipient_fails_alone(
         assert done.state is BroadcastState.SENT
         assert (done.counters.sent, done.counters.failed) == (49, 1)
         _exactly_once(shop, shop.people[:49])
-        _, failed, _ = await shop.sending.deliveries(LOCAL, name, 10, "", 2)
+        _, failed, _ = await shop.sending.deliveries(LOCAL, name, 10, "", DeliveryOutcome.FAILED)
         assert [(d.external_id, d.reason) for d in failed] == [("bad-0", "INVALID_RECIPIENT")]
 
 
@@ -195,7 +197,9 @@ async def test_quota_running_out_mid_send_fails_with_resendable_recipients(
         resend = await shop.broadcasts.copy(LOCAL, name, "", unsent_only=True)
         assert resend.resend_of == done.id
         resend_name = f"{shop.parent}/broadcasts/{resend.id}"
-        estimate = await shop.broadcasts.estimate(LOCAL, shop.parent, resend_name, "", 0, (), False)
+        estimate = await shop.broadcasts.estimate(
+            LOCAL, shop.parent, resend_name, "", None, (), False
+        )
         assert estimate.expected_recipients == 230 - got
         shop.ledger.used = 0
         await shop.sending.send(LOCAL, resend_name, "")
@@ -293,7 +297,7 @@ async def test_a_batch_past_its_key_window_is_never_retried_blindly(
         )  # fmt: skip
         outcomes = await shop.outcomes(done.id)
         assert outcomes == {DeliveryOutcome.SENT: 180, DeliveryOutcome.UNKNOWN: 50}
-        _, unknown, _ = await shop.sending.deliveries(LOCAL, name, 100, "", 5)
+        _, unknown, _ = await shop.sending.deliveries(LOCAL, name, 100, "", DeliveryOutcome.UNKNOWN)
         assert {d.reason for d in unknown} == {"KEY_EXPIRED"}
         assert claimed[0].idempotency_key not in shop.ledger.keys_seen
 
@@ -318,12 +322,12 @@ async def test_deliveries_page_in_order_and_filter(shop: Shop) -> None:
     await shop.finished(name)
     seen = [external for external, _ in await _listed(shop, name, None, page_size=100)]
     assert seen == sorted(shop.people)
-    _, none_failed, _ = await shop.sending.deliveries(LOCAL, name, 100, "", 2)
+    _, none_failed, _ = await shop.sending.deliveries(LOCAL, name, 100, "", DeliveryOutcome.FAILED)
     assert none_failed == []
 
 
 async def _listed(
-    shop: Shop, name: str, outcome: int | None, *, page_size: int = 7
+    shop: Shop, name: str, outcome: DeliveryOutcome | None, *, page_size: int = 7
 ) -> list[tuple[str, DeliveryOutcome]]:
     """Every delivery of the broadcast with `outcome` (None: all), page after page."""
     seen, token = [], ""
@@ -354,9 +358,9 @@ async def test_deliveries_read_as_their_batch(
         people = sorted(shop.people)
         sent = [(p, DeliveryOutcome.SENT) for p in people[:50] if p != refused]
         pending = [(p, DeliveryOutcome.PENDING) for p in people[50:]]
-        assert await _listed(shop, name, int(DeliveryOutcome.SENT)) == sent
-        assert await _listed(shop, name, int(DeliveryOutcome.PENDING)) == pending
-        assert await _listed(shop, name, int(DeliveryOutcome.FAILED)) == [
+        assert await _listed(shop, name, DeliveryOutcome.SENT) == sent
+        assert await _listed(shop, name, DeliveryOutcome.PENDING) == pending
+        assert await _listed(shop, name, DeliveryOutcome.FAILED) == [
             (refused, DeliveryOutcome.FAILED)
         ]
         assert await _listed(shop, name, None) == sorted(

@@ -39,7 +39,7 @@ async def test_snapshot_fixes_the_reachable_audience(
 
     def seed_and_snapshot(conn):  # type: ignore[no-untyped-def]
         group_id = seed_people(conn, merchant, channel, people, members)
-        since = None if window.value is None else to_us(NOW - window.value)
+        since = None if window.value is None else NOW - window.value
         return snapshot.take(
             conn,
             merchant=merchant,
@@ -48,7 +48,7 @@ async def test_snapshot_fixes_the_reachable_audience(
             since=since,
             group=group_id,
             batch_size=batch_size,
-            now=to_us(NOW),
+            now=NOW,
         )
 
     taken = await db.write(seed_and_snapshot)

@@ -22,7 +22,7 @@ def test_opposite_orders_do_not_deadlock(database_url: str, merchant: str) -> No
     channel = new_id()
     with db.writing() as conn:
         account = (AccountTier.VERIFIED, channel, "", "", "")
-        channels.create(conn, merchant, channel, "fake", account, "x", 1)
+        channels.create(conn, merchant, channel, "fake", account, "x", from_us(1))
     items = [
         ContactImport(
             f"U{n:04d}", f"name {n}", "", FollowerState.FOLLOWING, None, False, None, from_us(1)
@@ -37,7 +37,7 @@ def test_opposite_orders_do_not_deadlock(database_url: str, merchant: str) -> No
             start.wait()
             try:
                 with db.engine.connect() as conn, conn.begin():  # no retry: see every abort
-                    contacts.merge(conn, merchant, channel, order, 2 + round_)
+                    contacts.merge(conn, merchant, channel, order, from_us(2 + round_))
             except OperationalError as e:
                 if getattr(e.orig, "sqlstate", None) != DEADLOCK:
                     raise

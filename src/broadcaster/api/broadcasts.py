@@ -7,17 +7,22 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
+from broadcaster.api.convert_broadcasts import (
+    OUTCOMES_OUT,
+    STATES_OUT,
+    WINDOWS_OUT,
+    outcome_in,
+    state_in,
+    window_in,
+)
 from broadcaster.api.guard import caller
 from broadcaster.api.timestamps import timestamp
 from broadcaster.domain.audience import Audience
 from broadcaster.domain.broadcasts import Broadcast, Estimate, target_summary
-from broadcaster.domain.deliveries import DeliveryOutcome
-from broadcaster.domain.errors import FieldViolation, InvalidArgument
 from broadcaster.domain.messages import ImageMessage, Message, TextMessage
 from broadcaster.domain.names import BroadcastName, ChannelName, ContactName, CustomerGroupName
 from broadcaster.services.broadcasts import Broadcasts, DraftInput
 from broadcaster.services.sending import Sending
-from broadcaster.store.broadcasts import WINDOW_NUMBERS
 from broadcaster.v1 import broadcast_service_pb2 as pb
 from broadcaster.v1 import broadcast_service_pb2_grpc as pb_grpc
 
@@ -47,7 +52,7 @@ def draft_in(b: pb.Broadcast) -> DraftInput:
     return DraftInput(
         display_name=b.display_name,
         channel=b.channel,
-        window=b.audience.last_interaction,
+        window=window_in(b.audience.last_interaction),
         customer_groups=tuple(b.audience.customer_groups),
         messages=tuple(_message_in(m) for m in b.messages),
     )
@@ -56,7 +61,7 @@ def draft_in(b: pb.Broadcast) -> DraftInput:
 def audience_out(merchant: str, a: Audience) -> pb.Audience:
     groups = [str(CustomerGroupName(merchant, a.customer_group))] if a.customer_group else []
     return pb.Audience(
-        last_interaction=pb.Audience.InteractionWindow.ValueType(WINDOW_NUMBERS[a.window]),
+        last_interaction=WINDOWS_OUT[a.window],
         customer_groups=groups,
     )
 
@@ -75,19 +80,6 @@ def estimate_out(e: Estimate) -> pb.AudienceEstimate:
         ineligible_message=e.ineligible_message,
         estimate_time=timestamp(e.estimate_time),
     )
-
-
-# Delivery.Outcome in the API <-> DeliveryOutcome (stored values).
-OUTCOMES_OUT: dict[DeliveryOutcome, pb.Delivery.Outcome.ValueType] = {
-    DeliveryOutcome.PENDING: pb.Delivery.PENDING,
-    DeliveryOutcome.SENT: pb.Delivery.SENT,
-    DeliveryOutcome.FAILED: pb.Delivery.FAILED,
-    DeliveryOutcome.NOT_SENT_CANCELLED: pb.Delivery.NOT_SENT_CANCELLED,
-    DeliveryOutcome.NOT_SENT_QUOTA: pb.Delivery.NOT_SENT_QUOTA,
-    DeliveryOutcome.UNKNOWN: pb.Delivery.OUTCOME_UNKNOWN,
-    DeliveryOutcome.NOT_SENT_STOPPED: pb.Delivery.NOT_SENT_STOPPED,
-}
-OUTCOMES_IN = {int(v): int(k) for k, v in OUTCOMES_OUT.items()}
 
 
 class _Rendered:
@@ -144,7 +136,7 @@ def _build(b: Broadcast) -> pb.Broadcast:
         channel=str(ChannelName(b.merchant, b.channel)),
         audience=audience_out(b.merchant, b.audience),
         messages=[_message_out(m) for m in b.messages],
-        state=pb.Broadcast.State.ValueType(int(b.state)),
+        state=STATES_OUT[b.state],
         target_summary=target_summary(b.audience, b.group_name, resend=bool(b.resend_of)),
         counters=pb.BroadcastCounters(
             total=b.counters.total,
@@ -192,7 +184,7 @@ class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
             request.page_size,
             request.page_token,
             request.display_name_contains,
-            request.state,
+            state_in(request.state, "state"),
         )
         return list_out(found, token)
 
@@ -230,7 +222,7 @@ class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
             request.parent,
             request.name,
             request.channel,
-            request.audience.last_interaction,
+            window_in(request.audience.last_interaction),
             tuple(request.audience.customer_groups),
             inline=bool(request.channel) or request.HasField("audience"),
         )
@@ -250,9 +242,7 @@ class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
     async def ListDeliveries(
         self, request: pb.ListDeliveriesRequest, context: Context
     ) -> pb.ListDeliveriesResponse:
-        outcome = OUTCOMES_IN.get(request.outcome) if request.outcome else None
-        if request.outcome and outcome is None:
-            raise InvalidArgument([FieldViolation("outcome", f"unknown outcome {request.outcome}")])
+        outcome = outcome_in(request.outcome, "outcome")
         broadcast, found, token = await self._sending.deliveries(
             caller(), request.parent, request.page_size, request.page_token, outcome
         )

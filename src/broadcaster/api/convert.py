@@ -1,4 +1,7 @@
-"""Between protobuf messages and domain values (channels, contacts, groups)."""
+"""Between protobuf messages and domain values (channels, contacts, groups).
+
+Enums map through explicit tables, so a domain value need not equal its protobuf number.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +9,51 @@ from broadcaster.api.timestamps import timestamp
 from broadcaster.channels import Capabilities, Quota
 from broadcaster.domain.errors import FieldViolation, InvalidArgument
 from broadcaster.domain.model import (
+    AccountTier,
     ChannelAccount,
+    ChannelState,
     Contact,
     ContactSyncRun,
     CustomerGroup,
     FollowerState,
+    SyncState,
 )
 from broadcaster.domain.names import ChannelName, ContactName, CustomerGroupName
 from broadcaster.v1 import channel_service_pb2 as channel_pb
 from broadcaster.v1 import contact_service_pb2 as contact_pb
 from broadcaster.v1 import customer_group_service_pb2 as group_pb
 
+FOLLOWER_STATES_OUT: dict[FollowerState, contact_pb.Contact.FollowerState.ValueType] = {
+    FollowerState.UNKNOWN: contact_pb.Contact.FOLLOWER_STATE_UNSPECIFIED,
+    FollowerState.FOLLOWING: contact_pb.Contact.FOLLOWING,
+    FollowerState.BLOCKED: contact_pb.Contact.BLOCKED,
+}
+_FOLLOWER_STATES_IN = {int(n): s for s, n in FOLLOWER_STATES_OUT.items()}
+
+SYNC_STATES_OUT: dict[SyncState, channel_pb.ContactSync.State.ValueType] = {
+    SyncState.RUNNING: channel_pb.ContactSync.RUNNING,
+    SyncState.SUCCEEDED: channel_pb.ContactSync.SUCCEEDED,
+    SyncState.FAILED: channel_pb.ContactSync.FAILED,
+    SyncState.SKIPPED: channel_pb.ContactSync.SKIPPED,
+}
+
+TIERS_OUT: dict[AccountTier, channel_pb.Channel.Tier.ValueType] = {
+    AccountTier.STANDARD: channel_pb.Channel.STANDARD,
+    AccountTier.VERIFIED: channel_pb.Channel.VERIFIED,
+    AccountTier.PREMIUM: channel_pb.Channel.PREMIUM,
+}
+
+CHANNEL_STATES_OUT: dict[ChannelState, channel_pb.Channel.State.ValueType] = {
+    ChannelState.CONNECTED: channel_pb.Channel.CONNECTED,
+    ChannelState.CREDENTIALS_INVALID: channel_pb.Channel.CREDENTIALS_INVALID,
+}
+
 
 def follower_state(value: int, field: str) -> FollowerState:
-    try:
-        return FollowerState(value)
-    except ValueError:
-        raise InvalidArgument([FieldViolation(field, f"unknown follower state {value}")]) from None
+    found = _FOLLOWER_STATES_IN.get(value)
+    if found is None:
+        raise InvalidArgument([FieldViolation(field, f"unknown follower state {value}")])
+    return found
 
 
 def customer_group(g: CustomerGroup) -> group_pb.CustomerGroup:
@@ -42,7 +73,7 @@ def contact(c: Contact) -> contact_pb.Contact:
         external_id=c.external_id,
         display_name=c.display_name,
         picture_uri=c.picture_uri,
-        follower_state=contact_pb.Contact.FollowerState.ValueType(int(c.follower_state)),
+        follower_state=FOLLOWER_STATES_OUT[c.follower_state],
         opted_out=c.opted_out,
         customer_id=c.customer_id or "",
         has_conversation=c.has_conversation,
@@ -57,7 +88,7 @@ def contact(c: Contact) -> contact_pb.Contact:
 
 def contact_sync(run: ContactSyncRun) -> channel_pb.ContactSync:
     out = channel_pb.ContactSync(
-        state=channel_pb.ContactSync.State.ValueType(int(run.state)),
+        state=SYNC_STATES_OUT[run.state],
         contacts_synced=run.contacts_synced,
         profiles_fetched=run.profiles_fetched,
         contacts_created=run.contacts_created,
@@ -92,8 +123,8 @@ def channel(a: ChannelAccount, caps: Capabilities | None) -> channel_pb.Channel:
         account_id=a.account_id,
         handle=a.handle,
         picture_uri=a.picture_uri,
-        tier=channel_pb.Channel.Tier.ValueType(int(a.tier)),
-        state=channel_pb.Channel.State.ValueType(int(a.state)),
+        tier=TIERS_OUT[a.tier],
+        state=CHANNEL_STATES_OUT[a.state],
         webhook_path=f"/webhooks/{a.type}/{a.id}",
         create_time=timestamp(a.create_time),
         update_time=timestamp(a.update_time),

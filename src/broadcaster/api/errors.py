@@ -24,6 +24,7 @@ from broadcaster.domain.errors import (
     Unauthenticated,
     Unavailable,
 )
+from broadcaster.domain.reasons import Reason
 
 DOMAIN = "broadcaster"
 # The status travels in trailers, and peers refuse trailers over 8 KiB: grpc-message is
@@ -120,7 +121,7 @@ def status_of(error: DomainError) -> status_pb2.Status:
 
 
 def internal_status() -> status_pb2.Status:
-    info = error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN)
+    info = error_details_pb2.ErrorInfo(reason=Reason.INTERNAL, domain=DOMAIN)
     return status_pb2.Status(
         code=code_pb2.INTERNAL,
         message="Internal error; it has been logged.",

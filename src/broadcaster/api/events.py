@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 
+from broadcaster.api.convert_broadcasts import EVENT_KINDS_OUT
 from broadcaster.api.guard import caller
 from broadcaster.api.timestamps import timestamp
 from broadcaster.domain.deliveries import Event
@@ -21,7 +22,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 def event_out(e: Event) -> pb.Event:
     return pb.Event(
         cursor=encode_cursor(e.position),
-        kind=pb.Event.Kind.ValueType(int(e.kind)),
+        kind=EVENT_KINDS_OUT[e.kind],
         channel=str(ChannelName(e.merchant, e.channel)),
         contact=str(ContactName(e.merchant, e.channel, e.contact)),
         broadcast=str(BroadcastName(e.merchant, e.broadcast)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from broadcaster.domain.errors import FieldViolation, InvalidArgument
@@ -27,7 +28,7 @@ def to_datetime(ts: Timestamp, field: str) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)
 
 
-def optional_datetime(message: object, name: str, field: str) -> datetime | None:
-    if not message.HasField(name):  # type: ignore[attr-defined]
+def optional_datetime(message: Message, name: str, field: str) -> datetime | None:
+    if not message.HasField(name):
         return None
     return to_datetime(getattr(message, name), field)

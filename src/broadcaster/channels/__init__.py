@@ -33,6 +33,7 @@ from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.errors import FieldViolation
 from broadcaster.domain.messages import ImageMessage, Message, TextMessage
 from broadcaster.domain.model import AccountTier, FollowerState
+from broadcaster.domain.reasons import Reason
 
 __all__ = [
     "AccountInfo",
@@ -60,6 +61,7 @@ __all__ = [
     "MessageKind",
     "PluginError",
     "Quota",
+    "Reason",
     "SendBatch",
     "SendOutcome",
     "SendStatus",

@@ -67,7 +67,7 @@ class AccountInfo:
 @dataclass(frozen=True, slots=True)
 class Eligibility:
     eligible: bool
-    reason: str = ""  # UPPER_SNAKE, e.g. AUDIENCE_NOT_ELIGIBLE
+    reason: str = ""  # a Reason, e.g. Reason.AUDIENCE_NOT_ELIGIBLE
     message: str = ""  # what the merchant can do about it
 
 

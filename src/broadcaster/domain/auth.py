@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from broadcaster.domain.errors import NotFound
+from broadcaster.domain.reasons import Reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +23,7 @@ class Caller:
     def require(self, merchant: str) -> None:
         """A merchant the caller may not act for looks exactly like one that does not exist."""
         if not self.may_act_for(merchant):
-            raise NotFound("merchant", f"merchants/{merchant}", reason="MERCHANT_NOT_FOUND")
+            raise NotFound("merchant", f"merchants/{merchant}", reason=Reason.MERCHANT_NOT_FOUND)
 
 
 # The caller of a server that has no tokens configured (it binds loopback only).

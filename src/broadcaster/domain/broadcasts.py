@@ -9,11 +9,12 @@ from datetime import datetime
 from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.errors import FailedPrecondition
 from broadcaster.domain.messages import Message
+from broadcaster.domain.reasons import Reason
 from broadcaster.domain.rules import MAX_DISPLAY_NAME
 
 
 class BroadcastState(enum.IntEnum):
-    """Values match the API's Broadcast.State."""
+    """Where a broadcast is in its lifecycle. The values are stored; the API maps them."""
 
     DRAFT = 1
     SENDING = 2
@@ -76,7 +77,7 @@ class Broadcast:
             raise FailedPrecondition(
                 f"Only drafts can be changed; this broadcast is {self.state.name.lower()}. "
                 "Copy it to make a new draft.",
-                reason="BROADCAST_NOT_DRAFT",
+                reason=Reason.BROADCAST_NOT_DRAFT,
                 state=self.state.name,
             )
 
@@ -85,7 +86,7 @@ class Broadcast:
             raise FailedPrecondition(
                 "Only a sending broadcast can be cancelled; this one is "
                 f"{self.state.name.lower()}.",
-                reason="BROADCAST_NOT_SENDING",
+                reason=Reason.BROADCAST_NOT_SENDING,
                 state=self.state.name,
             )
 

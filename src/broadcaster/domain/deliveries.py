@@ -36,7 +36,7 @@ class Delivery:
 
 
 class EventKind(enum.IntEnum):
-    """Values match the API's Event.Kind."""
+    """What a Message Center event records. The API maps the values to its Event.Kind."""
 
     BROADCAST_MESSAGE = 1
     CONVERSATION_CREATED = 2

@@ -1,4 +1,4 @@
-"""Domain errors. Each carries a stable UPPER_SNAKE reason; the API layer maps them to statuses.
+"""Domain errors. Each carries a stable reason from `Reason`; the API layer maps them to statuses.
 
 A reason never changes meaning once published: callers branch on it.
 """
@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from broadcaster.domain.reasons import Reason
+
 T = TypeVar("T")
 
 
@@ -18,7 +20,7 @@ class FieldViolation:
 
     field: str
     description: str
-    reason: str = "INVALID_FIELD"
+    reason: str = Reason.INVALID_FIELD
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +43,7 @@ class QuotaViolation:
 class DomainError(Exception):
     """Base of every error the product raises on purpose."""
 
-    reason: str = "ERROR"
+    reason: str = Reason.INTERNAL
 
     def __init__(self, message: str, *, reason: str | None = None, **metadata: str) -> None:
         super().__init__(message)
@@ -54,7 +56,7 @@ class DomainError(Exception):
 class InvalidArgument(DomainError):
     """The request itself is malformed; each bad field is named."""
 
-    reason = "INVALID_ARGUMENT"
+    reason: str = Reason.INVALID_ARGUMENT
 
     def __init__(
         self,
@@ -80,7 +82,7 @@ class NotFound(DomainError):
 class FailedPrecondition(DomainError):
     """The system is not in a state that allows the request."""
 
-    reason = "FAILED_PRECONDITION"
+    reason: str = Reason.FAILED_PRECONDITION
 
     def __init__(
         self,
@@ -99,19 +101,19 @@ class FailedPrecondition(DomainError):
 class AlreadyExists(DomainError):
     """What the request would create exists already."""
 
-    reason = "ALREADY_EXISTS"
+    reason: str = Reason.ALREADY_EXISTS
 
 
 class Unavailable(DomainError):
     """A dependency (the channel's API) cannot be reached now; retrying later may work."""
 
-    reason = "UNAVAILABLE"
+    reason: str = Reason.UNAVAILABLE
 
 
 class Unauthenticated(DomainError):
     """No credentials, or credentials the server does not know."""
 
-    reason = "UNAUTHENTICATED"
+    reason: str = Reason.UNAUTHENTICATED
 
 
 @dataclass(slots=True)
@@ -122,7 +124,7 @@ class Violations:
     # The reason of the error raised; a specific one (INVALID_PAGE_TOKEN) wins over the default.
     reason: str | None = None
 
-    def add(self, field_path: str, description: str, reason: str = "INVALID_FIELD") -> None:
+    def add(self, field_path: str, description: str, reason: str = Reason.INVALID_FIELD) -> None:
         self.items.append(FieldViolation(field_path, description, reason))
 
     def raise_if_any(self) -> None:

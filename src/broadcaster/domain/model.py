@@ -8,7 +8,8 @@ from datetime import datetime
 
 
 class FollowerState(enum.IntEnum):
-    """Whether a contact follows the merchant's account; values match the API enum."""
+    """Whether a contact follows the merchant's account. The values are stored; the API maps
+    them to its own enum."""
 
     UNKNOWN = 0
     FOLLOWING = 1
@@ -16,7 +17,7 @@ class FollowerState(enum.IntEnum):
 
 
 class AccountTier(enum.IntEnum):
-    """A channel account's tier; values match the API's Channel.Tier."""
+    """A channel account's tier. The values are stored; the API maps them."""
 
     STANDARD = 1
     VERIFIED = 2
@@ -24,14 +25,14 @@ class AccountTier(enum.IntEnum):
 
 
 class ChannelState(enum.IntEnum):
-    """Values match the API's Channel.State."""
+    """Whether a channel can send. The values are stored; the API maps them."""
 
     CONNECTED = 1
     CREDENTIALS_INVALID = 2
 
 
 class SyncState(enum.IntEnum):
-    """Values match the API's ContactSync.State."""
+    """Where a contact sync is. The values are stored; the API maps them."""
 
     RUNNING = 1
     SUCCEEDED = 2

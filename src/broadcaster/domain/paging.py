@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 
 from broadcaster.domain.errors import FieldViolation, InvalidArgument
+from broadcaster.domain.reasons import Reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +42,12 @@ def _decode_token(token: str, query: str) -> str:
     if not isinstance(data, dict) or not isinstance(data.get("a"), str):
         raise InvalidArgument(
             [FieldViolation("page_token", "is not a token this service issued")],
-            reason="INVALID_PAGE_TOKEN",
+            reason=Reason.INVALID_PAGE_TOKEN,
         )
     if data.get("q") != query:
         raise InvalidArgument(
             [FieldViolation("page_token", "belongs to a list call with other parameters")],
-            reason="INVALID_PAGE_TOKEN",
+            reason=Reason.INVALID_PAGE_TOKEN,
         )
     return str(data["a"])
 

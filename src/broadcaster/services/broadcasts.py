@@ -30,6 +30,7 @@ from broadcaster.domain.messages import Message
 from broadcaster.domain.model import ChannelAccount
 from broadcaster.domain.names import BroadcastName, ChannelName, CustomerGroupName, MerchantName
 from broadcaster.domain.paging import next_token
+from broadcaster.domain.reasons import Reason
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import credentials_invalid, unavailable
 from broadcaster.services.context import ServiceContext
@@ -39,8 +40,6 @@ from broadcaster.store import audience as audience_repo
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import groups as group_repo
 from broadcaster.store import idempotency, snapshot
-from broadcaster.store.broadcasts import WINDOWS
-from broadcaster.store.clock import to_us
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
 EDITABLE = frozenset({"display_name", "channel", "audience", "messages"})
@@ -48,11 +47,11 @@ EDITABLE = frozenset({"display_name", "channel", "audience", "messages"})
 
 @dataclass(frozen=True, slots=True)
 class DraftInput:
-    """A draft as the caller wrote it; `field` prefixes violation paths (`broadcast`)."""
+    """A draft as the caller wrote it."""
 
     display_name: str
     channel: str  # resource name
-    window: int  # Audience.InteractionWindow number; 0 = unset
+    window: InteractionWindow | None  # None: unset (or not a window the service knows)
     customer_groups: tuple[str, ...]
     messages: tuple[Message | None, ...]  # None: a bubble with no content
 
@@ -65,13 +64,13 @@ class _Checked:
 
 
 def not_found(name: str) -> NotFound:
-    return NotFound("broadcast", name, reason="BROADCAST_NOT_FOUND")
+    return NotFound("broadcast", name, reason=Reason.BROADCAST_NOT_FOUND)
 
 
 def channel_not_connected(name: str) -> FailedPrecondition:
     return FailedPrecondition(
         "Connect your channel first: this channel is not connected.",
-        reason="CHANNEL_NOT_CONNECTED",
+        reason=Reason.CHANNEL_NOT_CONNECTED,
         violations=[
             PreconditionViolation("CHANNEL", name, "connect the channel with CreateChannel")
         ],
@@ -95,10 +94,14 @@ class Broadcasts:
         return name
 
     def _check_audience(
-        self, v: Violations, merchant: str | None, window: int, groups: tuple[str, ...], field: str
+        self,
+        v: Violations,
+        merchant: str | None,
+        window: InteractionWindow | None,
+        groups: tuple[str, ...],
+        field: str,
     ) -> Audience | None:
-        chosen = WINDOWS.get(window)
-        if chosen is None:
+        if window is None:
             v.add(
                 f"{field}.last_interaction",
                 "is required: LAST_24_HOURS, LAST_72_HOURS, LAST_7_DAYS, LAST_30_DAYS, "
@@ -114,7 +117,7 @@ class Broadcasts:
                 if merchant is not None and parsed.merchant != merchant:
                     v.add(g_field, "must be a customer group of the same merchant")
                 group = parsed.group
-        return None if chosen is None else Audience(chosen, group)
+        return None if window is None else Audience(window, group)
 
     def _check_channel(
         self, v: Violations, merchant: str | None, channel: str, field: str
@@ -136,7 +139,7 @@ class Broadcasts:
         group = await self._ctx.db.read(group_repo.get, merchant, audience.customer_group)
         if group is None:
             name = str(CustomerGroupName(merchant, audience.customer_group))
-            raise NotFound("customer group", name, reason="CUSTOMER_GROUP_NOT_FOUND")
+            raise NotFound("customer group", name, reason=Reason.CUSTOMER_GROUP_NOT_FOUND)
         return group.display_name
 
     def require_eligible(
@@ -146,7 +149,7 @@ class Broadcasts:
         if not verdict.eligible:
             raise FailedPrecondition(
                 verdict.message,
-                reason=verdict.reason or "AUDIENCE_NOT_ELIGIBLE",
+                reason=verdict.reason or Reason.AUDIENCE_NOT_ELIGIBLE,
                 violations=[PreconditionViolation("AUDIENCE", "last_interaction", verdict.message)],
             )
 
@@ -217,9 +220,6 @@ class Broadcasts:
         def create(conn: Connection) -> tuple[Broadcast, str]:
             return repo.create(conn, made), str(BroadcastName(made.merchant, made.id))
 
-        def find(conn: Connection, name: str) -> Broadcast | None:
-            return repo.get(conn, made.merchant, BroadcastName.parse(name).broadcast)
-
         return await create_once(
             self._ctx.db,
             made.merchant,
@@ -230,7 +230,7 @@ class Broadcasts:
                 conn, made.merchant, BroadcastName.parse(name).broadcast
             ),
             gone=not_found,
-            now_us=self._ctx.now_us,
+            now=self._ctx.now,
         )
 
     async def get(self, caller: Caller, name: str) -> Broadcast:
@@ -247,21 +247,16 @@ class Broadcasts:
         page_size: int,
         page_token: str,
         contains: str,
-        state: int,
+        state: BroadcastState | None,
     ) -> tuple[list[Broadcast], str]:
+        """A page of the merchant's broadcasts; `state`, unless None, filters them."""
         v = Violations()
         rules.check_optional_text(v, contains, "display_name_contains", rules.MAX_DISPLAY_NAME)
-        wanted: BroadcastState | None = None
-        if state:
-            try:
-                wanted = BroadcastState(state)
-            except ValueError:
-                v.add("state", f"unknown state {state}")
+        shape = ("broadcasts", contains, 0 if state is None else int(state))
         merchant, page, query = open_list(
-            caller, v, parent, page_size, page_token, ("broadcasts", contains, state),
-            default=DEFAULT_PAGE, maximum=MAX_PAGE,
-        )  # fmt: skip
-        found = await self._ctx.db.read_point(repo.list_page, merchant, contains, wanted, page)
+            caller, v, parent, page_size, page_token, shape, default=DEFAULT_PAGE, maximum=MAX_PAGE
+        )
+        found = await self._ctx.db.read_point(repo.list_page, merchant, contains, state, page)
         return found[: page.size], next_token([b.id for b in found], page, query)
 
     async def update(
@@ -285,9 +280,7 @@ class Broadcasts:
             channel=draft.channel
             if "channel" in fields
             else str(ChannelName(n.merchant, current.channel)),
-            window=draft.window
-            if "audience" in fields
-            else repo.WINDOW_NUMBERS[current.audience.window],
+            window=draft.window if "audience" in fields else current.audience.window,
             customer_groups=draft.customer_groups
             if "audience" in fields
             else _group_names(n.merchant, current.audience),
@@ -335,13 +328,13 @@ class Broadcasts:
             raise FailedPrecondition(
                 "Only the unreached recipients of a finished broadcast can be resent; this one "
                 f"is {source.state.name.lower()}.",
-                reason="BROADCAST_NOT_FINISHED",
+                reason=Reason.BROADCAST_NOT_FINISHED,
                 state=source.state.name,
             )
         draft = DraftInput(
             display_name=copy_name(source.display_name),
             channel=str(ChannelName(source.merchant, source.channel)),
-            window=repo.WINDOW_NUMBERS[source.audience.window],
+            window=source.audience.window,
             customer_groups=_group_names(source.merchant, source.audience),
             messages=source.messages,
         )
@@ -360,7 +353,7 @@ class Broadcasts:
         parent: str,
         name: str,
         channel: str,
-        window: int,
+        window: InteractionWindow | None,
         groups: tuple[str, ...],
         inline: bool,
     ) -> Estimate:
@@ -427,9 +420,9 @@ class Broadcasts:
         )
 
 
-def window_start(now: datetime, window: InteractionWindow) -> int | None:
-    """The earliest last interaction (µs) the window admits; None for all contacts."""
-    return None if window.value is None else to_us(now - window.value)
+def window_start(now: datetime, window: InteractionWindow) -> datetime | None:
+    """The earliest last interaction the window admits; None for all contacts."""
+    return None if window.value is None else now - window.value
 
 
 def _group_names(merchant: str, audience: Audience) -> tuple[str, ...]:

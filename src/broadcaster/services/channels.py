@@ -24,6 +24,7 @@ from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import ChannelAccount, ChannelState
 from broadcaster.domain.names import ChannelName, MerchantName
 from broadcaster.domain.paging import next_token
+from broadcaster.domain.reasons import Reason
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.idempotent import create_once
@@ -36,19 +37,21 @@ MAX_CREDENTIAL = 4096
 
 
 def not_found(name: str) -> NotFound:
-    return NotFound("channel", name, reason="CHANNEL_NOT_FOUND")
+    return NotFound("channel", name, reason=Reason.CHANNEL_NOT_FOUND)
 
 
 def credentials_invalid(error: CredentialsInvalid) -> FailedPrecondition:
     return FailedPrecondition(
         f"The channel refused the credentials: {error}. Check them in the channel's console "
         "and connect again.",
-        reason="CHANNEL_CREDENTIALS_INVALID",
+        reason=Reason.CHANNEL_CREDENTIALS_INVALID,
     )
 
 
 def unavailable(error: ChannelUnavailable) -> Unavailable:
-    return Unavailable(f"The channel's API is unreachable: {error}", reason="CHANNEL_UNAVAILABLE")
+    return Unavailable(
+        f"The channel's API is unreachable: {error}", reason=Reason.CHANNEL_UNAVAILABLE
+    )
 
 
 class Channels:
@@ -122,7 +125,7 @@ class Channels:
                 raise AlreadyExists(
                     f"This {channel_type} account is already connected as "
                     f"{ChannelName(m, existing.id)}.",
-                    reason="CHANNEL_ALREADY_CONNECTED",
+                    reason=Reason.CHANNEL_ALREADY_CONNECTED,
                     channel=str(ChannelName(m, existing.id)),
                 )
             details = (
@@ -132,7 +135,7 @@ class Channels:
                 account.handle,
                 account.picture_uri,
             )
-            made = repo.create(conn, m, new_id(), channel_type, details, sealed, self._ctx.now_us())
+            made = repo.create(conn, m, new_id(), channel_type, details, sealed, self._ctx.now())
             return made, str(ChannelName(m, made.id))
 
         return await create_once(
@@ -143,7 +146,7 @@ class Channels:
             create=create,
             find=lambda conn, name: repo.get(conn, m, ChannelName.parse(name).channel),
             gone=not_found,
-            now_us=self._ctx.now_us,
+            now=self._ctx.now,
         )
 
     async def get(self, caller: Caller, name: str) -> ChannelAccount:
@@ -156,16 +159,16 @@ class Channels:
     async def list_page(
         self, caller: Caller, parent: str, page_size: int, page_token: str
     ) -> tuple[list[ChannelAccount], str]:
+        v, shape = Violations(), ("channels",)
         merchant, page, query = open_list(
-            caller, Violations(), parent, page_size, page_token, ("channels",),
-            default=DEFAULT_PAGE, maximum=MAX_PAGE,
-        )  # fmt: skip
+            caller, v, parent, page_size, page_token, shape, default=DEFAULT_PAGE, maximum=MAX_PAGE
+        )
         found = await self._ctx.db.read(repo.list_page, merchant, page)
         return found[: page.size], next_token([c.id for c in found], page, query)
 
     async def delete(self, caller: Caller, name: str) -> None:
         n = self.name(caller, name)
-        if not await self._ctx.db.write(repo.disconnect, n.merchant, n.channel, self._ctx.now_us()):
+        if not await self._ctx.db.write(repo.disconnect, n.merchant, n.channel, self._ctx.now()):
             raise not_found(name)
         self._hub.forget(n.channel)
 
@@ -200,6 +203,6 @@ class Channels:
             account.id,
             None,
             ChannelState.CREDENTIALS_INVALID,
-            self._ctx.now_us(),
+            self._ctx.now(),
         )
         self._hub.forget(account.id)

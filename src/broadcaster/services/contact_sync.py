@@ -13,6 +13,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import Connection
@@ -35,13 +36,13 @@ from broadcaster.domain.model import (
     FollowerState,
     SyncState,
 )
+from broadcaster.domain.reasons import Reason
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import Channels
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import channel_contacts, syncs
 from broadcaster.store import channels as channel_repo
 from broadcaster.store import contacts as contact_repo
-from broadcaster.store.clock import to_us
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -93,14 +94,14 @@ class ContactSyncer:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._watcher: asyncio.Task[None] | None = None
 
-    def _lease(self) -> int:
-        return self._ctx.now_us() + LEASE_SECONDS * 1_000_000
+    def _lease(self) -> datetime:
+        return self._ctx.now() + timedelta(seconds=LEASE_SECONDS)
 
     async def start(self, caller: Caller, name: str) -> ContactSyncRun:
         account, _ = await self._channels.live(caller, name)
         try:
             run = await self._ctx.db.write(
-                syncs.start, account.id, self.owner, self._lease(), self._ctx.now_us()
+                syncs.start, account.id, self.owner, self._lease(), self._ctx.now()
             )
         except IntegrityError:  # one is running already: report it
             running = await self._ctx.db.read(syncs.latest, account.id)
@@ -127,7 +128,7 @@ class ContactSyncer:
             while True:
                 try:
                     ids = await self._ctx.db.write(
-                        syncs.claim_orphans, self.owner, self._lease(), self._ctx.now_us()
+                        syncs.claim_orphans, self.owner, self._lease(), self._ctx.now()
                     )
                     for run_id in ids:
                         log.info("resuming contact sync %s", run_id)
@@ -162,7 +163,7 @@ class ContactSyncer:
         message: str = "",
     ) -> None:
         await self._ctx.db.write(
-            syncs.finish, run_id, state, self._ctx.now_us(), reason=reason, message=message
+            syncs.finish, run_id, state, self._ctx.now(), reason=reason, message=message
         )
         self._ended(run_id, state, channel_type, reason)
 
@@ -187,7 +188,7 @@ class ContactSyncer:
                 run_id,
                 SyncState.FAILED,
                 "unknown",
-                reason="CHANNEL_NOT_FOUND",
+                reason=Reason.CHANNEL_NOT_FOUND,
                 message="disconnected",
             )
             return
@@ -212,7 +213,7 @@ class ContactSyncer:
                     run_id,
                     SyncState.FAILED,
                     kind,
-                    reason="CHANNEL_CREDENTIALS_INVALID",
+                    reason=Reason.CHANNEL_CREDENTIALS_INVALID,
                     message=f"the channel refused the credentials: {e}",
                 )
                 return
@@ -220,7 +221,11 @@ class ContactSyncer:
                 attempt += 1
                 if attempt > UNAVAILABLE_RETRIES:
                     await self._finish(
-                        run_id, SyncState.FAILED, kind, reason="CHANNEL_UNAVAILABLE", message=str(e)
+                        run_id,
+                        SyncState.FAILED,
+                        kind,
+                        reason=Reason.CHANNEL_UNAVAILABLE,
+                        message=str(e),
                     )
                     return
                 await asyncio.sleep(min(2**attempt, 30))
@@ -232,7 +237,7 @@ class ContactSyncer:
             except Exception as e:
                 log.exception("contact sync %s failed", run_id)
                 await self._finish(
-                    run_id, SyncState.FAILED, kind, reason="INTERNAL", message=str(e)
+                    run_id, SyncState.FAILED, kind, reason=Reason.INTERNAL, message=str(e)
                 )
                 return
 
@@ -244,7 +249,7 @@ class ContactSyncer:
                 account.id,
                 AccountTier(info.tier),
                 ChannelState.CONNECTED,
-                self._ctx.now_us(),
+                self._ctx.now(),
             )
             self._hub.forget(account.id)
         m, ch, run_id = account.merchant, account.id, run.id
@@ -266,7 +271,7 @@ class ContactSyncer:
 
             def end_listing(conn: Connection) -> int:
                 unfollowed = channel_contacts.mark_unlisted_blocked(
-                    conn, m, ch, run_id, to_us(run.start_time), self._ctx.now_us()
+                    conn, m, ch, run_id, run.start_time, self._ctx.now()
                 )
                 syncs.record_page(conn, run_id, cursor=None, synced=0, created=0, phase=2)
                 syncs.finish_listing(conn, run_id, unfollowed)
@@ -274,7 +279,7 @@ class ContactSyncer:
 
             await self._ctx.db.write(end_listing)
         await self._fetch_profiles(run, account, instance)
-        await self._ctx.db.write(syncs.succeed, run_id, self._ctx.now_us())
+        await self._ctx.db.write(syncs.succeed, run_id, self._ctx.now())
         self._ended(run_id, SyncState.SUCCEEDED, account.type)
 
     def _commit_followers(
@@ -291,9 +296,8 @@ class ContactSyncer:
             raise Superseded
         created = 0
         if followers:
-            now = self._ctx.now_us()
             created = channel_contacts.record_followers(
-                conn, merchant, channel, run_id, followers, now
+                conn, merchant, channel, run_id, followers, self._ctx.now()
             )
         syncs.record_page(conn, run_id, cursor=cursor, synced=len(followers), created=created)
 
@@ -326,12 +330,13 @@ class ContactSyncer:
             ]
             after = missing[-1][0]
 
-            def commit(conn: Connection, imports: list[ContactImport] = imports,
-                       cursor: str = after) -> None:  # fmt: skip
+            def commit(
+                conn: Connection, imports: list[ContactImport] = imports, cursor: str = after
+            ) -> None:
                 if not syncs.renew(conn, run.id, self.owner, self._lease()):
                     raise Superseded
                 if imports:
-                    contact_repo.merge(conn, m, ch, imports, self._ctx.now_us())
+                    contact_repo.merge(conn, m, ch, imports, self._ctx.now())
                 syncs.record_profiles(conn, run.id, cursor, len(imports))
 
             await self._ctx.db.write(commit)

@@ -13,6 +13,7 @@ from broadcaster.domain.errors import NotFound, Violations, collect
 from broadcaster.domain.model import Contact, ContactChange, ContactFilter, ContactImport
 from broadcaster.domain.names import ChannelName, ContactName
 from broadcaster.domain.paging import fingerprint, next_token, page_request
+from broadcaster.domain.reasons import Reason
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import channels as channel_repo
 from broadcaster.store import contacts as repo
@@ -25,12 +26,12 @@ UPDATABLE = frozenset({"opted_out", "customer_id"})
 
 
 def _not_found(name: str) -> NotFound:
-    return NotFound("contact", name, reason="CONTACT_NOT_FOUND")
+    return NotFound("contact", name, reason=Reason.CONTACT_NOT_FOUND)
 
 
 def _require_channel(conn: Connection, channel: ChannelName) -> None:
     if not channel_repo.exists(conn, channel.merchant, channel.channel):
-        raise NotFound("channel", str(channel), reason="CHANNEL_NOT_FOUND")
+        raise NotFound("channel", str(channel), reason=Reason.CHANNEL_NOT_FOUND)
 
 
 def _check_import(v: Violations, i: int, item: ContactImport, now: datetime) -> None:
@@ -90,7 +91,7 @@ class Contacts:
 
         def tx(conn: Connection) -> tuple[list[Contact], int]:
             _require_channel(conn, channel)
-            return repo.merge(conn, channel.merchant, channel.channel, stamped, self._ctx.now_us())
+            return repo.merge(conn, channel.merchant, channel.channel, stamped, self._ctx.now())
 
         return await self._ctx.db.write(tx)
 
@@ -155,7 +156,7 @@ class Contacts:
             clear_customer="customer_id" in fields and not customer_id,
         )
         found = await self._ctx.db.write(
-            repo.change, n.merchant, n.channel, n.contact, edit, self._ctx.now_us()
+            repo.change, n.merchant, n.channel, n.contact, edit, self._ctx.now()
         )
         if found is None:
             raise _not_found(name)

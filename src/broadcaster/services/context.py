@@ -26,4 +26,6 @@ class ServiceContext:
         return self.clock()
 
     def now_us(self) -> int:
+        """Now in the stores' integer microseconds, for the dispatch engine; services pass
+        datetimes and leave the encoding to the store."""
         return to_us(self.clock())

@@ -11,6 +11,7 @@ from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import CustomerGroup
 from broadcaster.domain.names import CustomerGroupName, MerchantName
 from broadcaster.domain.paging import next_token
+from broadcaster.domain.reasons import Reason
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.idempotent import create_once
 from broadcaster.services.listing import open_list
@@ -21,7 +22,7 @@ DEFAULT_PAGE, MAX_PAGE = 50, 1000
 
 
 def _not_found(name: str) -> NotFound:
-    return NotFound("customer group", name, reason="CUSTOMER_GROUP_NOT_FOUND")
+    return NotFound("customer group", name, reason=Reason.CUSTOMER_GROUP_NOT_FOUND)
 
 
 class CustomerGroups:
@@ -50,7 +51,7 @@ class CustomerGroups:
         m = merchant.merchant
 
         def create(conn: Connection) -> tuple[CustomerGroup, str]:
-            group = repo.create(conn, m, new_id(), display_name, description, self._ctx.now_us())
+            group = repo.create(conn, m, new_id(), display_name, description, self._ctx.now())
             return group, str(CustomerGroupName(m, group.id))
 
         return await create_once(
@@ -61,7 +62,7 @@ class CustomerGroups:
             create=create,
             find=lambda conn, name: repo.get(conn, m, CustomerGroupName.parse(name).group),
             gone=_not_found,
-            now_us=self._ctx.now_us,
+            now=self._ctx.now,
         )
 
     async def get(self, caller: Caller, name: str) -> CustomerGroup:
@@ -76,10 +77,10 @@ class CustomerGroups:
     ) -> tuple[list[CustomerGroup], str]:
         v = Violations()
         rules.check_optional_text(v, contains, "display_name_contains", rules.MAX_DISPLAY_NAME)
+        shape = ("groups", contains)
         merchant, page, query = open_list(
-            caller, v, parent, page_size, page_token, ("groups", contains),
-            default=DEFAULT_PAGE, maximum=MAX_PAGE,
-        )  # fmt: skip
+            caller, v, parent, page_size, page_token, shape, default=DEFAULT_PAGE, maximum=MAX_PAGE
+        )
         found = await self._ctx.db.read(repo.list_page, merchant, contains, page)
         return found[: page.size], next_token([g.id for g in found], page, query)
 
@@ -121,7 +122,7 @@ class CustomerGroups:
             if found is None:
                 raise _not_found(group)
             change = repo.add_members if adding else repo.remove_members
-            count = change(conn, found, customer_ids, self._ctx.now_us())
+            count = change(conn, found, customer_ids, self._ctx.now())
             return abs(count - found.member_count), count
 
         return await self._ctx.db.write(tx)

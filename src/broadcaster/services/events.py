@@ -17,6 +17,7 @@ from broadcaster.domain.deliveries import START, Event, EventPosition
 from broadcaster.domain.errors import FieldViolation, InvalidArgument, Violations, collect
 from broadcaster.domain.names import MerchantName
 from broadcaster.domain.paging import next_token
+from broadcaster.domain.reasons import Reason
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.listing import open_list
 from broadcaster.store import events as repo
@@ -40,7 +41,7 @@ def decode_cursor(cursor: str, field: str) -> EventPosition:
     except (ValueError, UnicodeError, binascii.Error):
         pass
     raise InvalidArgument(
-        [FieldViolation(field, "is not a cursor this service issued")], reason="INVALID_CURSOR"
+        [FieldViolation(field, "is not a cursor this service issued")], reason=Reason.INVALID_CURSOR
     )
 
 
@@ -71,10 +72,10 @@ class Events:
     ) -> tuple[list[Event], str]:
         v = Violations()
         start = collect(v, lambda: decode_cursor(after_cursor, "after_cursor"))
+        shape = ("events", after_cursor)
         merchant, page, query = open_list(
-            caller, v, parent, page_size, page_token, ("events", after_cursor),
-            default=DEFAULT_PAGE, maximum=MAX_PAGE,
-        )  # fmt: skip
+            caller, v, parent, page_size, page_token, shape, default=DEFAULT_PAGE, maximum=MAX_PAGE
+        )
         assert start is not None
         after = start if page.after is None else decode_cursor(page.after, "page_token")
         found = await self._ctx.db.read(repo.after, merchant, after, page.size + 1)

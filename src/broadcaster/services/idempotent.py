@@ -9,6 +9,7 @@ first's result.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import Connection
@@ -30,7 +31,7 @@ async def create_once(
     create: Callable[[Connection], tuple[T, str]],
     find: Callable[[Connection, str], T | None],
     gone: Callable[[str], DomainError],
-    now_us: Callable[[], int],
+    now: Callable[[], datetime],
 ) -> T:
     """`create(conn)` makes the resource and returns it with its name; `find(conn, name)` loads
     an earlier result; `gone(name)` is raised when that result has been deleted since."""
@@ -45,7 +46,7 @@ async def create_once(
                 return found
         made, name = create(conn)
         if request_id:
-            idempotency.remember(conn, merchant, method, request_id, name, now_us())
+            idempotency.remember(conn, merchant, method, request_id, name, now())
         return made
 
     try:

@@ -26,12 +26,12 @@ from broadcaster.domain.errors import (
 )
 from broadcaster.domain.names import BroadcastName, ChannelName
 from broadcaster.domain.paging import fingerprint, next_token, page_request
+from broadcaster.domain.reasons import Reason
 from broadcaster.services.broadcasts import Broadcasts, not_found, window_start
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import deliveries as delivery_repo
-from broadcaster.store import dispatch, idempotency, snapshot
-from broadcaster.store.clock import to_us
+from broadcaster.store import idempotency, snapshot
 
 SEND = "SendBroadcast"
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
@@ -44,7 +44,7 @@ def quota_exceeded(recipients: int, remaining: int, channel: str) -> FailedPreco
     )
     return FailedPrecondition(
         text,
-        reason="QUOTA_EXCEEDED",
+        reason=Reason.QUOTA_EXCEEDED,
         quota=[QuotaViolation(channel, text)],
         recipients=str(recipients),
         quota_remaining=str(remaining),
@@ -70,7 +70,7 @@ class Sending:
         if problems:
             raise FailedPrecondition(
                 "The draft's messages no longer meet the channel's rules: edit them first.",
-                reason="BROADCAST_MESSAGES_INVALID",
+                reason=Reason.BROADCAST_MESSAGES_INVALID,
                 violations=[
                     PreconditionViolation("MESSAGES", p.field, p.description) for p in problems
                 ],
@@ -97,8 +97,7 @@ class Sending:
             if earlier is not None:  # this request was sent before (perhaps a moment ago)
                 return draft if earlier == name else await self._broadcasts.get(caller, earlier)
         estimate, batch_size = await self._checked(draft)
-        sent_at = self._ctx.now()
-        now = to_us(sent_at)
+        now = self._ctx.now()
 
         def tx(conn: Connection) -> Broadcast:
             latest = repo.get(conn, n.merchant, n.broadcast, lock=True)
@@ -114,7 +113,7 @@ class Sending:
                 merchant=latest.merchant,
                 channel=latest.channel,
                 broadcast=latest.id,
-                since=window_start(sent_at, latest.audience.window),
+                since=window_start(now, latest.audience.window),
                 group=latest.audience.customer_group,
                 batch_size=batch_size,
                 now=now,
@@ -122,9 +121,8 @@ class Sending:
             )
             remaining = estimate.quota_remaining
             if remaining is not None and fixed.recipients > remaining:
-                raise quota_exceeded(fixed.recipients, remaining, str(ChannelName(
-                    latest.merchant, latest.channel
-                )))  # fmt: skip
+                channel = ChannelName(latest.merchant, latest.channel)
+                raise quota_exceeded(fixed.recipients, remaining, str(channel))
             sending = repo.start_sending(
                 conn,
                 latest,
@@ -150,14 +148,7 @@ class Sending:
             if found is None:
                 raise not_found(name)
             found.require_sending()
-            dispatch.stop(
-                conn,
-                found.id,
-                state=BroadcastState.CANCELLED,
-                reason="",
-                outcome=DeliveryOutcome.NOT_SENT_CANCELLED,
-                now=self._ctx.now_us(),
-            )
+            repo.cancel_sending(conn, found.id, self._ctx.now())
             cancelled = repo.get(conn, n.merchant, n.broadcast)
             assert cancelled is not None
             return cancelled
@@ -165,12 +156,17 @@ class Sending:
         return await self._ctx.db.write(tx)
 
     async def deliveries(
-        self, caller: Caller, parent: str, page_size: int, page_token: str, outcome: int | None
+        self,
+        caller: Caller,
+        parent: str,
+        page_size: int,
+        page_token: str,
+        outcome: DeliveryOutcome | None,
     ) -> tuple[Broadcast, list[Delivery], str]:
         """A page of the broadcast's deliveries in recipient order; `outcome` filters."""
         v = Violations()
         n = collect(v, lambda: BroadcastName.parse(parent, "parent"))
-        key = fingerprint(parent, outcome)
+        key = fingerprint(parent, None if outcome is None else int(outcome))
         page = collect(
             v,
             lambda: page_request(
@@ -180,11 +176,10 @@ class Sending:
         v.raise_if_any()
         assert n is not None and page is not None
         broadcast = await self._broadcasts.get(caller, parent)
-        wanted = None if outcome is None else DeliveryOutcome(outcome)
         found = await self._ctx.db.read_point(
             delivery_repo.page,
             broadcast.id,
-            wanted,
+            outcome,
             None if page.after is None else int(page.after),
             page.size + 1,
         )

@@ -14,6 +14,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection
 
@@ -21,11 +22,11 @@ from broadcaster import logs
 from broadcaster.channels import InteractionEvent, InteractionKind, WebhookRejected
 from broadcaster.domain.errors import NotFound
 from broadcaster.domain.model import ChannelAccount, FollowerState
+from broadcaster.domain.reasons import Reason
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import channel_contacts, webhook_events
 from broadcaster.store.channel_contacts import ContactNews
-from broadcaster.store.clock import to_us
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def summarize(events: Sequence[InteractionEvent]) -> list[ContactNews]:
         by_contact[e.external_id].append(e)
     news = []
     for external_id, items in by_contact.items():
-        interactions = [to_us(e.timestamp) for e in items if e.kind != InteractionKind.UNFOLLOW]
+        interactions = [e.timestamp for e in items if e.kind != InteractionKind.UNFOLLOW]
         changes = [e for e in items if e.kind in _STATE]
         latest = max(changes, key=lambda e: e.timestamp, default=None)
         news.append(
@@ -58,7 +59,7 @@ def summarize(events: Sequence[InteractionEvent]) -> list[ContactNews]:
                 external_id=external_id,
                 last_interaction=max(interactions, default=None),
                 follower_state=_STATE[latest.kind] if latest else FollowerState.UNKNOWN,
-                state_time=to_us(latest.timestamp) if latest else 0,
+                state_time=latest.timestamp if latest else None,
                 messaged=any(e.kind == InteractionKind.MESSAGE for e in items),
             )
         )
@@ -80,7 +81,7 @@ class WebhookIngest:
         Raises NotFound for an unknown channel, WebhookRejected for a bad signature."""
         found = await self._hub.get(channel_id)
         if found is None or found[0].type != channel_type:
-            raise NotFound("channel", channel_id, reason="CHANNEL_NOT_FOUND")
+            raise NotFound("channel", channel_id, reason=Reason.CHANNEL_NOT_FOUND)
         account, instance = found
         with logs.bound(merchant=account.merchant, channel=account.id):
             try:
@@ -113,7 +114,7 @@ class WebhookIngest:
                 batch.append(self._queue.get_nowait())
                 size += len(batch[-1].events)
             try:
-                await self._ctx.db.write(self._record, batch, self._ctx.now_us())
+                await self._ctx.db.write(self._record, batch, self._ctx.now())
             except Exception as e:  # the channel redelivers what we did not acknowledge
                 log.exception("could not record %d webhook events", size)
                 for p in batch:
@@ -125,7 +126,7 @@ class WebhookIngest:
                     p.done.set_result(len(p.events))
 
     @staticmethod
-    def _record(conn: Connection, batch: list[_Pending], now: int) -> None:
+    def _record(conn: Connection, batch: list[_Pending], now: datetime) -> None:
         by_channel: dict[str, tuple[ChannelAccount, list[InteractionEvent]]] = {}
         for p in batch:
             by_channel.setdefault(p.account.id, (p.account, []))[1].extend(p.events)

@@ -15,6 +15,7 @@ joining every member to the contacts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -30,6 +31,7 @@ from sqlalchemy import (
 )
 
 from broadcaster.domain.model import FollowerState
+from broadcaster.store.clock import to_us
 from broadcaster.store.tables import contacts, group_contacts
 
 CAP = 100_000
@@ -57,12 +59,13 @@ def count(
     conn: Connection,
     merchant: str,
     channel: str,
-    since: int | None,
+    since: datetime | None,
     group: str | None,
     cap: int = CAP,
 ) -> Counts:
-    """`since`: earliest last interaction (µs), None for all contacts; `group`: group id.
+    """`since`: earliest last interaction, None for all contacts; `group`: group id.
     `cap` is CAP except in tests, which lower it to take the complement path."""
+    since_us = None if since is None else to_us(since)
     t = contacts if group is None else group_contacts
     scope = (
         and_(t.c.merchant_id == merchant, t.c.channel_id == channel)
@@ -70,15 +73,15 @@ def count(
         else and_(t.c.group_id == group, t.c.channel_id == channel)
     )
     last = t.c.last_interaction_time
-    in_window = [] if since is None else [last >= since]
+    in_window = [] if since_us is None else [last >= since_us]
     everyone = _count(t, scope).scalar_subquery()
     matched: ColumnElement[Any]
-    if since is None:
+    if since_us is None:
         matched = everyone
     else:
         # Subqueries in CASE branches run only when their branch is taken, on both databases.
-        direct = _capped(t, scope, last >= since, cap).scalar_subquery()
-        before = _count(t, scope, last < since).scalar_subquery()
+        direct = _capped(t, scope, last >= since_us, cap).scalar_subquery()
+        before = _count(t, scope, last < since_us).scalar_subquery()
         never = _count(t, scope, last.is_(None)).scalar_subquery()
         matched = case((direct < cap, direct), else_=everyone - before - never)
     opted = _count(t, scope, t.c.opted_out.is_(True), *in_window).scalar_subquery()

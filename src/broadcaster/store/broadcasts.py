@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Select, bindparam, delete, insert, select, update
@@ -12,13 +13,15 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.broadcasts import Broadcast, BroadcastState, Counters, Estimate
+from broadcaster.domain.deliveries import DeliveryOutcome
 from broadcaster.domain.messages import ImageMessage, Message, TextMessage
 from broadcaster.domain.paging import Page
+from broadcaster.store import dispatch
 from broadcaster.store.clock import from_us, maybe_from_us, to_us
 from broadcaster.store.tables import broadcasts as t
 
-# Audience.InteractionWindow's numbers in the API, stored as they are.
-WINDOW_NUMBERS = {
+# How the interaction_window column stores each window (fixed: stored rows keep them).
+_WINDOW_CODES = {
     InteractionWindow.LAST_24_HOURS: 1,
     InteractionWindow.LAST_72_HOURS: 2,
     InteractionWindow.LAST_7_DAYS: 3,
@@ -26,7 +29,7 @@ WINDOW_NUMBERS = {
     InteractionWindow.LAST_365_DAYS: 5,
     InteractionWindow.ALL_CONTACTS: 6,
 }
-WINDOWS = {n: w for w, n in WINDOW_NUMBERS.items()}
+_WINDOWS = {n: w for w, n in _WINDOW_CODES.items()}
 
 
 def encode_messages(messages: tuple[Message, ...]) -> str:
@@ -121,7 +124,7 @@ def _broadcast(row: tuple[Any, ...]) -> Broadcast:
         id=broadcast_id,
         display_name=display_name,
         channel=channel,
-        audience=Audience(WINDOWS[window], group),
+        audience=Audience(_WINDOWS[window], group),
         messages=decode_messages(messages),
         state=BroadcastState(state),
         group_name=group_name,
@@ -146,7 +149,7 @@ def create(conn: Connection, b: Broadcast) -> Broadcast:
             display_name=b.display_name,
             display_name_folded=b.display_name.casefold(),
             state=int(b.state),
-            interaction_window=WINDOW_NUMBERS[b.audience.window],
+            interaction_window=_WINDOW_CODES[b.audience.window],
             customer_group_id=b.audience.customer_group,
             group_name=b.group_name,
             messages=encode_messages(b.messages),
@@ -246,6 +249,19 @@ def list_page(
     return [_broadcast(tuple(r)) for r in _fetch(conn, query, params)]
 
 
+def cancel_sending(conn: Connection, broadcast: str, now: datetime) -> bool:
+    """Cancel a SENDING broadcast: recipients of batches never attempted are NOT_SENT_CANCELLED.
+    False if it was not sending."""
+    return dispatch.stop(
+        conn,
+        broadcast,
+        state=BroadcastState.CANCELLED,
+        reason="",
+        outcome=DeliveryOutcome.NOT_SENT_CANCELLED,
+        now=to_us(now),
+    )
+
+
 def start_sending(
     conn: Connection,
     b: Broadcast,
@@ -254,9 +270,10 @@ def start_sending(
     excluded: int,
     batches: int,
     estimate: Estimate,
-    now: int,
+    now: datetime,
 ) -> Broadcast:
     """The draft becomes SENDING with its recipients fixed (or SENT at once when none)."""
+    now_us = to_us(now)
     state = BroadcastState.SENDING if batches else BroadcastState.SENT
     conn.execute(
         update(t)
@@ -267,9 +284,9 @@ def start_sending(
             excluded=excluded,
             open_batches=batches,
             send_estimate=encode_estimate(estimate),
-            send_time=now,
-            update_time=now,
-            complete_time=None if batches else now,
+            send_time=now_us,
+            update_time=now_us,
+            complete_time=None if batches else now_us,
         )
     )
     found = get(conn, b.merchant, b.id)
@@ -286,7 +303,7 @@ def save_draft(conn: Connection, b: Broadcast) -> Broadcast:
             display_name=b.display_name,
             display_name_folded=b.display_name.casefold(),
             channel_id=b.channel,
-            interaction_window=WINDOW_NUMBERS[b.audience.window],
+            interaction_window=_WINDOW_CODES[b.audience.window],
             customer_group_id=b.audience.customer_group,
             group_name=b.group_name,
             messages=encode_messages(b.messages),

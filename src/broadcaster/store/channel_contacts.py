@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select, text, update
@@ -16,6 +17,7 @@ from sqlalchemy import Connection, select, text, update
 from broadcaster.domain.ids import new_ids
 from broadcaster.domain.model import FollowerState
 from broadcaster.store import bulk
+from broadcaster.store.clock import to_us
 from broadcaster.store.tables import contacts as t
 
 _INSERT = (
@@ -36,10 +38,11 @@ def record_followers(
     channel: str,
     run_id: int,
     followers: Sequence[tuple[str, str, str]],
-    now: int,
+    now: datetime,
 ) -> int:
     """One page of the follower list, (external id, display name, picture) each: create the
     unknown ones, mark all as following and seen by this run. Returns how many were created."""
+    now_us = to_us(now)
     # In external-id order, as every contact upsert (see contacts.merge).
     ordered = sorted(followers, key=lambda f: f[0])
     rows = [[cid, f[0], f[1], f[2]] for cid, f in zip(new_ids(len(ordered)), ordered, strict=True)]
@@ -61,16 +64,18 @@ def record_followers(
             " update_time = excluded.update_time"
             " RETURNING create_time"
         ),
-        {"m": merchant, "ch": channel, "now": now, "run": run_id, "rows": bulk.json_param(rows)},
+        {"m": merchant, "ch": channel, "now": now_us, "run": run_id, "rows": bulk.json_param(rows)},
     )
-    return _created(done, now)
+    return _created(done, now_us)
 
 
 def mark_unlisted_blocked(
-    conn: Connection, merchant: str, channel: str, run_id: int, sync_start: int, now: int
+    conn: Connection, merchant: str, channel: str, run_id: int, sync_start: datetime, now: datetime
 ) -> int:
     """After a complete follower list: followers it did not list, whose state has not changed
     since the sync started, have unfollowed (or blocked) while we missed the webhook."""
+    now_us = to_us(now)
+    start_us = to_us(sync_start)
     done = conn.execute(
         update(t)
         .where(
@@ -78,9 +83,9 @@ def mark_unlisted_blocked(
             t.c.channel_id == channel,
             t.c.follower_state == int(FollowerState.FOLLOWING),
             (t.c.seen_sync.is_(None)) | (t.c.seen_sync != run_id),
-            t.c.state_time < sync_start,
+            t.c.state_time < start_us,
         )
-        .values(follower_state=int(FollowerState.BLOCKED), state_time=now, update_time=now)
+        .values(follower_state=int(FollowerState.BLOCKED), state_time=now_us, update_time=now_us)
     )
     return int(done.rowcount)
 
@@ -105,20 +110,28 @@ class ContactNews:
     """What a batch of events says about one contact."""
 
     external_id: str
-    last_interaction: int | None  # newest interaction time, µs
+    last_interaction: datetime | None  # newest interaction time
     follower_state: FollowerState  # UNKNOWN when the events say nothing about it
-    state_time: int  # time of the event that set follower_state
+    state_time: datetime | None  # time of the event that set follower_state; None with UNKNOWN
     messaged: bool  # sent a message: the inbox has a conversation
 
 
 def record_news(
-    conn: Connection, merchant: str, channel: str, news: Sequence[ContactNews], now: int
+    conn: Connection, merchant: str, channel: str, news: Sequence[ContactNews], now: datetime
 ) -> int:
     """Apply webhook news in one statement; returns how many contacts were new."""
+    now_us = to_us(now)
     # In external-id order, as every contact upsert (see contacts.merge).
     ordered = sorted(news, key=lambda n: n.external_id)
     rows: list[list[Any]] = [
-        [cid, n.external_id, int(n.follower_state), n.state_time, n.last_interaction, n.messaged]
+        [
+            cid,
+            n.external_id,
+            int(n.follower_state),
+            0 if n.state_time is None else to_us(n.state_time),
+            None if n.last_interaction is None else to_us(n.last_interaction),
+            n.messaged,
+        ]
         for cid, n in zip(new_ids(len(ordered)), ordered, strict=True)
     ]
     c = [bulk.json_text(conn, i) for i in range(6)]
@@ -143,6 +156,6 @@ def record_news(
             " update_time = excluded.update_time"
             " RETURNING create_time"
         ),
-        {"m": merchant, "ch": channel, "now": now, "rows": bulk.json_param(rows)},
+        {"m": merchant, "ch": channel, "now": now_us, "rows": bulk.json_param(rows)},
     )
-    return _created(done, now)
+    return _created(done, now_us)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Connection, Row, insert, select, update
 
 from broadcaster.domain.model import AccountTier, ChannelAccount, ChannelState
 from broadcaster.domain.paging import Page
+from broadcaster.domain.reasons import Reason
 from broadcaster.store import syncs
-from broadcaster.store.clock import from_us
+from broadcaster.store.clock import from_us, to_us
 from broadcaster.store.tables import channels as t
 from broadcaster.store.tables import contacts, webhook_events
 
@@ -39,8 +42,9 @@ def create(
     channel_type: str,
     account: tuple[AccountTier, str, str, str, str],
     sealed: str,
-    now: int,
+    now: datetime,
 ) -> ChannelAccount:
+    now_us = to_us(now)
     tier, account_id, display_name, handle, picture_uri = account
     conn.execute(
         insert(t).values(
@@ -54,8 +58,8 @@ def create(
             handle=handle,
             picture_uri=picture_uri,
             sealed_credentials=sealed,
-            create_time=now,
-            update_time=now,
+            create_time=now_us,
+            update_time=now_us,
         )
     )
     found = get(conn, merchant, channel_id)
@@ -101,20 +105,22 @@ def list_page(conn: Connection, merchant: str, page: Page) -> list[ChannelAccoun
 
 
 def set_tier_and_state(
-    conn: Connection, channel_id: str, tier: AccountTier | None, state: ChannelState, now: int
+    conn: Connection, channel_id: str, tier: AccountTier | None, state: ChannelState, now: datetime
 ) -> None:
-    values: dict[str, int] = {"state": int(state), "update_time": now}
+    now_us = to_us(now)
+    values: dict[str, int] = {"state": int(state), "update_time": now_us}
     if tier is not None:
         values["tier"] = int(tier)
     conn.execute(update(t).where(t.c.id == channel_id, _LIVE).values(**values))
 
 
-def disconnect(conn: Connection, merchant: str, channel_id: str, now: int) -> bool:
+def disconnect(conn: Connection, merchant: str, channel_id: str, now: datetime) -> bool:
     """Destroy the credentials and forget the channel's contacts and webhook ids."""
+    now_us = to_us(now)
     done = conn.execute(
         update(t)
         .where(t.c.merchant_id == merchant, t.c.id == channel_id, _LIVE)
-        .values(sealed_credentials=None, delete_time=now, update_time=now)
+        .values(sealed_credentials=None, delete_time=now_us, update_time=now_us)
     )
     if done.rowcount == 0:
         return False
@@ -125,7 +131,7 @@ def disconnect(conn: Connection, merchant: str, channel_id: str, now: int) -> bo
     )
     conn.execute(webhook_events.delete().where(webhook_events.c.channel_id == channel_id))
     syncs.stop_running(
-        conn, channel_id, "CHANNEL_DISCONNECTED", "the channel was disconnected", now
+        conn, channel_id, Reason.CHANNEL_DISCONNECTED, "the channel was disconnected", now
     )
     return True
 

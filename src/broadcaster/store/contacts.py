@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, exists, select, text, update
@@ -73,10 +74,11 @@ def _contact(row: Row[tuple[object, ...]]) -> Contact:
 
 
 def merge(
-    conn: Connection, merchant: str, channel: str, items: list[ContactImport], now: int
+    conn: Connection, merchant: str, channel: str, items: list[ContactImport], now: datetime
 ) -> tuple[list[Contact], int]:
     """Create or merge the contacts in one statement; returns them in input order and the number
     created. External ids must be distinct within `items`."""
+    now_us = to_us(now)
     rows: list[list[Any]] = [
         [
             new_id,
@@ -108,10 +110,10 @@ def merge(
             " EXISTS (SELECT 1 FROM conversations v WHERE v.contact_id = contacts.id)"
             " AS conversed"
         ),
-        {"merchant": merchant, "channel": channel, "now": now, "rows": bulk.json_param(rows)},
+        {"merchant": merchant, "channel": channel, "now": now_us, "rows": bulk.json_param(rows)},
     ).all()
     by_id = {c.external_id: c for c in (_contact(r) for r in stored)}
-    created = sum(1 for row in stored if row._mapping["create_time"] == now)
+    created = sum(1 for row in stored if row._mapping["create_time"] == now_us)
     return [by_id[i.external_id] for i in items], created
 
 
@@ -140,9 +142,15 @@ def list_page(
 
 
 def change(
-    conn: Connection, merchant: str, channel: str, contact_id: str, edit: ContactChange, now: int
+    conn: Connection,
+    merchant: str,
+    channel: str,
+    contact_id: str,
+    edit: ContactChange,
+    now: datetime,
 ) -> Contact | None:
-    values: dict[str, Any] = {"update_time": now}
+    now_us = to_us(now)
+    values: dict[str, Any] = {"update_time": now_us}
     if edit.opted_out is not None:
         values["opted_out"] = edit.opted_out
     if edit.clear_customer:

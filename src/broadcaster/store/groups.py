@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Connection, Row, delete, func, insert, select, text, update
 
 from broadcaster.domain.model import CustomerGroup
 from broadcaster.domain.paging import Page
 from broadcaster.store import bulk
-from broadcaster.store.clock import from_us
+from broadcaster.store.clock import from_us, to_us
 from broadcaster.store.tables import customer_group_members as members
 from broadcaster.store.tables import customer_groups as groups
 from broadcaster.store.tables import group_contacts
@@ -27,8 +29,14 @@ def _group(row: Row[tuple[object, ...]]) -> CustomerGroup:
 
 
 def create(
-    conn: Connection, merchant: str, group_id: str, display_name: str, description: str, now: int
+    conn: Connection,
+    merchant: str,
+    group_id: str,
+    display_name: str,
+    description: str,
+    now: datetime,
 ) -> CustomerGroup:
+    now_us = to_us(now)
     conn.execute(
         insert(groups).values(
             id=group_id,
@@ -37,8 +45,8 @@ def create(
             display_name_folded=display_name.casefold(),
             description=description,
             member_count=0,
-            create_time=now,
-            update_time=now,
+            create_time=now_us,
+            update_time=now_us,
         )
     )
     found = get(conn, merchant, group_id)
@@ -90,8 +98,11 @@ def _recount(conn: Connection, group_id: str, now: int) -> int:
     return int(count)
 
 
-def add_members(conn: Connection, group: CustomerGroup, customer_ids: list[str], now: int) -> int:
+def add_members(
+    conn: Connection, group: CustomerGroup, customer_ids: list[str], now: datetime
+) -> int:
     """Insert the ids that are not members yet, in one statement; returns the new member count."""
+    now_us = to_us(now)
     into, ignore = bulk.insert_ignore(conn)
     conn.execute(
         text(
@@ -116,13 +127,14 @@ def add_members(conn: Connection, group: CustomerGroup, customer_ids: list[str],
             "ids": bulk.strings_param(conn, customer_ids),
         },
     )
-    return _recount(conn, group.id, now)
+    return _recount(conn, group.id, now_us)
 
 
 def remove_members(
-    conn: Connection, group: CustomerGroup, customer_ids: list[str], now: int
+    conn: Connection, group: CustomerGroup, customer_ids: list[str], now: datetime
 ) -> int:
     """Delete the given ids from the group, in one statement; returns the new member count."""
+    now_us = to_us(now)
     conn.execute(
         text(
             "DELETE FROM customer_group_members WHERE group_id = :group_id AND "
@@ -143,4 +155,4 @@ def remove_members(
             "ids": bulk.strings_param(conn, customer_ids),
         },
     )
-    return _recount(conn, group.id, now)
+    return _recount(conn, group.id, now_us)

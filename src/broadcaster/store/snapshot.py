@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, text
 
@@ -19,6 +20,7 @@ from broadcaster.domain.deliveries import UNREACHED
 from broadcaster.domain.model import FollowerState
 from broadcaster.store import bulk
 from broadcaster.store.audience import Counts
+from broadcaster.store.clock import to_us
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,19 +79,21 @@ def take(
     merchant: str,
     channel: str,
     broadcast: str,
-    since: int | None,
+    since: datetime | None,
     group: str | None,
     batch_size: int,
-    now: int,
+    now: datetime,
     resend_of: str | None = None,
 ) -> Snapshot:
     """Write the deliveries and batches of `broadcast`; returns what was fixed. A resend
     (`resend_of`) goes to the source's unreached recipients instead of the audience."""
-    source = _source(since, group, resend_of)
+    now_us = to_us(now)
+    since_us = None if since is None else to_us(since)
+    source = _source(since_us, group, resend_of)
     params = {
         "m": merchant,
         "ch": channel,
-        "since": since,
+        "since": since_us,
         "group": group,
         "b": broadcast,
         "source": resend_of,
@@ -120,6 +124,6 @@ def take(
                 f" CAST({c[3]} AS INTEGER), 0, 0, :now, NULL, '', 0"
                 f" FROM {bulk.json_table(conn, 'rows')}"
             ),
-            {"b": broadcast, "ch": channel, "now": now, "rows": json.dumps(rows)},
+            {"b": broadcast, "ch": channel, "now": now_us, "rows": json.dumps(rows)},
         )
     return Snapshot(int(recipients), counted.opted_out, counted.unreachable, count)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Connection, Row, insert, or_, select, update
 
 from broadcaster.domain.model import ContactSyncRun, SyncState
-from broadcaster.store.clock import from_us, maybe_from_us
+from broadcaster.store.clock import from_us, maybe_from_us, to_us
 from broadcaster.store.tables import contact_syncs as t
 
 
@@ -42,10 +44,12 @@ def get(conn: Connection, run_id: int) -> ContactSyncRun | None:
 
 
 def start(
-    conn: Connection, channel_id: str, owner: str, lease_until: int, now: int
+    conn: Connection, channel_id: str, owner: str, lease_until: datetime, now: datetime
 ) -> ContactSyncRun:
     """A new running sync, leased to `owner`. The partial unique index allows one running sync
     per channel; a second start raises IntegrityError, and the caller reports the running one."""
+    now_us = to_us(now)
+    lease_us = to_us(lease_until)
     run_id = conn.execute(
         insert(t)
         .values(
@@ -59,8 +63,8 @@ def start(
             error_reason="",
             message="",
             lease_owner=owner,
-            lease_expiry=lease_until,
-            start_time=now,
+            lease_expiry=lease_us,
+            start_time=now_us,
         )
         .returning(t.c.id)
     ).scalar_one()
@@ -69,25 +73,28 @@ def start(
     return found
 
 
-def claim_orphans(conn: Connection, owner: str, lease_until: int, now: int) -> list[int]:
+def claim_orphans(conn: Connection, owner: str, lease_until: datetime, now: datetime) -> list[int]:
     """Take over running syncs whose lease expired (their process died); returns their ids."""
-    query = select(t.c.id).where(t.c.state == int(SyncState.RUNNING), t.c.lease_expiry < now)
+    now_us = to_us(now)
+    lease_us = to_us(lease_until)
+    query = select(t.c.id).where(t.c.state == int(SyncState.RUNNING), t.c.lease_expiry < now_us)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     ids = [int(i) for i in conn.execute(query).scalars()]
     if ids:
         conn.execute(
-            update(t).where(t.c.id.in_(ids)).values(lease_owner=owner, lease_expiry=lease_until)
+            update(t).where(t.c.id.in_(ids)).values(lease_owner=owner, lease_expiry=lease_us)
         )
     return ids
 
 
-def renew(conn: Connection, run_id: int, owner: str, lease_until: int) -> bool:
+def renew(conn: Connection, run_id: int, owner: str, lease_until: datetime) -> bool:
     """Extend the lease; False if another process took the run over (or it ended)."""
+    lease_us = to_us(lease_until)
     done = conn.execute(
         update(t)
         .where(t.c.id == run_id, t.c.lease_owner == owner, t.c.state == int(SyncState.RUNNING))
-        .values(lease_expiry=lease_until)
+        .values(lease_expiry=lease_us)
     )
     return done.rowcount == 1
 
@@ -125,7 +132,7 @@ def finish_listing(conn: Connection, run_id: int, unfollowed: int) -> None:
     conn.execute(update(t).where(t.c.id == run_id).values(contacts_unfollowed=unfollowed))
 
 
-def succeed(conn: Connection, run_id: int, now: int) -> None:
+def succeed(conn: Connection, run_id: int, now: datetime) -> None:
     finish(conn, run_id, SyncState.SUCCEEDED, now)
 
 
@@ -133,17 +140,18 @@ def finish(
     conn: Connection,
     run_id: int,
     state: SyncState,
-    now: int,
+    now: datetime,
     *,
     reason: str = "",
     message: str = "",
 ) -> None:
+    now_us = to_us(now)
     conn.execute(
         update(t)
         .where(t.c.id == run_id, t.c.state == int(SyncState.RUNNING))
         .values(
             state=int(state),
-            end_time=now,
+            end_time=now_us,
             error_reason=reason,
             message=message[:1024],
             lease_owner="",
@@ -151,9 +159,12 @@ def finish(
     )
 
 
-def stop_running(conn: Connection, channel_id: str, reason: str, message: str, now: int) -> None:
+def stop_running(
+    conn: Connection, channel_id: str, reason: str, message: str, now: datetime
+) -> None:
+    now_us = to_us(now)
     conn.execute(
         update(t)
         .where(t.c.channel_id == channel_id, or_(t.c.state == int(SyncState.RUNNING)))
-        .values(state=int(SyncState.FAILED), end_time=now, error_reason=reason, message=message)
+        .values(state=int(SyncState.FAILED), end_time=now_us, error_reason=reason, message=message)
     )

@@ -20,6 +20,7 @@ from broadcaster.channels import (
     Eligibility,
     InteractionWindow,
     Quota,
+    Reason,
 )
 from broadcaster_line.client import LineClient, LineReply
 from broadcaster_line.retry import DEFAULT_RETRY, RetryPolicy, call_with_retries
@@ -77,7 +78,7 @@ async def _tier(client: LineClient, bot_info: Any, retry: RetryPolicy) -> Accoun
 
 def check_eligibility(audience: Audience, account: AccountInfo) -> Eligibility:
     if audience.window is InteractionWindow.ALL_CONTACTS and account.tier == AccountTier.STANDARD:
-        return Eligibility(False, "AUDIENCE_NOT_ELIGIBLE", ALL_CONTACTS_NOT_ELIGIBLE)
+        return Eligibility(False, Reason.AUDIENCE_NOT_ELIGIBLE, ALL_CONTACTS_NOT_ELIGIBLE)
     return Eligibility(True)
 
 

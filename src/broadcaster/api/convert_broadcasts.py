@@ -1,0 +1,75 @@
+"""Between the BroadcastService's and EventService's enums and domain values.
+
+Each map is explicit, so a domain value need not equal its protobuf number. A number the
+service does not know maps to nothing: the caller reports it as a field violation.
+"""
+
+from __future__ import annotations
+
+from broadcaster.domain.audience import InteractionWindow
+from broadcaster.domain.broadcasts import BroadcastState
+from broadcaster.domain.deliveries import DeliveryOutcome, EventKind
+from broadcaster.domain.errors import FieldViolation, InvalidArgument
+from broadcaster.v1 import broadcast_service_pb2 as pb
+from broadcaster.v1 import event_service_pb2 as event_pb
+
+WINDOWS_OUT: dict[InteractionWindow, pb.Audience.InteractionWindow.ValueType] = {
+    InteractionWindow.LAST_24_HOURS: pb.Audience.LAST_24_HOURS,
+    InteractionWindow.LAST_72_HOURS: pb.Audience.LAST_72_HOURS,
+    InteractionWindow.LAST_7_DAYS: pb.Audience.LAST_7_DAYS,
+    InteractionWindow.LAST_30_DAYS: pb.Audience.LAST_30_DAYS,
+    InteractionWindow.LAST_365_DAYS: pb.Audience.LAST_365_DAYS,
+    InteractionWindow.ALL_CONTACTS: pb.Audience.ALL_CONTACTS,
+}
+_WINDOWS_IN = {int(n): w for w, n in WINDOWS_OUT.items()}
+
+STATES_OUT: dict[BroadcastState, pb.Broadcast.State.ValueType] = {
+    BroadcastState.DRAFT: pb.Broadcast.DRAFT,
+    BroadcastState.SENDING: pb.Broadcast.SENDING,
+    BroadcastState.SENT: pb.Broadcast.SENT,
+    BroadcastState.FAILED: pb.Broadcast.FAILED,
+    BroadcastState.CANCELLED: pb.Broadcast.CANCELLED,
+}
+_STATES_IN = {int(n): s for s, n in STATES_OUT.items()}
+
+OUTCOMES_OUT: dict[DeliveryOutcome, pb.Delivery.Outcome.ValueType] = {
+    DeliveryOutcome.PENDING: pb.Delivery.PENDING,
+    DeliveryOutcome.SENT: pb.Delivery.SENT,
+    DeliveryOutcome.FAILED: pb.Delivery.FAILED,
+    DeliveryOutcome.NOT_SENT_CANCELLED: pb.Delivery.NOT_SENT_CANCELLED,
+    DeliveryOutcome.NOT_SENT_QUOTA: pb.Delivery.NOT_SENT_QUOTA,
+    DeliveryOutcome.UNKNOWN: pb.Delivery.OUTCOME_UNKNOWN,
+    DeliveryOutcome.NOT_SENT_STOPPED: pb.Delivery.NOT_SENT_STOPPED,
+}
+_OUTCOMES_IN = {int(n): o for o, n in OUTCOMES_OUT.items()}
+
+EVENT_KINDS_OUT: dict[EventKind, event_pb.Event.Kind.ValueType] = {
+    EventKind.BROADCAST_MESSAGE: event_pb.Event.BROADCAST_MESSAGE,
+    EventKind.CONVERSATION_CREATED: event_pb.Event.CONVERSATION_CREATED,
+}
+
+
+def window_in(number: int) -> InteractionWindow | None:
+    """The window a request names; None when unset (0) or unknown, which the service refuses
+    with the list of windows it accepts."""
+    return _WINDOWS_IN.get(number)
+
+
+def state_in(number: int, field: str) -> BroadcastState | None:
+    """The state a filter names; None when unset (0)."""
+    if not number:
+        return None
+    found = _STATES_IN.get(number)
+    if found is None:
+        raise InvalidArgument([FieldViolation(field, f"unknown state {number}")])
+    return found
+
+
+def outcome_in(number: int, field: str) -> DeliveryOutcome | None:
+    """The outcome a filter names; None when unset (0)."""
+    if not number:
+        return None
+    found = _OUTCOMES_IN.get(number)
+    if found is None:
+        raise InvalidArgument([FieldViolation(field, f"unknown outcome {number}")])
+    return found
