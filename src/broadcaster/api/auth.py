@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from broadcaster.domain.auth import Caller, TokenTable
 from broadcaster.domain.errors import Unauthenticated
+from broadcaster.domain.reasons import Reason
 
 
 def authenticate(tokens: TokenTable, authorization: str | None) -> Caller:
@@ -15,14 +16,14 @@ def authenticate(tokens: TokenTable, authorization: str | None) -> Caller:
     not in the `Bearer <token>` form, or a token not in the table."""
     if not authorization:
         raise Unauthenticated(
-            "Missing 'authorization: Bearer <token>' metadata.", reason="TOKEN_MISSING"
+            "Missing 'authorization: Bearer <token>' metadata.", reason=Reason.TOKEN_MISSING
         )
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated(
-            "The authorization metadata must be 'Bearer <token>'.", reason="TOKEN_MALFORMED"
+            "The authorization metadata must be 'Bearer <token>'.", reason=Reason.TOKEN_MALFORMED
         )
     caller = tokens.find(token.strip())
     if caller is None:
-        raise Unauthenticated("The token is not known to this server.", reason="TOKEN_UNKNOWN")
+        raise Unauthenticated("The token is not known to this server.", reason=Reason.TOKEN_UNKNOWN)
     return caller
