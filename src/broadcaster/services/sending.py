@@ -24,6 +24,7 @@ from broadcaster.domain.errors import (
     Violations,
     collect,
 )
+from broadcaster.domain.lifecycle import Transition
 from broadcaster.domain.names import BroadcastName, ChannelName
 from broadcaster.domain.paging import fingerprint, next_token, page_request
 from broadcaster.services.broadcasts import Broadcasts, not_found, window_start
@@ -153,7 +154,7 @@ class Sending:
             dispatch.stop(
                 conn,
                 found.id,
-                state=BroadcastState.CANCELLED,
+                Transition.CANCEL,
                 reason="",
                 outcome=DeliveryOutcome.NOT_SENT_CANCELLED,
                 now=self._ctx.now_us(),

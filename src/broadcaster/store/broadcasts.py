@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, Select, bindparam, delete, insert, select, update
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from broadcaster.domain import lifecycle
 from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.broadcasts import Broadcast, BroadcastState, Counters, Estimate
+from broadcaster.domain.lifecycle import Transition
 from broadcaster.domain.messages import ImageMessage, Message, TextMessage
 from broadcaster.domain.paging import Page
 from broadcaster.store.clock import from_us, maybe_from_us, to_us
@@ -257,12 +259,12 @@ def start_sending(
     now: int,
 ) -> Broadcast:
     """The draft becomes SENDING with its recipients fixed (or SENT at once when none)."""
-    state = BroadcastState.SENDING if batches else BroadcastState.SENT
+    rule = lifecycle.TABLE[Transition.SEND if batches else Transition.SEND_EMPTY]
     conn.execute(
         update(t)
-        .where(t.c.id == b.id, t.c.state == int(BroadcastState.DRAFT))
+        .where(t.c.id == b.id, t.c.state.in_([int(s) for s in rule.sources]))
         .values(
-            state=int(state),
+            state=int(rule.target),
             total=total,
             excluded=excluded,
             open_batches=batches,

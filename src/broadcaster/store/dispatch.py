@@ -7,6 +7,9 @@ unknown); one still PENDING in a done batch was sent with it (see tables.Deliver
 Recording is idempotent: a batch moves from open to done once, and whoever moves it updates
 the counters; a second recorder (a process that lost its lease while a request was in
 flight) finds it done and changes nothing.
+
+A broadcast's state changes only as domain.lifecycle allows: each UPDATE of it takes its
+state guard and its new state from that table.
 """
 
 from __future__ import annotations
@@ -18,14 +21,23 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, text
 
-from broadcaster.domain.broadcasts import BroadcastState
+from broadcaster.domain import lifecycle
 from broadcaster.domain.deliveries import DeliveryOutcome
+from broadcaster.domain.lifecycle import BroadcastState, Transition
 from broadcaster.store import bulk, events
 
 OPEN, DONE = 0, 1  # batch states
 _PENDING = int(DeliveryOutcome.PENDING)
 _RESOLVED = [int(o) for o in DeliveryOutcome if o is not DeliveryOutcome.PENDING]
 _SENDING = int(BroadcastState.SENDING)
+
+
+def _states(states: frozenset[BroadcastState]) -> str:
+    """The states as a SQL list, for `state IN (…)`."""
+    return ", ".join(str(int(s)) for s in sorted(states))
+
+
+_COMPLETE = lifecycle.TABLE[Transition.COMPLETE]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +188,10 @@ def _count(
     )
     conn.execute(
         text(
-            "UPDATE broadcasts SET state = :sent_state, complete_time = :now"
-            " WHERE id = :b AND state = :sending AND open_batches = 0"
+            f"UPDATE broadcasts SET state = {int(_COMPLETE.target)}, complete_time = :now"
+            f" WHERE id = :b AND state IN ({_states(_COMPLETE.sources)}) AND open_batches = 0"
         ),
-        {"sent_state": int(BroadcastState.SENT), "sending": _SENDING, "now": now, "b": broadcast},
+        {"now": now, "b": broadcast},
     )
 
 
@@ -306,7 +318,7 @@ def record_stop(
     stop(
         conn,
         c.broadcast,
-        state=BroadcastState.FAILED,
+        Transition.FAIL,
         reason=reason,
         outcome=DeliveryOutcome.NOT_SENT_QUOTA if quota else DeliveryOutcome.NOT_SENT_STOPPED,
         now=now,
@@ -321,7 +333,7 @@ def abandon_channel(conn: Connection, channel: str, reason: str, now: int) -> li
         stop(
             conn,
             broadcast,
-            state=BroadcastState.FAILED,
+            Transition.FAIL,
             reason=reason,
             outcome=DeliveryOutcome.NOT_SENT_STOPPED,
             now=now,
@@ -343,21 +355,22 @@ def abandon_channel(conn: Connection, channel: str, reason: str, now: int) -> li
 def stop(
     conn: Connection,
     broadcast: str,
+    transition: Transition,
     *,
-    state: BroadcastState,
     reason: str,
     outcome: DeliveryOutcome,
     now: int,
 ) -> bool:
-    """End a SENDING broadcast as `state` (CANCELLED or FAILED with `reason`). Its batches never
+    """End a sending broadcast by `transition` (CANCEL, or FAIL with `reason`). Its batches never
     attempted are closed and their recipients get `outcome`; attempted ones stay open until
-    resolved with their key, and keep counting. False if it was not sending."""
+    resolved with their key, and keep counting. False if its state does not allow it."""
+    rule = lifecycle.TABLE[transition]
     changed = conn.execute(
         text(
             "UPDATE broadcasts SET state = :state, failure_reason = :reason, complete_time = :now,"
-            " update_time = :now WHERE id = :b AND state = :sending"
+            f" update_time = :now WHERE id = :b AND state IN ({_states(rule.sources)})"
         ),
-        {"state": int(state), "reason": reason, "now": now, "b": broadcast, "sending": _SENDING},
+        {"state": int(rule.target), "reason": reason, "now": now, "b": broadcast},
     ).rowcount
     if not changed:
         return False
