@@ -1,1 +1,2 @@
-"""The sending engine (DESIGN §5): rate limiting, retry policy, batches under leases."""
+"""The sending engine: rate limiting, retry policy, batches under leases (the invariants of
+dispatch in docs/architecture.md)."""

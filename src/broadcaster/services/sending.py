@@ -157,7 +157,7 @@ class Sending:
                 Transition.CANCEL,
                 reason="",
                 outcome=DeliveryOutcome.NOT_SENT_CANCELLED,
-                now=self._ctx.now_us(),
+                now=self._ctx.now(),
             )
             cancelled = repo.get(conn, n.merchant, n.broadcast)
             assert cancelled is not None
