@@ -54,6 +54,8 @@ CHANNEL_REJECTED = "CHANNEL_REJECTED"
 CHANNEL_NOT_CONNECTED = "CHANNEL_NOT_CONNECTED"
 QUOTA_EXHAUSTED = "QUOTA_EXHAUSTED"
 
+_ACCEPTED = frozenset({SendStatus.ACCEPTED, SendStatus.ALREADY_ACCEPTED})
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -313,6 +315,8 @@ class ChannelDispatch:
             sending = SendBatch(recipients, batch.messages, batch.idempotency_key)
             outcome = await self._send(instance, sending)
             took = time.monotonic() - started
+            if outcome.status not in _ACCEPTED:  # an accepted batch counts once it is recorded
+                self._ctx.metrics.record_batch(self._kind, outcome, took)
             match outcome.status:
                 case SendStatus.ACCEPTED | SendStatus.ALREADY_ACCEPTED:
                     bucket.succeeded()
@@ -320,7 +324,6 @@ class ChannelDispatch:
                     return
                 case SendStatus.INVALID_RECIPIENTS:
                     bucket.succeeded()
-                    self._ctx.metrics.record_batch(self._kind, outcome, took)
                     named = set(outcome.invalid_recipients) & set(recipients)
                     if not named:  # nothing to isolate: the channel refuses the batch itself
                         await self._stop(batch, outcome, CHANNEL_REJECTED)
@@ -328,18 +331,15 @@ class ChannelDispatch:
                     await self._invalid(batch, named)
                     recipients = [r for r in recipients if r not in named]
                 case SendStatus.RETRY_LATER:
-                    self._ctx.metrics.record_batch(self._kind, outcome, took)
                     if outcome.rate_limited:
                         bucket.slow_down()
                     if not await self._wait_to_retry(batch, outcome, attempts, age, window):
                         return
                     attempts += 1
                 case SendStatus.QUOTA_EXHAUSTED:
-                    self._ctx.metrics.record_batch(self._kind, outcome, took)
                     await self._stop(batch, outcome, QUOTA_EXHAUSTED)
                     return
                 case _:  # FATAL: bad credentials, a refused message
-                    self._ctx.metrics.record_batch(self._kind, outcome, took)
                     await self._stop(batch, outcome, CHANNEL_REJECTED)
                     return
 
