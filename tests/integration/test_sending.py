@@ -9,6 +9,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Connection, text
@@ -28,7 +29,7 @@ from broadcaster.services.context import ServiceContext
 from broadcaster.services.sending import Sending
 from broadcaster.store import contacts, dispatch, events
 from broadcaster.store import deliveries as delivery_repo
-from broadcaster.store.clock import from_us
+from broadcaster.store.clock import from_us, to_us
 from tests.fakechannel import LEDGERS, Ledger
 
 FAST = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=8)
@@ -79,10 +80,10 @@ def _open_batches(conn: Connection, broadcast: str) -> int:
     )
 
 
-def _age_batch(conn: Connection, broadcast: str, batch: int, when: int) -> None:
+def _age_batch(conn: Connection, broadcast: str, batch: int, when: datetime) -> None:
     conn.execute(
         text("UPDATE batches SET first_attempt_time = :t WHERE broadcast_id = :b AND batch = :n"),
-        {"t": when, "b": broadcast, "n": batch},
+        {"t": to_us(when), "b": broadcast, "n": batch},
     )
 
 
@@ -259,14 +260,18 @@ async def test_a_dead_dispatchers_batches_are_taken_over_with_their_keys(
         name = await shop.draft()
         sent = await shop.sending.send(LOCAL, name, "")
         # A process claimed two batches, sent the first (the channel accepted it), and died.
-        now = ctx.now_us()
+        now = ctx.now()
         assert await ctx.db.write(
-            dispatch.acquire_channel, shop.channel_id, "dead", now + 300_000, now
+            dispatch.acquire_channel, shop.channel_id, "dead", now + timedelta(seconds=0.3), now
         )
         claimed = await ctx.db.write(
-            dispatch.claim, channel=shop.channel_id, owner="dead", lease_until=now + 600_000_000,
-            now=now, limit=2,
-        )  # fmt: skip
+            dispatch.claim,
+            channel=shop.channel_id,
+            owner="dead",
+            lease_until=now + timedelta(seconds=600),
+            now=now,
+            limit=2,
+        )
         first = claimed[0]
         shop.ledger.accepted_keys[first.idempotency_key] = "earlier"
         shop.ledger.received.update(e for _, e in first.recipients)
@@ -283,13 +288,17 @@ async def test_a_batch_past_its_key_window_is_never_retried_blindly(
     async for shop in _shop(ctx, hub, merchant, 230, start=False):
         name = await shop.draft()
         sent = await shop.sending.send(LOCAL, name, "")
-        now = ctx.now_us()
+        now = ctx.now()
         claimed = await ctx.db.write(
-            dispatch.claim, channel=shop.channel_id, owner="dead", lease_until=now + 1,
-            now=now, limit=1,
-        )  # fmt: skip
+            dispatch.claim,
+            channel=shop.channel_id,
+            owner="dead",
+            lease_until=now + timedelta(microseconds=1),
+            now=now,
+            limit=1,
+        )
         # Its first attempt was two hours ago; the fake channel keeps keys for one.
-        await ctx.db.write(_age_batch, sent.id, claimed[0].batch, now - 7200 * 1_000_000)
+        await ctx.db.write(_age_batch, sent.id, claimed[0].batch, now - timedelta(hours=2))
         shop.dispatcher.start()
         done = await shop.finished(name)
         assert (done.state, done.counters.sent, done.counters.failed) == (
@@ -346,11 +355,15 @@ async def test_deliveries_read_as_their_batch(
     async for shop in _shop(ctx, hub, merchant, 120, start=False):  # batches of 50, 50, 20
         name = await shop.draft()
         await shop.sending.send(LOCAL, name, "")
-        now = ctx.now_us()
+        now = ctx.now()
         first, _ = await ctx.db.write(
-            dispatch.claim, channel=shop.channel_id, owner="test", lease_until=now + 10**9,
-            now=now, limit=2,
-        )  # fmt: skip
+            dispatch.claim,
+            channel=shop.channel_id,
+            owner="test",
+            lease_until=now + timedelta(seconds=1000),
+            now=now,
+            limit=2,
+        )
         refused = first.recipients[3][1]
         await ctx.db.write(dispatch.record_invalid, first, [refused], "INVALID_RECIPIENT", now)
         await ctx.db.write(dispatch.record_sent, [(first, now)])  # batch 1 is still in flight

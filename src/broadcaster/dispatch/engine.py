@@ -1,4 +1,5 @@
-"""The dispatcher: sends the batches of SENDING broadcasts, upholding DESIGN §5.
+"""The dispatcher: sends the batches of SENDING broadcasts, upholding the invariants of dispatch
+in docs/architecture.md.
 
 One `Dispatcher` runs in each `broadcaster serve` process. It looks for channels with open
 batches and, for each channel whose dispatch lease (`channel_leases`) it can take, runs a
@@ -33,25 +34,23 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from broadcaster import logs
 from broadcaster.channels import Channel, SendBatch, SendOutcome, SendStatus
 from broadcaster.dispatch.ratelimit import TokenBucket
 from broadcaster.dispatch.recorder import Recorder
 from broadcaster.domain.deliveries import DeliveryOutcome
+from broadcaster.domain.reasons import Reason
 from broadcaster.domain.retries import WINDOW_MARGIN, OutcomeUnknown, next_step
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import dispatch as store
-from broadcaster.store.broadcasts import decode_messages
 
 log = logging.getLogger(__name__)
 
-KEY_EXPIRED = "KEY_EXPIRED"
-INVALID_RECIPIENT = "INVALID_RECIPIENT"
-CHANNEL_REJECTED = "CHANNEL_REJECTED"
-CHANNEL_NOT_CONNECTED = "CHANNEL_NOT_CONNECTED"
-QUOTA_EXHAUSTED = "QUOTA_EXHAUSTED"
+
+_ACCEPTED = frozenset({SendStatus.ACCEPTED, SendStatus.ALREADY_ACCEPTED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +65,11 @@ class Settings:
     rate_share: float = 0.985
     window_share: float = 0.99
 
+    @property
+    def lease_margin(self) -> float:
+        """How long a lease taken now is ours for sure: its term less a safety margin."""
+        return self.lease_seconds * 0.6
+
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
     """Until `event` is set or `seconds` pass. Not `asyncio.wait_for`, which on Python 3.11 can
@@ -73,6 +77,25 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await event.wait()
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """What one channel's dispatch needs from the process that runs it."""
+
+    ctx: ServiceContext
+    hub: ChannelHub
+    settings: Settings
+    rng: random.Random  # the jitter of retries
+    set_aside: Callable[[str], None]  # leave a channel to other replicas for a while
+    delivered: Callable[[], None]  # Message Center events were recorded
+
+
+async def take_lease(ctx: ServiceContext, settings: Settings, channel: str, owner: str) -> bool:
+    """Take or renew the channel's dispatch lease for one term; False if another holds it."""
+    now = ctx.now()
+    until = now + timedelta(seconds=settings.lease_seconds)
+    return bool(await ctx.db.write(store.acquire_channel, channel, owner, until, now))
 
 
 class Dispatcher:
@@ -131,27 +154,19 @@ class Dispatcher:
             # Each run has its own owner id, so a run that ends (its lease lapsed, an error)
             # leaves its batches to the next run as it would to another replica.
             owner = f"{self.owner}:{uuid.uuid4().hex[:8]}"
-            if not await self.lease(channel, owner):
+            settings = self.settings
+            if not await take_lease(self._ctx, settings, channel, owner):
                 continue  # another replica dispatches it
-            run = ChannelDispatch(self, channel, owner, time.monotonic() + self._lease_margin())
+            needs = Needs(self._ctx, self._hub, settings, self._rng, self.set_aside, self.delivered)
+            run = ChannelDispatch(needs, channel, owner, time.monotonic() + settings.lease_margin)
             task = asyncio.create_task(run.run(), name=f"dispatch-{channel}")
             self._channels[channel] = task
             task.add_done_callback(functools.partial(self._done, channel))
-
-    async def lease(self, channel: str, owner: str) -> bool:
-        """Take or renew the channel's dispatch lease for one term; False if another holds it."""
-        now = self._ctx.now_us()
-        until = now + int(self.settings.lease_seconds * 1e6)
-        return bool(await self._ctx.db.write(store.acquire_channel, channel, owner, until, now))
 
     def set_aside(self, channel: str, seconds: float = 60.0) -> None:
         """This process cannot dispatch the channel (say, its plugin is not installed here):
         leave it to other replicas for a while."""
         self._aside[channel] = time.monotonic() + seconds
-
-    def _lease_margin(self) -> float:
-        """How long a lease taken now is ours for sure: its term less a safety margin."""
-        return self.settings.lease_seconds * 0.6
 
     def _done(self, channel: str, task: asyncio.Task[None]) -> None:
         self._channels.pop(channel, None)
@@ -163,13 +178,11 @@ class Dispatcher:
 class ChannelDispatch:
     """One channel's sends while this process holds its lease."""
 
-    def __init__(
-        self, dispatcher: Dispatcher, channel: str, owner: str, lease_valid: float
-    ) -> None:
-        self._d = dispatcher
+    def __init__(self, needs: Needs, channel: str, owner: str, lease_valid: float) -> None:
+        self._needs = needs
+        self._ctx = needs.ctx
+        self._settings = needs.settings
         self.owner = owner
-        self._ctx = dispatcher._ctx
-        self._settings = dispatcher.settings
         self.channel = channel
         self._lease_valid = lease_valid  # monotonic time until which sending is safe
         self._lost = False
@@ -185,11 +198,12 @@ class ChannelDispatch:
 
     async def run(self) -> None:
         try:
-            found = await self._d._hub.get(self.channel)
+            found = await self._needs.hub.get(self.channel)
         except Exception:  # e.g. its plugin is not installed in this process
-            log.exception("dispatch of channel %s: cannot open it here; leaving it to others",
-                          self.channel)  # fmt: skip
-            self._d.set_aside(self.channel)
+            log.exception(
+                "dispatch of channel %s: cannot open it here; leaving it to others", self.channel
+            )
+            self._needs.set_aside(self.channel)
             await self._ctx.db.write(store.release_channel, self.channel, self.owner)
             return
         if found is None:
@@ -226,7 +240,7 @@ class ChannelDispatch:
             await asyncio.sleep(period)
             started = time.monotonic()
             try:
-                kept = await self._d.lease(self.channel, self.owner)
+                kept = await take_lease(self._ctx, self._settings, self.channel, self.owner)
             except Exception:
                 log.exception("dispatch of channel %s: could not renew its lease", self.channel)
                 continue  # keep trying while the current term lasts
@@ -234,7 +248,7 @@ class ChannelDispatch:
                 log.warning("dispatch of channel %s: lease taken over", self.channel)
                 self._lost = True
                 return
-            self._lease_valid = started + self._d._lease_margin()
+            self._lease_valid = started + self._settings.lease_margin
 
     async def _dispatch(self, instance: Channel, bucket: TokenBucket, window: int) -> None:
         limit = self._settings.in_flight
@@ -242,12 +256,12 @@ class ChannelDispatch:
             room = limit - len(self._sends)
             claimed: list[store.ClaimedBatch] = []
             if room >= max(1, limit // 4) or not self._sends:
-                now = self._ctx.now_us()
+                now = self._ctx.now()
                 claimed = await self._ctx.db.write(
                     store.claim,
                     channel=self.channel,
                     owner=self.owner,
-                    lease_until=now + int(self._settings.batch_lease_seconds * 1e6),
+                    lease_until=now + timedelta(seconds=self._settings.batch_lease_seconds),
                     now=now,
                     limit=room,
                 )
@@ -269,8 +283,9 @@ class ChannelDispatch:
         self._sends.discard(task)
         self._room.set()
         if not task.cancelled() and task.exception() is not None:
-            log.error("dispatch of channel %s: a batch failed", self.channel,
-                      exc_info=task.exception())  # fmt: skip
+            log.error(
+                "dispatch of channel %s: a batch failed", self.channel, exc_info=task.exception()
+            )
 
     async def _deliver(
         self, instance: Channel, bucket: TokenBucket, window: int, batch: store.ClaimedBatch
@@ -279,69 +294,50 @@ class ChannelDispatch:
         logs.merchant.set(batch.merchant)  # this task's log lines name the broadcast
         logs.broadcast.set(batch.broadcast)
         logs.channel.set(self.channel)
-        metrics, kind = self._ctx.metrics, self._kind
-        messages = decode_messages(batch.messages)
         recipients = [external for _, external in batch.recipients]
         attempts = batch.attempts
         while True:
-            age = (self._ctx.now_us() - batch.first_attempt_time) / 1e6
+            age = (self._ctx.now() - batch.first_attempt_time).total_seconds()
             if attempts > 1 and age >= window * WINDOW_MARGIN:
                 await self._unknown(batch, window)
                 return
             if not recipients:  # every one failed on an earlier attempt
-                await self._record.write_together(store.record_sent, (batch, self._ctx.now_us()))
+                await self._record.write_together(store.record_sent, (batch, self._ctx.now()))
                 return
-            metrics.rate_limit_wait(kind, await bucket.acquire())
+            self._ctx.metrics.rate_limit_wait(self._kind, await bucket.acquire())
             if not self._holding:
                 return  # the next lease holder takes this batch over, key and all
             started = time.monotonic()
-            outcome = await self._send(instance, SendBatch(recipients, messages,
-                                                           batch.idempotency_key))  # fmt: skip
+            sending = SendBatch(recipients, batch.messages, batch.idempotency_key)
+            outcome = await self._send(instance, sending)
             took = time.monotonic() - started
-            status = outcome.status
-            now = self._ctx.now_us()
-            if status in (SendStatus.ACCEPTED, SendStatus.ALREADY_ACCEPTED):
-                bucket.succeeded()
-                sent = await self._record.write_together(store.record_sent, (batch, now))
-                metrics.record_batch(kind, outcome, took, recipients_sent=sent)
-                if sent:
-                    self._d.delivered()
-                return
-            metrics.record_batch(kind, outcome, took)
-            if status is SendStatus.INVALID_RECIPIENTS:
-                bucket.succeeded()
-                named = set(outcome.invalid_recipients) & set(recipients)
-                if not named:  # nothing to isolate: the channel refuses the batch itself
-                    await self._stop(batch, outcome, CHANNEL_REJECTED)
+            if outcome.status not in _ACCEPTED:  # an accepted batch counts once it is recorded
+                self._ctx.metrics.record_batch(self._kind, outcome, took)
+            match outcome.status:
+                case SendStatus.ACCEPTED | SendStatus.ALREADY_ACCEPTED:
+                    bucket.succeeded()
+                    await self._accepted(batch, outcome, took)
                     return
-                bad = sorted(named)
-                failed = await self._record.write(
-                    store.record_invalid, batch, bad, INVALID_RECIPIENT, now
-                )
-                metrics.recipients(kind, failed=failed)
-                recipients = [r for r in recipients if r not in named]
-                continue
-            if status is SendStatus.RETRY_LATER:
-                if outcome.rate_limited:
-                    bucket.slow_down()
-                step = next_step(
-                    attempts=attempts,
-                    first_attempt_age=age,
-                    key_window=window,
-                    retry_after=outcome.retry_after,
-                    rng=self._d._rng,
-                )
-                if isinstance(step, OutcomeUnknown):
-                    await self._unknown(batch, window)
+                case SendStatus.INVALID_RECIPIENTS:
+                    bucket.succeeded()
+                    named = set(outcome.invalid_recipients) & set(recipients)
+                    if not named:  # nothing to isolate: the channel refuses the batch itself
+                        await self._stop(batch, outcome, Reason.CHANNEL_REJECTED)
+                        return
+                    await self._invalid(batch, named)
+                    recipients = [r for r in recipients if r not in named]
+                case SendStatus.RETRY_LATER:
+                    if outcome.rate_limited:
+                        bucket.slow_down()
+                    if not await self._wait_to_retry(batch, outcome, attempts, age, window):
+                        return
+                    attempts += 1
+                case SendStatus.QUOTA_EXHAUSTED:
+                    await self._stop(batch, outcome, Reason.QUOTA_EXHAUSTED)
                     return
-                await asyncio.sleep(step.delay)
-                attempts += 1
-                continue
-            if status is SendStatus.QUOTA_EXHAUSTED:
-                await self._stop(batch, outcome, QUOTA_EXHAUSTED)
-                return
-            await self._stop(batch, outcome, CHANNEL_REJECTED)
-            return
+                case _:  # FATAL: bad credentials, a refused message
+                    await self._stop(batch, outcome, Reason.CHANNEL_REJECTED)
+                    return
 
     async def _send(self, instance: Channel, batch: SendBatch) -> SendOutcome:
         try:
@@ -350,28 +346,75 @@ class ChannelDispatch:
             log.exception("dispatch of channel %s: the channel's send raised", self.channel)
             return SendOutcome(SendStatus.RETRY_LATER, detail=f"send raised {type(e).__name__}")
 
+    async def _accepted(self, batch: store.ClaimedBatch, outcome: SendOutcome, took: float) -> None:
+        """The channel took the batch (now, or on an attempt whose answer was lost)."""
+        now = self._ctx.now()
+        sent = await self._record.write_together(store.record_sent, (batch, now))
+        self._ctx.metrics.record_batch(self._kind, outcome, took, recipients_sent=sent)
+        if sent:
+            self._needs.delivered()
+
+    async def _invalid(self, batch: store.ClaimedBatch, named: set[str]) -> None:
+        """The channel named these recipients invalid and sent nothing: they fail alone."""
+        failed = await self._record.write(
+            store.record_invalid, batch, sorted(named), Reason.INVALID_RECIPIENT, self._ctx.now()
+        )
+        self._ctx.metrics.recipients(self._kind, failed=failed)
+
+    async def _wait_to_retry(
+        self,
+        batch: store.ClaimedBatch,
+        outcome: SendOutcome,
+        attempts: int,
+        age: float,
+        window: int,
+    ) -> bool:
+        """Wait before the next attempt; False if there is none (the batch's outcome is
+        unknown, and recorded so)."""
+        step = next_step(
+            attempts=attempts,
+            first_attempt_age=age,
+            key_window=window,
+            retry_after=outcome.retry_after,
+            rng=self._needs.rng,
+        )
+        if isinstance(step, OutcomeUnknown):
+            await self._unknown(batch, window)
+            return False
+        await asyncio.sleep(step.delay)
+        return True
+
     async def _unknown(self, batch: store.ClaimedBatch, window: int) -> None:
         log.warning(
             "broadcast %s batch %s: not confirmed within the channel's %s s key window; "
             "its recipients are marked OUTCOME_UNKNOWN",
-            batch.broadcast, batch.batch, window,
-        )  # fmt: skip
-        now = self._ctx.now_us()
+            batch.broadcast,
+            batch.batch,
+            window,
+        )
         failed = await self._record.write(
-            store.record_unresolved, batch, DeliveryOutcome.UNKNOWN, KEY_EXPIRED, now
+            store.record_unresolved,
+            batch,
+            DeliveryOutcome.UNKNOWN,
+            Reason.KEY_EXPIRED,
+            self._ctx.now(),
         )
         self._ctx.metrics.recipients(self._kind, failed=failed)
 
-    async def _stop(self, batch: store.ClaimedBatch, outcome: SendOutcome, reason: str) -> None:
-        log.warning("broadcast %s stopped: %s (%s)", batch.broadcast, reason, outcome.detail,
-                    extra={"reason": reason})  # fmt: skip
-        now = self._ctx.now_us()
+    async def _stop(self, batch: store.ClaimedBatch, outcome: SendOutcome, reason: Reason) -> None:
+        log.warning(
+            "broadcast %s stopped: %s (%s)",
+            batch.broadcast,
+            reason,
+            outcome.detail,
+            extra={"reason": reason},
+        )
         quota = outcome.status is SendStatus.QUOTA_EXHAUSTED  # its recipients can be resent
         record = functools.partial(store.record_stop, quota=quota)
-        await self._record.write(record, batch, reason, now)
+        await self._record.write(record, batch, reason, self._ctx.now())
 
     async def _abandon(self) -> None:
         stopped = await self._ctx.db.write(
-            store.abandon_channel, self.channel, CHANNEL_NOT_CONNECTED, self._ctx.now_us()
+            store.abandon_channel, self.channel, Reason.CHANNEL_NOT_CONNECTED, self._ctx.now()
         )
         log.warning("channel %s is not connected: broadcasts %s failed", self.channel, stopped)

@@ -3,10 +3,11 @@
 At the channel's ceiling, outcomes arrive every few milliseconds; committing each alone would
 make the commit (and, on PostgreSQL, the per-merchant events lock) the bottleneck. Outcomes
 that arrive while a transaction is being written go into the next one together. Each outcome
-is still recorded whole in one transaction with its counters and events (DESIGN §5); if a
-shared transaction fails, its outcomes are retried one per transaction, so one bad outcome
-cannot hold the others back. Outcomes of one kind (accepted batches) can be handed to one
-function together, which records them with a few set-based statements instead of a few each.
+is still recorded whole in one transaction with its counters and events (the invariants of
+dispatch in docs/architecture.md); if a shared transaction fails, its outcomes are retried one
+per transaction, so one bad outcome cannot hold the others back. Outcomes of one kind (accepted
+batches) can be handed to one function together, which records them with a few set-based
+statements instead of a few each.
 """
 
 from __future__ import annotations

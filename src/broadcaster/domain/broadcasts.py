@@ -1,26 +1,19 @@
-"""Broadcasts: their states, the transitions allowed, and how they are described."""
+"""Broadcasts: what they hold, the guards of their lifecycle (domain.lifecycle), and how they
+are described."""
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from broadcaster.domain import lifecycle
 from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.errors import FailedPrecondition
+from broadcaster.domain.lifecycle import BroadcastState as BroadcastState
+from broadcaster.domain.lifecycle import Transition
 from broadcaster.domain.messages import Message
 from broadcaster.domain.reasons import Reason
 from broadcaster.domain.rules import MAX_DISPLAY_NAME
-
-
-class BroadcastState(enum.IntEnum):
-    """Where a broadcast is in its lifecycle. The values are stored; the API maps them."""
-
-    DRAFT = 1
-    SENDING = 2
-    SENT = 3
-    FAILED = 4
-    CANCELLED = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +66,8 @@ class Broadcast:
     complete_time: datetime | None = None
 
     def require_draft(self) -> None:
-        if self.state is not BroadcastState.DRAFT:
+        """Only a broadcast that can still be sent can be changed."""
+        if not lifecycle.allows(Transition.SEND, self.state):
             raise FailedPrecondition(
                 f"Only drafts can be changed; this broadcast is {self.state.name.lower()}. "
                 "Copy it to make a new draft.",
@@ -82,7 +76,7 @@ class Broadcast:
             )
 
     def require_sending(self) -> None:
-        if self.state is not BroadcastState.SENDING:
+        if not lifecycle.allows(Transition.CANCEL, self.state):
             raise FailedPrecondition(
                 "Only a sending broadcast can be cancelled; this one is "
                 f"{self.state.name.lower()}.",

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from broadcaster.metrics import Metrics
-from broadcaster.store.clock import to_us
 from broadcaster.store.database import Database
 
 
@@ -24,8 +23,3 @@ class ServiceContext:
 
     def now(self) -> datetime:
         return self.clock()
-
-    def now_us(self) -> int:
-        """Now in the stores' integer microseconds, for the dispatch engine; services pass
-        datetimes and leave the encoding to the store."""
-        return to_us(self.clock())

@@ -24,6 +24,7 @@ from broadcaster.domain.errors import (
     Violations,
     collect,
 )
+from broadcaster.domain.lifecycle import Transition
 from broadcaster.domain.names import BroadcastName, ChannelName
 from broadcaster.domain.paging import fingerprint, next_token, page_request
 from broadcaster.domain.reasons import Reason
@@ -31,7 +32,7 @@ from broadcaster.services.broadcasts import Broadcasts, not_found, window_start
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import deliveries as delivery_repo
-from broadcaster.store import idempotency, snapshot
+from broadcaster.store import dispatch, idempotency, snapshot
 
 SEND = "SendBroadcast"
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
@@ -148,7 +149,14 @@ class Sending:
             if found is None:
                 raise not_found(name)
             found.require_sending()
-            repo.cancel_sending(conn, found.id, self._ctx.now())
+            dispatch.stop(
+                conn,
+                found.id,
+                Transition.CANCEL,
+                reason="",
+                outcome=DeliveryOutcome.NOT_SENT_CANCELLED,
+                now=self._ctx.now(),
+            )
             cancelled = repo.get(conn, n.merchant, n.broadcast)
             assert cancelled is not None
             return cancelled

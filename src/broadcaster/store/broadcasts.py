@@ -11,12 +11,12 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, Select, bindparam, delete, insert, select, update
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from broadcaster.domain import lifecycle
 from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.broadcasts import Broadcast, BroadcastState, Counters, Estimate
-from broadcaster.domain.deliveries import DeliveryOutcome
+from broadcaster.domain.lifecycle import Transition
 from broadcaster.domain.messages import ImageMessage, Message, TextMessage
 from broadcaster.domain.paging import Page
-from broadcaster.store import dispatch
 from broadcaster.store.clock import from_us, maybe_from_us, to_us
 from broadcaster.store.tables import broadcasts as t
 
@@ -249,19 +249,6 @@ def list_page(
     return [_broadcast(tuple(r)) for r in _fetch(conn, query, params)]
 
 
-def cancel_sending(conn: Connection, broadcast: str, now: datetime) -> bool:
-    """Cancel a SENDING broadcast: recipients of batches never attempted are NOT_SENT_CANCELLED.
-    False if it was not sending."""
-    return dispatch.stop(
-        conn,
-        broadcast,
-        state=BroadcastState.CANCELLED,
-        reason="",
-        outcome=DeliveryOutcome.NOT_SENT_CANCELLED,
-        now=to_us(now),
-    )
-
-
 def start_sending(
     conn: Connection,
     b: Broadcast,
@@ -274,12 +261,12 @@ def start_sending(
 ) -> Broadcast:
     """The draft becomes SENDING with its recipients fixed (or SENT at once when none)."""
     now_us = to_us(now)
-    state = BroadcastState.SENDING if batches else BroadcastState.SENT
+    rule = lifecycle.TABLE[Transition.SEND if batches else Transition.SEND_EMPTY]
     conn.execute(
         update(t)
-        .where(t.c.id == b.id, t.c.state == int(BroadcastState.DRAFT))
+        .where(t.c.id == b.id, t.c.state.in_([int(s) for s in rule.sources]))
         .values(
-            state=int(state),
+            state=int(rule.target),
             total=total,
             excluded=excluded,
             open_batches=batches,

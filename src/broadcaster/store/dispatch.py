@@ -1,12 +1,16 @@
 """The dispatcher's tables: channel leases, claiming batches, and recording what became of them.
 
 Every outcome is recorded in one transaction with the delivery outcomes, the broadcast's
-counters, the Message Center events and, for the last batch, the broadcast's completion
-(DESIGN §5). A delivery's outcome is written when it is resolved on its own (refused, not sent,
-unknown); one still PENDING in a done batch was sent with it (see tables.DeliveryRow).
-Recording is idempotent: a batch moves from open to done once, and whoever moves it updates
-the counters; a second recorder (a process that lost its lease while a request was in
-flight) finds it done and changes nothing.
+counters, the Message Center events and, for the last batch, the broadcast's completion (the
+invariants of dispatch in docs/architecture.md). A delivery's outcome is written when it is
+resolved on its own (refused, not sent, unknown); one still PENDING in a done batch was sent
+with it (see tables.DeliveryRow). Recording is idempotent: a batch moves from open to done
+once, and whoever moves it updates the counters; a second recorder (a process that lost its
+lease while a request was in flight) finds it done and changes nothing.
+
+A broadcast's state changes only as domain.lifecycle allows: each UPDATE of it takes its
+state guard and its new state from that table. Times come and go as datetimes; the tables hold
+integer microseconds.
 """
 
 from __future__ import annotations
@@ -14,18 +18,31 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, text
 
-from broadcaster.domain.broadcasts import BroadcastState
+from broadcaster.domain import lifecycle
 from broadcaster.domain.deliveries import DeliveryOutcome
+from broadcaster.domain.lifecycle import BroadcastState, Transition
+from broadcaster.domain.messages import Message
 from broadcaster.store import bulk, events
+from broadcaster.store.broadcasts import decode_messages
+from broadcaster.store.clock import from_us, to_us
 
 OPEN, DONE = 0, 1  # batch states
 _PENDING = int(DeliveryOutcome.PENDING)
 _RESOLVED = [int(o) for o in DeliveryOutcome if o is not DeliveryOutcome.PENDING]
 _SENDING = int(BroadcastState.SENDING)
+
+
+def _states(states: frozenset[BroadcastState]) -> str:
+    """The states as a SQL list, for `state IN (…)`."""
+    return ", ".join(str(int(s)) for s in sorted(states))
+
+
+_COMPLETE = lifecycle.TABLE[Transition.COMPLETE]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +55,8 @@ class ClaimedBatch:
     first_seq: int
     size: int
     attempts: int  # this attempt included
-    first_attempt_time: int  # µs
-    messages: str  # the broadcast's bubbles, as stored
+    first_attempt_time: datetime
+    messages: tuple[Message, ...]  # the broadcast's bubbles
     recipients: tuple[tuple[int, str], ...]  # (seq, external id) still pending
 
     @property
@@ -47,15 +64,18 @@ class ClaimedBatch:
         return self.first_seq + self.size - 1
 
 
-def acquire_channel(conn: Connection, channel: str, owner: str, until: int, now: int) -> bool:
-    """Take or renew the channel's dispatch lease; False while another owner holds it."""
+def acquire_channel(
+    conn: Connection, channel: str, owner: str, until: datetime, now: datetime
+) -> bool:
+    """Take or renew the channel's dispatch lease until `until`; False while another owner
+    holds it."""
     done = conn.execute(
         text(
             "INSERT INTO channel_leases (channel_id, owner, expiry) VALUES (:ch, :o, :until)"
             " ON CONFLICT (channel_id) DO UPDATE SET owner = :o, expiry = :until"
             " WHERE channel_leases.owner = :o OR channel_leases.expiry < :now"
         ),
-        {"ch": channel, "o": owner, "until": until, "now": now},
+        {"ch": channel, "o": owner, "until": to_us(until), "now": to_us(now)},
     ).rowcount
     return bool(done)
 
@@ -75,13 +95,21 @@ def channels_with_work(conn: Connection) -> list[str]:
 
 
 def claim(
-    conn: Connection, *, channel: str, owner: str, lease_until: int, now: int, limit: int
+    conn: Connection,
+    *,
+    channel: str,
+    owner: str,
+    lease_until: datetime,
+    now: datetime,
+    limit: int,
 ) -> list[ClaimedBatch]:
     """Lease up to `limit` due batches of the channel, oldest first, with their pending
-    recipients. Only the channel's lease holder calls this, so a batch leased by another owner
-    belongs to a process that lost its lease: it is taken over, key and all. Batches of a
-    cancelled or failed broadcast are taken only if they were attempted already: an attempt may
-    have been accepted, so it is resolved with the same key rather than abandoned."""
+    recipients and their broadcast's messages (decoded once per broadcast). Only the channel's
+    lease holder calls this, so a batch leased by another owner belongs to a process that lost
+    its lease: it is taken over, key and all. Batches of a cancelled or failed broadcast are
+    taken only if they were attempted already: an attempt may have been accepted, so it is
+    resolved with the same key rather than abandoned."""
+    now_us, until_us = to_us(now), to_us(lease_until)
     lock = " FOR UPDATE OF b SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
     rows = conn.execute(
         text(
@@ -93,13 +121,15 @@ def claim(
             f" AND (br.state = {_SENDING} OR b.first_attempt_time IS NOT NULL)"
             f" ORDER BY b.due_time, b.broadcast_id, b.batch LIMIT :limit{lock}"
         ),
-        {"ch": channel, "open": OPEN, "now": now, "owner": owner, "limit": limit},
+        {"ch": channel, "open": OPEN, "now": now_us, "owner": owner, "limit": limit},
     ).all()
     by_broadcast: dict[str, list[Row[Any]]] = {}
     for r in rows:
         by_broadcast.setdefault(r.broadcast_id, []).append(r)
     recipients: dict[tuple[str, int], list[tuple[int, str]]] = {}
+    messages: dict[str, tuple[Message, ...]] = {}
     for broadcast, claimed in by_broadcast.items():
+        messages[broadcast] = decode_messages(claimed[0].messages)
         # One statement leases all of a broadcast's claimed batches; one range read per run of
         # adjacent batches (usually one) fetches their recipients.
         conn.execute(
@@ -108,9 +138,14 @@ def claim(
                 " attempts = attempts + 1, first_attempt_time = COALESCE(first_attempt_time, :now)"
                 " WHERE broadcast_id = :b AND batch IN :n"
             ).bindparams(bindparam("n", expanding=True)),
-            {"b": broadcast, "n": [int(r.batch) for r in claimed], "owner": owner,
-             "until": lease_until, "now": now},
-        )  # fmt: skip
+            {
+                "b": broadcast,
+                "n": [int(r.batch) for r in claimed],
+                "owner": owner,
+                "until": until_us,
+                "now": now_us,
+            },
+        )
         starts = sorted((int(r.first_seq), int(r.batch)) for r in claimed)
         firsts = [first for first, _ in starts]
         spans = sorted((int(r.first_seq), int(r.first_seq) + int(r.size) - 1) for r in claimed)
@@ -135,8 +170,10 @@ def claim(
             first_seq=r.first_seq,
             size=r.size,
             attempts=r.attempts + 1,
-            first_attempt_time=now if r.first_attempt_time is None else r.first_attempt_time,
-            messages=r.messages,
+            first_attempt_time=(
+                now if r.first_attempt_time is None else from_us(r.first_attempt_time)
+            ),
+            messages=messages[r.broadcast_id],
             recipients=tuple(recipients.get((r.broadcast_id, int(r.batch)), ())),
         )
         for r in rows
@@ -157,16 +194,23 @@ def _set_pending(
                 "UPDATE deliveries SET outcome = :o, reason = :r WHERE broadcast_id = :b"
                 " AND seq BETWEEN :lo AND :hi AND outcome = :pending"
             ),
-            {"o": int(outcome), "r": reason, "b": broadcast, "lo": lo, "hi": hi,
-             "pending": _PENDING},
+            {
+                "o": int(outcome),
+                "r": reason,
+                "b": broadcast,
+                "lo": lo,
+                "hi": hi,
+                "pending": _PENDING,
+            },
         ).rowcount
-    )  # fmt: skip
+    )
 
 
 def _count(
     conn: Connection, broadcast: str, now: int, *, sent: int = 0, failed: int = 0, batches: int = 1
 ) -> None:
-    """Add to the counters of closed batches' broadcast; the last batch completes it."""
+    """Add to the counters of closed batches' broadcast (`now` in µs); the last batch completes
+    it."""
     conn.execute(
         text(
             "UPDATE broadcasts SET sent = sent + :sent, failed = failed + :failed,"
@@ -176,14 +220,16 @@ def _count(
     )
     conn.execute(
         text(
-            "UPDATE broadcasts SET state = :sent_state, complete_time = :now"
-            " WHERE id = :b AND state = :sending AND open_batches = 0"
+            f"UPDATE broadcasts SET state = {int(_COMPLETE.target)}, complete_time = :now"
+            f" WHERE id = :b AND state IN ({_states(_COMPLETE.sources)}) AND open_batches = 0"
         ),
-        {"sent_state": int(BroadcastState.SENT), "sending": _SENDING, "now": now, "b": broadcast},
+        {"now": now, "b": broadcast},
     )
 
 
-def record_sent(conn: Connection, accepted_at: Sequence[tuple[ClaimedBatch, int]]) -> list[int]:
+def record_sent(
+    conn: Connection, accepted_at: Sequence[tuple[ClaimedBatch, datetime]]
+) -> list[int]:
     """The channel accepted these batches (each with the time it did; now or on an earlier
     attempt): their pending recipients are sent, with their Message Center events. Returns how
     many recipients each batch sent (0: it was recorded already). Several batches take a few
@@ -194,7 +240,7 @@ def record_sent(conn: Connection, accepted_at: Sequence[tuple[ClaimedBatch, int]
     were sent, so 500 recipients cost one batch row, the conversations they open and a share
     of one outbox row, rather than 500 updated rows and up to 1,000 event rows."""
     accepted = [c for c, _ in accepted_at]
-    now = max(t for _, t in accepted_at)
+    now = to_us(max(t for _, t in accepted_at))
     sent: dict[tuple[str, int], int] = {}
     by_broadcast: dict[str, list[ClaimedBatch]] = {}
     for c in accepted:
@@ -208,16 +254,21 @@ def record_sent(conn: Connection, accepted_at: Sequence[tuple[ClaimedBatch, int]
         # In a claimed batch, recipients resolved one by one are those refused as invalid.
         refused = _resolved_seqs(conn, broadcast, spans)
         for c in done:
-            sent[(broadcast, c.batch)] = c.size - sum(c.first_seq <= q <= c.last_seq
-                                                      for q in refused)  # fmt: skip
+            sent[(broadcast, c.batch)] = c.size - sum(
+                c.first_seq <= q <= c.last_seq for q in refused
+            )
         total = sum(sent[(broadcast, c.batch)] for c in done)
         _count(conn, broadcast, now, sent=total, batches=len(done))
         if total:
             first = done[0]
             events.record_delivered(
-                conn, merchant=first.merchant, channel=first.channel, broadcast=broadcast,
-                spans=spans, now=now,
-            )  # fmt: skip
+                conn,
+                merchant=first.merchant,
+                channel=first.channel,
+                broadcast=broadcast,
+                spans=spans,
+                now=now,
+            )
     return [sent.get((c.broadcast, c.batch), 0) for c in accepted]
 
 
@@ -250,7 +301,7 @@ def _resolved_seqs(conn: Connection, broadcast: str, spans: list[tuple[int, int]
 
 
 def record_invalid(
-    conn: Connection, c: ClaimedBatch, external_ids: Sequence[str], reason: str, now: int
+    conn: Connection, c: ClaimedBatch, external_ids: Sequence[str], reason: str, now: datetime
 ) -> int:
     """The channel named some recipients invalid (and sent nothing): they fail with `reason`;
     the batch stays open for the rest. Returns how many failed."""
@@ -274,13 +325,13 @@ def record_invalid(
     )
     conn.execute(
         text("UPDATE broadcasts SET failed = failed + :n, update_time = :now WHERE id = :b"),
-        {"n": failed, "now": now, "b": c.broadcast},
+        {"n": failed, "now": to_us(now), "b": c.broadcast},
     )
     return failed
 
 
 def record_unresolved(
-    conn: Connection, c: ClaimedBatch, outcome: DeliveryOutcome, reason: str, now: int
+    conn: Connection, c: ClaimedBatch, outcome: DeliveryOutcome, reason: str, now: datetime
 ) -> int:
     """The batch ends without being sent (UNKNOWN past the key window, FAILED when the channel
     rejected it): its pending recipients count as failed."""
@@ -289,12 +340,12 @@ def record_unresolved(
     failed = _set_pending(conn, c.broadcast, c.first_seq, c.last_seq, outcome, reason)
     # Recipients not sent for want of quota are not failures: they can be resent.
     counted = 0 if outcome is DeliveryOutcome.NOT_SENT_QUOTA else failed
-    _count(conn, c.broadcast, now, failed=counted)
+    _count(conn, c.broadcast, to_us(now), failed=counted)
     return failed
 
 
 def record_stop(
-    conn: Connection, c: ClaimedBatch, reason: str, now: int, *, quota: bool = False
+    conn: Connection, c: ClaimedBatch, reason: str, now: datetime, *, quota: bool = False
 ) -> None:
     """The broadcast cannot go on (`reason`, e.g. QUOTA_EXHAUSTED, CHANNEL_REJECTED): this
     batch's recipients are not sent for want of `quota` (resendable) or else failed, the
@@ -306,14 +357,14 @@ def record_stop(
     stop(
         conn,
         c.broadcast,
-        state=BroadcastState.FAILED,
+        Transition.FAIL,
         reason=reason,
         outcome=DeliveryOutcome.NOT_SENT_QUOTA if quota else DeliveryOutcome.NOT_SENT_STOPPED,
         now=now,
     )
 
 
-def abandon_channel(conn: Connection, channel: str, reason: str, now: int) -> list[str]:
+def abandon_channel(conn: Connection, channel: str, reason: str, now: datetime) -> list[str]:
     """The channel is gone: its sending broadcasts fail with `reason`, batches never attempted
     are not sent, and attempted ones can no longer be confirmed (OUTCOME_UNKNOWN)."""
     broadcasts = sending_on(conn, channel)
@@ -321,7 +372,7 @@ def abandon_channel(conn: Connection, channel: str, reason: str, now: int) -> li
         stop(
             conn,
             broadcast,
-            state=BroadcastState.FAILED,
+            Transition.FAIL,
             reason=reason,
             outcome=DeliveryOutcome.NOT_SENT_STOPPED,
             now=now,
@@ -336,28 +387,29 @@ def abandon_channel(conn: Connection, channel: str, reason: str, now: int) -> li
     for b, n, first, size in attempted:
         if _close_batch(conn, b, n):
             lost = _set_pending(conn, b, first, first + size - 1, DeliveryOutcome.UNKNOWN, reason)
-            _count(conn, b, now, failed=lost)
+            _count(conn, b, to_us(now), failed=lost)
     return broadcasts
 
 
 def stop(
     conn: Connection,
     broadcast: str,
+    transition: Transition,
     *,
-    state: BroadcastState,
     reason: str,
     outcome: DeliveryOutcome,
-    now: int,
+    now: datetime,
 ) -> bool:
-    """End a SENDING broadcast as `state` (CANCELLED or FAILED with `reason`). Its batches never
+    """End a sending broadcast by `transition` (CANCEL, or FAIL with `reason`). Its batches never
     attempted are closed and their recipients get `outcome`; attempted ones stay open until
-    resolved with their key, and keep counting. False if it was not sending."""
+    resolved with their key, and keep counting. False if its state does not allow it."""
+    rule = lifecycle.TABLE[transition]
     changed = conn.execute(
         text(
             "UPDATE broadcasts SET state = :state, failure_reason = :reason, complete_time = :now,"
-            " update_time = :now WHERE id = :b AND state = :sending"
+            f" update_time = :now WHERE id = :b AND state IN ({_states(rule.sources)})"
         ),
-        {"state": int(state), "reason": reason, "now": now, "b": broadcast, "sending": _SENDING},
+        {"state": int(rule.target), "reason": reason, "now": to_us(now), "b": broadcast},
     ).rowcount
     if not changed:
         return False

@@ -1,0 +1,88 @@
+"""The broadcast lifecycle: its states, and the transitions between them, each named by the event
+that causes it.
+
+    DRAFT --SEND--> SENDING --COMPLETE--> SENT
+      |                |----FAIL------> FAILED
+      |                '----CANCEL----> CANCELLED
+      '--SEND_EMPTY--> SENT
+
+The table below is the only place that says which state may follow which. The domain's guards
+(`Broadcast.require_draft`, `require_sending`) ask it, and the store's set-based SQL takes the
+states of every UPDATE of a broadcast's state from it; a test holds the SQL to it. A new state
+(say, SCHEDULED) is a new member of `BroadcastState` and a few rows here.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+
+class BroadcastState(enum.IntEnum):
+    """Values match the API's Broadcast.State."""
+
+    DRAFT = 1
+    SENDING = 2
+    SENT = 3
+    FAILED = 4
+    CANCELLED = 5
+
+
+class Transition(enum.Enum):
+    """The events that move a broadcast from one state to another."""
+
+    SEND = "send"  # the send is accepted: its recipients are fixed and dispatch starts
+    SEND_EMPTY = "send_empty"  # the send is accepted with no recipient: nothing to dispatch
+    COMPLETE = "complete"  # the last of its batches is recorded
+    FAIL = "fail"  # it cannot go on (quota exhausted, the channel rejects it or is gone)
+    CANCEL = "cancel"  # the merchant cancels it
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    sources: frozenset[BroadcastState]  # the states the transition may start from
+    target: BroadcastState
+
+
+def _rule(sources: set[BroadcastState], target: BroadcastState) -> Rule:
+    return Rule(frozenset(sources), target)
+
+
+_S = BroadcastState
+TABLE: Mapping[Transition, Rule] = MappingProxyType(
+    {
+        Transition.SEND: _rule({_S.DRAFT}, _S.SENDING),
+        Transition.SEND_EMPTY: _rule({_S.DRAFT}, _S.SENT),
+        Transition.COMPLETE: _rule({_S.SENDING}, _S.SENT),
+        Transition.FAIL: _rule({_S.SENDING}, _S.FAILED),
+        Transition.CANCEL: _rule({_S.SENDING}, _S.CANCELLED),
+    }
+)
+
+
+def sources(transition: Transition) -> frozenset[BroadcastState]:
+    """The states `transition` may start from."""
+    return TABLE[transition].sources
+
+
+def target(transition: Transition) -> BroadcastState:
+    """The state `transition` ends in."""
+    return TABLE[transition].target
+
+
+def allows(transition: Transition, state: BroadcastState) -> bool:
+    """Whether a broadcast in `state` may take `transition`."""
+    return state in TABLE[transition].sources
+
+
+def edges() -> frozenset[tuple[BroadcastState, BroadcastState]]:
+    """Every (from, to) pair of states the table allows."""
+    return frozenset((s, rule.target) for rule in TABLE.values() for s in rule.sources)
+
+
+def terminal() -> frozenset[BroadcastState]:
+    """The states no transition leaves."""
+    left = {s for rule in TABLE.values() for s in rule.sources}
+    return frozenset(s for s in BroadcastState if s not in left)

@@ -1,0 +1,203 @@
+"""The store holds to the broadcast lifecycle's table: every store operation that changes a
+broadcast's state, driven through sending, dispatch, cancelling and a channel going away, makes
+only transitions the table has, and together they make every one of them; operations on a
+broadcast whose state the table does not allow them from change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Connection, text
+
+from broadcaster.domain import lifecycle
+from broadcaster.domain.auth import LOCAL
+from broadcaster.domain.broadcasts import Broadcast
+from broadcaster.domain.deliveries import DeliveryOutcome
+from broadcaster.domain.lifecycle import BroadcastState, Transition
+from broadcaster.services.channel_hub import ChannelHub
+from broadcaster.services.channels import Channels
+from broadcaster.services.context import ServiceContext
+from broadcaster.store import broadcasts as repo
+from broadcaster.store import dispatch
+from broadcaster.store.database import Database
+from tests.integration.test_sending import Shop, _age_batch, _shop
+
+Edge = tuple[BroadcastState, BroadcastState]
+Operation = Callable[[Connection], Any]
+
+
+def _states(conn: Connection, merchant: str) -> dict[str, BroadcastState]:
+    rows = conn.execute(
+        text("SELECT id, state FROM broadcasts WHERE merchant_id = :m"), {"m": merchant}
+    )
+    return {str(b): BroadcastState(s) for b, s in rows}
+
+
+class Watched:
+    """The database, with every write noting the changes of the merchant's broadcasts' states
+    it made, as (before, after)."""
+
+    def __init__(self, db: Database, merchant: str) -> None:
+        self._db = db
+        self._merchant = merchant
+        self.seen: set[Edge] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    async def write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        def watched(conn: Connection) -> tuple[Any, set[Edge]]:
+            before = _states(conn, self._merchant)
+            result = fn(conn, *args, **kwargs)
+            after = _states(conn, self._merchant)
+            changed = {(before[b], s) for b, s in after.items() if b in before and before[b] != s}
+            return result, changed
+
+        result, changed = await self._db.write(watched)
+        self.seen |= changed  # once committed
+        return result
+
+
+async def test_the_store_makes_exactly_the_transitions_of_the_table(
+    db: Database, hub: ChannelHub, merchant: str
+) -> None:
+    watched = Watched(db, merchant)
+    ctx = ServiceContext(cast(Database, watched))
+
+    # Sent to the end, with an invalid recipient and a batch past its key window on the way.
+    async for shop in _shop(ctx, hub, merchant, 120, bad=1, start=False, account=f"{merchant}-1"):
+        name = await shop.draft()
+        sent = await shop.sending.send(LOCAL, name, "")
+        now = ctx.now()
+        claimed = await ctx.db.write(
+            dispatch.claim,
+            channel=shop.channel_id,
+            owner="dead",
+            lease_until=now + timedelta(microseconds=1),
+            now=now,
+            limit=1,
+        )
+        await ctx.db.write(_age_batch, sent.id, claimed[0].batch, now - timedelta(hours=2))
+        shop.dispatcher.start()
+        assert (await shop.finished(name)).state is BroadcastState.SENT
+
+    # Sent with no recipient.
+    async for shop in _shop(ctx, hub, merchant, 0, account=f"{merchant}-2"):
+        name = await shop.draft()
+        assert (await shop.sending.send(LOCAL, name, "")).state is BroadcastState.SENT
+
+    # The quota running out; the channel rejecting a batch.
+    async for shop in _shop(ctx, hub, merchant, 230, quota="300", account=f"{merchant}-3"):
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        shop.ledger.used = 180
+        assert (await shop.finished(name)).failure_reason == "QUOTA_EXHAUSTED"
+    async for shop in _shop(ctx, hub, merchant, 120, account=f"{merchant}-4"):
+        shop.ledger.script[:] = ["reject"]
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        assert (await shop.finished(name)).failure_reason == "CHANNEL_REJECTED"
+
+    # Cancelled.
+    async for shop in _shop(ctx, hub, merchant, 120, start=False, account=f"{merchant}-5"):
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        assert (await shop.sending.cancel(LOCAL, name)).state is BroadcastState.CANCELLED
+
+    # Its channel disconnected while it was sending.
+    async for shop in _shop(ctx, hub, merchant, 120, start=False, account=f"{merchant}-6"):
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        await Channels(ctx, hub).delete(LOCAL, shop.channel)
+        shop.dispatcher.start()
+        assert (await shop.finished(name)).failure_reason == "CHANNEL_NOT_CONNECTED"
+
+    assert watched.seen <= lifecycle.edges(), "transitions outside the table"
+    assert lifecycle.edges() <= watched.seen, "transitions of the table never made"
+
+
+def _stop(broadcast: str, transition: Transition, now: datetime) -> Operation:
+    def run(conn: Connection) -> bool:
+        outcome = DeliveryOutcome.NOT_SENT_STOPPED
+        return dispatch.stop(conn, broadcast, transition, reason="X", outcome=outcome, now=now)
+
+    return run
+
+
+def _send_again(b: Broadcast, batches: int) -> Operation:
+    def run(conn: Connection) -> Broadcast:
+        assert b.send_estimate is not None
+        return repo.start_sending(
+            conn, b, total=1, excluded=0, batches=batches, estimate=b.send_estimate, now=1
+        )
+
+    return run
+
+
+def _outside_the_table(b: Broadcast, now: datetime) -> list[Operation]:
+    """The store operation of each transition the table does not allow from `b`'s state
+    (completing, recording a batch, is tried where there is one to record)."""
+    operations: list[Operation] = []
+    for transition in Transition:
+        if lifecycle.allows(transition, b.state):
+            continue
+        if transition in (Transition.FAIL, Transition.CANCEL):
+            operations.append(_stop(b.id, transition, now))
+        elif transition in (Transition.SEND, Transition.SEND_EMPTY):
+            operations.append(_send_again(b, 1 if transition is Transition.SEND else 0))
+    return operations
+
+
+async def test_operations_outside_the_table_change_nothing(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """E.g. a sent broadcast is not cancelled, nor a cancelled one completed when its last batch
+    is recorded."""
+    seen: set[BroadcastState] = set()
+
+    async def refused(shop: Shop, broadcast_id: str) -> None:
+        name = f"{shop.parent}/broadcasts/{broadcast_id}"
+        before = await shop.broadcasts.get(LOCAL, name)
+        seen.add(before.state)
+        for operation in _outside_the_table(before, ctx.now()):
+            await ctx.db.write(operation)
+            assert await shop.broadcasts.get(LOCAL, name) == before
+
+    async for shop in _shop(
+        ctx, hub, merchant, 120, start=False, account=f"{merchant}-7"
+    ):  # batches of 50, 50, 20
+        draft = await shop.broadcasts.get(LOCAL, await shop.draft("Draft"))
+        await refused(shop, draft.id)
+
+        # Cancelled with a batch in flight, which is recorded afterwards: the last open batch
+        # closes, and the broadcast stays cancelled.
+        name = await shop.draft("Cancelled")
+        await shop.sending.send(LOCAL, name, "")
+        now = ctx.now()
+        (in_flight,) = await ctx.db.write(
+            dispatch.claim,
+            channel=shop.channel_id,
+            owner="test",
+            lease_until=now + timedelta(seconds=1000),
+            now=now,
+            limit=1,
+        )
+        cancelled = await shop.sending.cancel(LOCAL, name)
+        assert await ctx.db.write(dispatch.record_sent, [(in_flight, ctx.now())]) == [50]
+        done = await shop.broadcasts.get(LOCAL, name)
+        assert (done.state, done.counters.sent) == (BroadcastState.CANCELLED, 50)
+        assert not await ctx.db.read(dispatch.sending_on, shop.channel_id)
+        await refused(shop, cancelled.id)
+
+        name = await shop.draft("Failed")
+        failed = await shop.sending.send(LOCAL, name, "")
+        assert await ctx.db.write(_stop(failed.id, Transition.FAIL, ctx.now()))
+        await refused(shop, failed.id)
+
+    async for shop in _shop(ctx, hub, merchant, 0, start=False, account=f"{merchant}-8"):
+        sent = await shop.sending.send(LOCAL, await shop.draft("Sent"), "")
+        await refused(shop, sent.id)
+
+    assert seen == set(BroadcastState) - {BroadcastState.SENDING}
