@@ -13,6 +13,7 @@ from broadcaster.api.server import RunningServer, Services, start_server
 from broadcaster.channels.manager import PluginManager
 from broadcaster.config import Config, ConfigError
 from broadcaster.dispatch.engine import Dispatcher
+from broadcaster.domain.paging import PageTokens
 from broadcaster.http.app import RunningHttp, build_app, start_http
 from broadcaster.metrics import Metrics
 from broadcaster.services.broadcasts import Broadcasts
@@ -85,7 +86,7 @@ class App:
         db = open_database(config.database_url)
         metrics = Metrics()
         metrics.watch_broadcasts(db)
-        ctx = ServiceContext(db, metrics=metrics)
+        ctx = ServiceContext(db, metrics=metrics, pages=PageTokens(config.page_token_key()))
         hub = ChannelHub(registry, Sealer(config.sealing_keys()), db, config.env)
         channels = Channels(ctx, hub)
         broadcasts = Broadcasts(ctx, hub)

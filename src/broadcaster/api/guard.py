@@ -3,6 +3,12 @@ its log context (merchant, channel, broadcast from the request's resource name),
 whatever it raises into a status (through api.errors, the single translator), and counts it
 (`broadcaster_rpcs_total`, `broadcaster_rpc_duration_seconds`).
 
+The token is checked on the call's metadata before its body is read: a call without a known
+token gets a handler that never parses its request and answers UNAUTHENTICATED. A known
+caller's request reaches the handler as raw bytes and is checked against its method's limits
+and parsed there (api.limits), so an oversized or malformed request is answered with a status
+and an ErrorInfo like any other error.
+
 It wraps the method handler rather than acting before it, so the caller set in a contextvar is
 visible inside the handler's own task.
 """
@@ -21,8 +27,10 @@ from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
 from broadcaster import logs
-from broadcaster.api import auth, errors
+from broadcaster.api import auth, errors, limits
+from broadcaster.api.limits import Limits
 from broadcaster.domain.auth import LOCAL, Caller, TokenTable
+from broadcaster.domain.errors import Unauthenticated
 from broadcaster.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -76,26 +84,52 @@ def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
 
 
+def _unparsed(raw: bytes) -> bytes:
+    return raw
+
+
+def _drop(raw: bytes) -> None:
+    return None
+
+
 class CallGuard(grpc.aio.ServerInterceptor):
-    def __init__(self, tokens: TokenTable, metrics: Metrics) -> None:
+    def __init__(self, tokens: TokenTable, metrics: Metrics, request_limits: Limits) -> None:
         self._tokens = tokens
         self._metrics = metrics
-        # Wrapped handlers by method: built once, not on every call.
+        self._limits = request_limits
+        # Wrapped handlers by method: built once, not on every call. A method's refusal
+        # handler answers the calls that carry no known token.
         self._guarded: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
+        self._refusals: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
 
-    def _enter(self, context: grpc.aio.ServicerContext[Any, Any], request: Any) -> None:
-        authorization = given = None
-        for key, value in context.invocation_metadata() or ():
+    def _authenticate(self, metadata: Any) -> Caller:
+        """The caller the metadata's token names; Unauthenticated otherwise."""
+        if self._tokens.empty:
+            return LOCAL
+        authorization = None
+        for key, value in metadata or ():
             if key == "authorization" and isinstance(value, str):
                 authorization = value
-            elif key == "x-request-id" and isinstance(value, str):
+        return auth.authenticate(self._tokens, authorization)
+
+    async def _enter(
+        self,
+        method: str,
+        parse: Callable[[bytes], Any],
+        context: grpc.aio.ServicerContext[Any, Any],
+        raw: Any,
+    ) -> Any:
+        """Set the call's request id and caller, then check and parse its request."""
+        given = None
+        metadata = context.invocation_metadata() or ()
+        for key, value in metadata:
+            if key == "x-request-id" and isinstance(value, str):
                 given = value
         logs.request_id.set(logs.new_request_id(given))
+        current_caller.set(self._authenticate(metadata))
+        request = await limits.decode(method, self._limits.of(method), parse, raw)
         logs.bind_resource(resource_of(request))
-        if self._tokens.empty:
-            current_caller.set(LOCAL)
-        else:
-            current_caller.set(auth.authenticate(self._tokens, authorization))
+        return request
 
     async def intercept_service(
         self,
@@ -105,13 +139,21 @@ class CallGuard(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = handler_call_details.method
-        if method in self._guarded:
-            return self._guarded[method]
+        if method.startswith(_OPEN_PREFIXES):
+            return await continuation(handler_call_details)
+        try:
+            self._authenticate(handler_call_details.invocation_metadata)
+        except Unauthenticated:
+            known = self._refusals
+        else:
+            known = self._guarded
+        if method in known:
+            return known[method]
         handler = await continuation(handler_call_details)
-        if handler is None or method.startswith(_OPEN_PREFIXES):
+        if handler is None:
             return handler
-        guarded = self._guard(method, handler)
-        self._guarded[method] = guarded
+        guarded = self._guard(method, handler, refuse=known is self._refusals)
+        known[method] = guarded
         return guarded
 
     def _ended(
@@ -143,8 +185,14 @@ class CallGuard(grpc.aio.ServerInterceptor):
             )
 
     def _guard(
-        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any], *, refuse: bool
     ) -> grpc.RpcMethodHandler[Any, Any]:
+        """`handler` wrapped; `refuse`: for calls without a known token, whose request is
+        dropped unread (`_enter` then raises Unauthenticated)."""
+        parse: Callable[[bytes], Any] = handler.request_deserializer or _unparsed
+        # gRPC hands the handler what the deserializer returns: the raw bytes, which `_enter`
+        # checks and parses, or nothing at all for a call that is refused.
+        deserializer = _drop if refuse else None
         if handler.unary_unary is not None:
             inner: Any = handler.unary_unary
 
@@ -152,7 +200,7 @@ class CallGuard(grpc.aio.ServerInterceptor):
                 started = time.perf_counter()
                 outcome: grpc.StatusCode | None = grpc.StatusCode.CANCELLED
                 try:
-                    self._enter(context, request)
+                    request = await self._enter(method, parse, context, request)
                     response = await inner(request, context)
                     outcome = grpc.StatusCode.OK
                     return response
@@ -167,7 +215,7 @@ class CallGuard(grpc.aio.ServerInterceptor):
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
@@ -179,7 +227,7 @@ class CallGuard(grpc.aio.ServerInterceptor):
                 started = time.perf_counter()
                 outcome: grpc.StatusCode | None = grpc.StatusCode.CANCELLED
                 try:
-                    self._enter(context, request)
+                    request = await self._enter(method, parse, context, request)
                     async for item in inner_stream(request, context):
                         yield item
                     outcome = grpc.StatusCode.OK
@@ -194,7 +242,7 @@ class CallGuard(grpc.aio.ServerInterceptor):
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler

@@ -110,6 +110,12 @@ class Unavailable(DomainError):
     reason: str = Reason.UNAVAILABLE
 
 
+class ResourceExhausted(DomainError):
+    """The request asks for more than the service gives one call (a request too large)."""
+
+    reason: str = Reason.RESOURCE_EXHAUSTED
+
+
 class Unauthenticated(DomainError):
     """No credentials, or credentials the server does not know."""
 

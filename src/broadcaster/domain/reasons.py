@@ -25,6 +25,7 @@ class Reason(enum.StrEnum):
     ALREADY_EXISTS = "ALREADY_EXISTS"  # what the request would create exists already
     UNAVAILABLE = "UNAVAILABLE"  # a dependency cannot be reached now; retry later
     UNAUTHENTICATED = "UNAUTHENTICATED"  # no credentials, or credentials the server does not know
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"  # the request asks for more than one call gets
 
     # --- authentication
     TOKEN_MISSING = "TOKEN_MISSING"  # no `authorization` metadata on the call
@@ -34,6 +35,8 @@ class Reason(enum.StrEnum):
     # --- bad input
     INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"  # a page token not issued for this query
     INVALID_CURSOR = "INVALID_CURSOR"  # an event cursor this service did not issue
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"  # the request bytes are not a valid protobuf message
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"  # the request is larger than its method accepts
 
     # --- missing resources (or another merchant's)
     MERCHANT_NOT_FOUND = "MERCHANT_NOT_FOUND"  # the merchant is not one the token may act for

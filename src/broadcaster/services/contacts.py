@@ -12,7 +12,7 @@ from broadcaster.domain.auth import Caller
 from broadcaster.domain.errors import NotFound, Violations, collect
 from broadcaster.domain.model import Contact, ContactChange, ContactFilter, ContactImport
 from broadcaster.domain.names import ChannelName, ContactName
-from broadcaster.domain.paging import fingerprint, next_token, page_request
+from broadcaster.domain.paging import fingerprint
 from broadcaster.domain.reasons import Reason
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import channels as channel_repo
@@ -112,7 +112,7 @@ class Contacts:
         query = fingerprint("contacts", parent, where)
         page = collect(
             v,
-            lambda: page_request(
+            lambda: self._ctx.pages.request(
                 page_size, page_token, query, default=DEFAULT_PAGE, maximum=MAX_PAGE
             ),
         )
@@ -125,7 +125,7 @@ class Contacts:
             return repo.list_page(conn, channel.merchant, channel.channel, where, page)
 
         found = await self._ctx.db.read(tx)
-        return found[: page.size], next_token([c.id for c in found], page, query)
+        return found[: page.size], self._ctx.pages.next([c.id for c in found], page, query)
 
     async def update(
         self,

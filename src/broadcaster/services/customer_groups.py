@@ -10,7 +10,6 @@ from broadcaster.domain.errors import NotFound, Violations, collect
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import CustomerGroup
 from broadcaster.domain.names import CustomerGroupName, MerchantName
-from broadcaster.domain.paging import next_token
 from broadcaster.domain.reasons import Reason
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.idempotent import create_once
@@ -79,10 +78,18 @@ class CustomerGroups:
         rules.check_optional_text(v, contains, "display_name_contains", rules.MAX_DISPLAY_NAME)
         shape = ("groups", contains)
         merchant, page, query = open_list(
-            caller, v, parent, page_size, page_token, shape, default=DEFAULT_PAGE, maximum=MAX_PAGE
+            self._ctx.pages,
+            caller,
+            v,
+            parent,
+            page_size,
+            page_token,
+            shape,
+            default=DEFAULT_PAGE,
+            maximum=MAX_PAGE,
         )
         found = await self._ctx.db.read(repo.list_page, merchant, contains, page)
-        return found[: page.size], next_token([g.id for g in found], page, query)
+        return found[: page.size], self._ctx.pages.next([g.id for g in found], page, query)
 
     async def delete(self, caller: Caller, name: str) -> None:
         n = self._name(caller, name, "name")
