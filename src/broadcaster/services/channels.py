@@ -113,8 +113,8 @@ class Channels:
             if earlier is not None:
                 return await self.get(caller, earlier)
 
-        instance = self._hub.build(channel_type, credentials)
         try:
+            instance = self._hub.build(channel_type, credentials)
             account = await instance.connect()
         except CredentialsInvalid as e:
             raise credentials_invalid(e) from None
