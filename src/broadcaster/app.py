@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ class App:
     webhooks: WebhookIngest
     dispatcher: Dispatcher
     metrics: Metrics
+    loop_watch: asyncio.Task[None] | None = None  # the event-loop lag ticker, once started
 
     @classmethod
     def build(cls, config: Config) -> App:
@@ -116,12 +118,15 @@ class App:
         )
         self.services.contact_sync.watch()
         self.dispatcher.start()
+        self.loop_watch = self.metrics.watch_event_loop()
         return grpc_server, http
 
     async def stop(self, grpc_server: RunningServer, http: RunningHttp) -> None:
         await grpc_server.stop(grace=10.0)
         await http.stop()
         await self.dispatcher.stop()
+        if self.loop_watch is not None:
+            self.loop_watch.cancel()
         await self.services.contact_sync.stop()
         await self.webhooks.stop()
         await self.hub.close()

@@ -4,7 +4,7 @@ whatever it raises into a status (through api.errors, the single translator), an
 (`broadcaster_rpcs_total`, `broadcaster_rpc_duration_seconds`).
 
 The token is checked on the call's metadata before its body is read: a call without a known
-token gets a handler that never parses its request and answers UNAUTHENTICATED. A known
+token gets a handler that answers UNAUTHENTICATED without reading its request. A known
 caller's request reaches the handler as raw bytes and is checked against its method's limits
 and parsed there (api.limits), so an oversized or malformed request is answered with a status
 and an ErrorInfo like any other error.
@@ -112,6 +112,16 @@ class CallGuard(grpc.aio.ServerInterceptor):
                 authorization = value
         return auth.authenticate(self._tokens, authorization)
 
+    def _enter_call(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Set the call's request id and caller; Unauthenticated without a known token."""
+        given = None
+        metadata = context.invocation_metadata() or ()
+        for key, value in metadata:
+            if key == "x-request-id" and isinstance(value, str):
+                given = value
+        logs.request_id.set(logs.new_request_id(given))
+        current_caller.set(self._authenticate(metadata))
+
     async def _enter(
         self,
         method: str,
@@ -120,13 +130,7 @@ class CallGuard(grpc.aio.ServerInterceptor):
         raw: Any,
     ) -> Any:
         """Set the call's request id and caller, then check and parse its request."""
-        given = None
-        metadata = context.invocation_metadata() or ()
-        for key, value in metadata:
-            if key == "x-request-id" and isinstance(value, str):
-                given = value
-        logs.request_id.set(logs.new_request_id(given))
-        current_caller.set(self._authenticate(metadata))
+        self._enter_call(context)
         request = await limits.decode(method, self._limits.of(method), parse, raw)
         logs.bind_resource(resource_of(request))
         return request
@@ -152,9 +156,27 @@ class CallGuard(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        guarded = self._guard(method, handler, refuse=known is self._refusals)
+        refusing = known is self._refusals
+        guarded = self._refusal(method) if refusing else self._guard(method, handler)
         known[method] = guarded
         return guarded
+
+    def _refusal(self, method: str) -> grpc.RpcMethodHandler[Any, Any]:
+        """The handler for calls of `method` without a known token: it answers UNAUTHENTICATED
+        at once. It is a streaming handler whatever the method, so gRPC hands it the call
+        before reading any of the request: the body is never read into memory, let alone
+        parsed (a unary handler would be called only once the whole message had arrived)."""
+
+        async def refuse(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            started = time.perf_counter()
+            try:
+                self._enter_call(context)
+            except Exception as e:
+                await errors.abort(context, e)
+            finally:
+                self._ended(method, context, None, started, unary=True)
+
+        return grpc.stream_stream_rpc_method_handler(refuse, request_deserializer=_drop)
 
     def _ended(
         self,
@@ -185,14 +207,12 @@ class CallGuard(grpc.aio.ServerInterceptor):
             )
 
     def _guard(
-        self, method: str, handler: grpc.RpcMethodHandler[Any, Any], *, refuse: bool
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        """`handler` wrapped; `refuse`: for calls without a known token, whose request is
-        dropped unread (`_enter` then raises Unauthenticated)."""
         parse: Callable[[bytes], Any] = handler.request_deserializer or _unparsed
-        # gRPC hands the handler what the deserializer returns: the raw bytes, which `_enter`
-        # checks and parses, or nothing at all for a call that is refused.
-        deserializer = _drop if refuse else None
+        # No deserializer: gRPC hands the handler the raw bytes, which `_enter` checks against
+        # the method's limits and parses.
+        deserializer = None
         if handler.unary_unary is not None:
             inner: Any = handler.unary_unary
 

@@ -13,7 +13,6 @@ item past the limit. Large requests are parsed in a worker thread, off the event
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from broadcaster.domain.reasons import Reason
 from broadcaster.services.channels import MAX_CREDENTIAL
 from broadcaster.services.contacts import MAX_IMPORT
 from broadcaster.services.customer_groups import MAX_MEMBERS_PER_CALL
+from broadcaster.services.offload import off_loop
 
 # Requests larger than this are parsed in a worker thread: parsing 256 KiB takes about a
 # millisecond, so smaller ones cost the event loop less than the hand-off would.
@@ -205,5 +205,5 @@ async def decode(method: str, limit: Limit, parse: Callable[[bytes], Any], raw: 
     if not isinstance(raw, bytes):
         return raw
     if len(raw) > OFF_LOOP_BYTES and len(raw) <= limit.max_bytes:
-        return await asyncio.to_thread(check_and_parse, method, limit, parse, raw)
+        return await off_loop(check_and_parse, method, limit, parse, raw)
     return check_and_parse(method, limit, parse, raw)

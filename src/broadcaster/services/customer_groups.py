@@ -6,7 +6,7 @@ from sqlalchemy import Connection
 
 from broadcaster.domain import rules
 from broadcaster.domain.auth import Caller
-from broadcaster.domain.errors import NotFound, Violations, collect
+from broadcaster.domain.errors import InvalidArgument, NotFound, Violations, collect
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import CustomerGroup
 from broadcaster.domain.names import CustomerGroupName, MerchantName
@@ -14,9 +14,11 @@ from broadcaster.domain.reasons import Reason
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.idempotent import create_once
 from broadcaster.services.listing import open_list
+from broadcaster.services.offload import off_loop
 from broadcaster.store import groups as repo
 
 MAX_MEMBERS_PER_CALL = 100_000
+OFF_LOOP_IDS = 5_000
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
 
 
@@ -118,7 +120,13 @@ class CustomerGroups:
     ) -> tuple[int, int]:
         v = Violations()
         n = collect(v, lambda: CustomerGroupName.parse(group, "customer_group"))
-        collect(v, lambda: self._check_ids(customer_ids))
+        try:  # a large batch is checked in a worker thread, off the event loop
+            if len(customer_ids) > OFF_LOOP_IDS:
+                await off_loop(self._check_ids, customer_ids)
+            else:
+                self._check_ids(customer_ids)
+        except InvalidArgument as e:
+            v.items.extend(e.violations)
         v.raise_if_any()
         assert n is not None
         if not caller.may_act_for(n.merchant):
