@@ -89,6 +89,15 @@ def test_items_are_counted_before_the_request_is_parsed(channel: grpc.Channel) -
     assert f.fields == ["contacts"] and "10,000" in f.message
 
 
+def test_bubbles_are_counted_before_the_broadcast_is_parsed(channel: grpc.Channel) -> None:
+    many = pb.CreateBroadcastRequest(
+        parent="merchants/m-x", broadcast=pb.Broadcast(messages=[pb.BroadcastMessage()] * 50_000)
+    ).SerializeToString()
+    create = _raw(channel, "/broadcaster.v1.BroadcastService/CreateBroadcast")
+    f = failure(_refused(lambda: create(many + b"\xff", metadata=A, timeout=30)))
+    assert (f.code, f.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["broadcast.messages"])
+
+
 def test_a_million_empty_contacts_are_refused_by_count(channel: grpc.Channel) -> None:
     flood = b"\x12\x00" * 1_000_000
     f = failure(_refused(lambda: _raw(channel, BATCH_CREATE)(flood, metadata=A, timeout=30)))

@@ -65,26 +65,28 @@ BUBBLE = 32 * 1024
 @dataclass(frozen=True, slots=True)
 class Limit:
     """What one method accepts: at most `max_bytes`, and, when `items` names the request's
-    repeated top-level field (with its field `number`), at most `max_items` of them."""
+    repeated field (`numbers`: its field number, after those of the messages it is in), at
+    most `max_items` of them."""
 
     max_bytes: int
     items: str = ""
-    number: int = 0
+    numbers: tuple[int, ...] = ()
     max_items: int = 0
-    noun: str = ""  # what an item is, for the error message ("contacts")
+    noun: str = ""  # what an item is, for the error message ("contacts per call")
 
 
 def method_limits(max_messages: int, max_credentials: int) -> dict[str, Limit]:
     """Every method with more than SMALL to accept, by its full gRPC path. `max_messages` and
     `max_credentials`: the most bubbles and credential fields any registered channel type has."""
-    broadcast = SMALL + max(max_messages, 1) * BUBBLE
+    bubbles = max(max_messages, 1)
+    broadcast = SMALL + bubbles * BUBBLE
     credentials = max(max_credentials, 1) * (text(64) + text(MAX_CREDENTIAL) + _FIELD)
     members = Limit(
         ascii_text(MAX_NAME) + MAX_MEMBERS_PER_CALL * (text(rules.MAX_CUSTOMER_ID)),
         "customer_ids",
-        2,
+        (2,),
         MAX_MEMBERS_PER_CALL,
-        "ids",
+        "ids per call",
     )
     groups = "/broadcaster.v1.CustomerGroupService/"
     broadcasts = "/broadcaster.v1.BroadcastService/"
@@ -92,14 +94,20 @@ def method_limits(max_messages: int, max_credentials: int) -> dict[str, Limit]:
         "/broadcaster.v1.ContactService/BatchCreateContacts": Limit(
             ascii_text(MAX_NAME) + MAX_IMPORT * (_FIELD + CONTACT),
             "contacts",
-            2,
+            (2,),
             MAX_IMPORT,
-            "contacts",
+            "contacts per call",
         ),
         f"{groups}AddCustomerGroupMembers": members,
         f"{groups}RemoveCustomerGroupMembers": members,
-        f"{broadcasts}CreateBroadcast": Limit(broadcast),
-        f"{broadcasts}UpdateBroadcast": Limit(broadcast),
+        # Broadcast.messages (5), in CreateBroadcastRequest.broadcast (2) or
+        # UpdateBroadcastRequest.broadcast (1). The channel checks its own, lower, limit later.
+        f"{broadcasts}CreateBroadcast": Limit(
+            broadcast, "broadcast.messages", (2, 5), bubbles, "messages"
+        ),
+        f"{broadcasts}UpdateBroadcast": Limit(
+            broadcast, "broadcast.messages", (1, 5), bubbles, "messages"
+        ),
         "/broadcaster.v1.ChannelService/CreateChannel": Limit(SMALL + credentials),
     }
 
@@ -123,7 +131,7 @@ class Limits:
         return self._by_method.items()
 
 
-def _varint(raw: bytes, at: int) -> tuple[int, int]:
+def _varint(raw: memoryview, at: int) -> tuple[int, int]:
     """The varint at `at` and the offset after it; IndexError past the end."""
     value = shift = 0
     while True:
@@ -137,30 +145,35 @@ def _varint(raw: bytes, at: int) -> tuple[int, int]:
             raise IndexError("varint too long")
 
 
-def count_field(raw: bytes, number: int, stop_after: int) -> int:
-    """How many times top-level field `number` occurs in the encoded message `raw`, counting
-    no further than `stop_after` + 1. Reads tags and lengths only; a malformed encoding stops
-    the count (the parser then reports it)."""
+def count_field(raw: bytes | memoryview, numbers: tuple[int, ...], stop_after: int) -> int:
+    """How many times the field at path `numbers` occurs in the encoded message `raw`, counting
+    no further than `stop_after` + 1. Every occurrence of a message on the path counts (the
+    parser merges them). Reads tags and lengths only; a malformed encoding stops the count
+    (the parser then reports it)."""
+    number, inner = numbers[0], numbers[1:]
+    view = memoryview(raw)
     count = at = 0
-    end = len(raw)
+    end = len(view)
     try:
         while at < end:
-            tag, at = _varint(raw, at)
+            tag, at = _varint(view, at)
             wire = tag & 7
-            if tag >> 3 == number:
-                count += 1
-                if count > stop_after:
-                    return count
             if wire == 0:
-                _, at = _varint(raw, at)
+                _, at = _varint(view, at)
             elif wire == 1:
                 at += 8
             elif wire == 2:
-                size, at = _varint(raw, at)
+                size, at = _varint(view, at)
+                if tag >> 3 == number and inner:
+                    count += count_field(view[at : at + size], inner, stop_after - count)
                 at += size
             elif wire == 5:
                 at += 4
             else:  # groups are not in proto3
+                return count
+            if tag >> 3 == number and not inner:
+                count += 1
+            if count > stop_after:
                 return count
     except IndexError:
         pass
@@ -182,13 +195,9 @@ def check_and_parse(method: str, limit: Limit, parse: Callable[[bytes], Any], ra
     (REQUEST_TOO_LARGE) or InvalidArgument (too many items, MALFORMED_REQUEST)."""
     if len(raw) > limit.max_bytes:
         raise too_large(method, len(raw), limit)
-    if limit.items and count_field(raw, limit.number, limit.max_items) > limit.max_items:
+    if limit.items and count_field(raw, limit.numbers, limit.max_items) > limit.max_items:
         raise InvalidArgument(
-            [
-                FieldViolation(
-                    limit.items, f"must hold at most {limit.max_items:,} {limit.noun} per call"
-                )
-            ]
+            [FieldViolation(limit.items, f"must hold at most {limit.max_items:,} {limit.noun}")]
         )
     try:
         return parse(raw)
