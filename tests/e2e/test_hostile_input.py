@@ -302,3 +302,14 @@ def test_credentials_with_control_characters_are_refused(channel: grpc.Channel, 
     f = failure(_refused(lambda: connect_fake(channel, _merchant(), token=bad)))
     assert f.code == grpc.StatusCode.INVALID_ARGUMENT
     assert f.fields == ["channel.credentials[token]"]
+
+
+def test_open_methods_refuse_large_requests_unparsed(channel: grpc.Channel) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    check = _raw(channel, "/grpc.health.v1.Health/Check")
+    large = health_pb2.HealthCheckRequest(service="x" * 100_000).SerializeToString()
+    f = failure(_refused(lambda: check(large, timeout=30)))
+    assert (f.code, f.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "REQUEST_TOO_LARGE")
+    serving = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    assert serving.status == health_pb2.HealthCheckResponse.SERVING

@@ -30,7 +30,7 @@ from broadcaster import logs
 from broadcaster.api import auth, errors, limits
 from broadcaster.api.limits import Limits
 from broadcaster.domain.auth import LOCAL, Caller, TokenTable
-from broadcaster.domain.errors import Unauthenticated
+from broadcaster.domain.errors import DomainError, Unauthenticated
 from broadcaster.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,68 @@ def _drop(raw: bytes) -> None:
     return None
 
 
+def _replace(
+    handler: grpc.RpcMethodHandler[Any, Any], **changes: Any
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """A copy of `handler` (a named tuple) with `changes`."""
+    replaced: grpc.RpcMethodHandler[Any, Any] = handler._replace(**changes)  # type: ignore[attr-defined]
+    return replaced
+
+
+class RequestTooLarge(ValueError):
+    """A reflection request over SMALL bytes (raised by its deserializer)."""
+
+
+def _bounded(
+    handler: grpc.RpcMethodHandler[Any, Any] | None, method: str
+) -> grpc.RpcMethodHandler[Any, Any] | None:
+    """An open method's handler (health, reflection) whose requests are refused unparsed past
+    SMALL bytes: they answer without a token, so no large request should reach a parser. Health
+    answers RESOURCE_EXHAUSTED with an ErrorInfo; the reflection stream just ends."""
+    if handler is None or handler.request_deserializer is None:
+        return handler
+    parse = handler.request_deserializer
+    small = limits.Limit(limits.SMALL)
+
+    def checked(raw: bytes) -> Any:
+        if len(raw) > limits.SMALL:
+            raise limits.too_large(method, len(raw), small)
+        return parse(raw)
+
+    if handler.unary_unary is not None:
+        unary_inner: Any = handler.unary_unary
+
+        async def unary(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                request = checked(raw)
+            except DomainError as e:
+                await errors.abort(context, e)
+            return await unary_inner(request, context)
+
+        return _replace(handler, unary_unary=unary, request_deserializer=None)
+    if handler.unary_stream is not None:
+        stream_inner: Any = handler.unary_stream
+
+        async def stream(
+            raw: bytes, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            try:
+                request = checked(raw)
+            except DomainError as e:
+                await errors.abort(context, e)
+            async for item in stream_inner(request, context):
+                yield item
+
+        return _replace(handler, unary_stream=stream, request_deserializer=None)
+
+    def deserializer(raw: bytes) -> Any:
+        if len(raw) > limits.SMALL:
+            raise RequestTooLarge(f"{len(raw)} bytes; at most {limits.SMALL}")
+        return parse(raw)
+
+    return _replace(handler, request_deserializer=deserializer)
+
+
 class CallGuard(grpc.aio.ServerInterceptor):
     def __init__(self, tokens: TokenTable, metrics: Metrics, request_limits: Limits) -> None:
         self._tokens = tokens
@@ -144,7 +206,10 @@ class CallGuard(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = handler_call_details.method
         if method.startswith(_OPEN_PREFIXES):
-            return await continuation(handler_call_details)
+            if method not in self._guarded:
+                handler = await continuation(handler_call_details)
+                self._guarded[method] = _bounded(handler, method)
+            return self._guarded[method]
         try:
             self._authenticate(handler_call_details.invocation_metadata)
         except Unauthenticated:
