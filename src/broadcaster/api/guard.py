@@ -221,12 +221,14 @@ class CallGuard(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        refusing = known is self._refusals
-        guarded = self._refusal(method) if refusing else self._guard(method, handler)
+        if known is self._refusals:
+            guarded = self._refusal(method, unary=handler.unary_stream is None)
+        else:
+            guarded = self._guard(method, handler)
         known[method] = guarded
         return guarded
 
-    def _refusal(self, method: str) -> grpc.RpcMethodHandler[Any, Any]:
+    def _refusal(self, method: str, *, unary: bool) -> grpc.RpcMethodHandler[Any, Any]:
         """The handler for calls of `method` without a known token: it answers UNAUTHENTICATED
         at once. It is a streaming handler whatever the method, so gRPC hands it the call
         before reading any of the request: the body is never read into memory, let alone
@@ -239,7 +241,7 @@ class CallGuard(grpc.aio.ServerInterceptor):
             except Exception as e:
                 await errors.abort(context, e)
             finally:
-                self._ended(method, context, None, started, unary=True)
+                self._ended(method, context, None, started, unary=unary)
 
         return grpc.stream_stream_rpc_method_handler(refuse, request_deserializer=_drop)
 
