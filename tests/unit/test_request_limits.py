@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broadcaster.api.limits import SMALL, Limit, check_and_parse, count_field, method_limits
+from broadcaster.api.request_limits import SMALL, Limit, check_and_parse, count_field, method_limits
 from broadcaster.domain.errors import InvalidArgument, ResourceExhausted
 from broadcaster.v1 import broadcast_service_pb2 as bpb
 from broadcaster.v1 import contact_service_pb2 as cpb

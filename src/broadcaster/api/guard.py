@@ -6,8 +6,9 @@ whatever it raises into a status (through api.errors, the single translator), an
 The token is checked on the call's metadata before its body is read: a call without a known
 token gets a handler that answers UNAUTHENTICATED without reading its request. A known
 caller's request reaches the handler as raw bytes and is checked against its method's limits
-and parsed there (api.limits), so an oversized or malformed request is answered with a status
-and an ErrorInfo like any other error.
+and parsed there (api.request_limits), so an oversized or malformed request is answered with a
+status and an ErrorInfo like any other error. Health checks and reflection answer without a
+token, and take requests of at most 16 KiB.
 
 It wraps the method handler rather than acting before it, so the caller set in a contextvar is
 visible inside the handler's own task.
@@ -27,8 +28,8 @@ from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
 from broadcaster import logs
-from broadcaster.api import auth, errors, limits
-from broadcaster.api.limits import Limits
+from broadcaster.api import auth, errors, request_limits
+from broadcaster.api.request_limits import Limits
 from broadcaster.domain.auth import LOCAL, Caller, TokenTable
 from broadcaster.domain.errors import DomainError, Unauthenticated
 from broadcaster.metrics import Metrics
@@ -113,11 +114,11 @@ def _bounded(
     if handler is None or handler.request_deserializer is None:
         return handler
     parse = handler.request_deserializer
-    small = limits.Limit(limits.SMALL)
+    small = request_limits.Limit(request_limits.SMALL)
 
     def checked(raw: bytes) -> Any:
-        if len(raw) > limits.SMALL:
-            raise limits.too_large(method, len(raw), small)
+        if len(raw) > request_limits.SMALL:
+            raise request_limits.too_large(method, len(raw), small)
         return parse(raw)
 
     if handler.unary_unary is not None:
@@ -147,18 +148,18 @@ def _bounded(
         return _replace(handler, unary_stream=stream, request_deserializer=None)
 
     def deserializer(raw: bytes) -> Any:
-        if len(raw) > limits.SMALL:
-            raise RequestTooLarge(f"{len(raw)} bytes; at most {limits.SMALL}")
+        if len(raw) > request_limits.SMALL:
+            raise RequestTooLarge(f"{len(raw)} bytes; at most {request_limits.SMALL}")
         return parse(raw)
 
     return _replace(handler, request_deserializer=deserializer)
 
 
 class CallGuard(grpc.aio.ServerInterceptor):
-    def __init__(self, tokens: TokenTable, metrics: Metrics, request_limits: Limits) -> None:
+    def __init__(self, tokens: TokenTable, metrics: Metrics, limits: Limits) -> None:
         self._tokens = tokens
         self._metrics = metrics
-        self._limits = request_limits
+        self._limits = limits
         # Wrapped handlers by method: built once, not on every call. A method's refusal
         # handler answers the calls that carry no known token.
         self._guarded: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
@@ -193,7 +194,7 @@ class CallGuard(grpc.aio.ServerInterceptor):
     ) -> Any:
         """Set the call's request id and caller, then check and parse its request."""
         self._enter_call(context)
-        request = await limits.decode(method, self._limits.of(method), parse, raw)
+        request = await request_limits.decode(method, self._limits.of(method), parse, raw)
         logs.bind_resource(resource_of(request))
         return request
 
@@ -206,10 +207,12 @@ class CallGuard(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = handler_call_details.method
         if method.startswith(_OPEN_PREFIXES):
-            if method not in self._guarded:
-                handler = await continuation(handler_call_details)
-                self._guarded[method] = _bounded(handler, method)
-            return self._guarded[method]
+            if method in self._guarded:
+                return self._guarded[method]
+            bounded = _bounded(await continuation(handler_call_details), method)
+            if bounded is not None:  # names that match no method are not kept
+                self._guarded[method] = bounded
+            return bounded
         try:
             self._authenticate(handler_call_details.invocation_metadata)
         except Unauthenticated:

@@ -15,7 +15,7 @@ from broadcaster.api.contacts import ContactServicer
 from broadcaster.api.customer_groups import CustomerGroupServicer
 from broadcaster.api.events import EventServicer
 from broadcaster.api.guard import CallGuard
-from broadcaster.api.limits import Limits, method_limits
+from broadcaster.api.request_limits import Limits, method_limits
 from broadcaster.channels import ChannelRegistry
 from broadcaster.domain.auth import TokenTable
 from broadcaster.metrics import Metrics
