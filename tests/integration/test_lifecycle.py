@@ -21,6 +21,7 @@ from broadcaster.services.channels import Channels
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import dispatch
+from broadcaster.store.clock import from_us
 from broadcaster.store.database import Database
 from tests.integration.test_sending import Shop, _age_batch, _shop
 
@@ -130,7 +131,7 @@ def _send_again(b: Broadcast, batches: int) -> Operation:
     def run(conn: Connection) -> Broadcast:
         assert b.send_estimate is not None
         return repo.start_sending(
-            conn, b, total=1, excluded=0, batches=batches, estimate=b.send_estimate, now=1
+            conn, b, total=1, excluded=0, batches=batches, estimate=b.send_estimate, now=from_us(1)
         )
 
     return run
