@@ -222,6 +222,7 @@ class ChannelDispatch:
         # Set when the channel can send no more (deleted, credentials refused); its result, the
         # reason, once the channel's broadcasts are failed in the database.
         self._gone: asyncio.Future[Reason] | None = None
+        self._halt = asyncio.Event()  # set with `_gone`: wakes batches waiting to retry
 
     @property
     def _holding(self) -> bool:
@@ -238,6 +239,7 @@ class ChannelDispatch:
         if not self._gone.done():
             self._gone.set_result(reason)
         self._room.set()
+        self._halt.set()
 
     async def run(self) -> None:
         try:
@@ -412,6 +414,7 @@ class ChannelDispatch:
         if self._gone is None:
             self._gone = asyncio.get_running_loop().create_future()
             self._room.set()
+            self._halt.set()
             reason = Reason.CHANNEL_CREDENTIALS_INVALID
             log.warning(
                 "dispatch of channel %s: the channel refused its credentials (%s); its "
@@ -497,7 +500,7 @@ class ChannelDispatch:
         if isinstance(step, Rekey):
             await self._rekey(batch, step.delay)
             return False
-        await asyncio.sleep(step.delay)
+        await _wait(self._halt, step.delay)  # cut short if the channel goes meanwhile
         return True
 
     async def _rekey(self, batch: store.ClaimedBatch, delay: float) -> None:
