@@ -115,7 +115,10 @@ class SendStatus(enum.Enum):
     RETRY_LATER = "retry_later"  # transient: 5xx, timeout, reset, rate limit
     INVALID_RECIPIENTS = "invalid_recipients"  # some recipients are named as invalid
     QUOTA_EXHAUSTED = "quota_exhausted"
-    FATAL = "fatal"  # will not succeed by retrying (bad credentials, rejected message)
+    FATAL = "fatal"  # will not succeed by retrying (a rejected message, a forbidden API)
+    # The channel refused the account's credentials (LINE: 401): nothing more can go out with
+    # them, for any broadcast of the channel.
+    CREDENTIALS_REFUSED = "credentials_refused"
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ class Reason(enum.StrEnum):
     # --- bad input
     INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"  # a page token not issued for this query
     INVALID_CURSOR = "INVALID_CURSOR"  # an event cursor this service did not issue
+    REQUEST_ID_REUSED = "REQUEST_ID_REUSED"  # a request id already used for another request
 
     # --- missing resources (or another merchant's)
     MERCHANT_NOT_FOUND = "MERCHANT_NOT_FOUND"  # the merchant is not one the token may act for
@@ -56,6 +57,10 @@ class Reason(enum.StrEnum):
     BROADCAST_NOT_FINISHED = "BROADCAST_NOT_FINISHED"  # a resend needs a finished broadcast
     BROADCAST_MESSAGES_INVALID = "BROADCAST_MESSAGES_INVALID"  # messages break channel rules
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED"  # the recipients exceed the channel's remaining quota
+    RESEND_CHANNEL_FIXED = "RESEND_CHANNEL_FIXED"  # a resend stays on its source's channel
+
+    # --- customer groups: preconditions
+    CUSTOMER_GROUP_IN_USE = "CUSTOMER_GROUP_IN_USE"  # a draft's audience uses the group
 
     # --- recorded when a send stops (failure_reason) or per recipient (delivery reason)
     QUOTA_EXHAUSTED = "QUOTA_EXHAUSTED"  # the monthly quota ran out while sending

@@ -8,7 +8,7 @@ on every call, while a disconnect elsewhere takes effect quickly.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import aiohttp
 
@@ -31,6 +31,7 @@ class ChannelHub:
         self._env = dict(env)
         self._session: aiohttp.ClientSession | None = None
         self._cache: dict[str, tuple[float, ChannelAccount, Channel]] = {}
+        self._gone_listeners: list[Callable[[str], None]] = []
 
     def runtime(self) -> ChannelRuntime:
         if self._session is None or self._session.closed:
@@ -60,6 +61,17 @@ class ChannelHub:
 
     def forget(self, channel_id: str) -> None:
         self._cache.pop(channel_id, None)
+
+    def on_gone(self, listener: Callable[[str], None]) -> None:
+        """Have `listener(channel_id)` called when a channel is deleted in this process (the
+        dispatcher: it stops sending with the channel's credentials at once)."""
+        self._gone_listeners.append(listener)
+
+    def gone(self, channel_id: str) -> None:
+        """The channel was deleted (committed): forget it and tell the listeners."""
+        self.forget(channel_id)
+        for listener in self._gone_listeners:
+            listener(channel_id)
 
     async def close(self) -> None:
         self._cache.clear()

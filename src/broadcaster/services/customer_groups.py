@@ -6,19 +6,27 @@ from sqlalchemy import Connection
 
 from broadcaster.domain import rules
 from broadcaster.domain.auth import Caller
-from broadcaster.domain.errors import NotFound, Violations, collect
+from broadcaster.domain.errors import (
+    FailedPrecondition,
+    NotFound,
+    PreconditionViolation,
+    Violations,
+    collect,
+)
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import CustomerGroup
-from broadcaster.domain.names import CustomerGroupName, MerchantName
+from broadcaster.domain.names import BroadcastName, CustomerGroupName, MerchantName
 from broadcaster.domain.paging import next_token
 from broadcaster.domain.reasons import Reason
 from broadcaster.services.context import ServiceContext
-from broadcaster.services.idempotent import create_once
+from broadcaster.services.idempotent import create_once, request_fingerprint
 from broadcaster.services.listing import open_list
 from broadcaster.store import groups as repo
 
 MAX_MEMBERS_PER_CALL = 100_000
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
+CREATE = "CreateCustomerGroup"
+IN_USE_LISTED = 20  # drafts named when a group in use cannot be deleted
 
 
 def _not_found(name: str) -> NotFound:
@@ -57,8 +65,11 @@ class CustomerGroups:
         return await create_once(
             self._ctx.db,
             m,
-            "CreateCustomerGroup",
+            CREATE,
             request_id,
+            request_hash=request_fingerprint(
+                "CreateCustomerGroup", parent, display_name, description
+            ),
             create=create,
             find=lambda conn, name: repo.get(conn, m, CustomerGroupName.parse(name).group),
             gone=_not_found,
@@ -85,8 +96,32 @@ class CustomerGroups:
         return found[: page.size], next_token([g.id for g in found], page, query)
 
     async def delete(self, caller: Caller, name: str) -> None:
+        """Delete the group, unless a draft's audience uses it (FAILED_PRECONDITION
+        `CUSTOMER_GROUP_IN_USE` naming them): a send to a deleted group would reach nobody.
+        Broadcasts already sent or sending do not hold it."""
         n = self._name(caller, name, "name")
-        if not await self._ctx.db.write(repo.delete_group, n.merchant, n.group):
+
+        def tx(conn: Connection) -> bool:
+            # The row lock orders this against a draft saved or sent with the group meanwhile.
+            if repo.get(conn, n.merchant, n.group, lock=True) is None:
+                return False
+            using = repo.drafts_using(conn, n.merchant, n.group, IN_USE_LISTED)
+            if using:
+                names = [str(BroadcastName(n.merchant, b)) for b in using]
+                raise FailedPrecondition(
+                    f"Drafts use this customer group ({', '.join(names)}"
+                    f"{', …' if len(names) == IN_USE_LISTED else ''}): change their audience or "
+                    "delete them first.",
+                    reason=Reason.CUSTOMER_GROUP_IN_USE,
+                    violations=[
+                        PreconditionViolation("BROADCAST", b, "its audience uses this group")
+                        for b in names
+                    ],
+                    broadcasts=",".join(names),
+                )
+            return repo.delete_group(conn, n.merchant, n.group)
+
+        if not await self._ctx.db.write(tx):
             raise _not_found(name)
 
     def _check_ids(self, customer_ids: list[str]) -> None:

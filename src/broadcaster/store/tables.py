@@ -117,7 +117,8 @@ class ContactRow(SQLModel, table=True):
 
 
 class IdempotentRequestRow(SQLModel, table=True):
-    """The result of a Create or Send call, kept under the caller's request id."""
+    """The result of a Create, Copy or Send call, kept under the caller's request id, with a
+    fingerprint of the request: the id used again for another request is refused."""
 
     __tablename__ = "idempotent_requests"
 
@@ -126,6 +127,8 @@ class IdempotentRequestRow(SQLModel, table=True):
     request_id: str = Field(primary_key=True, max_length=128)
     resource_name: str = Field(max_length=512)
     create_time: int = Field(sa_column=_time())
+    # SHA-256 (hex) of what the request asked for; NULL for rows from before revision 0009.
+    request_hash: str | None = Field(default=None, max_length=64)
 
 
 metadata = SQLModel.metadata
