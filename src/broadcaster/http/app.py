@@ -1,6 +1,7 @@
 """aiohttp application: `POST /webhooks/{type}/{channel}`, `GET /healthz`, `GET /metrics`.
 
-Webhook answers: 200 once the events are committed (an empty event list is a connectivity check),
+Webhook answers: 200 once the events are committed, with how many were recorded and how many
+refused (`{"recorded": 3, "refused": 1}`; an empty event list is a connectivity check),
 401 for a bad or missing signature (nothing is recorded), 404 for an unknown channel, 413 for an
 oversized body, 500 when recording failed (the channel redelivers).
 
@@ -43,7 +44,7 @@ def build_app(ingest: WebhookIngest, db: Database, metrics: Metrics) -> web.Appl
         except web.HTTPRequestEntityTooLarge:
             return _json_error(413, f"the body exceeds {MAX_BODY} bytes")
         try:
-            count = await ingest.receive(
+            receipt = await ingest.receive(
                 request.match_info["type"], request.match_info["channel"], request.headers, body
             )
         except WebhookRejected as e:
@@ -53,7 +54,7 @@ def build_app(ingest: WebhookIngest, db: Database, metrics: Metrics) -> web.Appl
         except Exception:
             log.exception("webhook for channel %s not recorded", request.match_info["channel"])
             return _json_error(500, "not recorded; please redeliver")
-        return web.json_response({"recorded": count})
+        return web.json_response({"recorded": receipt.recorded, "refused": receipt.refused})
 
     async def webhook(request: web.Request) -> web.Response:
         with logs.bound(request_id=logs.new_request_id(request.headers.get("x-request-id"))):

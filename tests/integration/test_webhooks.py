@@ -1,0 +1,123 @@
+"""Webhook ingestion through the service, on SQLite and PostgreSQL: bad events are refused one by
+one, one request's failure never fails another's, the dedupe table is pruned."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection
+
+from broadcaster.channels import InteractionEvent, InteractionKind
+from broadcaster.domain.ids import new_id
+from broadcaster.domain.model import AccountTier, ChannelAccount, ContactFilter
+from broadcaster.domain.paging import Page
+from broadcaster.services import webhooks
+from broadcaster.services.channel_hub import ChannelHub
+from broadcaster.services.context import ServiceContext
+from broadcaster.services.webhooks import WebhookIngest
+from broadcaster.store import channel_contacts, channels, contacts
+from broadcaster.store.clock import from_us
+from tests.fakechannel import sign
+
+T0 = 1_760_000_000_000
+
+
+async def _channel(hub: ChannelHub, merchant: str, token: str) -> str:
+    channel_id = new_id()
+    sealed = hub.sealer.seal({"token": token, "account": channel_id})
+    account = (AccountTier.VERIFIED, f"acct-{channel_id}", "Shop", "@shop", "")
+    await hub._db.write(channels.create, merchant, channel_id, "fake", account, sealed, from_us(1))
+    return channel_id
+
+
+def _body(*items: tuple[str, str, str, int]) -> bytes:
+    return json.dumps(
+        {"events": [{"id": i, "user": u, "kind": k, "ts": t} for i, u, k, t in items]}
+    ).encode()
+
+
+async def _external_ids(ctx: ServiceContext, merchant: str, channel_id: str) -> set[str]:
+    found = await ctx.db.read(
+        contacts.list_page, merchant, channel_id, ContactFilter(), Page(1000, None)
+    )
+    return {c.external_id for c in found}
+
+
+@pytest.fixture
+async def ingest(ctx: ServiceContext, hub: ChannelHub) -> Any:
+    running = WebhookIngest(ctx, hub)
+    yield running
+    await running.stop()
+
+
+async def test_bad_events_are_refused_alone(
+    ctx: ServiceContext, hub: ChannelHub, ingest: WebhookIngest, merchant: str
+) -> None:
+    channel_id = await _channel(hub, merchant, "tok")
+    tag = new_id()
+    body = _body(
+        (f"{tag}-nul\x00id", "u-nul", "follow", T0),
+        (f"{tag}-long", "u" * 5000, "follow", T0),
+        (f"{tag}-esc", "u\x1b[2J", "message", T0),
+        (f"{tag}-ok", "u-ok", "message", T0),
+    )
+    receipt = await ingest.receive(
+        "fake", channel_id, {"x-fake-signature": sign("tok", body)}, body
+    )
+    assert receipt == webhooks.Receipt(recorded=1, refused=3)
+    assert await _external_ids(ctx, merchant, channel_id) == {"u-ok"}
+
+
+async def test_a_failing_request_never_fails_another_in_its_transaction(
+    ctx: ServiceContext,
+    hub: ChannelHub,
+    ingest: WebhookIngest,
+    merchant: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    good, bad = await _channel(hub, merchant, "good"), await _channel(hub, merchant, "bad")
+    record = channel_contacts.record_news
+
+    def poisoned(conn: Connection, m: str, channel: str, *args: Any) -> Any:
+        if channel == bad:
+            raise RuntimeError("this request cannot be recorded")
+        return record(conn, m, channel, *args)
+
+    monkeypatch.setattr(channel_contacts, "record_news", poisoned)
+    now = datetime.now(UTC)
+    loop = asyncio.get_running_loop()
+
+    accounts: dict[str, ChannelAccount] = {}
+    for channel_id in (good, bad):
+        found = await hub.get(channel_id)
+        assert found is not None
+        accounts[channel_id] = found[0]
+
+    def pending(channel_id: str, user: str) -> Any:
+        event = InteractionEvent(f"{channel_id}-{user}", user, InteractionKind.MESSAGE, now)
+        return webhooks._Pending(accounts[channel_id], [event], loop.create_future())
+
+    batch = [pending(good, "u1"), pending(bad, "u2"), pending(good, "u3")]
+    await ingest._commit(batch, len(batch))
+    assert [p.done.exception() is None for p in batch] == [True, False, True]
+    assert await _external_ids(ctx, merchant, good) == {"u1", "u3"}
+    assert await _external_ids(ctx, merchant, bad) == set()
+
+
+async def test_a_future_timestamp_is_taken_as_the_moment_of_receipt(
+    ctx: ServiceContext, hub: ChannelHub, ingest: WebhookIngest, merchant: str
+) -> None:
+    channel_id = await _channel(hub, merchant, "tok")
+    far = 253_402_300_799_000  # 9999-12-31
+    body = _body((f"{new_id()}-far", "u-far", "follow", far))
+    before = datetime.now(UTC)
+    await ingest.receive("fake", channel_id, {"x-fake-signature": sign("tok", body)}, body)
+    (found,) = await ctx.db.read(
+        contacts.list_page, merchant, channel_id, ContactFilter(), Page(10, None)
+    )
+    assert found.last_interaction_time is not None
+    assert before <= found.last_interaction_time <= datetime.now(UTC) + timedelta(seconds=1)
