@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from broadcaster.channels import InteractionEvent, InteractionKind
 from broadcaster.domain.ids import new_id
@@ -121,3 +122,35 @@ async def test_a_future_timestamp_is_taken_as_the_moment_of_receipt(
     )
     assert found.last_interaction_time is not None
     assert before <= found.last_interaction_time <= datetime.now(UTC) + timedelta(seconds=1)
+
+
+async def test_a_database_error_never_logs_what_was_being_written(
+    ctx: ServiceContext,
+    hub: ChannelHub,
+    ingest: WebhookIngest,
+    merchant: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    channel_id = await _channel(hub, merchant, "tok")
+    secret = "a-private-message-body-0123456789"
+
+    def failing(conn: Connection, *args: Any) -> Any:
+        # A NOT NULL violation whose row holds the secret: PostgreSQL's DETAIL would quote it.
+        conn.execute(
+            text(
+                "INSERT INTO webhook_events (channel_id, event_id, receive_time) "
+                "VALUES (:channel, :secret, NULL)"
+            ),
+            {"channel": channel_id, "secret": secret},
+        )
+
+    monkeypatch.setattr(channel_contacts, "record_news", failing)
+    body = _body((f"{new_id()}-1", "u1", "message", T0))
+    with pytest.raises(DBAPIError) as raised:
+        await ingest.receive("fake", channel_id, {"x-fake-signature": sign("tok", body)}, body)
+
+    assert "could not record" in caplog.text
+    for shown in (caplog.text, str(raised.value)):
+        assert secret not in shown
+        assert "Failing row contains" not in shown
