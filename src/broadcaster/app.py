@@ -114,6 +114,7 @@ class App:
             build_app(self.webhooks, self.db, self.metrics), http_host, http_port
         )
         self.services.contact_sync.watch()
+        self.webhooks.prune_periodically()
         self.dispatcher.start()
         return grpc_server, http
 

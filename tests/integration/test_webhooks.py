@@ -20,7 +20,7 @@ from broadcaster.services import webhooks
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.webhooks import WebhookIngest
-from broadcaster.store import channel_contacts, channels, contacts
+from broadcaster.store import channel_contacts, channels, contacts, webhook_events
 from broadcaster.store.clock import from_us
 from tests.fakechannel import sign
 
@@ -154,3 +154,32 @@ async def test_a_database_error_never_logs_what_was_being_written(
     for shown in (caplog.text, str(raised.value)):
         assert secret not in shown
         assert "Failing row contains" not in shown
+
+
+async def test_event_ids_are_forgotten_after_the_dedupe_window(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    channel_id = await _channel(hub, merchant, "tok")
+    now = datetime.now(UTC)
+    old, recent = now - webhooks.DEDUPE_WINDOW - timedelta(hours=1), now - timedelta(hours=1)
+    await ctx.db.write(webhook_events.claim_new, channel_id, [f"old-{n}" for n in range(25)], old)
+    await ctx.db.write(webhook_events.claim_new, channel_id, ["recent"], recent)
+
+    def remaining(conn: Connection) -> set[str]:
+        rows = conn.execute(
+            text("SELECT event_id FROM webhook_events WHERE channel_id = :c"), {"c": channel_id}
+        )
+        return {r[0] for r in rows}
+
+    # Each statement deletes a bounded number of rows.
+    assert await ctx.db.write(webhook_events.prune, now - webhooks.DEDUPE_WINDOW, 10) == 10
+    assert len(await ctx.db.read(remaining)) == 16
+    running = WebhookIngest(ctx, hub, prune_batch=10)
+    # Every replica may prune at once: what one deleted, the others skip.
+    pruned = await asyncio.gather(running.prune(), running.prune())
+    assert sum(pruned) >= 15
+    assert await ctx.db.read(remaining) == {"recent"}
+    # A redelivery of a forgotten event is new again; a recent one is still a redelivery.
+    assert await ctx.db.write(webhook_events.claim_new, channel_id, ["old-1", "recent"], now) == {
+        "old-1"
+    }

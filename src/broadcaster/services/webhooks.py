@@ -23,7 +23,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import Connection
@@ -49,6 +49,12 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH_EVENTS = 5000
 MAX_EVENT_ID = 128  # webhook_events.event_id
+# Event ids are remembered this long to recognise redeliveries, then forgotten (a redelivery
+# older than this would be recorded again; contacts never move backwards, so it changes little).
+DEDUPE_WINDOW = timedelta(days=7)
+PRUNE_EVERY = 600.0  # seconds
+PRUNE_BATCH = 5000  # rows per DELETE: short transactions, never a long lock
+PRUNE_MOST = 100  # DELETEs per round; the rest waits for the next round
 _STATE = {
     InteractionKind.FOLLOW: FollowerState.FOLLOWING,
     InteractionKind.UNFOLLOW: FollowerState.BLOCKED,
@@ -120,11 +126,40 @@ def summarize(events: Sequence[InteractionEvent]) -> list[ContactNews]:
 
 
 class WebhookIngest:
-    def __init__(self, ctx: ServiceContext, hub: ChannelHub) -> None:
+    def __init__(
+        self, ctx: ServiceContext, hub: ChannelHub, *, prune_batch: int = PRUNE_BATCH
+    ) -> None:
         self._ctx = ctx
         self._hub = hub
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
+        self._prune_batch = prune_batch
+
+    async def prune(self) -> int:
+        """Forget event ids older than the dedupe window, a bounded DELETE at a time; returns
+        how many. Harmless when every replica runs it at once."""
+        before = self._ctx.now() - DEDUPE_WINDOW
+        total = 0
+        for _ in range(PRUNE_MOST):
+            n = await self._ctx.db.write(webhook_events.prune, before, self._prune_batch)
+            total += n
+            if n < self._prune_batch:
+                break
+        return total
+
+    def prune_periodically(self, every: float = PRUNE_EVERY) -> None:
+        async def loop() -> None:
+            while True:
+                try:
+                    pruned = await self.prune()
+                    if pruned:
+                        log.info("forgot %d webhook event ids past the dedupe window", pruned)
+                except Exception:
+                    log.exception("could not prune webhook event ids")
+                await asyncio.sleep(every)
+
+        self._pruner = asyncio.create_task(loop(), name="webhook-event-pruner")
 
     async def receive(
         self, channel_type: str, channel_id: str, headers: Mapping[str, str], body: bytes
@@ -214,7 +249,8 @@ class WebhookIngest:
                 )
 
     async def stop(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        for task in (self._writer, self._pruner):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
