@@ -6,7 +6,7 @@ letter, mark, symbol, space or emoji, including the invisible characters emoji a
 made of: the zero-width joiner of emoji sequences (👩‍💻), the zero-width non-joiner, the soft
 hyphen, the left-to-right and right-to-left marks, and the tag characters of subdivision flags.
 They refuse control characters (ESC, NUL, …), the bidirectional embeddings, overrides and
-isolates (U+202A–U+202E, U+2066–U+2069) that make text display in another order than it is
+isolates (U+202A to U+202E, U+2066 to U+2069) that make text display in another order than it is
 stored, other invisible format characters, surrogates and line or paragraph separators. A
 description may also hold line breaks and tabs.
 """
