@@ -183,3 +183,41 @@ async def test_event_ids_are_forgotten_after_the_dedupe_window(
     assert await ctx.db.write(webhook_events.claim_new, channel_id, ["old-1", "recent"], now) == {
         "old-1"
     }
+
+
+async def test_unknown_channels_are_remembered_briefly(
+    ctx: ServiceContext, merchant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from broadcaster.channels.manager import PluginManager
+    from broadcaster.services import channel_hub
+    from broadcaster.store.sealing import Sealer
+    from tests import fakechannel
+
+    now = [1000.0]
+    registry = PluginManager.load((), [fakechannel]).register_channels()
+    hub = ChannelHub(registry, Sealer(("k" * 32,)), ctx.db, {}, clock=lambda: now[0])
+    reads: list[Any] = []
+    read = ctx.db.read
+
+    async def counted(fn: Any, *args: Any) -> Any:
+        reads.append(args)
+        return await read(fn, *args)
+
+    monkeypatch.setattr(ctx.db, "read", counted)
+    unknown = new_id()
+    for _ in range(50):
+        assert await hub.get(unknown) is None
+    assert len(reads) == 1
+    # Then it is looked up again: one created meanwhile (here stored directly) is found.
+    sealed = hub.sealer.seal({"token": "t", "account": unknown})
+    account = (AccountTier.VERIFIED, f"acct-{unknown}", "Shop", "@shop", "")
+    await ctx.db.write(channels.create, merchant, unknown, "fake", account, sealed, from_us(1))
+    now[0] += channel_hub.UNKNOWN_SECONDS + 0.1
+    found = await hub.get(unknown)
+    assert found is not None and found[0].id == unknown
+    # The set of remembered ids is bounded.
+    monkeypatch.setattr(channel_hub, "MAX_UNKNOWN", 10)
+    for n in range(30):
+        await hub.get(f"nope-{n}")
+    assert len(hub._unknown) == 10
+    await hub.close()
