@@ -9,6 +9,7 @@ never merchant, channel or broadcast ids (unbounded, and not for a scrape endpoi
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -26,7 +27,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import Connection, func, select
 
-from broadcaster.channels import InteractionEvent, SendOutcome, SendStatus
+from broadcaster.channels import InteractionEvent, RefusedEvent, SendOutcome, SendStatus
 from broadcaster.domain.broadcasts import BroadcastState
 from broadcaster.store.tables import broadcasts
 
@@ -145,6 +146,12 @@ class Metrics:
             ["channel_type", "kind"],
             registry=r,
         )
+        self.webhook_events_refused = Counter(
+            "broadcaster_webhook_events_refused",
+            "Signed webhook events refused (not recorded), by channel type and refusal.",
+            ["channel_type", "refusal"],
+            registry=r,
+        )
         self.webhook_signature_failures = Counter(
             "broadcaster_webhook_signature_failures",
             "Webhook requests refused for a bad or missing signature.",
@@ -247,6 +254,10 @@ class Metrics:
             kinds[e.kind.value] = kinds.get(e.kind.value, 0) + 1
         for kind, n in kinds.items():
             self.webhook_events.labels(channel_type, kind).inc(n)
+
+    def webhook_refused(self, channel_type: str, refused: Iterable[RefusedEvent]) -> None:
+        for refusal, n in collections.Counter(r.refusal.value for r in refused).items():
+            self.webhook_events_refused.labels(channel_type, refusal).inc(n)
 
     def webhook_signature_failure(self, channel_type: str) -> None:
         self.webhook_signature_failures.labels(channel_type).inc()

@@ -21,6 +21,7 @@ from broadcaster.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
@@ -49,6 +50,7 @@ _CODES: tuple[tuple[type[DomainError], int], ...] = (
     (AlreadyExists, int(code_pb2.ALREADY_EXISTS)),
     (Unavailable, int(code_pb2.UNAVAILABLE)),
     (Unauthenticated, int(code_pb2.UNAUTHENTICATED)),
+    (ResourceExhausted, int(code_pb2.RESOURCE_EXHAUSTED)),
 )
 
 

@@ -152,6 +152,23 @@ class InteractionEvent:
     is_redelivery: bool = False
 
 
+class EventRefusal(enum.Enum):
+    """Why a webhook event was refused (a metrics label: keep the set small and fixed)."""
+
+    INVALID_ID = "invalid_id"  # an event or contact id the channel never issues
+    INVALID_TIMESTAMP = "invalid_timestamp"  # missing, unreadable or out of range
+    MALFORMED = "malformed"  # not the shape the channel's webhooks have
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedEvent:
+    """A signed webhook event that cannot be recorded. The rest of the request still is: a
+    plugin returns this in place of the event instead of failing the whole request."""
+
+    refusal: EventRefusal
+    detail: str = ""  # for operators: which event and what was wrong; never the value itself
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelRuntime:
     """What the core lends a channel instance: the process's shared HTTP session and settings."""

@@ -110,6 +110,12 @@ class Unavailable(DomainError):
     reason: str = Reason.UNAVAILABLE
 
 
+class ResourceExhausted(DomainError):
+    """The server (or a per-caller limit) is at capacity; retrying later with backoff may work."""
+
+    reason: str = Reason.RESOURCE_EXHAUSTED
+
+
 class Unauthenticated(DomainError):
     """No credentials, or credentials the server does not know."""
 

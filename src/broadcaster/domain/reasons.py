@@ -25,11 +25,15 @@ class Reason(enum.StrEnum):
     ALREADY_EXISTS = "ALREADY_EXISTS"  # what the request would create exists already
     UNAVAILABLE = "UNAVAILABLE"  # a dependency cannot be reached now; retry later
     UNAUTHENTICATED = "UNAUTHENTICATED"  # no credentials, or credentials the server does not know
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"  # a capacity limit is reached; retry with backoff
 
     # --- authentication
     TOKEN_MISSING = "TOKEN_MISSING"  # no `authorization` metadata on the call
     TOKEN_MALFORMED = "TOKEN_MALFORMED"  # the authorization metadata is not `Bearer <token>`
     TOKEN_UNKNOWN = "TOKEN_UNKNOWN"  # the bearer token is not configured on this server
+
+    # --- capacity
+    TOO_MANY_CALLS = "TOO_MANY_CALLS"  # the server has its maximum of calls in progress
 
     # --- bad input
     INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"  # a page token not issued for this query

@@ -50,7 +50,7 @@ class CustomerGroups:
         merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
         rules.check_display_name(v, display_name, "customer_group.display_name")
         rules.check_optional_text(
-            v, description, "customer_group.description", rules.MAX_DESCRIPTION
+            v, description, "customer_group.description", rules.MAX_DESCRIPTION, multiline=True
         )
         rules.check_request_id(v, request_id)
         v.raise_if_any()
