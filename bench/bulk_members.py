@@ -36,7 +36,7 @@ async def run(url: str, rounds: int, members: int, contacts_per_call: int) -> di
     ctx = ServiceContext(db)
     groups, contacts = CustomerGroups(ctx), Contacts(ctx)
     account = (AccountTier.VERIFIED, "bench", "Bench", "", "")
-    await db.write(channels.create, "bench", "line", "fake", account, "sealed", 1)
+    await db.write(channels.create, "bench", "line", "fake", account, "sealed", ctx.now())
     member_rates, contact_rates = [], []
     for r in range(rounds):
         g = await groups.create(LOCAL, "merchants/bench", f"group {r}", "", "")

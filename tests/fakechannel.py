@@ -70,6 +70,8 @@ class Ledger:
     keys_seen: Counter[str] = field(default_factory=Counter)  # attempts per key
     script: list[str] = field(default_factory=list)
     used: int = 0
+    revoked: bool = False  # the account refuses its credentials from now on
+    attempts: int = 0  # send requests received
 
 
 LEDGERS: defaultdict[str, Ledger] = defaultdict(Ledger)
@@ -164,6 +166,7 @@ class FakeChannel:
     async def send(self, batch: SendBatch) -> SendOutcome:
         ledger = LEDGERS[self._c["token"]]
         ledger.keys_seen[batch.idempotency_key] += 1
+        ledger.attempts += 1
         delay = int(self._c.get("send_delay_ms", "0")) / 1000
         if delay:
             await asyncio.sleep(delay)
@@ -175,8 +178,13 @@ class FakeChannel:
             return SendOutcome(SendStatus.RETRY_LATER, detail="fake 500")
         if step == "rate":
             return SendOutcome(SendStatus.RETRY_LATER, retry_after=0.01, rate_limited=True)
+        if step == "rate-long":  # told to wait past the key window
+            wait = 2.0 * self.capabilities.idempotency_window_seconds
+            return SendOutcome(SendStatus.RETRY_LATER, retry_after=wait, rate_limited=True)
         if step == "reject":
             return SendOutcome(SendStatus.FATAL, detail="fake refusal")
+        if step == "creds" or ledger.revoked:
+            return SendOutcome(SendStatus.CREDENTIALS_REFUSED, detail="fake 401")
         bad = tuple(r for r in batch.recipients if r.startswith("bad-"))
         if bad:
             return SendOutcome(SendStatus.INVALID_RECIPIENTS, invalid_recipients=bad)

@@ -109,14 +109,28 @@ class App:
     async def start(self) -> tuple[RunningServer, RunningHttp]:
         """Serve gRPC and HTTP, resume any contact sync a previous process left, and send."""
         host, port = self.config.grpc_listen
+        tls = self.config.tls
         grpc_server = await start_server(
-            self.services, self.config.tokens, host, port, self.metrics
+            self.services,
+            self.config.tokens,
+            host,
+            port,
+            self.metrics,
+            tls=None if tls is None else (tls.cert_chain, tls.private_key, tls.client_ca),
+            max_calls=self.config.max_concurrent_rpcs,
         )
         http_host, http_port = self.config.http_listen
         http = await start_http(
-            build_app(self.webhooks, self.db, self.metrics), http_host, http_port
+            build_app(
+                self.webhooks, self.db, self.metrics, body_timeout=self.config.http_body_timeout
+            ),
+            http_host,
+            http_port,
+            ssl_context=None if tls is None else tls.http_context(),
+            header_timeout=self.config.http_header_timeout,
         )
         self.services.contact_sync.watch()
+        self.webhooks.prune_periodically()
         self.dispatcher.start()
         self.loop_watch = self.metrics.watch_event_loop()
         return grpc_server, http

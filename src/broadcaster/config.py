@@ -12,7 +12,9 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import math
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +154,87 @@ def refuse_exposure(listen: Address, tokens: TokenTable, name: str) -> None:
         )
 
 
+def parse_positive_int(value: str, name: str) -> int:
+    if not (value.strip().isascii() and value.strip().isdigit() and int(value) > 0):
+        raise ConfigError(f"{name} must be a whole number above 0, got {value!r}")
+    return int(value)
+
+
+def parse_seconds(value: str, name: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"{name} must be a number of seconds above 0, got {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """The server's certificate chain and key (PEM), and the CA that client certificates must
+    chain to (None: clients present none): the files, and what they held at start-up."""
+
+    cert_path: Path
+    key_path: Path
+    cert_chain: bytes
+    private_key: bytes
+    client_ca: bytes | None = None
+
+    def http_context(self) -> ssl.SSLContext:
+        """For the HTTP port. It never asks for a client certificate: channels post webhooks
+        without one, and authenticate them by signature."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.cert_path, self.key_path)
+        return context
+
+
+def _read_file(value: str, name: str) -> tuple[Path, bytes]:
+    path = Path(value).expanduser()
+    try:
+        return path, path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{name}: cannot read {value!r}: {e.strerror or e}") from None
+
+
+def parse_tls(read: _Settings) -> TlsFiles | None:
+    """BROADCASTER_TLS_CERT and BROADCASTER_TLS_KEY (both or neither), and optionally
+    BROADCASTER_TLS_CLIENT_CA: read and checked now, so a bad file stops start-up."""
+    (cert, cert_name), (key, key_name) = read("BROADCASTER_TLS_CERT"), read("BROADCASTER_TLS_KEY")
+    ca, ca_name = read("BROADCASTER_TLS_CLIENT_CA")
+    if not cert and not key:
+        if ca:
+            raise ConfigError(f"{ca_name} needs {cert_name} and {key_name} (TLS) as well")
+        return None
+    if not cert or not key:
+        missing, given = (cert_name, key_name) if not cert else (key_name, cert_name)
+        raise ConfigError(f"{missing} is required with {given}: set both for TLS, or neither")
+    (cert_path, cert_pem), (key_path, key_pem) = (
+        _read_file(cert, cert_name),
+        _read_file(key, key_name),
+    )
+    if b"-----BEGIN CERTIFICATE-----" not in cert_pem:
+        raise ConfigError(f"{cert_name}: {cert!r} holds no PEM certificate")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_path, key_path)
+    except ssl.SSLError as e:
+        raise ConfigError(
+            f"{key_name}: {key!r} is not the PEM private key of the certificate in "
+            f"{cert_name} ({e.reason or e})"
+        ) from None
+    ca_pem = None
+    if ca:
+        ca_pem = _read_file(ca, ca_name)[1]
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(
+                cadata=ca_pem.decode("ascii")
+            )
+        except (ssl.SSLError, ValueError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{ca_name}: {ca!r} holds no PEM CA certificate ({e})") from None
+    return TlsFiles(cert_path, key_path, cert_pem, key_pem, ca_pem)
+
+
 class _Settings:
     """Each variable's text and the name to blame for it: the flag that overrode it, if any."""
 
@@ -192,6 +275,15 @@ class Config:
     # `json` (one object per line) or `text` (for people at a terminal).
     log_format: str = "json"
     log_level: int = logging.INFO
+    # TLS on both ports (None: plaintext); with a client CA, gRPC callers need a certificate.
+    tls: TlsFiles | None = None
+    # Unary calls in progress at once; more are refused with RESOURCE_EXHAUSTED.
+    max_concurrent_rpcs: int = 1000
+    # HTTP: seconds to receive a request's headers (from connecting, or from the previous
+    # answer on a kept-alive connection; also how long an idle connection stays open), and
+    # seconds to receive its body.
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         refuse_exposure(self.grpc_listen, self.tokens, "BROADCASTER_GRPC_LISTEN")
@@ -225,6 +317,12 @@ class Config:
             env=dict(e),
             log_format=parse_log_format(*read("BROADCASTER_LOG_FORMAT", "json")),
             log_level=parse_log_level(*read("BROADCASTER_LOG_LEVEL", "INFO")),
+            tls=parse_tls(read),
+            max_concurrent_rpcs=parse_positive_int(
+                *read("BROADCASTER_MAX_CONCURRENT_RPCS", "1000")
+            ),
+            http_header_timeout=parse_seconds(*read("BROADCASTER_HTTP_HEADER_TIMEOUT", "10")),
+            http_body_timeout=parse_seconds(*read("BROADCASTER_HTTP_BODY_TIMEOUT", "30")),
         )
 
     def sealing_keys(self) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ never merchant, channel or broadcast ids (unbounded, and not for a scrape endpoi
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -27,7 +28,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import Connection, func, select
 
-from broadcaster.channels import InteractionEvent, SendOutcome, SendStatus
+from broadcaster.channels import InteractionEvent, RefusedEvent, SendOutcome, SendStatus
 from broadcaster.domain.broadcasts import BroadcastState
 from broadcaster.store.tables import broadcasts
 
@@ -147,6 +148,12 @@ class Metrics:
             "broadcaster_webhook_events",
             "Webhook events received (redeliveries included), by channel type and event kind.",
             ["channel_type", "kind"],
+            registry=r,
+        )
+        self.webhook_events_refused = Counter(
+            "broadcaster_webhook_events_refused",
+            "Signed webhook events refused (not recorded), by channel type and refusal.",
+            ["channel_type", "refusal"],
             registry=r,
         )
         self.webhook_signature_failures = Counter(
@@ -282,6 +289,10 @@ class Metrics:
             kinds[e.kind.value] = kinds.get(e.kind.value, 0) + 1
         for kind, n in kinds.items():
             self.webhook_events.labels(channel_type, kind).inc(n)
+
+    def webhook_refused(self, channel_type: str, refused: Iterable[RefusedEvent]) -> None:
+        for refusal, n in collections.Counter(r.refusal.value for r in refused).items():
+            self.webhook_events_refused.labels(channel_type, refusal).inc(n)
 
     def webhook_signature_failure(self, channel_type: str) -> None:
         self.webhook_signature_failures.labels(channel_type).inc()

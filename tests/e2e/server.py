@@ -47,7 +47,11 @@ class Server:
 
 
 def start(
-    database_url: str, log: Path, tokens: str = TOKENS, extra_env: dict[str, str] | None = None
+    database_url: str,
+    log: Path,
+    tokens: str = TOKENS,
+    extra_env: dict[str, str] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> Server:
     env = {
         **os.environ,
@@ -78,13 +82,17 @@ def start(
     server = Server(
         process=process, port=int(match.group(1)), http_port=int(match.group(2)), log=log
     )
-    _wait_serving(server.target)
+    _wait_serving(server.target, credentials)
     return server
 
 
-def _wait_serving(target: str) -> None:
+def _wait_serving(target: str, credentials: grpc.ChannelCredentials | None = None) -> None:
     deadline = time.monotonic() + 20
-    with grpc.insecure_channel(target) as channel:
+    with (
+        grpc.insecure_channel(target)
+        if credentials is None
+        else grpc.secure_channel(target, credentials)
+    ) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:

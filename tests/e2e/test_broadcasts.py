@@ -87,10 +87,16 @@ def test_draft_estimate_search_copy_edit_delete(
     assert draft.state == pb.Broadcast.DRAFT
     assert draft.target_summary == "Interacted in the last 7 days · All customers"
     again = stub.CreateBroadcast(
-        pb.CreateBroadcastRequest(parent=parent, broadcast=_draft(shop, "x"), request_id="r1"),
+        pb.CreateBroadcastRequest(parent=parent, broadcast=_draft(shop), request_id="r1"),
         metadata=A,
     )
     assert again.name == draft.name
+    with pytest.raises(grpc.RpcError) as reused:  # the id again, for another draft
+        stub.CreateBroadcast(
+            pb.CreateBroadcastRequest(parent=parent, broadcast=_draft(shop, "x"), request_id="r1"),
+            metadata=A,
+        )
+    assert reused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
     est = stub.EstimateAudience(
         pb.EstimateAudienceRequest(parent=parent, name=draft.name), metadata=A

@@ -31,12 +31,22 @@ def test_groups_end_to_end(groups) -> None:  # type: ignore[no-untyped-def]
     replay = groups.CreateCustomerGroup(
         pb.CreateCustomerGroupRequest(
             parent=parent,
-            customer_group=pb.CustomerGroup(display_name="other"),
+            customer_group=pb.CustomerGroup(display_name="VIP customers", description="top"),
             request_id="create-vip",
         ),
         metadata=A,
     )
     assert replay == vip
+    with pytest.raises(grpc.RpcError) as reused:  # the id again, for another group
+        groups.CreateCustomerGroup(
+            pb.CreateCustomerGroupRequest(
+                parent=parent,
+                customer_group=pb.CustomerGroup(display_name="other"),
+                request_id="create-vip",
+            ),
+            metadata=A,
+        )
+    assert reused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     for name in ("Newsletter", "vip lapsed", "Staff"):
         groups.CreateCustomerGroup(
             pb.CreateCustomerGroupRequest(

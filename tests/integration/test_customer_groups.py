@@ -20,8 +20,11 @@ def groups(ctx: ServiceContext) -> CustomerGroups:
 async def test_create_get_and_request_id(groups: CustomerGroups, merchant: str) -> None:
     parent = f"merchants/{merchant}"
     first = await groups.create(LOCAL, parent, "VIP customers", "spent over 10k", "req-1")
-    again = await groups.create(LOCAL, parent, "something else", "", "req-1")
+    again = await groups.create(LOCAL, parent, "VIP customers", "spent over 10k", "req-1")
     assert again == first
+    with pytest.raises(InvalidArgument) as e:  # the id again, for another group
+        await groups.create(LOCAL, parent, "something else", "", "req-1")
+    assert e.value.reason == "REQUEST_ID_REUSED"
     assert (await groups.get(LOCAL, f"{parent}/customerGroups/{first.id}")) == first
     listed, _ = await groups.list_page(LOCAL, parent, 0, "", "")
     assert [g.id for g in listed] == [first.id]

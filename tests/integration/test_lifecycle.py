@@ -126,11 +126,11 @@ def _stop(broadcast: str, transition: Transition, now: datetime) -> Operation:
     return run
 
 
-def _send_again(b: Broadcast, batches: int) -> Operation:
+def _send_again(b: Broadcast, batches: int, now: datetime) -> Operation:
     def run(conn: Connection) -> Broadcast:
         assert b.send_estimate is not None
         return repo.start_sending(
-            conn, b, total=1, excluded=0, batches=batches, estimate=b.send_estimate, now=1
+            conn, b, total=1, excluded=0, batches=batches, estimate=b.send_estimate, now=now
         )
 
     return run
@@ -146,7 +146,7 @@ def _outside_the_table(b: Broadcast, now: datetime) -> list[Operation]:
         if transition in (Transition.FAIL, Transition.CANCEL):
             operations.append(_stop(b.id, transition, now))
         elif transition in (Transition.SEND, Transition.SEND_EMPTY):
-            operations.append(_send_again(b, 1 if transition is Transition.SEND else 0))
+            operations.append(_send_again(b, 1 if transition is Transition.SEND else 0, now))
     return operations
 
 

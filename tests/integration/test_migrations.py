@@ -10,7 +10,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
 from broadcaster.domain.deliveries import START, DeliveryOutcome, EventKind
-from broadcaster.store import deliveries, events, migrate
+from broadcaster.domain.errors import InvalidArgument
+from broadcaster.services.idempotent import earlier_result, request_fingerprint
+from broadcaster.store import deliveries, events, idempotency, migrate
 from broadcaster.store.database import Database
 from broadcaster.store.tables import metadata
 from tests.conftest import BACKENDS
@@ -66,3 +68,33 @@ def test_sent_deliveries_and_their_events_survive_0008(backend: str, tmp_path: P
         DeliveryOutcome.FAILED,
         DeliveryOutcome.SENT,
     ]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_request_ids_recorded_before_0009_still_answer(backend: str, tmp_path: Path) -> None:
+    """A request id kept before requests were fingerprinted reads after the upgrade with no
+    fingerprint: it answers with its first result, and a Send of another broadcast with it is
+    refused (its result names the broadcast it sent)."""
+    with fresh_database(backend, tmp_path) as url:
+        db = Database.from_url(url, threads=1)
+        migrate.upgrade(db.engine, "0008")
+        with db.writing() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO idempotent_requests VALUES"
+                    " ('m', 'SendBroadcast', 'r1', 'merchants/m/broadcasts/b1', 5)"
+                )
+            )
+        migrate.upgrade(db.engine)
+        with db.reading() as conn:
+            earlier = idempotency.recall(conn, "m", "SendBroadcast", "r1")
+        db.close()
+    assert earlier == idempotency.Earlier("merchants/m/broadcasts/b1", None)
+    same = request_fingerprint("SendBroadcast", "merchants/m/broadcasts/b1")
+    assert earlier_result(earlier, "SendBroadcast", same, target="merchants/m/broadcasts/b1") == (
+        "merchants/m/broadcasts/b1"
+    )
+    with pytest.raises(InvalidArgument) as e:
+        other = request_fingerprint("SendBroadcast", "merchants/m/broadcasts/b2")
+        earlier_result(earlier, "SendBroadcast", other, target="merchants/m/broadcasts/b2")
+    assert e.value.reason == "REQUEST_ID_REUSED"

@@ -22,6 +22,7 @@ from broadcaster.config import (
 )
 from broadcaster.domain.auth import Caller, TokenTable
 from broadcaster.store.sealing import Sealer
+from tests import tlscerts
 
 TOKEN = "tokA-0123456789abc"
 OLD_KEY = "an-old-passphrase-of-32-characters-or-more"
@@ -263,3 +264,85 @@ def test_a_bad_setting_stops_the_command_with_one_line(
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("broadcaster: ") and named in err
     assert not (tmp_path / "b.db").exists()  # nothing started
+
+
+# -- transport and limits -----------------------------------------------------------------------
+
+
+def test_tls_is_off_unless_both_files_are_given() -> None:
+    assert Config.from_env({}).tls is None
+
+
+def test_tls_files_are_read_and_checked_at_load(tmp_path: Path) -> None:
+    files = tlscerts.make(tmp_path)
+    env = {
+        "BROADCASTER_TLS_CERT": str(files.server_cert),
+        "BROADCASTER_TLS_KEY": str(files.server_key),
+    }
+    tls = Config.from_env(env).tls
+    assert tls is not None and tls.client_ca is None
+    assert tls.cert_chain == files.server_cert.read_bytes()
+    assert tls.private_key == files.server_key.read_bytes()
+    with_ca = Config.from_env({**env, "BROADCASTER_TLS_CLIENT_CA": str(files.ca)}).tls
+    assert with_ca is not None and with_ca.client_ca == files.ca.read_bytes()
+    assert with_ca.http_context().verify_mode.name == "CERT_NONE"  # webhooks carry no client cert
+
+
+@pytest.mark.parametrize(
+    ("changes", "blamed"),
+    [
+        ({"BROADCASTER_TLS_KEY": ""}, "BROADCASTER_TLS_KEY"),
+        ({"BROADCASTER_TLS_CERT": ""}, "BROADCASTER_TLS_CERT"),
+        ({"BROADCASTER_TLS_CERT": "{tmp}/missing.pem"}, "BROADCASTER_TLS_CERT"),
+        ({"BROADCASTER_TLS_KEY": "{tmp}/missing.pem"}, "BROADCASTER_TLS_KEY"),
+        ({"BROADCASTER_TLS_KEY": "{tmp}/client-key.pem"}, "BROADCASTER_TLS_KEY"),
+        ({"BROADCASTER_TLS_CERT": "{tmp}/server-key.pem"}, "BROADCASTER_TLS_CERT"),
+        ({"BROADCASTER_TLS_CLIENT_CA": "{tmp}/missing.pem"}, "BROADCASTER_TLS_CLIENT_CA"),
+        ({"BROADCASTER_TLS_CLIENT_CA": "{tmp}/server-key.pem"}, "BROADCASTER_TLS_CLIENT_CA"),
+        (
+            {
+                "BROADCASTER_TLS_CERT": "",
+                "BROADCASTER_TLS_KEY": "",
+                "BROADCASTER_TLS_CLIENT_CA": "{tmp}/ca.pem",
+            },
+            "BROADCASTER_TLS_CLIENT_CA",
+        ),
+    ],
+)
+def test_a_tls_setting_that_cannot_be_used_names_its_variable(
+    tmp_path: Path, changes: dict[str, str], blamed: str
+) -> None:
+    files = tlscerts.make(tmp_path)
+    env = {
+        "BROADCASTER_TLS_CERT": str(files.server_cert),
+        "BROADCASTER_TLS_KEY": str(files.server_key),
+    }
+    env.update({k: v.format(tmp=tmp_path) for k, v in changes.items()})
+    with pytest.raises(ConfigError) as e:
+        Config.from_env({k: v for k, v in env.items() if v})
+    assert blamed in str(e.value)
+
+
+def test_limits_and_timeouts() -> None:
+    config = Config.from_env({})
+    assert config.max_concurrent_rpcs == 1000
+    assert (config.http_header_timeout, config.http_body_timeout) == (10.0, 30.0)
+    config = Config.from_env(
+        {
+            "BROADCASTER_MAX_CONCURRENT_RPCS": "20",
+            "BROADCASTER_HTTP_HEADER_TIMEOUT": "2.5",
+            "BROADCASTER_HTTP_BODY_TIMEOUT": "4",
+        }
+    )
+    assert config.max_concurrent_rpcs == 20
+    assert (config.http_header_timeout, config.http_body_timeout) == (2.5, 4.0)
+    for variable, value in [
+        ("BROADCASTER_MAX_CONCURRENT_RPCS", "0"),
+        ("BROADCASTER_MAX_CONCURRENT_RPCS", "many"),
+        ("BROADCASTER_HTTP_HEADER_TIMEOUT", "-1"),
+        ("BROADCASTER_HTTP_HEADER_TIMEOUT", "nan"),
+        ("BROADCASTER_HTTP_BODY_TIMEOUT", "soon"),
+        ("BROADCASTER_HTTP_BODY_TIMEOUT", "0"),
+    ]:
+        with pytest.raises(ConfigError, match=variable):
+            Config.from_env({variable: value})

@@ -181,15 +181,17 @@ async def test_the_endpoint_rate_limit_is_retry_later_rate_limited(
     assert outcomes[200].status is SendStatus.RETRY_LATER and outcomes[200].rate_limited
 
 
-async def test_a_refused_token_is_fatal(emulator: LineEmulator, line_channel: MakeChannel) -> None:
+async def test_a_refused_token_is_credentials_refused(
+    emulator: LineEmulator, line_channel: MakeChannel
+) -> None:
     shop = emulator.add_account(followers=1)
     channel = line_channel(shop)
     emulator.revoke_token(shop)
 
     outcome = await channel.send(batch(emulator.follower_ids(shop)))
 
-    assert outcome.status is SendStatus.FATAL
-    assert "credentials" in outcome.detail
+    assert outcome.status is SendStatus.CREDENTIALS_REFUSED
+    assert "token" in outcome.detail
     assert shop.access_token not in outcome.detail
 
 
@@ -277,6 +279,10 @@ TO = ["U" + c * 32 for c in "abc"]
         (
             reply(403, {"message": "Access to this API is not available"}),
             SendOutcome(SendStatus.FATAL),
+        ),
+        (
+            reply(401, {"message": "Authentication failed. Confirm that the access token"}),
+            SendOutcome(SendStatus.CREDENTIALS_REFUSED),
         ),
         (reply(413, {"message": "Request Entity Too Large"}), SendOutcome(SendStatus.FATAL)),
         (reply(404, None), SendOutcome(SendStatus.FATAL)),

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
+from broadcaster_line import webhook
 from broadcaster_line.channel import LineChannel
 from broadcaster_line.webhook import MalformedWebhook
 from broadcaster_line_emulator import Account, EventFactory, LineEmulator, sign
-from broadcaster_line_emulator.conformance import check_webhook_body
+from broadcaster_line_emulator.conformance import SPEC_DIR, check_webhook_body
 from broadcaster_line_emulator.webhooks import callback_body
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broadcaster.channels import InteractionEvent, InteractionKind, WebhookRejected
+from broadcaster.channels import (
+    EventRefusal,
+    InteractionEvent,
+    InteractionKind,
+    RefusedEvent,
+    WebhookRejected,
+)
 
 SECRET = "c0ffee" * 5 + "ab"
 BOT = "U" + "f" * 32
@@ -172,8 +181,6 @@ def test_the_signature_is_checked_before_the_body_is_read() -> None:
         b"\xff\xfe",
         b"[]",
         b'{"destination": "x"}',
-        b'{"events": [1]}',
-        b'{"events": [{"type": "follow", "source": {"type": "user", "userId": "U1"}}]}',
     ],
 )
 def test_a_signed_body_we_cannot_read_is_a_clear_error(body: bytes) -> None:
@@ -181,6 +188,97 @@ def test_a_signed_body_we_cannot_read_is_a_clear_error(body: bytes) -> None:
         channel().parse_webhook({"x-line-signature": sign(SECRET, body)}, body)
 
     assert isinstance(raised.value, ValueError)
+
+
+def _refusal(item: object) -> EventRefusal | None:
+    return item.refusal if isinstance(item, RefusedEvent) else None
+
+
+def test_events_that_line_never_sends_are_refused_one_by_one(events: EventFactory) -> None:
+    def follow(**changes: Any) -> dict[str, Any]:
+        event = events.follow(ALICE, timestamp_ms=T0)
+        source = changes.pop("source", None)
+        if source is not None:
+            event["source"] = {"type": "user", "userId": source}
+        event.update(changes)
+        return event
+
+    batch: list[Any] = [
+        1,
+        {"source": {"type": "user", "userId": ALICE}},
+        follow(source="U" + "1" * 5000),
+        follow(source="nul\x00" + "1" * 28),
+        follow(source="U" + "A" * 32),
+        follow(source=42),
+        follow(webhookEventId="01J00000000000\x000000000000"),
+        follow(webhookEventId="x" * 5000),
+        follow(timestamp="soon"),
+        follow(timestamp=10**20),
+        follow(),
+    ]
+    headers, body = signed(batch)
+
+    parsed = channel().parse_webhook(headers, body)
+
+    assert [_refusal(item) for item in parsed] == [
+        EventRefusal.MALFORMED,
+        EventRefusal.MALFORMED,
+        *[EventRefusal.INVALID_ID] * 6,
+        *[EventRefusal.INVALID_TIMESTAMP] * 2,
+        None,
+    ]
+    assert isinstance(parsed[-1], InteractionEvent) and parsed[-1].external_id == ALICE
+
+
+def test_the_patterns_are_webhook_ymls() -> None:
+    spec = yaml.safe_load((SPEC_DIR / "webhook.yml").read_text())
+    schemas = spec["components"]["schemas"]
+    # The spec states the user id pattern on `destination` (the bot's user id).
+    assert schemas["CallbackRequest"]["properties"]["destination"]["pattern"] == (
+        f"^{webhook.USER_ID.pattern}$"
+    )
+    assert "ULID" in schemas["Event"]["properties"]["webhookEventId"]["description"]
+
+
+@given(st.text(max_size=80))
+def test_only_line_shaped_user_ids_get_through(user_id: str) -> None:
+    event = {
+        "type": "follow",
+        "mode": "active",
+        "timestamp": T0,
+        "source": {"type": "user", "userId": user_id},
+        "webhookEventId": "01J0000000000000000000000Z",
+        "deliveryContext": {"isRedelivery": False},
+    }
+    headers, body = signed([event])
+
+    (parsed,) = channel().parse_webhook(headers, body) or [None]
+
+    if re.fullmatch(r"U[0-9a-f]{32}", user_id):
+        assert isinstance(parsed, InteractionEvent) and parsed.external_id == user_id
+    else:
+        assert parsed is None or _refusal(parsed) is EventRefusal.INVALID_ID
+
+
+@given(st.text(max_size=40), st.integers(min_value=-(2**70), max_value=2**70))
+def test_event_ids_and_timestamps_are_refused_never_raised(event_id: str, ts: int) -> None:
+    event = {
+        "type": "message",
+        "mode": "active",
+        "timestamp": ts,
+        "source": {"type": "user", "userId": ALICE},
+        "webhookEventId": event_id,
+        "deliveryContext": {"isRedelivery": False},
+    }
+    headers, body = signed([event])
+
+    (parsed,) = channel().parse_webhook(headers, body)
+
+    if isinstance(parsed, InteractionEvent):
+        assert len(parsed.event_id) == 26 and parsed.event_id.isascii()
+        assert parsed.event_id.isalnum()
+    else:
+        assert parsed.refusal in (EventRefusal.INVALID_ID, EventRefusal.INVALID_TIMESTAMP)
 
 
 @given(st.binary(max_size=200), st.text(max_size=60))

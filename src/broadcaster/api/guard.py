@@ -156,10 +156,11 @@ def _bounded(
 
 
 class CallGuard(grpc.aio.ServerInterceptor):
-    def __init__(self, tokens: TokenTable, metrics: Metrics, limits: Limits) -> None:
+    def __init__(self, tokens: TokenTable, metrics: Metrics, limits: Limits | None = None) -> None:
+        """`limits`: each method's request limits (default: 16 KiB for every method)."""
         self._tokens = tokens
         self._metrics = metrics
-        self._limits = limits
+        self._limits = Limits({}) if limits is None else limits
         # Wrapped handlers by method: built once, not on every call. A method's refusal
         # handler answers the calls that carry no known token.
         self._guarded: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}

@@ -15,6 +15,7 @@ from broadcaster.api.contacts import ContactServicer
 from broadcaster.api.customer_groups import CustomerGroupServicer
 from broadcaster.api.events import EventServicer
 from broadcaster.api.guard import CallGuard
+from broadcaster.api.limits import CallLimit
 from broadcaster.api.request_limits import Limits, method_limits
 from broadcaster.channels import ChannelRegistry
 from broadcaster.domain.auth import TokenTable
@@ -92,10 +93,17 @@ async def start_server(
     host: str,
     port: int,
     metrics: Metrics,
+    *,
+    tls: tuple[bytes, bytes, bytes | None] | None = None,
+    max_calls: int = 1000,
 ) -> RunningServer:
     """Start serving on host:port (port 0 picks a free one) and return the bound port. RPCs are
     counted in `metrics`. Without tokens every caller acts for every merchant: the configuration
-    allows that on a loopback address only."""
+    allows that on a loopback address only.
+
+    `tls`: (certificate chain, private key, client CA or None) in PEM, to serve TLS only; with
+    a client CA every caller must present a certificate it signed. `max_calls`: unary calls in
+    progress at once, beyond which calls are refused with RESOURCE_EXHAUSTED `TOO_MANY_CALLS`."""
     if tokens.empty:
         log.warning(
             "NO AUTH TOKENS CONFIGURED: every local caller acts for every merchant. "
@@ -103,7 +111,7 @@ async def start_server(
         )
     request_limits = limits_for(services.registry)
     server = grpc.aio.server(
-        interceptors=[CallGuard(tokens, metrics, request_limits)],
+        interceptors=[CallGuard(tokens, metrics, request_limits), CallLimit(max_calls)],
         options=[
             ("grpc.max_receive_message_length", request_limits.largest),
             ("grpc.max_send_message_length", MAX_SEND),
@@ -126,9 +134,18 @@ async def start_server(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound = server.add_insecure_port(address)
+    if tls is None:
+        bound = server.add_insecure_port(address)
+    else:
+        cert_chain, private_key, client_ca = tls
+        credentials = grpc.ssl_server_credentials(
+            [(private_key, cert_chain)],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
+        bound = server.add_secure_port(address, credentials)
     await server.start()
     for name in (*SERVICE_NAMES, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("gRPC listening on %s:%d", host, bound)
+    log.info("gRPC listening on %s:%d%s", host, bound, " (TLS)" if tls else "")
     return RunningServer(server=server, port=bound, health=health_servicer)

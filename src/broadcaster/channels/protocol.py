@@ -20,6 +20,7 @@ from broadcaster.channels.types import (
     Eligibility,
     InteractionEvent,
     Quota,
+    RefusedEvent,
     SendBatch,
     SendOutcome,
 )
@@ -74,6 +75,10 @@ class Channel(Protocol):
         """Send one batch. Expected failures are outcomes, never exceptions."""
         ...
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[InteractionEvent]:
-        """Authenticate a webhook request (raise WebhookRejected) and extract its events."""
+    def parse_webhook(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> Sequence[InteractionEvent | RefusedEvent]:
+        """Authenticate a webhook request (raise WebhookRejected) and extract its events; an
+        event that cannot be recorded is a RefusedEvent in its place, so the rest
+        of the request still is."""
         ...

@@ -115,7 +115,10 @@ class SendStatus(enum.Enum):
     RETRY_LATER = "retry_later"  # transient: 5xx, timeout, reset, rate limit
     INVALID_RECIPIENTS = "invalid_recipients"  # some recipients are named as invalid
     QUOTA_EXHAUSTED = "quota_exhausted"
-    FATAL = "fatal"  # will not succeed by retrying (bad credentials, rejected message)
+    FATAL = "fatal"  # will not succeed by retrying (a rejected message, a forbidden API)
+    # The channel refused the account's credentials (LINE: 401): nothing more can go out with
+    # them, for any broadcast of the channel.
+    CREDENTIALS_REFUSED = "credentials_refused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +150,23 @@ class InteractionEvent:
     kind: InteractionKind
     timestamp: datetime
     is_redelivery: bool = False
+
+
+class EventRefusal(enum.Enum):
+    """Why a webhook event was refused (a metrics label: keep the set small and fixed)."""
+
+    INVALID_ID = "invalid_id"  # an event or contact id the channel never issues
+    INVALID_TIMESTAMP = "invalid_timestamp"  # missing, unreadable or out of range
+    MALFORMED = "malformed"  # not the shape the channel's webhooks have
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedEvent:
+    """A signed webhook event that cannot be recorded. The rest of the request still is: a
+    plugin returns this in place of the event instead of failing the whole request."""
+
+    refusal: EventRefusal
+    detail: str = ""  # for operators: which event and what was wrong; never the value itself
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,12 +11,21 @@ each batch's outcome in one transaction (store.dispatch).
 Failures:
 - transient (5xx, timeout, reset, 429): retried with backoff and jitter, with the batch's key;
   a 429 also slows the bucket. Past the channel's key window a batch is never retried blindly:
-  its recipients become OUTCOME_UNKNOWN (`KEY_EXPIRED`).
+  if an attempt may have been accepted (a timeout, a reset, a 5xx, or a takeover: history this
+  process does not know), its recipients become OUTCOME_UNKNOWN (`KEY_EXPIRED`); if every
+  answer was a definite refusal (429), it starts over later with a fresh key.
 - invalid recipients named by the channel: they fail with `INVALID_RECIPIENT`, the rest of the
   batch is sent again (nothing was accepted, so the same key is still unused).
 - quota exhausted: the broadcast fails with `QUOTA_EXHAUSTED`; unsent recipients stay
   resendable (NOT_SENT_QUOTA).
-- rejected (bad credentials, a refused message): the broadcast fails with `CHANNEL_REJECTED`.
+- rejected (a refused message): the broadcast fails with `CHANNEL_REJECTED`.
+- the channel is gone (DeleteChannel, here or on another replica) or refuses its credentials:
+  the channel's dispatch stops at once. Sends already with the channel finish and are recorded;
+  claimed batches that have not left (waiting for the token bucket) never go and become
+  NOT_SENT_STOPPED; every sending broadcast of the channel fails (`CHANNEL_NOT_CONNECTED`,
+  `CHANNEL_CREDENTIALS_INVALID`). This process hears of a DeleteChannel at once (the channel
+  hub); another replica within one lease renewal (a fifth of the lease term), when the renewal
+  finds the channel deleted.
 - a process that dies loses its leases; the next lease holder takes its batches over with the
   same keys, so a batch the channel had already accepted is answered "already accepted".
 """
@@ -41,10 +50,12 @@ from broadcaster.channels import Channel, SendBatch, SendOutcome, SendStatus
 from broadcaster.dispatch.ratelimit import TokenBucket
 from broadcaster.dispatch.recorder import Recorder
 from broadcaster.domain.deliveries import DeliveryOutcome
+from broadcaster.domain.model import ChannelState
 from broadcaster.domain.reasons import Reason
-from broadcaster.domain.retries import WINDOW_MARGIN, OutcomeUnknown, next_step
+from broadcaster.domain.retries import WINDOW_MARGIN, OutcomeUnknown, Rekey, next_step
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
+from broadcaster.store import channels as channel_repo
 from broadcaster.store import dispatch as store
 
 log = logging.getLogger(__name__)
@@ -98,6 +109,12 @@ async def take_lease(ctx: ServiceContext, settings: Settings, channel: str, owne
     return bool(await ctx.db.write(store.acquire_channel, channel, owner, until, now))
 
 
+async def renew_lease(ctx: ServiceContext, settings: Settings, channel: str, owner: str) -> bool:
+    """Renew the lease `owner` holds for one term; False if it is lost or the channel deleted."""
+    until = ctx.now() + timedelta(seconds=settings.lease_seconds)
+    return bool(await ctx.db.write(store.renew_channel, channel, owner, until))
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -117,8 +134,17 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._channels: dict[str, asyncio.Task[None]] = {}
+        self._runs: dict[str, ChannelDispatch] = {}
         self._aside: dict[str, float] = {}  # channel -> monotonic time until which to skip it
         self._loop: asyncio.Task[None] | None = None
+        hub.on_gone(self.channel_gone)
+
+    def channel_gone(self, channel: str) -> None:
+        """The channel was deleted (its broadcasts failed in the same transaction): nothing more
+        of it goes out from this process."""
+        run = self._runs.get(channel)
+        if run is not None:
+            run.gone(Reason.CHANNEL_NOT_CONNECTED)
 
     def wake(self) -> None:
         """A broadcast was just sent: look for work now rather than at the next poll."""
@@ -161,6 +187,7 @@ class Dispatcher:
             run = ChannelDispatch(needs, channel, owner, time.monotonic() + settings.lease_margin)
             task = asyncio.create_task(run.run(), name=f"dispatch-{channel}")
             self._channels[channel] = task
+            self._runs[channel] = run
             task.add_done_callback(functools.partial(self._done, channel))
 
     def set_aside(self, channel: str, seconds: float = 60.0) -> None:
@@ -170,6 +197,7 @@ class Dispatcher:
 
     def _done(self, channel: str, task: asyncio.Task[None]) -> None:
         self._channels.pop(channel, None)
+        self._runs.pop(channel, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("dispatch of channel %s stopped", channel, exc_info=task.exception())
         self._wake.set()  # work may remain (an error, or a lost lease): look again
@@ -191,10 +219,27 @@ class ChannelDispatch:
         self._sends: set[asyncio.Task[None]] = set()
         self._record = Recorder(self._ctx.db)
         self._room = asyncio.Event()
+        # Set when the channel can send no more (deleted, credentials refused); its result, the
+        # reason, once the channel's broadcasts are failed in the database.
+        self._gone: asyncio.Future[Reason] | None = None
+        self._halt = asyncio.Event()  # set with `_gone`: wakes batches waiting to retry
 
     @property
     def _holding(self) -> bool:
-        return not (self._lost or self._stopping) and time.monotonic() < self._lease_valid
+        return (
+            not (self._lost or self._stopping)
+            and self._gone is None
+            and time.monotonic() < self._lease_valid
+        )
+
+    def gone(self, reason: Reason) -> None:
+        """The channel's broadcasts have been failed with `reason`: send nothing more."""
+        if self._gone is None:
+            self._gone = asyncio.get_running_loop().create_future()
+        if not self._gone.done():
+            self._gone.set_result(reason)
+        self._room.set()
+        self._halt.set()
 
     async def run(self) -> None:
         try:
@@ -240,10 +285,15 @@ class ChannelDispatch:
             await asyncio.sleep(period)
             started = time.monotonic()
             try:
-                kept = await take_lease(self._ctx, self._settings, self.channel, self.owner)
+                kept = await renew_lease(self._ctx, self._settings, self.channel, self.owner)
+                live = kept or await self._ctx.db.read(store.channel_live, self.channel)
             except Exception:
                 log.exception("dispatch of channel %s: could not renew its lease", self.channel)
                 continue  # keep trying while the current term lasts
+            if not live:  # deleted (on another replica): its broadcasts were failed there
+                log.warning("dispatch of channel %s: the channel was deleted", self.channel)
+                self.gone(Reason.CHANNEL_NOT_CONNECTED)
+                return
             if not kept:
                 log.warning("dispatch of channel %s: lease taken over", self.channel)
                 self._lost = True
@@ -296,15 +346,24 @@ class ChannelDispatch:
         logs.channel.set(self.channel)
         recipients = [external for _, external in batch.recipients]
         attempts = batch.attempts
+        # Whether an attempt may have been accepted: one by an earlier claim (its answer is
+        # unknown here), or one of ours that met a timeout, a reset or a 5xx.
+        maybe_accepted = attempts > 1
         while True:
             age = (self._ctx.now() - batch.first_attempt_time).total_seconds()
             if attempts > 1 and age >= window * WINDOW_MARGIN:
-                await self._unknown(batch, window)
+                if maybe_accepted:
+                    await self._unknown(batch, window)
+                else:
+                    await self._rekey(batch, 0.0)
                 return
             if not recipients:  # every one failed on an earlier attempt
                 await self._record.write_together(store.record_sent, (batch, self._ctx.now()))
                 return
             self._ctx.metrics.rate_limit_wait(self._kind, await bucket.acquire())
+            if self._gone is not None:
+                await self._left(batch, await self._gone, maybe_accepted)
+                return
             if not self._holding:
                 return  # the next lease holder takes this batch over, key and all
             started = time.monotonic()
@@ -327,17 +386,72 @@ class ChannelDispatch:
                     await self._invalid(batch, named)
                     recipients = [r for r in recipients if r not in named]
                 case SendStatus.RETRY_LATER:
-                    if outcome.rate_limited:
+                    if outcome.rate_limited:  # refused for rate: nothing was accepted
                         bucket.slow_down()
-                    if not await self._wait_to_retry(batch, outcome, attempts, age, window):
+                    else:
+                        maybe_accepted = True
+                    if not await self._wait_to_retry(
+                        batch, outcome, attempts, age, window, maybe_accepted
+                    ):
                         return
                     attempts += 1
                 case SendStatus.QUOTA_EXHAUSTED:
                     await self._stop(batch, outcome, Reason.QUOTA_EXHAUSTED)
                     return
-                case _:  # FATAL: bad credentials, a refused message
+                case SendStatus.CREDENTIALS_REFUSED:
+                    await self._refused(batch, outcome, maybe_accepted)
+                    return
+                case _:  # FATAL: a refused message
                     await self._stop(batch, outcome, Reason.CHANNEL_REJECTED)
                     return
+
+    async def _refused(
+        self, batch: store.ClaimedBatch, outcome: SendOutcome, maybe_accepted: bool
+    ) -> None:
+        """The channel refused the account's credentials: nothing more goes out with them.
+        Sends waiting for a slot stop now; the channel is marked so and its sending broadcasts
+        fail; then this batch and those waiting are recorded as not sent."""
+        if self._gone is None:
+            self._gone = asyncio.get_running_loop().create_future()
+            self._room.set()
+            self._halt.set()
+            reason = Reason.CHANNEL_CREDENTIALS_INVALID
+            log.warning(
+                "dispatch of channel %s: the channel refused its credentials (%s); its "
+                "broadcasts fail",
+                self.channel,
+                outcome.detail,
+                extra={"reason": reason},
+            )
+            try:
+                now = self._ctx.now()
+                await self._ctx.db.write(
+                    channel_repo.set_tier_and_state,
+                    self.channel,
+                    None,
+                    ChannelState.CREDENTIALS_INVALID,
+                    now,
+                )
+                await self._ctx.db.write(store.fail_channel, self.channel, reason, now)
+                self._needs.hub.forget(self.channel)
+            except BaseException as e:
+                self._gone.set_exception(e)
+                raise
+            self._gone.set_result(reason)
+        await self._left(batch, await self._gone, maybe_accepted)
+
+    async def _left(self, batch: store.ClaimedBatch, reason: Reason, maybe_accepted: bool) -> None:
+        """The channel can send no more and this batch did not go (again): NOT_SENT_STOPPED,
+        resendable; or, if an earlier attempt may have been accepted, OUTCOME_UNKNOWN."""
+        if maybe_accepted:
+            outcome, why = DeliveryOutcome.UNKNOWN, str(reason)
+        else:
+            outcome, why = DeliveryOutcome.NOT_SENT_STOPPED, ""
+        failed = await self._record.write(
+            store.record_unresolved, batch, outcome, why, self._ctx.now()
+        )
+        if maybe_accepted:
+            self._ctx.metrics.recipients(self._kind, failed=failed)
 
     async def _send(self, instance: Channel, batch: SendBatch) -> SendOutcome:
         try:
@@ -368,21 +482,39 @@ class ChannelDispatch:
         attempts: int,
         age: float,
         window: int,
+        maybe_accepted: bool,
     ) -> bool:
-        """Wait before the next attempt; False if there is none (the batch's outcome is
-        unknown, and recorded so)."""
+        """Wait before the next attempt; False if there is none here (the batch's outcome is
+        unknown, and recorded so; or it starts over later with a fresh key)."""
         step = next_step(
             attempts=attempts,
             first_attempt_age=age,
             key_window=window,
             retry_after=outcome.retry_after,
             rng=self._needs.rng,
+            maybe_accepted=maybe_accepted,
         )
         if isinstance(step, OutcomeUnknown):
             await self._unknown(batch, window)
             return False
-        await asyncio.sleep(step.delay)
+        if isinstance(step, Rekey):
+            await self._rekey(batch, step.delay)
+            return False
+        await _wait(self._halt, step.delay)  # cut short if the channel goes meanwhile
         return True
+
+    async def _rekey(self, batch: store.ClaimedBatch, delay: float) -> None:
+        """No attempt can have been accepted, and the next would land past the key window:
+        the batch starts over with a fresh key once `delay` has passed."""
+        log.warning(
+            "broadcast %s batch %s: refused until past the channel's key window; it starts "
+            "over with a fresh key in %.0f s",
+            batch.broadcast,
+            batch.batch,
+            delay,
+        )
+        due = self._ctx.now() + timedelta(seconds=delay)
+        await self._record.write(store.rekey, batch, self.owner, due)
 
     async def _unknown(self, batch: store.ClaimedBatch, window: int) -> None:
         log.warning(

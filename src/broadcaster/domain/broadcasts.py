@@ -75,6 +75,18 @@ class Broadcast:
                 state=self.state.name,
             )
 
+    def require_channel(self, channel: str) -> None:
+        """A resend goes to its source's unreached recipients, who are contacts of the source's
+        channel: it cannot move to another channel (`channel`, an id)."""
+        if self.resend_of and channel != self.channel:
+            raise FailedPrecondition(
+                "A resend goes to the recipients its original broadcast did not reach, on that "
+                "broadcast's channel: its channel cannot change. Set a new audience to make it "
+                "an ordinary draft, or create a new broadcast on the other channel.",
+                reason=Reason.RESEND_CHANNEL_FIXED,
+                channel=self.channel,
+            )
+
     def require_sending(self) -> None:
         if not lifecycle.allows(Transition.CANCEL, self.state):
             raise FailedPrecondition(

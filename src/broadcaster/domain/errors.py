@@ -111,7 +111,8 @@ class Unavailable(DomainError):
 
 
 class ResourceExhausted(DomainError):
-    """The request asks for more than the service gives one call (a request too large)."""
+    """The request asks for more than one call may (a request too large), or the server (or a
+    per-caller limit) is at capacity; the reason says which."""
 
     reason: str = Reason.RESOURCE_EXHAUSTED
 

@@ -21,7 +21,7 @@ from types import MappingProxyType
 
 
 class BroadcastState(enum.IntEnum):
-    """Values match the API's Broadcast.State."""
+    """Where a broadcast is in its lifecycle. The values are stored; the API maps them."""
 
     DRAFT = 1
     SENDING = 2

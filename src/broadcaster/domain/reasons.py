@@ -25,18 +25,22 @@ class Reason(enum.StrEnum):
     ALREADY_EXISTS = "ALREADY_EXISTS"  # what the request would create exists already
     UNAVAILABLE = "UNAVAILABLE"  # a dependency cannot be reached now; retry later
     UNAUTHENTICATED = "UNAUTHENTICATED"  # no credentials, or credentials the server does not know
-    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"  # the request asks for more than one call gets
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"  # a capacity or size limit is reached
 
     # --- authentication
     TOKEN_MISSING = "TOKEN_MISSING"  # no `authorization` metadata on the call
     TOKEN_MALFORMED = "TOKEN_MALFORMED"  # the authorization metadata is not `Bearer <token>`
     TOKEN_UNKNOWN = "TOKEN_UNKNOWN"  # the bearer token is not configured on this server
 
+    # --- capacity
+    TOO_MANY_CALLS = "TOO_MANY_CALLS"  # the server has its maximum of calls in progress
+
     # --- bad input
     INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"  # a page token not issued for this query
     INVALID_CURSOR = "INVALID_CURSOR"  # an event cursor this service did not issue
     MALFORMED_REQUEST = "MALFORMED_REQUEST"  # the request bytes are not a valid protobuf message
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"  # the request is larger than its method accepts
+    REQUEST_ID_REUSED = "REQUEST_ID_REUSED"  # a request id already used for another request
 
     # --- missing resources (or another merchant's)
     MERCHANT_NOT_FOUND = "MERCHANT_NOT_FOUND"  # the merchant is not one the token may act for
@@ -59,6 +63,10 @@ class Reason(enum.StrEnum):
     BROADCAST_NOT_FINISHED = "BROADCAST_NOT_FINISHED"  # a resend needs a finished broadcast
     BROADCAST_MESSAGES_INVALID = "BROADCAST_MESSAGES_INVALID"  # messages break channel rules
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED"  # the recipients exceed the channel's remaining quota
+    RESEND_CHANNEL_FIXED = "RESEND_CHANNEL_FIXED"  # a resend stays on its source's channel
+
+    # --- customer groups: preconditions
+    CUSTOMER_GROUP_IN_USE = "CUSTOMER_GROUP_IN_USE"  # a draft's audience uses the group
 
     # --- recorded when a send stops (failure_reason) or per recipient (delivery reason)
     QUOTA_EXHAUSTED = "QUOTA_EXHAUSTED"  # the monthly quota ran out while sending

@@ -1,8 +1,16 @@
 """aiohttp application: `POST /webhooks/{type}/{channel}`, `GET /healthz`, `GET /metrics`.
 
-Webhook answers: 200 once the events are committed (an empty event list is a connectivity check),
+Webhook answers: 200 once the events are committed, with how many were recorded and how many
+refused (`{"recorded": 3, "refused": 1}`; an empty event list is a connectivity check),
 401 for a bad or missing signature (nothing is recorded), 404 for an unknown channel, 413 for an
-oversized body, 500 when recording failed (the channel redelivers).
+oversized body, 408 for a body that took longer than the body timeout to arrive, 500 when
+recording failed (the channel redelivers).
+
+Slow clients cannot hold connections: a request's headers must arrive within the header
+timeout of connecting (or of the previous answer on a kept-alive connection, which is also how
+long an idle connection stays open: aiohttp's keep-alive timer, armed from the start of a
+connection, closes one still waiting for a whole request), and its body within the body
+timeout.
 
 `/metrics` is the Prometheus text format (OpenMetrics when the scraper asks for it); see
 broadcaster.metrics for what it holds.
@@ -12,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -33,17 +42,24 @@ def _json_error(status: int, message: str) -> web.Response:
     return web.json_response({"message": message}, status=status)
 
 
-def build_app(ingest: WebhookIngest, db: Database, metrics: Metrics) -> web.Application:
+def build_app(
+    ingest: WebhookIngest, db: Database, metrics: Metrics, *, body_timeout: float = 30.0
+) -> web.Application:
     # Webhook metrics are labelled with installed types only: the path is anyone's to choose.
     known_types = frozenset(ingest.channel_types())
 
     async def receive(request: web.Request) -> web.Response:
         try:
-            body = await request.read()
+            async with asyncio.timeout(body_timeout):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _json_error(413, f"the body exceeds {MAX_BODY} bytes")
+        except TimeoutError:
+            response = _json_error(408, f"the body did not arrive within {body_timeout:g} s")
+            response.force_close()
+            return response
         try:
-            count = await ingest.receive(
+            receipt = await ingest.receive(
                 request.match_info["type"], request.match_info["channel"], request.headers, body
             )
         except WebhookRejected as e:
@@ -53,7 +69,7 @@ def build_app(ingest: WebhookIngest, db: Database, metrics: Metrics) -> web.Appl
         except Exception:
             log.exception("webhook for channel %s not recorded", request.match_info["channel"])
             return _json_error(500, "not recorded; please redeliver")
-        return web.json_response({"recorded": count})
+        return web.json_response({"recorded": receipt.recorded, "refused": receipt.refused})
 
     async def webhook(request: web.Request) -> web.Response:
         with logs.bound(request_id=logs.new_request_id(request.headers.get("x-request-id"))):
@@ -93,14 +109,21 @@ class RunningHttp:
         await self.runner.cleanup()
 
 
-async def start_http(app: web.Application, host: str, port: int) -> RunningHttp:
-    runner = web.AppRunner(app, access_log=None)
+async def start_http(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    header_timeout: float = 10.0,
+) -> RunningHttp:
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=header_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     # aiohttp exposes the bound port only through the asyncio server it wraps.
     sockets = getattr(site._server, "sockets", None)
     assert sockets
     bound = sockets[0].getsockname()[1]
-    log.info("HTTP listening on %s:%d", host, bound)
+    log.info("HTTP listening on %s:%d%s", host, bound, " (TLS)" if ssl_context else "")
     return RunningHttp(runner, int(bound))

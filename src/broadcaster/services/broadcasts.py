@@ -33,14 +33,15 @@ from broadcaster.domain.reasons import Reason
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import credentials_invalid, unavailable
 from broadcaster.services.context import ServiceContext
-from broadcaster.services.idempotent import create_once
+from broadcaster.services.idempotent import create_once, recall, request_fingerprint
 from broadcaster.services.listing import open_list
 from broadcaster.store import audience as audience_repo
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import groups as group_repo
-from broadcaster.store import idempotency, snapshot
+from broadcaster.store import snapshot
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
+CREATE, COPY = "CreateBroadcast", "CopyBroadcast"
 EDITABLE = frozenset({"display_name", "channel", "audience", "messages"})
 
 
@@ -141,6 +142,15 @@ class Broadcasts:
             raise NotFound("customer group", name, reason=Reason.CUSTOMER_GROUP_NOT_FOUND)
         return group.display_name
 
+    def require_group(self, conn: Connection, b: Broadcast) -> None:
+        """The draft's customer group still exists, and cannot be deleted before this
+        transaction commits (a key-share lock on PostgreSQL; SQLite writes one at a time):
+        DeleteCustomerGroup then sees the draft and refuses."""
+        group = b.audience.customer_group
+        if group is not None and group_repo.get(conn, b.merchant, group, share=True) is None:
+            name = str(CustomerGroupName(b.merchant, group))
+            raise NotFound("customer group", name, reason=Reason.CUSTOMER_GROUP_NOT_FOUND)
+
     def require_eligible(
         self, instance: Channel, account: ChannelAccount, audience: Audience
     ) -> None:
@@ -188,15 +198,21 @@ class Broadcasts:
         request_id: str,
         copied_from: str = "",
         resend_of: str = "",
+        *,
+        method: str = CREATE,
+        request_hash: str = "",
     ) -> Broadcast:
+        """`method` and `request_hash` name the request for its request id: CreateBroadcast and
+        the draft by default; CopyBroadcast passes its own."""
         v = Violations()
         merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
         rules.check_request_id(v, request_id)
         if merchant is not None:
             caller.require(merchant.merchant)
         m = merchant.merchant if merchant else None
+        request_hash = request_hash or request_fingerprint(method, parent, draft)
         if request_id and m is not None:
-            earlier = await self._ctx.db.read(idempotency.recall, m, "CreateBroadcast", request_id)
+            earlier = await recall(self._ctx.db, m, method, request_id, request_hash)
             if earlier is not None:
                 return await self.get(caller, earlier)
         checked, messages, group_name = await self._check_draft(m, draft, "broadcast", v)
@@ -217,13 +233,15 @@ class Broadcasts:
         )
 
         def create(conn: Connection) -> tuple[Broadcast, str]:
+            self.require_group(conn, made)
             return repo.create(conn, made), str(BroadcastName(made.merchant, made.id))
 
         return await create_once(
             self._ctx.db,
             made.merchant,
-            "CreateBroadcast",
+            method,
             request_id,
+            request_hash=request_hash,
             create=create,
             find=lambda conn, name: repo.get(
                 conn, made.merchant, BroadcastName.parse(name).broadcast
@@ -311,6 +329,9 @@ class Broadcasts:
             if latest is None:
                 raise not_found(name)
             latest.require_draft()
+            if edited.resend_of:
+                latest.require_channel(edited.channel)
+            self.require_group(conn, edited)
             return repo.save_draft(conn, edited)
 
         return await self._ctx.db.write(tx)
@@ -331,6 +352,11 @@ class Broadcasts:
         self, caller: Caller, name: str, request_id: str, unsent_only: bool = False
     ) -> Broadcast:
         source = await self.get(caller, name)
+        request_hash = request_fingerprint(COPY, name, unsent_only)
+        if request_id:  # a retried copy returns the first, whatever the source's state now
+            earlier = await recall(self._ctx.db, source.merchant, COPY, request_id, request_hash)
+            if earlier is not None:
+                return await self.get(caller, earlier)
         if unsent_only and source.state in (BroadcastState.DRAFT, BroadcastState.SENDING):
             raise FailedPrecondition(
                 "Only the unreached recipients of a finished broadcast can be resent; this one "
@@ -352,6 +378,8 @@ class Broadcasts:
             request_id,
             copied_from=source.id,
             resend_of=source.id if unsent_only else "",
+            method=COPY,
+            request_hash=request_hash,
         )
 
     async def estimate(
@@ -397,7 +425,9 @@ class Broadcasts:
         account, instance = await self.live(channel)
         now = self._ctx.now()
         if resend_of:
-            counting = self._ctx.db.read(snapshot.count_resend, resend_of)
+            counting = self._ctx.db.read(
+                snapshot.count_resend, channel.merchant, channel.channel, resend_of
+            )
         else:
             await self.group_name(channel.merchant, audience)
             counting = self._ctx.db.read(

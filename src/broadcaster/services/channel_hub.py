@@ -3,12 +3,17 @@
 The hub owns the process's one aiohttp session (channels borrow it through ChannelRuntime) and
 caches an instance per channel for a few seconds, so webhooks and sends do not open credentials
 on every call, while a disconnect elsewhere takes effect quickly.
+
+Unknown channel ids are remembered too, for a shorter while (and only so many of them), so
+posts to a made-up webhook path do not reach the database each time. Channel ids are chosen by
+the server when a channel is created, so a new channel's id was never looked up before: it is
+found at once.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import aiohttp
 
@@ -19,18 +24,29 @@ from broadcaster.store.database import Database
 from broadcaster.store.sealing import Sealer
 
 CACHE_SECONDS = 5.0
+UNKNOWN_SECONDS = 2.0
+MAX_UNKNOWN = 10_000  # remembered unknown ids; the oldest go first
 
 
 class ChannelHub:
     def __init__(
-        self, registry: ChannelRegistry, sealer: Sealer, db: Database, env: Mapping[str, str]
+        self,
+        registry: ChannelRegistry,
+        sealer: Sealer,
+        db: Database,
+        env: Mapping[str, str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
         self.sealer = sealer
         self._db = db
         self._env = dict(env)
+        self._clock = clock
         self._session: aiohttp.ClientSession | None = None
         self._cache: dict[str, tuple[float, ChannelAccount, Channel]] = {}
+        self._gone_listeners: list[Callable[[str], None]] = []
+        self._unknown: dict[str, float] = {}  # id -> until when it is taken as unknown
 
     def runtime(self) -> ChannelRuntime:
         if self._session is None or self._session.closed:
@@ -46,22 +62,46 @@ class ChannelHub:
 
     async def get(self, channel_id: str) -> tuple[ChannelAccount, Channel] | None:
         """The live channel with this id (any merchant), or None once disconnected."""
+        now = self._clock()
         cached = self._cache.get(channel_id)
-        if cached is not None and cached[0] > time.monotonic():
+        if cached is not None and cached[0] > now:
             return cached[1], cached[2]
+        if self._unknown.get(channel_id, 0.0) > now:
+            return None
         found = await self._db.read(repo.get_any_merchant, channel_id)
         if found is None:
             self._cache.pop(channel_id, None)
+            self._remember_unknown(channel_id, now)
             return None
+        self._unknown.pop(channel_id, None)
         account, sealed = found
         instance = self.build(account.type, self.sealer.open(sealed))
-        self._cache[channel_id] = (time.monotonic() + CACHE_SECONDS, account, instance)
+        self._cache[channel_id] = (now + CACHE_SECONDS, account, instance)
         return account, instance
+
+    def _remember_unknown(self, channel_id: str, now: float) -> None:
+        self._unknown.pop(channel_id, None)
+        while len(self._unknown) >= MAX_UNKNOWN:
+            del self._unknown[next(iter(self._unknown))]
+        self._unknown[channel_id] = now + UNKNOWN_SECONDS
 
     def forget(self, channel_id: str) -> None:
         self._cache.pop(channel_id, None)
+        self._unknown.pop(channel_id, None)
+
+    def on_gone(self, listener: Callable[[str], None]) -> None:
+        """Have `listener(channel_id)` called when a channel is deleted in this process (the
+        dispatcher: it stops sending with the channel's credentials at once)."""
+        self._gone_listeners.append(listener)
+
+    def gone(self, channel_id: str) -> None:
+        """The channel was deleted (committed): forget it and tell the listeners."""
+        self.forget(channel_id)
+        for listener in self._gone_listeners:
+            listener(channel_id)
 
     async def close(self) -> None:
         self._cache.clear()
+        self._unknown.clear()
         if self._session is not None:
             await self._session.close()

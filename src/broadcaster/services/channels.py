@@ -27,13 +27,14 @@ from broadcaster.domain.names import ChannelName, MerchantName
 from broadcaster.domain.reasons import Reason
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
-from broadcaster.services.idempotent import create_once
+from broadcaster.services.idempotent import create_once, recall, request_fingerprint
 from broadcaster.services.listing import open_list
 from broadcaster.store import channels as repo
-from broadcaster.store import idempotency
+from broadcaster.store import dispatch
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
 MAX_CREDENTIAL = 4096
+CREATE = "CreateChannel"
 
 
 def not_found(name: str) -> NotFound:
@@ -108,10 +109,10 @@ class Channels:
         caller.require(merchant.merchant)
         m = merchant.merchant
 
-        if request_id:
-            earlier = await self._ctx.db.read(idempotency.recall, m, "CreateChannel", request_id)
-            if earlier is not None:
-                return await self.get(caller, earlier)
+        request_hash = request_fingerprint(CREATE, parent, channel_type, dict(credentials))
+        earlier = await recall(self._ctx.db, m, CREATE, request_id, request_hash)
+        if earlier is not None:
+            return await self.get(caller, earlier)
 
         try:
             instance = self._hub.build(channel_type, credentials)
@@ -144,8 +145,9 @@ class Channels:
         return await create_once(
             self._ctx.db,
             m,
-            "CreateChannel",
+            CREATE,
             request_id,
+            request_hash=request_hash,
             create=create,
             find=lambda conn, name: repo.get(conn, m, ChannelName.parse(name).channel),
             gone=not_found,
@@ -178,10 +180,21 @@ class Channels:
         return found[: page.size], self._ctx.pages.next([c.id for c in found], page, query)
 
     async def delete(self, caller: Caller, name: str) -> None:
+        """Disconnect the channel. Its sending broadcasts fail (`CHANNEL_NOT_CONNECTED`) in the
+        same transaction, and this process's dispatcher stops sending with its credentials
+        before this returns; other replicas stop within one lease renewal (engine.py)."""
         n = self.name(caller, name)
-        if not await self._ctx.db.write(repo.disconnect, n.merchant, n.channel, self._ctx.now()):
+        now = self._ctx.now()
+
+        def tx(conn: Connection) -> bool:
+            if not repo.disconnect(conn, n.merchant, n.channel, now):
+                return False
+            dispatch.fail_channel(conn, n.channel, Reason.CHANNEL_NOT_CONNECTED, now)
+            return True
+
+        if not await self._ctx.db.write(tx):
             raise not_found(name)
-        self._hub.forget(n.channel)
+        self._hub.gone(n.channel)
 
     async def live(
         self, caller: Caller, name: str, field: str = "name"

@@ -6,13 +6,20 @@ from sqlalchemy import Connection
 
 from broadcaster.domain import rules
 from broadcaster.domain.auth import Caller
-from broadcaster.domain.errors import InvalidArgument, NotFound, Violations, collect
+from broadcaster.domain.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PreconditionViolation,
+    Violations,
+    collect,
+)
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import CustomerGroup
-from broadcaster.domain.names import CustomerGroupName, MerchantName
+from broadcaster.domain.names import BroadcastName, CustomerGroupName, MerchantName
 from broadcaster.domain.reasons import Reason
 from broadcaster.services.context import ServiceContext
-from broadcaster.services.idempotent import create_once
+from broadcaster.services.idempotent import create_once, request_fingerprint
 from broadcaster.services.listing import open_list
 from broadcaster.services.offload import off_loop
 from broadcaster.store import groups as repo
@@ -20,6 +27,8 @@ from broadcaster.store import groups as repo
 MAX_MEMBERS_PER_CALL = 100_000
 OFF_LOOP_IDS = 5_000
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
+CREATE = "CreateCustomerGroup"
+IN_USE_LISTED = 20  # drafts named when a group in use cannot be deleted
 
 
 def _not_found(name: str) -> NotFound:
@@ -43,7 +52,7 @@ class CustomerGroups:
         merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
         rules.check_display_name(v, display_name, "customer_group.display_name")
         rules.check_optional_text(
-            v, description, "customer_group.description", rules.MAX_DESCRIPTION
+            v, description, "customer_group.description", rules.MAX_DESCRIPTION, multiline=True
         )
         rules.check_request_id(v, request_id)
         v.raise_if_any()
@@ -58,8 +67,11 @@ class CustomerGroups:
         return await create_once(
             self._ctx.db,
             m,
-            "CreateCustomerGroup",
+            CREATE,
             request_id,
+            request_hash=request_fingerprint(
+                "CreateCustomerGroup", parent, display_name, description
+            ),
             create=create,
             find=lambda conn, name: repo.get(conn, m, CustomerGroupName.parse(name).group),
             gone=_not_found,
@@ -94,8 +106,32 @@ class CustomerGroups:
         return found[: page.size], self._ctx.pages.next([g.id for g in found], page, query)
 
     async def delete(self, caller: Caller, name: str) -> None:
+        """Delete the group, unless a draft's audience uses it (FAILED_PRECONDITION
+        `CUSTOMER_GROUP_IN_USE` naming them): a send to a deleted group would reach nobody.
+        Broadcasts already sent or sending do not hold it."""
         n = self._name(caller, name, "name")
-        if not await self._ctx.db.write(repo.delete_group, n.merchant, n.group):
+
+        def tx(conn: Connection) -> bool:
+            # The row lock orders this against a draft saved or sent with the group meanwhile.
+            if repo.get(conn, n.merchant, n.group, lock=True) is None:
+                return False
+            using = repo.drafts_using(conn, n.merchant, n.group, IN_USE_LISTED)
+            if using:
+                names = [str(BroadcastName(n.merchant, b)) for b in using]
+                raise FailedPrecondition(
+                    f"Drafts use this customer group ({', '.join(names)}"
+                    f"{', …' if len(names) == IN_USE_LISTED else ''}): change their audience or "
+                    "delete them first.",
+                    reason=Reason.CUSTOMER_GROUP_IN_USE,
+                    violations=[
+                        PreconditionViolation("BROADCAST", b, "its audience uses this group")
+                        for b in names
+                    ],
+                    broadcasts=",".join(names),
+                )
+            return repo.delete_group(conn, n.merchant, n.group)
+
+        if not await self._ctx.db.write(tx):
             raise _not_found(name)
 
     def _check_ids(self, customer_ids: list[str]) -> None:

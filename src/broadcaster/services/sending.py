@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 
 from broadcaster.domain import rules
 from broadcaster.domain.auth import Caller
-from broadcaster.domain.broadcasts import Broadcast, BroadcastState, Estimate
+from broadcaster.domain.broadcasts import Broadcast, Estimate
 from broadcaster.domain.deliveries import Delivery, DeliveryOutcome
 from broadcaster.domain.errors import (
     FailedPrecondition,
@@ -30,6 +30,7 @@ from broadcaster.domain.paging import fingerprint
 from broadcaster.domain.reasons import Reason
 from broadcaster.services.broadcasts import Broadcasts, not_found, window_start
 from broadcaster.services.context import ServiceContext
+from broadcaster.services.idempotent import earlier_result, request_fingerprint
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import deliveries as delivery_repo
 from broadcaster.store import dispatch, idempotency, snapshot
@@ -93,10 +94,13 @@ class Sending:
         v.raise_if_any()
         assert n is not None
         draft = await self._broadcasts.get(caller, name)  # refuses another merchant's
-        if request_id and draft.state is not BroadcastState.DRAFT:
+        request_hash = request_fingerprint(SEND, name)
+        if request_id:
             earlier = await self._ctx.db.read(idempotency.recall, n.merchant, SEND, request_id)
             if earlier is not None:  # this request was sent before (perhaps a moment ago)
-                return draft if earlier == name else await self._broadcasts.get(caller, earlier)
+                earlier_result(earlier, SEND, request_hash, target=name)
+                # Read again: `draft` may have been read before that Send committed.
+                return await self._broadcasts.get(caller, name)
         estimate, batch_size = await self._checked(draft)
         now = self._ctx.now()
 
@@ -107,8 +111,12 @@ class Sending:
             if request_id:  # a concurrent Send with this request id may have won the lock
                 earlier = idempotency.recall(conn, n.merchant, SEND, request_id)
                 if earlier is not None:
+                    earlier_result(earlier, SEND, request_hash, target=name)
                     return latest
             latest.require_draft()
+            # The group is read in this transaction, and kept from deletion until it commits: a
+            # group deleted since the estimate is NOT_FOUND here, never a send to nobody.
+            self._broadcasts.require_group(conn, latest)
             fixed = snapshot.take(
                 conn,
                 merchant=latest.merchant,
@@ -134,7 +142,7 @@ class Sending:
                 now=now,
             )
             if request_id:
-                idempotency.remember(conn, n.merchant, SEND, request_id, name, now)
+                idempotency.remember(conn, n.merchant, SEND, request_id, name, request_hash, now)
             return sending
 
         sent = await self._ctx.db.write(tx)

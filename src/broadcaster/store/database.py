@@ -3,6 +3,11 @@
 Repositories are plain synchronous functions over a SQLAlchemy `Connection`; the gRPC handlers
 await them through `Database.read` / `Database.write`, which run them on a bounded thread pool so
 the event loop never blocks on the database.
+
+A database error never carries the values being written into a log: engines hide statement
+parameters, and PostgreSQL's DETAIL and CONTEXT lines ("Failing row contains (…)", the JSON
+text around a bad character) and the value quoted in "invalid input syntax" are cut from the
+driver's message (its `sqlstate` and `diag` stay for code that branches on them).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,13 +25,30 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 T = TypeVar("T")
 DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
 DEADLOCK_ATTEMPTS = 3
+
+
+_DATA_LINES = re.compile(r"^(DETAIL|CONTEXT|WHERE):.*$\n?", re.MULTILINE)
+_QUOTED_INPUT = re.compile(r'(invalid input (?:syntax|value) for [^:\n]*:) ".*"')
+
+
+def scrub_message(message: str) -> str:
+    """A PostgreSQL error message without the lines and quotes that repeat stored data."""
+    return _QUOTED_INPUT.sub(r'\1 "…"', _DATA_LINES.sub("", message)).rstrip()
+
+
+def _scrub_driver_error(context: ExceptionContext) -> None:
+    # Both the driver's error and SQLAlchemy's wrapper (its text copied from the driver's) are
+    # shown in tracebacks: scrub the two.
+    for error in (context.original_exception, context.sqlalchemy_exception):
+        if error is not None and error.args and isinstance(error.args[0], str):
+            error.args = (scrub_message(error.args[0]), *error.args[1:])
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -55,6 +78,7 @@ def make_engine(url: str | URL, *, pool_size: int = 8) -> Engine:
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=pool_size,
             max_overflow=0,
+            hide_parameters=True,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
@@ -64,13 +88,16 @@ def make_engine(url: str | URL, *, pool_size: int = 8) -> Engine:
     # scan instead of index probes; bulk statements are planned for their actual parameters.
     # No pre-ping (a round trip per checkout): a connection the server dropped fails its call
     # once and is replaced; pool_recycle retires connections before servers time them out.
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
         pool_recycle=1800,
         connect_args={"prepare_threshold": None},
+        hide_parameters=True,
     )
+    event.listen(engine, "handle_error", _scrub_driver_error)
+    return engine
 
 
 class Database:
@@ -98,7 +125,9 @@ class Database:
                 pool_recycle=1800,
                 connect_args={"prepare_threshold": None},
                 isolation_level="AUTOCOMMIT",
+                hide_parameters=True,
             )
+            event.listen(self._async.sync_engine, "handle_error", _scrub_driver_error)
 
     @classmethod
     def from_url(cls, url: str | URL, *, threads: int = 8) -> Database:

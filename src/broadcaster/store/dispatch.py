@@ -16,6 +16,7 @@ integer microseconds.
 from __future__ import annotations
 
 import bisect
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,7 @@ OPEN, DONE = 0, 1  # batch states
 _PENDING = int(DeliveryOutcome.PENDING)
 _RESOLVED = [int(o) for o in DeliveryOutcome if o is not DeliveryOutcome.PENDING]
 _SENDING = int(BroadcastState.SENDING)
+_FAILURES = frozenset({DeliveryOutcome.FAILED, DeliveryOutcome.UNKNOWN})
 
 
 def _states(states: frozenset[BroadcastState]) -> str:
@@ -43,6 +45,8 @@ def _states(states: frozenset[BroadcastState]) -> str:
 
 
 _COMPLETE = lifecycle.TABLE[Transition.COMPLETE]
+# The channel `:ch` is connected: nothing is claimed or sent for a deleted one.
+_LIVE_CHANNEL = "EXISTS (SELECT 1 FROM channels ch WHERE ch.id = :ch AND ch.delete_time IS NULL)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,27 @@ def acquire_channel(
     return bool(done)
 
 
+def renew_channel(conn: Connection, channel: str, owner: str, until: datetime) -> bool:
+    """Extend the lease `owner` holds until `until`; False if it lost it, or if the channel was
+    disconnected since (a replica learns of a DeleteChannel elsewhere this way, within one
+    renewal period)."""
+    done = conn.execute(
+        text(
+            "UPDATE channel_leases SET expiry = :until WHERE channel_id = :ch AND owner = :o"
+            f" AND {_LIVE_CHANNEL}"
+        ),
+        {"ch": channel, "o": owner, "until": to_us(until)},
+    ).rowcount
+    return bool(done)
+
+
+def channel_live(conn: Connection, channel: str) -> bool:
+    """Whether the channel is still connected (not deleted)."""
+    return (
+        conn.execute(text(f"SELECT 1 WHERE {_LIVE_CHANNEL}"), {"ch": channel}).first() is not None
+    )
+
+
 def release_channel(conn: Connection, channel: str, owner: str) -> None:
     conn.execute(
         text("DELETE FROM channel_leases WHERE channel_id = :ch AND owner = :o"),
@@ -104,7 +129,8 @@ def claim(
     limit: int,
 ) -> list[ClaimedBatch]:
     """Lease up to `limit` due batches of the channel, oldest first, with their pending
-    recipients and their broadcast's messages (decoded once per broadcast). Only the channel's
+    recipients and their broadcast's messages (decoded once per broadcast); none of a deleted
+    channel. Only the channel's
     lease holder calls this, so a batch leased by another owner belongs to a process that lost
     its lease: it is taken over, key and all. Batches of a cancelled or failed broadcast are
     taken only if they were attempted already: an attempt may have been accepted, so it is
@@ -119,6 +145,7 @@ def claim(
             " WHERE b.channel_id = :ch AND b.state = :open AND b.due_time <= :now"
             " AND (b.lease_expiry < :now OR b.lease_owner <> :owner)"
             f" AND (br.state = {_SENDING} OR b.first_attempt_time IS NOT NULL)"
+            f" AND {_LIVE_CHANNEL}"
             f" ORDER BY b.due_time, b.broadcast_id, b.batch LIMIT :limit{lock}"
         ),
         {"ch": channel, "open": OPEN, "now": now_us, "owner": owner, "limit": limit},
@@ -334,12 +361,12 @@ def record_unresolved(
     conn: Connection, c: ClaimedBatch, outcome: DeliveryOutcome, reason: str, now: datetime
 ) -> int:
     """The batch ends without being sent (UNKNOWN past the key window, FAILED when the channel
-    rejected it): its pending recipients count as failed."""
+    rejected it, NOT_SENT_* when it never went): its pending recipients count as failed, unless
+    they were not sent (they can be resent)."""
     if not _close_batch(conn, c.broadcast, c.batch):
         return 0
     failed = _set_pending(conn, c.broadcast, c.first_seq, c.last_seq, outcome, reason)
-    # Recipients not sent for want of quota are not failures: they can be resent.
-    counted = 0 if outcome is DeliveryOutcome.NOT_SENT_QUOTA else failed
+    counted = failed if outcome in _FAILURES else 0
     _count(conn, c.broadcast, to_us(now), failed=counted)
     return failed
 
@@ -361,6 +388,48 @@ def record_stop(
         reason=reason,
         outcome=DeliveryOutcome.NOT_SENT_QUOTA if quota else DeliveryOutcome.NOT_SENT_STOPPED,
         now=now,
+    )
+
+
+def fail_channel(conn: Connection, channel: str, reason: str, now: datetime) -> list[str]:
+    """The channel cannot send any more (deleted, or its credentials refused): its sending
+    broadcasts fail with `reason` and their batches never attempted are NOT_SENT_STOPPED.
+    Attempted batches stay open for whoever holds them to resolve (a batch that never left
+    becomes NOT_SENT_STOPPED too); what no one resolves, abandon_channel closes later."""
+    failed = []
+    for broadcast in sending_on(conn, channel):
+        if stop(
+            conn,
+            broadcast,
+            Transition.FAIL,
+            reason=reason,
+            outcome=DeliveryOutcome.NOT_SENT_STOPPED,
+            now=now,
+        ):
+            failed.append(broadcast)
+    return failed
+
+
+def rekey(conn: Connection, c: ClaimedBatch, owner: str, due: datetime) -> bool:
+    """Give a batch that no attempt can have been delivered (every answer so far a definite
+    refusal) a fresh idempotency key, due at `due`, and release it: it starts over as if never
+    attempted. Committed before the new key is used. False if `owner` no longer holds it."""
+    return bool(
+        conn.execute(
+            text(
+                "UPDATE batches SET idempotency_key = :k, attempts = 0, first_attempt_time = NULL,"
+                " due_time = :due, lease_owner = '', lease_expiry = 0"
+                " WHERE broadcast_id = :b AND batch = :n AND state = :open AND lease_owner = :o"
+            ),
+            {
+                "k": str(uuid.uuid4()),
+                "due": to_us(due),
+                "b": c.broadcast,
+                "n": c.batch,
+                "open": OPEN,
+                "o": owner,
+            },
+        ).rowcount
     )
 
 

@@ -6,13 +6,18 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Row, delete, func, insert, select, text, update
 
+from broadcaster.domain import lifecycle
+from broadcaster.domain.lifecycle import Transition
 from broadcaster.domain.model import CustomerGroup
 from broadcaster.domain.paging import Page
 from broadcaster.store import bulk
 from broadcaster.store.clock import from_us, to_us
+from broadcaster.store.tables import broadcasts, group_contacts
 from broadcaster.store.tables import customer_group_members as members
 from broadcaster.store.tables import customer_groups as groups
-from broadcaster.store.tables import group_contacts
+
+# States of a broadcast whose audience is still to be resolved: those Send may start from.
+UNSENT = lifecycle.sources(Transition.SEND)
 
 
 def _group(row: Row[tuple[object, ...]]) -> CustomerGroup:
@@ -55,11 +60,15 @@ def create(
 
 
 def get(
-    conn: Connection, merchant: str, group_id: str, *, lock: bool = False
+    conn: Connection, merchant: str, group_id: str, *, lock: bool = False, share: bool = False
 ) -> CustomerGroup | None:
+    """The group; `lock` locks its row for an update, `share` keeps it from being deleted
+    until the transaction ends (PostgreSQL; SQLite writes one transaction at a time)."""
     query = select(groups).where(groups.c.merchant_id == merchant, groups.c.id == group_id)
     if lock and conn.dialect.name == "postgresql":
         query = query.with_for_update()
+    elif share and conn.dialect.name == "postgresql":
+        query = query.with_for_update(read=True, key_share=True)
     row = conn.execute(query).first()
     return None if row is None else _group(row)
 
@@ -75,6 +84,21 @@ def list_page(conn: Connection, merchant: str, contains: str, page: Page) -> lis
         query = query.where(groups.c.id < page.after)
     rows = conn.execute(query.order_by(groups.c.id.desc()).limit(page.size + 1))
     return [_group(r) for r in rows]
+
+
+def drafts_using(conn: Connection, merchant: str, group_id: str, limit: int) -> list[str]:
+    """Ids of broadcasts still to be sent (drafts) whose audience names the group."""
+    rows = conn.execute(
+        select(broadcasts.c.id)
+        .where(
+            broadcasts.c.merchant_id == merchant,
+            broadcasts.c.customer_group_id == group_id,
+            broadcasts.c.state.in_([int(s) for s in UNSENT]),
+        )
+        .order_by(broadcasts.c.id)
+        .limit(limit)
+    )
+    return [str(r[0]) for r in rows]
 
 
 def delete_group(conn: Connection, merchant: str, group_id: str) -> bool:

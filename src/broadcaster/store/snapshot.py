@@ -34,14 +34,16 @@ class Snapshot:
 def _source(since: int | None, group: str | None, resend_of: str | None) -> str:
     """FROM … WHERE … of the audience's contacts (as `c`)."""
     if resend_of is not None:
-        # A resend: the recipients the source broadcast did not reach, as they are now. Driven
-        # from the source's deliveries (they are all of this channel), joining contacts by key:
-        # a planner without statistics for a fresh deliveries table otherwise scans the
-        # channel's contacts once per delivery.
+        # A resend: the recipients the source broadcast did not reach, as they are now, and
+        # only those still contacts of this broadcast's channel (a resend cannot change channel,
+        # but the snapshot does not rely on that). Driven from the source's deliveries, joining
+        # contacts by key: a planner without statistics for a fresh deliveries table otherwise
+        # scans the channel's contacts once per delivery.
         unreached = ", ".join(str(int(o)) for o in UNREACHED)
         return (
             "FROM deliveries d JOIN contacts c ON c.id = d.contact_id"
             f" WHERE d.broadcast_id = :source AND d.outcome IN ({unreached}) AND d.outcome <> 0"
+            " AND c.merchant_id = :m AND c.channel_id = :ch"
         )
     where = "c.merchant_id = :m AND c.channel_id = :ch"
     if since is not None:
@@ -67,10 +69,11 @@ def _count(conn: Connection, source: str, params: Mapping[str, object]) -> Count
     return Counts(int(matched), int(opted_out), int(unreachable))
 
 
-def count_resend(conn: Connection, source: str) -> Counts:
-    """A resend's audience as the snapshot will see it: the contacts the source broadcast did
-    not reach, as they are now."""
-    return _count(conn, _source(None, None, source), {"source": source})
+def count_resend(conn: Connection, merchant: str, channel: str, source: str) -> Counts:
+    """A resend's audience as the snapshot will see it: the contacts of `channel` the source
+    broadcast did not reach, as they are now."""
+    params = {"source": source, "m": merchant, "ch": channel}
+    return _count(conn, _source(None, None, source), params)
 
 
 def take(

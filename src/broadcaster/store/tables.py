@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -22,6 +23,12 @@ from sqlmodel import Field, SQLModel
 
 def _time(nullable: bool = False) -> Column[int]:
     return Column(BigInteger, nullable=nullable)
+
+
+def _table(row: type[SQLModel]) -> Table:
+    """The Core table of a row class, for set-based statements (SQLModel does not type
+    `__table__`)."""
+    return SQLModel.metadata.tables[str(row.__tablename__)]
 
 
 class CustomerGroupRow(SQLModel, table=True):
@@ -110,7 +117,8 @@ class ContactRow(SQLModel, table=True):
 
 
 class IdempotentRequestRow(SQLModel, table=True):
-    """The result of a Create or Send call, kept under the caller's request id."""
+    """The result of a Create, Copy or Send call, kept under the caller's request id, with a
+    fingerprint of the request: the id used again for another request is refused."""
 
     __tablename__ = "idempotent_requests"
 
@@ -119,13 +127,15 @@ class IdempotentRequestRow(SQLModel, table=True):
     request_id: str = Field(primary_key=True, max_length=128)
     resource_name: str = Field(max_length=512)
     create_time: int = Field(sa_column=_time())
+    # SHA-256 (hex) of what the request asked for; NULL for rows from before revision 0009.
+    request_hash: str | None = Field(default=None, max_length=64)
 
 
 metadata = SQLModel.metadata
-customer_groups = CustomerGroupRow.__table__  # type: ignore[attr-defined]
-customer_group_members = CustomerGroupMemberRow.__table__  # type: ignore[attr-defined]
-contacts = ContactRow.__table__  # type: ignore[attr-defined]
-idempotent_requests = IdempotentRequestRow.__table__  # type: ignore[attr-defined]
+customer_groups = _table(CustomerGroupRow)
+customer_group_members = _table(CustomerGroupMemberRow)
+contacts = _table(ContactRow)
+idempotent_requests = _table(IdempotentRequestRow)
 
 
 class ChannelRow(SQLModel, table=True):
@@ -210,9 +220,9 @@ class WebhookEventRow(SQLModel, table=True):
     receive_time: int = Field(sa_column=_time())
 
 
-channels = ChannelRow.__table__  # type: ignore[attr-defined]
-contact_syncs = ContactSyncRow.__table__  # type: ignore[attr-defined]
-webhook_events = WebhookEventRow.__table__  # type: ignore[attr-defined]
+channels = _table(ChannelRow)
+contact_syncs = _table(ContactSyncRow)
+webhook_events = _table(WebhookEventRow)
 
 
 class BroadcastRow(SQLModel, table=True):
@@ -255,7 +265,7 @@ class BroadcastRow(SQLModel, table=True):
     complete_time: int | None = Field(default=None, sa_column=_time(nullable=True))
 
 
-broadcasts = BroadcastRow.__table__  # type: ignore[attr-defined]
+broadcasts = _table(BroadcastRow)
 
 
 class GroupContactRow(SQLModel, table=True):
@@ -288,7 +298,7 @@ class GroupContactRow(SQLModel, table=True):
     follower_state: int = Field(sa_column=Column(SmallInteger, nullable=False))
 
 
-group_contacts = GroupContactRow.__table__  # type: ignore[attr-defined]
+group_contacts = _table(GroupContactRow)
 
 
 class DeliveryRow(SQLModel, table=True):
@@ -346,8 +356,8 @@ class BatchRow(SQLModel, table=True):
     lease_expiry: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
 
 
-deliveries = DeliveryRow.__table__  # type: ignore[attr-defined]
-batches = BatchRow.__table__  # type: ignore[attr-defined]
+deliveries = _table(DeliveryRow)
+batches = _table(BatchRow)
 
 
 class OutboxRow(SQLModel, table=True):
@@ -374,7 +384,7 @@ class OutboxRow(SQLModel, table=True):
     create_time: int = Field(sa_column=_time())
 
 
-outbox = OutboxRow.__table__  # type: ignore[attr-defined]
+outbox = _table(OutboxRow)
 
 
 class ChannelLeaseRow(SQLModel, table=True):
@@ -388,7 +398,7 @@ class ChannelLeaseRow(SQLModel, table=True):
     expiry: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-channel_leases = ChannelLeaseRow.__table__  # type: ignore[attr-defined]
+channel_leases = _table(ChannelLeaseRow)
 
 
 class ConversationRow(SQLModel, table=True):
@@ -403,4 +413,4 @@ class ConversationRow(SQLModel, table=True):
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-conversations = ConversationRow.__table__  # type: ignore[attr-defined]
+conversations = _table(ConversationRow)

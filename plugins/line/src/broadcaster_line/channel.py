@@ -24,6 +24,7 @@ from broadcaster.channels import (
     Message,
     MessageKind,
     Quota,
+    RefusedEvent,
     SendBatch,
     SendOutcome,
 )
@@ -109,7 +110,9 @@ class LineChannel:
     async def send(self, batch: SendBatch) -> SendOutcome:
         return await sending.send_batch(self._client, batch)
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[InteractionEvent]:
+    def parse_webhook(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> list[InteractionEvent | RefusedEvent]:
         return webhook.parse_webhook(self._secret, headers, body)
 
 

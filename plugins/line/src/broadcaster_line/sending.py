@@ -13,7 +13,8 @@ unless LINE names some of them as invalid.
 | 5xx, timeout, reset, connection error          | RETRY_LATER (no delay: the core backs off) |
 | 400 naming `to[i]`                             | INVALID_RECIPIENTS with those ids         |
 | other 400, 404, 413, other 4xx                 | FATAL with LINE's message                 |
-| 401, 403                                       | FATAL: the credentials were refused       |
+| 401                                            | CREDENTIALS_REFUSED: the token was refused |
+| 403                                            | FATAL: the credentials may not do this     |
 """
 
 from __future__ import annotations
@@ -92,7 +93,12 @@ def outcome_of(reply: LineReply, recipients: Sequence[str]) -> SendOutcome:
             retry_after=reply.retry_after,
             detail=f"LINE answered {status}: {error.message or 'no message'}",
         )
-    if status in (401, 403):
+    if status == 401:
+        return SendOutcome(
+            SendStatus.CREDENTIALS_REFUSED,
+            detail=f"LINE refused the channel access token (401): {error.message or 'no message'}",
+        )
+    if status == 403:
         return SendOutcome(
             SendStatus.FATAL,
             detail=f"LINE refused the channel credentials ({status}): "
@@ -123,6 +129,6 @@ async def send_batch(client: LineClient, batch: SendBatch) -> SendOutcome:
             SendStatus.RETRY_LATER, detail=f"network error talking to LINE: {type(exc).__name__}"
         )
     outcome = outcome_of(reply, batch.recipients)
-    if outcome.status is SendStatus.FATAL:
+    if outcome.status in (SendStatus.FATAL, SendStatus.CREDENTIALS_REFUSED):
         log.warning("LINE multicast failed: %s (request %s)", outcome.detail, reply.request_id)
     return outcome

@@ -10,6 +10,12 @@ contacts; group and room events are skipped. follow, unfollow, message and postb
 their kinds; other user actions (beacon, account link, video played, unsend, membership…) are
 interactions of kind OTHER. Platform notices that no user caused (module channel activation,
 bot suspension, PNP delivery completion) are skipped.
+
+A signed event that is not what LINE sends is refused alone (a `RefusedEvent` in its place), so
+the rest of the request is still recorded: a `userId` must match webhook.yml's user id pattern
+`U[0-9a-f]{32}`, a `webhookEventId` must be a ULID (26 Crockford base-32 characters) and the
+`timestamp` an integer number of milliseconds that a datetime can hold. Only a body that is not
+LINE's shape at all (not JSON, no `events` array) fails the whole request.
 """
 
 from __future__ import annotations
@@ -18,14 +24,24 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from broadcaster.channels import InteractionEvent, InteractionKind, WebhookRejected
+from broadcaster.channels import (
+    EventRefusal,
+    InteractionEvent,
+    InteractionKind,
+    RefusedEvent,
+    WebhookRejected,
+)
 
 SIGNATURE_HEADER = "x-line-signature"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# webhook.yml: user ids are `U[0-9a-f]{32}`; webhookEventId is "a string in ULID format".
+USER_ID = re.compile(r"U[0-9a-f]{32}")
+WEBHOOK_EVENT_ID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}", re.IGNORECASE)
 _KINDS = {
     "follow": InteractionKind.FOLLOW,
     "unfollow": InteractionKind.UNFOLLOW,
@@ -67,27 +83,29 @@ def verify_signature(channel_secret: str, headers: Mapping[str, str], body: byte
         raise WebhookRejected("x-line-signature does not match the body")
 
 
-def _event(raw: Any, index: int) -> InteractionEvent | None:
+def _event(raw: Any, index: int) -> InteractionEvent | RefusedEvent | None:
     if not isinstance(raw, dict):
-        raise MalformedWebhook(f"events[{index}] is not an object")
+        return RefusedEvent(EventRefusal.MALFORMED, f"events[{index}] is not an object")
     source = raw.get("source")
     if not isinstance(source, dict) or source.get("type") != "user":
         return None
     user_id = source.get("userId")
     kind = raw.get("type")
     if not isinstance(kind, str):
-        raise MalformedWebhook(f"events[{index}] has no type")
-    if not isinstance(user_id, str) or not user_id or kind in _NOT_USER_ACTIONS:
+        return RefusedEvent(EventRefusal.MALFORMED, f"events[{index}] has no type")
+    if user_id is None or kind in _NOT_USER_ACTIONS:
         return None
+    if not isinstance(user_id, str) or not USER_ID.fullmatch(user_id):
+        return RefusedEvent(EventRefusal.INVALID_ID, f"events[{index}].source.userId")
     event_id, timestamp = raw.get("webhookEventId"), raw.get("timestamp")
-    if not isinstance(event_id, str) or not event_id:
-        raise MalformedWebhook(f"events[{index}] has no webhookEventId")
+    if not isinstance(event_id, str) or not WEBHOOK_EVENT_ID.fullmatch(event_id):
+        return RefusedEvent(EventRefusal.INVALID_ID, f"events[{index}].webhookEventId")
     if not isinstance(timestamp, int) or isinstance(timestamp, bool):
-        raise MalformedWebhook(f"events[{index}] has no integer timestamp")
+        return RefusedEvent(EventRefusal.INVALID_TIMESTAMP, f"events[{index}].timestamp")
     try:
         when = _EPOCH + timedelta(milliseconds=timestamp)
     except OverflowError:
-        raise MalformedWebhook(f"events[{index}].timestamp is out of range") from None
+        return RefusedEvent(EventRefusal.INVALID_TIMESTAMP, f"events[{index}].timestamp")
     context = raw.get("deliveryContext")
     redelivery = isinstance(context, dict) and context.get("isRedelivery") is True
     return InteractionEvent(
@@ -101,9 +119,10 @@ def _event(raw: Any, index: int) -> InteractionEvent | None:
 
 def parse_webhook(
     channel_secret: str, headers: Mapping[str, str], body: bytes
-) -> list[InteractionEvent]:
-    """The events of one webhook request. Raises WebhookRejected (bad or missing signature)
-    before reading the body, then MalformedWebhook if the signed body is not LINE's shape."""
+) -> list[InteractionEvent | RefusedEvent]:
+    """The events of one webhook request, each refused one in its place. Raises WebhookRejected
+    (bad or missing signature) before reading the body, then MalformedWebhook if the signed body
+    is not LINE's shape at all."""
     verify_signature(channel_secret, headers, body)
     try:
         payload = json.loads(body)
@@ -112,7 +131,7 @@ def parse_webhook(
     events = payload.get("events") if isinstance(payload, dict) else None
     if not isinstance(events, list):
         raise MalformedWebhook("the signed webhook body has no events array")
-    out = []
+    out: list[InteractionEvent | RefusedEvent] = []
     for index, raw in enumerate(events):
         event = _event(raw, index)
         if event is not None:
