@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from broadcaster.api.server import RunningServer, Services, start_server
 from broadcaster.channels.manager import PluginManager
 from broadcaster.config import Config, ConfigError
 from broadcaster.dispatch.engine import Dispatcher
+from broadcaster.domain.paging import PageTokens
 from broadcaster.http.app import RunningHttp, build_app, start_http
 from broadcaster.metrics import Metrics
 from broadcaster.services.broadcasts import Broadcasts
@@ -72,6 +74,7 @@ class App:
     webhooks: WebhookIngest
     dispatcher: Dispatcher
     metrics: Metrics
+    loop_watch: asyncio.Task[None] | None = None  # the event-loop lag ticker, once started
 
     @classmethod
     def build(cls, config: Config) -> App:
@@ -85,7 +88,7 @@ class App:
         db = open_database(config.database_url)
         metrics = Metrics()
         metrics.watch_broadcasts(db)
-        ctx = ServiceContext(db, metrics=metrics)
+        ctx = ServiceContext(db, metrics=metrics, pages=PageTokens(config.page_token_key()))
         hub = ChannelHub(registry, Sealer(config.sealing_keys()), db, config.env)
         channels = Channels(ctx, hub)
         broadcasts = Broadcasts(ctx, hub)
@@ -129,12 +132,15 @@ class App:
         self.services.contact_sync.watch()
         self.webhooks.prune_periodically()
         self.dispatcher.start()
+        self.loop_watch = self.metrics.watch_event_loop()
         return grpc_server, http
 
     async def stop(self, grpc_server: RunningServer, http: RunningHttp) -> None:
         await grpc_server.stop(grace=10.0)
         await http.stop()
         await self.dispatcher.stop()
+        if self.loop_watch is not None:
+            self.loop_watch.cancel()
         await self.services.contact_sync.stop()
         await self.webhooks.stop()
         await self.hub.close()

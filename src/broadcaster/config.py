@@ -8,6 +8,8 @@ Channel plugins read their own settings (BROADCASTER_LINE_API_BASE, …) from `C
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import logging
 import math
@@ -336,3 +338,10 @@ class Config:
             "BROADCASTER_SECRET_KEY is required with this database (it encrypts channel "
             "credentials; use the same value on every replica)"
         )
+
+    def page_token_key(self) -> bytes:
+        """The key that signs page tokens: derived from the sealing key (HMAC-SHA256 under its
+        own label, so it reveals nothing of the sealing key), the same on every replica."""
+        return hmac.new(
+            self.sealing_keys()[0].encode(), b"broadcaster page tokens v1", hashlib.sha256
+        ).digest()

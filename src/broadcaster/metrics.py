@@ -9,6 +9,7 @@ never merchant, channel or broadcast ids (unbounded, and not for a scrape endpoi
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import logging
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 # Channel requests: tens of milliseconds when healthy, seconds when the channel struggles.
 _REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Event-loop lag: under a millisecond when idle; anything past 50 ms is a stall callers feel.
+_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+LAG_TICK = 0.01  # seconds between the ticker's wake-ups
 # Token-bucket waits: mostly a few milliseconds at the ceiling, longer after a 429.
 _WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
 
@@ -183,8 +187,39 @@ class Metrics:
             ["channel_type", "state"],
             registry=r,
         )
+        # The event loop (watch_event_loop): how late a 10 ms ticker wakes up.
+        self.loop_lag = Histogram(
+            "broadcaster_event_loop_lag_seconds",
+            "How late a 10 ms ticker on the event loop woke up: the loop was busy that long.",
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.loop_lag_max = Gauge(
+            "broadcaster_event_loop_lag_max_seconds",
+            "The longest event-loop lag seen since the process started.",
+            registry=r,
+        )
         self._rpc_counts: dict[tuple[str, str], Counter] = {}
         self._rpc_timers: dict[str, Histogram] = {}
+
+    # -- the event loop --------------------------------------------------------------------
+
+    def watch_event_loop(self) -> asyncio.Task[None]:
+        """Start a ticker on the running loop that wakes every LAG_TICK and records how late it
+        woke (`broadcaster_event_loop_lag_seconds`); cancel the task to stop it."""
+        return asyncio.get_running_loop().create_task(self._tick(), name="event-loop-lag")
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        longest = 0.0
+        while True:
+            started = loop.time()
+            await asyncio.sleep(LAG_TICK)
+            lag = max(loop.time() - started - LAG_TICK, 0.0)
+            self.loop_lag.observe(lag)
+            if lag > longest:
+                longest = lag
+                self.loop_lag_max.set(lag)
 
     # -- gRPC ------------------------------------------------------------------------------
 

@@ -1,8 +1,11 @@
 """Arbitrary requests at every method: no input a client can send yields UNKNOWN or INTERNAL, and
-every error carries an ErrorInfo in the `broadcaster` domain."""
+every error carries an ErrorInfo in the `broadcaster` domain: well-formed messages with any
+values, raw bytes that may not be a message at all, and page tokens signed with the server's own
+key (so only the bounds on what a token carries stand between it and the database)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import grpc
@@ -14,6 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broadcaster.api.server import SERVICE_NAMES
+from broadcaster.config import Config
+from broadcaster.domain.paging import PageTokens, fingerprint
 from broadcaster.v1 import (
     broadcast_service_pb2,
     channel_service_pb2,
@@ -21,7 +26,7 @@ from broadcaster.v1 import (
     customer_group_service_pb2,
     event_service_pb2,
 )
-from tests.e2e.server import ADMIN, auth, failure
+from tests.e2e.server import ADMIN, SECRET_KEY, auth, connect_fake, failure
 
 # Text that is sometimes a well-formed resource name, so the fuzz gets past parsing too.
 _names = st.sampled_from(
@@ -164,6 +169,177 @@ def test_no_request_breaks_a_method(channel: grpc.Channel, path: str, method: An
     def check(request: Message) -> None:
         try:
             call(request)
+        except grpc.RpcError as e:
+            f = failure(e)
+            assert f.code not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), f
+            assert f.domain == "broadcaster" and f.reason, f
+            if f.code == grpc.StatusCode.INVALID_ARGUMENT:
+                assert f.fields, f
+
+    check()
+
+
+# --- raw bytes: what a client that skips protobuf (or an attacker) sends -----------------------
+
+# Bytes that are sometimes a valid request with something after it, sometimes noise.
+_raw_bytes = st.one_of(
+    st.binary(max_size=2048),
+    st.builds(lambda head, tail: head + tail, st.binary(max_size=64), st.binary(max_size=8)),
+    st.builds(lambda tag, n: bytes([tag]) * n, st.integers(0, 255), st.integers(1, 4096)),
+)
+
+
+@pytest.mark.parametrize(("path", "method"), _methods(), ids=[p for p, _ in _methods()])
+def test_no_bytes_break_a_method(channel: grpc.Channel, path: str, method: Any) -> None:
+    streaming = method.server_streaming
+    factory = channel.unary_stream if streaming else channel.unary_unary
+    stub = factory(path, request_serializer=None, response_deserializer=None)
+
+    @settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(raw=_raw_bytes)
+    def check(raw: bytes) -> None:
+        try:
+            if streaming:
+                for _ in stub(raw, metadata=auth(ADMIN), timeout=0.3):
+                    pass
+            else:
+                stub(raw, metadata=auth(ADMIN), timeout=30)
+        except grpc.RpcError as e:
+            if streaming and e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return
+            f = failure(e)
+            assert f.code not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), f
+            assert f.domain == "broadcaster" and f.reason, f
+
+    check()
+
+
+# --- page tokens signed with the server's own key: only the bounds stand between them and SQL --
+
+_BOUNDARIES = [
+    -(2**63) - 1,
+    -(2**63),
+    -(2**31) - 1,
+    -1,
+    0,
+    1,
+    2**31 - 1,
+    2**31,
+    2**32,
+    2**53 + 1,
+    2**63 - 1,
+    2**63,
+    2**64,
+    10**30 - 1,
+]
+_ints = st.sampled_from([str(n) for n in _BOUNDARIES])
+_afters = st.one_of(
+    _ints,
+    st.builds(lambda a, b, c: f"{a}.{b}.{c}", _ints, _ints, _ints),
+    st.sampled_from(["", "\x00", "01m89dj9r8q1y8bghvhveac0sb", "zzzzzzzzzzzzzzzzzzzzzzzzzz", "%"]),
+    st.text(max_size=80),
+)
+
+
+def _signed_tokens() -> PageTokens:
+    config = Config.from_env(
+        {"BROADCASTER_SECRET_KEY": SECRET_KEY, "BROADCASTER_DATABASE_URL": "sqlite://"}
+    )
+    return PageTokens(config.page_token_key())
+
+
+def test_page_tokens_with_valid_check_values_never_break_a_list(channel: grpc.Channel) -> None:
+    from broadcaster.domain.model import ContactFilter
+    from broadcaster.v1 import broadcast_service_pb2_grpc as bgrpc
+    from broadcaster.v1 import channel_service_pb2_grpc as chgrpc
+    from broadcaster.v1 import contact_service_pb2_grpc as cgrpc
+    from broadcaster.v1 import customer_group_service_pb2_grpc as ggrpc
+    from broadcaster.v1 import event_service_pb2_grpc as egrpc
+
+    tokens = _signed_tokens()
+    # Resources that exist, so every list reaches its query.
+    merchant = f"merchants/m-{uuid.uuid4().hex[:12]}"
+    line = connect_fake(channel, merchant).name
+    broadcast = (
+        bgrpc.BroadcastServiceStub(channel)
+        .CreateBroadcast(
+            broadcast_service_pb2.CreateBroadcastRequest(
+                parent=merchant,
+                broadcast=broadcast_service_pb2.Broadcast(
+                    display_name="fuzz",
+                    channel=line,
+                    audience=broadcast_service_pb2.Audience(
+                        last_interaction=broadcast_service_pb2.Audience.LAST_7_DAYS
+                    ),
+                    messages=[
+                        broadcast_service_pb2.BroadcastMessage(
+                            text=broadcast_service_pb2.TextContent(text="hi")
+                        )
+                    ],
+                ),
+            ),
+            metadata=auth(ADMIN),
+        )
+        .name
+    )
+    b, p = broadcast_service_pb2, fingerprint
+    lists: list[tuple[str, Any]] = [
+        (
+            p(merchant, "broadcasts", "", 0),
+            lambda t: bgrpc.BroadcastServiceStub(channel).ListBroadcasts(
+                b.ListBroadcastsRequest(parent=merchant, page_token=t), metadata=auth(ADMIN)
+            ),
+        ),
+        (
+            p(broadcast, None),
+            lambda t: bgrpc.BroadcastServiceStub(channel).ListDeliveries(
+                b.ListDeliveriesRequest(parent=broadcast, page_token=t), metadata=auth(ADMIN)
+            ),
+        ),
+        (
+            p(merchant, "channels"),
+            lambda t: chgrpc.ChannelServiceStub(channel).ListChannels(
+                channel_service_pb2.ListChannelsRequest(parent=merchant, page_token=t),
+                metadata=auth(ADMIN),
+            ),
+        ),
+        (
+            p(merchant, "groups", ""),
+            lambda t: ggrpc.CustomerGroupServiceStub(channel).ListCustomerGroups(
+                customer_group_service_pb2.ListCustomerGroupsRequest(parent=merchant, page_token=t),
+                metadata=auth(ADMIN),
+            ),
+        ),
+        (
+            p("contacts", line, ContactFilter(None, None, None)),
+            lambda t: cgrpc.ContactServiceStub(channel).ListContacts(
+                contact_service_pb2.ListContactsRequest(parent=line, page_token=t),
+                metadata=auth(ADMIN),
+            ),
+        ),
+        (
+            p(merchant, "events", ""),
+            lambda t: egrpc.EventServiceStub(channel).ListEvents(
+                event_service_pb2.ListEventsRequest(parent=merchant, page_token=t),
+                metadata=auth(ADMIN),
+            ),
+        ),
+    ]
+
+    @settings(
+        max_examples=120,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(which=st.integers(0, len(lists) - 1), after=_afters)
+    def check(which: int, after: str) -> None:
+        query, call = lists[which]
+        try:
+            call(tokens.encode(after, query))
         except grpc.RpcError as e:
             f = failure(e)
             assert f.code not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), f

@@ -131,3 +131,20 @@ def test_every_metric_is_documented() -> None:
     for family in m.registry.collect():
         shown = family.name + ("_total" if family.type == "counter" else "")
         assert f"`{shown}`" in DOC, f"{shown} is not in docs/operations.md"
+
+
+async def test_the_event_loop_ticker_records_a_blocked_loop() -> None:
+    import asyncio
+    import time
+
+    m = Metrics(process=False)
+    watch = m.watch_event_loop()
+    await asyncio.sleep(0.03)  # a few ticks
+    time.sleep(0.08)  # noqa: ASYNC251 (blocks the loop on purpose: the next tick is this late)
+    await asyncio.sleep(0.03)
+    watch.cancel()
+    assert _value(m, "broadcaster_event_loop_lag_seconds_count") >= 2
+    assert _value(m, "broadcaster_event_loop_lag_max_seconds") >= 0.07
+    assert _value(m, "broadcaster_event_loop_lag_seconds_bucket", le="0.05") < _value(
+        m, "broadcaster_event_loop_lag_seconds_count"
+    )

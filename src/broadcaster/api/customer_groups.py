@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -9,11 +10,17 @@ from google.protobuf import empty_pb2
 
 from broadcaster.api import convert
 from broadcaster.api.guard import caller
-from broadcaster.services.customer_groups import CustomerGroups
+from broadcaster.services.customer_groups import OFF_LOOP_IDS, CustomerGroups
+from broadcaster.services.offload import off_loop
 from broadcaster.v1 import customer_group_service_pb2 as pb
 from broadcaster.v1 import customer_group_service_pb2_grpc as pb_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+async def _ids(ids: Sequence[str]) -> list[str]:
+    """The ids as a list; a long list is copied off the event loop."""
+    return await off_loop(list, ids) if len(ids) > OFF_LOOP_IDS else list(ids)
 
 
 class CustomerGroupServicer(pb_grpc.CustomerGroupServiceServicer):
@@ -58,7 +65,7 @@ class CustomerGroupServicer(pb_grpc.CustomerGroupServiceServicer):
         self, request: pb.AddCustomerGroupMembersRequest, context: Context
     ) -> pb.AddCustomerGroupMembersResponse:
         added, count = await self._groups.add_members(
-            caller(), request.customer_group, list(request.customer_ids)
+            caller(), request.customer_group, await _ids(request.customer_ids)
         )
         return pb.AddCustomerGroupMembersResponse(added_count=added, member_count=count)
 
@@ -66,6 +73,6 @@ class CustomerGroupServicer(pb_grpc.CustomerGroupServiceServicer):
         self, request: pb.RemoveCustomerGroupMembersRequest, context: Context
     ) -> pb.RemoveCustomerGroupMembersResponse:
         removed, count = await self._groups.remove_members(
-            caller(), request.customer_group, list(request.customer_ids)
+            caller(), request.customer_group, await _ids(request.customer_ids)
         )
         return pb.RemoveCustomerGroupMembersResponse(removed_count=removed, member_count=count)

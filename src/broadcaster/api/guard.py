@@ -3,6 +3,13 @@ its log context (merchant, channel, broadcast from the request's resource name),
 whatever it raises into a status (through api.errors, the single translator), and counts it
 (`broadcaster_rpcs_total`, `broadcaster_rpc_duration_seconds`).
 
+The token is checked on the call's metadata before its body is read: a call without a known
+token gets a handler that answers UNAUTHENTICATED without reading its request. A known
+caller's request reaches the handler as raw bytes and is checked against its method's limits
+and parsed there (api.request_limits), so an oversized or malformed request is answered with a
+status and an ErrorInfo like any other error. Health checks and reflection answer without a
+token, and take requests of at most 16 KiB.
+
 It wraps the method handler rather than acting before it, so the caller set in a contextvar is
 visible inside the handler's own task.
 """
@@ -21,8 +28,10 @@ from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
 from broadcaster import logs
-from broadcaster.api import auth, errors
+from broadcaster.api import auth, errors, request_limits
+from broadcaster.api.request_limits import Limits
 from broadcaster.domain.auth import LOCAL, Caller, TokenTable
+from broadcaster.domain.errors import DomainError, Unauthenticated
 from broadcaster.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -76,26 +85,119 @@ def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
 
 
+def _unparsed(raw: bytes) -> bytes:
+    return raw
+
+
+def _drop(raw: bytes) -> None:
+    return None
+
+
+def _replace(
+    handler: grpc.RpcMethodHandler[Any, Any], **changes: Any
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """A copy of `handler` (a named tuple) with `changes`."""
+    replaced: grpc.RpcMethodHandler[Any, Any] = handler._replace(**changes)  # type: ignore[attr-defined]
+    return replaced
+
+
+class RequestTooLarge(ValueError):
+    """A reflection request over SMALL bytes (raised by its deserializer)."""
+
+
+def _bounded(
+    handler: grpc.RpcMethodHandler[Any, Any] | None, method: str
+) -> grpc.RpcMethodHandler[Any, Any] | None:
+    """An open method's handler (health, reflection) whose requests are refused unparsed past
+    SMALL bytes: they answer without a token, so no large request should reach a parser. Health
+    answers RESOURCE_EXHAUSTED with an ErrorInfo; the reflection stream just ends."""
+    if handler is None or handler.request_deserializer is None:
+        return handler
+    parse = handler.request_deserializer
+    small = request_limits.Limit(request_limits.SMALL)
+
+    def checked(raw: bytes) -> Any:
+        if len(raw) > request_limits.SMALL:
+            raise request_limits.too_large(method, len(raw), small)
+        return parse(raw)
+
+    if handler.unary_unary is not None:
+        unary_inner: Any = handler.unary_unary
+
+        async def unary(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                request = checked(raw)
+            except DomainError as e:
+                await errors.abort(context, e)
+            return await unary_inner(request, context)
+
+        return _replace(handler, unary_unary=unary, request_deserializer=None)
+    if handler.unary_stream is not None:
+        stream_inner: Any = handler.unary_stream
+
+        async def stream(
+            raw: bytes, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            try:
+                request = checked(raw)
+            except DomainError as e:
+                await errors.abort(context, e)
+            async for item in stream_inner(request, context):
+                yield item
+
+        return _replace(handler, unary_stream=stream, request_deserializer=None)
+
+    def deserializer(raw: bytes) -> Any:
+        if len(raw) > request_limits.SMALL:
+            raise RequestTooLarge(f"{len(raw)} bytes; at most {request_limits.SMALL}")
+        return parse(raw)
+
+    return _replace(handler, request_deserializer=deserializer)
+
+
 class CallGuard(grpc.aio.ServerInterceptor):
-    def __init__(self, tokens: TokenTable, metrics: Metrics) -> None:
+    def __init__(self, tokens: TokenTable, metrics: Metrics, limits: Limits | None = None) -> None:
+        """`limits`: each method's request limits (default: 16 KiB for every method)."""
         self._tokens = tokens
         self._metrics = metrics
-        # Wrapped handlers by method: built once, not on every call.
+        self._limits = Limits({}) if limits is None else limits
+        # Wrapped handlers by method: built once, not on every call. A method's refusal
+        # handler answers the calls that carry no known token.
         self._guarded: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
+        self._refusals: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
 
-    def _enter(self, context: grpc.aio.ServicerContext[Any, Any], request: Any) -> None:
-        authorization = given = None
-        for key, value in context.invocation_metadata() or ():
+    def _authenticate(self, metadata: Any) -> Caller:
+        """The caller the metadata's token names; Unauthenticated otherwise."""
+        if self._tokens.empty:
+            return LOCAL
+        authorization = None
+        for key, value in metadata or ():
             if key == "authorization" and isinstance(value, str):
                 authorization = value
-            elif key == "x-request-id" and isinstance(value, str):
+        return auth.authenticate(self._tokens, authorization)
+
+    def _enter_call(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Set the call's request id and caller; Unauthenticated without a known token."""
+        given = None
+        metadata = context.invocation_metadata() or ()
+        for key, value in metadata:
+            if key == "x-request-id" and isinstance(value, str):
                 given = value
         logs.request_id.set(logs.new_request_id(given))
+        current_caller.set(self._authenticate(metadata))
+
+    async def _enter(
+        self,
+        method: str,
+        parse: Callable[[bytes], Any],
+        context: grpc.aio.ServicerContext[Any, Any],
+        raw: Any,
+    ) -> Any:
+        """Set the call's request id and caller, then check and parse its request."""
+        self._enter_call(context)
+        request = await request_limits.decode(method, self._limits.of(method), parse, raw)
         logs.bind_resource(resource_of(request))
-        if self._tokens.empty:
-            current_caller.set(LOCAL)
-        else:
-            current_caller.set(auth.authenticate(self._tokens, authorization))
+        return request
 
     async def intercept_service(
         self,
@@ -105,14 +207,47 @@ class CallGuard(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = handler_call_details.method
-        if method in self._guarded:
-            return self._guarded[method]
+        if method.startswith(_OPEN_PREFIXES):
+            if method in self._guarded:
+                return self._guarded[method]
+            bounded = _bounded(await continuation(handler_call_details), method)
+            if bounded is not None:  # names that match no method are not kept
+                self._guarded[method] = bounded
+            return bounded
+        try:
+            self._authenticate(handler_call_details.invocation_metadata)
+        except Unauthenticated:
+            known = self._refusals
+        else:
+            known = self._guarded
+        if method in known:
+            return known[method]
         handler = await continuation(handler_call_details)
-        if handler is None or method.startswith(_OPEN_PREFIXES):
+        if handler is None:
             return handler
-        guarded = self._guard(method, handler)
-        self._guarded[method] = guarded
+        if known is self._refusals:
+            guarded = self._refusal(method, unary=handler.unary_stream is None)
+        else:
+            guarded = self._guard(method, handler)
+        known[method] = guarded
         return guarded
+
+    def _refusal(self, method: str, *, unary: bool) -> grpc.RpcMethodHandler[Any, Any]:
+        """The handler for calls of `method` without a known token: it answers UNAUTHENTICATED
+        at once. It is a streaming handler whatever the method, so gRPC hands it the call
+        before reading any of the request: the body is never read into memory, let alone
+        parsed (a unary handler would be called only once the whole message had arrived)."""
+
+        async def refuse(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            started = time.perf_counter()
+            try:
+                self._enter_call(context)
+            except Exception as e:
+                await errors.abort(context, e)
+            finally:
+                self._ended(method, context, None, started, unary=unary)
+
+        return grpc.stream_stream_rpc_method_handler(refuse, request_deserializer=_drop)
 
     def _ended(
         self,
@@ -145,6 +280,10 @@ class CallGuard(grpc.aio.ServerInterceptor):
     def _guard(
         self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
     ) -> grpc.RpcMethodHandler[Any, Any]:
+        parse: Callable[[bytes], Any] = handler.request_deserializer or _unparsed
+        # No deserializer: gRPC hands the handler the raw bytes, which `_enter` checks against
+        # the method's limits and parses.
+        deserializer = None
         if handler.unary_unary is not None:
             inner: Any = handler.unary_unary
 
@@ -152,7 +291,7 @@ class CallGuard(grpc.aio.ServerInterceptor):
                 started = time.perf_counter()
                 outcome: grpc.StatusCode | None = grpc.StatusCode.CANCELLED
                 try:
-                    self._enter(context, request)
+                    request = await self._enter(method, parse, context, request)
                     response = await inner(request, context)
                     outcome = grpc.StatusCode.OK
                     return response
@@ -167,7 +306,7 @@ class CallGuard(grpc.aio.ServerInterceptor):
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
@@ -179,7 +318,7 @@ class CallGuard(grpc.aio.ServerInterceptor):
                 started = time.perf_counter()
                 outcome: grpc.StatusCode | None = grpc.StatusCode.CANCELLED
                 try:
-                    self._enter(context, request)
+                    request = await self._enter(method, parse, context, request)
                     async for item in inner_stream(request, context):
                         yield item
                     outcome = grpc.StatusCode.OK
@@ -194,7 +333,7 @@ class CallGuard(grpc.aio.ServerInterceptor):
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler

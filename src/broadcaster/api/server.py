@@ -16,6 +16,7 @@ from broadcaster.api.customer_groups import CustomerGroupServicer
 from broadcaster.api.events import EventServicer
 from broadcaster.api.guard import CallGuard
 from broadcaster.api.limits import CallLimit
+from broadcaster.api.request_limits import Limits, method_limits
 from broadcaster.channels import ChannelRegistry
 from broadcaster.domain.auth import TokenTable
 from broadcaster.metrics import Metrics
@@ -48,7 +49,7 @@ SERVICE_NAMES = (
     customer_group_service_pb2.DESCRIPTOR.services_by_name["CustomerGroupService"].full_name,
     contact_service_pb2.DESCRIPTOR.services_by_name["ContactService"].full_name,
 )
-MAX_MESSAGE = 64 * 1024 * 1024  # 100,000 customer ids or 10,000 contacts fit with room to spare
+MAX_SEND = 64 * 1024 * 1024  # answers: a page of 1,000 contacts, 10,000 merged contacts
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,18 @@ class RunningServer:
         await self.server.stop(grace)
 
 
+def limits_for(registry: ChannelRegistry) -> Limits:
+    """Each method's request limit, for the channel types installed (their bubbles and
+    credential fields)."""
+    kinds = [registry.get(name) for name in registry.types()]
+    return Limits(
+        method_limits(
+            max((k.capabilities.max_messages for k in kinds), default=1),
+            max((len(k.credential_fields) for k in kinds), default=1),
+        )
+    )
+
+
 async def start_server(
     services: Services,
     tokens: TokenTable,
@@ -96,11 +109,12 @@ async def start_server(
             "NO AUTH TOKENS CONFIGURED: every local caller acts for every merchant. "
             "Set BROADCASTER_AUTH_TOKENS before exposing this server."
         )
+    request_limits = limits_for(services.registry)
     server = grpc.aio.server(
-        interceptors=[CallGuard(tokens, metrics), CallLimit(max_calls)],
+        interceptors=[CallGuard(tokens, metrics, request_limits), CallLimit(max_calls)],
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE),
-            ("grpc.max_send_message_length", MAX_MESSAGE),
+            ("grpc.max_receive_message_length", request_limits.largest),
+            ("grpc.max_send_message_length", MAX_SEND),
         ],
     )
     group_grpc.add_CustomerGroupServiceServicer_to_server(

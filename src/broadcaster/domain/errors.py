@@ -111,7 +111,8 @@ class Unavailable(DomainError):
 
 
 class ResourceExhausted(DomainError):
-    """The server (or a per-caller limit) is at capacity; retrying later with backoff may work."""
+    """The request asks for more than one call may (a request too large), or the server (or a
+    per-caller limit) is at capacity; the reason says which."""
 
     reason: str = Reason.RESOURCE_EXHAUSTED
 

@@ -25,7 +25,7 @@ class Reason(enum.StrEnum):
     ALREADY_EXISTS = "ALREADY_EXISTS"  # what the request would create exists already
     UNAVAILABLE = "UNAVAILABLE"  # a dependency cannot be reached now; retry later
     UNAUTHENTICATED = "UNAUTHENTICATED"  # no credentials, or credentials the server does not know
-    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"  # a capacity limit is reached; retry with backoff
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"  # a capacity or size limit is reached
 
     # --- authentication
     TOKEN_MISSING = "TOKEN_MISSING"  # no `authorization` metadata on the call
@@ -38,6 +38,8 @@ class Reason(enum.StrEnum):
     # --- bad input
     INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"  # a page token not issued for this query
     INVALID_CURSOR = "INVALID_CURSOR"  # an event cursor this service did not issue
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"  # the request bytes are not a valid protobuf message
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"  # the request is larger than its method accepts
     REQUEST_ID_REUSED = "REQUEST_ID_REUSED"  # a request id already used for another request
 
     # --- missing resources (or another merchant's)

@@ -29,7 +29,6 @@ from broadcaster.domain.ids import new_id
 from broadcaster.domain.messages import Message
 from broadcaster.domain.model import ChannelAccount
 from broadcaster.domain.names import BroadcastName, ChannelName, CustomerGroupName, MerchantName
-from broadcaster.domain.paging import next_token
 from broadcaster.domain.reasons import Reason
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import credentials_invalid, unavailable
@@ -272,10 +271,18 @@ class Broadcasts:
         rules.check_optional_text(v, contains, "display_name_contains", rules.MAX_DISPLAY_NAME)
         shape = ("broadcasts", contains, 0 if state is None else int(state))
         merchant, page, query = open_list(
-            caller, v, parent, page_size, page_token, shape, default=DEFAULT_PAGE, maximum=MAX_PAGE
+            self._ctx.pages,
+            caller,
+            v,
+            parent,
+            page_size,
+            page_token,
+            shape,
+            default=DEFAULT_PAGE,
+            maximum=MAX_PAGE,
         )
         found = await self._ctx.db.read_point(repo.list_page, merchant, contains, state, page)
-        return found[: page.size], next_token([b.id for b in found], page, query)
+        return found[: page.size], self._ctx.pages.next([b.id for b in found], page, query)
 
     async def update(
         self, caller: Caller, name: str, paths: list[str], draft: DraftInput

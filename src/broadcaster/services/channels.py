@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 
 from sqlalchemy import Connection
@@ -23,7 +24,6 @@ from broadcaster.domain.errors import (
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import ChannelAccount, ChannelState
 from broadcaster.domain.names import ChannelName, MerchantName
-from broadcaster.domain.paging import next_token
 from broadcaster.domain.reasons import Reason
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
@@ -88,6 +88,9 @@ class Channels:
                 )
             elif len(value) > MAX_CREDENTIAL:
                 v.add(f"channel.credentials[{key}]", f"must be at most {MAX_CREDENTIAL} characters")
+            elif any(unicodedata.category(c) == "Cc" for c in value):
+                # A line break in a token would split the header a plugin sends it in.
+                v.add(f"channel.credentials[{key}]", "must not contain control characters")
 
     async def create(
         self,
@@ -111,8 +114,8 @@ class Channels:
         if earlier is not None:
             return await self.get(caller, earlier)
 
-        instance = self._hub.build(channel_type, credentials)
         try:
+            instance = self._hub.build(channel_type, credentials)
             account = await instance.connect()
         except CredentialsInvalid as e:
             raise credentials_invalid(e) from None
@@ -163,10 +166,18 @@ class Channels:
     ) -> tuple[list[ChannelAccount], str]:
         v, shape = Violations(), ("channels",)
         merchant, page, query = open_list(
-            caller, v, parent, page_size, page_token, shape, default=DEFAULT_PAGE, maximum=MAX_PAGE
+            self._ctx.pages,
+            caller,
+            v,
+            parent,
+            page_size,
+            page_token,
+            shape,
+            default=DEFAULT_PAGE,
+            maximum=MAX_PAGE,
         )
         found = await self._ctx.db.read(repo.list_page, merchant, page)
-        return found[: page.size], next_token([c.id for c in found], page, query)
+        return found[: page.size], self._ctx.pages.next([c.id for c in found], page, query)
 
     async def delete(self, caller: Caller, name: str) -> None:
         """Disconnect the channel. Its sending broadcasts fail (`CHANNEL_NOT_CONNECTED`) in the

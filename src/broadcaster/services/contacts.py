@@ -9,16 +9,18 @@ from sqlalchemy import Connection
 
 from broadcaster.domain import rules
 from broadcaster.domain.auth import Caller
-from broadcaster.domain.errors import NotFound, Violations, collect
+from broadcaster.domain.errors import InvalidArgument, NotFound, Violations, collect
 from broadcaster.domain.model import Contact, ContactChange, ContactFilter, ContactImport
 from broadcaster.domain.names import ChannelName, ContactName
-from broadcaster.domain.paging import fingerprint, next_token, page_request
+from broadcaster.domain.paging import fingerprint
 from broadcaster.domain.reasons import Reason
 from broadcaster.services.context import ServiceContext
+from broadcaster.services.offload import off_loop
 from broadcaster.store import channels as channel_repo
 from broadcaster.store import contacts as repo
 
 MAX_IMPORT = 10_000
+OFF_LOOP_ITEMS = 500
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 # Clocks of calling services drift; times further ahead than this are refused as wrong.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -50,6 +52,26 @@ def _check_import(v: Violations, i: int, item: ContactImport, now: datetime) -> 
         v.add(f"{f}.observe_time", "must not be in the future")
 
 
+def _check_batch(items: list[ContactImport], now: datetime) -> list[ContactImport]:
+    """The items, each checked, with an unset observe time taken as `now`."""
+    v = Violations()
+    if not items:
+        v.add("contacts", "must hold at least one contact")
+    elif len(items) > MAX_IMPORT:
+        v.add("contacts", f"must hold at most {MAX_IMPORT:,} contacts per call")
+    else:
+        seen: dict[str, int] = {}
+        for i, item in enumerate(items):
+            _check_import(v, i, item, now)
+            first = seen.setdefault(item.external_id, i)
+            if first != i:
+                v.add(f"contacts[{i}].external_id", f"repeats contacts[{first}].external_id")
+            if len(v.items) >= 100:
+                break
+    v.raise_if_any()
+    return [i if i.observe_time.timestamp() > 0 else replace(i, observe_time=now) for i in items]
+
+
 class Contacts:
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
@@ -69,25 +91,17 @@ class Contacts:
         now = self._ctx.now()
         v = Violations()
         channel = collect(v, lambda: ChannelName.parse(parent, "parent"))
-        if not items:
-            v.add("contacts", "must hold at least one contact")
-        elif len(items) > MAX_IMPORT:
-            v.add("contacts", f"must hold at most {MAX_IMPORT:,} contacts per call")
-        else:
-            seen: dict[str, int] = {}
-            for i, item in enumerate(items):
-                _check_import(v, i, item, now)
-                first = seen.setdefault(item.external_id, i)
-                if first != i:
-                    v.add(f"contacts[{i}].external_id", f"repeats contacts[{first}].external_id")
-                if len(v.items) >= 100:
-                    break
+        stamped: list[ContactImport] = []
+        try:  # a large batch is checked in a worker thread, off the event loop
+            if len(items) > OFF_LOOP_ITEMS:
+                stamped = await off_loop(_check_batch, items, now)
+            else:
+                stamped = _check_batch(items, now)
+        except InvalidArgument as e:
+            v.items.extend(e.violations)
         v.raise_if_any()
         assert channel is not None
         caller.require(channel.merchant)
-        stamped = [
-            i if i.observe_time.timestamp() > 0 else replace(i, observe_time=now) for i in items
-        ]
 
         def tx(conn: Connection) -> tuple[list[Contact], int]:
             _require_channel(conn, channel)
@@ -112,7 +126,7 @@ class Contacts:
         query = fingerprint("contacts", parent, where)
         page = collect(
             v,
-            lambda: page_request(
+            lambda: self._ctx.pages.request(
                 page_size, page_token, query, default=DEFAULT_PAGE, maximum=MAX_PAGE
             ),
         )
@@ -125,7 +139,7 @@ class Contacts:
             return repo.list_page(conn, channel.merchant, channel.channel, where, page)
 
         found = await self._ctx.db.read(tx)
-        return found[: page.size], next_token([c.id for c in found], page, query)
+        return found[: page.size], self._ctx.pages.next([c.id for c in found], page, query)
 
     async def update(
         self,

@@ -1,4 +1,5 @@
-"""What every application service needs: the database, a clock, and the metrics to count in."""
+"""What every application service needs: the database, a clock, the metrics to count in, and
+the key that signs page tokens."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from broadcaster.domain.paging import PageTokens
 from broadcaster.metrics import Metrics
 from broadcaster.store.database import Database
 
@@ -20,6 +22,9 @@ class ServiceContext:
     clock: Callable[[], datetime] = field(default=_utcnow)
     # The app's metrics (a private set by default, so tests need not care).
     metrics: Metrics = field(default_factory=lambda: Metrics(process=False))
+    # Signs page tokens; the app's is derived from BROADCASTER_SECRET_KEY (the same on every
+    # replica), the default is this process's own.
+    pages: PageTokens = field(default_factory=PageTokens.random)
 
     def now(self) -> datetime:
         return self.clock()

@@ -8,6 +8,7 @@ from broadcaster.domain import rules
 from broadcaster.domain.auth import Caller
 from broadcaster.domain.errors import (
     FailedPrecondition,
+    InvalidArgument,
     NotFound,
     PreconditionViolation,
     Violations,
@@ -16,14 +17,15 @@ from broadcaster.domain.errors import (
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import CustomerGroup
 from broadcaster.domain.names import BroadcastName, CustomerGroupName, MerchantName
-from broadcaster.domain.paging import next_token
 from broadcaster.domain.reasons import Reason
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.idempotent import create_once, request_fingerprint
 from broadcaster.services.listing import open_list
+from broadcaster.services.offload import off_loop
 from broadcaster.store import groups as repo
 
 MAX_MEMBERS_PER_CALL = 100_000
+OFF_LOOP_IDS = 5_000
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
 CREATE = "CreateCustomerGroup"
 IN_USE_LISTED = 20  # drafts named when a group in use cannot be deleted
@@ -90,10 +92,18 @@ class CustomerGroups:
         rules.check_optional_text(v, contains, "display_name_contains", rules.MAX_DISPLAY_NAME)
         shape = ("groups", contains)
         merchant, page, query = open_list(
-            caller, v, parent, page_size, page_token, shape, default=DEFAULT_PAGE, maximum=MAX_PAGE
+            self._ctx.pages,
+            caller,
+            v,
+            parent,
+            page_size,
+            page_token,
+            shape,
+            default=DEFAULT_PAGE,
+            maximum=MAX_PAGE,
         )
         found = await self._ctx.db.read(repo.list_page, merchant, contains, page)
-        return found[: page.size], next_token([g.id for g in found], page, query)
+        return found[: page.size], self._ctx.pages.next([g.id for g in found], page, query)
 
     async def delete(self, caller: Caller, name: str) -> None:
         """Delete the group, unless a draft's audience uses it (FAILED_PRECONDITION
@@ -146,7 +156,13 @@ class CustomerGroups:
     ) -> tuple[int, int]:
         v = Violations()
         n = collect(v, lambda: CustomerGroupName.parse(group, "customer_group"))
-        collect(v, lambda: self._check_ids(customer_ids))
+        try:  # a large batch is checked in a worker thread, off the event loop
+            if len(customer_ids) > OFF_LOOP_IDS:
+                await off_loop(self._check_ids, customer_ids)
+            else:
+                self._check_ids(customer_ids)
+        except InvalidArgument as e:
+            v.items.extend(e.violations)
         v.raise_if_any()
         assert n is not None
         if not caller.may_act_for(n.merchant):

@@ -16,7 +16,6 @@ from broadcaster.domain.auth import Caller
 from broadcaster.domain.deliveries import START, Event, EventPosition
 from broadcaster.domain.errors import FieldViolation, InvalidArgument, Violations, collect
 from broadcaster.domain.names import MerchantName
-from broadcaster.domain.paging import next_token
 from broadcaster.domain.reasons import Reason
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.listing import open_list
@@ -74,13 +73,21 @@ class Events:
         start = collect(v, lambda: decode_cursor(after_cursor, "after_cursor"))
         shape = ("events", after_cursor)
         merchant, page, query = open_list(
-            caller, v, parent, page_size, page_token, shape, default=DEFAULT_PAGE, maximum=MAX_PAGE
+            self._ctx.pages,
+            caller,
+            v,
+            parent,
+            page_size,
+            page_token,
+            shape,
+            default=DEFAULT_PAGE,
+            maximum=MAX_PAGE,
         )
         assert start is not None
         after = start if page.after is None else decode_cursor(page.after, "page_token")
         found = await self._ctx.db.read(repo.after, merchant, after, page.size + 1)
         keys = [encode_cursor(e.position) for e in found]
-        return found[: page.size], next_token(keys, page, query)
+        return found[: page.size], self._ctx.pages.next(keys, page, query)
 
     async def watch(self, caller: Caller, parent: str, after_cursor: str) -> AsyncIterator[Event]:
         v = Violations()

@@ -6,10 +6,11 @@ from __future__ import annotations
 from broadcaster.domain.auth import Caller
 from broadcaster.domain.errors import Violations, collect
 from broadcaster.domain.names import MerchantName
-from broadcaster.domain.paging import Page, fingerprint, page_request
+from broadcaster.domain.paging import Page, PageTokens, fingerprint
 
 
 def open_list(
+    pages: PageTokens,
     caller: Caller,
     v: Violations,
     parent: str,
@@ -25,7 +26,7 @@ def open_list(
     merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
     key = fingerprint(parent, *query)
     page = collect(
-        v, lambda: page_request(page_size, page_token, key, default=default, maximum=maximum)
+        v, lambda: pages.request(page_size, page_token, key, default=default, maximum=maximum)
     )
     v.raise_if_any()
     assert merchant is not None and page is not None

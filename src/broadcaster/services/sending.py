@@ -26,7 +26,7 @@ from broadcaster.domain.errors import (
 )
 from broadcaster.domain.lifecycle import Transition
 from broadcaster.domain.names import BroadcastName, ChannelName
-from broadcaster.domain.paging import fingerprint, next_token, page_request
+from broadcaster.domain.paging import fingerprint
 from broadcaster.domain.reasons import Reason
 from broadcaster.services.broadcasts import Broadcasts, not_found, window_start
 from broadcaster.services.context import ServiceContext
@@ -185,7 +185,7 @@ class Sending:
         key = fingerprint(parent, None if outcome is None else int(outcome))
         page = collect(
             v,
-            lambda: page_request(
+            lambda: self._ctx.pages.request(
                 page_size, page_token, key, default=DEFAULT_PAGE, maximum=MAX_PAGE
             ),
         )
@@ -196,7 +196,8 @@ class Sending:
             delivery_repo.page,
             broadcast.id,
             outcome,
-            None if page.after is None else int(page.after),
+            page.after_number(),
             page.size + 1,
         )
-        return broadcast, found[: page.size], next_token([str(d.seq) for d in found], page, key)
+        token = self._ctx.pages.next([str(d.seq) for d in found], page, key)
+        return broadcast, found[: page.size], token

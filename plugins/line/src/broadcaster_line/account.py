@@ -16,13 +16,13 @@ from broadcaster.channels import (
     AccountInfo,
     AccountTier,
     Audience,
-    ChannelError,
+    ChannelUnavailable,
     Eligibility,
     InteractionWindow,
     Quota,
     Reason,
 )
-from broadcaster_line.client import LineClient, LineReply
+from broadcaster_line.client import LineClient, LineReply, failure
 from broadcaster_line.retry import DEFAULT_RETRY, RetryPolicy, call_with_retries
 
 ALL_CONTACTS_NOT_ELIGIBLE = (
@@ -38,20 +38,16 @@ def _field(body: Any, name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _unexpected(reply: LineReply, what: str) -> ChannelError:
-    return ChannelError(f"LINE answered {reply.status} while {what}: {reply.error.describe()}")
-
-
 async def connect(client: LineClient, retry: RetryPolicy = DEFAULT_RETRY) -> AccountInfo:
-    """Verify the token and describe the account. Raises CredentialsInvalid (401),
-    ChannelUnavailable (network trouble or 5xx that outlasts the retries)."""
+    """Verify the token and describe the account. Raises CredentialsInvalid (401, 403),
+    ChannelUnavailable (network trouble, 5xx that outlasts the retries, any other answer)."""
     info = await call_with_retries(client.bot_info, "verifying the channel", retry)
     if not info.ok:
-        raise _unexpected(info, "verifying the channel")
+        raise failure(info, "verifying the channel")
     body = info.body
     user_id = _field(body, "userId")
     if not user_id:
-        raise ChannelError("LINE's bot info had no userId")
+        raise ChannelUnavailable("LINE's bot info had no userId")
     return AccountInfo(
         account_id=user_id,
         display_name=_field(body, "displayName"),
@@ -73,7 +69,7 @@ async def _tier(client: LineClient, bot_info: Any, retry: RetryPolicy) -> Accoun
         return AccountTier.VERIFIED
     if reply.status == 403:
         return AccountTier.STANDARD
-    raise _unexpected(reply, "checking the account type")
+    raise failure(reply, "checking the account type")
 
 
 def check_eligibility(audience: Audience, account: AccountInfo) -> Eligibility:
@@ -90,7 +86,7 @@ async def read_quota(client: LineClient, retry: RetryPolicy = DEFAULT_RETRY) -> 
     )
     for reply in (limit, usage):
         if not reply.ok:
-            raise _unexpected(reply, "reading the message quota")
+            raise failure(reply, "reading the message quota")
     limited = isinstance(limit.body, dict) and limit.body.get("type") == "limited"
     value = limit.body.get("value") if limited else None
     used = usage.body.get("totalUsage") if isinstance(usage.body, dict) else None

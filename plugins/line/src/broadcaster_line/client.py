@@ -2,8 +2,14 @@
 
 It borrows the process's shared `aiohttp.ClientSession` (never opens or closes one), adds the
 bearer token, and turns every answer into a `LineReply`: status, the parsed JSON body, LINE's
-request ids and `Retry-After`. It does not decide what a status means; the callers do. Network
-failures (`aiohttp.ClientError`, `TimeoutError`, `OSError`) propagate to them as well.
+request ids and `Retry-After`. Callers decide what an expected status means; every answer they
+did not expect becomes a channel error through one table, `FAILURES` (`failure`), so no LINE
+answer reaches the core as anything but CredentialsInvalid or ChannelUnavailable. Network
+failures (`aiohttp.ClientError`, `TimeoutError`, `OSError`) propagate to the callers (retry.py
+maps them).
+
+A token that could not travel in a header (a line break, any control character) is refused
+when the client is made, so it never reaches aiohttp, nor LINE.
 
 Nothing here logs: the token and message bodies must never reach a log line.
 """
@@ -19,6 +25,8 @@ from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
+
+from broadcaster.channels import ChannelError, ChannelUnavailable, CredentialsInvalid
 
 DEFAULT_API_BASE = "https://api.line.me"
 REQUEST_ID = "x-line-request-id"
@@ -99,12 +107,47 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+# What an answer nobody expected means, by status; any other status is CHANNEL_UNAVAILABLE.
+# 401: the token was refused. 403: the token is valid but the channel may not use the endpoint
+# (a channel without the Messaging API, or a suspended account): the merchant must fix the
+# channel in the console, so it is a credentials problem too.
+FAILURES: dict[int, tuple[type[ChannelError], str]] = {
+    401: (
+        CredentialsInvalid,
+        "LINE refused the channel access token. Issue a new long-lived channel access token in "
+        "the LINE Developers Console (Messaging API tab) and reconnect the channel.",
+    ),
+    403: (
+        CredentialsInvalid,
+        "LINE does not allow this channel to use the Messaging API here. Check the channel in "
+        "the LINE Developers Console (is it a Messaging API channel, and is the account active?)",
+    ),
+}
+
+
+def failure(reply: LineReply, what: str) -> ChannelError:
+    """The channel error for an answer the caller did not expect while `what`."""
+    kind, advice = FAILURES.get(reply.status, (ChannelUnavailable, ""))
+    message = f"LINE answered {reply.status} while {what}: {reply.error.describe()}"
+    return kind(f"{advice} ({message})" if advice else message)
+
+
+def is_header_safe(value: str) -> bool:
+    """Printable ASCII only: what an HTTP header value may carry."""
+    return value.isascii() and value.isprintable()
+
+
 class LineClient:
     """Calls one channel's endpoints with its channel access token."""
 
     def __init__(
         self, session: aiohttp.ClientSession, access_token: str, base_url: str = DEFAULT_API_BASE
     ) -> None:
+        if not is_header_safe(access_token):
+            raise CredentialsInvalid(
+                "the channel access token holds characters a LINE token never has "
+                "(line breaks or other control characters)"
+            )
         self._session = session
         self._base = URL(base_url.rstrip("/") or DEFAULT_API_BASE)
         self._auth = {"Authorization": f"Bearer {access_token}"}

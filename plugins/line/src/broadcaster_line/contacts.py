@@ -20,7 +20,7 @@ from broadcaster.channels import (
     ContactsNotListable,
     FollowerState,
 )
-from broadcaster_line.client import LineClient, LineReply
+from broadcaster_line.client import LineClient, LineReply, failure
 from broadcaster_line.pacing import TokenBucket
 from broadcaster_line.retry import DEFAULT_RETRY, RetryPolicy, call_with_retries
 
@@ -37,7 +37,7 @@ NOT_LISTABLE = (
 
 
 def _unexpected(reply: LineReply, what: str) -> ChannelError:
-    return ChannelError(f"LINE answered {reply.status} while {what}: {reply.error.describe()}")
+    return failure(reply, what)
 
 
 def _user_ids(body: Any) -> list[str]:
