@@ -141,6 +141,14 @@ def parse_log_level(value: str, name: str) -> int:
     return level
 
 
+def parse_count(value: str, name: str) -> int:
+    """A whole number of 1 or more."""
+    text = value.strip()
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 1_000_000):
+        raise ConfigError(f"{name} must be a whole number from 1 to 1000000, got {value!r}")
+    return int(text)
+
+
 def refuse_exposure(listen: Address, tokens: TokenTable, name: str) -> None:
     """Without tokens every caller acts for every merchant: only a loopback address may serve."""
     if tokens.empty and not listen.is_loopback:
@@ -190,6 +198,8 @@ class Config:
     # `json` (one object per line) or `text` (for people at a terminal).
     log_format: str = "json"
     log_level: int = logging.INFO
+    # WatchEvents streams one merchant may hold open at once on each replica.
+    watch_streams_per_merchant: int = 16
 
     def __post_init__(self) -> None:
         refuse_exposure(self.grpc_listen, self.tokens, "BROADCASTER_GRPC_LISTEN")
@@ -223,6 +233,9 @@ class Config:
             env=dict(e),
             log_format=parse_log_format(*read("BROADCASTER_LOG_FORMAT", "json")),
             log_level=parse_log_level(*read("BROADCASTER_LOG_LEVEL", "INFO")),
+            watch_streams_per_merchant=parse_count(
+                *read("BROADCASTER_WATCH_STREAMS_PER_MERCHANT", "16")
+            ),
         )
 
     def sealing_keys(self) -> tuple[str, ...]:

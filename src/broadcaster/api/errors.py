@@ -21,6 +21,7 @@ from broadcaster.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
@@ -49,6 +50,7 @@ _CODES: tuple[tuple[type[DomainError], int], ...] = (
     (AlreadyExists, int(code_pb2.ALREADY_EXISTS)),
     (Unavailable, int(code_pb2.UNAVAILABLE)),
     (Unauthenticated, int(code_pb2.UNAUTHENTICATED)),
+    (ResourceExhausted, int(code_pb2.RESOURCE_EXHAUSTED)),
 )
 
 
@@ -107,7 +109,7 @@ def status_of(error: DomainError) -> status_pb2.Status:
             ]
         )
         details.append(_pack(failure))
-    if isinstance(error, FailedPrecondition) and error.quota:
+    if isinstance(error, FailedPrecondition | ResourceExhausted) and error.quota:
         quota = error_details_pb2.QuotaFailure(
             violations=[
                 error_details_pb2.QuotaFailure.Violation(

@@ -98,6 +98,17 @@ class FailedPrecondition(DomainError):
         self.quota = list(quota or [])
 
 
+class ResourceExhausted(DomainError):
+    """The caller holds as much of a limited resource (open streams) as it may; retry when it
+    holds less."""
+
+    def __init__(
+        self, message: str, *, reason: str, quota: list[QuotaViolation], **metadata: str
+    ) -> None:
+        super().__init__(message, reason=reason, **metadata)
+        self.quota = list(quota)
+
+
 class AlreadyExists(DomainError):
     """What the request would create exists already."""
 
