@@ -50,6 +50,7 @@ BENCHES: dict[str, tuple[str, ...]] = {
     "contact_sync": (),
     "webhooks": (),
     "broadcast_reads": (),
+    "events_feed": (),
     "snapshot": (),
     "dispatch": ("--plot", "docs/dispatch-throughput.png"),
 }
@@ -137,6 +138,27 @@ ROWS = (
         "ListBroadcasts, 20 per page, 50 calls in flight",
         "≥ 1,500 calls/s",
         (at_least("per_s", 1_500),),
+    ),
+    Row(
+        "events_feed.list",
+        "events_feed",
+        "Message Center feed: one consumer paging ListEvents (1,000 per page) through 600,000 "
+        "events of 400,000 delivered recipients (real `serve`); service CPU-s per 100,000 events",
+        "≥ 100,000 events/s",
+        (at_least("per_s", 100_000, after=" events/s"),),
+    ),
+    Row(
+        "events_feed.watch_batches",
+        "events_feed",
+        "… one consumer reading WatchEventBatches (up to 1,000 events per message) from the start",
+        "≥ 100,000 events/s",
+        (at_least("per_s", 100_000, after=" events/s"),),
+    ),
+    Row(
+        "events_feed.watch",
+        "events_feed",
+        "… one consumer reading WatchEvents (a message per event), its first 50,000 events",
+        "(gRPC's cost per message bounds it)",
     ),
     Row(
         "snapshot",

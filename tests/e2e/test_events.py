@@ -145,3 +145,26 @@ def test_a_merchants_watch_streams_are_capped(channel: grpc.Channel, direct: Dat
     finally:
         for stream in held:
             stream.cancel()
+
+
+def test_watch_in_batches_gives_the_same_stream(channel: grpc.Channel, direct: Database) -> None:
+    """WatchEventBatches: the same events and cursors as WatchEvents, many per message, and
+    new ones as they are recorded."""
+    merchant = f"m-{uuid.uuid4().hex[:12]}"
+    parent = f"merchants/{merchant}"
+    stub = pb_grpc.EventServiceStub(channel)
+    _deliver(direct, merchant, 30)
+    stream = stub.WatchEventBatches(pb.WatchEventBatchesRequest(parent=parent), metadata=A)
+    got: list[pb.Event] = list(next(stream).events)
+    assert len(got) == 60
+    _deliver(direct, merchant, 20)
+    while len(got) < 100:
+        got += next(stream).events
+    stream.cancel()
+    listed = stub.ListEvents(pb.ListEventsRequest(parent=parent, page_size=1000), metadata=A)
+    assert [e.cursor for e in got] == [e.cursor for e in listed.events]
+    resumed = stub.WatchEventBatches(
+        pb.WatchEventBatchesRequest(parent=parent, after_cursor=got[89].cursor), metadata=A
+    )
+    assert [e.cursor for e in next(resumed).events] == [e.cursor for e in got[90:]]
+    resumed.cancel()

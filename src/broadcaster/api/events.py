@@ -7,7 +7,7 @@ work is what a feed consumer waits on).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,12 +26,15 @@ from broadcaster.v1 import event_service_pb2_grpc as pb_grpc
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def events_out(found: Sequence[Event], cursors: Sequence[str]) -> list[pb.Event]:
+def events_into(
+    add: Callable[..., pb.Event], found: Sequence[Event], cursors: Sequence[str]
+) -> None:
+    """Add each event with its cursor through `add` (a repeated field's `add`, which builds
+    the message in place rather than copying one in)."""
     channels: dict[str, tuple[str, str]] = {}  # channel id -> (name, contact name prefix)
     broadcasts: dict[str, str] = {}
     times: dict[datetime, Timestamp] = {}
-    out = []
-    Message, kinds = pb.Event, EVENT_KINDS_OUT
+    kinds = EVENT_KINDS_OUT
     for e, cursor in zip(found, cursors, strict=True):
         channel = channels.get(e.channel)
         if channel is None:
@@ -43,17 +46,14 @@ def events_out(found: Sequence[Event], cursors: Sequence[str]) -> list[pb.Event]
         when = times.get(e.create_time)
         if when is None:
             when = times[e.create_time] = timestamp(e.create_time)
-        out.append(
-            Message(
-                cursor=cursor,
-                kind=kinds[e.kind],
-                channel=channel[0],
-                contact=channel[1] + e.contact,
-                broadcast=broadcast,
-                create_time=when,
-            )
+        add(
+            cursor=cursor,
+            kind=kinds[e.kind],
+            channel=channel[0],
+            contact=channel[1] + e.contact,
+            broadcast=broadcast,
+            create_time=when,
         )
-    return out
 
 
 class EventServicer(pb_grpc.EventServiceServicer):
@@ -66,7 +66,9 @@ class EventServicer(pb_grpc.EventServiceServicer):
         found, cursors, token = await self._events.list_page(
             caller(), request.parent, request.page_size, request.page_token, request.after_cursor
         )
-        return pb.ListEventsResponse(events=events_out(found, cursors), next_page_token=token)
+        response = pb.ListEventsResponse(next_page_token=token)
+        events_into(response.events.add, found, cursors)
+        return response
 
     async def WatchEvents(
         self, request: pb.WatchEventsRequest, context: Context
@@ -74,5 +76,17 @@ class EventServicer(pb_grpc.EventServiceServicer):
         async for found, cursors in self._events.watch(
             caller(), request.parent, request.after_cursor
         ):
-            for event in events_out(found, cursors):
+            batch = pb.WatchEventBatchesResponse()
+            events_into(batch.events.add, found, cursors)
+            for event in batch.events:
                 yield event
+
+    async def WatchEventBatches(
+        self, request: pb.WatchEventBatchesRequest, context: Context
+    ) -> AsyncIterator[pb.WatchEventBatchesResponse]:
+        async for found, cursors in self._events.watch(
+            caller(), request.parent, request.after_cursor
+        ):
+            batch = pb.WatchEventBatchesResponse()
+            events_into(batch.events.add, found, cursors)
+            yield batch

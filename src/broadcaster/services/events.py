@@ -182,7 +182,7 @@ class Events:
         after = (
             start if page.after is None else self._cursors.open(merchant, page.after, "page_token")
         )
-        found = await self._ctx.db.read(repo.after, merchant, after, page.size + 1)
+        found = await self._read(merchant, after, page.size + 1)
         cursors = self._cursors.seal(merchant, [e.position for e in found])
         return found[: page.size], cursors[: page.size], next_token(cursors, page, query)
 
@@ -199,11 +199,27 @@ class Events:
         caller.require(merchant)
         position: EventPosition = self._cursors.open(merchant, after_cursor, "after_cursor")
         with self.feed.stream(merchant):
-            while True:
-                seen = self.feed.head(merchant)  # before the read: rows up to it are visible
-                found = await self._ctx.db.read(repo.after, merchant, position, WATCH_BATCH)
-                if found:
-                    position = found[-1].position
-                    yield found, self._cursors.seal(merchant, [e.position for e in found])
-                if len(found) < WATCH_BATCH:
-                    await self.feed.wait(merchant, max(seen, position.row))
+            read: asyncio.Future[list[Event]] | None = None
+            try:
+                while True:
+                    if read is None:
+                        seen = self.feed.head(merchant)  # before the read: rows up to it are seen
+                        read = asyncio.ensure_future(self._read(merchant, position, WATCH_BATCH))
+                    found = await read
+                    read = None
+                    if found:
+                        position = found[-1].position
+                        if len(found) == WATCH_BATCH:  # more waiting: read on while this goes out
+                            seen = self.feed.head(merchant)
+                            read = asyncio.ensure_future(
+                                self._read(merchant, position, WATCH_BATCH)
+                            )
+                        yield found, self._cursors.seal(merchant, [e.position for e in found])
+                    if len(found) < WATCH_BATCH:
+                        await self.feed.wait(merchant, max(seen, position.row))
+            finally:
+                if read is not None:
+                    read.cancel()
+
+    async def _read(self, merchant: str, position: EventPosition, limit: int) -> list[Event]:
+        return await self._ctx.db.read(repo.after, merchant, position, limit)

@@ -153,20 +153,23 @@ def _expand(
     has them."""
     row, channel, broadcast, first, last_seq, create_time = r
     row = int(row)
-    if row == position.row:
+    resumes = row == position.row
+    if resumes:
         first = position.seq
     recipients = _rows(conn, _RECIPIENTS_SQL, (broadcast, first, last_seq, limit + 1))
     when = from_us(create_time)
     created, message = EventKind.CONVERSATION_CREATED, EventKind.BROADCAST_MESSAGE
+    start = len(out)
     append = out.append
     for seq, contact, opened in recipients:
         if opened:
-            at = EventPosition(row, seq, 0)
-            if at > position:
-                append(Event(at, merchant, channel, contact, broadcast, created, when))
-        at = EventPosition(row, seq, 1)
-        if at > position:
-            append(Event(at, merchant, channel, contact, broadcast, message, when))
+            append(Event(EventPosition(row, seq, 0), merchant, channel, contact, broadcast,
+                         created, when))  # fmt: skip
+        append(Event(EventPosition(row, seq, 1), merchant, channel, contact, broadcast,
+                     message, when))  # fmt: skip
+    if resumes:  # the position's own recipient: only what comes after it
+        while len(out) > start and out[start].position <= position:
+            del out[start]
 
 
 def heads(conn: Connection, merchants: Sequence[str]) -> dict[str, int]:

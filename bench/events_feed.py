@@ -1,0 +1,217 @@
+"""The Message Center feed: one consumer reading a merchant's events through ListEvents pages and
+through WatchEvents, against the real service.
+
+    ./dev run python -m bench.events_feed [--backend sqlite|postgresql|both] [--smoke]
+        [--recipients N] [--page-size N]
+
+`broadcaster serve` (a process) on a fresh database; one merchant, one channel, a broadcast to N
+recipients recorded the way the engine records it (the snapshot, then one outbox row per
+accepted batch of 500 written by `store.events.record_delivered`; half the contacts had a
+conversation already, so the other half get a conversation-created event before the message:
+1.5 events per recipient). Nothing else runs. Then, in this process, one consumer pages
+ListEvents (1,000 per page) from the start to the end, one reads WatchEventBatches from the
+start until it has every event, and one reads WatchEvents (a message per event) for the first
+50,000: gRPC's own cost per message bounds that one far below the target.
+
+Printed per consumer: events/s, and the service's CPU-seconds per 100,000 events (from /proc).
+Target: >= 100,000 events/s through ListEvents and WatchEventBatches, on both databases: one
+channel at LINE's ceiling delivers 100,000 recipients/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from sqlalchemy import text
+
+from bench.live import ADMIN, live
+from bench.results import record
+from broadcaster.store import events, snapshot
+from broadcaster.store.clock import from_us
+from broadcaster.store.database import Database
+from broadcaster.v1 import event_service_pb2 as pb
+from broadcaster.v1 import event_service_pb2_grpc as pb_grpc
+from tests.databases import fresh_database
+
+MERCHANT = "bench"
+WATCH_ONE_BY_ONE = 50_000
+BATCH = 500
+ROWS_PER_WRITE = 40  # accepted batches recorded per transaction, as the group commit does
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def seed(url: str, channel: str, recipients: int) -> int:
+    """A broadcast to `recipients` contacts, every batch accepted and recorded; returns how many
+    events that makes."""
+    db = Database.from_url(url, threads=1)
+    broadcast = "01benchbroadcast0000000000"
+    ids = [f"U{n:032x}" for n in range(recipients)]
+    with db.writing() as conn:
+        if conn.dialect.name == "postgresql":
+            source = "jsonb_array_elements_text(CAST(:ids AS jsonb)) WITH ORDINALITY AS j(value, n)"
+            padded, odd = "lpad(CAST(n AS TEXT), 12, '0')", "n % 2 = 1"
+        else:
+            source = "(SELECT value, key AS n FROM json_each(:ids)) AS j"
+            padded, odd = "printf('%012d', n)", "n % 2 = 1"
+        conn.execute(
+            text(
+                "INSERT INTO contacts (id, merchant_id, channel_id, external_id, display_name,"
+                " picture_uri, follower_state, state_time, last_interaction_time, opted_out,"
+                " customer_id, has_conversation, observe_time, seen_sync, create_time,"
+                f" update_time) SELECT :m || '-' || {padded}, :m, :ch, value, '', '', 1, 0, NULL,"
+                f" {'false' if conn.dialect.name == 'postgresql' else '0'}, NULL, {odd}, 0,"
+                f" NULL, 0, 0 FROM {source}"
+            ),
+            {"m": MERCHANT, "ch": channel, "ids": json.dumps(ids)},
+        )
+        snapshot.take(
+            conn, merchant=MERCHANT, channel=channel, broadcast=broadcast, since=None,
+            group=None, batch_size=BATCH, now=from_us(1_000_000),
+        )  # fmt: skip
+        conn.execute(text("UPDATE batches SET state = 1 WHERE broadcast_id = :b"), {"b": broadcast})
+    spans = [(lo, min(lo + BATCH, recipients) - 1) for lo in range(0, recipients, BATCH)]
+    for at in range(0, len(spans), ROWS_PER_WRITE):
+        with db.writing() as conn:
+            for span in spans[at : at + ROWS_PER_WRITE]:
+                events.record_delivered(
+                    conn, merchant=MERCHANT, channel=channel, broadcast=broadcast,
+                    spans=[span], now=2_000_000 + at,
+                )  # fmt: skip
+    db.close()
+    return recipients + recipients - recipients // 2
+
+
+def list_all(stub: pb_grpc.EventServiceStub, page_size: int) -> int:
+    got, token = 0, ""
+    while True:
+        page = stub.ListEvents(
+            pb.ListEventsRequest(
+                parent=f"merchants/{MERCHANT}", page_size=page_size, page_token=token
+            ),
+            metadata=ADMIN,
+        )
+        got += len(page.events)
+        token = page.next_page_token
+        if not token:
+            return got
+
+
+def watch_all(stub: pb_grpc.EventServiceStub, total: int) -> int:
+    got = 0
+    stream = stub.WatchEvents(pb.WatchEventsRequest(parent=f"merchants/{MERCHANT}"), metadata=ADMIN)
+    for _ in stream:
+        got += 1
+        if got == total:
+            stream.cancel()
+            break
+    return got
+
+
+def watch_batches(stub: pb_grpc.EventServiceStub, total: int) -> int:
+    got = 0
+    stream = stub.WatchEventBatches(
+        pb.WatchEventBatchesRequest(parent=f"merchants/{MERCHANT}"), metadata=ADMIN
+    )
+    for batch in stream:
+        got += len(batch.events)
+        if got >= total:
+            stream.cancel()
+            break
+    return got
+
+
+def _profile(pid: int, prefix: str | None, label: str) -> subprocess.Popen[bytes] | None:
+    """With --profile: py-spy (on PATH) samples the service while a consumer reads."""
+    if not prefix:
+        return None
+    out = f"{prefix}-{label}.txt"
+    spy = subprocess.Popen(
+        ["py-spy", "record", "-p", str(pid), "-f", "raw", "-o", out, "-r", "200"]
+    )
+    time.sleep(1.0)  # attached before the consumer starts
+    return spy
+
+
+def run(backend: str, recipients: int, page_size: int, profile: str | None = None) -> None:
+    with tempfile.TemporaryDirectory() as tmp, fresh_database(backend, Path(tmp)) as url:
+        server = live.start(url, Path(tmp) / "serve.log")
+        try:
+            with grpc.insecure_channel(
+                server.target, options=[("grpc.max_receive_message_length", 64 * 2**20)]
+            ) as channel:
+                made = live.connect_fake(channel, f"merchants/{MERCHANT}", tier="verified")
+                started = time.perf_counter()
+                total = seed(url, made.name.rsplit("/", 1)[1], recipients)
+                print(
+                    f"{backend}: recorded {total:,} events ({recipients:,} recipients) in "
+                    f"{time.perf_counter() - started:.1f} s"
+                )
+                stub = pb_grpc.EventServiceStub(channel)
+                # A message per event is slow (gRPC's own cost per message): that consumer
+                # reads the first WATCH_ONE_BY_ONE events only.
+                one_by_one = min(total, WATCH_ONE_BY_ONE)
+                consumers = {
+                    "list": (total, lambda: list_all(stub, page_size)),
+                    "watch_batches": (total, lambda: watch_batches(stub, total)),
+                    "watch": (one_by_one, lambda: watch_all(stub, one_by_one)),
+                }
+                for label, (expected, consume) in consumers.items():
+                    spy = _profile(server.process.pid, profile, f"{backend}-{label}")
+                    before = _cpu_seconds(server.process.pid)
+                    started = time.perf_counter()
+                    got = consume()
+                    took = time.perf_counter() - started
+                    cpu = _cpu_seconds(server.process.pid) - before
+                    if spy is not None:
+                        spy.send_signal(signal.SIGINT)
+                        spy.wait(timeout=60)
+                    assert got == expected, (label, got, expected)
+                    rate, per_100k = got / took, cpu / got * 100_000
+                    what = {
+                        "list": f"ListEvents, {page_size:,} per page",
+                        "watch_batches": "WatchEventBatches",
+                        "watch": "WatchEvents (a message per event)",
+                    }[label]
+                    print(
+                        f"{backend}: {what}: {got:,} events in {took:.2f} s = {rate:,.0f} events/s;"
+                        f" service {per_100k:.2f} CPU-s per 100,000 events"
+                    )
+                    record(
+                        f"events_feed.{label}",
+                        backend,
+                        f"{rate:,.0f} events/s, {per_100k:.2f} CPU-s per 100,000",
+                        per_s=rate,
+                        cpu_per_100k=per_100k,
+                    )
+        finally:
+            server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--smoke", action="store_true", help="small sizes (CI)")
+    parser.add_argument("--recipients", type=int, default=400_000)
+    parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument("--profile", metavar="PREFIX", help="py-spy the service: PREFIX-*.txt")
+    args = parser.parse_args()
+    recipients = 4_000 if args.smoke else args.recipients
+    for backend in ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]:
+        run(backend, recipients, args.page_size, args.profile)
+
+
+if __name__ == "__main__":
+    main()
