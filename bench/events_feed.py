@@ -13,7 +13,8 @@ ListEvents (1,000 per page) from the start to the end, one reads WatchEventBatch
 start until it has every event, and one reads WatchEvents (a message per event) for the first
 50,000: gRPC's own cost per message bounds that one far below the target.
 
-Printed per consumer: events/s, and the service's CPU-seconds per 100,000 events (from /proc).
+Printed per consumer: events/s, and the service's CPU-seconds per 100,000 events (from /proc;
+on PostgreSQL also its backends' for this database, when it runs on this host).
 Target: >= 100,000 events/s through ListEvents and WatchEventBatches, on both databases: one
 channel at LINE's ceiling delivers 100,000 recipients/s.
 """
@@ -21,6 +22,7 @@ channel at LINE's ceiling delivers 100,000 recipients/s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -51,6 +53,30 @@ def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _database_cpu(url: str) -> float:
+    """CPU time of the PostgreSQL backends serving `url`'s database (0 on SQLite: in-process)."""
+    if not url.startswith("postgresql"):
+        return 0.0
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    libpq = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        pids = [
+            pid
+            for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (parsed.database,),
+            )
+        ]
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):  # gone meanwhile, or on another host
+            total += _cpu_seconds(pid)
+    return total
 
 
 def seed(url: str, channel: str, recipients: int) -> int:
@@ -171,15 +197,18 @@ def run(backend: str, recipients: int, page_size: int, profile: str | None = Non
                 for label, (expected, consume) in consumers.items():
                     spy = _profile(server.process.pid, profile, f"{backend}-{label}")
                     before = _cpu_seconds(server.process.pid)
+                    database_before = _database_cpu(url)
                     started = time.perf_counter()
                     got = consume()
                     took = time.perf_counter() - started
                     cpu = _cpu_seconds(server.process.pid) - before
+                    database = _database_cpu(url) - database_before
                     if spy is not None:
                         spy.send_signal(signal.SIGINT)
                         spy.wait(timeout=60)
                     assert got == expected, (label, got, expected)
                     rate, per_100k = got / took, cpu / got * 100_000
+                    database_per_100k = database / got * 100_000
                     what = {
                         "list": f"ListEvents, {page_size:,} per page",
                         "watch_batches": "WatchEventBatches",
@@ -188,6 +217,7 @@ def run(backend: str, recipients: int, page_size: int, profile: str | None = Non
                     print(
                         f"{backend}: {what}: {got:,} events in {took:.2f} s = {rate:,.0f} events/s;"
                         f" service {per_100k:.2f} CPU-s per 100,000 events"
+                        + (f", PostgreSQL {database_per_100k:.2f}" if backend != "sqlite" else "")
                     )
                     record(
                         f"events_feed.{label}",
@@ -195,6 +225,7 @@ def run(backend: str, recipients: int, page_size: int, profile: str | None = Non
                         f"{rate:,.0f} events/s, {per_100k:.2f} CPU-s per 100,000",
                         per_s=rate,
                         cpu_per_100k=per_100k,
+                        database_cpu_per_100k=database_per_100k,
                     )
         finally:
             server.stop()
