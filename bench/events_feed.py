@@ -13,6 +13,12 @@ ListEvents (1,000 per page) from the start to the end, one reads WatchEventBatch
 start until it has every event, and one reads WatchEvents (a message per event) for the first
 50,000: gRPC's own cost per message bounds that one far below the target.
 
+Then, on a LINE channel (the emulator in its own process, the real LINE plugin), a broadcast
+to 500,000 followers is sent alone, and another of the same size on a second channel while a
+consumer tails WatchEventBatches from the start: printed are both dispatch rates (multicast
+req/s, from the emulator's per-second counts) and how long after the broadcast was SENT the
+consumer had every event. Reading the feed must not slow sending.
+
 Printed per consumer: events/s, and the service's CPU-seconds per 100,000 events (from /proc;
 on PostgreSQL also its backends' for this database, when it runs on this host).
 Target: >= 100,000 events/s through ListEvents and WatchEventBatches, on both databases: one
@@ -28,6 +34,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -231,17 +238,94 @@ def run(backend: str, recipients: int, page_size: int, profile: str | None = Non
             server.stop()
 
 
+ALONE = ("alone-token-0123456789", "alone-secret-0123456789")
+WATCHED = ("watched-token-0123456789", "watched-secret-0123456789")
+
+
+def while_sending(backend: str, recipients: int) -> None:
+    """Dispatch alone, then the same broadcast on another channel with a consumer tailing
+    WatchEventBatches from the start: the sending rate must not drop, and the consumer keeps
+    up (how long after the broadcast's end it has every event)."""
+    from bench.dispatch import _connect, _control, _seed_contacts, _send_and_wait, _sustained
+    from bench.live import emulator, service
+
+    accounts = [
+        f"token={t},secret={x},tier=verified,followers={recipients}" for t, x in (ALONE, WATCHED)
+    ]
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        fresh_database(backend, Path(tmp)) as url,
+        emulator("--account", accounts[0], "--account", accounts[1]) as (api, made),
+        service(url, Path(tmp) / "serve.log", api) as server,
+        grpc.insecure_channel(server.target) as channel,
+    ):
+        rates = {}
+        for (token, secret), account, merchant in zip(
+            (ALONE, WATCHED), made, ("alone", "watched"), strict=True
+        ):
+            name = _connect(channel, merchant, token, secret)
+            ids = _control(api, f"accounts/{account['channelId']}/followers")["userIds"]
+            _seed_contacts(url, merchant, name.rsplit("/", 1)[1], ids)
+            done: dict[str, float] = {}
+            tail = None
+            if merchant == "watched":  # two events per recipient: none had a conversation
+                tail = threading.Thread(
+                    target=_tail, args=(channel, merchant, 2 * recipients, done)
+                )
+                tail.start()
+            _, sent = _send_and_wait(channel, merchant, name)
+            ended = time.perf_counter()
+            assert sent.counters.sent == recipients, sent
+            if tail is not None:
+                tail.join(timeout=600)
+            per_second = _control(api, "stats")["acceptedPerSecond"][
+                f"{account['channelId']}/multicast"
+            ]
+            rates[merchant] = _sustained(per_second)[0]
+        behind = done["at"] - ended
+        print(
+            f"{backend}: dispatch {rates['alone']:.1f} multicast req/s alone, "
+            f"{rates['watched']:.1f} with a WatchEventBatches consumer tailing it; the consumer "
+            f"had all {2 * recipients:,} events {behind:.2f} s after the broadcast was SENT"
+        )
+        record(
+            "events_feed.live",
+            backend,
+            f"{rates['watched']:.1f} req/s (alone: {rates['alone']:.1f}); every event "
+            f"{behind:.2f} s after SENT",
+            watched_req_per_s=rates["watched"],
+            alone_req_per_s=rates["alone"],
+            behind_s=behind,
+        )
+
+
+def _tail(channel: grpc.Channel, merchant: str, total: int, done: dict[str, float]) -> None:
+    stub = pb_grpc.EventServiceStub(channel)
+    stream = stub.WatchEventBatches(
+        pb.WatchEventBatchesRequest(parent=f"merchants/{merchant}"), metadata=ADMIN
+    )
+    got = 0
+    for batch in stream:
+        got += len(batch.events)
+        if got >= total:
+            done["at"] = time.perf_counter()
+            stream.cancel()
+            return
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--smoke", action="store_true", help="small sizes (CI)")
     parser.add_argument("--recipients", type=int, default=400_000)
     parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument("--live-recipients", type=int, default=500_000)
     parser.add_argument("--profile", metavar="PREFIX", help="py-spy the service: PREFIX-*.txt")
     args = parser.parse_args()
     recipients = 4_000 if args.smoke else args.recipients
     for backend in ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]:
         run(backend, recipients, args.page_size, args.profile)
+        while_sending(backend, 10_000 if args.smoke else args.live_recipients)
 
 
 if __name__ == "__main__":

@@ -197,7 +197,7 @@ async def listen(db: Database, notified: Callable[[str | None], None]) -> None:
                 notified(None)
                 async for note in conn.notifies():
                     notified(note.payload)
-        except (psycopg.Error, OSError) as e:
+        except Exception as e:  # watchers fall back on the safety poll meanwhile
             log.warning("event listener: %s; reconnecting in %.1f s", type(e).__name__, pause)
             await asyncio.sleep(pause)
             pause = min(pause * 2, 10.0)
