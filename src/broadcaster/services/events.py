@@ -37,7 +37,12 @@ from broadcaster.store import events as repo
 log = logging.getLogger(__name__)
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 SAFETY_POLL_SECONDS = 5.0
-WATCH_BATCH = 1000
+# While a channel sends, its recordings (up to 200 a second) would each wake the feed: one
+# refresh per window takes in all of them, so watchers read fewer, larger steps.
+COALESCE_SECONDS = 0.05
+# Events per read of a watcher: small enough that reading and encoding a step never holds the
+# event loop (and the sending engine's pacing on it) for more than about a millisecond.
+WATCH_BATCH = 250
 STREAMS_PER_MERCHANT = 16
 
 
@@ -138,6 +143,7 @@ class EventFeed:
                     await self._kick.wait()
             except TimeoutError:
                 self._all_dirty = True  # the safety poll: a notification may have been lost
+            await asyncio.sleep(COALESCE_SECONDS)
             self._kick.clear()
             watched = self._streams.keys()
             merchants = (
