@@ -24,6 +24,7 @@ from broadcaster.services.contact_sync import ContactSyncer
 from broadcaster.services.contacts import Contacts
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.customer_groups import CustomerGroups
+from broadcaster.services.event_cursors import EventCursors
 from broadcaster.services.events import EventFeed, Events
 from broadcaster.services.sending import Sending
 from broadcaster.services.webhooks import WebhookIngest
@@ -89,10 +90,11 @@ class App:
         metrics = Metrics()
         metrics.watch_broadcasts(db)
         ctx = ServiceContext(db, metrics=metrics, pages=PageTokens(config.page_token_key()))
-        hub = ChannelHub(registry, Sealer(config.sealing_keys()), db, config.env)
+        keys = config.sealing_keys()
+        hub = ChannelHub(registry, Sealer(keys), db, config.env)
         channels = Channels(ctx, hub)
         broadcasts = Broadcasts(ctx, hub)
-        feed = EventFeed()
+        feed = EventFeed(ctx, streams_per_merchant=config.watch_streams_per_merchant)
         dispatcher = Dispatcher(ctx, hub, delivered=feed.notify)
         services = Services(
             customer_groups=CustomerGroups(ctx),
@@ -101,7 +103,7 @@ class App:
             contact_sync=ContactSyncer(ctx, hub, channels),
             broadcasts=broadcasts,
             sending=Sending(ctx, broadcasts, dispatcher.wake),
-            events=Events(ctx, feed),
+            events=Events(ctx, feed, EventCursors(keys)),
             registry=registry,
         )
         return cls(config, db, services, hub, WebhookIngest(ctx, hub), dispatcher, metrics)
@@ -141,6 +143,7 @@ class App:
         await self.dispatcher.stop()
         if self.loop_watch is not None:
             self.loop_watch.cancel()
+        await self.services.events.feed.close()
         await self.services.contact_sync.stop()
         await self.webhooks.stop()
         await self.hub.close()

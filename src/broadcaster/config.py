@@ -145,6 +145,14 @@ def parse_log_level(value: str, name: str) -> int:
     return level
 
 
+def parse_count(value: str, name: str) -> int:
+    """A whole number of 1 or more."""
+    text = value.strip()
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 1_000_000):
+        raise ConfigError(f"{name} must be a whole number from 1 to 1000000, got {value!r}")
+    return int(text)
+
+
 def refuse_exposure(listen: Address, tokens: TokenTable, name: str) -> None:
     """Without tokens every caller acts for every merchant: only a loopback address may serve."""
     if tokens.empty and not listen.is_loopback:
@@ -152,12 +160,6 @@ def refuse_exposure(listen: Address, tokens: TokenTable, name: str) -> None:
             f"refusing to listen on {listen.host} ({name}): no BROADCASTER_AUTH_TOKENS are "
             "configured, so only a loopback address (127.0.0.1, ::1, localhost) is allowed"
         )
-
-
-def parse_positive_int(value: str, name: str) -> int:
-    if not (value.strip().isascii() and value.strip().isdigit() and int(value) > 0):
-        raise ConfigError(f"{name} must be a whole number above 0, got {value!r}")
-    return int(value)
 
 
 def parse_seconds(value: str, name: str) -> float:
@@ -284,6 +286,8 @@ class Config:
     # seconds to receive its body.
     http_header_timeout: float = 10.0
     http_body_timeout: float = 30.0
+    # WatchEvents streams one merchant may hold open at once on each replica.
+    watch_streams_per_merchant: int = 16
 
     def __post_init__(self) -> None:
         refuse_exposure(self.grpc_listen, self.tokens, "BROADCASTER_GRPC_LISTEN")
@@ -318,11 +322,12 @@ class Config:
             log_format=parse_log_format(*read("BROADCASTER_LOG_FORMAT", "json")),
             log_level=parse_log_level(*read("BROADCASTER_LOG_LEVEL", "INFO")),
             tls=parse_tls(read),
-            max_concurrent_rpcs=parse_positive_int(
-                *read("BROADCASTER_MAX_CONCURRENT_RPCS", "1000")
-            ),
+            max_concurrent_rpcs=parse_count(*read("BROADCASTER_MAX_CONCURRENT_RPCS", "1000")),
             http_header_timeout=parse_seconds(*read("BROADCASTER_HTTP_HEADER_TIMEOUT", "10")),
             http_body_timeout=parse_seconds(*read("BROADCASTER_HTTP_BODY_TIMEOUT", "30")),
+            watch_streams_per_merchant=parse_count(
+                *read("BROADCASTER_WATCH_STREAMS_PER_MERCHANT", "16")
+            ),
         )
 
     def sealing_keys(self) -> tuple[str, ...]:

@@ -1,21 +1,33 @@
 """The Message Center outbox: events for delivered recipients only, a conversation-created
-event the first time, and a cursor that resumes without gaps or repeats."""
+event the first time, and a cursor that resumes without gaps or repeats. Watchers are woken by
+recorded events (in this process, or through PostgreSQL from another replica), not by polling:
+idle ones issue no statement; a merchant's streams are capped."""
 
 from __future__ import annotations
 
-from sqlalchemy import update
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event, update
 
 from broadcaster.domain.auth import LOCAL
-from broadcaster.domain.deliveries import START, DeliveryOutcome, EventKind
+from broadcaster.domain.deliveries import START, DeliveryOutcome, Event, EventKind
+from broadcaster.domain.errors import ResourceExhausted
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import AccountTier, ContactFilter, ContactImport, FollowerState
 from broadcaster.domain.paging import Page
 from broadcaster.services.context import ServiceContext
-from broadcaster.services.events import EventFeed, Events, encode_cursor
+from broadcaster.services.event_cursors import EventCursors
+from broadcaster.services.events import EventFeed, Events
 from broadcaster.store import channels, contacts, events, snapshot
 from broadcaster.store.clock import from_us
 from broadcaster.store.database import Database
 from broadcaster.store.tables import batches, deliveries
+
+CURSORS = EventCursors(["integration-secret-key-0123456789abcdef"])
+NEVER = 3600.0  # a safety poll that never fires during a test
 
 
 async def _delivered(db: Database, merchant: str, people: int, chatted: set[int]) -> str:
@@ -28,7 +40,7 @@ async def _delivered(db: Database, merchant: str, people: int, chatted: set[int]
             merchant,
             channel,
             "fake",
-            (AccountTier.VERIFIED, "a", "", "", ""),
+            (AccountTier.VERIFIED, channel, "", "", ""),
             "x",
             from_us(1),
         )
@@ -84,16 +96,125 @@ async def test_events_for_delivered_recipients(db: Database, merchant: str) -> N
 
 async def test_cursor_pages_resume_exactly(ctx: ServiceContext, merchant: str) -> None:
     await _delivered(ctx.db, merchant, 25, chatted=set())
-    service = Events(ctx, EventFeed())
+    service = Events(ctx, EventFeed(ctx), CURSORS)
     parent = f"merchants/{merchant}"
     seen, token = [], ""
     while True:
-        page_, token = await service.list_page(LOCAL, parent, 7, token, "")
+        page_, _, token = await service.list_page(LOCAL, parent, 7, token, "")
         seen += [e.position for e in page_]
         if not token:
             break
     everything = [e.position for e in await ctx.db.read(events.after, merchant, START, 1000)]
     assert seen == everything and len(seen) == 48
-    middle = encode_cursor(everything[19])
-    rest, _ = await service.list_page(LOCAL, parent, 1000, "", middle)
+    middle = CURSORS.seal(merchant, [everything[19]])[0]
+    rest, _, _ = await service.list_page(LOCAL, parent, 1000, "", middle)
     assert [e.position for e in rest] == everything[20:]
+
+
+@contextmanager
+def _transactions(db: Database) -> Iterator[list[str]]:
+    """Every transaction begun on the service's database meanwhile (each read is one)."""
+    seen: list[str] = []
+
+    def began(conn: object) -> None:
+        seen.append("begin")
+
+    event.listen(db.engine, "begin", began)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "begin", began)
+
+
+async def _next(stream: AsyncIterator[tuple[list[Event], list[str]]]) -> list[Event]:
+    """The next batch; the timeout only keeps a broken wake-up from hanging the suite (the
+    safety poll would take an hour)."""
+    found, _ = await asyncio.wait_for(anext(stream), timeout=60)
+    return found
+
+
+async def _replica(database_url: str) -> AsyncIterator[Database]:
+    other = Database.from_url(database_url, threads=1)
+    try:
+        yield other
+    finally:
+        other.close()
+
+
+async def test_a_watcher_wakes_on_new_events_not_on_a_poll(
+    ctx: ServiceContext, merchant: str, database_url: str
+) -> None:
+    """On SQLite the engine's signal wakes it; on PostgreSQL another replica's recording does
+    (NOTIFY), with no signal in this process at all."""
+    feed = EventFeed(ctx, poll_seconds=NEVER)
+    service = Events(ctx, feed, CURSORS)
+    await _delivered(ctx.db, merchant, 4, chatted={0, 1, 2, 3})
+    stream = service.watch(LOCAL, f"merchants/{merchant}", "")
+    try:
+        assert len(await _next(stream)) == 3  # history: 4 recipients, 1 refused
+        if ctx.db.dialect == "postgresql":
+            async for other in _replica(database_url):
+                await _delivered(other, merchant, 6, chatted=set())
+        else:
+            await _delivered(ctx.db, merchant, 6, chatted=set())
+            feed.notify()  # what the engine does after recording
+        fresh = await _next(stream)
+        assert len(fresh) == 10 and {e.merchant for e in fresh} == {merchant}
+    finally:
+        await stream.aclose()
+        await feed.close()
+
+
+async def test_idle_watchers_issue_no_statements_and_share_a_wake_up(
+    ctx: ServiceContext, merchant: str
+) -> None:
+    feed = EventFeed(ctx, poll_seconds=NEVER)
+    service = Events(ctx, feed, CURSORS)
+    await _delivered(ctx.db, merchant, 4, chatted=set())
+    streams = [service.watch(LOCAL, f"merchants/{merchant}", "") for _ in range(4)]
+    try:
+        for stream in streams:
+            assert len(await _next(stream)) == 6
+        waiting = [asyncio.ensure_future(_next(s)) for s in streams]
+        await asyncio.sleep(0.5)  # every watcher learns the merchant's last row, then waits
+        with _transactions(ctx.db) as idle:
+            await asyncio.sleep(1.0)
+        assert idle == []
+        await _delivered(ctx.db, merchant, 2, chatted=set())
+        with _transactions(ctx.db) as woken:
+            feed.notify()
+            got = await asyncio.wait_for(asyncio.gather(*waiting), timeout=60)
+        assert [len(found) for found in got] == [2] * 4
+        # One statement for the merchant's last row, then each watcher's own read.
+        assert len(woken) <= 1 + 4 + (ctx.db.dialect == "postgresql")
+    finally:
+        for stream in streams:
+            await stream.aclose()
+        await feed.close()
+
+
+async def test_a_merchants_streams_are_capped(ctx: ServiceContext, merchant: str) -> None:
+    feed = EventFeed(ctx, poll_seconds=NEVER, streams_per_merchant=2)
+    service = Events(ctx, feed, CURSORS)
+    await _delivered(ctx.db, merchant, 2, chatted=set())
+    first, second, third = (service.watch(LOCAL, f"merchants/{merchant}", "") for _ in range(3))
+    other = service.watch(LOCAL, "merchants/someone-else", "")
+    try:
+        await _next(first)
+        await _next(second)
+        with pytest.raises(ResourceExhausted) as refused:
+            await _next(third)
+        assert refused.value.reason == "TOO_MANY_STREAMS"
+        assert refused.value.metadata == {"limit": "2"}
+        waiting = asyncio.ensure_future(_next(other))  # other merchants are not held back
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        waiting.cancel()
+        await first.aclose()  # a stream that ends gives its place back
+        fourth = service.watch(LOCAL, f"merchants/{merchant}", "")
+        assert len(await _next(fourth)) == 2
+        await fourth.aclose()
+    finally:
+        for stream in (first, second, other):
+            await stream.aclose()
+        await feed.close()

@@ -41,6 +41,7 @@ def test_defaults() -> None:
     assert config.plugin_modules == ()
     assert config.secret_keys == ()
     assert (config.log_format, config.log_level) == ("json", logging.INFO)
+    assert config.watch_streams_per_merchant == 16
     assert config.env == {}
 
 
@@ -55,6 +56,7 @@ def test_typed_values() -> None:
         "BROADCASTER_SECRET_KEY": f"{NEW_KEY} , {OLD_KEY}",
         "BROADCASTER_LOG_FORMAT": " Text",
         "BROADCASTER_LOG_LEVEL": "debug",
+        "BROADCASTER_WATCH_STREAMS_PER_MERCHANT": " 4 ",
         "BROADCASTER_LINE_API_BASE": "http://127.0.0.1:9",
     }
     config = Config.from_env(env)
@@ -66,6 +68,7 @@ def test_typed_values() -> None:
     assert config.plugin_modules == ("tests.fakechannel",)
     assert config.secret_keys == (NEW_KEY, OLD_KEY)
     assert (config.log_format, config.log_level) == ("text", logging.DEBUG)
+    assert config.watch_streams_per_merchant == 4
     assert config.env == env  # plugins read their own settings from it
 
 
@@ -101,6 +104,10 @@ BAD = [
     ("BROADCASTER_SECRET_KEY", f"{NEW_KEY},too-short"),
     ("BROADCASTER_LOG_FORMAT", "xml"),
     ("BROADCASTER_LOG_LEVEL", "LOUD"),
+    ("BROADCASTER_WATCH_STREAMS_PER_MERCHANT", "0"),
+    ("BROADCASTER_WATCH_STREAMS_PER_MERCHANT", "-1"),
+    ("BROADCASTER_WATCH_STREAMS_PER_MERCHANT", "many"),
+    ("BROADCASTER_WATCH_STREAMS_PER_MERCHANT", "9" * 30),
 ]
 
 

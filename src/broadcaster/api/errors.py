@@ -109,7 +109,7 @@ def status_of(error: DomainError) -> status_pb2.Status:
             ]
         )
         details.append(_pack(failure))
-    if isinstance(error, FailedPrecondition) and error.quota:
+    if isinstance(error, FailedPrecondition | ResourceExhausted) and error.quota:
         quota = error_details_pb2.QuotaFailure(
             violations=[
                 error_details_pb2.QuotaFailure.Violation(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 
 class DeliveryOutcome(enum.IntEnum):
@@ -42,11 +43,11 @@ class EventKind(enum.IntEnum):
     CONVERSATION_CREATED = 2
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class EventPosition:
+class EventPosition(NamedTuple):
     """Where an event stands in a merchant's stream: the outbox row (one accepted batch), the
     recipient's seq within the broadcast, and which of the recipient's events (a conversation
-    created comes before the broadcast message)."""
+    created comes before the broadcast message). Positions order as the stream does. A tuple:
+    a page builds one per event."""
 
     row: int
     seq: int
@@ -70,8 +71,9 @@ class EventPosition:
 START = EventPosition(0, 0, 0)  # before every event (outbox rows count from 1)
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
+    """One Message Center event (a tuple: a page builds a thousand of them)."""
+
     position: EventPosition
     merchant: str
     channel: str

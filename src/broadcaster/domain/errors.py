@@ -111,10 +111,22 @@ class Unavailable(DomainError):
 
 
 class ResourceExhausted(DomainError):
-    """The request asks for more than one call may (a request too large), or the server (or a
-    per-caller limit) is at capacity; the reason says which."""
+    """The request asks for more than one call may (a request too large), or the server or a
+    per-caller limit (calls in progress, open streams) is at capacity; the reason says which.
+    `quota` names the limit reached, when there is one to name."""
 
     reason: str = Reason.RESOURCE_EXHAUSTED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        quota: list[QuotaViolation] | None = None,
+        **metadata: str,
+    ) -> None:
+        super().__init__(message, reason=reason, **metadata)
+        self.quota = list(quota or [])
 
 
 class Unauthenticated(DomainError):

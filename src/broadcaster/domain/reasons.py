@@ -73,3 +73,6 @@ class Reason(enum.StrEnum):
     CHANNEL_REJECTED = "CHANNEL_REJECTED"  # the channel refused a batch for good
     INVALID_RECIPIENT = "INVALID_RECIPIENT"  # the channel named this recipient's id invalid
     KEY_EXPIRED = "KEY_EXPIRED"  # unconfirmed, and too late to retry without a duplicate
+
+    # --- limits on what a caller holds at once
+    TOO_MANY_STREAMS = "TOO_MANY_STREAMS"  # the merchant has as many WatchEvents streams as allowed

@@ -1,76 +1,184 @@
 """Message Center events: list after a cursor, or watch (history, then new events as they come).
 
-Watchers wake when this process records events (`EventFeed.notify`) and otherwise poll, so events
-recorded by another replica arrive within POLL_SECONDS.
+Watchers do not poll. The feed keeps, per merchant being watched, the last outbox row known to
+be written, and a watcher that has read everything waits until that moves. It moves when this
+process records events (`EventFeed.notify`, from the engine), when PostgreSQL notifies that any
+replica recorded them (`store.events.listen`), and on a slow safety poll: each time, one
+statement reads the last row of every merchant concerned, and only the watchers of merchants
+with new rows read. An idle watcher costs no statement at all between safety polls.
+
+A merchant may hold a limited number of watch streams on each replica (TOO_MANY_STREAMS beyond).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 
 from broadcaster.domain.auth import Caller
-from broadcaster.domain.deliveries import START, Event, EventPosition
-from broadcaster.domain.errors import FieldViolation, InvalidArgument, Violations, collect
+from broadcaster.domain.deliveries import Event, EventPosition
+from broadcaster.domain.errors import (
+    QuotaViolation,
+    ResourceExhausted,
+    Violations,
+    collect,
+)
 from broadcaster.domain.names import MerchantName
 from broadcaster.domain.reasons import Reason
 from broadcaster.services.context import ServiceContext
+from broadcaster.services.event_cursors import EventCursors
 from broadcaster.services.listing import open_list
 from broadcaster.store import events as repo
 
+log = logging.getLogger(__name__)
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
-POLL_SECONDS = 0.5
-WATCH_BATCH = 500
-
-
-def encode_cursor(position: EventPosition) -> str:
-    return base64.urlsafe_b64encode(f"ev{position}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, field: str) -> EventPosition:
-    if not cursor:
-        return START
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        if raw.startswith("ev"):
-            return EventPosition.parse(raw[2:])
-    except (ValueError, UnicodeError, binascii.Error):
-        pass
-    raise InvalidArgument(
-        [FieldViolation(field, "is not a cursor this service issued")], reason=Reason.INVALID_CURSOR
-    )
+SAFETY_POLL_SECONDS = 5.0
+# While a channel sends, its recordings (up to 200 a second) would each wake the feed: one
+# refresh per window takes in all of them, so watchers read fewer, larger steps.
+COALESCE_SECONDS = 0.05
+# Events per read of a watcher: small enough that reading and encoding a step never holds the
+# event loop (and the sending engine's pacing on it) for more than about a millisecond.
+WATCH_BATCH = 250
+STREAMS_PER_MERCHANT = 16
 
 
 class EventFeed:
-    """Wakes watchers when this process records events."""
+    """Tells watchers of a merchant that its events moved on, with one statement per wake-up
+    for all merchants watched in this process."""
 
-    def __init__(self) -> None:
-        self._changed = asyncio.Event()
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        *,
+        poll_seconds: float = SAFETY_POLL_SECONDS,
+        streams_per_merchant: int = STREAMS_PER_MERCHANT,
+    ) -> None:
+        self._ctx = ctx
+        self._poll = poll_seconds
+        self.streams_per_merchant = streams_per_merchant
+        self._streams: Counter[str] = Counter()
+        self._heads: dict[str, int] = {}  # merchant -> last outbox row known written
+        self._moved: dict[str, asyncio.Event] = {}
+        self._dirty: set[str] = set()
+        self._all_dirty = False
+        self._kick = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
 
-    def notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+    def notify(self, merchant: str | None = None) -> None:
+        """Events were recorded: for `merchant`, or (None) for any merchant."""
+        if merchant is None:
+            self._all_dirty = True
+        elif merchant in self._streams:
+            self._dirty.add(merchant)
+        else:
+            return
+        self._kick.set()
 
-    async def wait(self, seconds: float) -> None:
-        """Until events are recorded here, or `seconds` pass (other replicas record too)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._changed.wait()
+    def head(self, merchant: str) -> int:
+        """The last outbox row known written for `merchant` (-1: not known yet)."""
+        return self._heads.get(merchant, -1)
+
+    async def wait(self, merchant: str, seen: int) -> None:
+        """Until `merchant`'s last row is known to be past `seen`."""
+        while self._heads.get(merchant, -1) <= seen:
+            moved = self._moved.get(merchant)
+            if moved is None:
+                moved = self._moved[merchant] = asyncio.Event()
+            await moved.wait()
+
+    @contextlib.contextmanager
+    def stream(self, merchant: str) -> Iterator[None]:
+        """Hold one of `merchant`'s watch streams; refused beyond the limit."""
+        if self._streams[merchant] >= self.streams_per_merchant:
+            raise ResourceExhausted(
+                f"merchants/{merchant} already has {self.streams_per_merchant} WatchEvents "
+                "streams open on this server",
+                reason=Reason.TOO_MANY_STREAMS,
+                quota=[
+                    QuotaViolation(
+                        f"merchants/{merchant}",
+                        f"at most {self.streams_per_merchant} WatchEvents streams at once",
+                    )
+                ],
+                limit=str(self.streams_per_merchant),
+            )
+        self._start()
+        self._streams[merchant] += 1
+        self._dirty.add(merchant)  # learn its head
+        self._kick.set()
+        try:
+            yield
+        finally:
+            self._streams[merchant] -= 1
+            if not self._streams[merchant]:
+                del self._streams[merchant]
+                self._heads.pop(merchant, None)
+                self._moved.pop(merchant, None)
+
+    def _start(self) -> None:
+        if self._tasks:
+            return
+        self._tasks.append(asyncio.create_task(self._refresh(), name="event-feed"))
+        if self._ctx.db.dialect == "postgresql":
+            self._tasks.append(
+                asyncio.create_task(repo.listen(self._ctx.db, self.notify), name="event-listen")
+            )
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _refresh(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self._poll):
+                    await self._kick.wait()
+            except TimeoutError:
+                self._all_dirty = True  # the safety poll: a notification may have been lost
+            await asyncio.sleep(COALESCE_SECONDS)
+            self._kick.clear()
+            watched = self._streams.keys()
+            merchants = (
+                list(watched) if self._all_dirty else [m for m in self._dirty if m in watched]
+            )
+            self._all_dirty = False
+            self._dirty.clear()
+            if not merchants:
+                continue
+            try:
+                heads = await self._ctx.db.read(repo.heads, merchants)
+            except Exception:
+                log.exception("event feed: reading the merchants' last rows failed")
+                self._all_dirty = True
+                await asyncio.sleep(1.0)
+                self._kick.set()
+                continue
+            for merchant, head in heads.items():
+                if head > self._heads.get(merchant, -1) and merchant in self._streams:
+                    self._heads[merchant] = head
+                    moved = self._moved.pop(merchant, None)
+                    if moved is not None:
+                        moved.set()
 
 
 class Events:
-    def __init__(self, ctx: ServiceContext, feed: EventFeed) -> None:
+    def __init__(self, ctx: ServiceContext, feed: EventFeed, cursors: EventCursors) -> None:
         self._ctx = ctx
         self.feed = feed
+        self._cursors = cursors
 
     async def list_page(
         self, caller: Caller, parent: str, page_size: int, page_token: str, after_cursor: str
-    ) -> tuple[list[Event], str]:
+    ) -> tuple[list[Event], list[str], str]:
+        """A page of events, their cursors, and the next page's token."""
         v = Violations()
-        start = collect(v, lambda: decode_cursor(after_cursor, "after_cursor"))
         shape = ("events", after_cursor)
         merchant, page, query = open_list(
             self._ctx.pages,
@@ -83,23 +191,48 @@ class Events:
             default=DEFAULT_PAGE,
             maximum=MAX_PAGE,
         )
-        assert start is not None
-        after = start if page.after is None else decode_cursor(page.after, "page_token")
-        found = await self._ctx.db.read(repo.after, merchant, after, page.size + 1)
-        keys = [encode_cursor(e.position) for e in found]
-        return found[: page.size], self._ctx.pages.next(keys, page, query)
+        start = self._cursors.open(merchant, after_cursor, "after_cursor")
+        after = (
+            start if page.after is None else self._cursors.open(merchant, page.after, "page_token")
+        )
+        found = await self._read(merchant, after, page.size + 1)
+        cursors = self._cursors.seal(merchant, [e.position for e in found])
+        return found[: page.size], cursors[: page.size], self._ctx.pages.next(cursors, page, query)
 
-    async def watch(self, caller: Caller, parent: str, after_cursor: str) -> AsyncIterator[Event]:
+    async def watch(
+        self, caller: Caller, parent: str, after_cursor: str
+    ) -> AsyncIterator[tuple[list[Event], list[str]]]:
+        """The merchant's events after the cursor, in batches with their cursors: those
+        recorded already, then new ones as they are recorded, until the caller goes."""
         v = Violations()
-        merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
-        position = collect(v, lambda: decode_cursor(after_cursor, "after_cursor"))
+        name = collect(v, lambda: MerchantName.parse(parent, "parent"))
         v.raise_if_any()
-        assert merchant is not None and position is not None
-        caller.require(merchant.merchant)
-        while True:
-            found = await self._ctx.db.read(repo.after, merchant.merchant, position, WATCH_BATCH)
-            for event in found:
-                yield event
-                position = event.position
-            if len(found) < WATCH_BATCH:
-                await self.feed.wait(POLL_SECONDS)
+        assert name is not None
+        merchant = name.merchant
+        caller.require(merchant)
+        position: EventPosition = self._cursors.open(merchant, after_cursor, "after_cursor")
+        with self.feed.stream(merchant):
+            read: asyncio.Future[list[Event]] | None = None
+            try:
+                while True:
+                    if read is None:
+                        seen = self.feed.head(merchant)  # before the read: rows up to it are seen
+                        read = asyncio.ensure_future(self._read(merchant, position, WATCH_BATCH))
+                    found = await read
+                    read = None
+                    if found:
+                        position = found[-1].position
+                        if len(found) == WATCH_BATCH:  # more waiting: read on while this goes out
+                            seen = self.feed.head(merchant)
+                            read = asyncio.ensure_future(
+                                self._read(merchant, position, WATCH_BATCH)
+                            )
+                        yield found, self._cursors.seal(merchant, [e.position for e in found])
+                    if len(found) < WATCH_BATCH:
+                        await self.feed.wait(merchant, max(seen, position.row))
+            finally:
+                if read is not None:
+                    read.cancel()
+
+    async def _read(self, merchant: str, position: EventPosition, limit: int) -> list[Event]:
+        return await self._ctx.db.read(repo.after, merchant, position, limit)

@@ -12,28 +12,51 @@ Readers advance a cursor over (row, recipient, kind), so rows must become visibl
 SQLite has one writer at a time. On PostgreSQL, transactions writing a merchant's rows first take
 a transaction-scoped advisory lock for that merchant, so they commit in the order they numbered
 their rows, and a reader never sees row 11 while row 10 is still uncommitted.
+
+Watchers learn of new rows without polling: on PostgreSQL the statement that takes that lock
+also queues a NOTIFY on `broadcaster_events` carrying the merchant id, delivered to every
+replica's listener (`listen`) when the transaction commits; within one process (SQLite) the
+engine signals after recording. `heads` then tells, in one statement for all the merchants
+being watched, which have rows past what their watchers read.
+
+Reads run on the driver's cursor with statements written once per dialect: a page of a
+thousand events is a few index range reads, and SQLAlchemy's per-row handling would cost more
+than the reads themselves.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, text
+import psycopg
+from sqlalchemy import Connection, text
 
 from broadcaster.domain.deliveries import Event, EventKind, EventPosition
 from broadcaster.store.clock import from_us
+from broadcaster.store.database import Database
 
+log = logging.getLogger(__name__)
 _LOCK_SPACE = 0x62726F61  # "broa": advisory locks of this service
 _ROWS_AT_ONCE = 64  # outbox rows read per step of `after`
+NOTIFY_CHANNEL = "broadcaster_events"
 
 
 def _serialize_writers(conn: Connection, merchant: str) -> None:
     if conn.dialect.name == "postgresql":
+        # The NOTIFY rides on the lock's statement (no round trip of its own); PostgreSQL sends
+        # it at commit, once per transaction and merchant however many rows it writes.
         conn.execute(
-            text("SELECT pg_advisory_xact_lock(:space, :key)"),
-            {"space": _LOCK_SPACE, "key": zlib.crc32(merchant.encode()) - 2**31},
+            text("SELECT pg_advisory_xact_lock(:space, :key), pg_notify(:channel, :m)"),
+            {
+                "space": _LOCK_SPACE,
+                "key": zlib.crc32(merchant.encode()) - 2**31,
+                "channel": NOTIFY_CHANNEL,
+                "m": merchant,
+            },
         )
 
 
@@ -71,51 +94,110 @@ def record_delivered(
         )
 
 
+_ROWS_SQL = (
+    "SELECT seq, channel_id, broadcast_id, first_seq, last_seq, create_time FROM outbox"
+    " WHERE merchant_id = %s AND seq >= %s ORDER BY seq LIMIT %s"
+)
+_RECIPIENTS_SQL = (
+    "SELECT d.seq, d.contact_id, v.contact_id IS NOT NULL"
+    " FROM deliveries d LEFT JOIN conversations v ON v.contact_id = d.contact_id"
+    " AND v.broadcast_id = d.broadcast_id AND v.seq = d.seq"
+    " WHERE d.broadcast_id = %s AND d.seq BETWEEN %s AND %s AND d.outcome = 0"
+    " ORDER BY d.seq LIMIT %s"
+)
+# One backward index probe per merchant (a GROUP BY would read every row of each).
+_HEAD_SQL = "SELECT CAST(%s AS VARCHAR), (SELECT max(seq) FROM outbox WHERE merchant_id = %s)"
+
+
+def _sql(conn: Connection, statement: str) -> str:
+    return statement.replace("%s", "?") if conn.dialect.name == "sqlite" else statement
+
+
+def _rows(conn: Connection, statement: str, args: Sequence[Any]) -> list[Any]:
+    """The rows of a read, as tuples, from the connection's DBAPI cursor."""
+    sql = _sql(conn, statement)
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, args)
+        return list(cursor.fetchall())
+    except Exception:
+        # Again through SQLAlchemy, for its handling of errors (a connection the server
+        # dropped invalidates the pool) and its exception types.
+        return list(conn.exec_driver_sql(sql, tuple(args)).tuples())
+    finally:
+        cursor.close()
+
+
 def after(conn: Connection, merchant: str, position: EventPosition, limit: int) -> list[Event]:
     """Up to `limit` events after `position`, in stream order: the merchant's outbox rows from
     the position's on, each expanded with one index range read of its deliveries."""
     found: list[Event] = []
     row = position.row
     while len(found) < limit:
-        ranges = conn.execute(
-            text(
-                "SELECT seq, channel_id, broadcast_id, first_seq, last_seq, create_time"
-                " FROM outbox WHERE merchant_id = :m AND seq >= :row ORDER BY seq LIMIT :n"
-            ),
-            {"m": merchant, "row": row, "n": _ROWS_AT_ONCE},
-        ).all()
+        ranges = _rows(conn, _ROWS_SQL, (merchant, row, _ROWS_AT_ONCE))
         for r in ranges:
-            found += _expand(conn, merchant, r, position, limit - len(found))
+            _expand(conn, merchant, r, position, limit - len(found), found)
             if len(found) >= limit:
                 break
         if len(ranges) < _ROWS_AT_ONCE:
             break
-        row = int(ranges[-1].seq) + 1
-    return found[:limit]
+        row = int(ranges[-1][0]) + 1
+    del found[limit:]
+    return found
 
 
 def _expand(
-    conn: Connection, merchant: str, r: Row[Any], position: EventPosition, limit: int
-) -> list[Event]:
-    """The events of outbox row `r` after `position`: at least `limit` if it has them."""
-    start = position.seq if r.seq == position.row else r.first_seq
-    recipients = conn.execute(
-        text(
-            "SELECT d.seq, d.contact_id, v.contact_id IS NOT NULL AS opened"
-            " FROM deliveries d LEFT JOIN conversations v ON v.contact_id = d.contact_id"
-            " AND v.broadcast_id = d.broadcast_id AND v.seq = d.seq"
-            " WHERE d.broadcast_id = :b AND d.seq BETWEEN :lo AND :hi AND d.outcome = 0"
-            " ORDER BY d.seq LIMIT :n"
-        ),
-        {"b": r.broadcast_id, "lo": start, "hi": r.last_seq, "n": limit + 1},
-    )
-    when = from_us(r.create_time)
-    out = []
-    for d in recipients:
-        kinds = ((0, EventKind.CONVERSATION_CREATED),) if d.opened else ()
-        for order, kind in (*kinds, (1, EventKind.BROADCAST_MESSAGE)):
-            at = EventPosition(int(r.seq), int(d.seq), order)
-            if at > position:
-                out.append(Event(at, merchant, r.channel_id, d.contact_id, r.broadcast_id, kind,
-                                 when))  # fmt: skip
-    return out
+    conn: Connection, merchant: str, r: Any, position: EventPosition, limit: int, out: list[Event]
+) -> None:
+    """Append the events of outbox row `r` after `position` to `out`: at least `limit` if it
+    has them."""
+    row, channel, broadcast, first, last_seq, create_time = r
+    row = int(row)
+    resumes = row == position.row
+    if resumes:
+        first = position.seq
+    recipients = _rows(conn, _RECIPIENTS_SQL, (broadcast, first, last_seq, limit + 1))
+    when = from_us(create_time)
+    created, message = EventKind.CONVERSATION_CREATED, EventKind.BROADCAST_MESSAGE
+    start = len(out)
+    append = out.append
+    for seq, contact, opened in recipients:
+        if opened:
+            append(Event(EventPosition(row, seq, 0), merchant, channel, contact, broadcast,
+                         created, when))  # fmt: skip
+        append(Event(EventPosition(row, seq, 1), merchant, channel, contact, broadcast,
+                     message, when))  # fmt: skip
+    if resumes:  # the position's own recipient: only what comes after it
+        while len(out) > start and out[start].position <= position:
+            del out[start]
+
+
+def heads(conn: Connection, merchants: Sequence[str]) -> dict[str, int]:
+    """Each merchant's last outbox row (0: none yet), in one statement."""
+    if not merchants:
+        return {}
+    statement = " UNION ALL ".join([_HEAD_SQL] * len(merchants))
+    found = _rows(conn, statement, [m for m in merchants for _ in (0, 1)])
+    return {m: int(head or 0) for m, head in found}
+
+
+async def listen(db: Database, notified: Callable[[str | None], None]) -> None:
+    """PostgreSQL: call `notified(merchant)` for every merchant whose events any replica records,
+    on one connection of its own. After each (re)connect `notified(None)`: notifications sent
+    while it was away are lost, so everything is to be checked. Runs until cancelled."""
+    url = db.engine.url.set(drivername="postgresql")
+    conninfo = url.render_as_string(hide_password=False)
+    pause = 0.5
+    while True:
+        try:
+            conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+            async with conn:
+                await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                pause = 0.5
+                notified(None)
+                async for note in conn.notifies():
+                    notified(note.payload)
+        except Exception as e:  # watchers fall back on the safety poll meanwhile
+            log.warning("event listener: %s; reconnecting in %.1f s", type(e).__name__, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 10.0)

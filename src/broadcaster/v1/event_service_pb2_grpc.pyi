@@ -43,6 +43,11 @@ class EventServiceStub:
     """Streams a merchant's events after a cursor: first those already recorded, then new ones
     as they are recorded, until the caller cancels.
     """
+    WatchEventBatches: _grpc.UnaryStreamMultiCallable[_event_service_pb2.WatchEventBatchesRequest, _event_service_pb2.WatchEventBatchesResponse]
+    """Streams a merchant's events after a cursor as WatchEvents does, up to 1,000 events in each
+    message: what a consumer that mirrors a busy merchant should use, since a message per event
+    costs the server more than the event itself.
+    """
 
 @_typing.type_check_only
 class EventServiceAsyncStub(EventServiceStub):
@@ -58,6 +63,11 @@ class EventServiceAsyncStub(EventServiceStub):
     WatchEvents: _aio.UnaryStreamMultiCallable[_event_service_pb2.WatchEventsRequest, _event_service_pb2.Event]  # type: ignore[assignment]
     """Streams a merchant's events after a cursor: first those already recorded, then new ones
     as they are recorded, until the caller cancels.
+    """
+    WatchEventBatches: _aio.UnaryStreamMultiCallable[_event_service_pb2.WatchEventBatchesRequest, _event_service_pb2.WatchEventBatchesResponse]  # type: ignore[assignment]
+    """Streams a merchant's events after a cursor as WatchEvents does, up to 1,000 events in each
+    message: what a consumer that mirrors a busy merchant should use, since a message per event
+    costs the server more than the event itself.
     """
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -83,6 +93,17 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_event_service_pb2.Event], _abc.AsyncIterator[_event_service_pb2.Event]]:
         """Streams a merchant's events after a cursor: first those already recorded, then new ones
         as they are recorded, until the caller cancels.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchEventBatches(
+        self,
+        request: _event_service_pb2.WatchEventBatchesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_event_service_pb2.WatchEventBatchesResponse], _abc.AsyncIterator[_event_service_pb2.WatchEventBatchesResponse]]:
+        """Streams a merchant's events after a cursor as WatchEvents does, up to 1,000 events in each
+        message: what a consumer that mirrors a busy merchant should use, since a message per event
+        costs the server more than the event itself.
         """
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

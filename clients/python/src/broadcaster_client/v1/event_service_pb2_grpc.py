@@ -48,6 +48,11 @@ class EventServiceStub:
                 request_serializer=broadcaster_dot_v1_dot_event__service__pb2.WatchEventsRequest.SerializeToString,
                 response_deserializer=broadcaster_dot_v1_dot_event__service__pb2.Event.FromString,
                 _registered_method=True)
+        self.WatchEventBatches = channel.unary_stream(
+                '/broadcaster.v1.EventService/WatchEventBatches',
+                request_serializer=broadcaster_dot_v1_dot_event__service__pb2.WatchEventBatchesRequest.SerializeToString,
+                response_deserializer=broadcaster_dot_v1_dot_event__service__pb2.WatchEventBatchesResponse.FromString,
+                _registered_method=True)
 
 
 class EventServiceServicer:
@@ -72,6 +77,15 @@ class EventServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchEventBatches(self, request, context):
+        """Streams a merchant's events after a cursor as WatchEvents does, up to 1,000 events in each
+        message: what a consumer that mirrors a busy merchant should use, since a message per event
+        costs the server more than the event itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -84,6 +98,11 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.WatchEvents,
                     request_deserializer=broadcaster_dot_v1_dot_event__service__pb2.WatchEventsRequest.FromString,
                     response_serializer=broadcaster_dot_v1_dot_event__service__pb2.Event.SerializeToString,
+            ),
+            'WatchEventBatches': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEventBatches,
+                    request_deserializer=broadcaster_dot_v1_dot_event__service__pb2.WatchEventBatchesRequest.FromString,
+                    response_serializer=broadcaster_dot_v1_dot_event__service__pb2.WatchEventBatchesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -144,6 +163,33 @@ class EventService:
             '/broadcaster.v1.EventService/WatchEvents',
             broadcaster_dot_v1_dot_event__service__pb2.WatchEventsRequest.SerializeToString,
             broadcaster_dot_v1_dot_event__service__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEventBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/broadcaster.v1.EventService/WatchEventBatches',
+            broadcaster_dot_v1_dot_event__service__pb2.WatchEventBatchesRequest.SerializeToString,
+            broadcaster_dot_v1_dot_event__service__pb2.WatchEventBatchesResponse.FromString,
             options,
             channel_credentials,
             insecure,
