@@ -164,6 +164,23 @@ def test_draft_estimate_send_watch(live: Live, client: Client, shop: dict[str, A
             break
     assert {d.contact for d in deliveries} == reached
 
+    # The same events, many to a message.
+    batches = client.events.WatchEventBatches(
+        epb.WatchEventBatchesRequest(parent=parent), timeout=30
+    )
+    in_batches: set[str] = set()
+    for batch in batches:
+        assert batch.events
+        in_batches.update(
+            event.contact
+            for event in batch.events
+            if event.kind == epb.Event.BROADCAST_MESSAGE and event.broadcast == draft.name
+        )
+        if len(in_batches) == MEMBERS:
+            batches.cancel()
+            break
+    assert in_batches == reached
+
     # A sent broadcast is no draft any more.
     with pytest.raises(BroadcasterError) as e:
         client.broadcasts.DeleteBroadcast(bpb.DeleteBroadcastRequest(name=draft.name))

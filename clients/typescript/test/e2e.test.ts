@@ -386,6 +386,29 @@ test("group, channel, draft, estimate, send, watch to the end", { timeout: 120_0
   assert.ok(deliveries.every((d) => d.outcome === b.Delivery_Outcome.SENT));
   assert.deepEqual(new Set(deliveries.map((d) => d.contact)), reached);
 
+  // The same events, many to a message: WatchEventBatches from the start of the merchant's feed.
+  const batches = api.events.watchEventBatches(e.WatchEventBatchesRequest.fromPartial({ parent }));
+  const inBatches = new Set<string>();
+  const batched = (async () => {
+    try {
+      for await (const batch of batches as AsyncIterable<e.WatchEventBatchesResponse>) {
+        assert.ok(batch.events.length > 0);
+        for (const event of batch.events) {
+          if (event.kind === e.Event_Kind.BROADCAST_MESSAGE && event.broadcast === draft.name) {
+            inBatches.add(event.contact);
+          }
+        }
+        if (inBatches.size === MEMBERS) break;
+      }
+    } catch (error) {
+      throw BroadcasterError.from(error);
+    } finally {
+      batches.cancel();
+    }
+  })();
+  await withTimeout(batched, 30_000, () => `only ${inBatches.size} events arrived in batches`);
+  assert.deepEqual(inBatches, reached);
+
   const summary = await fetch(
     `${live.emulatorUrl}/_emulator/accounts/${account.channelId}/deliveries/summary`,
   ).then((r) => r.json() as Promise<Record<string, number>>);
