@@ -72,7 +72,7 @@ def test_sent_deliveries_and_their_events_survive_0008(backend: str, tmp_path: P
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_contacts_known_before_0009_are_counted(backend: str, tmp_path: Path) -> None:
+def test_contacts_known_before_0010_are_counted(backend: str, tmp_path: Path) -> None:
     """Contacts and group members stored before the audience counters existed are counted by
     the upgrade, and estimates read the same numbers as the rules give."""
     people = [
