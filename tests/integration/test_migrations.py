@@ -9,14 +9,17 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
+from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.deliveries import START, DeliveryOutcome, EventKind
 from broadcaster.domain.errors import InvalidArgument
+from broadcaster.domain.model import FollowerState
 from broadcaster.services.idempotent import earlier_result, request_fingerprint
-from broadcaster.store import deliveries, events, idempotency, migrate
+from broadcaster.store import audience, deliveries, events, idempotency, migrate
 from broadcaster.store.database import Database
 from broadcaster.store.tables import metadata
 from tests.conftest import BACKENDS
 from tests.databases import fresh_database
+from tests.integration.test_audience import NOW, _brute, seed_people
 
 
 def test_migrated_schema_matches_tables(db: Database) -> None:
@@ -98,3 +101,42 @@ def test_request_ids_recorded_before_0009_still_answer(backend: str, tmp_path: P
         other = request_fingerprint("SendBroadcast", "merchants/m/broadcasts/b2")
         earlier_result(earlier, "SendBroadcast", other, target="merchants/m/broadcasts/b2")
     assert e.value.reason == "REQUEST_ID_REUSED"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_contacts_known_before_0010_are_counted(backend: str, tmp_path: Path) -> None:
+    """Contacts and group members stored before the audience counters existed are counted by
+    the upgrade, and estimates read the same numbers as the rules give."""
+    people = [
+        {"hours_ago": hours, "opted_out": n % 3 == 0, "state": state, "customer": customer}
+        for n, (hours, state, customer) in enumerate(
+            [
+                (None, FollowerState.FOLLOWING, "cust-0"),
+                (1, FollowerState.BLOCKED, "cust-1"),
+                (20, FollowerState.FOLLOWING, None),
+                (30, FollowerState.BLOCKED, "cust-0"),
+                (24 * 8, FollowerState.FOLLOWING, "cust-2"),
+                (24 * 200, FollowerState.BLOCKED, None),
+                (24 * 399, FollowerState.UNKNOWN, "cust-1"),
+            ]
+        )
+    ]
+    members = {"cust-0", "cust-1"}
+    with fresh_database(backend, tmp_path) as url:
+        db = Database.from_url(url, threads=1)
+        migrate.upgrade(db.engine, "0009")
+        with db.writing() as conn:
+            group_id = seed_people(conn, "m", "ch", people, members)
+        migrate.upgrade(db.engine)
+        with db.reading() as conn:
+            got = {
+                (window, group): audience.count(
+                    conn, "m", "ch", None if window.value is None else NOW - window.value, group
+                )
+                for window in InteractionWindow
+                for group in (None, group_id)
+            }
+        db.close()
+    for (window, group), counts in got.items():
+        expected = _brute(people, window, None if group is None else members)
+        assert (counts.matched, counts.opted_out, counts.unreachable) == expected

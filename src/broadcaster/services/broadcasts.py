@@ -35,6 +35,7 @@ from broadcaster.services.channels import credentials_invalid, unavailable
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.idempotent import create_once, recall, request_fingerprint
 from broadcaster.services.listing import open_list
+from broadcaster.services.quotas import QuotaCache
 from broadcaster.store import audience as audience_repo
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import groups as group_repo
@@ -86,6 +87,7 @@ class Broadcasts:
     def __init__(self, ctx: ServiceContext, hub: ChannelHub) -> None:
         self._ctx = ctx
         self._hub = hub
+        self._quotas = QuotaCache()
 
     def name_of(self, caller: Caller, value: str, field: str = "name") -> BroadcastName:
         name = BroadcastName.parse(value, field)
@@ -136,7 +138,7 @@ class Broadcasts:
     async def group_name(self, merchant: str, audience: Audience) -> str:
         if audience.customer_group is None:
             return ""
-        group = await self._ctx.db.read(group_repo.get, merchant, audience.customer_group)
+        group = await self._ctx.db.read_point(group_repo.get, merchant, audience.customer_group)
         if group is None:
             name = str(CustomerGroupName(merchant, audience.customer_group))
             raise NotFound("customer group", name, reason=Reason.CUSTOMER_GROUP_NOT_FOUND)
@@ -416,12 +418,19 @@ class Broadcasts:
             caller.require(m)
             target, audience = target_or_none, audience_or_none
             resend_of = ""
-        return await self.estimate_for(target, audience, resend_of)
+        return await self.estimate_for(target, audience, resend_of, recent_quota=True)
 
     async def estimate_for(
-        self, channel: ChannelName, audience: Audience, resend_of: str = ""
+        self,
+        channel: ChannelName,
+        audience: Audience,
+        resend_of: str = "",
+        *,
+        recent_quota: bool = False,
     ) -> Estimate:
-        """The estimate of an audience, or of a resend's (`resend_of`: the source's id)."""
+        """The estimate of an audience, or of a resend's (`resend_of`: the source's id).
+        `recent_quota`: a quota read in the last few seconds will do (the estimate shown while
+        editing); otherwise (Send) the channel is asked now."""
         account, instance = await self.live(channel)
         now = self._ctx.now()
         if resend_of:
@@ -430,7 +439,8 @@ class Broadcasts:
             )
         else:
             await self.group_name(channel.merchant, audience)
-            counting = self._ctx.db.read(
+            # A single statement over a bounded range (store/audience.py): a point read.
+            counting = self._ctx.db.read_point(
                 audience_repo.count,
                 channel.merchant,
                 channel.channel,
@@ -438,7 +448,10 @@ class Broadcasts:
                 audience.customer_group,
             )
         try:
-            counts, quota = await asyncio.gather(counting, instance.quota())
+            quota_read = (
+                self._quotas.quota(channel.channel, instance) if recent_quota else instance.quota()
+            )
+            counts, quota = await asyncio.gather(counting, quota_read)
         except CredentialsInvalid as e:
             raise credentials_invalid(e) from None
         except ChannelUnavailable as e:

@@ -1,40 +1,31 @@
-"""Audience counts in one statement per estimate, reading only index ranges (the rules:
-docs/architecture.md, "Audience rules").
+"""Audience counts in one statement per estimate (the rules: docs/architecture.md, "Audience
+rules").
 
 matched: contacts of the channel meeting the window (and the group); of those, opted out; of the
 rest, unreachable (blocked). Expected recipients = matched - opted out - unreachable.
 
-Exclusions are small, so each has its own index range. `matched` is counted directly while the
-window holds fewer than CAP contacts (a capped index range), and otherwise as everyone minus the
-complement (interacted before the window, or never): whichever side is small, the statement
-reads little more than that side.
-With a group, the counts read group_contacts (the group's contacts, kept by triggers) instead of
-joining every member to the contacts.
+audience_counts holds, per channel (and per customer group on a channel), how many contacts last
+interacted on each day, kept by triggers on contacts and group_contacts. A count adds up the
+window's whole days there (a few hundred rows for a year) and reads only the window's first,
+partial day from the covering index of contacts (or group_contacts): its cost no longer grows
+with the channel, whatever the window.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    Select,
-    Table,
-    and_,
-    case,
-    func,
-    literal,
-    select,
-)
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, case, func, select, true
 
 from broadcaster.domain.model import FollowerState
+from broadcaster.store.broadcasts import _fetch
 from broadcaster.store.clock import to_us
-from broadcaster.store.tables import contacts, group_contacts
+from broadcaster.store.tables import audience_counts, contacts, group_contacts
 
-CAP = 100_000
+DAY_US = 86_400_000_000  # audience_counts.day is last_interaction_time // DAY_US
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,53 +35,53 @@ class Counts:
     unreachable: int
 
 
-def _count(t: Table, scope: ColumnElement[bool], *conditions: ColumnElement[bool]) -> Select[Any]:
-    return select(func.count()).select_from(t).where(scope, *conditions)
+def _sum(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    return func.coalesce(func.sum(column), 0)
 
 
-def _capped(
-    t: Table, scope: ColumnElement[bool], condition: ColumnElement[bool], cap: int
-) -> Select[Any]:
-    rows = select(literal(1).label("one")).select_from(t).where(scope, condition).limit(cap)
-    return select(func.count()).select_from(rows.subquery())
+@functools.cache
+def _statement(by_group: bool, windowed: bool) -> Select[Any]:
+    """Built once (building a statement costs more than running it); see store.broadcasts."""
+    a = audience_counts
+    days = [a.c.channel_id == bindparam("ch"), a.c.group_id == bindparam("g")]
+    if windowed:
+        days.append(a.c.day >= bindparam("first_day"))
+    counted = select(
+        _sum(a.c.contacts).label("n"), _sum(a.c.opted_out).label("o"), _sum(a.c.blocked).label("b")
+    ).where(*days)
+    if not windowed:
+        return counted
+    # The rest of the window: from `since` to the end of its day, read from the index.
+    t = group_contacts if by_group else contacts
+    scope = (
+        and_(t.c.group_id == bindparam("g"), t.c.channel_id == bindparam("ch"))
+        if by_group
+        else and_(t.c.merchant_id == bindparam("m"), t.c.channel_id == bindparam("ch"))
+    )
+    last = t.c.last_interaction_time
+    blocked = and_(t.c.follower_state == int(FollowerState.BLOCKED), t.c.opted_out.is_(False))
+    partial = select(
+        func.count().label("n"),
+        _sum(case((t.c.opted_out.is_(True), 1), else_=0)).label("o"),
+        _sum(case((blocked, 1), else_=0)).label("b"),
+    ).where(scope, last >= bindparam("since"), last < bindparam("until"))
+    whole, part = counted.subquery(), partial.subquery()
+    return select(whole.c.n + part.c.n, whole.c.o + part.c.o, whole.c.b + part.c.b).select_from(
+        whole.join(part, true())
+    )
 
 
 def count(
-    conn: Connection,
-    merchant: str,
-    channel: str,
-    since: datetime | None,
-    group: str | None,
-    cap: int = CAP,
+    conn: Connection, merchant: str, channel: str, since: datetime | None, group: str | None
 ) -> Counts:
-    """`since`: earliest last interaction, None for all contacts; `group`: group id.
-    `cap` is CAP except in tests, which lower it to take the complement path."""
-    since_us = None if since is None else to_us(since)
-    t = contacts if group is None else group_contacts
-    scope = (
-        and_(t.c.merchant_id == merchant, t.c.channel_id == channel)
-        if group is None
-        else and_(t.c.group_id == group, t.c.channel_id == channel)
-    )
-    last = t.c.last_interaction_time
-    in_window = [] if since_us is None else [last >= since_us]
-    everyone = _count(t, scope).scalar_subquery()
-    matched: ColumnElement[Any]
-    if since_us is None:
-        matched = everyone
-    else:
-        # Subqueries in CASE branches run only when their branch is taken, on both databases.
-        direct = _capped(t, scope, last >= since_us, cap).scalar_subquery()
-        before = _count(t, scope, last < since_us).scalar_subquery()
-        never = _count(t, scope, last.is_(None)).scalar_subquery()
-        matched = case((direct < cap, direct), else_=everyone - before - never)
-    opted = _count(t, scope, t.c.opted_out.is_(True), *in_window).scalar_subquery()
-    blocked = _count(
-        t,
-        scope,
-        t.c.follower_state == int(FollowerState.BLOCKED),
-        t.c.opted_out.is_(False),
-        *in_window,
-    ).scalar_subquery()
-    total, opted_out, unreachable = conn.execute(select(matched, opted, blocked)).one()
-    return Counts(int(total), int(opted_out), int(unreachable))
+    """`since`: earliest last interaction, None for all contacts; `group`: group id."""
+    params: dict[str, Any] = {"ch": channel, "g": group or ""}
+    if group is None:
+        params["m"] = merchant
+    if since is not None:
+        since_us = to_us(since)
+        first_whole_day = since_us // DAY_US + 1
+        params.update(first_day=first_whole_day, since=since_us, until=first_whole_day * DAY_US)
+    statement = _statement(group is not None, since is not None)
+    n, o, b = _fetch(conn, statement, params)[0]
+    return Counts(int(n), int(o), int(b))

@@ -301,6 +301,28 @@ class GroupContactRow(SQLModel, table=True):
 group_contacts = _table(GroupContactRow)
 
 
+class AudienceCountRow(SQLModel, table=True):
+    """How many contacts of a channel (group_id ''), or of a customer group on a channel, last
+    interacted on a day (`day`: days since the epoch, UTC; -2**31 for never), and of those how
+    many opted out and how many are unreachable (blocked, not opted out).
+
+    A derived table kept by triggers on `contacts` and `group_contacts` (migration 0009), so an
+    estimate adds up whole days instead of reading every contact of the window.
+    """
+
+    __tablename__ = "audience_counts"
+
+    channel_id: str = Field(primary_key=True, max_length=64)
+    group_id: str = Field(primary_key=True, max_length=32)
+    day: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    contacts: int = Field(sa_column=Column(BigInteger, nullable=False))
+    opted_out: int = Field(sa_column=Column(BigInteger, nullable=False))
+    blocked: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+audience_counts = AudienceCountRow.__table__  # type: ignore[attr-defined]
+
+
 class DeliveryRow(SQLModel, table=True):
     """One recipient of a sent broadcast, fixed when Send is accepted, and what became of it.
 
