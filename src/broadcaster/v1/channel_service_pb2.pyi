@@ -407,7 +407,10 @@ class CreateChannelRequest(_message.Message):
     parent: _builtins.str
     """The merchant, `merchants/{merchant}`."""
     request_id: _builtins.str
-    """Idempotency key chosen by the caller (at most 128 characters)."""
+    """Idempotency key chosen by the caller (at most 128 characters). The same request repeated
+    with it returns the first result and does nothing twice; a different request with it is
+    refused (INVALID_ARGUMENT `REQUEST_ID_REUSED`).
+    """
     @_builtins.property
     def channel(self) -> Global___Channel:
         """The channel: `type` and `credentials` are read."""

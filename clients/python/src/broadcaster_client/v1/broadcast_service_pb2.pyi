@@ -419,7 +419,10 @@ class CreateBroadcastRequest(_message.Message):
     parent: _builtins.str
     """The merchant, `merchants/{merchant}`."""
     request_id: _builtins.str
-    """Idempotency key chosen by the caller (at most 128 characters)."""
+    """Idempotency key chosen by the caller (at most 128 characters). The same request repeated
+    with it returns the first result and does nothing twice; a different request with it is
+    refused (INVALID_ARGUMENT `REQUEST_ID_REUSED`).
+    """
     @_builtins.property
     def broadcast(self) -> Global___Broadcast:
         """The draft: `display_name`, `channel`, `audience` and `messages` are read."""
@@ -591,7 +594,10 @@ class CopyBroadcastRequest(_message.Message):
     name: _builtins.str
     """Resource name of the broadcast to copy."""
     request_id: _builtins.str
-    """Idempotency key chosen by the caller (at most 128 characters)."""
+    """Idempotency key chosen by the caller (at most 128 characters). The same request repeated
+    with it returns the first result and does nothing twice; a different request with it is
+    refused (INVALID_ARGUMENT `REQUEST_ID_REUSED`).
+    """
     unsent_only: _builtins.bool
     """Only the recipients the source broadcast did not reach: deliveries FAILED,
     NOT_SENT_CANCELLED, NOT_SENT_QUOTA or NOT_SENT_STOPPED (not OUTCOME_UNKNOWN: those may
@@ -659,7 +665,10 @@ class SendBroadcastRequest(_message.Message):
     name: _builtins.str
     """Resource name of the draft to send."""
     request_id: _builtins.str
-    """Idempotency key chosen by the caller (at most 128 characters)."""
+    """Idempotency key chosen by the caller (at most 128 characters). The same request repeated
+    with it returns the first result and does nothing twice; a different request with it is
+    refused (INVALID_ARGUMENT `REQUEST_ID_REUSED`).
+    """
     def __init__(
         self,
         *,

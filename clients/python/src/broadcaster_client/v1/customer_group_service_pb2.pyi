@@ -77,8 +77,9 @@ class CreateCustomerGroupRequest(_message.Message):
     parent: _builtins.str
     """The merchant that owns the group, `merchants/{merchant}`."""
     request_id: _builtins.str
-    """Idempotency key chosen by the caller (at most 128 characters). A repeated request with the
-    same key returns the group the first request created and creates nothing.
+    """Idempotency key chosen by the caller (at most 128 characters). The same request repeated
+    with it returns the first result and does nothing twice; a different request with it is
+    refused (INVALID_ARGUMENT `REQUEST_ID_REUSED`).
     """
     @_builtins.property
     def customer_group(self) -> Global___CustomerGroup:
