@@ -22,7 +22,7 @@ from broadcaster.services.context import ServiceContext
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import dispatch
 from broadcaster.store.database import Database
-from tests.integration.test_sending import Shop, _age_batch, _shop
+from tests.integration.test_sending import Shop, _claimed_by_the_dead, _shop
 
 Edge = tuple[BroadcastState, BroadcastState]
 Operation = Callable[[Connection], Any]
@@ -69,17 +69,8 @@ async def test_the_store_makes_exactly_the_transitions_of_the_table(
     # Sent to the end, with an invalid recipient and a batch past its key window on the way.
     async for shop in _shop(ctx, hub, merchant, 120, bad=1, start=False, account=f"{merchant}-1"):
         name = await shop.draft()
-        sent = await shop.sending.send(LOCAL, name, "")
-        now = ctx.now()
-        claimed = await ctx.db.write(
-            dispatch.claim,
-            channel=shop.channel_id,
-            owner="dead",
-            lease_until=now + timedelta(microseconds=1),
-            now=now,
-            limit=1,
-        )
-        await ctx.db.write(_age_batch, sent.id, claimed[0].batch, now - timedelta(hours=2))
+        await shop.sending.send(LOCAL, name, "")
+        await _claimed_by_the_dead(ctx, shop.channel_id, timedelta(hours=2))
         shop.dispatcher.start()
         assert (await shop.finished(name)).state is BroadcastState.SENT
 

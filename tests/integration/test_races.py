@@ -34,7 +34,7 @@ from broadcaster.store.clock import from_us, to_us
 from broadcaster.store.sealing import Sealer
 from tests import fakechannel
 from tests.fakechannel import LEDGERS
-from tests.integration.test_sending import Shop, _open_batches, _shop
+from tests.integration.test_sending import Shop, _claimed_by_the_dead, _open_batches, _shop
 
 
 @pytest.fixture
@@ -324,15 +324,7 @@ async def test_a_batch_taken_over_is_ambiguous_however_it_is_refused(
     async for shop in _shop(ctx, hub, merchant, 230, settings=SERIAL, start=False):
         name = await shop.draft()
         sent = await shop.sending.send(LOCAL, name, "")
-        now = ctx.now()
-        (claimed,) = await ctx.db.write(
-            dispatch.claim,
-            channel=shop.channel_id,
-            owner="dead",
-            lease_until=now + timedelta(microseconds=1),
-            now=now,
-            limit=1,
-        )
+        claimed = await _claimed_by_the_dead(ctx, shop.channel_id)
         shop.ledger.script[:] = ["rate-long"]
         shop.dispatcher.start()
         done = await shop.finished(name)

@@ -87,6 +87,25 @@ def _age_batch(conn: Connection, broadcast: str, batch: int, when: datetime) -> 
     )
 
 
+async def _claimed_by_the_dead(
+    ctx: ServiceContext, channel_id: str, first_attempt_age: timedelta | None = None
+) -> dispatch.ClaimedBatch:
+    """One batch of the channel claimed by a process that died at once: its lease has run out,
+    and its first attempt was `first_attempt_age` ago (left as now when None)."""
+    now = ctx.now()
+    (claimed,) = await ctx.db.write(
+        dispatch.claim,
+        channel=channel_id,
+        owner="dead",
+        lease_until=now + timedelta(microseconds=1),
+        now=now,
+        limit=1,
+    )
+    if first_attempt_age is not None:
+        await ctx.db.write(_age_batch, claimed.broadcast, claimed.batch, now - first_attempt_age)
+    return claimed
+
+
 async def _shop(
     ctx: ServiceContext,
     hub: ChannelHub,
@@ -287,18 +306,9 @@ async def test_a_batch_past_its_key_window_is_never_retried_blindly(
 ) -> None:
     async for shop in _shop(ctx, hub, merchant, 230, start=False):
         name = await shop.draft()
-        sent = await shop.sending.send(LOCAL, name, "")
-        now = ctx.now()
-        claimed = await ctx.db.write(
-            dispatch.claim,
-            channel=shop.channel_id,
-            owner="dead",
-            lease_until=now + timedelta(microseconds=1),
-            now=now,
-            limit=1,
-        )
+        await shop.sending.send(LOCAL, name, "")
         # Its first attempt was two hours ago; the fake channel keeps keys for one.
-        await ctx.db.write(_age_batch, sent.id, claimed[0].batch, now - timedelta(hours=2))
+        claimed = await _claimed_by_the_dead(ctx, shop.channel_id, timedelta(hours=2))
         shop.dispatcher.start()
         done = await shop.finished(name)
         assert (done.state, done.counters.sent, done.counters.failed) == (
@@ -308,7 +318,7 @@ async def test_a_batch_past_its_key_window_is_never_retried_blindly(
         assert outcomes == {DeliveryOutcome.SENT: 180, DeliveryOutcome.UNKNOWN: 50}
         _, unknown, _ = await shop.sending.deliveries(LOCAL, name, 100, "", DeliveryOutcome.UNKNOWN)
         assert {d.reason for d in unknown} == {"KEY_EXPIRED"}
-        assert claimed[0].idempotency_key not in shop.ledger.keys_seen
+        assert claimed.idempotency_key not in shop.ledger.keys_seen
 
 
 async def test_a_rejected_batch_stops_the_broadcast(shop: Shop) -> None:
