@@ -436,16 +436,7 @@ def rekey(conn: Connection, c: ClaimedBatch, owner: str, due: datetime) -> bool:
 def abandon_channel(conn: Connection, channel: str, reason: str, now: datetime) -> list[str]:
     """The channel is gone: its sending broadcasts fail with `reason`, batches never attempted
     are not sent, and attempted ones can no longer be confirmed (OUTCOME_UNKNOWN)."""
-    broadcasts = sending_on(conn, channel)
-    for broadcast in broadcasts:
-        stop(
-            conn,
-            broadcast,
-            Transition.FAIL,
-            reason=reason,
-            outcome=DeliveryOutcome.NOT_SENT_STOPPED,
-            now=now,
-        )
+    failed = fail_channel(conn, channel, reason, now)
     attempted = conn.execute(
         text(
             "SELECT broadcast_id, batch, first_seq, size FROM batches"
@@ -457,7 +448,7 @@ def abandon_channel(conn: Connection, channel: str, reason: str, now: datetime) 
         if _close_batch(conn, b, n):
             lost = _set_pending(conn, b, first, first + size - 1, DeliveryOutcome.UNKNOWN, reason)
             _count(conn, b, to_us(now), failed=lost)
-    return broadcasts
+    return failed
 
 
 def stop(
