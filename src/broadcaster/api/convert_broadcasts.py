@@ -6,12 +6,17 @@ service does not know maps to nothing: the caller reports it as a field violatio
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
 from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.broadcasts import BroadcastState
 from broadcaster.domain.deliveries import DeliveryOutcome, EventKind
 from broadcaster.domain.errors import FieldViolation, InvalidArgument
 from broadcaster.v1 import broadcast_service_pb2 as pb
 from broadcaster.v1 import event_service_pb2 as event_pb
+
+T = TypeVar("T")
 
 WINDOWS_OUT: dict[InteractionWindow, pb.Audience.InteractionWindow.ValueType] = {
     InteractionWindow.LAST_24_HOURS: pb.Audience.LAST_24_HOURS,
@@ -55,21 +60,21 @@ def window_in(number: int) -> InteractionWindow | None:
     return _WINDOWS_IN.get(number)
 
 
-def state_in(number: int, field: str) -> BroadcastState | None:
-    """The state a filter names; None when unset (0)."""
+def _filter_in(table: Mapping[int, T], number: int, field: str, what: str) -> T | None:
+    """The value a filter names; None when unset (0); a field violation when unknown."""
     if not number:
         return None
-    found = _STATES_IN.get(number)
+    found = table.get(number)
     if found is None:
-        raise InvalidArgument([FieldViolation(field, f"unknown state {number}")])
+        raise InvalidArgument([FieldViolation(field, f"unknown {what} {number}")])
     return found
+
+
+def state_in(number: int, field: str) -> BroadcastState | None:
+    """The state a filter names; None when unset (0)."""
+    return _filter_in(_STATES_IN, number, field, "state")
 
 
 def outcome_in(number: int, field: str) -> DeliveryOutcome | None:
     """The outcome a filter names; None when unset (0)."""
-    if not number:
-        return None
-    found = _OUTCOMES_IN.get(number)
-    if found is None:
-        raise InvalidArgument([FieldViolation(field, f"unknown outcome {number}")])
-    return found
+    return _filter_in(_OUTCOMES_IN, number, field, "outcome")
