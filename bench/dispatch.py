@@ -109,7 +109,8 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _send_and_wait(channel: grpc.Channel, merchant: str, channel_name: str) -> tuple[float, Any]:
+def _draft(channel: grpc.Channel, merchant: str, channel_name: str) -> str:
+    """A draft to all the channel's contacts: a text and an image bubble. Returns its name."""
     stub = bpb_grpc.BroadcastServiceStub(channel)
     draft = stub.CreateBroadcast(
         bpb.CreateBroadcastRequest(
@@ -128,10 +129,16 @@ def _send_and_wait(channel: grpc.Channel, merchant: str, channel_name: str) -> t
         ),
         metadata=ADMIN,
     )
+    return draft.name
+
+
+def _send_and_wait(channel: grpc.Channel, merchant: str, channel_name: str) -> tuple[float, Any]:
+    stub = bpb_grpc.BroadcastServiceStub(channel)
+    name = _draft(channel, merchant, channel_name)
     started = time.perf_counter()
-    stub.SendBroadcast(bpb.SendBroadcastRequest(name=draft.name), metadata=ADMIN)
+    stub.SendBroadcast(bpb.SendBroadcastRequest(name=name), metadata=ADMIN)
     while True:
-        b = stub.GetBroadcast(bpb.GetBroadcastRequest(name=draft.name), metadata=ADMIN)
+        b = stub.GetBroadcast(bpb.GetBroadcastRequest(name=name), metadata=ADMIN)
         if b.state != bpb.Broadcast.SENDING:
             return time.perf_counter() - started, b
         time.sleep(0.01)

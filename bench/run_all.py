@@ -54,6 +54,7 @@ BENCHES: dict[str, tuple[str, ...]] = {
     "events_feed": (),
     "snapshot": (),
     "dispatch": ("--plot", "docs/dispatch-throughput.png"),
+    "dispatch_many": (),
 }
 
 Numbers = Mapping[str, float]
@@ -70,6 +71,10 @@ class Check:
 
 def at_least(key: str, floor: float, after: str | None = None) -> Check:
     return Check(lambda n, _backend: n[key] >= floor, after)
+
+
+def at_least_per(key: str, floors: Mapping[str, float], after: str | None = None) -> Check:
+    return Check(lambda n, backend: n[key] >= floors[backend], after)
 
 
 def at_most(key: str, ceiling: float | Mapping[str, float], after: str | None = None) -> Check:
@@ -212,6 +217,40 @@ ROWS = (
         "last",
         "≥ 6× the loop",  # noqa: RUF001
         (at_least("ratio", 6, after="×"),),  # noqa: RUF001
+    ),
+    Row(
+        "dispatch_many.k1",
+        "dispatch_many",
+        "many merchants at once: 1 channel × 100,000 followers, sent through the real `serve`, "  # noqa: RUF001
+        "emulator at 30 ms in its own process; aggregate multicast req/s (share of a bare "
+        "`aiohttp` loop at the same pace, no database), channels min/median/max, service "
+        "CPU-s per 1,000 requests (snapshot included)",
+        "single channel no slower than `dispatch`",
+    ),
+    Row(
+        "dispatch_many.k8",
+        "dispatch_many",
+        "… 8 channels × 100,000 followers, all sent at the same moment",  # noqa: RUF001
+        "≥ 1,200 req/s SQLite, ≥ 1,000 PostgreSQL; no channel < 80 % of the median; "
+        "≤ 0.6 CPU-s per 1,000",
+        (
+            at_least_per("req_per_s", {"sqlite": 1200, "postgresql": 1000}, after=" req/s"),
+            at_least("min_share", 0.8, after="; channels"),
+            at_most("cpu_per_1000", 0.6, after=" CPU-s"),
+        ),
+    ),
+    Row(
+        "dispatch_many.k32",
+        "dispatch_many",
+        "… 32 channels × 25,000 followers",  # noqa: RUF001
+        "no lower than 8 channels",
+    ),
+    Row(
+        "dispatch_many.idle",
+        "dispatch_many",
+        "idle replica: 1,000 connected channels, nothing to send, one minute",
+        "≤ 2 % of a core",
+        (at_most("core_share", 0.02, after=" of a core"),),
     ),
     Row(
         "bulk_members.members",

@@ -88,6 +88,7 @@ class App:
         )
         db = open_database(config.database_url)
         metrics = Metrics()
+        metrics.watch_database(db)
         metrics.watch_broadcasts(db)
         ctx = ServiceContext(db, metrics=metrics, pages=PageTokens(config.page_token_key()))
         keys = config.sealing_keys()

@@ -14,7 +14,7 @@ import collections
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -26,7 +26,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, event, func, select
 
 from broadcaster.channels import InteractionEvent, RefusedEvent, SendOutcome, SendStatus
 from broadcaster.domain.broadcasts import BroadcastState
@@ -187,6 +187,14 @@ class Metrics:
             ["channel_type", "state"],
             registry=r,
         )
+        # The database (watch_database).
+        self.db_statements = Counter(
+            "broadcaster_db_statements",
+            "SQL statements this process ran against the database (transaction control "
+            "included), by whether the transaction wrote.",
+            ["kind"],
+            registry=r,
+        )
         # The event loop (watch_event_loop): how late a 10 ms ticker wakes up.
         self.loop_lag = Histogram(
             "broadcaster_event_loop_lag_seconds",
@@ -317,6 +325,18 @@ class Metrics:
         self.syncs_finished.labels(channel_type, state).inc()
 
     # -- broadcasts ------------------------------------------------------------------------
+
+    def watch_database(self, db: Database) -> None:
+        """Count the statements `db` runs (`broadcaster_db_statements`): what an operator divides
+        by requests sent, or watches on an idle replica."""
+        written = self.db_statements.labels("write")
+        read = self.db_statements.labels("read")
+
+        def executed(conn: Any, *_: Any) -> None:
+            (written if conn.get_execution_options().get("write") else read).inc()
+
+        for engine in db.engines():
+            event.listen(engine, "after_cursor_execute", executed)
 
     def watch_broadcasts(self, db: Database) -> None:
         """Expose broadcasts by state, counted in `db` at each scrape. The query runs on the

@@ -133,6 +133,10 @@ class Database:
     def from_url(cls, url: str | URL, *, threads: int = 8) -> Database:
         return cls(make_engine(url, pool_size=threads), threads=threads)
 
+    def engines(self) -> list[Engine]:
+        """The engines this handle runs statements on (for instrumentation)."""
+        return [self.engine] + ([self._async.sync_engine] if self._async is not None else [])
+
     @contextmanager
     def reading(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():

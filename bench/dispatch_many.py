@@ -1,0 +1,332 @@
+"""Many merchants at once: K merchants, one LINE channel each, one broadcast of N followers each,
+all sent at the same moment through the real service; and the cost of a replica with many
+connected channels and nothing to send.
+
+    ./dev run python -m bench.dispatch_many [--backend sqlite|postgresql|both] [--smoke]
+        [--channels K ...] [--recipients N ...] [--idle CHANNELS] [--idle-seconds S]
+
+The LINE emulator runs in its own process with 30 ms of latency on every request and 2K verified
+accounts; `broadcaster serve` runs in another on a fresh database. Each merchant's account gets N
+contacts (written straight into the database), a draft (a text and an image bubble), and then
+all K drafts are sent from K threads at once.
+
+Reported, from the emulator's own clock: the aggregate rate (every accepted multicast request
+over the span from the first to the last, plus one request's duration), each channel's rate over
+its own span (min / median / max), 429s; the service's CPU-seconds per 1,000 requests (from the
+Sends to the last broadcast done, snapshots included), its database statements per request and
+peak RSS; on PostgreSQL, the database server's CPU-seconds too. And that every follower of every
+account received its broadcast exactly once.
+
+Beside it, the anchor: a bare `aiohttp` loop in this process posting the same 500-id bodies to
+the other K accounts of the same emulator, each paced at the same share of its ceiling, with no
+database: what Python can send on this box. The engine is reported as a share of it.
+
+`--idle C`: C connected channels, nothing to send, for `--idle-seconds` (60): the service's CPU
+as a share of one core and its database statements per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import grpc
+
+from bench.dispatch import IMAGE, _connect, _control, _draft, _peak_rss_mb, _seed_contacts
+from bench.live import ADMIN, emulator, service
+from bench.results import record
+from broadcaster.v1 import broadcast_service_pb2 as bpb
+from broadcaster.v1 import broadcast_service_pb2_grpc as bpb_grpc
+from tests.databases import fresh_database
+
+LATENCY = 0.03
+CEILING = 200
+SHARE = 0.985  # the engine's pace, as a share of the ceiling: the anchor keeps the same
+BATCH = 500
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _postgres_cpu() -> float:
+    """CPU of every PostgreSQL server process of this machine so far (backends that exit take
+    theirs with them; the service keeps its pool open)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == "postgres":
+                total += _cpu_seconds(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
+def _statements(http_port: int) -> float:
+    """The service's `broadcaster_db_statements_total`, reads and writes."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=30) as r:
+        body = r.read().decode()
+    return sum(
+        float(m.group(1))
+        for m in re.finditer(r"^broadcaster_db_statements_total\{[^}]*\} (\S+)$", body, re.M)
+    )
+
+
+def _accounts(prefix: str, count: int, followers: int) -> list[str]:
+    args = []
+    for i in range(count):
+        token, secret = _token(prefix, i)
+        args += ["--account", f"token={token},secret={secret},tier=verified,followers={followers}"]
+    return args
+
+
+def _token(prefix: str, i: int) -> tuple[str, str]:
+    return f"{prefix}-token-{i:04d}-0123456789", f"{prefix}-secret-{i:04d}"
+
+
+async def _anchor(api: str, tokens: list[str], ids: list[list[str]]) -> tuple[float, float]:
+    """Post every account's followers, 500 ids a request, each account paced at SHARE of its
+    ceiling with up to 32 requests in flight, no database. Returns (seconds, CPU-seconds)."""
+    import aiohttp
+
+    messages = [
+        {"type": "text", "text": "Winter sale: 30% off"},
+        {"type": "image", "originalContentUrl": IMAGE, "previewImageUrl": IMAGE},
+    ]
+    interval = 1 / (CEILING * SHARE)
+
+    async def one(session: aiohttp.ClientSession, token: str, followers: list[str]) -> None:
+        gate = asyncio.Semaphore(32)
+        start = time.monotonic()
+
+        async def post(body: list[str]) -> None:
+            async with gate:
+                key = str(uuid.uuid4())
+                headers = {"authorization": f"Bearer {token}", "x-line-retry-key": key}
+                payload = {"to": body, "messages": messages}
+                async with session.post(
+                    f"{api}/v2/bot/message/multicast", json=payload, headers=headers
+                ) as response:
+                    await response.read()
+                    assert response.status == 200, response.status
+
+        posts = []
+        for n, i in enumerate(range(0, len(followers), BATCH)):
+            await asyncio.sleep(max(0.0, start + n * interval - time.monotonic()))
+            posts.append(asyncio.create_task(post(followers[i : i + BATCH])))
+        await asyncio.gather(*posts)
+
+    cpu = time.process_time()
+    started = time.perf_counter()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(one(session, t, f) for t, f in zip(tokens, ids, strict=True)))
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def _span_rate(span: dict[str, float]) -> float:
+    return span["count"] / (span["last"] - span["first"] + LATENCY)
+
+
+def _aggregate(spans: list[dict[str, float]]) -> float:
+    first = min(s["first"] for s in spans)
+    last = max(s["last"] for s in spans)
+    return sum(s["count"] for s in spans) / (last - first + LATENCY)
+
+
+def _send_all(channel: grpc.Channel, drafts: list[str]) -> float:
+    """Send every draft from a thread of its own at the same moment; wait until none is SENDING.
+    Returns the seconds from the Sends to the last one done."""
+    stub = bpb_grpc.BroadcastServiceStub(channel)
+    ready = threading.Barrier(len(drafts) + 1)
+
+    def send(name: str) -> None:
+        ready.wait()
+        stub.SendBroadcast(bpb.SendBroadcastRequest(name=name), metadata=ADMIN)
+
+    threads = [threading.Thread(target=send, args=(d,)) for d in drafts]
+    for t in threads:
+        t.start()
+    ready.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    print(f"  the {len(drafts)} Sends returned after {time.perf_counter() - started:.1f} s")
+    waiting = set(drafts)
+    while waiting:
+        time.sleep(0.1)
+        for name in list(waiting):
+            b = stub.GetBroadcast(bpb.GetBroadcastRequest(name=name), metadata=ADMIN)
+            if b.state != bpb.Broadcast.SENDING:
+                assert b.state == bpb.Broadcast.SENT, b
+                waiting.discard(name)
+    return time.perf_counter() - started
+
+
+def run(backend: str, channels: int, recipients: int) -> None:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        fresh_database(backend, Path(tmp)) as url,
+        emulator(*_accounts("m", channels, recipients), *_accounts("a", channels, recipients)) as (
+            api,
+            accounts,
+        ),
+        service(url, Path(tmp) / "serve.log", api) as server,
+        grpc.insecure_channel(server.target) as channel,
+    ):
+        ours, theirs = accounts[:channels], accounts[channels:]
+        drafts = []
+        for i, account in enumerate(ours):
+            merchant = f"shop-{i:03d}"
+            name = _connect(channel, merchant, *_token("m", i))
+            ids = _control(api, f"accounts/{account['channelId']}/followers")["userIds"]
+            _seed_contacts(url, merchant, name.rsplit("/", 1)[1], ids)
+            drafts.append(_draft(channel, merchant, name))
+        _control(api, "faults", {"latency": LATENCY})
+
+        pid = server.process.pid
+        cpu, db_cpu, statements = _cpu_seconds(pid), _postgres_cpu(), _statements(server.http_port)
+        took = _send_all(channel, drafts)
+        cpu = _cpu_seconds(pid) - cpu
+        db_cpu = _postgres_cpu() - db_cpu if backend == "postgresql" else float("nan")
+        statements = _statements(server.http_port) - statements
+        rss = _peak_rss_mb(pid)
+        stats = _control(api, "stats")
+        spans = [stats["acceptedSpans"][f"{a['channelId']}/multicast"] for a in ours]
+        for account in ours:
+            summary = _control(api, f"accounts/{account['channelId']}/deliveries/summary")
+            assert summary["usersReached"] == recipients, summary
+            assert summary["usersReachedMoreThanOnce"] == 0, summary
+        requests = sum(s["count"] for s in spans)
+        limited = stats["rateLimited"].get("multicast", 0)
+        rates = sorted(_span_rate(s) for s in spans)
+        aggregate = _aggregate(spans)
+
+        anchor_ids = [
+            _control(api, f"accounts/{a['channelId']}/followers")["userIds"] for a in theirs
+        ]
+        tokens = [_token("a", i)[0] for i in range(channels)]
+        _, anchor_cpu = asyncio.run(_anchor(api, tokens, anchor_ids))
+        anchor_spans = [
+            _control(api, "stats")["acceptedSpans"][f"{a['channelId']}/multicast"] for a in theirs
+        ]
+        anchor = _aggregate(anchor_spans)
+        anchor_requests = sum(s["count"] for s in anchor_spans)
+
+        origin = min(s["first"] for s in spans)
+        print(
+            f"{backend}: each channel's first and last accepted request (s after the first): "
+            + ", ".join(f"{s['first'] - origin:.1f}-{s['last'] - origin:.1f}" for s in spans)
+        )
+        per_k = 1000 * cpu / requests
+        median = statistics.median(rates)
+        print(
+            f"{backend}: K={channels} x {recipients:,}: aggregate {aggregate:,.0f} multicast req/s "
+            f"of {channels * CEILING:,} ({aggregate / (channels * CEILING):.1%}); per channel "
+            f"min {rates[0]:.0f} / median {median:.0f} / max {rates[-1]:.0f} req/s "
+            f"(min = {rates[0] / median:.0%} of median); {limited} x 429; all done "
+            f"{took:.1f} s after the Sends; service {cpu:.1f} CPU-s = {per_k:.2f} per 1,000 "
+            f"requests, {statements / requests:.1f} statements per request, peak RSS {rss:.0f} MB"
+            + (f"; PostgreSQL {db_cpu:.1f} CPU-s" if backend == "postgresql" else "")
+            + "; each follower exactly once"
+        )
+        print(
+            f"{backend}: anchor (bare aiohttp, no database, same pace): {anchor:,.0f} req/s, "
+            f"{1000 * anchor_cpu / anchor_requests:.2f} CPU-s per 1,000 requests; engine = "
+            f"{aggregate / anchor:.0%} of the anchor"
+        )
+        record(
+            f"dispatch_many.k{channels}",
+            backend,
+            f"{aggregate:,.0f} req/s ({aggregate / anchor:.0%} of bare aiohttp's "
+            f"{anchor:,.0f}); channels {rates[0]:.0f}/{median:.0f}/{rates[-1]:.0f}; "
+            f"{per_k:.2f} CPU-s per 1,000; {limited} × 429; {rss:.0f} MB",  # noqa: RUF001
+            req_per_s=aggregate,
+            channels=channels,
+            recipients=recipients,
+            min_channel=rates[0],
+            median_channel=median,
+            max_channel=rates[-1],
+            min_share=rates[0] / median,
+            cpu_per_1000=per_k,
+            statements_per_request=statements / requests,
+            rate_limited=limited,
+            rss_mb=rss,
+            anchor_req_per_s=anchor,
+            seconds=took,
+        )
+
+
+def idle(backend: str, channels: int, seconds: float) -> None:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        fresh_database(backend, Path(tmp)) as url,
+        emulator(*_accounts("i", channels, 0)) as (api, _),
+        service(url, Path(tmp) / "serve.log", api) as server,
+        grpc.insecure_channel(server.target) as channel,
+    ):
+        for i in range(channels):
+            _connect(channel, f"idle-{i:04d}", *_token("i", i))
+        time.sleep(5)  # let start-up work settle
+        pid = server.process.pid
+        cpu, statements = _cpu_seconds(pid), _statements(server.http_port)
+        time.sleep(seconds)
+        cpu = _cpu_seconds(pid) - cpu
+        statements = _statements(server.http_port) - statements
+        share, per_s = cpu / seconds, statements / seconds
+        print(
+            f"{backend}: idle with {channels:,} connected channels for {seconds:.0f} s: service "
+            f"{share:.2%} of a core, {per_s:.1f} database statements/s"
+        )
+        record(
+            "dispatch_many.idle",
+            backend,
+            f"{share:.2%} of a core, {per_s:.1f} statements/s ({channels:,} channels)",
+            core_share=share,
+            statements_per_s=per_s,
+            channels=channels,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--smoke", action="store_true", help="small runs (CI)")
+    parser.add_argument("--channels", type=int, nargs="+", help="K values (default 1 8 32)")
+    parser.add_argument("--recipients", type=int, nargs="+", help="N per K (default 100k/25k)")
+    parser.add_argument("--idle", type=int, default=1000, help="channels of the idle run (0: none)")
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--no-sends", action="store_true", help="the idle run only")
+    args = parser.parse_args()
+    if args.smoke:
+        runs, idle_channels, idle_seconds = [(4, 5_000)], 50, 5.0
+    else:
+        ks = args.channels or [1, 8, 32]
+        ns = args.recipients or [100_000 if k <= 8 else 25_000 for k in ks]
+        runs = list(zip(ks, ns, strict=True))
+        idle_channels, idle_seconds = args.idle, args.idle_seconds
+    if args.no_sends:
+        runs = []
+    for backend in ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]:
+        for k, n in runs:
+            run(backend, k, n)
+        if idle_channels:
+            idle(backend, idle_channels, idle_seconds)
+
+
+if __name__ == "__main__":
+    main()
