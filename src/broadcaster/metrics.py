@@ -190,8 +190,8 @@ class Metrics:
         # The database (watch_database).
         self.db_statements = Counter(
             "broadcaster_db_statements",
-            "SQL statements this process ran against the database (transaction control "
-            "included), by whether the transaction wrote.",
+            "SQL statements this process ran against the database (commits not counted), by "
+            "whether their transaction wrote.",
             ["kind"],
             registry=r,
         )

@@ -254,6 +254,42 @@ async def test_cancel_stops_new_batches_with_exact_counters(
         assert e.value.reason == "BROADCAST_NOT_SENDING"
 
 
+async def test_a_small_broadcast_is_not_stuck_behind_a_big_one_on_its_channel(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """The channel's broadcasts take turns by batch number: one sent while another is half-way
+    starts at once instead of waiting for the other's remaining batches."""
+    slow = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2)
+    async for shop in _shop(ctx, hub, merchant, 5000, settings=slow, send_delay_ms="20"):
+        recent = [
+            ContactImport(f"recent-{n}", "", "", FollowerState.FOLLOWING, ctx.now(), False,
+                          None, ctx.now())
+            for n in range(10)
+        ]  # fmt: skip
+        await ctx.db.write(contacts.merge, shop.parent.split("/")[1], shop.channel_id, recent,
+                           ctx.now())  # fmt: skip
+        big = await shop.draft("Everyone")
+        await shop.sending.send(LOCAL, big, "")
+        async with asyncio.timeout(30):
+            while (await shop.broadcasts.get(LOCAL, big)).counters.sent < 500:
+                await asyncio.sleep(0.01)
+        draft = DraftInput(
+            "Regulars", shop.channel, InteractionWindow.LAST_24_HOURS, (), (TextMessage("hi"),)
+        )
+        made = await shop.broadcasts.create(LOCAL, shop.parent, draft, "")
+        small = f"{shop.parent}/broadcasts/{made.id}"
+        await shop.sending.send(LOCAL, small, "")
+        done = await shop.finished(small)
+        meanwhile = await shop.broadcasts.get(LOCAL, big)
+        assert done.state is BroadcastState.SENT and done.counters.sent == 10
+        # It went within a batch or two of the big one's, not after its remaining ~90.
+        assert meanwhile.state is BroadcastState.SENDING
+        assert meanwhile.counters.sent <= 500 + 50 * 6, meanwhile.counters
+        finished = await shop.finished(big)
+        assert finished.counters.sent == 5010
+        assert max(shop.ledger.received.values()) == 2  # the regulars got both
+
+
 async def test_concurrent_sends_start_one_dispatch(shop: Shop) -> None:
     name = await shop.draft()
     same = await asyncio.gather(*(shop.sending.send(LOCAL, name, "req-1") for _ in range(10)))

@@ -100,6 +100,7 @@ class Needs:
     rng: random.Random  # the jitter of retries
     set_aside: Callable[[str], None]  # leave a channel to other replicas for a while
     delivered: Callable[[], None]  # Message Center events were recorded
+    record: Recorder  # the process's group commit, shared by every channel it dispatches
 
 
 async def take_lease(ctx: ServiceContext, settings: Settings, channel: str, owner: str) -> bool:
@@ -137,6 +138,9 @@ class Dispatcher:
         self._runs: dict[str, ChannelDispatch] = {}
         self._aside: dict[str, float] = {}  # channel -> monotonic time until which to skip it
         self._loop: asyncio.Task[None] | None = None
+        # One group commit for every channel: outcomes of all the channels sending at once share
+        # transactions (on SQLite, turns at its one writer).
+        self._record = Recorder(ctx.db)
         hub.on_gone(self.channel_gone)
 
     def channel_gone(self, channel: str) -> None:
@@ -163,6 +167,7 @@ class Dispatcher:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._record.close()
 
     async def _supervise(self) -> None:
         while True:
@@ -183,7 +188,15 @@ class Dispatcher:
             settings = self.settings
             if not await take_lease(self._ctx, settings, channel, owner):
                 continue  # another replica dispatches it
-            needs = Needs(self._ctx, self._hub, settings, self._rng, self.set_aside, self.delivered)
+            needs = Needs(
+                self._ctx,
+                self._hub,
+                settings,
+                self._rng,
+                self.set_aside,
+                self.delivered,
+                self._record,
+            )
             run = ChannelDispatch(needs, channel, owner, time.monotonic() + settings.lease_margin)
             task = asyncio.create_task(run.run(), name=f"dispatch-{channel}")
             self._channels[channel] = task
@@ -217,7 +230,7 @@ class ChannelDispatch:
         self._stopping = False
         self._kind = ""  # the channel's type, once known
         self._sends: set[asyncio.Task[None]] = set()
-        self._record = Recorder(self._ctx.db)
+        self._record = needs.record
         self._room = asyncio.Event()
         # Set when the channel can send no more (deleted, credentials refused); its result, the
         # reason, once the channel's broadcasts are failed in the database.
@@ -240,6 +253,13 @@ class ChannelDispatch:
             self._gone.set_result(reason)
         self._room.set()
         self._halt.set()
+
+    def hand_over(self) -> None:
+        """Leave the channel to another replica: claim nothing more; the sends under way finish
+        and are recorded, then the lease is released. Batches claimed but not sent keep their
+        keys and are taken over by the next holder at once."""
+        self._stopping = True
+        self._room.set()
 
     async def run(self) -> None:
         try:
@@ -273,9 +293,8 @@ class ChannelDispatch:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
-            if self._sends:
+            if self._sends:  # (each records its outcome before it ends)
                 await asyncio.gather(*self._sends, return_exceptions=True)
-            await self._record.close()
             if not self._lost:
                 await self._ctx.db.write(store.release_channel, self.channel, self.owner)
 

@@ -1,7 +1,8 @@
 """Group commit for batch outcomes.
 
-At the channel's ceiling, outcomes arrive every few milliseconds; committing each alone would
-make the commit (and, on PostgreSQL, the per-merchant events lock) the bottleneck. Outcomes
+At the channel's ceiling, outcomes arrive every few milliseconds (more with many channels
+sending at once: one recorder serves them all); committing each alone would make the commit
+(and, on PostgreSQL, the per-merchant events lock) the bottleneck. Outcomes
 that arrive while a transaction is being written go into the next one together. Each outcome
 is still recorded whole in one transaction with its counters and events (the invariants of
 dispatch in docs/architecture.md); if a shared transaction fails, its outcomes are retried one
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +57,11 @@ class Recorder:
 
     async def _queued(self, make: Callable[[asyncio.Future[Any]], _Item]) -> Any:
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="outcome-recorder")
+            # A context of its own: it writes for every channel and broadcast, so its log lines
+            # must not carry the ids of whichever send started it.
+            self._task = asyncio.create_task(
+                self._run(), name="outcome-recorder", context=contextvars.Context()
+            )
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append(make(future))
         self._ready.set()

@@ -8,6 +8,7 @@ whatever the number of rows.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -57,3 +58,20 @@ def in_strings(conn: Connection, column: str, param: str) -> str:
 
 def strings_param(conn: Connection, values: list[str]) -> list[str] | str:
     return values if conn.dialect.name == "postgresql" else json_param(values)
+
+
+def rows(conn: Connection, statement: str, args: Sequence[Any]) -> list[Any]:
+    """The rows of a read with `%s` placeholders, as tuples straight from the connection's DBAPI
+    cursor: for reads of hundreds of rows on hot paths, where building SQLAlchemy rows would
+    cost more than the query."""
+    sql = statement.replace("%s", "?") if conn.dialect.name == "sqlite" else statement
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, args)
+        return list(cursor.fetchall())
+    except Exception:
+        # Again through SQLAlchemy, for its handling of errors (a connection the server
+        # dropped invalidates the pool) and its exception types.
+        return list(conn.exec_driver_sql(sql, tuple(args)).tuples())
+    finally:
+        cursor.close()

@@ -112,6 +112,26 @@ def release_channel(conn: Connection, channel: str, owner: str) -> None:
     )
 
 
+def heartbeat(conn: Connection, dispatcher: str, until: datetime, now: datetime) -> int:
+    """Say the dispatcher runs until `until`, forget those whose heartbeat ran out, and return
+    how many run now (this one included)."""
+    params = {"d": dispatcher, "until": to_us(until), "now": to_us(now)}
+    conn.execute(text("DELETE FROM dispatchers WHERE expiry < :now AND id <> :d"), params)
+    conn.execute(
+        text(
+            "INSERT INTO dispatchers (id, expiry) VALUES (:d, :until)"
+            " ON CONFLICT (id) DO UPDATE SET expiry = :until"
+        ),
+        params,
+    )
+    return int(conn.execute(text("SELECT COUNT(*) FROM dispatchers")).scalar_one())
+
+
+def stop_heartbeat(conn: Connection, dispatcher: str) -> None:
+    """The dispatcher stopped: the others share the channels without waiting for its expiry."""
+    conn.execute(text("DELETE FROM dispatchers WHERE id = :d"), {"d": dispatcher})
+
+
 def channels_with_work(conn: Connection) -> list[str]:
     rows = conn.execute(
         text("SELECT DISTINCT channel_id FROM batches WHERE state = :open"), {"open": OPEN}
@@ -128,13 +148,18 @@ def claim(
     now: datetime,
     limit: int,
 ) -> list[ClaimedBatch]:
-    """Lease up to `limit` due batches of the channel, oldest first, with their pending
-    recipients and their broadcast's messages (decoded once per broadcast); none of a deleted
-    channel. Only the channel's
-    lease holder calls this, so a batch leased by another owner belongs to a process that lost
-    its lease: it is taken over, key and all. Batches of a cancelled or failed broadcast are
-    taken only if they were attempted already: an attempt may have been accepted, so it is
-    resolved with the same key rather than abandoned."""
+    """Lease up to `limit` due batches of the channel, with their pending recipients and their
+    broadcast's messages (decoded once per broadcast); none of a deleted channel.
+
+    The channel's broadcasts take turns (the rule in docs/architecture.md): the open batches
+    with the lowest numbers go first, ties by broadcast, so every sending broadcast advances
+    one batch at a time, and one sent while another is half-way starts at once and catches up
+    instead of waiting behind it.
+
+    Only the channel's lease holder calls this, so a batch leased by another owner belongs to
+    a process that lost its lease: it is taken over, key and all. Batches of a cancelled or
+    failed broadcast are taken only if they were attempted already: an attempt may have been
+    accepted, so it is resolved with the same key rather than abandoned."""
     now_us, until_us = to_us(now), to_us(lease_until)
     lock = " FOR UPDATE OF b SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
     rows = conn.execute(
@@ -146,19 +171,20 @@ def claim(
             " AND (b.lease_expiry < :now OR b.lease_owner <> :owner)"
             f" AND (br.state = {_SENDING} OR b.first_attempt_time IS NOT NULL)"
             f" AND {_LIVE_CHANNEL}"
-            f" ORDER BY b.due_time, b.broadcast_id, b.batch LIMIT :limit{lock}"
+            f" ORDER BY b.batch, b.broadcast_id LIMIT :limit{lock}"
         ),
         {"ch": channel, "open": OPEN, "now": now_us, "owner": owner, "limit": limit},
     ).all()
     by_broadcast: dict[str, list[Row[Any]]] = {}
     for r in rows:
         by_broadcast.setdefault(r.broadcast_id, []).append(r)
-    recipients: dict[tuple[str, int], list[tuple[int, str]]] = {}
+    recipients: dict[tuple[str, int], tuple[tuple[int, str], ...]] = {}
     messages: dict[str, tuple[Message, ...]] = {}
     for broadcast, claimed in by_broadcast.items():
         messages[broadcast] = decode_messages(claimed[0].messages)
         # One statement leases all of a broadcast's claimed batches; one range read per run of
-        # adjacent batches (usually one) fetches their recipients.
+        # adjacent batches (usually one) fetches their recipients, as plain tuples in seq
+        # order, which each batch then takes a slice of.
         conn.execute(
             text(
                 "UPDATE batches SET lease_owner = :owner, lease_expiry = :until,"
@@ -173,20 +199,16 @@ def claim(
                 "now": now_us,
             },
         )
-        starts = sorted((int(r.first_seq), int(r.batch)) for r in claimed)
-        firsts = [first for first, _ in starts]
         spans = sorted((int(r.first_seq), int(r.first_seq) + int(r.size) - 1) for r in claimed)
+        found: list[tuple[int, str]] = []
         for lo, hi in _runs(spans):
-            found = conn.execute(
-                text(
-                    "SELECT seq, external_id FROM deliveries WHERE broadcast_id = :b"
-                    " AND seq BETWEEN :lo AND :hi AND outcome = :pending ORDER BY seq"
-                ),
-                {"b": broadcast, "lo": lo, "hi": hi, "pending": _PENDING},
-            )
-            for seq, external in found:
-                batch = starts[bisect.bisect_right(firsts, seq) - 1][1]
-                recipients.setdefault((broadcast, batch), []).append((int(seq), str(external)))
+            found += bulk.rows(conn, _PENDING_SQL, (broadcast, lo, hi, _PENDING))
+        seqs = [seq for seq, _ in found]
+        for r in claimed:
+            first = int(r.first_seq)
+            at = bisect.bisect_left(seqs, first)
+            to = bisect.bisect_right(seqs, first + int(r.size) - 1, lo=at)
+            recipients[(broadcast, int(r.batch))] = tuple(found[at:to])
     return [
         ClaimedBatch(
             merchant=r.merchant_id,
@@ -201,10 +223,16 @@ def claim(
                 now if r.first_attempt_time is None else from_us(r.first_attempt_time)
             ),
             messages=messages[r.broadcast_id],
-            recipients=tuple(recipients.get((r.broadcast_id, int(r.batch)), ())),
+            recipients=recipients[(r.broadcast_id, int(r.batch))],
         )
         for r in rows
     ]
+
+
+_PENDING_SQL = (
+    "SELECT seq, external_id FROM deliveries WHERE broadcast_id = %s"
+    " AND seq BETWEEN %s AND %s AND outcome = %s ORDER BY seq"
+)
 
 
 def _close_batch(conn: Connection, broadcast: str, batch: int) -> bool:

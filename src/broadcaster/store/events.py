@@ -36,6 +36,7 @@ import psycopg
 from sqlalchemy import Connection, text
 
 from broadcaster.domain.deliveries import Event, EventKind, EventPosition
+from broadcaster.store import bulk
 from broadcaster.store.clock import from_us
 from broadcaster.store.database import Database
 
@@ -109,32 +110,13 @@ _RECIPIENTS_SQL = (
 _HEAD_SQL = "SELECT CAST(%s AS VARCHAR), (SELECT max(seq) FROM outbox WHERE merchant_id = %s)"
 
 
-def _sql(conn: Connection, statement: str) -> str:
-    return statement.replace("%s", "?") if conn.dialect.name == "sqlite" else statement
-
-
-def _rows(conn: Connection, statement: str, args: Sequence[Any]) -> list[Any]:
-    """The rows of a read, as tuples, from the connection's DBAPI cursor."""
-    sql = _sql(conn, statement)
-    cursor = conn.connection.cursor()
-    try:
-        cursor.execute(sql, args)
-        return list(cursor.fetchall())
-    except Exception:
-        # Again through SQLAlchemy, for its handling of errors (a connection the server
-        # dropped invalidates the pool) and its exception types.
-        return list(conn.exec_driver_sql(sql, tuple(args)).tuples())
-    finally:
-        cursor.close()
-
-
 def after(conn: Connection, merchant: str, position: EventPosition, limit: int) -> list[Event]:
     """Up to `limit` events after `position`, in stream order: the merchant's outbox rows from
     the position's on, each expanded with one index range read of its deliveries."""
     found: list[Event] = []
     row = position.row
     while len(found) < limit:
-        ranges = _rows(conn, _ROWS_SQL, (merchant, row, _ROWS_AT_ONCE))
+        ranges = bulk.rows(conn, _ROWS_SQL, (merchant, row, _ROWS_AT_ONCE))
         for r in ranges:
             _expand(conn, merchant, r, position, limit - len(found), found)
             if len(found) >= limit:
@@ -156,7 +138,7 @@ def _expand(
     resumes = row == position.row
     if resumes:
         first = position.seq
-    recipients = _rows(conn, _RECIPIENTS_SQL, (broadcast, first, last_seq, limit + 1))
+    recipients = bulk.rows(conn, _RECIPIENTS_SQL, (broadcast, first, last_seq, limit + 1))
     when = from_us(create_time)
     created, message = EventKind.CONVERSATION_CREATED, EventKind.BROADCAST_MESSAGE
     start = len(out)
@@ -177,7 +159,7 @@ def heads(conn: Connection, merchants: Sequence[str]) -> dict[str, int]:
     if not merchants:
         return {}
     statement = " UNION ALL ".join([_HEAD_SQL] * len(merchants))
-    found = _rows(conn, statement, [m for m in merchants for _ in (0, 1)])
+    found = bulk.rows(conn, statement, [m for m in merchants for _ in (0, 1)])
     return {m: int(head or 0) for m, head in found}
 
 

@@ -359,7 +359,8 @@ class BatchRow(SQLModel, table=True):
 
     __tablename__ = "batches"
     __table_args__ = (
-        Index("ix_batches_due", "channel_id", "state", "due_time"),
+        # The channel's due batches in turn order (store.dispatch.claim).
+        Index("ix_batches_turn", "channel_id", "state", "batch", "broadcast_id"),
         # Few batches are open at a time: the dispatcher finds their channels on this index.
         Index("ix_batches_open", "state", "channel_id"),
     )
@@ -421,6 +422,19 @@ class ChannelLeaseRow(SQLModel, table=True):
 
 
 channel_leases = _table(ChannelLeaseRow)
+
+
+class DispatcherRow(SQLModel, table=True):
+    """The dispatchers running (one per `serve` process), each until its heartbeat runs out:
+    how many replicas share the channels with work (store.dispatch.heartbeat)."""
+
+    __tablename__ = "dispatchers"
+
+    id: str = Field(primary_key=True, max_length=64)
+    expiry: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+dispatchers = _table(DispatcherRow)
 
 
 class ConversationRow(SQLModel, table=True):
