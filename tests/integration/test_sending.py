@@ -290,6 +290,58 @@ async def test_a_small_broadcast_is_not_stuck_behind_a_big_one_on_its_channel(
         assert max(shop.ledger.received.values()) == 2  # the regulars got both
 
 
+def _holders(conn: Connection) -> dict[str, str]:
+    rows = conn.execute(text("SELECT channel_id, owner FROM channel_leases")).all()
+    return {str(channel): str(owner).split(":")[0] for channel, owner in rows}
+
+
+def _dispatchers(conn: Connection) -> int:
+    return int(conn.execute(text("SELECT COUNT(*) FROM dispatchers")).scalar_one())
+
+
+async def test_two_replicas_share_eight_channels_and_one_takes_over_the_others(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """Each dispatcher takes its share of the channels with work (neither all of them); when
+    one stops, the other takes its channels over and every recipient gets the broadcast once."""
+    slow = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2)
+    made = [_shop(ctx, hub, f"{merchant}-{n}", 1000, settings=slow, start=False,
+                  send_delay_ms="60") for n in range(8)]  # fmt: skip
+    shops = [await m.__anext__() for m in made]
+    first, second = Dispatcher(ctx, hub, slow), Dispatcher(ctx, hub, slow)
+    try:
+        first.start()
+        second.start()
+        async with asyncio.timeout(10):
+            while await ctx.db.read(_dispatchers) < 2:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)  # each has heard the other's heartbeat
+        sending = Sending(ctx, shops[0].broadcasts, first.wake)  # the Sends reach one replica
+        names = [await shop.draft() for shop in shops]
+        for name in names:
+            await sending.send(LOCAL, name, "")
+        most_held, seen = 0, set()
+        for _ in range(50):  # half a second of the send (it takes a few)
+            leases = await ctx.db.read(_holders)
+            held = Counter(leases[s.channel_id] for s in shops if s.channel_id in leases)
+            seen |= set(held)
+            most_held = max(most_held, *held.values(), 0)
+            await asyncio.sleep(0.01)
+        assert seen == {first.owner, second.owner}
+        assert most_held <= 5, most_held  # its share is 4; a hand-over takes a moment
+        # The first stops (its process ends) mid-send: the second takes its channels over.
+        await first.stop()
+        for shop, name in zip(shops, names, strict=True):
+            done = await shop.finished(name)
+            assert (done.state, done.counters.sent) == (BroadcastState.SENT, 1000)
+            _exactly_once(shop)
+    finally:
+        await first.stop()
+        await second.stop()
+        for m in made:
+            await m.aclose()
+
+
 async def test_concurrent_sends_start_one_dispatch(shop: Shop) -> None:
     name = await shop.draft()
     same = await asyncio.gather(*(shop.sending.send(LOCAL, name, "req-1") for _ in range(10)))

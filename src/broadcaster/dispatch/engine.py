@@ -138,6 +138,10 @@ class Dispatcher:
         self._runs: dict[str, ChannelDispatch] = {}
         self._aside: dict[str, float] = {}  # channel -> monotonic time until which to skip it
         self._loop: asyncio.Task[None] | None = None
+        self._beating: asyncio.Task[None] | None = None
+        self._replicas = 1  # dispatchers running, this one included (heartbeats)
+        self._unheld: dict[str, float] = {}  # channel -> monotonic time first seen unheld
+        self._kept: set[str] = set()  # taken past our share: nobody else took them
         # One group commit for every channel: outcomes of all the channels sending at once share
         # transactions (on SQLite, turns at its one writer).
         self._record = Recorder(ctx.db)
@@ -159,15 +163,41 @@ class Dispatcher:
         self._loop = asyncio.create_task(
             self._supervise(), name="dispatcher", context=contextvars.Context()
         )
+        self._beating = asyncio.create_task(
+            self._beat(), name="dispatcher-heartbeat", context=contextvars.Context()
+        )
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._loop, *self._channels.values()) if t is not None]
+        tasks = [t for t in (self._loop, self._beating, *self._channels.values()) if t]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._record.close()
+        if self._beating is not None:
+            try:  # the others share the channels now, not when the heartbeat runs out
+                await self._ctx.db.write(store.stop_heartbeat, self.owner)
+            except Exception:
+                log.exception("dispatcher: could not withdraw its heartbeat")
+
+    async def _beat(self) -> None:
+        """Say this dispatcher runs, and learn how many do: the channels with work are shared
+        between them. A dispatcher that stops beating (its process died) drops out after one
+        lease term, when its channel leases lapse too."""
+        period = self.settings.lease_seconds / 2.5
+        while True:
+            now = self._ctx.now()
+            until = now + timedelta(seconds=self.settings.lease_seconds)
+            try:
+                replicas = await self._ctx.db.write(store.heartbeat, self.owner, until, now)
+            except Exception:
+                log.exception("dispatcher: could not renew its heartbeat")
+            else:
+                if replicas != self._replicas:
+                    self._replicas = replicas
+                    self._wake.set()  # the shares changed
+            await asyncio.sleep(period)
 
     async def _supervise(self) -> None:
         while True:
@@ -179,9 +209,24 @@ class Dispatcher:
             await _wait(self._wake, self.settings.poll_seconds)
 
     async def _take_channels(self) -> None:
-        for channel in await self._ctx.db.read(store.channels_with_work):
-            if channel in self._channels or self._aside.get(channel, 0.0) > time.monotonic():
+        """Take channels with work that nobody dispatches, up to this dispatcher's share of
+        them (the channels with work over the dispatchers running, rounded up), and hand the
+        ones past its share back to the others. A channel nobody has taken for a lease term
+        (the others are at their share, or cannot dispatch it) is taken anyway."""
+        found = await self._ctx.db.read(store.work, self._ctx.now())
+        now = time.monotonic()
+        share = -(-len(found) // max(1, self._replicas))
+        for gone in self._unheld.keys() - {channel for channel, _ in found}:
+            del self._unheld[gone]
+        for channel, held in found:
+            if channel in self._channels or self._aside.get(channel, 0.0) > now:
                 continue
+            if held:
+                self._unheld.pop(channel, None)
+                continue
+            overdue = now - self._unheld.setdefault(channel, now) > self.settings.lease_seconds
+            if len(self._channels) >= share and not overdue:
+                continue  # another dispatcher's share
             # Each run has its own owner id, so a run that ends (its lease lapsed, an error)
             # leaves its batches to the next run as it would to another replica.
             owner = f"{self.owner}:{uuid.uuid4().hex[:8]}"
@@ -201,7 +246,19 @@ class Dispatcher:
             task = asyncio.create_task(run.run(), name=f"dispatch-{channel}")
             self._channels[channel] = task
             self._runs[channel] = run
+            self._unheld.pop(channel, None)
+            if overdue:
+                self._kept.add(channel)
             task.add_done_callback(functools.partial(self._done, channel))
+        excess = len(self._runs) - share
+        if self._replicas > 1 and excess > 0:
+            for channel, run in list(self._runs.items()):
+                if excess <= 0:
+                    break
+                if channel not in self._kept and not run.handing_over:
+                    log.info("dispatch of channel %s: handed over to another replica", channel)
+                    run.hand_over()
+                    excess -= 1
 
     def set_aside(self, channel: str, seconds: float = 60.0) -> None:
         """This process cannot dispatch the channel (say, its plugin is not installed here):
@@ -211,6 +268,7 @@ class Dispatcher:
     def _done(self, channel: str, task: asyncio.Task[None]) -> None:
         self._channels.pop(channel, None)
         self._runs.pop(channel, None)
+        self._kept.discard(channel)
         if not task.cancelled() and task.exception() is not None:
             log.error("dispatch of channel %s stopped", channel, exc_info=task.exception())
         self._wake.set()  # work may remain (an error, or a lost lease): look again
@@ -228,6 +286,7 @@ class ChannelDispatch:
         self._lease_valid = lease_valid  # monotonic time until which sending is safe
         self._lost = False
         self._stopping = False
+        self.handing_over = False
         self._kind = ""  # the channel's type, once known
         self._sends: set[asyncio.Task[None]] = set()
         self._record = needs.record
@@ -259,6 +318,7 @@ class ChannelDispatch:
         and are recorded, then the lease is released. Batches claimed but not sent keep their
         keys and are taken over by the next holder at once."""
         self._stopping = True
+        self.handing_over = True
         self._room.set()
 
     async def run(self) -> None:
