@@ -271,7 +271,9 @@ async def test_a_small_broadcast_is_not_stuck_behind_a_big_one_on_its_channel(
         big = await shop.draft("Everyone")
         await shop.sending.send(LOCAL, big, "")
         async with asyncio.timeout(30):
-            while (await shop.broadcasts.get(LOCAL, big)).counters.sent < 500:
+            while True:
+                if (await shop.broadcasts.get(LOCAL, big)).counters.sent >= 500:
+                    break
                 await asyncio.sleep(0.01)
         draft = DraftInput(
             "Regulars", shop.channel, InteractionWindow.LAST_24_HOURS, (), (TextMessage("hi"),)
@@ -313,7 +315,9 @@ async def test_two_replicas_share_eight_channels_and_one_takes_over_the_others(
         first.start()
         second.start()
         async with asyncio.timeout(10):
-            while await ctx.db.read(_dispatchers) < 2:
+            while True:
+                if await ctx.db.read(_dispatchers) >= 2:
+                    break
                 await asyncio.sleep(0.01)
         await asyncio.sleep(0.5)  # each has heard the other's heartbeat
         sending = Sending(ctx, shops[0].broadcasts, first.wake)  # the Sends reach one replica
