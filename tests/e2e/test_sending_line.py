@@ -463,6 +463,50 @@ def test_two_replicas_send_each_recipient_once_under_the_rate_ceiling(
     print(f"dispatching processes per channel: {holders}")
 
 
+def test_replicas_spread_channels_and_a_killed_ones_are_taken_over(
+    sending_database: str, emulator: EmulatorThread, servers: Servers
+) -> None:
+    if not sending_database.startswith("postgresql"):
+        pytest.skip("several replicas share PostgreSQL only; SQLite is for one process")
+    emu = emulator.emulator
+    people, channels = 2_000, 8
+    first, second = servers.start(), servers.start()
+    # Every answer takes a while: the kill lands with requests in flight.
+    slow = Faults(latency=1.5, endpoints=MULTICAST)
+    shops = []
+    for n in range(channels):
+        account = emulator.call(emu.add_account, tier="verified", followers=people)
+        emulator.call(emu.set_faults, slow, account)
+        parent = merchant()
+        made = first.connect(parent, account)
+        first.import_contacts(made.name, _followers(emulator, account))
+        shops.append((account, first.draft(parent, made.name, f"Spread {n}").name))
+    time.sleep(2.5)  # each replica has heard the other's heartbeat
+    tables = Tables(sending_database)
+    ids = [resource_id(first.get(name).channel) for _, name in shops]
+    try:
+        for _, name in shops:  # every Send reaches the first replica
+            assert first.send(name).state == bpb.Broadcast.SENDING
+        held: Counter[str] = Counter()
+
+        def both_dispatch() -> bool:
+            held.clear()
+            held.update(owner.split(":")[0] for owner in tables.lease_owners(ids).values())
+            return len(held) == 2 and sum(held.values()) == channels
+
+        wait_for("both replicas to dispatch", both_dispatch, timeout=20, every=0.02)
+        assert max(held.values()) <= channels // 2 + 1, held
+        servers.kill(first)
+        done = [second.finished(name, timeout=120) for _, name in shops]
+    finally:
+        tables.close()
+    for (account, name), b in zip(shops, done, strict=True):
+        assert b.state == bpb.Broadcast.SENT, name
+        assert (b.counters.sent, b.counters.failed) == (people, 0), name
+        got = summary(emulator, account)
+        assert (got["usersReached"], got["usersReachedMoreThanOnce"]) == (people, 0), name
+
+
 # -- the crash test -------------------------------------------------------------------------------
 
 
