@@ -57,6 +57,7 @@ from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import channels as channel_repo
 from broadcaster.store import dispatch as store
+from broadcaster.store.database import goes_first
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ class Dispatcher:
         self._kept: set[str] = set()  # taken past our share: nobody else took them
         # One group commit for every channel: outcomes of all the channels sending at once share
         # transactions (on SQLite, turns at its one writer).
-        self._record = Recorder(ctx.db)
+        self._record = Recorder(ctx.db, first=True)
         hub.on_gone(self.channel_gone)
 
     def channel_gone(self, channel: str) -> None:
@@ -159,12 +160,15 @@ class Dispatcher:
         self._wake.set()
 
     def start(self) -> None:
-        # A context of its own, so its log lines do not carry the ids of whatever started it.
-        self._loop = asyncio.create_task(
-            self._supervise(), name="dispatcher", context=contextvars.Context()
-        )
+        # Contexts of their own, so their log lines do not carry the ids of whatever started
+        # them; and their database calls (and those of the channel dispatches they start) go
+        # first.
+        supervising, beating = contextvars.Context(), contextvars.Context()
+        for context in (supervising, beating):
+            context.run(goes_first)
+        self._loop = asyncio.create_task(self._supervise(), name="dispatcher", context=supervising)
         self._beating = asyncio.create_task(
-            self._beat(), name="dispatcher-heartbeat", context=contextvars.Context()
+            self._beat(), name="dispatcher-heartbeat", context=beating
         )
 
     async def stop(self) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from broadcaster.store.database import Database
+from broadcaster.store.database import Database, goes_first
 
 Write = Callable[[Connection], Any]
 Many = Callable[[Connection, list[Any]], list[Any]]
@@ -37,8 +37,10 @@ class _Item:
 
 
 class Recorder:
-    def __init__(self, db: Database, *, most: int = 64) -> None:
+    def __init__(self, db: Database, *, most: int = 64, first: bool = False) -> None:
+        """`first`: its transactions go first (store.database.goes_first)."""
         self._db = db
+        self._first = first
         self._most = most
         self._queue: list[_Item] = []
         self._ready = asyncio.Event()
@@ -59,9 +61,10 @@ class Recorder:
         if self._task is None or self._task.done():
             # A context of its own: it writes for every channel and broadcast, so its log lines
             # must not carry the ids of whichever send started it.
-            self._task = asyncio.create_task(
-                self._run(), name="outcome-recorder", context=contextvars.Context()
-            )
+            context = contextvars.Context()
+            if self._first:
+                context.run(goes_first)
+            self._task = asyncio.create_task(self._run(), name="outcome-recorder", context=context)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append(make(future))
         self._ready.set()

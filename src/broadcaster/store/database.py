@@ -13,7 +13,6 @@ driver's message (its `sqlstate` and `diag` stay for code that branches on them)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import random
 import re
@@ -22,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -30,6 +30,49 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 T = TypeVar("T")
+FIRST_THREADS = 4  # threads of the calls that go first (goes_first)
+_FIRST: ContextVar[bool] = ContextVar("database_first", default=False)
+
+
+def goes_first() -> None:
+    """From now on, the current context's database calls (and those of tasks it starts) go
+    first: they run on threads of their own, so that a burst of slow calls (eight Sends, each
+    writing a snapshot) cannot take every thread; and on SQLite they take the one writer's turn
+    ahead of ordinary writers waiting. The dispatcher's calls go first: a claim or a lease
+    renewal that waits behind other writes holds sending up, or loses the lease."""
+    _FIRST.set(True)
+
+
+class _Turns:
+    """SQLite's one writer, taken in turns by this process's threads: a writer that goes first
+    is served before the ordinary writers waiting (they wait here rather than on SQLite's busy
+    handler, which retries by sleeping up to 100 ms a time and would idle a busy writer)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._busy = False
+        self._first_waiting = 0
+
+    @contextmanager
+    def hold(self, first: bool) -> Iterator[None]:
+        with self._changed:
+            if first:
+                self._first_waiting += 1
+            try:
+                while self._busy or (not first and self._first_waiting):
+                    self._changed.wait()
+            finally:
+                if first:
+                    self._first_waiting -= 1
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._busy = False
+                self._changed.notify_all()
+
+
 DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
 DEADLOCK_ATTEMPTS = 3
 
@@ -76,9 +119,9 @@ def make_engine(url: str | URL, *, pool_size: int = 8) -> Engine:
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
-            # Besides the threads' connections: the one every write uses and the one point
-            # reads use (Database), each held for good.
-            pool_size=pool_size + 2,
+            # Besides the threads' connections (the ordinary ones and those going first): the
+            # one every write uses and the one point reads use (Database), each held for good.
+            pool_size=pool_size + FIRST_THREADS + 2,
             max_overflow=0,
             hide_parameters=True,
         )
@@ -92,7 +135,7 @@ def make_engine(url: str | URL, *, pool_size: int = 8) -> Engine:
     # once and is replaced; pool_recycle retires connections before servers time them out.
     engine = create_engine(
         url,
-        pool_size=pool_size,
+        pool_size=pool_size + FIRST_THREADS,
         max_overflow=0,
         pool_recycle=1800,
         connect_args={"prepare_threshold": None},
@@ -109,14 +152,10 @@ class Database:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="db")
+        self._first = ThreadPoolExecutor(FIRST_THREADS, thread_name_prefix="db-first")
         self._inline: Connection | None = None
         self._writer: Connection | None = None  # SQLite: the connection every write uses
-        # SQLite has one writer at a time. Writers of this process queue here rather than on
-        # SQLite's busy handler, which retries by sleeping (up to 100 ms a time) and would
-        # idle a busy writer like the dispatcher.
-        self._write_lock: threading.Lock | contextlib.nullcontext[None] = (
-            threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
-        )
+        self._turns = _Turns()  # SQLite's one writer
         # PostgreSQL point reads run on the event loop through SQLAlchemy's asyncio layer (the
         # same synchronous repository code, driven by greenlets), with no hop to a thread.
         self._async: AsyncEngine | None = None
@@ -146,7 +185,7 @@ class Database:
             yield conn
 
     @contextmanager
-    def writing(self) -> Iterator[Connection]:
+    def writing(self, first: bool = False) -> Iterator[Connection]:
         if self.dialect != "sqlite":
             with self.engine.connect().execution_options(write=True) as conn, conn.begin():
                 yield conn
@@ -156,7 +195,7 @@ class Database:
         # another since its last transaction drops its page cache, so writers taking turns on
         # the pool's connections each kept a cache of their own, mostly cold (one writer: peak
         # RSS of eight channels sending at once fell from 467 to 226 MB).
-        with self._write_lock:
+        with self._turns.hold(first):
             held = self._writer
             if held is None or held.closed or held.invalidated:
                 held = self._writer = self.engine.connect().execution_options(write=True)
@@ -165,11 +204,16 @@ class Database:
                 yield conn
 
     def _in_transaction(
-        self, write: bool, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        write: bool,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        first: bool = False,
     ) -> T:
         for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
             try:
-                with self.writing() if write else self.reading() as conn:
+                with self.writing(first) if write else self.reading() as conn:
                     return fn(conn, *args, **kwargs)
             except OperationalError as e:
                 # PostgreSQL broke a deadlock (two bulk upserts locking rows in different
@@ -183,7 +227,7 @@ class Database:
         """Run `fn(conn, *args, **kwargs)` in a read transaction on the database thread pool."""
         loop = asyncio.get_running_loop()
         call = functools.partial(self._in_transaction, False, fn, args, kwargs)
-        return await loop.run_in_executor(self._executor, call)
+        return await loop.run_in_executor(self._first if _FIRST.get() else self._executor, call)
 
     async def read_point(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A read of a few rows by key (GetX, one page of ListX).
@@ -206,8 +250,9 @@ class Database:
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(conn, *args, **kwargs)` in a write transaction on the database thread pool."""
         loop = asyncio.get_running_loop()
-        call = functools.partial(self._in_transaction, True, fn, args, kwargs)
-        return await loop.run_in_executor(self._executor, call)
+        first = _FIRST.get()
+        call = functools.partial(self._in_transaction, True, fn, args, kwargs, first)
+        return await loop.run_in_executor(self._first if first else self._executor, call)
 
     def close(self) -> None:
         for held in (self._inline, self._writer):
@@ -217,4 +262,5 @@ class Database:
             # Its connections belong to the event loop that used them; the loop is ending.
             self._async.sync_engine.dispose(close=False)
         self._executor.shutdown(wait=True)
+        self._first.shutdown(wait=True)
         self.engine.dispose()

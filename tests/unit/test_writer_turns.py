@@ -1,0 +1,61 @@
+"""SQLite's one writer in turns: a writer that goes first is served before ordinary ones."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from broadcaster.store.database import _Turns
+
+
+def test_a_first_writer_goes_ahead_of_ordinary_ones_waiting() -> None:
+    turns = _Turns()
+    order: list[str] = []
+    holding = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with turns.hold(first=False):
+            holding.set()
+            release.wait()
+
+    def writer(name: str, first: bool) -> None:
+        with turns.hold(first):
+            order.append(name)
+
+    threads = [threading.Thread(target=holder)]
+    threads[0].start()
+    holding.wait()
+    for name, first in (("ordinary-1", False), ("ordinary-2", False), ("first", True)):
+        t = threading.Thread(target=writer, args=(name, first))
+        t.start()
+        threads.append(t)
+        time.sleep(0.05)  # each is waiting before the next comes
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert order[0] == "first" and sorted(order[1:]) == ["ordinary-1", "ordinary-2"]
+
+
+def test_one_writer_at_a_time() -> None:
+    turns = _Turns()
+    inside = 0
+    most = 0
+    lock = threading.Lock()
+
+    def writer(first: bool) -> None:
+        nonlocal inside, most
+        for _ in range(200):
+            with turns.hold(first):
+                with lock:
+                    inside += 1
+                    most = max(most, inside)
+                with lock:
+                    inside -= 1
+
+    threads = [threading.Thread(target=writer, args=(n % 2 == 0,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert most == 1
