@@ -90,7 +90,8 @@ async def _serve(runtime: Runtime, endpoint: Endpoint, request: web.Request) -> 
     channel_id = account.channel_id if account else None
     status = RESET if reset or response is None else response.status
     runtime.stats.record(channel_id, endpoint.name, status, accepted=accepted)
-    runtime.notify(_exchange(request, body, endpoint, channel_id, None if reset else response))
+    if runtime.observers:
+        runtime.notify(_exchange(request, body, endpoint, channel_id, None if reset else response))
     if reset or response is None:
         if request.transport is not None:
             request.transport.abort()

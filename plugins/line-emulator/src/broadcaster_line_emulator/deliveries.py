@@ -1,6 +1,7 @@
 """What every user received. Each accepted send is stored once (its messages, request id, retry
 key) with its recipients as a compact array of follower positions; a per-position counter makes
-"did everyone get it exactly once?" a single pass over an array, even for a million users."""
+"did everyone get it exactly once?" a single pass over an array, even for a million users. The
+counter is brought up to date when it is read, so accepting a send only appends it."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ class DeliveryLog:
     def __init__(self) -> None:
         self._sends: list[SendRecord] = []
         self._counts: array[int] = array("I")
+        self._uncounted: list[array[int]] = []  # recipients of sends not yet in `_counts`
         self._total = 0
 
     def record(
@@ -81,14 +83,21 @@ class DeliveryLog:
         )
         self._sends.append(send)
         if recipients:
-            counts = self._counts
+            self._uncounted.append(recipients)
+            self._total += len(recipients)
+        return send
+
+    def _counted(self) -> array[int]:
+        """Receive counts per position, every send recorded so far included."""
+        counts = self._counts
+        for recipients in self._uncounted:
             needed = max(recipients) + 1 - len(counts)
             if needed > 0:
                 counts.frombytes(bytes(needed * _ITEMSIZE))
             for position in recipients:
                 counts[position] += 1
-            self._total += len(recipients)
-        return send
+        self._uncounted.clear()
+        return counts
 
     @property
     def sends(self) -> Sequence[SendRecord]:
@@ -100,7 +109,8 @@ class DeliveryLog:
         return self._total
 
     def times_received(self, position: int) -> int:
-        return self._counts[position] if position < len(self._counts) else 0
+        counts = self._counted()
+        return counts[position] if position < len(counts) else 0
 
     def sends_to(self, position: int) -> list[SendRecord]:
         """The sends that reached one follower, in the order they were accepted."""
@@ -109,13 +119,14 @@ class DeliveryLog:
         return [send for send in self._sends if position in send.recipients]
 
     def users_reached(self) -> int:
-        return len(self._counts) - self._counts.count(0)
+        counts = self._counted()
+        return len(counts) - counts.count(0)
 
     def counts(self, where: Callable[[SendRecord], bool] | None = None) -> array[int]:
         """Per-position receive counts, over all sends or only those `where` selects."""
         if where is None:
-            return array("I", self._counts)
-        counts: array[int] = array("I", bytes(len(self._counts) * _ITEMSIZE))
+            return array("I", self._counted())
+        counts: array[int] = array("I", bytes(len(self._counted()) * _ITEMSIZE))
         for send in self._sends:
             if where(send):
                 for position in send.recipients:

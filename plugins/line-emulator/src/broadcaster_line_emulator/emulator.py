@@ -137,11 +137,7 @@ class LineEmulator:
 
     def follower_ids(self, account: Account, *, include_blocked: bool = False) -> list[str]:
         registry = account.followers
-        return [
-            registry.user_id_at(p)
-            for p in range(len(registry))
-            if include_blocked or not registry.is_blocked(p)
-        ]
+        return registry.listed(0, len(registry), include_blocked=include_blocked)
 
     def block(self, account: Account, user_id: str) -> None:
         """The user blocks the account (what LINE reports as `unfollow`)."""

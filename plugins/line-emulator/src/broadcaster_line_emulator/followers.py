@@ -3,14 +3,18 @@
 Followers are positions 0..n-1. Seeded followers live in generated blocks (an id space plus a
 count), so seeding a million costs a few integers; profiles of generated followers are derived
 from the user id on demand. Followers added one by one (e.g. from a follow webhook) are stored
-explicitly. Blocking is a set of positions."""
+explicitly. Blocking is a set of positions.
+
+A multicast's recipients are looked up together: the generated ones are unmixed a whole
+request's worth at once (see `ids.UserIdSpace.indices_below`), with no per-id table to keep."""
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .ids import UserIdSpace, is_user_id, seed_key
 
@@ -166,6 +170,56 @@ class FollowerRegistry:
                 return block.start + index
         return None
 
+    def deliverable(self, user_ids: Sequence[str]) -> tuple[array[int], int]:
+        """The positions a send to `user_ids` reaches, in order, and how many ids reach no one.
+
+        Each follower counts once; blocked users, non-followers and repeats reach no one.
+        Every entry must be a user id (see `ids.all_user_ids`)."""
+        explicit = self._explicit_positions
+        if explicit:
+            positions = list(map(explicit.get, user_ids))
+            missing = [i for i, position in enumerate(positions) if position is None]
+            if missing and self._blocks:
+                found = self._generated_positions([user_ids[i] for i in missing])
+                for i, position in zip(missing, found, strict=True):
+                    positions[i] = position
+        else:
+            positions = self._generated_positions(user_ids)
+        blocked = self._blocked
+        distinct = set(positions)
+        if (
+            len(distinct) == len(positions)
+            and None not in distinct
+            and blocked.isdisjoint(distinct)
+        ):
+            return array("I", cast("list[int]", positions)), 0  # no None: just checked
+        reached = dict.fromkeys(positions)  # first occurrences, in order
+        recipients = array("I", [p for p in reached if p is not None and p not in blocked])
+        return recipients, len(user_ids) - len(recipients)
+
+    def _generated_positions(self, user_ids: Sequence[str]) -> list[int | None]:
+        """`position` of user ids that are not explicit followers, a block at a time."""
+        if not self._blocks:
+            return [None] * len(user_ids)
+        first, *others = self._blocks
+        found = first.space.indices_below(user_ids, first.count)
+        if first.start:
+            found = [None if index is None else first.start + index for index in found]
+        if others and None in found:
+            pending = [i for i, position in enumerate(found) if position is None]
+            for block in others:
+                indices = block.space.indices_below([user_ids[i] for i in pending], block.count)
+                left = []
+                for i, index in zip(pending, indices, strict=True):
+                    if index is None:
+                        left.append(i)
+                    else:
+                        found[i] = block.start + index
+                pending = left
+                if not pending:
+                    break
+        return found
+
     def user_id_at(self, position: int) -> str:
         explicit = self._explicit_ids.get(position)
         if explicit is not None:
@@ -174,6 +228,26 @@ class FollowerRegistry:
             raise IndexError(position)
         block = self._blocks[bisect.bisect_right(self._block_starts, position) - 1]
         return block.space.user_id(position - block.start)
+
+    def user_ids(self, start: int, stop: int) -> list[str]:
+        """`user_id_at` of the positions in [start, stop) that exist, a block's stretch at a
+        time."""
+        start, stop = max(start, 0), min(stop, self._size)
+        explicit = self._explicit_ids
+        ids: list[str] = []
+        position = start
+        while position < stop:
+            user_id = explicit.get(position)
+            if user_id is not None:
+                ids.append(user_id)
+                position += 1
+                continue
+            # Not explicit, so inside a block: the last one starting at or before it.
+            block = self._blocks[bisect.bisect_right(self._block_starts, position) - 1]
+            end = min(block.start + block.count, stop)
+            ids.extend(block.space.user_ids(position - block.start, end - block.start))
+            position = end
+        return ids
 
     def profile(self, user_id: str) -> Profile:
         return self._explicit_profiles.get(user_id) or Profile.generated(user_id)
@@ -197,9 +271,17 @@ class FollowerRegistry:
         Like LINE, a page can hold fewer than `limit` ids while `next` is still returned,
         because users who blocked the account are left out."""
         end = min(start + limit, self._size)
-        blocked = self._blocked
-        ids = [self.user_id_at(p) for p in range(start, end) if p not in blocked]
+        ids = self.listed(start, end)
         return ids, (end if end < self._size else None)
+
+    def listed(self, start: int, stop: int, *, include_blocked: bool = False) -> list[str]:
+        """Ids at positions [start, stop), leaving out users who blocked the account unless
+        `include_blocked`."""
+        ids = self.user_ids(start, stop)
+        blocked = self._blocked
+        if include_blocked or not blocked:
+            return ids
+        return [user_id for p, user_id in enumerate(ids, max(start, 0)) if p not in blocked]
 
     def following_positions(self) -> Iterator[int]:
         blocked = self._blocked

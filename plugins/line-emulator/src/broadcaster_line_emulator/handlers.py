@@ -108,19 +108,9 @@ def multicast(call: Call) -> web.Response:
                 call.request_id, f"to[{check.invalid_recipients[0]}]", check.errors
             )
         return r.bad_request(call.request_id, check.errors)
-    followers = call.account.followers
-    recipients: array[int] = array("I")
-    seen: set[int] = set()
-    undelivered = 0
-    for user_id in body["to"]:
-        # Blocked users, non-friends, duplicates: LINE answers 200 but neither sends nor counts
-        # ("only messages that can actually be delivered are counted", LINE FAQ and pricing).
-        position = followers.position(user_id)
-        if position is None or position in seen or followers.is_blocked(position):
-            undelivered += 1
-            continue
-        seen.add(position)
-        recipients.append(position)
+    # Blocked users, non-friends, duplicates: LINE answers 200 but neither sends nor counts
+    # ("only messages that can actually be delivered are counted", LINE FAQ and pricing).
+    recipients, undelivered = call.account.followers.deliverable(body["to"])
     return _deliver(call, body, recipients, undelivered, {})
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .ids import is_user_id
+from .ids import all_user_ids, is_user_id
 
 MAX_MESSAGES = 5
 MAX_MULTICAST_RECIPIENTS = 500
@@ -236,7 +236,7 @@ def validate_multicast(body: Mapping[str, Any]) -> MulticastCheck:
         errors.append(ErrorDetail("Must be an array", "to"))
     elif not 1 <= len(to) <= MAX_MULTICAST_RECIPIENTS:
         errors.append(ErrorDetail(f"Size must be between 1 and {MAX_MULTICAST_RECIPIENTS}", "to"))
-    else:
+    elif not all_user_ids(to):  # one check for the whole list; per entry only to name them
         invalid = [i for i, user_id in enumerate(to) if not is_user_id(user_id)]
         errors.extend(ErrorDetail("Invalid user ID", f"to[{i}]") for i in invalid)
     errors.extend(validate_messages(body))
