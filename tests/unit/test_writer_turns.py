@@ -59,3 +59,26 @@ def test_one_writer_at_a_time() -> None:
     for t in threads:
         t.join(10)
     assert most == 1
+
+
+def test_an_ordinary_writer_is_not_held_up_for_long_by_first_ones() -> None:
+    turns = _Turns(patience=0.05)
+    stop = threading.Event()
+    served_at: list[float] = []
+
+    def stream() -> None:  # first writers, one after another, each holding a moment
+        while not stop.is_set():
+            with turns.hold(first=True):
+                time.sleep(0.005)
+
+    streams = [threading.Thread(target=stream) for _ in range(3)]
+    for t in streams:
+        t.start()
+    time.sleep(0.05)
+    asked = time.monotonic()
+    with turns.hold(first=False):
+        served_at.append(time.monotonic())
+    stop.set()
+    for t in streams:
+        t.join(5)
+    assert served_at[0] - asked < 1.0  # about the patience, not never

@@ -44,26 +44,43 @@ def goes_first() -> None:
 
 
 class _Turns:
-    """SQLite's one writer, taken in turns by this process's threads: a writer that goes first
-    is served before the ordinary writers waiting (they wait here rather than on SQLite's busy
-    handler, which retries by sleeping up to 100 ms a time and would idle a busy writer)."""
+    """SQLite's one writer, taken in turns by this process's threads (they wait here rather than
+    on SQLite's busy handler, which retries by sleeping up to 100 ms a time and would idle a
+    busy writer). A writer that goes first is served before the ordinary writers waiting,
+    unless one of those has waited `patience` seconds: then it goes next, so that a stream of
+    first writers cannot hold an ordinary one (a Send) up for long."""
 
-    def __init__(self) -> None:
+    def __init__(self, patience: float = 0.25) -> None:
         self._changed = threading.Condition()
         self._busy = False
         self._first_waiting = 0
+        self._waiting: list[float] = []  # when each ordinary writer waiting began, oldest first
+        self._patience = patience
+
+    def _overdue(self, now: float) -> bool:
+        return bool(self._waiting) and now - self._waiting[0] >= self._patience
 
     @contextmanager
     def hold(self, first: bool) -> Iterator[None]:
         with self._changed:
             if first:
                 self._first_waiting += 1
-            try:
-                while self._busy or (not first and self._first_waiting):
-                    self._changed.wait()
-            finally:
-                if first:
+                try:
+                    while self._busy or self._overdue(time.monotonic()):
+                        self._changed.wait(self._patience)
+                finally:
                     self._first_waiting -= 1
+            else:
+                began = time.monotonic()
+                self._waiting.append(began)
+                try:
+                    while self._busy or (
+                        self._first_waiting
+                        and not (self._waiting[0] == began and self._overdue(time.monotonic()))
+                    ):
+                        self._changed.wait(self._patience)
+                finally:
+                    self._waiting.remove(began)
             self._busy = True
         try:
             yield
