@@ -57,18 +57,27 @@ from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import channels as channel_repo
 from broadcaster.store import dispatch as store
+from broadcaster.store import dispatch_work, notifications
+from broadcaster.store.notifications import Listener
 
 log = logging.getLogger(__name__)
 
 
 _ACCEPTED = frozenset({SendStatus.ACCEPTED, SendStatus.ALREADY_ACCEPTED})
+_LAPSE_MARGIN = 0.05  # seconds past a lease's expiry before trying for it
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     lease_seconds: float = 5.0  # a dead process's channels are taken over after this
     batch_lease_seconds: float = 600.0  # a batch held longer is assumed stuck
-    poll_seconds: float = 0.5  # how often idle processes look for work
+    # How often a channel's dispatch looks again for open batches it cannot claim yet.
+    poll_seconds: float = 0.5
+    # How often a process looks for work it was not told of (a channel another replica set
+    # aside, a notification lost on a reconnect). Sends wake the dispatcher at once, in this
+    # process and through PostgreSQL in the others; a channel whose lease another replica
+    # holds is looked at again when that lease would lapse, in case that replica died.
+    safety_poll_seconds: float = 5.0
     in_flight: int = 32  # sends outstanding per channel
     # The pace, below the ceiling; and a cap on any one-second window, a little below the
     # ceiling too, so that no window as the channel measures it (requests arrive with some
@@ -116,6 +125,13 @@ async def renew_lease(ctx: ServiceContext, settings: Settings, channel: str, own
 
 
 class Dispatcher:
+    """Finds the channels with work and runs each one this process can take.
+
+    It looks when told to: a Send in this process (`wake`), a Send on another replica (a
+    notification on `broadcaster_dispatch`, PostgreSQL), a channel's dispatch ending here; and
+    otherwise on the slow safety poll (`Settings.safety_poll_seconds`). An idle process costs
+    one read of the open batches per safety poll, and nothing per connected channel."""
+
     def __init__(
         self,
         ctx: ServiceContext,
@@ -124,9 +140,16 @@ class Dispatcher:
         *,
         delivered: Callable[[], None] = lambda: None,
         rng: random.Random | None = None,
+        listener: Listener | None = None,
     ) -> None:
-        """`delivered` is called after Message Center events are recorded."""
+        """`delivered` is called after Message Center events are recorded. `listener`: the
+        process's PostgreSQL listener, shared with the event feed (by default the dispatcher
+        opens one of its own on PostgreSQL)."""
         self._ctx = ctx
+        self._listener = listener
+        self._own_listener: Listener | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._handing: set[asyncio.Task[None]] = set()  # notifying other replicas
         self.delivered = delivered
         self._hub = hub
         self.settings = settings or Settings()
@@ -150,45 +173,95 @@ class Dispatcher:
         """A broadcast was just sent: look for work now rather than at the next poll."""
         self._wake.set()
 
+    def _notified(self, _channel: str | None) -> None:
+        """Another replica (or this one) made broadcasts dispatchable, or the listener
+        reconnected and may have missed that: look for work now."""
+        self._wake.set()
+
     def start(self) -> None:
+        if self._ctx.db.dialect == "postgresql":
+            listener = self._listener
+            if listener is None:
+                listener = self._own_listener = Listener(self._ctx.db)
+            self._unsubscribe = listener.subscribe(notifications.DISPATCH_CHANNEL, self._notified)
         # A context of its own, so its log lines do not carry the ids of whatever started it.
         self._loop = asyncio.create_task(
             self._supervise(), name="dispatcher", context=contextvars.Context()
         )
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._loop, *self._channels.values()) if t is not None]
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        runs = list(self._channels.values())
+        tasks = [t for t in (self._loop, *runs) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if runs:  # their leases were released with work perhaps left: others may take it now
+            self._hand_over()
+        for task in list(self._handing):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._own_listener is not None:
+            await self._own_listener.close()
+            self._own_listener = None
+
+    def _hand_over(self) -> None:
+        """Tell the other replicas to look for work (PostgreSQL): this process released a
+        channel's lease with batches perhaps open."""
+        if self._ctx.db.dialect != "postgresql":
+            return
+        task = asyncio.create_task(self._notify_others(), context=contextvars.Context())
+        self._handing.add(task)
+        task.add_done_callback(self._handing.discard)
+
+    async def _notify_others(self) -> None:
+        try:
+            await self._ctx.db.write(notifications.notify, notifications.DISPATCH_CHANNEL)
+        except Exception:  # they find it on their safety poll
+            log.warning("dispatcher: could not notify the other replicas", exc_info=True)
 
     async def _supervise(self) -> None:
         while True:
             self._wake.clear()
+            pause = self.settings.safety_poll_seconds
             try:
-                await self._take_channels()
+                pause = min(pause, await self._take_channels())
             except Exception:
                 log.exception("dispatcher: could not look for work")
-            await _wait(self._wake, self.settings.poll_seconds)
+            await _wait(self._wake, pause)
 
-    async def _take_channels(self) -> None:
-        for channel in await self._ctx.db.read(store.channels_with_work):
+    async def _take_channels(self) -> float:
+        """Start a run for each channel with work whose lease this process can take. Returns
+        the seconds until the first lease another process holds lapses (if it died, its
+        channel is taken over then), or infinity."""
+        settings = self.settings
+        now = self._ctx.now()
+        lapses = math.inf
+        for found in await self._ctx.db.read(dispatch_work.open_channels):
+            channel = found.channel
             if channel in self._channels or self._aside.get(channel, 0.0) > time.monotonic():
+                continue
+            if found.lease_expiry is not None and found.lease_expiry >= now:
+                left = (found.lease_expiry - now).total_seconds()
+                lapses = min(lapses, left + _LAPSE_MARGIN)  # another replica dispatches it
                 continue
             # Each run has its own owner id, so a run that ends (its lease lapsed, an error)
             # leaves its batches to the next run as it would to another replica.
             owner = f"{self.owner}:{uuid.uuid4().hex[:8]}"
-            settings = self.settings
             if not await take_lease(self._ctx, settings, channel, owner):
-                continue  # another replica dispatches it
+                lapses = min(lapses, settings.lease_seconds)  # taken meanwhile
+                continue
             needs = Needs(self._ctx, self._hub, settings, self._rng, self.set_aside, self.delivered)
             run = ChannelDispatch(needs, channel, owner, time.monotonic() + settings.lease_margin)
             task = asyncio.create_task(run.run(), name=f"dispatch-{channel}")
             self._channels[channel] = task
             self._runs[channel] = run
             task.add_done_callback(functools.partial(self._done, channel))
+        return lapses
 
     def set_aside(self, channel: str, seconds: float = 60.0) -> None:
         """This process cannot dispatch the channel (say, its plugin is not installed here):
@@ -201,6 +274,8 @@ class Dispatcher:
         if not task.cancelled() and task.exception() is not None:
             log.error("dispatch of channel %s stopped", channel, exc_info=task.exception())
         self._wake.set()  # work may remain (an error, or a lost lease): look again
+        if self._aside.get(channel, 0.0) > time.monotonic():
+            self._hand_over()  # left to the other replicas: they need not wait for their poll
 
 
 class ChannelDispatch:
