@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from broadcaster.config import Config, ConfigError
 from broadcaster.dispatch.engine import Dispatcher
 from broadcaster.domain.paging import PageTokens
 from broadcaster.http.app import RunningHttp, build_app, start_http
-from broadcaster.metrics import Metrics
+from broadcaster.metrics import LoopWatch, Metrics
 from broadcaster.services.broadcasts import Broadcasts
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import Channels
@@ -30,6 +29,7 @@ from broadcaster.services.sending import Sending
 from broadcaster.services.webhooks import WebhookIngest
 from broadcaster.store import migrate
 from broadcaster.store.database import Database
+from broadcaster.store.notifications import Listener
 from broadcaster.store.sealing import Sealer
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,8 @@ class App:
     webhooks: WebhookIngest
     dispatcher: Dispatcher
     metrics: Metrics
-    loop_watch: asyncio.Task[None] | None = None  # the event-loop lag ticker, once started
+    listener: Listener | None = None  # PostgreSQL notifications from other replicas
+    loop_watch: LoopWatch | None = None  # the event-loop lag ticker, once started
 
     @classmethod
     def build(cls, config: Config) -> App:
@@ -95,8 +96,12 @@ class App:
         hub = ChannelHub(registry, Sealer(keys), db, config.env)
         channels = Channels(ctx, hub)
         broadcasts = Broadcasts(ctx, hub)
-        feed = EventFeed(ctx, streams_per_merchant=config.watch_streams_per_merchant)
-        dispatcher = Dispatcher(ctx, hub, delivered=feed.notify)
+        # One PostgreSQL connection hears other replicas' Sends and Message Center events.
+        listener = Listener(db) if db.dialect == "postgresql" else None
+        feed = EventFeed(
+            ctx, streams_per_merchant=config.watch_streams_per_merchant, listener=listener
+        )
+        dispatcher = Dispatcher(ctx, hub, delivered=feed.notify, listener=listener)
         services = Services(
             customer_groups=CustomerGroups(ctx),
             contacts=Contacts(ctx),
@@ -107,7 +112,9 @@ class App:
             events=Events(ctx, feed, EventCursors(keys)),
             registry=registry,
         )
-        return cls(config, db, services, hub, WebhookIngest(ctx, hub), dispatcher, metrics)
+        return cls(
+            config, db, services, hub, WebhookIngest(ctx, hub), dispatcher, metrics, listener
+        )
 
     async def start(self) -> tuple[RunningServer, RunningHttp]:
         """Serve gRPC and HTTP, resume any contact sync a previous process left, and send."""
@@ -145,6 +152,8 @@ class App:
         if self.loop_watch is not None:
             self.loop_watch.cancel()
         await self.services.events.feed.close()
+        if self.listener is not None:
+            await self.listener.close()
         await self.services.contact_sync.stop()
         await self.webhooks.stop()
         await self.hub.close()

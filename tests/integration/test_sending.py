@@ -305,8 +305,10 @@ async def test_two_replicas_share_eight_channels_and_one_takes_over_the_others(
     ctx: ServiceContext, hub: ChannelHub, merchant: str
 ) -> None:
     """Each dispatcher takes its share of the channels with work (neither all of them); when
-    one stops, the other takes its channels over and every recipient gets the broadcast once."""
-    slow = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2)
+    one stops, the other takes its channels over and every recipient gets the broadcast once.
+    (The second learns of the Sends on its poll here; across processes on PostgreSQL, a Send
+    wakes every replica at once: tests/integration/test_idle_dispatcher.py.)"""
+    slow = Settings(lease_seconds=1.0, poll_seconds=0.02, safety_poll_seconds=0.05, in_flight=2)
     made = [_shop(ctx, hub, f"{merchant}-{n}", 1000, settings=slow, start=False,
                   send_delay_ms="60") for n in range(8)]  # fmt: skip
     shops = [await m.__anext__() for m in made]
@@ -319,7 +321,7 @@ async def test_two_replicas_share_eight_channels_and_one_takes_over_the_others(
                 if await ctx.db.read(_dispatchers) >= 2:
                     break
                 await asyncio.sleep(0.01)
-        await asyncio.sleep(0.5)  # each has heard the other's heartbeat
+        await asyncio.sleep(0.3)  # start-up settles
         sending = Sending(ctx, shops[0].broadcasts, first.wake)  # the Sends reach one replica
         names = [await shop.draft() for shop in shops]
         for name in names:

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from broadcaster.channels import InteractionEvent, InteractionKind, SendOutcome, SendStatus
 from broadcaster.domain.broadcasts import BroadcastState
-from broadcaster.metrics import BroadcastStates, Metrics
+from broadcaster.metrics import LAG_TICK, BroadcastStates, Metrics
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
 
@@ -139,9 +139,10 @@ async def test_the_event_loop_ticker_records_a_blocked_loop() -> None:
 
     m = Metrics(process=False)
     watch = m.watch_event_loop()
-    await asyncio.sleep(0.03)  # a few ticks
-    time.sleep(0.08)  # noqa: ASYNC251 (blocks the loop on purpose: the next tick is this late)
-    await asyncio.sleep(0.03)
+    await asyncio.sleep(LAG_TICK * 1.5)  # a tick
+    # Blocks the loop on purpose: the next tick is at least 80 ms late.
+    time.sleep(LAG_TICK + 0.08)  # noqa: ASYNC251
+    await asyncio.sleep(LAG_TICK * 1.5)
     watch.cancel()
     assert _value(m, "broadcaster_event_loop_lag_seconds_count") >= 2
     assert _value(m, "broadcaster_event_loop_lag_max_seconds") >= 0.07

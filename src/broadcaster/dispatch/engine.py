@@ -57,19 +57,28 @@ from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import channels as channel_repo
 from broadcaster.store import dispatch as store
+from broadcaster.store import dispatch_work, notifications
 from broadcaster.store.database import goes_first
+from broadcaster.store.notifications import Listener
 
 log = logging.getLogger(__name__)
 
 
 _ACCEPTED = frozenset({SendStatus.ACCEPTED, SendStatus.ALREADY_ACCEPTED})
+_LAPSE_MARGIN = 0.05  # seconds past a lease's expiry before trying for it
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     lease_seconds: float = 5.0  # a dead process's channels are taken over after this
     batch_lease_seconds: float = 600.0  # a batch held longer is assumed stuck
-    poll_seconds: float = 0.5  # how often idle processes look for work
+    # How often a channel's dispatch looks again for open batches it cannot claim yet.
+    poll_seconds: float = 0.5
+    # How often a process looks for work it was not told of (a channel another replica set
+    # aside, a notification lost on a reconnect). Sends wake the dispatcher at once, in this
+    # process and through PostgreSQL in the others; a channel whose lease another replica
+    # holds is looked at again when that lease would lapse, in case that replica died.
+    safety_poll_seconds: float = 5.0
     in_flight: int = 32  # sends outstanding per channel
     # The pace, below the ceiling; and a cap on any one-second window, a little below the
     # ceiling too, so that no window as the channel measures it (requests arrive with some
@@ -118,6 +127,13 @@ async def renew_lease(ctx: ServiceContext, settings: Settings, channel: str, own
 
 
 class Dispatcher:
+    """Finds the channels with work and runs each one this process can take.
+
+    It looks when told to: a Send in this process (`wake`), a Send on another replica (a
+    notification on `broadcaster_dispatch`, PostgreSQL), a channel's dispatch ending here; and
+    otherwise on the slow safety poll (`Settings.safety_poll_seconds`). An idle process costs
+    one read of the open batches per safety poll, and nothing per connected channel."""
+
     def __init__(
         self,
         ctx: ServiceContext,
@@ -126,9 +142,16 @@ class Dispatcher:
         *,
         delivered: Callable[[], None] = lambda: None,
         rng: random.Random | None = None,
+        listener: Listener | None = None,
     ) -> None:
-        """`delivered` is called after Message Center events are recorded."""
+        """`delivered` is called after Message Center events are recorded. `listener`: the
+        process's PostgreSQL listener, shared with the event feed (by default the dispatcher
+        opens one of its own on PostgreSQL)."""
         self._ctx = ctx
+        self._listener = listener
+        self._own_listener: Listener | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._handing: set[asyncio.Task[None]] = set()  # notifying other replicas
         self.delivered = delivered
         self._hub = hub
         self.settings = settings or Settings()
@@ -159,7 +182,17 @@ class Dispatcher:
         """A broadcast was just sent: look for work now rather than at the next poll."""
         self._wake.set()
 
+    def _notified(self, _channel: str | None) -> None:
+        """Another replica (or this one) made broadcasts dispatchable, or the listener
+        reconnected and may have missed that: look for work now."""
+        self._wake.set()
+
     def start(self) -> None:
+        if self._ctx.db.dialect == "postgresql":
+            listener = self._listener
+            if listener is None:
+                listener = self._own_listener = Listener(self._ctx.db)
+            self._unsubscribe = listener.subscribe(notifications.DISPATCH_CHANNEL, self._notified)
         # Contexts of their own, so their log lines do not carry the ids of whatever started
         # them; and their database calls (and those of the channel dispatches they start) go
         # first.
@@ -172,7 +205,11 @@ class Dispatcher:
         )
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._loop, self._beating, *self._channels.values()) if t]
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        runs = list(self._channels.values())
+        tasks = [t for t in (self._loop, self._beating, *runs) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -184,59 +221,102 @@ class Dispatcher:
                 await self._ctx.db.write(store.stop_heartbeat, self.owner)
             except Exception:
                 log.exception("dispatcher: could not withdraw its heartbeat")
+        if runs:  # their leases were released with work perhaps left: others may take it now
+            self._tell_others()
+        for task in list(self._handing):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._own_listener is not None:
+            await self._own_listener.close()
+            self._own_listener = None
 
     async def _beat(self) -> None:
         """Say this dispatcher runs, and learn how many do: the channels with work are shared
-        between them. A dispatcher that stops beating (its process died) drops out after one
-        lease term, when its channel leases lapse too."""
-        period = self.settings.lease_seconds / 2.5
+        between them. A dispatcher that stops beating (its process died) drops out after
+        three beats; its channels are taken over sooner, when their leases lapse."""
+        period = self.settings.lease_seconds
+        beats = 0
         while True:
             now = self._ctx.now()
-            until = now + timedelta(seconds=self.settings.lease_seconds)
+            until = now + timedelta(seconds=3 * period)
             try:
                 replicas = await self._ctx.db.write(store.heartbeat, self.owner, until, now)
             except Exception:
                 log.exception("dispatcher: could not renew its heartbeat")
             else:
+                beats += 1
+                if beats == 1:
+                    self._tell_others()  # a newcomer: the others re-share their channels now
                 if replicas != self._replicas:
                     self._replicas = replicas
                     self._wake.set()  # the shares changed
             await asyncio.sleep(period)
 
+    def _tell_others(self) -> None:
+        """Tell the other replicas to look for work again (PostgreSQL): this process released
+        a channel's lease with batches perhaps open, or it just joined and they share their
+        channels with it."""
+        if self._ctx.db.dialect != "postgresql":
+            return
+        task = asyncio.create_task(self._notify_others(), context=contextvars.Context())
+        self._handing.add(task)
+        task.add_done_callback(self._handing.discard)
+
+    async def _notify_others(self) -> None:
+        try:
+            await self._ctx.db.write(notifications.notify, notifications.DISPATCH_CHANNEL)
+        except Exception:  # they find it on their safety poll
+            log.warning("dispatcher: could not notify the other replicas", exc_info=True)
+
     async def _supervise(self) -> None:
         while True:
             self._wake.clear()
+            pause = self.settings.safety_poll_seconds
             try:
-                await self._take_channels()
+                pause = min(pause, await self._take_channels())
             except Exception:
                 log.exception("dispatcher: could not look for work")
-            await _wait(self._wake, self.settings.poll_seconds)
+            await _wait(self._wake, pause)
 
-    async def _take_channels(self) -> None:
-        """Take channels with work that nobody dispatches, up to this dispatcher's share of
-        them (the channels with work over the dispatchers running, rounded up), and hand the
-        ones past its share back to the others. A channel nobody has taken for a lease term
-        (the others are at their share, or cannot dispatch it) is taken anyway."""
-        found = await self._ctx.db.read(store.work, self._ctx.now())
-        now = time.monotonic()
-        share = -(-len(found) // max(1, self._replicas))
-        for gone in self._unheld.keys() - {channel for channel, _ in found}:
+    async def _take_channels(self) -> float:
+        """Start a run for each channel with work that nobody dispatches, up to this process's
+        share of them (the channels with work over the dispatchers running, rounded up), and
+        hand the runs past its share back to the others. A channel nobody has taken for a
+        lease term (the others are at their share, or cannot dispatch it) is taken anyway, as
+        is one whose lease lapsed (its holder died). Returns the seconds until something may
+        change without a wake-up: a lease another process holds lapses, or a channel left to
+        the others becomes overdue; infinity if nothing."""
+        settings = self.settings
+        now, clock = self._ctx.now(), time.monotonic()
+        found = await self._ctx.db.read(dispatch_work.open_channels)
+        if found:
+            self._replicas = await self._ctx.db.read(store.running, now)
+        share = -(-len(found) // self._replicas)
+        for gone in self._unheld.keys() - {f.channel for f in found}:
             del self._unheld[gone]
-        for channel, held in found:
-            if channel in self._channels or self._aside.get(channel, 0.0) > now:
+        lapses = math.inf
+        for f in found:
+            channel = f.channel
+            if channel in self._channels or self._aside.get(channel, 0.0) > clock:
                 continue
-            if held:
+            if f.lease_expiry is not None and f.lease_expiry >= now:
                 self._unheld.pop(channel, None)
+                left = (f.lease_expiry - now).total_seconds()
+                lapses = min(lapses, left + _LAPSE_MARGIN)  # another replica dispatches it
                 continue
-            overdue = now - self._unheld.setdefault(channel, now) > self.settings.lease_seconds
-            if len(self._channels) >= share and not overdue:
-                continue  # another dispatcher's share
+            orphaned = f.lease_expiry is not None  # its holder stopped renewing: it died
+            since = self._unheld.setdefault(channel, clock)
+            overdue = clock - since > settings.lease_seconds
+            if not (orphaned or overdue) and len(self._channels) >= share:
+                # Another dispatcher's share: look again when it would be overdue.
+                lapses = min(lapses, since + settings.lease_seconds - clock + _LAPSE_MARGIN)
+                continue
             # Each run has its own owner id, so a run that ends (its lease lapsed, an error)
             # leaves its batches to the next run as it would to another replica.
             owner = f"{self.owner}:{uuid.uuid4().hex[:8]}"
-            settings = self.settings
             if not await take_lease(self._ctx, settings, channel, owner):
-                continue  # another replica dispatches it
+                lapses = min(lapses, settings.lease_seconds)  # taken meanwhile
+                continue
             needs = Needs(
                 self._ctx,
                 self._hub,
@@ -251,7 +331,7 @@ class Dispatcher:
             self._channels[channel] = task
             self._runs[channel] = run
             self._unheld.pop(channel, None)
-            if overdue:
+            if orphaned or overdue:
                 self._kept.add(channel)
             task.add_done_callback(functools.partial(self._done, channel))
         excess = len(self._runs) - share
@@ -263,6 +343,7 @@ class Dispatcher:
                     log.info("dispatch of channel %s: handed over to another replica", channel)
                     run.hand_over()
                     excess -= 1
+        return lapses
 
     def set_aside(self, channel: str, seconds: float = 60.0) -> None:
         """This process cannot dispatch the channel (say, its plugin is not installed here):
@@ -271,11 +352,15 @@ class Dispatcher:
 
     def _done(self, channel: str, task: asyncio.Task[None]) -> None:
         self._channels.pop(channel, None)
-        self._runs.pop(channel, None)
+        run = self._runs.pop(channel, None)
         self._kept.discard(channel)
+        if run is not None and run.handing_over:
+            self._tell_others()  # the others take it now, not at their next poll
         if not task.cancelled() and task.exception() is not None:
             log.error("dispatch of channel %s stopped", channel, exc_info=task.exception())
         self._wake.set()  # work may remain (an error, or a lost lease): look again
+        if self._aside.get(channel, 0.0) > time.monotonic():
+            self._tell_others()  # left to the other replicas: they need not wait for their poll
 
 
 class ChannelDispatch:

@@ -3,9 +3,10 @@
 Watchers do not poll. The feed keeps, per merchant being watched, the last outbox row known to
 be written, and a watcher that has read everything waits until that moves. It moves when this
 process records events (`EventFeed.notify`, from the engine), when PostgreSQL notifies that any
-replica recorded them (`store.events.listen`), and on a slow safety poll: each time, one
-statement reads the last row of every merchant concerned, and only the watchers of merchants
-with new rows read. An idle watcher costs no statement at all between safety polls.
+replica recorded them (heard on the process's `store.notifications.Listener` from the first
+watcher on), and on a slow safety poll: each time, one statement reads the last row of every
+merchant concerned, and only the watchers of merchants with new rows read. An idle watcher
+costs no statement at all between safety polls.
 
 A merchant may hold a limited number of watch streams on each replica (TOO_MANY_STREAMS beyond).
 """
@@ -16,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from broadcaster.domain.auth import Caller
 from broadcaster.domain.deliveries import Event, EventPosition
@@ -32,6 +33,7 @@ from broadcaster.services.context import ServiceContext
 from broadcaster.services.event_cursors import EventCursors
 from broadcaster.services.listing import open_list
 from broadcaster.store import events as repo
+from broadcaster.store.notifications import Listener
 
 log = logging.getLogger(__name__)
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
@@ -55,8 +57,14 @@ class EventFeed:
         *,
         poll_seconds: float = SAFETY_POLL_SECONDS,
         streams_per_merchant: int = STREAMS_PER_MERCHANT,
+        listener: Listener | None = None,
     ) -> None:
+        """`listener`: the process's PostgreSQL listener, shared with the dispatcher (by default
+        the feed opens one of its own when it first needs it)."""
         self._ctx = ctx
+        self._listener = listener
+        self._own_listener: Listener | None = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._poll = poll_seconds
         self.streams_per_merchant = streams_per_merchant
         self._streams: Counter[str] = Counter()
@@ -123,11 +131,18 @@ class EventFeed:
             return
         self._tasks.append(asyncio.create_task(self._refresh(), name="event-feed"))
         if self._ctx.db.dialect == "postgresql":
-            self._tasks.append(
-                asyncio.create_task(repo.listen(self._ctx.db, self.notify), name="event-listen")
-            )
+            listener = self._listener
+            if listener is None:
+                listener = self._own_listener = Listener(self._ctx.db)
+            self._unsubscribe = listener.subscribe(repo.NOTIFY_CHANNEL, self.notify)
 
     async def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._own_listener is not None:
+            await self._own_listener.close()
+            self._own_listener = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -3,8 +3,8 @@
 SendBroadcast checks everything that can be checked before anything is fixed (channel, messages,
 eligibility, quota), then in one transaction locks the draft, snapshots the recipients into
 deliveries and batches, and marks it SENDING; the dispatcher (broadcaster.dispatch) takes it
-from there. A repeated request id returns the first result; of concurrent Sends of one draft,
-the row lock lets exactly one through.
+from there, woken at once on every replica. A repeated request id returns the first result; of
+concurrent Sends of one draft, the row lock lets exactly one through.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from broadcaster.services.context import ServiceContext
 from broadcaster.services.idempotent import earlier_result, request_fingerprint
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import deliveries as delivery_repo
-from broadcaster.store import dispatch, idempotency, snapshot
+from broadcaster.store import dispatch, idempotency, notifications, snapshot
 
 SEND = "SendBroadcast"
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
@@ -143,6 +143,9 @@ class Sending:
             )
             if request_id:
                 idempotency.remember(conn, n.merchant, SEND, request_id, name, request_hash, now)
+            # Every replica's dispatcher hears of it when this commits (PostgreSQL); this
+            # process's is woken directly.
+            notifications.notify(conn, notifications.DISPATCH_CHANNEL, latest.channel)
             return sending
 
         sent = await self._ctx.db.write(tx)

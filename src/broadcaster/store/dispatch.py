@@ -127,29 +127,17 @@ def heartbeat(conn: Connection, dispatcher: str, until: datetime, now: datetime)
     return int(conn.execute(text("SELECT COUNT(*) FROM dispatchers")).scalar_one())
 
 
+def running(conn: Connection, now: datetime) -> int:
+    """How many dispatchers run (their heartbeat has not run out)."""
+    found = conn.execute(
+        text("SELECT COUNT(*) FROM dispatchers WHERE expiry >= :now"), {"now": to_us(now)}
+    ).scalar_one()
+    return max(1, int(found))
+
+
 def stop_heartbeat(conn: Connection, dispatcher: str) -> None:
     """The dispatcher stopped: the others share the channels without waiting for its expiry."""
     conn.execute(text("DELETE FROM dispatchers WHERE id = :d"), {"d": dispatcher})
-
-
-def work(conn: Connection, now: datetime) -> list[tuple[str, bool]]:
-    """The channels with open batches, each with whether some dispatcher holds its lease."""
-    rows = conn.execute(
-        text(
-            "SELECT w.channel_id, EXISTS (SELECT 1 FROM channel_leases l"
-            " WHERE l.channel_id = w.channel_id AND l.expiry >= :now)"
-            " FROM (SELECT DISTINCT channel_id FROM batches WHERE state = :open) w"
-        ),
-        {"open": OPEN, "now": to_us(now)},
-    )
-    return [(str(channel), bool(held)) for channel, held in rows]
-
-
-def channels_with_work(conn: Connection) -> list[str]:
-    rows = conn.execute(
-        text("SELECT DISTINCT channel_id FROM batches WHERE state = :open"), {"open": OPEN}
-    )
-    return [str(r[0]) for r in rows]
 
 
 def claim(

@@ -15,9 +15,9 @@ their rows, and a reader never sees row 11 while row 10 is still uncommitted.
 
 Watchers learn of new rows without polling: on PostgreSQL the statement that takes that lock
 also queues a NOTIFY on `broadcaster_events` carrying the merchant id, delivered to every
-replica's listener (`listen`) when the transaction commits; within one process (SQLite) the
-engine signals after recording. `heads` then tells, in one statement for all the merchants
-being watched, which have rows past what their watchers read.
+replica's listener (store.notifications) when the transaction commits; within one process
+(SQLite) the engine signals after recording. `heads` then tells, in one statement for all the
+merchants being watched, which have rows past what their watchers read.
 
 Reads run on the driver's cursor with statements written once per dialect: a page of a
 thousand events is a few index range reads, and SQLAlchemy's per-row handling would cost more
@@ -26,21 +26,16 @@ than the reads themselves.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import psycopg
 from sqlalchemy import Connection, text
 
 from broadcaster.domain.deliveries import Event, EventKind, EventPosition
 from broadcaster.store import bulk
 from broadcaster.store.clock import from_us
-from broadcaster.store.database import Database
 
-log = logging.getLogger(__name__)
 _LOCK_SPACE = 0x62726F61  # "broa": advisory locks of this service
 _ROWS_AT_ONCE = 64  # outbox rows read per step of `after`
 NOTIFY_CHANNEL = "broadcaster_events"
@@ -161,25 +156,3 @@ def heads(conn: Connection, merchants: Sequence[str]) -> dict[str, int]:
     statement = " UNION ALL ".join([_HEAD_SQL] * len(merchants))
     found = bulk.rows(conn, statement, [m for m in merchants for _ in (0, 1)])
     return {m: int(head or 0) for m, head in found}
-
-
-async def listen(db: Database, notified: Callable[[str | None], None]) -> None:
-    """PostgreSQL: call `notified(merchant)` for every merchant whose events any replica records,
-    on one connection of its own. After each (re)connect `notified(None)`: notifications sent
-    while it was away are lost, so everything is to be checked. Runs until cancelled."""
-    url = db.engine.url.set(drivername="postgresql")
-    conninfo = url.render_as_string(hide_password=False)
-    pause = 0.5
-    while True:
-        try:
-            conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
-            async with conn:
-                await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                pause = 0.5
-                notified(None)
-                async for note in conn.notifies():
-                    notified(note.payload)
-        except Exception as e:  # watchers fall back on the safety poll meanwhile
-            log.warning("event listener: %s; reconnecting in %.1f s", type(e).__name__, pause)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 10.0)
