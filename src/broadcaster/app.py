@@ -39,10 +39,10 @@ class NeedsMigration(RuntimeError):
     """The database schema is older than this version of the service."""
 
 
-def open_database(url: URL) -> Database:
+def open_database(url: URL, *, write_cache_mb: int = 64) -> Database:
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    return Database.from_url(url)
+    return Database.from_url(url, write_cache_mb=write_cache_mb)
 
 
 def prepare_schema(db: Database) -> None:
@@ -87,7 +87,7 @@ class App:
             ", ".join(plugins.plugin_names()) or "none",
             ", ".join(registry.types()) or "none",
         )
-        db = open_database(config.database_url)
+        db = open_database(config.database_url, write_cache_mb=config.sqlite_write_cache_mb)
         metrics = Metrics()
         metrics.watch_database(db)
         metrics.watch_broadcasts(db)

@@ -288,6 +288,8 @@ class Config:
     http_body_timeout: float = 30.0
     # WatchEvents streams one merchant may hold open at once on each replica.
     watch_streams_per_merchant: int = 16
+    # SQLite: MiB of page cache of the connection every write goes through.
+    sqlite_write_cache_mb: int = 64
 
     def __post_init__(self) -> None:
         refuse_exposure(self.grpc_listen, self.tokens, "BROADCASTER_GRPC_LISTEN")
@@ -328,6 +330,7 @@ class Config:
             watch_streams_per_merchant=parse_count(
                 *read("BROADCASTER_WATCH_STREAMS_PER_MERCHANT", "16")
             ),
+            sqlite_write_cache_mb=parse_count(*read("BROADCASTER_SQLITE_WRITE_CACHE_MB", "64")),
         )
 
     def sealing_keys(self) -> tuple[str, ...]:

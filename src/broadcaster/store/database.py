@@ -111,6 +111,9 @@ def _scrub_driver_error(context: ExceptionContext) -> None:
             error.args = (scrub_message(error.args[0]), *error.args[1:])
 
 
+_SQLITE_CACHE_KIB = 65536  # each connection's page cache
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" hook issue BEGIN itself (see _sqlite_begin).
     dbapi_conn.isolation_level = None
@@ -119,7 +122,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.execute(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
     cursor.close()
 
 
@@ -165,8 +168,10 @@ def make_engine(url: str | URL, *, pool_size: int = 8) -> Engine:
 class Database:
     """An engine plus the thread pool that runs repository calls for async callers."""
 
-    def __init__(self, engine: Engine, *, threads: int = 8) -> None:
+    def __init__(self, engine: Engine, *, threads: int = 8, write_cache_mb: int = 64) -> None:
+        """`write_cache_mb`: SQLite, the page cache of the connection every write uses."""
         self.engine = engine
+        self._write_cache_mb = write_cache_mb
         self.dialect = engine.dialect.name
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="db")
         self._first = ThreadPoolExecutor(FIRST_THREADS, thread_name_prefix="db-first")
@@ -189,8 +194,10 @@ class Database:
             event.listen(self._async.sync_engine, "handle_error", _scrub_driver_error)
 
     @classmethod
-    def from_url(cls, url: str | URL, *, threads: int = 8) -> Database:
-        return cls(make_engine(url, pool_size=threads), threads=threads)
+    def from_url(cls, url: str | URL, *, threads: int = 8, write_cache_mb: int = 64) -> Database:
+        return cls(
+            make_engine(url, pool_size=threads), threads=threads, write_cache_mb=write_cache_mb
+        )
 
     def engines(self) -> list[Engine]:
         """The engines this handle runs statements on (for instrumentation)."""
@@ -216,6 +223,12 @@ class Database:
             held = self._writer
             if held is None or held.closed or held.invalidated:
                 held = self._writer = self.engine.connect().execution_options(write=True)
+                # The one writer reads what it writes around (contacts, deliveries, their
+                # indexes); a cache that holds that working set makes many channels sending at
+                # once markedly faster (write_cache_mb).
+                cursor = held.connection.cursor()
+                cursor.execute(f"PRAGMA cache_size=-{1024 * self._write_cache_mb}")
+                cursor.close()
             conn = held
             with conn.begin():
                 yield conn
