@@ -64,6 +64,14 @@ def sending_database(database_url: str, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture
+def shared_database(sending_database: str) -> str:
+    """The module's database, for tests of several replicas sharing it (PostgreSQL)."""
+    if not sending_database.startswith("postgresql"):
+        pytest.skip("several replicas share PostgreSQL only; SQLite is for one process")
+    return sending_database
+
+
+@pytest.fixture
 def servers(sending_database: str, emulator: EmulatorThread, tmp_path: Path) -> Iterator[Servers]:
     made = Servers(sending_database, emulator, tmp_path)
     yield made
@@ -397,10 +405,8 @@ def test_faults_every_recipient_once_with_reused_retry_keys(
 
 
 def test_two_replicas_send_each_recipient_once_under_the_rate_ceiling(
-    sending_database: str, emulator: EmulatorThread, servers: Servers
+    shared_database: str, emulator: EmulatorThread, servers: Servers
 ) -> None:
-    if not sending_database.startswith("postgresql"):
-        pytest.skip("several replicas share PostgreSQL only; SQLite is for one process")
     emu = emulator.emulator
     first, second = servers.start(), servers.start()
     shops = []
@@ -413,7 +419,7 @@ def test_two_replicas_send_each_recipient_once_under_the_rate_ceiling(
         drafts = [first.draft(parent, made.name, text).name for text in texts]
         shops.append((account, made, people, texts, drafts))
 
-    tables = Tables(sending_database)
+    tables = Tables(shared_database)
     channel_ids = [resource_id(made.name) for _, made, *_ in shops]
     holders: dict[str, set[str]] = {c: set() for c in channel_ids}
     watching = threading.Event()
@@ -464,10 +470,8 @@ def test_two_replicas_send_each_recipient_once_under_the_rate_ceiling(
 
 
 def test_replicas_spread_channels_and_a_killed_ones_are_taken_over(
-    sending_database: str, emulator: EmulatorThread, servers: Servers
+    shared_database: str, emulator: EmulatorThread, servers: Servers
 ) -> None:
-    if not sending_database.startswith("postgresql"):
-        pytest.skip("several replicas share PostgreSQL only; SQLite is for one process")
     emu = emulator.emulator
     people, channels = 2_000, 8
     first, second = servers.start(), servers.start()
@@ -482,7 +486,7 @@ def test_replicas_spread_channels_and_a_killed_ones_are_taken_over(
         first.import_contacts(made.name, _followers(emulator, account))
         shops.append((account, first.draft(parent, made.name, f"Spread {n}").name))
     time.sleep(0.5)  # both replicas beat
-    tables = Tables(sending_database)
+    tables = Tables(shared_database)
     ids = [resource_id(first.get(name).channel) for _, name in shops]
     try:
         for _, name in shops:  # every Send reaches the first replica
