@@ -333,7 +333,8 @@ async def test_two_replicas_share_eight_channels_and_one_takes_over_the_others(
             seen |= set(held)
             most_held = max(most_held, *held.values(), 0)
             await asyncio.sleep(0.01)
-        assert seen == {first.owner, second.owner}
+        # (Other dispatchers on the same database, such as a test server's, may take some.)
+        assert {first.owner, second.owner} <= seen
         assert most_held <= 5, most_held  # its share is 4; a hand-over takes a moment
         # The first stops (its process ends) mid-send: the second takes its channels over.
         await first.stop()
