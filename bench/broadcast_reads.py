@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from bench.live import ADMIN, live
+from bench.live import ADMIN, cpu_seconds, live
 from bench.results import record
 from broadcaster.v1 import broadcast_service_pb2 as pb
 from broadcaster.v1 import broadcast_service_pb2_grpc as pb_grpc
@@ -58,12 +57,6 @@ async def hammer(target: str, seconds: float, names: list[str]) -> dict[str, flo
     return results
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run(backend: str, seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp, fresh_database(backend, Path(tmp)) as url:
         server = live.start(url, Path(tmp) / "serve.log")
@@ -86,10 +79,10 @@ def run(backend: str, seconds: float) -> None:
                     ).name
                     for n in range(200)
                 ]
-            before = _cpu_seconds(server.process.pid)
+            before = cpu_seconds(server.process.pid)
             started = time.perf_counter()
             rates = asyncio.run(hammer(server.target, seconds, names))
-            busy = (_cpu_seconds(server.process.pid) - before) / (time.perf_counter() - started)
+            busy = (cpu_seconds(server.process.pid) - before) / (time.perf_counter() - started)
         finally:
             server.stop()
     for label, rate in rates.items():

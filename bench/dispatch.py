@@ -35,7 +35,7 @@ from typing import Any
 import grpc
 from sqlalchemy import text
 
-from bench.live import ADMIN, emulator, service
+from bench.live import ADMIN, emulator, memory_mb, service
 from bench.results import record
 from broadcaster.store.database import Database
 from broadcaster.v1 import broadcast_service_pb2 as bpb
@@ -100,13 +100,6 @@ def _connect(channel: grpc.Channel, merchant: str, token: str, secret: str) -> s
         metadata=ADMIN,
     )
     return made.name
-
-
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _draft(channel: grpc.Channel, merchant: str, channel_name: str) -> str:
@@ -191,7 +184,7 @@ def run(backend: str, recipients: int, baseline: int, plot: Path | None) -> None
         ids = _control(api, f"accounts/{engine_account['channelId']}/followers")["userIds"]
         _seed_contacts(url, "bench", name.rsplit("/", 1)[1], ids)
         took, sent = _send_and_wait(channel, "bench", name)
-        rss = _peak_rss_mb(server.process.pid)
+        rss = memory_mb(server.process.pid)
         stats = _control(api, "stats")
         summary = _control(api, f"accounts/{engine_account['channelId']}/deliveries/summary")
         per_second = stats["acceptedPerSecond"][f"{engine_account['channelId']}/multicast"]

@@ -29,20 +29,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import re
 import statistics
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import grpc
 
-from bench.dispatch import IMAGE, _connect, _control, _draft, _peak_rss_mb, _seed_contacts
-from bench.live import ADMIN, emulator, service
+from bench.dispatch import IMAGE, _connect, _control, _draft, _seed_contacts
+from bench.live import ADMIN, cpu_seconds, emulator, memory_mb, scrape, service
 from bench.results import record
 from broadcaster.v1 import broadcast_service_pb2 as bpb
 from broadcaster.v1 import broadcast_service_pb2_grpc as bpb_grpc
@@ -52,13 +49,6 @@ LATENCY = 0.03
 CEILING = 200
 SHARE = 0.985  # the engine's pace, as a share of the ceiling: the anchor keeps the same
 BATCH = 500
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _postgres_cpu() -> float:
@@ -70,7 +60,7 @@ def _postgres_cpu() -> float:
             continue
         try:
             if (entry / "comm").read_text().strip() == "postgres":
-                total += _cpu_seconds(int(entry.name))
+                total += cpu_seconds(int(entry.name))
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
     return total
@@ -78,12 +68,8 @@ def _postgres_cpu() -> float:
 
 def _statements(http_port: int) -> float:
     """The service's `broadcaster_db_statements_total`, reads and writes."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=30) as r:
-        body = r.read().decode()
-    return sum(
-        float(m.group(1))
-        for m in re.finditer(r"^broadcaster_db_statements_total\{[^}]*\} (\S+)$", body, re.M)
-    )
+    found = scrape(http_port)
+    return sum(v for k, v in found.items() if k.startswith("broadcaster_db_statements_total{"))
 
 
 def _accounts(prefix: str, count: int, followers: int) -> list[str]:
@@ -199,12 +185,12 @@ def run(backend: str, channels: int, recipients: int) -> None:
         _control(api, "faults", {"latency": LATENCY})
 
         pid = server.process.pid
-        cpu, db_cpu, statements = _cpu_seconds(pid), _postgres_cpu(), _statements(server.http_port)
+        cpu, db_cpu, statements = cpu_seconds(pid), _postgres_cpu(), _statements(server.http_port)
         took = _send_all(channel, drafts)
-        cpu = _cpu_seconds(pid) - cpu
+        cpu = cpu_seconds(pid) - cpu
         db_cpu = _postgres_cpu() - db_cpu if backend == "postgresql" else float("nan")
         statements = _statements(server.http_port) - statements
-        rss = _peak_rss_mb(pid)
+        rss = memory_mb(pid)
         stats = _control(api, "stats")
         spans = [stats["acceptedSpans"][f"{a['channelId']}/multicast"] for a in ours]
         for account in ours:
@@ -283,9 +269,9 @@ def idle(backend: str, channels: int, seconds: float) -> None:
             _connect(channel, f"idle-{i:04d}", *_token("i", i))
         time.sleep(5)  # let start-up work settle
         pid = server.process.pid
-        cpu, statements = _cpu_seconds(pid), _statements(server.http_port)
+        cpu, statements = cpu_seconds(pid), _statements(server.http_port)
         time.sleep(seconds)
-        cpu = _cpu_seconds(pid) - cpu
+        cpu = cpu_seconds(pid) - cpu
         statements = _statements(server.http_port) - statements
         share, per_s = cpu / seconds, statements / seconds
         print(

@@ -38,7 +38,7 @@ import grpc
 from sqlalchemy import Connection, text
 
 from bench.dispatch import _connect
-from bench.live import ADMIN, emulator, service
+from bench.live import ADMIN, cpu_seconds, emulator, service
 from bench.results import record
 from broadcaster.channels.manager import PluginManager
 from broadcaster.domain.audience import Audience, InteractionWindow
@@ -159,12 +159,6 @@ async def run(url: str, contacts: int, group_size: int, rounds: int) -> list[flo
     return timings
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def hammer(
     target: str, audiences: list[tuple[str, str, str]], callers: int, seconds: float
 ) -> list[float]:
@@ -235,9 +229,9 @@ def run_many(
         audiences = asyncio.run(seed_all())
         print(f"  {channels} channels seeded in {time.perf_counter() - started:.0f} s")
         load_before = os.getloadavg()[0]
-        cpu = _cpu_seconds(server.process.pid)
+        cpu = cpu_seconds(server.process.pid)
         timings = asyncio.run(hammer(server.target, audiences, callers, seconds))
-        cpu = _cpu_seconds(server.process.pid) - cpu
+        cpu = cpu_seconds(server.process.pid) - cpu
         load_after = os.getloadavg()[0]
     p50, p95 = statistics.median(timings), statistics.quantiles(timings, n=20)[18]
     per_call = 1000 * cpu / len(timings)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import tempfile
@@ -41,7 +40,7 @@ from pathlib import Path
 import grpc
 from sqlalchemy import text
 
-from bench.live import ADMIN, live
+from bench.live import ADMIN, cpu_seconds, live
 from bench.results import record
 from broadcaster.store import events, snapshot
 from broadcaster.store.clock import from_us
@@ -54,12 +53,6 @@ MERCHANT = "bench"
 WATCH_ONE_BY_ONE = 50_000
 BATCH = 500
 ROWS_PER_WRITE = 40  # accepted batches recorded per transaction, as the group commit does
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _database_cpu(url: str) -> float:
@@ -82,7 +75,7 @@ def _database_cpu(url: str) -> float:
     total = 0.0
     for pid in pids:
         with contextlib.suppress(OSError):  # gone meanwhile, or on another host
-            total += _cpu_seconds(pid)
+            total += cpu_seconds(pid)
     return total
 
 
@@ -203,12 +196,12 @@ def run(backend: str, recipients: int, page_size: int, profile: str | None = Non
                 }
                 for label, (expected, consume) in consumers.items():
                     spy = _profile(server.process.pid, profile, f"{backend}-{label}")
-                    before = _cpu_seconds(server.process.pid)
+                    before = cpu_seconds(server.process.pid)
                     database_before = _database_cpu(url)
                     started = time.perf_counter()
                     got = consume()
                     took = time.perf_counter() - started
-                    cpu = _cpu_seconds(server.process.pid) - before
+                    cpu = cpu_seconds(server.process.pid) - before
                     database = _database_cpu(url) - database_before
                     if spy is not None:
                         spy.send_signal(signal.SIGINT)

@@ -4,8 +4,10 @@ process, a fresh database, and a gRPC stub helper."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,3 +55,28 @@ def service(database_url: str, log: Path, line_api: str) -> Iterator[live.Server
 
 
 ADMIN = live.auth(live.ADMIN)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mb(pid: int, field: str = "VmHWM") -> float:
+    """A process's memory from /proc/PID/status: its peak RSS (VmHWM), or its RSS now (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def scrape(http_port: int) -> dict[str, float]:
+    """Every series of one scrape of the service's /metrics (`name` or `name{labels}`)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=30).read()
+    found = {}
+    for line in text.decode().splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            found[series] = float(value)
+    return found

@@ -21,12 +21,11 @@ import os
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import grpc
 
-from bench.live import ADMIN, live
+from bench.live import ADMIN, live, memory_mb, scrape
 from bench.results import record
 from broadcaster.v1 import contact_service_pb2 as cpb
 from broadcaster.v1 import customer_group_service_pb2 as gpb
@@ -39,21 +38,9 @@ JUNK = 16 * 1024 * 1024
 BIG = 64 * 1024 * 1024
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def _metrics(http_port: int, *names: str) -> list[float]:
     """The values of the named series (`name` or `name{labels}`), from one scrape of /metrics."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10).read()
-    found = {}
-    for line in text.decode().splitlines():
-        if not line.startswith("#"):
-            series, _, value = line.rpartition(" ")
-            found[series] = float(value)
+    found = scrape(http_port)
     return [found[name] for name in names]
 
 
@@ -137,14 +124,14 @@ def run(backend: str, seconds: float) -> None:
                 )
             contacts, members = _contacts(made.name), _members(group.name)
             pid = server.process.pid
-            before = _rss_mb(pid)
+            before = memory_mb(pid, "VmRSS")
             [stall_before] = _metrics(server.http_port, "broadcaster_event_loop_lag_max_seconds")
             peak = [before]
             sampling = threading.Event()
 
             def sample() -> None:
                 while not sampling.wait(0.1):
-                    peak[0] = max(peak[0], _rss_mb(pid))
+                    peak[0] = max(peak[0], memory_mb(pid, "VmRSS"))
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
@@ -154,7 +141,7 @@ def run(backend: str, seconds: float) -> None:
             sampling.set()
             sampler.join()
             time.sleep(2.0)
-            after = _rss_mb(pid)
+            after = memory_mb(pid, "VmRSS")
             stall, ticks, quick = _metrics(
                 server.http_port,
                 "broadcaster_event_loop_lag_max_seconds",
