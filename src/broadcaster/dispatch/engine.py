@@ -218,7 +218,7 @@ class Dispatcher:
         await self._record.close()
         if self._beating is not None:
             try:  # the others share the channels now, not when the heartbeat runs out
-                await self._ctx.db.write(store.stop_heartbeat, self.owner)
+                await self._ctx.db.write(dispatch_work.stop_heartbeat, self.owner)
             except Exception:
                 log.exception("dispatcher: could not withdraw its heartbeat")
         if runs:  # their leases were released with work perhaps left: others may take it now
@@ -240,7 +240,7 @@ class Dispatcher:
             now = self._ctx.now()
             until = now + timedelta(seconds=3 * period)
             try:
-                replicas = await self._ctx.db.write(store.heartbeat, self.owner, until, now)
+                replicas = await self._ctx.db.write(dispatch_work.heartbeat, self.owner, until, now)
             except Exception:
                 log.exception("dispatcher: could not renew its heartbeat")
             else:
@@ -288,9 +288,10 @@ class Dispatcher:
         the others becomes overdue; infinity if nothing."""
         settings = self.settings
         now, clock = self._ctx.now(), time.monotonic()
-        found = await self._ctx.db.read(dispatch_work.open_channels)
-        if found:
-            self._replicas = await self._ctx.db.read(store.running, now)
+        work = await self._ctx.db.read(dispatch_work.look, now)
+        found = work.channels
+        if work.dispatchers is not None:
+            self._replicas = work.dispatchers
         share = -(-len(found) // self._replicas)
         for gone in self._unheld.keys() - {f.channel for f in found}:
             del self._unheld[gone]

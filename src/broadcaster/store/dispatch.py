@@ -112,34 +112,6 @@ def release_channel(conn: Connection, channel: str, owner: str) -> None:
     )
 
 
-def heartbeat(conn: Connection, dispatcher: str, until: datetime, now: datetime) -> int:
-    """Say the dispatcher runs until `until`, forget those whose heartbeat ran out, and return
-    how many run now (this one included)."""
-    params = {"d": dispatcher, "until": to_us(until), "now": to_us(now)}
-    conn.execute(text("DELETE FROM dispatchers WHERE expiry < :now AND id <> :d"), params)
-    conn.execute(
-        text(
-            "INSERT INTO dispatchers (id, expiry) VALUES (:d, :until)"
-            " ON CONFLICT (id) DO UPDATE SET expiry = :until"
-        ),
-        params,
-    )
-    return int(conn.execute(text("SELECT COUNT(*) FROM dispatchers")).scalar_one())
-
-
-def running(conn: Connection, now: datetime) -> int:
-    """How many dispatchers run (their heartbeat has not run out)."""
-    found = conn.execute(
-        text("SELECT COUNT(*) FROM dispatchers WHERE expiry >= :now"), {"now": to_us(now)}
-    ).scalar_one()
-    return max(1, int(found))
-
-
-def stop_heartbeat(conn: Connection, dispatcher: str) -> None:
-    """The dispatcher stopped: the others share the channels without waiting for its expiry."""
-    conn.execute(text("DELETE FROM dispatchers WHERE id = :d"), {"d": dispatcher})
-
-
 def claim(
     conn: Connection,
     *,

@@ -1,6 +1,7 @@
-"""The work a dispatcher looks for: channels with open batches, and who holds each one's dispatch
-lease, so that a process neither tries for a lease another holds (a write that cannot succeed)
-nor polls to learn when it lapses."""
+"""The work a dispatcher looks for, and the dispatchers it shares it with: channels with open
+batches, who holds each one's dispatch lease (so that a process neither tries for a lease
+another holds, a write that cannot succeed, nor polls to learn when it lapses), and the
+dispatchers whose heartbeat is current."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, text
 
-from broadcaster.store.clock import from_us
+from broadcaster.store.clock import from_us, to_us
 from broadcaster.store.dispatch import OPEN
 
 
@@ -19,8 +20,15 @@ class OpenChannel:
     lease_expiry: datetime | None  # of its dispatch lease, whoever holds it; None: no lease
 
 
-def open_channels(conn: Connection) -> list[OpenChannel]:
-    """Channels with open batches, each with its dispatch lease's expiry."""
+@dataclass(frozen=True, slots=True)
+class Work:
+    channels: list[OpenChannel]
+    dispatchers: int | None  # running (this one included); None: not read, no channels
+
+
+def look(conn: Connection, now: datetime) -> Work:
+    """Channels with open batches, each with its dispatch lease's expiry; and, if there are
+    any, how many dispatchers share them."""
     rows = conn.execute(
         text(
             "SELECT w.channel_id, l.expiry FROM"
@@ -29,4 +37,30 @@ def open_channels(conn: Connection) -> list[OpenChannel]:
         ),
         {"open": OPEN},
     )
-    return [OpenChannel(str(c), None if e is None else from_us(int(e))) for c, e in rows]
+    channels = [OpenChannel(str(c), None if e is None else from_us(int(e))) for c, e in rows]
+    if not channels:
+        return Work(channels, None)
+    running = conn.execute(
+        text("SELECT COUNT(*) FROM dispatchers WHERE expiry >= :now"), {"now": to_us(now)}
+    ).scalar_one()
+    return Work(channels, max(1, int(running)))
+
+
+def heartbeat(conn: Connection, dispatcher: str, until: datetime, now: datetime) -> int:
+    """Say the dispatcher runs until `until`, forget those whose heartbeat ran out, and return
+    how many run now (this one included)."""
+    params = {"d": dispatcher, "until": to_us(until), "now": to_us(now)}
+    conn.execute(text("DELETE FROM dispatchers WHERE expiry < :now AND id <> :d"), params)
+    conn.execute(
+        text(
+            "INSERT INTO dispatchers (id, expiry) VALUES (:d, :until)"
+            " ON CONFLICT (id) DO UPDATE SET expiry = :until"
+        ),
+        params,
+    )
+    return int(conn.execute(text("SELECT COUNT(*) FROM dispatchers")).scalar_one())
+
+
+def stop_heartbeat(conn: Connection, dispatcher: str) -> None:
+    """The dispatcher stopped: the others share the channels without waiting for its expiry."""
+    conn.execute(text("DELETE FROM dispatchers WHERE id = :d"), {"d": dispatcher})

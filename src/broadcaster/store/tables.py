@@ -426,7 +426,7 @@ channel_leases = _table(ChannelLeaseRow)
 
 class DispatcherRow(SQLModel, table=True):
     """The dispatchers running (one per `serve` process), each until its heartbeat runs out:
-    how many replicas share the channels with work (store.dispatch.heartbeat)."""
+    how many replicas share the channels with work (store.dispatch_work.heartbeat)."""
 
     __tablename__ = "dispatchers"
 
