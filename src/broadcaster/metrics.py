@@ -342,7 +342,7 @@ class Metrics:
     def sync_finished(self, channel_type: str, state: str) -> None:
         self.syncs_finished.labels(channel_type, state).inc()
 
-    # -- broadcasts ------------------------------------------------------------------------
+    # -- the database ----------------------------------------------------------------------
 
     def watch_database(self, db: Database) -> None:
         """Count the statements `db` runs (`broadcaster_db_statements`): what an operator divides
@@ -355,6 +355,8 @@ class Metrics:
 
         for engine in db.engines():
             event.listen(engine, "after_cursor_execute", executed)
+
+    # -- broadcasts ------------------------------------------------------------------------
 
     def watch_broadcasts(self, db: Database) -> None:
         """Expose broadcasts by state, counted in `db` at each scrape. The query runs on the

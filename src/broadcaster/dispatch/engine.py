@@ -355,12 +355,11 @@ class Dispatcher:
         self._channels.pop(channel, None)
         run = self._runs.pop(channel, None)
         self._kept.discard(channel)
-        if run is not None and run.handing_over:
-            self._tell_others()  # the others take it now, not at their next poll
         if not task.cancelled() and task.exception() is not None:
             log.error("dispatch of channel %s stopped", channel, exc_info=task.exception())
         self._wake.set()  # work may remain (an error, or a lost lease): look again
-        if self._aside.get(channel, 0.0) > time.monotonic():
+        handed = run is not None and run.handing_over
+        if handed or self._aside.get(channel, 0.0) > time.monotonic():
             self._tell_others()  # left to the other replicas: they need not wait for their poll
 
 

@@ -229,9 +229,8 @@ class Database:
                 cursor = held.connection.cursor()
                 cursor.execute(f"PRAGMA cache_size=-{1024 * self._write_cache_mb}")
                 cursor.close()
-            conn = held
-            with conn.begin():
-                yield conn
+            with held.begin():
+                yield held
 
     def _in_transaction(
         self,
