@@ -26,6 +26,7 @@ RETRY_KEY_PATTERN = re.compile(
 
 _BITS = 128
 _MASK = (1 << _BITS) - 1
+_HALF = (1 << 64) - 1  # the low 64 bits of one id
 # Odd multipliers are invertible modulo 2**128; the xor-shifts by 64 are their own inverses.
 _M1 = 0x9E3779B97F4A7C15F39CC0605CEDC835
 _M2 = 0xC2B2AE3D27D4EB4F165667B19E3779F9
@@ -39,7 +40,7 @@ _HEX_DIGITS = b"0123456789abcdef"
 _LANE_BITS = 256
 _LANES = 500  # a full multicast is one packed integer, with these masks used as they are
 _ONES = sum(1 << (_LANE_BITS * i) for i in range(_LANES))
-_LOW64 = _ONES * ((1 << 64) - 1)
+_LOW64 = _ONES * _HALF
 _LOW128 = _ONES * _MASK
 _RAMP = sum(i << (_LANE_BITS * i) for i in range(_LANES))
 _ZERO_HALF_LANE = b"0" * 32
@@ -74,24 +75,6 @@ def all_user_ids(values: Sequence[object]) -> bool:
     )
 
 
-def _mix(x: int) -> int:
-    x ^= x >> 64
-    x = (x * _M1) & _MASK
-    x ^= x >> 64
-    x = (x * _M2) & _MASK
-    x ^= x >> 64
-    return x
-
-
-def _unmix(x: int) -> int:
-    x ^= x >> 64
-    x = (x * _M2_INV) & _MASK
-    x ^= x >> 64
-    x = (x * _M1_INV) & _MASK
-    x ^= x >> 64
-    return x
-
-
 def _mix_lanes(x: int, low64: int, low128: int) -> int:
     """`_mix` of every lane; `low64`/`low128` keep the low 64/128 bits of each lane in use."""
     x ^= (x >> 64) & low64
@@ -109,6 +92,14 @@ def _unmix_lanes(x: int, low64: int, low128: int) -> int:
     x = (x * _M1_INV) & low128
     x ^= (x >> 64) & low64
     return x
+
+
+def _mix(x: int) -> int:
+    return _mix_lanes(x, _HALF, _MASK)
+
+
+def _unmix(x: int) -> int:
+    return _unmix_lanes(x, _HALF, _MASK)
 
 
 def seed_key(seed: int | str, purpose: str) -> int:
