@@ -142,16 +142,24 @@ def _grow(steps: list[tuple[str, object]], extra: int = 0) -> FollowerRegistry:
     return registry
 
 
+def _block_some(registry: FollowerRegistry, data: st.DataObject, most: int) -> set[int]:
+    """Up to `most` of the registry's followers, drawn, blocked; returns their positions."""
+    if not len(registry):
+        return set()
+    positions = st.integers(min_value=0, max_value=len(registry) - 1)
+    blocked = data.draw(st.sets(positions, max_size=most))
+    for p in blocked:
+        registry.block(p)
+    return blocked
+
+
 @given(growth, st.data())
 @settings(max_examples=80)
 def test_recipients_found_together_are_the_recipients_found_one_by_one(
     steps: list[tuple[str, object]], data: st.DataObject
 ) -> None:
     registry = _grow(steps)
-    size = len(registry)
-    if size:
-        for p in data.draw(st.lists(st.integers(min_value=0, max_value=size - 1), max_size=20)):
-            registry.block(p)
+    _block_some(registry, data, 20)
     wider = _grow(steps, extra=25)
     pool = wider.listed(0, len(wider), include_blocked=True)
     candidates = st.one_of(user_ids, st.sampled_from(pool)) if pool else user_ids
@@ -171,10 +179,7 @@ def test_listings_are_the_ids_at_each_position(
 ) -> None:
     registry = _grow(steps)
     size = len(registry)
-    blocked = data.draw(st.sets(st.integers(min_value=0, max_value=max(size - 1, 0)), max_size=9))
-    for p in blocked:
-        if p < size:
-            registry.block(p)
+    blocked = _block_some(registry, data, 9)
     start = data.draw(st.integers(min_value=0, max_value=size + 5))
     stop = data.draw(st.integers(min_value=0, max_value=size + 5))
 
