@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -33,6 +34,14 @@ async def _serve(config: Config) -> None:
     try:
         prepare_schema(app.db)
         grpc_server, http = await app.start()
+        # What start-up made (modules, descriptors, the schema, some 140,000 objects) lives as
+        # long as the process: out of the garbage collector's sight, a full collection no
+        # longer walks it each time, which held the event loop some 80 ms.
+        gc.freeze()
+        # Worker threads (parsing large requests, database calls) hand the interpreter back
+        # after 1 ms rather than Python's 5 ms: with two or three of them busy, the event loop
+        # waited up to their sum for each of its turns.
+        sys.setswitchinterval(0.001)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broadcaster.api.request_limits import SMALL, Limit, check_and_parse, count_field, method_limits
+from broadcaster.api.request_limits import (
+    OFF_LOOP_BYTES,
+    SMALL,
+    LargeTurns,
+    Limit,
+    check_and_parse,
+    count_field,
+    is_large,
+    method_limits,
+)
 from broadcaster.domain.errors import InvalidArgument, ResourceExhausted
 from broadcaster.v1 import broadcast_service_pb2 as bpb
 from broadcaster.v1 import contact_service_pb2 as cpb
@@ -85,3 +96,36 @@ def test_the_largest_valid_requests_fit_their_limits() -> None:
     )
     create = limits["/broadcaster.v1.BroadcastService/CreateBroadcast"]
     assert broadcast.ByteSize() <= create.max_bytes
+
+
+def test_large_means_parsed_off_the_loop_and_within_the_limit() -> None:
+    limit = Limit(4 * OFF_LOOP_BYTES)
+    assert not is_large(limit, b"x" * OFF_LOOP_BYTES)
+    assert is_large(limit, b"x" * (OFF_LOOP_BYTES + 1))
+    assert not is_large(limit, b"x" * (4 * OFF_LOOP_BYTES + 1))  # refused unparsed instead
+    assert not is_large(limit, cpb.BatchCreateContactsRequest())  # parsed already
+
+
+async def test_large_requests_take_turns_and_small_ones_never_wait() -> None:
+    turns = LargeTurns(at_once=2)
+    limit = Limit(4 * OFF_LOOP_BYTES)
+    large, small = b"x" * (OFF_LOOP_BYTES + 1), b"x"
+    at_once = most = 0
+    release = asyncio.Event()
+
+    async def handle(raw: bytes) -> None:
+        nonlocal at_once, most
+        async with turns.turn(limit, raw):
+            at_once += 1
+            most = max(most, at_once)
+            await release.wait()
+            at_once -= 1
+
+    waiting = [asyncio.create_task(handle(large)) for _ in range(5)]
+    await asyncio.sleep(0)
+    assert (at_once, most) == (2, 2)
+    async with turns.turn(limit, small):  # while two large ones hold their turns
+        pass
+    release.set()
+    await asyncio.gather(*waiting)
+    assert most == 2

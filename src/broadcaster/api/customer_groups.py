@@ -18,9 +18,19 @@ from broadcaster.v1 import customer_group_service_pb2_grpc as pb_grpc
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
+def _copied(ids: Sequence[str]) -> list[str]:
+    """`ids` as a list, copied OFF_LOOP_IDS at a time: copying is one call into the protobuf
+    runtime that holds the interpreter throughout (100,000 ids: 10 ms), and between the pieces
+    the event loop gets its turn."""
+    copied: list[str] = []
+    for start in range(0, len(ids), OFF_LOOP_IDS):
+        copied.extend(ids[start : start + OFF_LOOP_IDS])
+    return copied
+
+
 async def _ids(ids: Sequence[str]) -> list[str]:
     """The ids as a list; a long list is copied off the event loop."""
-    return await off_loop(list, ids) if len(ids) > OFF_LOOP_IDS else list(ids)
+    return await off_loop(_copied, ids) if len(ids) > OFF_LOOP_IDS else list(ids)
 
 
 class CustomerGroupServicer(pb_grpc.CustomerGroupServiceServicer):

@@ -7,7 +7,8 @@ The token is checked on the call's metadata before its body is read: a call with
 token gets a handler that answers UNAUTHENTICATED without reading its request. A known
 caller's request reaches the handler as raw bytes and is checked against its method's limits
 and parsed there (api.request_limits), so an oversized or malformed request is answered with a
-status and an ErrorInfo like any other error. Health checks and reflection answer without a
+status and an ErrorInfo like any other error. Large requests are parsed and handled in turns
+(request_limits.LargeTurns). Health checks and reflection answer without a
 token, and take requests of at most 16 KiB.
 
 It wraps the method handler rather than acting before it, so the caller set in a contextvar is
@@ -29,7 +30,7 @@ from google.protobuf.message import Message
 
 from broadcaster import logs
 from broadcaster.api import auth, errors, request_limits
-from broadcaster.api.request_limits import Limits
+from broadcaster.api.request_limits import LargeTurns, Limits
 from broadcaster.domain.auth import LOCAL, Caller, TokenTable
 from broadcaster.domain.errors import DomainError, Unauthenticated
 from broadcaster.metrics import Metrics
@@ -161,6 +162,7 @@ class CallGuard(grpc.aio.ServerInterceptor):
         self._tokens = tokens
         self._metrics = metrics
         self._limits = Limits({}) if limits is None else limits
+        self._large = LargeTurns()
         # Wrapped handlers by method: built once, not on every call. A method's refusal
         # handler answers the calls that carry no known token.
         self._guarded: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
@@ -291,8 +293,9 @@ class CallGuard(grpc.aio.ServerInterceptor):
                 started = time.perf_counter()
                 outcome: grpc.StatusCode | None = grpc.StatusCode.CANCELLED
                 try:
-                    request = await self._enter(method, parse, context, request)
-                    response = await inner(request, context)
+                    async with self._large.turn(self._limits.of(method), request):
+                        request = await self._enter(method, parse, context, request)
+                        response = await inner(request, context)
                     outcome = grpc.StatusCode.OK
                     return response
                 except grpc.aio.AbortError:

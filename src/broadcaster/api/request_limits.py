@@ -9,11 +9,22 @@ A request is checked on its raw bytes before it is parsed: its size against its 
 limit, then the number of items in its one repeated top-level field (read from the wire format
 without parsing the items), so a flood of tiny items is refused after counting at most one
 item past the limit. Large requests are parsed in a worker thread, off the event loop.
+
+Large requests also take turns (`LargeTurns`): at most LARGE_AT_ONCE of them are parsed and
+handled at the same time, and the others wait as the raw bytes they arrived in. A handled
+10,000-contact batch is some hundred thousand Python objects (items, rows, answers) that live
+until it is answered; with twenty of them at once, each full pass of Python's garbage collector
+walked millions of objects and held the event loop for 100-250 ms. Raw bytes are one object
+the collector does not walk. More at once would not finish sooner either: the work is Python,
+and one process runs one thread of Python at a time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +42,7 @@ from broadcaster.services.offload import off_loop
 # millisecond, so smaller ones cost the event loop less than the hand-off would.
 OFF_LOOP_BYTES = 256 * 1024
 OFF_LOOP_ITEMS_BYTES = 16 * 1024  # the same for a request whose items are counted first
+LARGE_AT_ONCE = 2  # large requests parsed and handled at the same time
 
 # Bytes on the wire. A string field costs its tag, its length (up to 3 bytes below 2 MiB) and
 # its UTF-8 bytes: up to 4 per character of text. Resource names and URIs are ASCII (names are
@@ -209,13 +221,33 @@ def check_and_parse(method: str, limit: Limit, parse: Callable[[bytes], Any], ra
         ) from None
 
 
+def is_large(limit: Limit, raw: Any) -> bool:
+    """Whether `raw` is a large request of its method: one parsed off the event loop, and
+    handled in turn with the other large ones. Counting items is Python, a few hundred
+    nanoseconds a tag: 16 KiB may hold 8,000 of them. Oversized requests are not large: they
+    are refused unparsed."""
+    if not isinstance(raw, bytes) or len(raw) > limit.max_bytes:
+        return False
+    return len(raw) > (OFF_LOOP_ITEMS_BYTES if limit.items else OFF_LOOP_BYTES)
+
+
+class LargeTurns:
+    """Turns for large requests: at most `at_once` in progress, the others waiting in order of
+    arrival. Small requests never wait."""
+
+    def __init__(self, at_once: int = LARGE_AT_ONCE) -> None:
+        self._turns = asyncio.Semaphore(at_once)
+
+    def turn(self, limit: Limit, raw: Any) -> AbstractAsyncContextManager[Any]:
+        """What to hold while `raw` is parsed and handled."""
+        return self._turns if is_large(limit, raw) else contextlib.nullcontext()
+
+
 async def decode(method: str, limit: Limit, parse: Callable[[bytes], Any], raw: Any) -> Any:
-    """`raw` checked and parsed: in a worker thread when it is larger than OFF_LOOP_BYTES.
-    `raw` that is not bytes was parsed already (a handler called in-process) and is returned."""
+    """`raw` checked and parsed: in a worker thread when it is large (`is_large`). `raw` that
+    is not bytes was parsed already (a handler called in-process) and is returned."""
     if not isinstance(raw, bytes):
         return raw
-    # Counting items is Python, a few hundred nanoseconds a tag: 16 KiB may hold 8,000 of them.
-    large = len(raw) > (OFF_LOOP_ITEMS_BYTES if limit.items else OFF_LOOP_BYTES)
-    if large and len(raw) <= limit.max_bytes:
+    if is_large(limit, raw):
         return await off_loop(check_and_parse, method, limit, parse, raw)
     return check_and_parse(method, limit, parse, raw)
