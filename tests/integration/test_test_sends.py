@@ -233,3 +233,21 @@ def _set_messages(conn: Connection, broadcast: str, messages: str) -> None:
     conn.execute(
         text("UPDATE broadcasts SET messages = :m WHERE id = :b"), {"m": messages, "b": broadcast}
     )
+
+
+async def test_deleting_the_draft_deletes_its_test_sends(shop: Shop) -> None:
+    name = await shop.draft()
+    await shop.tests.send(LOCAL, name, [shop.contact(0)], "")
+    await shop.broadcasts.delete(LOCAL, name)
+    left = await shop.ctx.db.read(_count_test_sends, name.rsplit("/", 1)[1])
+    assert left == 0
+    with pytest.raises(NotFound):
+        await shop.tests.list_page(LOCAL, name, 0, "")
+
+
+def _count_test_sends(conn: Connection, broadcast: str) -> int:
+    return int(
+        conn.execute(
+            text("SELECT COUNT(*) FROM test_sends WHERE broadcast_id = :b"), {"b": broadcast}
+        ).scalar_one()
+    )
