@@ -75,4 +75,4 @@ def test_only_the_test_sendable_states_may_be_test_sent(state: BroadcastState) -
         with pytest.raises(FailedPrecondition) as e:
             b.require_test_sendable()
         assert e.value.reason == "BROADCAST_NOT_DRAFT"
-    assert lifecycle.TEST_SENDABLE == {S.DRAFT}
+    assert {S.DRAFT} == lifecycle.TEST_SENDABLE
