@@ -13,6 +13,10 @@ idempotency keys accepted, which are answered "already accepted" as LINE does. A
 id starts with `bad-` is refused as invalid; a `quota` is enforced; `Ledger.script` queues
 answers for the next sends ("fail": a transient error; "lost": accepted, but the answer is lost
 on the way back; "rate": too many requests; "reject": refused for good).
+
+A test send (`send_test`) goes to each recipient alone, under a key per recipient derived from
+its own, with the same rules (a `bad-` id refused, the quota enforced, a key answered "already
+accepted"); "fail" in the script fails the next recipient transiently.
 """
 
 from __future__ import annotations
@@ -197,6 +201,34 @@ class FakeChannel:
         if step == "lost":
             return SendOutcome(SendStatus.RETRY_LATER, detail="connection reset")
         return SendOutcome(SendStatus.ACCEPTED, request_id=request_id)
+
+    async def send_test(self, batch: SendBatch) -> list[SendOutcome]:
+        ledger = LEDGERS[self._c["token"]]
+        outcomes = []
+        for recipient in batch.recipients:
+            key = f"{batch.idempotency_key}/{recipient}"
+            ledger.attempts += 1
+            earlier = ledger.accepted_keys.get(key)
+            step = ledger.script.pop(0) if ledger.script else ""
+            if earlier is not None:
+                outcomes.append(SendOutcome(SendStatus.ALREADY_ACCEPTED, request_id=earlier))
+            elif step == "fail":
+                outcomes.append(SendOutcome(SendStatus.RETRY_LATER, detail="fake 500"))
+            elif ledger.revoked:
+                outcomes.append(SendOutcome(SendStatus.CREDENTIALS_REFUSED, detail="fake 401"))
+            elif recipient.startswith("bad-"):
+                outcomes.append(
+                    SendOutcome(SendStatus.INVALID_RECIPIENTS, invalid_recipients=(recipient,))
+                )
+            elif "quota" in self._c and ledger.used + 1 > int(self._c["quota"]):
+                outcomes.append(SendOutcome(SendStatus.QUOTA_EXHAUSTED))
+            else:
+                request_id = str(uuid.uuid4())
+                ledger.accepted_keys[key] = request_id
+                ledger.received[recipient] += 1
+                ledger.used += 1
+                outcomes.append(SendOutcome(SendStatus.ACCEPTED, request_id=request_id))
+        return outcomes
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[InteractionEvent]:
         given = headers.get("x-fake-signature", "")

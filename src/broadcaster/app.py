@@ -26,6 +26,7 @@ from broadcaster.services.customer_groups import CustomerGroups
 from broadcaster.services.event_cursors import EventCursors
 from broadcaster.services.events import EventFeed, Events
 from broadcaster.services.sending import Sending
+from broadcaster.services.test_sends import TestSends
 from broadcaster.services.webhooks import WebhookIngest
 from broadcaster.store import migrate
 from broadcaster.store.database import Database
@@ -109,6 +110,7 @@ class App:
             contact_sync=ContactSyncer(ctx, hub, channels),
             broadcasts=broadcasts,
             sending=Sending(ctx, broadcasts, dispatcher.wake),
+            test_sends=TestSends(ctx, broadcasts),
             events=Events(ctx, feed, EventCursors(keys)),
             registry=registry,
         )

@@ -63,3 +63,16 @@ def test_a_sent_broadcast_cannot_be_cancelled_or_sent_again() -> None:
         sent.require_sending()
     with pytest.raises(FailedPrecondition):
         sent.require_draft()
+
+
+@pytest.mark.parametrize("state", list(BroadcastState))
+def test_only_the_test_sendable_states_may_be_test_sent(state: BroadcastState) -> None:
+    b = _broadcast(state)
+    assert lifecycle.may_test_send(state) is (state in lifecycle.TEST_SENDABLE)
+    if lifecycle.may_test_send(state):
+        b.require_test_sendable()
+    else:
+        with pytest.raises(FailedPrecondition) as e:
+            b.require_test_sendable()
+        assert e.value.reason == "BROADCAST_NOT_DRAFT"
+    assert {S.DRAFT} == lifecycle.TEST_SENDABLE

@@ -66,3 +66,11 @@ async def test_a_failed_read_is_not_kept() -> None:
     with pytest.raises(ChannelUnavailable):
         await cache.quota("ch", channel)  # type: ignore[arg-type]
     assert (await cache.quota("ch", channel)).used == 2  # type: ignore[arg-type]
+
+
+async def test_a_forgotten_channel_is_read_afresh_within_the_ttl() -> None:
+    cache, channel = QuotaCache(clock=Clock()), Counting()
+    await cache.quota("ch", channel)  # type: ignore[arg-type]
+    cache.forget("ch")  # something was sent on it (a test send)
+    assert (await cache.quota("ch", channel)).used == 2  # type: ignore[arg-type]
+    cache.forget("never-read")  # nothing kept: nothing to do

@@ -222,3 +222,46 @@ def test_send_over_quota_is_refused_with_quota_failure(
     assert e.value.quota_violations and e.value.quota_violations[0].description
     still = client.broadcasts.GetBroadcast(bpb.GetBroadcastRequest(name=draft.name))
     assert still.state == bpb.Broadcast.DRAFT
+
+
+def test_a_test_send_goes_to_the_named_contacts_only(
+    live: Live, client: Client, shop: dict[str, Any]
+) -> None:
+    parent, channel = shop["parent"], shop["channel"]
+    draft = client.broadcasts.CreateBroadcast(
+        bpb.CreateBroadcastRequest(
+            parent=parent, broadcast=_draft(channel.name, shop["group"], "Preview")
+        )
+    )
+    contacts = client.contacts.ListContacts(
+        ctpb.ListContactsRequest(parent=channel.name, page_size=2)
+    ).contacts
+    named = [c.name for c in contacts]
+    request = bpb.SendTestBroadcastRequest(
+        name=draft.name, contacts=named, request_id=f"test-{uuid.uuid4().hex}"
+    )
+    sent = client.broadcasts.SendTestBroadcast(request)
+    assert [(r.contact, r.outcome) for r in sent.recipients] == [
+        (n, bpb.TestSendRecipient.SENT) for n in named
+    ]
+    assert client.broadcasts.SendTestBroadcast(request) == sent  # the same request id
+    listed = list(
+        paginate(
+            client.broadcasts.ListTestSends,
+            bpb.ListTestSendsRequest(parent=draft.name, page_size=1),
+            lambda page: page.test_sends,
+        )
+    )
+    assert listed == [sent]
+    summary = live.emulator(
+        "GET", f"/_emulator/accounts/{shop['account']['channelId']}/deliveries/summary"
+    )
+    assert (summary["usersReached"], summary["usersReachedMoreThanOnce"]) == (2, 0)
+    again = client.broadcasts.GetBroadcast(bpb.GetBroadcastRequest(name=draft.name))
+    assert (again.state, again.counters.total) == (bpb.Broadcast.DRAFT, 0)
+    with pytest.raises(BroadcasterError) as e:
+        client.broadcasts.SendTestBroadcast(
+            bpb.SendTestBroadcastRequest(name=draft.name, contacts=[named[0], named[0]])
+        )
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.fields == ["contacts[1]"]

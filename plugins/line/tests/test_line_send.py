@@ -321,3 +321,52 @@ def test_403_says_the_credentials_were_refused() -> None:
     outcome = outcome_of(reply(403, {"message": "Forbidden"}), TO)
 
     assert "credentials" in outcome.detail
+
+
+# -- test sends: a push per recipient ---------------------------------------------------------
+
+
+async def test_a_test_send_pushes_to_each_recipient_with_an_outcome_each(
+    emulator: LineEmulator, line_channel: MakeChannel, conformance: ConformanceRecorder
+) -> None:
+    shop = emulator.add_account(followers=3, quota=100)
+    friend, blocked, other = emulator.follower_ids(shop)
+    emulator.block(shop, blocked)
+    stranger = "U" + "0" * 32  # well formed, but not a user of this account
+    malformed = "U-not-a-line-id"
+    channel = line_channel(shop)
+    key = str(uuid.uuid4())
+
+    outcomes = await channel.send_test(batch([friend, blocked, stranger, malformed], key))
+
+    statuses = [o.status for o in outcomes]
+    assert statuses == [
+        SendStatus.ACCEPTED,
+        SendStatus.ACCEPTED,  # LINE answers 200 for a user who blocked the account...
+        SendStatus.INVALID_RECIPIENTS,
+        SendStatus.INVALID_RECIPIENTS,
+    ]
+    assert [o.invalid_recipients for o in outcomes[2:]] == [(stranger,), (malformed,)]
+    assert emulator.times_received(shop, friend) == 1
+    assert emulator.times_received(shop, blocked) == 0  # ...but delivers nothing to them
+    assert emulator.times_received(shop, other) == 0
+    assert shop.quota.usage == 1  # only what was delivered counts
+
+    again = await channel.send_test(batch([friend], key))  # the same test send, after a crash
+    assert [o.status for o in again] == [SendStatus.ALREADY_ACCEPTED]
+    assert emulator.times_received(shop, friend) == 1
+    conformance.assert_clean()
+
+
+async def test_a_test_send_past_the_quota_is_refused_per_recipient(
+    emulator: LineEmulator, line_channel: MakeChannel
+) -> None:
+    shop = emulator.add_account(followers=2, quota=1)
+    first, second = emulator.follower_ids(shop)
+    channel = line_channel(shop)
+
+    [one] = await channel.send_test(batch([first]))
+    [two] = await channel.send_test(batch([second]))
+
+    assert (one.status, two.status) == (SendStatus.ACCEPTED, SendStatus.QUOTA_EXHAUSTED)
+    assert emulator.times_received(shop, second) == 0

@@ -10,6 +10,7 @@ from google.protobuf import empty_pb2
 from broadcaster.api.convert_broadcasts import (
     OUTCOMES_OUT,
     STATES_OUT,
+    TEST_OUTCOMES_OUT,
     WINDOWS_OUT,
     outcome_in,
     state_in,
@@ -21,8 +22,10 @@ from broadcaster.domain.audience import Audience
 from broadcaster.domain.broadcasts import Broadcast, Estimate, target_summary
 from broadcaster.domain.messages import ImageMessage, Message, TextMessage
 from broadcaster.domain.names import BroadcastName, ChannelName, ContactName, CustomerGroupName
+from broadcaster.domain.test_sends import TestSend
 from broadcaster.services.broadcasts import Broadcasts, DraftInput
 from broadcaster.services.sending import Sending
+from broadcaster.services.test_sends import TestSends, test_send_name
 from broadcaster.v1 import broadcast_service_pb2 as pb
 from broadcaster.v1 import broadcast_service_pb2_grpc as pb_grpc
 
@@ -159,10 +162,26 @@ def _build(b: Broadcast) -> pb.Broadcast:
     return out
 
 
+def test_send_out(t: TestSend) -> pb.TestSend:
+    return pb.TestSend(
+        name=test_send_name(t),
+        recipients=[
+            pb.TestSendRecipient(
+                contact=str(ContactName(t.merchant, t.channel, r.contact)),
+                outcome=TEST_OUTCOMES_OUT[r.outcome],
+                reason=r.reason,
+            )
+            for r in t.recipients
+        ],
+        create_time=timestamp(t.create_time),
+    )
+
+
 class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
-    def __init__(self, broadcasts: Broadcasts, sending: Sending) -> None:
+    def __init__(self, broadcasts: Broadcasts, sending: Sending, test_sends: TestSends) -> None:
         self._broadcasts = broadcasts
         self._sending = sending
+        self._test_sends = test_sends
 
     async def CreateBroadcast(
         self, request: pb.CreateBroadcastRequest, context: Context
@@ -256,3 +275,21 @@ class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
                 reason=d.reason,
             )
         return response
+
+    async def SendTestBroadcast(
+        self, request: pb.SendTestBroadcastRequest, context: Context
+    ) -> pb.TestSend:
+        made = await self._test_sends.send(
+            caller(), request.name, list(request.contacts), request.request_id
+        )
+        return test_send_out(made)
+
+    async def ListTestSends(
+        self, request: pb.ListTestSendsRequest, context: Context
+    ) -> pb.ListTestSendsResponse:
+        found, token = await self._test_sends.list_page(
+            caller(), request.parent, request.page_size, request.page_token
+        )
+        return pb.ListTestSendsResponse(
+            test_sends=[test_send_out(t) for t in found], next_page_token=token
+        )

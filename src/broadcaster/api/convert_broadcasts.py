@@ -13,6 +13,7 @@ from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.broadcasts import BroadcastState
 from broadcaster.domain.deliveries import DeliveryOutcome, EventKind
 from broadcaster.domain.errors import FieldViolation, InvalidArgument
+from broadcaster.domain.test_sends import TestOutcome
 from broadcaster.v1 import broadcast_service_pb2 as pb
 from broadcaster.v1 import event_service_pb2 as event_pb
 
@@ -47,6 +48,12 @@ OUTCOMES_OUT: dict[DeliveryOutcome, pb.Delivery.Outcome.ValueType] = {
     DeliveryOutcome.NOT_SENT_STOPPED: pb.Delivery.NOT_SENT_STOPPED,
 }
 _OUTCOMES_IN = {int(n): o for o, n in OUTCOMES_OUT.items()}
+
+TEST_OUTCOMES_OUT: dict[TestOutcome, pb.TestSendRecipient.Outcome.ValueType] = {
+    TestOutcome.SENT: pb.TestSendRecipient.SENT,
+    TestOutcome.FAILED: pb.TestSendRecipient.FAILED,
+    TestOutcome.SKIPPED: pb.TestSendRecipient.SKIPPED,
+}
 
 EVENT_KINDS_OUT: dict[EventKind, event_pb.Event.Kind.ValueType] = {
     EventKind.BROADCAST_MESSAGE: event_pb.Event.BROADCAST_MESSAGE,

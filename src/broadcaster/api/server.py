@@ -27,6 +27,7 @@ from broadcaster.services.contacts import Contacts
 from broadcaster.services.customer_groups import CustomerGroups
 from broadcaster.services.events import Events
 from broadcaster.services.sending import Sending
+from broadcaster.services.test_sends import TestSends
 from broadcaster.v1 import (
     broadcast_service_pb2,
     channel_service_pb2,
@@ -60,6 +61,7 @@ class Services:
     contact_sync: ContactSyncer
     broadcasts: Broadcasts
     sending: Sending
+    test_sends: TestSends
     events: Events
     registry: ChannelRegistry
 
@@ -125,7 +127,7 @@ async def start_server(
         ChannelServicer(services.channels, services.contact_sync, services.registry), server
     )
     broadcast_grpc.add_BroadcastServiceServicer_to_server(
-        BroadcastServicer(services.broadcasts, services.sending), server
+        BroadcastServicer(services.broadcasts, services.sending, services.test_sends), server
     )
     event_grpc.add_EventServiceServicer_to_server(EventServicer(services.events), server)
     health_servicer = health.aio.HealthServicer()

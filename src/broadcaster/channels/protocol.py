@@ -75,6 +75,15 @@ class Channel(Protocol):
         """Send one batch. Expected failures are outcomes, never exceptions."""
         ...
 
+    async def send_test(self, batch: SendBatch) -> Sequence[SendOutcome]:
+        """Send `batch.messages` now to each of a few recipients (a test send: at most 10), and
+        say what became of each: one outcome per recipient, in `batch.recipients` order. One
+        recipient's failure must not stop the others. Each recipient counts against the quota
+        as the channel counts it. The core does not retry; expected failures are outcomes,
+        never exceptions. `batch.idempotency_key` is the same if the core sends it again after
+        a crash: the channel should then answer ALREADY_ACCEPTED, not deliver twice."""
+        ...
+
     def parse_webhook(
         self, headers: Mapping[str, str], body: bytes
     ) -> Sequence[InteractionEvent | RefusedEvent]:

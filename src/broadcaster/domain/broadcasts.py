@@ -75,6 +75,16 @@ class Broadcast:
                 state=self.state.name,
             )
 
+    def require_test_sendable(self) -> None:
+        """Only a broadcast not yet sent can be test sent (lifecycle.TEST_SENDABLE)."""
+        if not lifecycle.may_test_send(self.state):
+            raise FailedPrecondition(
+                f"Only drafts can be test sent; this broadcast is {self.state.name.lower()}. "
+                "Copy it to make a new draft.",
+                reason=Reason.BROADCAST_NOT_DRAFT,
+                state=self.state.name,
+            )
+
     def require_channel(self, channel: str) -> None:
         """A resend goes to its source's unreached recipients, who are contacts of the source's
         channel: it cannot move to another channel (`channel`, an id)."""

@@ -62,6 +62,17 @@ TABLE: Mapping[Transition, Rule] = MappingProxyType(
 )
 
 
+# The states whose messages may be sent now to a few named contacts (SendTestBroadcast): a
+# test send changes no state, so it is not a transition. A new state that may still be
+# tested (say, SCHEDULED) is one more member here.
+TEST_SENDABLE: frozenset[BroadcastState] = frozenset({_S.DRAFT})
+
+
+def may_test_send(state: BroadcastState) -> bool:
+    """Whether a broadcast in `state` may be test sent."""
+    return state in TEST_SENDABLE
+
+
 def sources(transition: Transition) -> frozenset[BroadcastState]:
     """The states `transition` may start from."""
     return TABLE[transition].sources

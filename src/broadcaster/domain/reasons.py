@@ -74,5 +74,9 @@ class Reason(enum.StrEnum):
     INVALID_RECIPIENT = "INVALID_RECIPIENT"  # the channel named this recipient's id invalid
     KEY_EXPIRED = "KEY_EXPIRED"  # unconfirmed, and too late to retry without a duplicate
 
+    # --- test sends: why a named contact was not sent to (a test send's recipient reason)
+    CONTACT_OPTED_OUT = "CONTACT_OPTED_OUT"  # the contact opted out of the merchant's messages
+    CONTACT_BLOCKED = "CONTACT_BLOCKED"  # the contact blocked (unfollowed) the account
+
     # --- limits on what a caller holds at once
     TOO_MANY_STREAMS = "TOO_MANY_STREAMS"  # the merchant has as many WatchEvents streams as allowed

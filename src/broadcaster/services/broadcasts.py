@@ -40,6 +40,7 @@ from broadcaster.store import audience as audience_repo
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import groups as group_repo
 from broadcaster.store import snapshot
+from broadcaster.store import test_sends as test_send_repo
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
 CREATE, COPY = "CreateBroadcast", "CopyBroadcast"
@@ -134,6 +135,11 @@ class Broadcasts:
         if found is None or found[0].merchant != channel.merchant:
             raise channel_not_connected(str(channel))
         return found
+
+    def quota_spent(self, channel_id: str) -> None:
+        """Messages went out on the channel outside a broadcast (a test send): estimates read
+        its quota afresh."""
+        self._quotas.forget(channel_id)
 
     async def group_name(self, merchant: str, audience: Audience) -> str:
         if audience.customer_group is None:
@@ -347,6 +353,7 @@ class Broadcasts:
                 raise not_found(name)
             found.require_draft()
             repo.delete_draft(conn, n.merchant, n.broadcast)
+            test_send_repo.delete_for(conn, n.broadcast)
 
         await self._ctx.db.write(tx)
 

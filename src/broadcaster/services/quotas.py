@@ -49,3 +49,7 @@ class QuotaCache:
             reading = self._reading.get(channel_id)
             if reading is not None and reading[0] is instance:
                 del self._reading[channel_id]
+
+    def forget(self, channel_id: str) -> None:
+        """Read the channel's quota afresh next time: something was just sent on it."""
+        self._kept.pop(channel_id, None)

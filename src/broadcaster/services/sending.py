@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection
 
+from broadcaster.channels import Channel
 from broadcaster.domain import rules
 from broadcaster.domain.auth import Caller
 from broadcaster.domain.broadcasts import Broadcast, Estimate
@@ -53,6 +54,20 @@ def quota_exceeded(recipients: int, remaining: int, channel: str) -> FailedPreco
     )
 
 
+def require_valid_messages(instance: Channel, draft: Broadcast) -> None:
+    """The draft's messages meet the channel's rules now (they may have changed since it was
+    saved): checked before anything is sent, by Send and by a test send."""
+    problems = instance.validate_messages(draft.messages)
+    if problems:
+        raise FailedPrecondition(
+            "The draft's messages no longer meet the channel's rules: edit them first.",
+            reason=Reason.BROADCAST_MESSAGES_INVALID,
+            violations=[
+                PreconditionViolation("MESSAGES", p.field, p.description) for p in problems
+            ],
+        )
+
+
 class Sending:
     def __init__(
         self, ctx: ServiceContext, broadcasts: Broadcasts, wake: Callable[[], None]
@@ -68,15 +83,7 @@ class Sending:
         draft.require_draft()
         channel = ChannelName(draft.merchant, draft.channel)
         account, instance = await self._broadcasts.live(channel)
-        problems = instance.validate_messages(draft.messages)
-        if problems:
-            raise FailedPrecondition(
-                "The draft's messages no longer meet the channel's rules: edit them first.",
-                reason=Reason.BROADCAST_MESSAGES_INVALID,
-                violations=[
-                    PreconditionViolation("MESSAGES", p.field, p.description) for p in problems
-                ],
-            )
+        require_valid_messages(instance, draft)
         if not draft.resend_of:
             self._broadcasts.require_eligible(instance, account, draft.audience)
         estimate = await self._broadcasts.estimate_for(channel, draft.audience, draft.resend_of)

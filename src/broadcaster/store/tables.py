@@ -450,3 +450,24 @@ class ConversationRow(SQLModel, table=True):
 
 
 conversations = _table(ConversationRow)
+
+
+class TestSendRow(SQLModel, table=True):
+    """A test send of a broadcast: its contacts and what became of each, as JSON
+    `[[contact id, outcome, reason], ...]` (at most 10), and who asked. Newest first is
+    `id` descending (ids sort by creation time)."""
+
+    __test__ = False  # not a pytest test class
+    __tablename__ = "test_sends"
+    __table_args__ = (Index("ix_test_sends_broadcast", "broadcast_id", "id"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    merchant_id: str = Field(max_length=64)
+    broadcast_id: str = Field(max_length=32)
+    channel_id: str = Field(max_length=32)
+    recipients: str = Field(sa_column=Column(Text, nullable=False))
+    requested_by: str = Field(max_length=128)
+    create_time: int = Field(sa_column=_time())
+
+
+test_sends = _table(TestSendRow)

@@ -855,3 +855,192 @@ class ListDeliveriesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListDeliveriesResponse: _TypeAlias = ListDeliveriesResponse  # noqa: Y015
+
+@_typing.final
+class SendTestBroadcastRequest(_message.Message):
+    """--- test sends
+
+    Request for SendTestBroadcast.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CONTACTS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the draft whose messages to send."""
+    request_id: _builtins.str
+    """Idempotency key chosen by the caller (at most 128 characters). The same request repeated
+    with it returns the first result and sends nothing twice; a different request with it is
+    refused (INVALID_ARGUMENT `REQUEST_ID_REUSED`).
+    """
+    @_builtins.property
+    def contacts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """1 to 10 distinct contacts of the draft's channel,
+        `merchants/{merchant}/channels/{channel}/contacts/{contact}`.
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        contacts: _abc.Iterable[_builtins.str] | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contacts", b"contacts", "name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendTestBroadcastRequest: _TypeAlias = SendTestBroadcastRequest  # noqa: Y015
+
+@_typing.final
+class TestSend(_message.Message):
+    """One test send of a draft: who it went to and what became of each."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RECIPIENTS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, `merchants/{merchant}/broadcasts/{broadcast}/testSends/{test_send}`."""
+    @_builtins.property
+    def recipients(self) -> _containers.RepeatedCompositeFieldContainer[Global___TestSendRecipient]:
+        """Each contact named, in the order of the request."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was sent."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        recipients: _abc.Iterable[Global___TestSendRecipient] | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "name", b"name", "recipients", b"recipients"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestSend: _TypeAlias = TestSend  # noqa: Y015
+
+@_typing.final
+class TestSendRecipient(_message.Message):
+    """What became of one contact of a test send."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Outcome:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _OutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[TestSendRecipient._Outcome.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        OUTCOME_UNSPECIFIED: TestSendRecipient._Outcome.ValueType  # 0
+        """Not used."""
+        SENT: TestSendRecipient._Outcome.ValueType  # 1
+        """The channel accepted the messages for this contact."""
+        FAILED: TestSendRecipient._Outcome.ValueType  # 2
+        """The channel refused it for this contact (`reason` says why)."""
+        SKIPPED: TestSendRecipient._Outcome.ValueType  # 3
+        """Not sent: the contact opted out or blocked the account (`reason`)."""
+
+    class Outcome(_Outcome, metaclass=_OutcomeEnumTypeWrapper):
+        """The contact's outcome."""
+
+    OUTCOME_UNSPECIFIED: TestSendRecipient.Outcome.ValueType  # 0
+    """Not used."""
+    SENT: TestSendRecipient.Outcome.ValueType  # 1
+    """The channel accepted the messages for this contact."""
+    FAILED: TestSendRecipient.Outcome.ValueType  # 2
+    """The channel refused it for this contact (`reason` says why)."""
+    SKIPPED: TestSendRecipient.Outcome.ValueType  # 3
+    """Not sent: the contact opted out or blocked the account (`reason`)."""
+
+    CONTACT_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    contact: _builtins.str
+    """The contact, `merchants/{merchant}/channels/{channel}/contacts/{contact}`."""
+    outcome: Global___TestSendRecipient.Outcome.ValueType
+    """What became of it."""
+    reason: _builtins.str
+    """A stable reason for FAILED and SKIPPED (for example `CONTACT_BLOCKED`)."""
+    def __init__(
+        self,
+        *,
+        contact: _builtins.str = ...,
+        outcome: Global___TestSendRecipient.Outcome.ValueType = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact", "outcome", b"outcome", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestSendRecipient: _TypeAlias = TestSendRecipient  # noqa: Y015
+
+@_typing.final
+class ListTestSendsRequest(_message.Message):
+    """Request for ListTestSends."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The broadcast, `merchants/{merchant}/broadcasts/{broadcast}`."""
+    page_size: _builtins.int
+    """Maximum number of test sends to return. Default 50, maximum 1,000."""
+    page_token: _builtins.str
+    """`next_page_token` of a previous call with the same other fields."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTestSendsRequest: _TypeAlias = ListTestSendsRequest  # noqa: Y015
+
+@_typing.final
+class ListTestSendsResponse(_message.Message):
+    """Response of ListTestSends."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEST_SENDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when there are no more."""
+    @_builtins.property
+    def test_sends(self) -> _containers.RepeatedCompositeFieldContainer[Global___TestSend]:
+        """The test sends, newest first."""
+
+    def __init__(
+        self,
+        *,
+        test_sends: _abc.Iterable[Global___TestSend] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "test_sends", b"test_sends"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTestSendsResponse: _TypeAlias = ListTestSendsResponse  # noqa: Y015

@@ -82,6 +82,18 @@ class BroadcastServiceStub:
     """Lists what became of each recipient of a broadcast, in recipient order, optionally only
     those with one outcome ("who did not get it").
     """
+    SendTestBroadcast: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.SendTestBroadcastRequest, _broadcast_service_pb2.TestSend]
+    """--- test sends
+    Sends a draft's messages now to at most 10 named contacts of its channel, to see them as
+    recipients will. Nothing about the draft changes: not its state, counters, deliveries or
+    Message Center events. The messages must meet the channel's rules, as for SendBroadcast,
+    and the contacts sent to count against the channel's quota as the channel counts them
+    (FAILED_PRECONDITION `QUOTA_EXCEEDED` with a `QuotaFailure` when too few messages are
+    left). Each contact's outcome is returned and recorded (ListTestSends); a contact who
+    opted out or blocked the account is skipped with a reason, never the whole call.
+    """
+    ListTestSends: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.ListTestSendsRequest, _broadcast_service_pb2.ListTestSendsResponse]
+    """Lists a broadcast's test sends, newest first."""
 
 @_typing.type_check_only
 class BroadcastServiceAsyncStub(BroadcastServiceStub):
@@ -136,6 +148,18 @@ class BroadcastServiceAsyncStub(BroadcastServiceStub):
     """Lists what became of each recipient of a broadcast, in recipient order, optionally only
     those with one outcome ("who did not get it").
     """
+    SendTestBroadcast: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.SendTestBroadcastRequest, _broadcast_service_pb2.TestSend]  # type: ignore[assignment]
+    """--- test sends
+    Sends a draft's messages now to at most 10 named contacts of its channel, to see them as
+    recipients will. Nothing about the draft changes: not its state, counters, deliveries or
+    Message Center events. The messages must meet the channel's rules, as for SendBroadcast,
+    and the contacts sent to count against the channel's quota as the channel counts them
+    (FAILED_PRECONDITION `QUOTA_EXCEEDED` with a `QuotaFailure` when too few messages are
+    left). Each contact's outcome is returned and recorded (ListTestSends); a contact who
+    opted out or blocked the account is skipped with a reason, never the whole call.
+    """
+    ListTestSends: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.ListTestSendsRequest, _broadcast_service_pb2.ListTestSendsResponse]  # type: ignore[assignment]
+    """Lists a broadcast's test sends, newest first."""
 
 class BroadcastServiceServicer(metaclass=_abc_1.ABCMeta):
     """Broadcasts: one message of up to five bubbles, sent to many of a merchant's contacts on one
@@ -247,5 +271,29 @@ class BroadcastServiceServicer(metaclass=_abc_1.ABCMeta):
         """Lists what became of each recipient of a broadcast, in recipient order, optionally only
         those with one outcome ("who did not get it").
         """
+
+    @_abc_1.abstractmethod
+    def SendTestBroadcast(
+        self,
+        request: _broadcast_service_pb2.SendTestBroadcastRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broadcast_service_pb2.TestSend, _abc.Awaitable[_broadcast_service_pb2.TestSend]]:
+        """--- test sends
+        Sends a draft's messages now to at most 10 named contacts of its channel, to see them as
+        recipients will. Nothing about the draft changes: not its state, counters, deliveries or
+        Message Center events. The messages must meet the channel's rules, as for SendBroadcast,
+        and the contacts sent to count against the channel's quota as the channel counts them
+        (FAILED_PRECONDITION `QUOTA_EXCEEDED` with a `QuotaFailure` when too few messages are
+        left). Each contact's outcome is returned and recorded (ListTestSends); a contact who
+        opted out or blocked the account is skipped with a reason, never the whole call.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTestSends(
+        self,
+        request: _broadcast_service_pb2.ListTestSendsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broadcast_service_pb2.ListTestSendsResponse, _abc.Awaitable[_broadcast_service_pb2.ListTestSendsResponse]]:
+        """Lists a broadcast's test sends, newest first."""
 
 def add_BroadcastServiceServicer_to_server(servicer: BroadcastServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -110,6 +110,9 @@ class LineChannel:
     async def send(self, batch: SendBatch) -> SendOutcome:
         return await sending.send_batch(self._client, batch)
 
+    async def send_test(self, batch: SendBatch) -> list[SendOutcome]:
+        return await sending.send_test(self._client, batch)
+
     def parse_webhook(
         self, headers: Mapping[str, str], body: bytes
     ) -> list[InteractionEvent | RefusedEvent]:

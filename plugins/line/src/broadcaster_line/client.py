@@ -157,6 +157,7 @@ class LineClient:
         self._quota = self._base / "v2/bot/message/quota"
         self._consumption = self._base / "v2/bot/message/quota/consumption"
         self._multicast = self._base / "v2/bot/message/multicast"
+        self._push = self._base / "v2/bot/message/push"
 
     def __repr__(self) -> str:  # never show the token
         return f"LineClient({str(self._base)!r})"
@@ -184,6 +185,12 @@ class LineClient:
         """POST an already serialised multicast body; `retry_key` is a UUID."""
         headers = {**self._json_auth, RETRY_KEY: retry_key}
         async with self._session.post(self._multicast, data=body, headers=headers) as resp:
+            return await _reply(resp)
+
+    async def push(self, body: bytes, retry_key: str) -> LineReply:
+        """POST an already serialised push body (one recipient); `retry_key` is a UUID."""
+        headers = {**self._json_auth, RETRY_KEY: retry_key}
+        async with self._session.post(self._push, data=body, headers=headers) as resp:
             return await _reply(resp)
 
     async def _get(self, url: URL) -> LineReply:

@@ -15,14 +15,23 @@ unless LINE names some of them as invalid.
 | other 400, 404, 413, other 4xx                 | FATAL with LINE's message                 |
 | 401                                            | CREDENTIALS_REFUSED: the token was refused |
 | 403                                            | FATAL: the credentials may not do this     |
+
+A test send (`send_test`) pushes to each of its few recipients: one request and one outcome
+per recipient, so one bad id fails alone. Each push carries its own retry key, derived from the
+test send's key and the recipient, so sending the same test again after a crash is answered 409
+rather than delivered twice. A push answers as a multicast does, except that LINE names a bad
+or unknown recipient as `to` (or answers "Failed to send messages"): INVALID_RECIPIENTS. A
+push to a user who blocked the account is answered 200 but neither delivered nor counted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
 import re
+import uuid
 from collections.abc import Sequence
 
 from broadcaster.channels import Message, SendBatch, SendOutcome, SendStatus
@@ -48,6 +57,17 @@ def encode_multicast(recipients: Sequence[str], messages: Sequence[Message]) -> 
     to_json = json.dumps(to, separators=(",", ":"))
     # ASCII JSON (non-ASCII escaped), so encoding cannot fail whatever the text holds.
     return f'{{"to":{to_json},"messages":{_messages_json(tuple(messages))}}}'.encode("ascii")
+
+
+def encode_push(recipient: str, messages: Sequence[Message]) -> bytes:
+    """The push request body `{"to": "...", "messages": [...]}` as UTF-8 JSON."""
+    to_json = json.dumps(recipient)
+    return f'{{"to":{to_json},"messages":{_messages_json(tuple(messages))}}}'.encode("ascii")
+
+
+def push_retry_key(key: str, recipient: str) -> str:
+    """The retry key of one recipient's push: the same for the same test send and recipient."""
+    return str(uuid.uuid5(uuid.UUID(key), recipient))
 
 
 def _invalid_recipients(reply: LineReply, recipients: Sequence[str]) -> tuple[str, ...]:
@@ -132,3 +152,40 @@ async def send_batch(client: LineClient, batch: SendBatch) -> SendOutcome:
     if outcome.status in (SendStatus.FATAL, SendStatus.CREDENTIALS_REFUSED):
         log.warning("LINE multicast failed: %s (request %s)", outcome.detail, reply.request_id)
     return outcome
+
+
+FAILED_TO_SEND = "Failed to send messages"
+
+
+def push_outcome_of(reply: LineReply, recipient: str) -> SendOutcome:
+    """What a push answer means for its one recipient."""
+    error = reply.error
+    if reply.status == 400 and ("to" in error.properties or error.message == FAILED_TO_SEND):
+        return SendOutcome(
+            SendStatus.INVALID_RECIPIENTS,
+            invalid_recipients=(recipient,),
+            detail=f"LINE rejected the recipient: {error.describe()}",
+        )
+    return outcome_of(reply, [recipient])
+
+
+async def _push_one(
+    client: LineClient, recipient: str, messages: Sequence[Message], key: str
+) -> SendOutcome:
+    body = encode_push(recipient, messages)
+    try:
+        reply = await client.push(body, push_retry_key(key, recipient))
+    except NETWORK_ERRORS as exc:
+        return SendOutcome(
+            SendStatus.RETRY_LATER, detail=f"network error talking to LINE: {type(exc).__name__}"
+        )
+    return push_outcome_of(reply, recipient)
+
+
+async def send_test(client: LineClient, batch: SendBatch) -> list[SendOutcome]:
+    """Push the messages to each recipient at once; one outcome per recipient, in order."""
+    return list(
+        await asyncio.gather(
+            *(_push_one(client, r, batch.messages, batch.idempotency_key) for r in batch.recipients)
+        )
+    )

@@ -88,6 +88,16 @@ class BroadcastServiceStub:
                 request_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ListDeliveriesRequest.SerializeToString,
                 response_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ListDeliveriesResponse.FromString,
                 _registered_method=True)
+        self.SendTestBroadcast = channel.unary_unary(
+                '/broadcaster.v1.BroadcastService/SendTestBroadcast',
+                request_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.SendTestBroadcastRequest.SerializeToString,
+                response_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.TestSend.FromString,
+                _registered_method=True)
+        self.ListTestSends = channel.unary_unary(
+                '/broadcaster.v1.BroadcastService/ListTestSends',
+                request_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ListTestSendsRequest.SerializeToString,
+                response_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ListTestSendsResponse.FromString,
+                _registered_method=True)
 
 
 class BroadcastServiceServicer:
@@ -184,6 +194,27 @@ class BroadcastServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendTestBroadcast(self, request, context):
+        """--- test sends
+        Sends a draft's messages now to at most 10 named contacts of its channel, to see them as
+        recipients will. Nothing about the draft changes: not its state, counters, deliveries or
+        Message Center events. The messages must meet the channel's rules, as for SendBroadcast,
+        and the contacts sent to count against the channel's quota as the channel counts them
+        (FAILED_PRECONDITION `QUOTA_EXCEEDED` with a `QuotaFailure` when too few messages are
+        left). Each contact's outcome is returned and recorded (ListTestSends); a contact who
+        opted out or blocked the account is skipped with a reason, never the whole call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTestSends(self, request, context):
+        """Lists a broadcast's test sends, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BroadcastServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -236,6 +267,16 @@ def add_BroadcastServiceServicer_to_server(servicer, server):
                     servicer.ListDeliveries,
                     request_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ListDeliveriesRequest.FromString,
                     response_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ListDeliveriesResponse.SerializeToString,
+            ),
+            'SendTestBroadcast': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendTestBroadcast,
+                    request_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.SendTestBroadcastRequest.FromString,
+                    response_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.TestSend.SerializeToString,
+            ),
+            'ListTestSends': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTestSends,
+                    request_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ListTestSendsRequest.FromString,
+                    response_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ListTestSendsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -511,6 +552,60 @@ class BroadcastService:
             '/broadcaster.v1.BroadcastService/ListDeliveries',
             broadcaster_dot_v1_dot_broadcast__service__pb2.ListDeliveriesRequest.SerializeToString,
             broadcaster_dot_v1_dot_broadcast__service__pb2.ListDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendTestBroadcast(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/broadcaster.v1.BroadcastService/SendTestBroadcast',
+            broadcaster_dot_v1_dot_broadcast__service__pb2.SendTestBroadcastRequest.SerializeToString,
+            broadcaster_dot_v1_dot_broadcast__service__pb2.TestSend.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTestSends(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/broadcaster.v1.BroadcastService/ListTestSends',
+            broadcaster_dot_v1_dot_broadcast__service__pb2.ListTestSendsRequest.SerializeToString,
+            broadcaster_dot_v1_dot_broadcast__service__pb2.ListTestSendsResponse.FromString,
             options,
             channel_credentials,
             insecure,
