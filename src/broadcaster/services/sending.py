@@ -149,6 +149,7 @@ class Sending:
             return sending
 
         sent = await self._ctx.db.write(tx)
+        self._ctx.events_recorded(n.merchant)  # its lifecycle event
         self._wake()
         return sent
 
@@ -172,7 +173,9 @@ class Sending:
             assert cancelled is not None
             return cancelled
 
-        return await self._ctx.db.write(tx)
+        cancelled = await self._ctx.db.write(tx)
+        self._ctx.events_recorded(n.merchant)  # its lifecycle event
+        return cancelled
 
     async def deliveries(
         self,
