@@ -253,7 +253,7 @@ def test_events_consumer_resuming_mid_send_sees_each_delivery_once(
         drops += 1
         if api.get(draft.name).state == bpb.Broadcast.SENDING:
             drops_mid_send += 1
-        elif sum(s.kind == epb.Event.BROADCAST_MESSAGE for s in seen) >= people:
+        elif any(s.kind == epb.Event.BROADCAST_SENT for s in seen):
             break
     done = api.finished(draft.name)
     # Nothing more after the last cursor.
@@ -276,7 +276,10 @@ def test_events_consumer_resuming_mid_send_sees_each_delivery_once(
         assert (sum(times.values()), repeated) == (people, 0), epb.Event.Kind.Name(kind)
         assert set(times) == everyone, epb.Event.Kind.Name(kind)
     assert {e.broadcast for e in seen} == {draft.name}
-    assert len(seen) == len({e.cursor for e in seen}) == 2 * people
+    assert len(seen) == len({e.cursor for e in seen}) == 2 * people + 2
+    # Its lifecycle around them, once each: sending first, sent last, with the final counters.
+    assert (seen[0].kind, seen[-1].kind) == (epb.Event.BROADCAST_SENDING, epb.Event.BROADCAST_SENT)
+    assert seen[-1].counters == done.counters and seen[0].counters.total == people
     listed: list[str] = []
     token = ""
     while True:

@@ -13,11 +13,21 @@ import pytest
 from sqlalchemy import event, update
 
 from broadcaster.domain.auth import LOCAL
-from broadcaster.domain.deliveries import START, DeliveryOutcome, Event, EventKind
+from broadcaster.domain.broadcasts import Counters
+from broadcaster.domain.deliveries import (
+    LIFECYCLE_KINDS,
+    START,
+    DeliveryOutcome,
+    Event,
+    EventFilter,
+    EventKind,
+    EventPosition,
+)
 from broadcaster.domain.errors import ResourceExhausted
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import AccountTier, ContactFilter, ContactImport, FollowerState
 from broadcaster.domain.paging import Page
+from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.event_cursors import EventCursors
 from broadcaster.services.events import EventFeed, Events
@@ -25,6 +35,7 @@ from broadcaster.store import channels, contacts, events, snapshot
 from broadcaster.store.clock import from_us
 from broadcaster.store.database import Database
 from broadcaster.store.tables import batches, deliveries
+from tests.integration.test_sending import _shop
 
 CURSORS = EventCursors(["integration-secret-key-0123456789abcdef"])
 NEVER = 3600.0  # a safety poll that never fires during a test
@@ -218,3 +229,78 @@ async def test_a_merchants_streams_are_capped(ctx: ServiceContext, merchant: str
         for stream in (first, second, other):
             await stream.aclose()
         await feed.close()
+
+
+async def test_filters_in_the_store(ctx: ServiceContext, hub: ChannelHub, merchant: str) -> None:
+    """Kinds and broadcast filters read the same events as the whole stream, less the others:
+    a sent broadcast's lifecycle events alone, its recipients' of one kind, or none of another
+    broadcast's."""
+    db = ctx.db
+    plain = await _delivered(db, merchant, 12, {3})
+    async for shop in _shop(ctx, hub, merchant, 120, account=f"{merchant}-f"):
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        done = await shop.finished(name)
+    everything = await db.read(events.after, merchant, START, 1000)
+
+    def expected(keep: EventFilter) -> list[EventPosition]:
+        return [
+            e.position
+            for e in everything
+            if (keep.kinds is None or e.kind in keep.kinds)
+            and keep.broadcast in (None, e.broadcast)
+        ]
+
+    filters = [
+        EventFilter(frozenset({EventKind.BROADCAST_SENDING, EventKind.BROADCAST_SENT})),
+        EventFilter(frozenset({EventKind.BROADCAST_SENT}), done.id),
+        EventFilter(frozenset({EventKind.CONVERSATION_CREATED})),
+        EventFilter(frozenset({EventKind.BROADCAST_MESSAGE}), plain),
+        EventFilter(frozenset({EventKind.BROADCAST_MESSAGE, EventKind.BROADCAST_SENT})),
+        EventFilter(None, done.id),
+        EventFilter(frozenset({EventKind.BROADCAST_FAILED})),
+        EventFilter(None, "not-a-broadcast"),
+    ]
+    for keep in filters:
+        found = await db.read(events.after, merchant, START, 1000, keep)
+        assert [e.position for e in found] == expected(keep), keep
+        # Resumed from each event found: the rest, exactly.
+        for at in range(0, len(found), 37):
+            rest = await db.read(events.after, merchant, found[at].position, 1000, keep)
+            assert rest == found[at + 1 :]
+    lifecycle = await db.read(events.after, merchant, START, 1000, filters[0])
+    assert [(e.kind, e.contact, e.counters) for e in lifecycle] == [
+        (EventKind.BROADCAST_SENDING, "", Counters(120, 0, 0, 0)),
+        (EventKind.BROADCAST_SENT, "", done.counters),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("keep", "index"),
+    [
+        (EventFilter(frozenset({EventKind.BROADCAST_SENT})), "ix_outbox_lifecycle"),
+        (EventFilter(None, "b"), "ix_outbox_broadcast"),
+    ],
+)
+async def test_filtered_reads_use_their_index(db: Database, keep: EventFilter, index: str) -> None:
+    """A lifecycle-only read takes the partial index of lifecycle rows, a broadcast's read the
+    broadcast's index: neither reads the merchant's recipient rows."""
+
+    def plan(conn):  # type: ignore[no-untyped-def]
+        recipients, _ = keep.rows
+        kinds = keep.kinds
+        statement = events._rows_sql(
+            conn.dialect.name,
+            recipients,
+            None if kinds is None else kinds & LIFECYCLE_KINDS,
+            keep.broadcast is not None,
+        )
+        args = ["m", 0] + ([keep.broadcast] if keep.broadcast else []) + [64]
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            explain = "EXPLAIN " + statement
+        else:
+            explain = "EXPLAIN QUERY PLAN " + statement.replace("%s", "?")
+        return " ".join(str(r) for r in conn.exec_driver_sql(explain, tuple(args)).all())
+
+    assert index in await db.write(plan)

@@ -1,7 +1,8 @@
 """The store holds to the broadcast lifecycle's table: every store operation that changes a
 broadcast's state, driven through sending, dispatch, cancelling and a channel going away, makes
 only transitions the table has, and together they make every one of them; operations on a
-broadcast whose state the table does not allow them from change nothing."""
+broadcast whose state the table does not allow them from change nothing. Each transition writes
+its lifecycle event in the transaction that makes it, exactly once, and no other write does."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy import Connection, text
 from broadcaster.domain import lifecycle
 from broadcaster.domain.auth import LOCAL
 from broadcaster.domain.broadcasts import Broadcast
-from broadcaster.domain.deliveries import DeliveryOutcome
+from broadcaster.domain.deliveries import DeliveryOutcome, EventKind
 from broadcaster.domain.lifecycle import BroadcastState, Transition
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import Channels
@@ -35,25 +36,52 @@ def _states(conn: Connection, merchant: str) -> dict[str, BroadcastState]:
     return {str(b): BroadcastState(s) for b, s in rows}
 
 
+def _lifecycle_rows(conn: Connection, merchant: str, after: int) -> list[tuple[str, EventKind]]:
+    rows = conn.execute(
+        text(
+            "SELECT broadcast_id, kind FROM outbox WHERE merchant_id = :m AND seq > :after"
+            " AND kind <> 0 ORDER BY seq"
+        ),
+        {"m": merchant, "after": after},
+    )
+    return [(str(b), EventKind(k)) for b, k in rows]
+
+
+def _last_row(conn: Connection) -> int:
+    return int(conn.execute(text("SELECT COALESCE(max(seq), 0) FROM outbox")).scalar_one())
+
+
+# The event each (before, after) change of state records: the transition making it.
+_EVENT_OF_EDGE = {
+    (source, rule.target): lifecycle.EVENTS[transition]
+    for transition, rule in lifecycle.TABLE.items()
+    for source in rule.sources
+}
+
+
 class Watched:
     """The database, with every write noting the changes of the merchant's broadcasts' states
-    it made, as (before, after)."""
+    it made, as (before, after), and checking that it wrote exactly their lifecycle events."""
 
     def __init__(self, db: Database, merchant: str) -> None:
         self._db = db
         self._merchant = merchant
         self.seen: set[Edge] = set()
+        self.events = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._db, name)
 
     async def write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         def watched(conn: Connection) -> tuple[Any, set[Edge]]:
-            before = _states(conn, self._merchant)
+            before, last = _states(conn, self._merchant), _last_row(conn)
             result = fn(conn, *args, **kwargs)
             after = _states(conn, self._merchant)
-            changed = {(before[b], s) for b, s in after.items() if b in before and before[b] != s}
-            return result, changed
+            moved = {b: (before[b], s) for b, s in after.items() if b in before and before[b] != s}
+            written = _lifecycle_rows(conn, self._merchant, last)
+            assert sorted(written) == sorted((b, _EVENT_OF_EDGE[e]) for b, e in moved.items())
+            self.events += len(written)
+            return result, set(moved.values())
 
         result, changed = await self._db.write(watched)
         self.seen |= changed  # once committed
@@ -107,6 +135,7 @@ async def test_the_store_makes_exactly_the_transitions_of_the_table(
 
     assert watched.seen <= lifecycle.edges(), "transitions outside the table"
     assert lifecycle.edges() <= watched.seen, "transitions of the table never made"
+    assert watched.events >= len(lifecycle.edges())
 
 
 def _stop(broadcast: str, transition: Transition, now: datetime) -> Operation:

@@ -168,9 +168,17 @@ async def test_every_recipient_once_through_errors_and_lost_answers(shop: Shop) 
     assert len(shop.ledger.keys_seen) == 5  # 230 recipients in batches of 50
     assert sum(shop.ledger.keys_seen.values()) == 5 + 4
     found = await shop.ctx.db.read(events.after, shop.parent.split("/")[1], START, 1000)
-    kinds = Counter(e.kind for e in found if e.broadcast == done.id)
-    # A message each, and each conversation created.
-    assert kinds == {EventKind.BROADCAST_MESSAGE: 230, EventKind.CONVERSATION_CREATED: 230}
+    mine = [e for e in found if e.broadcast == done.id]
+    kinds = Counter(e.kind for e in mine)
+    # A message each, and each conversation created, between its sending and its sent events.
+    assert kinds == {
+        EventKind.BROADCAST_MESSAGE: 230,
+        EventKind.CONVERSATION_CREATED: 230,
+        EventKind.BROADCAST_SENDING: 1,
+        EventKind.BROADCAST_SENT: 1,
+    }
+    assert (mine[0].kind, mine[-1].kind) == (EventKind.BROADCAST_SENDING, EventKind.BROADCAST_SENT)
+    assert mine[-1].counters == done.counters
 
 
 async def test_one_invalid_recipient_fails_alone(

@@ -10,6 +10,7 @@ import pytest
 from broadcaster.domain import lifecycle
 from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.broadcasts import Broadcast
+from broadcaster.domain.deliveries import LIFECYCLE_KINDS, EventKind
 from broadcaster.domain.errors import FailedPrecondition
 from broadcaster.domain.lifecycle import BroadcastState, Transition
 from broadcaster.domain.messages import TextMessage
@@ -76,3 +77,11 @@ def test_only_the_test_sendable_states_may_be_test_sent(state: BroadcastState) -
             b.require_test_sendable()
         assert e.value.reason == "BROADCAST_NOT_DRAFT"
     assert {S.DRAFT} == lifecycle.TEST_SENDABLE
+
+
+def test_every_transition_records_a_lifecycle_event() -> None:
+    """A transition added to the table needs its Message Center event (lifecycle.EVENTS)."""
+    assert set(lifecycle.EVENTS) == set(lifecycle.TABLE)
+    assert set(lifecycle.EVENTS.values()) <= LIFECYCLE_KINDS
+    ended = {lifecycle.EVENTS[t] for t in Transition if lifecycle.target(t) in lifecycle.terminal()}
+    assert EventKind.BROADCAST_SENDING not in ended

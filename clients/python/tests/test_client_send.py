@@ -181,6 +181,17 @@ def test_draft_estimate_send_watch(live: Live, client: Client, shop: dict[str, A
             break
     assert in_batches == reached
 
+    # Only the broadcast's lifecycle, filtered by the server: sending, then sent with its counters.
+    steps = client.events.ListEvents(
+        epb.ListEventsRequest(
+            parent=parent,
+            broadcast=draft.name,
+            kinds=[epb.Event.BROADCAST_SENDING, epb.Event.BROADCAST_SENT],
+        )
+    )
+    assert [e.kind for e in steps.events] == [epb.Event.BROADCAST_SENDING, epb.Event.BROADCAST_SENT]
+    assert steps.events[-1].counters.sent == MEMBERS and not steps.events[-1].contact
+
     # A sent broadcast is no draft any more.
     with pytest.raises(BroadcasterError) as e:
         client.broadcasts.DeleteBroadcast(bpb.DeleteBroadcastRequest(name=draft.name))

@@ -409,6 +409,22 @@ test("group, channel, draft, estimate, send, watch to the end", { timeout: 120_0
   await withTimeout(batched, 30_000, () => `only ${inBatches.size} events arrived in batches`);
   assert.deepEqual(inBatches, reached);
 
+  // Only the broadcast's lifecycle, filtered by the server: sending, then sent with its counters.
+  const steps = await unary(
+    api.events.listEvents.bind(api.events),
+    e.ListEventsRequest.fromPartial({
+      parent,
+      broadcast: draft.name,
+      kinds: [e.Event_Kind.BROADCAST_SENDING, e.Event_Kind.BROADCAST_SENT],
+    }),
+  );
+  assert.deepEqual(
+    steps.events.map((event) => event.kind),
+    [e.Event_Kind.BROADCAST_SENDING, e.Event_Kind.BROADCAST_SENT],
+  );
+  assert.equal(steps.events[1].counters?.sent, MEMBERS);
+  assert.equal(steps.events[1].contact, "");
+
   const summary = await fetch(
     `${live.emulatorUrl}/_emulator/accounts/${account.channelId}/deliveries/summary`,
   ).then((r) => r.json() as Promise<Record<string, number>>);

@@ -6,7 +6,7 @@ service does not know maps to nothing: the caller reports it as a field violatio
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 from broadcaster.domain.audience import InteractionWindow
@@ -58,7 +58,14 @@ TEST_OUTCOMES_OUT: dict[TestOutcome, pb.TestSendRecipient.Outcome.ValueType] = {
 EVENT_KINDS_OUT: dict[EventKind, event_pb.Event.Kind.ValueType] = {
     EventKind.BROADCAST_MESSAGE: event_pb.Event.BROADCAST_MESSAGE,
     EventKind.CONVERSATION_CREATED: event_pb.Event.CONVERSATION_CREATED,
+    EventKind.BROADCAST_SENDING: event_pb.Event.BROADCAST_SENDING,
+    EventKind.BROADCAST_SENT: event_pb.Event.BROADCAST_SENT,
+    EventKind.BROADCAST_FAILED: event_pb.Event.BROADCAST_FAILED,
+    EventKind.BROADCAST_CANCELLED: event_pb.Event.BROADCAST_CANCELLED,
+    EventKind.BROADCAST_SCHEDULED: event_pb.Event.BROADCAST_SCHEDULED,
+    EventKind.BROADCAST_UNSCHEDULED: event_pb.Event.BROADCAST_UNSCHEDULED,
 }
+_EVENT_KINDS_IN = {int(n): k for k, n in EVENT_KINDS_OUT.items()}
 
 
 def window_in(number: int) -> InteractionWindow | None:
@@ -85,3 +92,19 @@ def state_in(number: int, field: str) -> BroadcastState | None:
 def outcome_in(number: int, field: str) -> DeliveryOutcome | None:
     """The outcome a filter names; None when unset (0)."""
     return _filter_in(_OUTCOMES_IN, number, field, "outcome")
+
+
+def kinds_in(numbers: Sequence[int], field: str) -> frozenset[EventKind] | None:
+    """The event kinds a filter names; None when it names none (every kind); a field violation
+    for each number unset or unknown."""
+    if not numbers:
+        return None
+    found = {_EVENT_KINDS_IN.get(n) for n in numbers}
+    unknown = [
+        FieldViolation(f"{field}[{i}]", f"unknown event kind {n}")
+        for i, n in enumerate(numbers)
+        if n not in _EVENT_KINDS_IN
+    ]
+    if unknown:
+        raise InvalidArgument(unknown)
+    return frozenset(k for k in found if k is not None)

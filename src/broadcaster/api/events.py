@@ -14,12 +14,13 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from broadcaster.api.convert_broadcasts import EVENT_KINDS_OUT
+from broadcaster.api.convert_broadcasts import EVENT_KINDS_OUT, kinds_in
 from broadcaster.api.guard import caller
 from broadcaster.api.timestamps import timestamp
 from broadcaster.domain.deliveries import Event
 from broadcaster.domain.names import BroadcastName, ChannelName
 from broadcaster.services.events import Events
+from broadcaster.v1 import broadcast_service_pb2 as broadcast_pb
 from broadcaster.v1 import event_service_pb2 as pb
 from broadcaster.v1 import event_service_pb2_grpc as pb_grpc
 
@@ -46,14 +47,28 @@ def events_into(
         when = times.get(e.create_time)
         if when is None:
             when = times[e.create_time] = timestamp(e.create_time)
-        add(
-            cursor=cursor,
-            kind=kinds[e.kind],
-            channel=channel[0],
-            contact=channel[1] + e.contact,
-            broadcast=broadcast,
-            create_time=when,
-        )
+        if e.counters is None:
+            add(
+                cursor=cursor,
+                kind=kinds[e.kind],
+                channel=channel[0],
+                contact=channel[1] + e.contact,
+                broadcast=broadcast,
+                create_time=when,
+            )
+        else:  # a step of the broadcast's lifecycle: no contact; its counters then
+            c = e.counters
+            add(
+                cursor=cursor,
+                kind=kinds[e.kind],
+                channel=channel[0],
+                broadcast=broadcast,
+                create_time=when,
+                counters=broadcast_pb.BroadcastCounters(
+                    total=c.total, sent=c.sent, failed=c.failed, excluded=c.excluded
+                ),
+                failure_reason=e.failure_reason,
+            )
 
 
 class EventServicer(pb_grpc.EventServiceServicer):
@@ -64,7 +79,13 @@ class EventServicer(pb_grpc.EventServiceServicer):
         self, request: pb.ListEventsRequest, context: Context
     ) -> pb.ListEventsResponse:
         found, cursors, token = await self._events.list_page(
-            caller(), request.parent, request.page_size, request.page_token, request.after_cursor
+            caller(),
+            request.parent,
+            request.page_size,
+            request.page_token,
+            request.after_cursor,
+            kinds_in(request.kinds, "kinds"),
+            request.broadcast,
         )
         response = pb.ListEventsResponse(next_page_token=token)
         events_into(response.events.add, found, cursors)
@@ -74,7 +95,11 @@ class EventServicer(pb_grpc.EventServiceServicer):
         self, request: pb.WatchEventsRequest, context: Context
     ) -> AsyncIterator[pb.Event]:
         async for found, cursors in self._events.watch(
-            caller(), request.parent, request.after_cursor
+            caller(),
+            request.parent,
+            request.after_cursor,
+            kinds_in(request.kinds, "kinds"),
+            request.broadcast,
         ):
             batch = pb.WatchEventBatchesResponse()
             events_into(batch.events.add, found, cursors)
@@ -85,7 +110,11 @@ class EventServicer(pb_grpc.EventServiceServicer):
         self, request: pb.WatchEventBatchesRequest, context: Context
     ) -> AsyncIterator[pb.WatchEventBatchesResponse]:
         async for found, cursors in self._events.watch(
-            caller(), request.parent, request.after_cursor
+            caller(),
+            request.parent,
+            request.after_cursor,
+            kinds_in(request.kinds, "kinds"),
+            request.broadcast,
         ):
             batch = pb.WatchEventBatchesResponse()
             events_into(batch.events.add, found, cursors)

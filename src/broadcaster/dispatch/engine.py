@@ -601,6 +601,7 @@ class ChannelDispatch:
                     now,
                 )
                 await self._ctx.db.write(store.fail_channel, self.channel, reason, now)
+                self._needs.delivered()  # their lifecycle events
                 self._needs.hub.forget(self.channel)
             except BaseException as e:
                 self._gone.set_exception(e)
@@ -618,6 +619,7 @@ class ChannelDispatch:
         failed = await self._record.write(
             store.record_unresolved, batch, outcome, why, self._ctx.now()
         )
+        self._needs.delivered()  # the broadcast may have completed
         if maybe_accepted:
             self._ctx.metrics.recipients(self._kind, failed=failed)
 
@@ -633,8 +635,7 @@ class ChannelDispatch:
         now = self._ctx.now()
         sent = await self._record.write_together(store.record_sent, (batch, now))
         self._ctx.metrics.record_batch(self._kind, outcome, took, recipients_sent=sent)
-        if sent:
-            self._needs.delivered()
+        self._needs.delivered()  # its recipients' events, or the broadcast's completion
 
     async def _invalid(self, batch: store.ClaimedBatch, named: set[str]) -> None:
         """The channel named these recipients invalid and sent nothing: they fail alone."""
@@ -699,6 +700,7 @@ class ChannelDispatch:
             Reason.KEY_EXPIRED,
             self._ctx.now(),
         )
+        self._needs.delivered()  # the broadcast may have completed
         self._ctx.metrics.recipients(self._kind, failed=failed)
 
     async def _stop(self, batch: store.ClaimedBatch, outcome: SendOutcome, reason: Reason) -> None:
@@ -712,9 +714,11 @@ class ChannelDispatch:
         quota = outcome.status is SendStatus.QUOTA_EXHAUSTED  # its recipients can be resent
         record = functools.partial(store.record_stop, quota=quota)
         await self._record.write(record, batch, reason, self._ctx.now())
+        self._needs.delivered()  # its lifecycle event
 
     async def _abandon(self) -> None:
         stopped = await self._ctx.db.write(
             store.abandon_channel, self.channel, Reason.CHANNEL_NOT_CONNECTED, self._ctx.now()
         )
+        self._needs.delivered()  # their lifecycle events
         log.warning("channel %s is not connected: broadcasts %s failed", self.channel, stopped)

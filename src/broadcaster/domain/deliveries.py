@@ -5,7 +5,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # broadcasts -> lifecycle -> this module
+    from broadcaster.domain.broadcasts import Counters
 
 
 class DeliveryOutcome(enum.IntEnum):
@@ -37,17 +40,35 @@ class Delivery:
 
 
 class EventKind(enum.IntEnum):
-    """What a Message Center event records. The API maps the values to its Event.Kind."""
+    """What a Message Center event records. The API maps the values to its Event.Kind.
+
+    The first two are a recipient's events; the others a step of a broadcast's lifecycle (which
+    transition makes which: domain.lifecycle.EVENTS)."""
 
     BROADCAST_MESSAGE = 1
     CONVERSATION_CREATED = 2
+    BROADCAST_SENDING = 3
+    BROADCAST_SENT = 4
+    BROADCAST_FAILED = 5
+    BROADCAST_CANCELLED = 6
+    BROADCAST_SCHEDULED = 7  # when a broadcast is scheduled
+    BROADCAST_UNSCHEDULED = 8  # when a broadcast is unscheduled
+
+    @property
+    def of_recipient(self) -> bool:
+        return self in RECIPIENT_KINDS
+
+
+RECIPIENT_KINDS = frozenset({EventKind.BROADCAST_MESSAGE, EventKind.CONVERSATION_CREATED})
+LIFECYCLE_KINDS = frozenset(EventKind) - RECIPIENT_KINDS
 
 
 class EventPosition(NamedTuple):
-    """Where an event stands in a merchant's stream: the outbox row (one accepted batch), the
-    recipient's seq within the broadcast, and which of the recipient's events (a conversation
-    created comes before the broadcast message). Positions order as the stream does. A tuple:
-    a page builds one per event."""
+    """Where an event stands in a merchant's stream: the outbox row (one accepted batch, or one
+    step of a broadcast's lifecycle), the recipient's seq within the broadcast, and which of the
+    recipient's events (a conversation created comes before the broadcast message). A lifecycle
+    event is the only event of its row, at (row, 0, 1). Positions order as the stream does. A
+    tuple: a page builds one per event."""
 
     row: int
     seq: int
@@ -72,7 +93,9 @@ START = EventPosition(0, 0, 0)  # before every event (outbox rows count from 1)
 
 
 class Event(NamedTuple):
-    """One Message Center event (a tuple: a page builds a thousand of them)."""
+    """One Message Center event (a tuple: a page builds a thousand of them). A lifecycle event
+    has no contact (""), and carries the broadcast's counters at that moment and, when it
+    failed, the reason."""
 
     position: EventPosition
     merchant: str
@@ -81,3 +104,24 @@ class Event(NamedTuple):
     broadcast: str
     kind: EventKind
     create_time: datetime
+    counters: Counters | None = None
+    failure_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which of a merchant's events a reader wants: of these kinds (None: every kind), of this
+    broadcast (None: of every one)."""
+
+    kinds: frozenset[EventKind] | None = None
+    broadcast: str | None = None
+
+    @property
+    def rows(self) -> tuple[bool, bool]:
+        """Whether recipient rows, and lifecycle rows, can hold wanted events."""
+        if self.kinds is None:
+            return True, True
+        return bool(self.kinds & RECIPIENT_KINDS), bool(self.kinds & LIFECYCLE_KINDS)
+
+
+EVERY_EVENT = EventFilter()

@@ -10,6 +10,9 @@ The table below is the only place that says which state may follow which. The do
 (`Broadcast.require_draft`, `require_sending`) ask it, and the store's set-based SQL takes the
 states of every UPDATE of a broadcast's state from it; a test holds the SQL to it. A new state
 (say, SCHEDULED) is a new member of `BroadcastState` and a few rows here.
+
+Every transition is also a Message Center event, recorded in the transaction that makes it
+(store.events.record_transitions): `EVENTS` says which.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+
+from broadcaster.domain.deliveries import EventKind
 
 
 class BroadcastState(enum.IntEnum):
@@ -71,6 +76,19 @@ TEST_SENDABLE: frozenset[BroadcastState] = frozenset({_S.DRAFT})
 def may_test_send(state: BroadcastState) -> bool:
     """Whether a broadcast in `state` may be test sent."""
     return state in TEST_SENDABLE
+
+
+# The Message Center event each transition records. (Scheduling adds SCHEDULE:
+# BROADCAST_SCHEDULED, UNSCHEDULE: BROADCAST_UNSCHEDULED, and FIRE: BROADCAST_SENDING.)
+EVENTS: Mapping[Transition, EventKind] = MappingProxyType(
+    {
+        Transition.SEND: EventKind.BROADCAST_SENDING,
+        Transition.SEND_EMPTY: EventKind.BROADCAST_SENT,
+        Transition.COMPLETE: EventKind.BROADCAST_SENT,
+        Transition.FAIL: EventKind.BROADCAST_FAILED,
+        Transition.CANCEL: EventKind.BROADCAST_CANCELLED,
+    }
+)
 
 
 def sources(transition: Transition) -> frozenset[BroadcastState]:

@@ -194,6 +194,7 @@ class Channels:
 
         if not await self._ctx.db.write(tx):
             raise not_found(name)
+        self._ctx.events_recorded(n.merchant)  # the failed broadcasts' lifecycle events
         self._hub.gone(n.channel)
 
     async def live(

@@ -25,6 +25,9 @@ class ServiceContext:
     # Signs page tokens; the app's is derived from BROADCASTER_SECRET_KEY (the same on every
     # replica), the default is this process's own.
     pages: PageTokens = field(default_factory=PageTokens.random)
+    # Message Center events were recorded (for a merchant; None: any): wakes this process's
+    # watchers at once (the event feed sets it; other replicas hear through PostgreSQL).
+    events_recorded: Callable[[str | None], None] = field(default=lambda _merchant: None)
 
     def now(self) -> datetime:
         return self.clock()

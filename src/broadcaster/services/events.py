@@ -9,6 +9,10 @@ merchant concerned, and only the watchers of merchants with new rows read. An id
 costs no statement at all between safety polls.
 
 A merchant may hold a limited number of watch streams on each replica (TOO_MANY_STREAMS beyond).
+
+Readers may ask for some kinds only, or one broadcast's events only: the store reads only the
+rows that can hold them (a lifecycle-only reader reads no recipient row). A broadcast filter must
+name a broadcast of the merchant (NOT_FOUND otherwise, as for any name of another merchant's).
 """
 
 from __future__ import annotations
@@ -20,18 +24,20 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 
 from broadcaster.domain.auth import Caller
-from broadcaster.domain.deliveries import Event, EventPosition
+from broadcaster.domain.deliveries import EVERY_EVENT, Event, EventFilter, EventKind, EventPosition
 from broadcaster.domain.errors import (
     QuotaViolation,
     ResourceExhausted,
     Violations,
     collect,
 )
-from broadcaster.domain.names import MerchantName
+from broadcaster.domain.names import BroadcastName, MerchantName
 from broadcaster.domain.reasons import Reason
+from broadcaster.services.broadcasts import not_found
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.event_cursors import EventCursors
 from broadcaster.services.listing import open_list
+from broadcaster.store import broadcasts as broadcast_repo
 from broadcaster.store import events as repo
 from broadcaster.store.notifications import Listener
 
@@ -74,6 +80,7 @@ class EventFeed:
         self._all_dirty = False
         self._kick = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        ctx.events_recorded = self.notify  # lifecycle events recorded outside the dispatcher
 
     def notify(self, merchant: str | None = None) -> None:
         """Events were recorded: for `merchant`, or (None) for any merchant."""
@@ -190,11 +197,20 @@ class Events:
         self._cursors = cursors
 
     async def list_page(
-        self, caller: Caller, parent: str, page_size: int, page_token: str, after_cursor: str
+        self,
+        caller: Caller,
+        parent: str,
+        page_size: int,
+        page_token: str,
+        after_cursor: str,
+        kinds: frozenset[EventKind] | None = None,
+        broadcast: str = "",
     ) -> tuple[list[Event], list[str], str]:
-        """A page of events, their cursors, and the next page's token."""
+        """A page of events (of `kinds`, None: all; of `broadcast`, "": all), their cursors, and
+        the next page's token."""
         v = Violations()
-        shape = ("events", after_cursor)
+        by = collect(v, lambda: BroadcastName.parse(broadcast, "broadcast")) if broadcast else None
+        shape = ("events", after_cursor, sorted(int(k) for k in kinds or ()), broadcast)
         merchant, page, query = open_list(
             self._ctx.pages,
             caller,
@@ -210,29 +226,40 @@ class Events:
         after = (
             start if page.after is None else self._cursors.open(merchant, page.after, "page_token")
         )
-        found = await self._read(merchant, after, page.size + 1)
+        wanted = await self._filter(merchant, kinds, by, broadcast)
+        found = await self._read(merchant, after, page.size + 1, wanted)
         cursors = self._cursors.seal(merchant, [e.position for e in found])
         return found[: page.size], cursors[: page.size], self._ctx.pages.next(cursors, page, query)
 
     async def watch(
-        self, caller: Caller, parent: str, after_cursor: str
+        self,
+        caller: Caller,
+        parent: str,
+        after_cursor: str,
+        kinds: frozenset[EventKind] | None = None,
+        broadcast: str = "",
     ) -> AsyncIterator[tuple[list[Event], list[str]]]:
-        """The merchant's events after the cursor, in batches with their cursors: those
-        recorded already, then new ones as they are recorded, until the caller goes."""
+        """The merchant's events after the cursor (of `kinds`, of `broadcast`, as list_page), in
+        batches with their cursors: those recorded already, then new ones as they are recorded,
+        until the caller goes."""
         v = Violations()
         name = collect(v, lambda: MerchantName.parse(parent, "parent"))
+        by = collect(v, lambda: BroadcastName.parse(broadcast, "broadcast")) if broadcast else None
         v.raise_if_any()
         assert name is not None
         merchant = name.merchant
         caller.require(merchant)
         position: EventPosition = self._cursors.open(merchant, after_cursor, "after_cursor")
+        wanted = await self._filter(merchant, kinds, by, broadcast)
         with self.feed.stream(merchant):
             read: asyncio.Future[list[Event]] | None = None
             try:
                 while True:
                     if read is None:
                         seen = self.feed.head(merchant)  # before the read: rows up to it are seen
-                        read = asyncio.ensure_future(self._read(merchant, position, WATCH_BATCH))
+                        read = asyncio.ensure_future(
+                            self._read(merchant, position, WATCH_BATCH, wanted)
+                        )
                     found = await read
                     read = None
                     if found:
@@ -240,7 +267,7 @@ class Events:
                         if len(found) == WATCH_BATCH:  # more waiting: read on while this goes out
                             seen = self.feed.head(merchant)
                             read = asyncio.ensure_future(
-                                self._read(merchant, position, WATCH_BATCH)
+                                self._read(merchant, position, WATCH_BATCH, wanted)
                             )
                         yield found, self._cursors.seal(merchant, [e.position for e in found])
                     if len(found) < WATCH_BATCH:
@@ -249,5 +276,23 @@ class Events:
                 if read is not None:
                     read.cancel()
 
-    async def _read(self, merchant: str, position: EventPosition, limit: int) -> list[Event]:
-        return await self._ctx.db.read(repo.after, merchant, position, limit)
+    async def _filter(
+        self,
+        merchant: str,
+        kinds: frozenset[EventKind] | None,
+        by: BroadcastName | None,
+        name: str,
+    ) -> EventFilter:
+        """What the reader asked for; NOT_FOUND for a broadcast the merchant does not have."""
+        if by is None:
+            return EVERY_EVENT if kinds is None else EventFilter(kinds)
+        if by.merchant != merchant or not await self._ctx.db.read_point(
+            broadcast_repo.get, merchant, by.broadcast
+        ):
+            raise not_found(name)
+        return EventFilter(kinds, by.broadcast)
+
+    async def _read(
+        self, merchant: str, position: EventPosition, limit: int, wanted: EventFilter
+    ) -> list[Event]:
+        return await self._ctx.db.read(repo.after, merchant, position, limit, wanted)

@@ -156,6 +156,7 @@ class Sending:
             return sending
 
         sent = await self._ctx.db.write(tx)
+        self._ctx.events_recorded(n.merchant)  # its lifecycle event
         self._wake()
         return sent
 
@@ -179,7 +180,9 @@ class Sending:
             assert cancelled is not None
             return cancelled
 
-        return await self._ctx.db.write(tx)
+        cancelled = await self._ctx.db.write(tx)
+        self._ctx.events_recorded(n.merchant)  # its lifecycle event
+        return cancelled
 
     async def deliveries(
         self,

@@ -17,6 +17,7 @@ from broadcaster.domain.broadcasts import Broadcast, BroadcastState, Counters, E
 from broadcaster.domain.lifecycle import Transition
 from broadcaster.domain.messages import ImageMessage, Message, TextMessage
 from broadcaster.domain.paging import Page
+from broadcaster.store import events
 from broadcaster.store.clock import from_us, maybe_from_us, to_us
 from broadcaster.store.tables import broadcasts as t
 
@@ -259,10 +260,12 @@ def start_sending(
     estimate: Estimate,
     now: datetime,
 ) -> Broadcast:
-    """The draft becomes SENDING with its recipients fixed (or SENT at once when none)."""
+    """The draft becomes SENDING with its recipients fixed (or SENT at once when none), with
+    its lifecycle event."""
     now_us = to_us(now)
-    rule = lifecycle.TABLE[Transition.SEND if batches else Transition.SEND_EMPTY]
-    conn.execute(
+    transition = Transition.SEND if batches else Transition.SEND_EMPTY
+    rule = lifecycle.TABLE[transition]
+    changed = conn.execute(
         update(t)
         .where(t.c.id == b.id, t.c.state.in_([int(s) for s in rule.sources]))
         .values(
@@ -275,7 +278,9 @@ def start_sending(
             update_time=now_us,
             complete_time=None if batches else now_us,
         )
-    )
+    ).rowcount
+    if changed:
+        events.record_transitions(conn, [b.id], transition, now_us)
     found = get(conn, b.merchant, b.id)
     assert found is not None
     return found

@@ -1,16 +1,17 @@
 """The dispatcher's tables: channel leases, claiming batches, and recording what became of them.
 
 Every outcome is recorded in one transaction with the delivery outcomes, the broadcast's
-counters, the Message Center events and, for the last batch, the broadcast's completion (the
-invariants of dispatch in docs/architecture.md). A delivery's outcome is written when it is
-resolved on its own (refused, not sent, unknown); one still PENDING in a done batch was sent
-with it (see tables.DeliveryRow). Recording is idempotent: a batch moves from open to done
-once, and whoever moves it updates the counters; a second recorder (a process that lost its
-lease while a request was in flight) finds it done and changes nothing.
+counters, the Message Center events and, for the last batch, the broadcast's completion and its
+lifecycle event (the invariants of dispatch in docs/architecture.md). A delivery's outcome is
+written when it is resolved on its own (refused, not sent, unknown); one still PENDING in a done
+batch was sent with it (see tables.DeliveryRow). Recording is idempotent: a batch moves from
+open to done once, and whoever moves it updates the counters; a second recorder (a process that
+lost its lease while a request was in flight) finds it done and changes nothing.
 
 A broadcast's state changes only as domain.lifecycle allows: each UPDATE of it takes its
-state guard and its new state from that table. Times come and go as datetimes; the tables hold
-integer microseconds.
+state guard and its new state from that table, and each that changes a state records the
+transition's event (store.events.record_transitions) in its transaction. Times come and go as
+datetimes; the tables hold integer microseconds.
 """
 
 from __future__ import annotations
@@ -236,9 +237,10 @@ def _set_pending(
 
 def _count(
     conn: Connection, broadcast: str, now: int, *, sent: int = 0, failed: int = 0, batches: int = 1
-) -> None:
+) -> bool:
     """Add to the counters of closed batches' broadcast (`now` in µs); the last batch completes
-    it."""
+    it. Returns whether it completed (its lifecycle event is the caller's to record, after the
+    recipient events of these batches)."""
     conn.execute(
         text(
             "UPDATE broadcasts SET sent = sent + :sent, failed = failed + :failed,"
@@ -246,13 +248,14 @@ def _count(
         ),
         {"sent": sent, "failed": failed, "closed": batches, "now": now, "b": broadcast},
     )
-    conn.execute(
+    completed = conn.execute(
         text(
             f"UPDATE broadcasts SET state = {int(_COMPLETE.target)}, complete_time = :now"
             f" WHERE id = :b AND state IN ({_states(_COMPLETE.sources)}) AND open_batches = 0"
         ),
         {"now": now, "b": broadcast},
-    )
+    ).rowcount
+    return bool(completed)
 
 
 def record_sent(
@@ -286,7 +289,7 @@ def record_sent(
                 c.first_seq <= q <= c.last_seq for q in refused
             )
         total = sum(sent[(broadcast, c.batch)] for c in done)
-        _count(conn, broadcast, now, sent=total, batches=len(done))
+        completed = _count(conn, broadcast, now, sent=total, batches=len(done))
         if total:
             first = done[0]
             events.record_delivered(
@@ -297,6 +300,8 @@ def record_sent(
                 spans=spans,
                 now=now,
             )
+        if completed:  # after its last recipients' events
+            events.record_transitions(conn, [broadcast], Transition.COMPLETE, now)
     return [sent.get((c.broadcast, c.batch), 0) for c in accepted]
 
 
@@ -368,7 +373,8 @@ def record_unresolved(
         return 0
     failed = _set_pending(conn, c.broadcast, c.first_seq, c.last_seq, outcome, reason)
     counted = failed if outcome in _FAILURES else 0
-    _count(conn, c.broadcast, to_us(now), failed=counted)
+    if _count(conn, c.broadcast, to_us(now), failed=counted):
+        events.record_transitions(conn, [c.broadcast], Transition.COMPLETE, to_us(now))
     return failed
 
 
@@ -448,7 +454,8 @@ def abandon_channel(conn: Connection, channel: str, reason: str, now: datetime) 
     for b, n, first, size in attempted:
         if _close_batch(conn, b, n):
             lost = _set_pending(conn, b, first, first + size - 1, DeliveryOutcome.UNKNOWN, reason)
-            _count(conn, b, to_us(now), failed=lost)
+            if _count(conn, b, to_us(now), failed=lost):
+                events.record_transitions(conn, [b], Transition.COMPLETE, to_us(now))
     return failed
 
 
@@ -461,9 +468,10 @@ def stop(
     outcome: DeliveryOutcome,
     now: datetime,
 ) -> bool:
-    """End a sending broadcast by `transition` (CANCEL, or FAIL with `reason`). Its batches never
-    attempted are closed and their recipients get `outcome`; attempted ones stay open until
-    resolved with their key, and keep counting. False if its state does not allow it."""
+    """End a sending broadcast by `transition` (CANCEL, or FAIL with `reason`), with its
+    lifecycle event. Its batches never attempted are closed and their recipients get `outcome`;
+    attempted ones stay open until resolved with their key, and keep counting. False if its
+    state does not allow it."""
     rule = lifecycle.TABLE[transition]
     changed = conn.execute(
         text(
@@ -490,6 +498,7 @@ def stop(
         text("UPDATE broadcasts SET open_batches = open_batches - :n WHERE id = :b"),
         {"n": len(closed), "b": broadcast},
     )
+    events.record_transitions(conn, [broadcast], transition, to_us(now))
     return True
 
 

@@ -13,6 +13,12 @@ SQLite has one writer at a time. On PostgreSQL, transactions writing a merchant'
 a transaction-scoped advisory lock for that merchant, so they commit in the order they numbered
 their rows, and a reader never sees row 11 while row 10 is still uncommitted.
 
+A broadcast's lifecycle steps share the stream: each transition (domain.lifecycle.EVENTS) writes
+an outbox row of its event's kind, in the transaction that makes it, with the broadcast's
+counters at that moment (`record_transitions`), under the same lock. A merchant's lifecycle
+rows are found by a partial index, and a broadcast's rows by another, so a reader that wants
+only those (`EventFilter`) reads no recipient row of other broadcasts or kinds.
+
 Watchers learn of new rows without polling: on PostgreSQL the statement that takes that lock
 also queues a NOTIFY on `broadcaster_events` carrying the merchant id, delivered to every
 replica's listener (store.notifications) when the transaction commits; within one process
@@ -26,13 +32,24 @@ than the reads themselves.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 
-from broadcaster.domain.deliveries import Event, EventKind, EventPosition
+from broadcaster.domain import lifecycle
+from broadcaster.domain.broadcasts import Counters
+from broadcaster.domain.deliveries import (
+    EVERY_EVENT,
+    LIFECYCLE_KINDS,
+    Event,
+    EventFilter,
+    EventKind,
+    EventPosition,
+)
+from broadcaster.domain.lifecycle import Transition
 from broadcaster.store import bulk
 from broadcaster.store.clock import from_us
 
@@ -90,10 +107,80 @@ def record_delivered(
         )
 
 
-_ROWS_SQL = (
-    "SELECT seq, channel_id, broadcast_id, first_seq, last_seq, create_time FROM outbox"
-    " WHERE merchant_id = %s AND seq >= %s ORDER BY seq LIMIT %s"
+def record_transitions(
+    conn: Connection, broadcasts: Sequence[str], transition: Transition, now: int
+) -> None:
+    """These broadcasts just made `transition`, in this transaction: a lifecycle event each (the
+    kind domain.lifecycle.EVENTS gives it), with the broadcast's counters and failure reason as
+    they are now. A few statements per call, whatever the number of broadcasts; called only
+    where a broadcast's state changes, never per batch."""
+    if not broadcasts:
+        return
+    found = conn.execute(
+        text(
+            "SELECT merchant_id, channel_id, id, total, sent, failed, excluded, failure_reason"
+            " FROM broadcasts WHERE id IN :ids ORDER BY merchant_id, id"
+        ).bindparams(bindparam("ids", expanding=True)),
+        {"ids": list(broadcasts)},
+    ).all()
+    for merchant in sorted({r.merchant_id for r in found}):  # one order: no deadlock between us
+        _serialize_writers(conn, merchant)
+    kind = int(lifecycle.EVENTS[transition])
+    conn.execute(
+        text(
+            "INSERT INTO outbox (merchant_id, channel_id, broadcast_id, first_seq, last_seq,"
+            " create_time, kind, total, sent, failed, excluded, failure_reason)"
+            " VALUES (:m, :ch, :b, 0, 0, :now, :kind, :total, :sent, :failed, :excluded, :reason)"
+        ),
+        [
+            {
+                "m": r.merchant_id,
+                "ch": r.channel_id,
+                "b": r.id,
+                "now": now,
+                "kind": kind,
+                "total": r.total,
+                "sent": r.sent,
+                "failed": r.failed,
+                "excluded": r.excluded,
+                "reason": r.failure_reason,
+            }
+            for r in found
+        ],
+    )
+
+
+_RECIPIENT_ROW = 0  # outbox.kind of a row of delivered recipients; else a lifecycle EventKind
+_COLUMNS = (
+    "seq, kind, channel_id, broadcast_id, first_seq, last_seq, create_time,"
+    " total, sent, failed, excluded, failure_reason"
 )
+
+
+@functools.cache
+def _rows_sql(dialect: str, recipients: bool, kinds: frozenset[EventKind] | None, by: bool) -> str:
+    """The read of a merchant's outbox rows from a row on, for a filter: of `kinds` (None: every
+    lifecycle kind; rows of recipients too if `recipients`), of one broadcast if `by`."""
+    where = ["merchant_id = %s", "seq >= %s"]
+    index = "ix_outbox_merchant"
+    if by:
+        where.append("broadcast_id = %s")
+        index = "ix_outbox_broadcast"
+    lifecycle_kinds = sorted(int(k) for k in (LIFECYCLE_KINDS if kinds is None else kinds))
+    if not recipients:
+        # The partial index's own condition, so both databases may read it.
+        where.append(f"kind <> {_RECIPIENT_ROW}")
+        if not by:
+            index = "ix_outbox_lifecycle"
+    if kinds is not None:
+        where.append(
+            f"kind IN ({', '.join(map(str, [_RECIPIENT_ROW] * recipients + lifecycle_kinds))})"
+        )
+    # Without statistics SQLite may take either of two indexes of the same shape: it is told.
+    hint = f" INDEXED BY {index}" if dialect == "sqlite" else ""
+    return f"SELECT {_COLUMNS} FROM outbox{hint} WHERE {' AND '.join(where)} ORDER BY seq LIMIT %s"
+
+
 _RECIPIENTS_SQL = (
     "SELECT d.seq, d.contact_id, v.contact_id IS NOT NULL"
     " FROM deliveries d LEFT JOIN conversations v ON v.contact_id = d.contact_id"
@@ -101,19 +188,47 @@ _RECIPIENTS_SQL = (
     " WHERE d.broadcast_id = %s AND d.seq BETWEEN %s AND %s AND d.outcome = 0"
     " ORDER BY d.seq LIMIT %s"
 )
+# Only the recipients whose conversation the delivery created.
+_CREATED_SQL = _RECIPIENTS_SQL.replace("LEFT JOIN", "JOIN")
 # One backward index probe per merchant (a GROUP BY would read every row of each).
 _HEAD_SQL = "SELECT CAST(%s AS VARCHAR), (SELECT max(seq) FROM outbox WHERE merchant_id = %s)"
 
 
-def after(conn: Connection, merchant: str, position: EventPosition, limit: int) -> list[Event]:
-    """Up to `limit` events after `position`, in stream order: the merchant's outbox rows from
-    the position's on, each expanded with one index range read of its deliveries."""
+def after(
+    conn: Connection,
+    merchant: str,
+    position: EventPosition,
+    limit: int,
+    wanted: EventFilter = EVERY_EVENT,
+) -> list[Event]:
+    """Up to `limit` events after `position` that `wanted` takes, in stream order: the
+    merchant's outbox rows from the position's on that can hold them, each recipient row
+    expanded with one index range read of its deliveries."""
+    recipients, lifecycle_rows = wanted.rows
+    if not (recipients or lifecycle_rows):
+        return []
+    kinds = wanted.kinds
+    statement = _rows_sql(
+        conn.dialect.name,
+        recipients,
+        None if kinds is None else kinds & LIFECYCLE_KINDS,
+        wanted.broadcast is not None,
+    )
+    # Which of a recipient's events: both, or only the one the filter names.
+    created = kinds is None or EventKind.CONVERSATION_CREATED in kinds
+    message = kinds is None or EventKind.BROADCAST_MESSAGE in kinds
     found: list[Event] = []
     row = position.row
     while len(found) < limit:
-        ranges = bulk.rows(conn, _ROWS_SQL, (merchant, row, _ROWS_AT_ONCE))
+        args: tuple[Any, ...] = (merchant, row)
+        if wanted.broadcast is not None:
+            args += (wanted.broadcast,)
+        ranges = bulk.rows(conn, statement, (*args, _ROWS_AT_ONCE))
         for r in ranges:
-            _expand(conn, merchant, r, position, limit - len(found), found)
+            if r[1] == _RECIPIENT_ROW:
+                _expand(conn, merchant, r, position, limit - len(found), found, created, message)
+            elif int(r[0]) > position.row:
+                found.append(_lifecycle_event(merchant, r))
             if len(found) >= limit:
                 break
         if len(ranges) < _ROWS_AT_ONCE:
@@ -123,27 +238,51 @@ def after(conn: Connection, merchant: str, position: EventPosition, limit: int) 
     return found
 
 
+def _lifecycle_event(merchant: str, r: Any) -> Event:
+    row, kind, channel, broadcast, _, _, create_time, total, sent, failed, excluded, reason = r
+    return Event(
+        EventPosition(int(row), 0, 1),
+        merchant,
+        channel,
+        "",
+        broadcast,
+        EventKind(kind),
+        from_us(create_time),
+        Counters(int(total), int(sent), int(failed), int(excluded)),
+        reason or "",
+    )
+
+
 def _expand(
-    conn: Connection, merchant: str, r: Any, position: EventPosition, limit: int, out: list[Event]
+    conn: Connection,
+    merchant: str,
+    r: Any,
+    position: EventPosition,
+    limit: int,
+    out: list[Event],
+    with_created: bool = True,
+    with_message: bool = True,
 ) -> None:
     """Append the events of outbox row `r` after `position` to `out`: at least `limit` if it
-    has them."""
-    row, channel, broadcast, first, last_seq, create_time = r
+    has them (of the recipient kinds asked for)."""
+    row, _, channel, broadcast, first, last_seq, create_time = r[:7]
     row = int(row)
     resumes = row == position.row
     if resumes:
         first = position.seq
-    recipients = bulk.rows(conn, _RECIPIENTS_SQL, (broadcast, first, last_seq, limit + 1))
+    statement = _RECIPIENTS_SQL if with_message else _CREATED_SQL
+    recipients = bulk.rows(conn, statement, (broadcast, first, last_seq, limit + 1))
     when = from_us(create_time)
     created, message = EventKind.CONVERSATION_CREATED, EventKind.BROADCAST_MESSAGE
     start = len(out)
     append = out.append
     for seq, contact, opened in recipients:
-        if opened:
+        if opened and with_created:
             append(Event(EventPosition(row, seq, 0), merchant, channel, contact, broadcast,
                          created, when))  # fmt: skip
-        append(Event(EventPosition(row, seq, 1), merchant, channel, contact, broadcast,
-                     message, when))  # fmt: skip
+        if with_message:
+            append(Event(EventPosition(row, seq, 1), merchant, channel, contact, broadcast,
+                         message, when))  # fmt: skip
     if resumes:  # the position's own recipient: only what comes after it
         while len(out) > start and out[start].position <= position:
             del out[start]

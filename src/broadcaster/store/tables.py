@@ -387,11 +387,25 @@ class OutboxRow(SQLModel, table=True):
     """The Message Center outbox: one row per accepted batch, written in the transaction that
     records it. Its delivered recipients are the batch's deliveries still PENDING (stored 0), each
     read as a broadcast-message event (after a conversation-created one where `conversations`
-    names that delivery), in `seq` order and then recipient order, with a resumable cursor."""
+    names that delivery), in `seq` order and then recipient order, with a resumable cursor.
+
+    A row of another `kind` (a lifecycle EventKind's value) is one step of the broadcast's
+    lifecycle, written in the transaction that makes it: it names no recipient (`first_seq`
+    and `last_seq` 0) and holds the broadcast's counters and failure reason at that moment
+    (NULL on recipient rows). A partial index finds a merchant's lifecycle rows without reading
+    its recipient rows; another finds a broadcast's rows."""
 
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_merchant", "merchant_id", "seq"),
+        Index(
+            "ix_outbox_lifecycle",
+            "merchant_id",
+            "seq",
+            sqlite_where=text("kind <> 0"),
+            postgresql_where=text("kind <> 0"),
+        ),
+        Index("ix_outbox_broadcast", "broadcast_id", "seq"),
         {"sqlite_autoincrement": True},
     )
 
@@ -405,6 +419,12 @@ class OutboxRow(SQLModel, table=True):
     first_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     last_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     create_time: int = Field(sa_column=_time())
+    kind: int = Field(default=0, sa_column=Column(SmallInteger, nullable=False, server_default="0"))
+    total: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    sent: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    failed: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    excluded: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    failure_reason: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
 
 
 outbox = _table(OutboxRow)

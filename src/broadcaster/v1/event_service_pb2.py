@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from broadcaster.v1 import broadcast_service_pb2 as broadcaster_dot_v1_dot_broadcast__service__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"broadcaster/v1/event_service.proto\x12\x0e\x62roadcaster.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x02\n\x05\x45vent\x12\x16\n\x06\x63ursor\x18\x01 \x01(\tR\x06\x63ursor\x12.\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.broadcaster.v1.Event.KindR\x04kind\x12\x18\n\x07\x63hannel\x18\x03 \x01(\tR\x07\x63hannel\x12\x18\n\x07\x63ontact\x18\x04 \x01(\tR\x07\x63ontact\x12\x1c\n\tbroadcast\x18\x05 \x01(\tR\tbroadcast\x12;\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"M\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42ROADCAST_MESSAGE\x10\x01\x12\x18\n\x14\x43ONVERSATION_CREATED\x10\x02\"\xa2\x01\n\x11ListEventsRequest\x12\x1c\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06parent\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x08pageSize\x12#\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\tpageToken\x12\'\n\x0c\x61\x66ter_cursor\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01R\x0b\x61\x66terCursor\"k\n\x12ListEventsResponse\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.broadcaster.v1.EventR\x06\x65vents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"[\n\x12WatchEventsRequest\x12\x1c\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06parent\x12\'\n\x0c\x61\x66ter_cursor\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01R\x0b\x61\x66terCursor\"a\n\x18WatchEventBatchesRequest\x12\x1c\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06parent\x12\'\n\x0c\x61\x66ter_cursor\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01R\x0b\x61\x66terCursor\"J\n\x19WatchEventBatchesResponse\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.broadcaster.v1.EventR\x06\x65vents2\xaa\x03\n\x0c\x45ventService\x12|\n\nListEvents\x12!.broadcaster.v1.ListEventsRequest\x1a\".broadcaster.v1.ListEventsResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/{parent=merchants/*}/events\x12y\n\x0bWatchEvents\x12\".broadcaster.v1.WatchEventsRequest\x1a\x15.broadcaster.v1.Event\"-\x82\xd3\xe4\x93\x02\'\x12%/v1/{parent=merchants/*}/events:watch0\x01\x12\xa0\x01\n\x11WatchEventBatches\x12(.broadcaster.v1.WatchEventBatchesRequest\x1a).broadcaster.v1.WatchEventBatchesResponse\"4\x82\xd3\xe4\x93\x02.\x12,/v1/{parent=merchants/*}/events:watchBatches0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"broadcaster/v1/event_service.proto\x12\x0e\x62roadcaster.v1\x1a&broadcaster/v1/broadcast_service.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x04\n\x05\x45vent\x12\x16\n\x06\x63ursor\x18\x01 \x01(\tR\x06\x63ursor\x12.\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.broadcaster.v1.Event.KindR\x04kind\x12\x18\n\x07\x63hannel\x18\x03 \x01(\tR\x07\x63hannel\x12\x18\n\x07\x63ontact\x18\x04 \x01(\tR\x07\x63ontact\x12\x1c\n\tbroadcast\x18\x05 \x01(\tR\tbroadcast\x12;\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12=\n\x08\x63ounters\x18\x07 \x01(\x0b\x32!.broadcaster.v1.BroadcastCountersR\x08\x63ounters\x12%\n\x0e\x66\x61ilure_reason\x18\x08 \x01(\tR\rfailureReason\"\xdb\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42ROADCAST_MESSAGE\x10\x01\x12\x18\n\x14\x43ONVERSATION_CREATED\x10\x02\x12\x15\n\x11\x42ROADCAST_SENDING\x10\x03\x12\x12\n\x0e\x42ROADCAST_SENT\x10\x04\x12\x14\n\x10\x42ROADCAST_FAILED\x10\x05\x12\x17\n\x13\x42ROADCAST_CANCELLED\x10\x06\x12\x17\n\x13\x42ROADCAST_SCHEDULED\x10\x07\x12\x19\n\x15\x42ROADCAST_UNSCHEDULED\x10\x08\"\xfe\x01\n\x11ListEventsRequest\x12\x1c\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06parent\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x08pageSize\x12#\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\tpageToken\x12\'\n\x0c\x61\x66ter_cursor\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01R\x0b\x61\x66terCursor\x12\x36\n\x05kinds\x18\x05 \x03(\x0e\x32\x1a.broadcaster.v1.Event.KindB\x04\xe2\x41\x01\x01R\x05kinds\x12\"\n\tbroadcast\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01R\tbroadcast\"k\n\x12ListEventsResponse\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.broadcaster.v1.EventR\x06\x65vents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb7\x01\n\x12WatchEventsRequest\x12\x1c\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06parent\x12\'\n\x0c\x61\x66ter_cursor\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01R\x0b\x61\x66terCursor\x12\x36\n\x05kinds\x18\x03 \x03(\x0e\x32\x1a.broadcaster.v1.Event.KindB\x04\xe2\x41\x01\x01R\x05kinds\x12\"\n\tbroadcast\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01R\tbroadcast\"\xbd\x01\n\x18WatchEventBatchesRequest\x12\x1c\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x06parent\x12\'\n\x0c\x61\x66ter_cursor\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01R\x0b\x61\x66terCursor\x12\x36\n\x05kinds\x18\x03 \x03(\x0e\x32\x1a.broadcaster.v1.Event.KindB\x04\xe2\x41\x01\x01R\x05kinds\x12\"\n\tbroadcast\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01R\tbroadcast\"J\n\x19WatchEventBatchesResponse\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.broadcaster.v1.EventR\x06\x65vents2\xaa\x03\n\x0c\x45ventService\x12|\n\nListEvents\x12!.broadcaster.v1.ListEventsRequest\x1a\".broadcaster.v1.ListEventsResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/{parent=merchants/*}/events\x12y\n\x0bWatchEvents\x12\".broadcaster.v1.WatchEventsRequest\x1a\x15.broadcaster.v1.Event\"-\x82\xd3\xe4\x93\x02\'\x12%/v1/{parent=merchants/*}/events:watch0\x01\x12\xa0\x01\n\x11WatchEventBatches\x12(.broadcaster.v1.WatchEventBatchesRequest\x1a).broadcaster.v1.WatchEventBatchesResponse\"4\x82\xd3\xe4\x93\x02.\x12,/v1/{parent=merchants/*}/events:watchBatches0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,34 +43,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTEVENTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
   _globals['_LISTEVENTSREQUEST'].fields_by_name['after_cursor']._loaded_options = None
   _globals['_LISTEVENTSREQUEST'].fields_by_name['after_cursor']._serialized_options = b'\342A\001\001'
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['kinds']._loaded_options = None
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['kinds']._serialized_options = b'\342A\001\001'
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['broadcast']._loaded_options = None
+  _globals['_LISTEVENTSREQUEST'].fields_by_name['broadcast']._serialized_options = b'\342A\001\001'
   _globals['_WATCHEVENTSREQUEST'].fields_by_name['parent']._loaded_options = None
   _globals['_WATCHEVENTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
   _globals['_WATCHEVENTSREQUEST'].fields_by_name['after_cursor']._loaded_options = None
   _globals['_WATCHEVENTSREQUEST'].fields_by_name['after_cursor']._serialized_options = b'\342A\001\001'
+  _globals['_WATCHEVENTSREQUEST'].fields_by_name['kinds']._loaded_options = None
+  _globals['_WATCHEVENTSREQUEST'].fields_by_name['kinds']._serialized_options = b'\342A\001\001'
+  _globals['_WATCHEVENTSREQUEST'].fields_by_name['broadcast']._loaded_options = None
+  _globals['_WATCHEVENTSREQUEST'].fields_by_name['broadcast']._serialized_options = b'\342A\001\001'
   _globals['_WATCHEVENTBATCHESREQUEST'].fields_by_name['parent']._loaded_options = None
   _globals['_WATCHEVENTBATCHESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
   _globals['_WATCHEVENTBATCHESREQUEST'].fields_by_name['after_cursor']._loaded_options = None
   _globals['_WATCHEVENTBATCHESREQUEST'].fields_by_name['after_cursor']._serialized_options = b'\342A\001\001'
+  _globals['_WATCHEVENTBATCHESREQUEST'].fields_by_name['kinds']._loaded_options = None
+  _globals['_WATCHEVENTBATCHESREQUEST'].fields_by_name['kinds']._serialized_options = b'\342A\001\001'
+  _globals['_WATCHEVENTBATCHESREQUEST'].fields_by_name['broadcast']._loaded_options = None
+  _globals['_WATCHEVENTBATCHESREQUEST'].fields_by_name['broadcast']._serialized_options = b'\342A\001\001'
   _globals['_EVENTSERVICE'].methods_by_name['ListEvents']._loaded_options = None
   _globals['_EVENTSERVICE'].methods_by_name['ListEvents']._serialized_options = b'\202\323\344\223\002!\022\037/v1/{parent=merchants/*}/events'
   _globals['_EVENTSERVICE'].methods_by_name['WatchEvents']._loaded_options = None
   _globals['_EVENTSERVICE'].methods_by_name['WatchEvents']._serialized_options = b'\202\323\344\223\002\'\022%/v1/{parent=merchants/*}/events:watch'
   _globals['_EVENTSERVICE'].methods_by_name['WatchEventBatches']._loaded_options = None
   _globals['_EVENTSERVICE'].methods_by_name['WatchEventBatches']._serialized_options = b'\202\323\344\223\002.\022,/v1/{parent=merchants/*}/events:watchBatches'
-  _globals['_EVENT']._serialized_start=151
-  _globals['_EVENT']._serialized_end=452
-  _globals['_EVENT_KIND']._serialized_start=375
-  _globals['_EVENT_KIND']._serialized_end=452
-  _globals['_LISTEVENTSREQUEST']._serialized_start=455
-  _globals['_LISTEVENTSREQUEST']._serialized_end=617
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=619
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=726
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=728
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=819
-  _globals['_WATCHEVENTBATCHESREQUEST']._serialized_start=821
-  _globals['_WATCHEVENTBATCHESREQUEST']._serialized_end=918
-  _globals['_WATCHEVENTBATCHESRESPONSE']._serialized_start=920
-  _globals['_WATCHEVENTBATCHESRESPONSE']._serialized_end=994
-  _globals['_EVENTSERVICE']._serialized_start=997
-  _globals['_EVENTSERVICE']._serialized_end=1423
+  _globals['_EVENT']._serialized_start=191
+  _globals['_EVENT']._serialized_end=737
+  _globals['_EVENT_KIND']._serialized_start=518
+  _globals['_EVENT_KIND']._serialized_end=737
+  _globals['_LISTEVENTSREQUEST']._serialized_start=740
+  _globals['_LISTEVENTSREQUEST']._serialized_end=994
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=996
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=1103
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=1106
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=1289
+  _globals['_WATCHEVENTBATCHESREQUEST']._serialized_start=1292
+  _globals['_WATCHEVENTBATCHESREQUEST']._serialized_end=1481
+  _globals['_WATCHEVENTBATCHESRESPONSE']._serialized_start=1483
+  _globals['_WATCHEVENTBATCHESRESPONSE']._serialized_end=1557
+  _globals['_EVENTSERVICE']._serialized_start=1560
+  _globals['_EVENTSERVICE']._serialized_end=1986
 # @@protoc_insertion_point(module_scope)

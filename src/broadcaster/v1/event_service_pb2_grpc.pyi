@@ -28,9 +28,13 @@ GRPC_VERSION: str
 
 class EventServiceStub:
     """Message Center events: what the merchant's inbox must show because of broadcasts (a broadcast
-    message in a contact's conversation; a conversation created for a contact who never chatted).
-    Events are read in order with a resumable cursor: resuming from the last cursor received
-    misses nothing and repeats nothing.
+    message in a contact's conversation; a conversation created for a contact who never chatted),
+    and each step of a broadcast's lifecycle (sending started, sent, failed, cancelled, …) with its
+    counters at that moment. One ordered stream per merchant holds both: a broadcast's sending
+    event comes before its recipients' events, and its sent, failed or cancelled event after the
+    recipient events recorded before it. Events are read in order with a resumable cursor:
+    resuming from the last cursor received misses nothing and repeats nothing. New kinds may be
+    added: consumers skip kinds they do not know.
     """
 
     @_typing.overload
@@ -52,9 +56,13 @@ class EventServiceStub:
 @_typing.type_check_only
 class EventServiceAsyncStub(EventServiceStub):
     """Message Center events: what the merchant's inbox must show because of broadcasts (a broadcast
-    message in a contact's conversation; a conversation created for a contact who never chatted).
-    Events are read in order with a resumable cursor: resuming from the last cursor received
-    misses nothing and repeats nothing.
+    message in a contact's conversation; a conversation created for a contact who never chatted),
+    and each step of a broadcast's lifecycle (sending started, sent, failed, cancelled, …) with its
+    counters at that moment. One ordered stream per merchant holds both: a broadcast's sending
+    event comes before its recipients' events, and its sent, failed or cancelled event after the
+    recipient events recorded before it. Events are read in order with a resumable cursor:
+    resuming from the last cursor received misses nothing and repeats nothing. New kinds may be
+    added: consumers skip kinds they do not know.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -72,9 +80,13 @@ class EventServiceAsyncStub(EventServiceStub):
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     """Message Center events: what the merchant's inbox must show because of broadcasts (a broadcast
-    message in a contact's conversation; a conversation created for a contact who never chatted).
-    Events are read in order with a resumable cursor: resuming from the last cursor received
-    misses nothing and repeats nothing.
+    message in a contact's conversation; a conversation created for a contact who never chatted),
+    and each step of a broadcast's lifecycle (sending started, sent, failed, cancelled, …) with its
+    counters at that moment. One ordered stream per merchant holds both: a broadcast's sending
+    event comes before its recipients' events, and its sent, failed or cancelled event after the
+    recipient events recorded before it. Events are read in order with a resumable cursor:
+    resuming from the last cursor received misses nothing and repeats nothing. New kinds may be
+    added: consumers skip kinds they do not know.
     """
 
     @_abc_1.abstractmethod

@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from broadcaster_client.v1 import broadcast_service_pb2 as _broadcast_service_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -38,6 +39,18 @@ class Event(_message.Message):
         """A broadcast's message was delivered and belongs in the contact's conversation."""
         CONVERSATION_CREATED: Event._Kind.ValueType  # 2
         """The contact had no conversation; one is created for the broadcast's message."""
+        BROADCAST_SENDING: Event._Kind.ValueType  # 3
+        """The broadcast started sending: its recipients are fixed (`counters.total`)."""
+        BROADCAST_SENT: Event._Kind.ValueType  # 4
+        """The broadcast is sent: its last batch is recorded, or it had no recipient."""
+        BROADCAST_FAILED: Event._Kind.ValueType  # 5
+        """The broadcast failed and stops sending (`failure_reason` says why)."""
+        BROADCAST_CANCELLED: Event._Kind.ValueType  # 6
+        """The broadcast was cancelled while sending."""
+        BROADCAST_SCHEDULED: Event._Kind.ValueType  # 7
+        """When a broadcast is scheduled to be sent later."""
+        BROADCAST_UNSCHEDULED: Event._Kind.ValueType  # 8
+        """When a broadcast is unscheduled (back to a draft)."""
 
     class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
         """What happened."""
@@ -48,6 +61,18 @@ class Event(_message.Message):
     """A broadcast's message was delivered and belongs in the contact's conversation."""
     CONVERSATION_CREATED: Event.Kind.ValueType  # 2
     """The contact had no conversation; one is created for the broadcast's message."""
+    BROADCAST_SENDING: Event.Kind.ValueType  # 3
+    """The broadcast started sending: its recipients are fixed (`counters.total`)."""
+    BROADCAST_SENT: Event.Kind.ValueType  # 4
+    """The broadcast is sent: its last batch is recorded, or it had no recipient."""
+    BROADCAST_FAILED: Event.Kind.ValueType  # 5
+    """The broadcast failed and stops sending (`failure_reason` says why)."""
+    BROADCAST_CANCELLED: Event.Kind.ValueType  # 6
+    """The broadcast was cancelled while sending."""
+    BROADCAST_SCHEDULED: Event.Kind.ValueType  # 7
+    """When a broadcast is scheduled to be sent later."""
+    BROADCAST_UNSCHEDULED: Event.Kind.ValueType  # 8
+    """When a broadcast is unscheduled (back to a draft)."""
 
     CURSOR_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
@@ -55,6 +80,8 @@ class Event(_message.Message):
     CONTACT_FIELD_NUMBER: _builtins.int
     BROADCAST_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    COUNTERS_FIELD_NUMBER: _builtins.int
+    FAILURE_REASON_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
     """Position of this event; pass it as `after_cursor` to resume after it. Opaque."""
     kind: Global___Event.Kind.ValueType
@@ -62,12 +89,24 @@ class Event(_message.Message):
     channel: _builtins.str
     """The channel, `merchants/{merchant}/channels/{channel}`."""
     contact: _builtins.str
-    """The contact, `merchants/{merchant}/channels/{channel}/contacts/{contact}`."""
+    """The contact, `merchants/{merchant}/channels/{channel}/contacts/{contact}`; empty for the
+    broadcast's lifecycle events (kinds BROADCAST_SENDING and after).
+    """
     broadcast: _builtins.str
     """The broadcast, `merchants/{merchant}/broadcasts/{broadcast}`."""
+    failure_reason: _builtins.str
+    """For BROADCAST_FAILED: a stable reason, as the broadcast's `failure_reason` (for example
+    `QUOTA_EXHAUSTED`, `CHANNEL_REJECTED`, `CHANNEL_NOT_CONNECTED`). Empty otherwise.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was recorded."""
+
+    @_builtins.property
+    def counters(self) -> _broadcast_service_pb2.BroadcastCounters:
+        """For the broadcast's lifecycle events: its counters at that moment (not set on recipient
+        events).
+        """
 
     def __init__(
         self,
@@ -78,10 +117,12 @@ class Event(_message.Message):
         contact: _builtins.str = ...,
         broadcast: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        counters: _broadcast_service_pb2.BroadcastCounters | None = ...,
+        failure_reason: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["broadcast", b"broadcast", "channel", b"channel", "contact", b"contact", "create_time", b"create_time", "cursor", b"cursor", "kind", b"kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["broadcast", b"broadcast", "channel", b"channel", "contact", b"contact", "counters", b"counters", "create_time", b"create_time", "cursor", b"cursor", "failure_reason", b"failure_reason", "kind", b"kind"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -97,14 +138,24 @@ class ListEventsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     AFTER_CURSOR_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    BROADCAST_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """The merchant, `merchants/{merchant}`."""
     page_size: _builtins.int
     """Maximum number of events to return. Default 100, maximum 1,000."""
     page_token: _builtins.str
-    """`next_page_token` of a previous call with the same other fields."""
+    """`next_page_token` of a previous call with the same other fields (filters included)."""
     after_cursor: _builtins.str
     """Start after this event's cursor; empty: from the first event."""
+    broadcast: _builtins.str
+    """Only events of this broadcast, `merchants/{merchant}/broadcasts/{broadcast}`; empty: of
+    every broadcast.
+    """
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedScalarFieldContainer[Global___Event.Kind.ValueType]:
+        """Only events of these kinds; empty: every kind (including kinds added later)."""
+
     def __init__(
         self,
         *,
@@ -112,10 +163,12 @@ class ListEventsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         after_cursor: _builtins.str = ...,
+        kinds: _abc.Iterable[Global___Event.Kind.ValueType] | None = ...,
+        broadcast: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_cursor", b"after_cursor", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_cursor", b"after_cursor", "broadcast", b"broadcast", "kinds", b"kinds", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -157,19 +210,31 @@ class WatchEventsRequest(_message.Message):
 
     PARENT_FIELD_NUMBER: _builtins.int
     AFTER_CURSOR_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    BROADCAST_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """The merchant, `merchants/{merchant}`."""
     after_cursor: _builtins.str
     """Start after this event's cursor; empty: from the first event."""
+    broadcast: _builtins.str
+    """Only events of this broadcast, `merchants/{merchant}/broadcasts/{broadcast}`; empty: of
+    every broadcast.
+    """
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedScalarFieldContainer[Global___Event.Kind.ValueType]:
+        """Only events of these kinds; empty: every kind (including kinds added later)."""
+
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
         after_cursor: _builtins.str = ...,
+        kinds: _abc.Iterable[Global___Event.Kind.ValueType] | None = ...,
+        broadcast: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_cursor", b"after_cursor", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_cursor", b"after_cursor", "broadcast", b"broadcast", "kinds", b"kinds", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -183,19 +248,31 @@ class WatchEventBatchesRequest(_message.Message):
 
     PARENT_FIELD_NUMBER: _builtins.int
     AFTER_CURSOR_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    BROADCAST_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """The merchant, `merchants/{merchant}`."""
     after_cursor: _builtins.str
     """Start after this event's cursor; empty: from the first event."""
+    broadcast: _builtins.str
+    """Only events of this broadcast, `merchants/{merchant}/broadcasts/{broadcast}`; empty: of
+    every broadcast.
+    """
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedScalarFieldContainer[Global___Event.Kind.ValueType]:
+        """Only events of these kinds; empty: every kind (including kinds added later)."""
+
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
         after_cursor: _builtins.str = ...,
+        kinds: _abc.Iterable[Global___Event.Kind.ValueType] | None = ...,
+        broadcast: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_cursor", b"after_cursor", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_cursor", b"after_cursor", "broadcast", b"broadcast", "kinds", b"kinds", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,9 +27,13 @@ if _version_not_supported:
 
 class EventServiceStub:
     """Message Center events: what the merchant's inbox must show because of broadcasts (a broadcast
-    message in a contact's conversation; a conversation created for a contact who never chatted).
-    Events are read in order with a resumable cursor: resuming from the last cursor received
-    misses nothing and repeats nothing.
+    message in a contact's conversation; a conversation created for a contact who never chatted),
+    and each step of a broadcast's lifecycle (sending started, sent, failed, cancelled, …) with its
+    counters at that moment. One ordered stream per merchant holds both: a broadcast's sending
+    event comes before its recipients' events, and its sent, failed or cancelled event after the
+    recipient events recorded before it. Events are read in order with a resumable cursor:
+    resuming from the last cursor received misses nothing and repeats nothing. New kinds may be
+    added: consumers skip kinds they do not know.
     """
 
     def __init__(self, channel):
@@ -57,9 +61,13 @@ class EventServiceStub:
 
 class EventServiceServicer:
     """Message Center events: what the merchant's inbox must show because of broadcasts (a broadcast
-    message in a contact's conversation; a conversation created for a contact who never chatted).
-    Events are read in order with a resumable cursor: resuming from the last cursor received
-    misses nothing and repeats nothing.
+    message in a contact's conversation; a conversation created for a contact who never chatted),
+    and each step of a broadcast's lifecycle (sending started, sent, failed, cancelled, …) with its
+    counters at that moment. One ordered stream per merchant holds both: a broadcast's sending
+    event comes before its recipients' events, and its sent, failed or cancelled event after the
+    recipient events recorded before it. Events are read in order with a resumable cursor:
+    resuming from the last cursor received misses nothing and repeats nothing. New kinds may be
+    added: consumers skip kinds they do not know.
     """
 
     def ListEvents(self, request, context):
@@ -114,9 +122,13 @@ def add_EventServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class EventService:
     """Message Center events: what the merchant's inbox must show because of broadcasts (a broadcast
-    message in a contact's conversation; a conversation created for a contact who never chatted).
-    Events are read in order with a resumable cursor: resuming from the last cursor received
-    misses nothing and repeats nothing.
+    message in a contact's conversation; a conversation created for a contact who never chatted),
+    and each step of a broadcast's lifecycle (sending started, sent, failed, cancelled, …) with its
+    counters at that moment. One ordered stream per merchant holds both: a broadcast's sending
+    event comes before its recipients' events, and its sent, failed or cancelled event after the
+    recipient events recorded before it. Events are read in order with a resumable cursor:
+    resuming from the last cursor received misses nothing and repeats nothing. New kinds may be
+    added: consumers skip kinds they do not know.
     """
 
     @staticmethod
