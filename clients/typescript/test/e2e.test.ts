@@ -326,6 +326,33 @@ test("group, channel, draft, estimate, send, watch to the end", { timeout: 120_0
   );
   assert.equal(draft.state, b.Broadcast_State.DRAFT);
 
+  // A test send to one member first: it reaches that contact only, is listed on the draft, and
+  // leaves the draft as it was.
+  const tried = await unary(
+    api.broadcasts.sendTestBroadcast.bind(api.broadcasts),
+    b.SendTestBroadcastRequest.fromPartial({
+      name: draft.name,
+      contacts: [contacts[0].name],
+      requestId: `test-${parent}`,
+    }),
+  );
+  assert.deepEqual(
+    tried.recipients.map((r) => [r.contact, r.outcome]),
+    [[contacts[0].name, b.TestSendRecipient_Outcome.SENT]],
+  );
+  const tests = await unary(
+    api.broadcasts.listTestSends.bind(api.broadcasts),
+    b.ListTestSendsRequest.fromPartial({ parent: draft.name }),
+  );
+  assert.deepEqual(
+    tests.testSends.map((t) => t.name),
+    [tried.name],
+  );
+  const untouched = await unary(api.broadcasts.getBroadcast.bind(api.broadcasts), {
+    name: draft.name,
+  });
+  assert.deepEqual([untouched.state, untouched.counters?.total ?? 0], [b.Broadcast_State.DRAFT, 0]);
+
   const estimate = await unary(
     api.broadcasts.estimateAudience.bind(api.broadcasts),
     b.EstimateAudienceRequest.fromPartial({ parent, name: draft.name }),
@@ -428,7 +455,8 @@ test("group, channel, draft, estimate, send, watch to the end", { timeout: 120_0
   const summary = await fetch(
     `${live.emulatorUrl}/_emulator/accounts/${account.channelId}/deliveries/summary`,
   ).then((r) => r.json() as Promise<Record<string, number>>);
-  assert.deepEqual([summary.usersReached, summary.usersReachedMoreThanOnce], [MEMBERS, 0]);
+  // Every member once, and the member who had the test send twice.
+  assert.deepEqual([summary.usersReached, summary.usersReachedMoreThanOnce], [MEMBERS, 1]);
 
   // A sent broadcast is no draft any more.
   const notDraft = await rejection(
