@@ -74,6 +74,11 @@ def test_demo_sends_a_broadcast_and_shows_the_results(database_args: list[str]) 
     assert everyone[0] == FOLLOWERS and everyone[1] > 0 and everyone[2] > 0
     assert 0 < rows["last 7 days · all customers"][0] < everyone[0]
 
+    # A test send to one contact went out first, and left the draft a draft.
+    assert re.search(
+        r"test send of the draft to one contact first \(\w+: SENT\); still a draft", out
+    )
+
     # The send ended SENT with every recipient sent, to those expected for "all contacts".
     sent = re.search(r"broadcast (\w+): ([\d,]+) / ([\d,]+) sent, ([\d,]+) failed", out)
     assert sent, out

@@ -10,7 +10,8 @@ the admin UI and LINE would:
    blocks) to the service's webhook endpoint (`friends`);
 3. links contacts to customers, fills two customer groups, opts some contacts out (`customers`);
 4. estimates a few audiences (`broadcast`);
-5. sends a broadcast of a text and an image bubble to every contact, with a live progress bar;
+5. sends the draft to one contact as a test, then a broadcast of a text and an image bubble to
+   every contact, with a live progress bar;
 6. prints the broadcast list and counts the Message Center events the send recorded.
 
 The service's logs (JSON lines) go to a file, so the terminal shows only the story (`story`).

@@ -1,5 +1,5 @@
-"""Steps 4 to 6 of the demo: audience estimates, the broadcast sent with a live progress bar,
-the broadcast list, and the Message Center events the send recorded."""
+"""Steps 4 to 6 of the demo: audience estimates, a test send to one contact, the broadcast sent
+with a live progress bar, the broadcast list, and the Message Center events the send recorded."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from broadcaster_client import paginate
 from broadcaster_client.v1 import broadcast_service_pb2 as bpb
 from broadcaster_client.v1 import channel_service_pb2 as cpb
+from broadcaster_client.v1 import contact_service_pb2 as kpb
 from broadcaster_client.v1 import event_service_pb2 as epb
 
 from broadcaster.tools import console
@@ -87,6 +88,7 @@ def send(shop: Shop, channel: cpb.Channel) -> bpb.Broadcast:
         ),
         timeout=CALL_TIMEOUT,
     )
+    test_send(shop, channel, draft)
     b = broadcasts.SendBroadcast(
         bpb.SendBroadcastRequest(name=draft.name, request_id="demo-summer-sale-send"),
         timeout=CALL_TIMEOUT,
@@ -116,6 +118,25 @@ def send(shop: Shop, channel: cpb.Channel) -> bpb.Broadcast:
     return b
 
 
+def test_send(shop: Shop, channel: cpb.Channel, draft: bpb.Broadcast) -> None:
+    """The draft sent first to one contact (the shop owner's own phone, say): nothing else of the
+    draft changes."""
+    first = shop.client.contacts.ListContacts(
+        kpb.ListContactsRequest(parent=channel.name, page_size=1), timeout=CALL_TIMEOUT
+    ).contacts[0]
+    tried = shop.client.broadcasts.SendTestBroadcast(
+        bpb.SendTestBroadcastRequest(
+            name=draft.name, contacts=[first.name], request_id="demo-summer-sale-test"
+        ),
+        timeout=CALL_TIMEOUT,
+    )
+    outcomes = ", ".join(
+        f"{r.contact.rsplit('/', 1)[-1]}: {bpb.TestSendRecipient.Outcome.Name(r.outcome)}"
+        for r in tried.recipients
+    )
+    shop.story.step(f"test send of the draft to one contact first ({outcomes}); still a draft")
+
+
 def copy_as_draft(shop: Shop, sent: bpb.Broadcast) -> None:
     """A follow-up draft, so the list shows more than one state."""
     shop.client.broadcasts.CopyBroadcast(
@@ -140,12 +161,10 @@ def events(shop: Shop, broadcast: str) -> tuple[int, int]:
     messages = conversations = 0
     every = paginate(
         lambda r: shop.client.events.ListEvents(r, timeout=CALL_TIMEOUT),
-        epb.ListEventsRequest(parent=shop.merchant, page_size=1000),
+        epb.ListEventsRequest(parent=shop.merchant, page_size=1000, broadcast=broadcast),
         lambda page: page.events,
     )
     for e in every:
-        if e.broadcast != broadcast:
-            continue
         if e.kind == epb.Event.BROADCAST_MESSAGE:
             messages += 1
         elif e.kind == epb.Event.CONVERSATION_CREATED:
