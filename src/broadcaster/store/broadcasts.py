@@ -9,14 +9,17 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
     Dialect,
     Select,
     bindparam,
+    cast,
     delete,
     func,
     insert,
+    literal,
     literal_column,
     select,
     tuple_,
@@ -264,13 +267,14 @@ def get(
 # `func.coalesce(t.c.schedule_time, INT64_MAX)` (with an index on merchant_id, that expression,
 # id); until then no broadcast is scheduled and the order is the oldest first. The page tokens
 # read the key from the rows, so nothing else changes.
-_SCHEDULE_KEY: ColumnElement[Any] = literal_column(str(INT64_MAX))
+_SCHEDULE_KEY: ColumnElement[Any] = cast(literal(INT64_MAX, BigInteger), BigInteger)
 
 # Each order's key (None: the id alone) and direction. Keys are never NULL, so a page resumes
 # after (key, id) with one row-value comparison; ix_broadcasts_merchant_send serves send_time.
 _ORDERS: dict[ListOrder, tuple[ColumnElement[Any] | None, bool]] = {
     ListOrder.CREATE_TIME_DESC: (None, True),
-    ListOrder.SEND_TIME_DESC: (func.coalesce(t.c.send_time, -1), True),
+    # (-1 spelled out, not bound: the expression must read as the index's)
+    ListOrder.SEND_TIME_DESC: (func.coalesce(t.c.send_time, literal_column("-1")), True),
     ListOrder.SCHEDULE_TIME_ASC: (_SCHEDULE_KEY, False),
 }
 
