@@ -236,3 +236,64 @@ def test_refusals(channel: grpc.Channel, shop: dict[str, str]) -> None:
     )
     assert not est.eligible and est.ineligible_reason == "AUDIENCE_NOT_ELIGIBLE"
     assert est.ineligible_message
+
+
+def test_a_capped_send_and_the_list_filters(channel: grpc.Channel, shop: dict[str, str]) -> None:
+    """Over gRPC: the estimate's two figures, a capped Send taking the most recent first, the
+    left-out recipients named NOT_SENT_LIMIT, refused limits, and the list's filters."""
+    stub = pb_grpc.BroadcastServiceStub(channel)
+    parent = shop["parent"]
+    draft = stub.CreateBroadcast(
+        pb.CreateBroadcastRequest(
+            parent=parent, broadcast=_draft(shop, last_interaction=W.LAST_30_DAYS)
+        ),
+        metadata=A,
+    )
+    five = pb.RecipientLimit(max_recipients=5)
+    estimate = stub.EstimateAudience(
+        pb.EstimateAudienceRequest(parent=parent, name=draft.name, recipient_limit=five), metadata=A
+    )
+    # Within 30 days: 30 contacts, 3 opted out, 3 blocked.
+    assert (estimate.expected_recipients, estimate.capped_recipients) == (24, 5)
+    assert estimate.left_out_by_limit == 19 and not estimate.exceeds_quota
+    for bad, field in (
+        (pb.RecipientLimit(max_recipients=0), "recipient_limit.max_recipients"),
+        (pb.RecipientLimit(max_recipients=-3), "recipient_limit.max_recipients"),
+        (pb.RecipientLimit(max_recipients=10**12), "recipient_limit.max_recipients"),
+        (pb.RecipientLimit(remaining_quota=False), "recipient_limit"),
+    ):
+        with pytest.raises(grpc.RpcError) as e:
+            stub.SendBroadcast(
+                pb.SendBroadcastRequest(name=draft.name, recipient_limit=bad), metadata=A
+            )
+        f = failure(e.value)
+        assert (f.code, f.fields) == (grpc.StatusCode.INVALID_ARGUMENT, [field])
+    sent = stub.SendBroadcast(
+        pb.SendBroadcastRequest(name=draft.name, recipient_limit=five), metadata=A
+    )
+    assert sent.recipient_limit == five
+    assert (sent.counters.total, sent.counters.left_out_by_limit) == (5, 19)
+    listed = stub.ListDeliveries(
+        pb.ListDeliveriesRequest(parent=draft.name, page_size=100), metadata=A
+    ).deliveries
+    # user-0 opted out and user-1 blocked; then by most recent interaction.
+    recent = [f"user-{n}" for n in range(30) if n % 10 > 1]
+    assert [d.external_id for d in listed] == recent
+    assert [d.outcome == pb.Delivery.NOT_SENT_LIMIT for d in listed] == [False] * 5 + [True] * 19
+
+    listing = stub.ListBroadcasts(
+        pb.ListBroadcastsRequest(
+            parent=parent, channel=shop["channel"], channel_type="fake", order_by="send_time desc"
+        ),
+        metadata=A,
+    )
+    assert [b.name for b in listing.broadcasts] == [draft.name]
+    other_type = stub.ListBroadcasts(
+        pb.ListBroadcastsRequest(parent=parent, channel_type="line"), metadata=A
+    )
+    assert list(other_type.broadcasts) == []
+    with pytest.raises(grpc.RpcError) as e:
+        stub.ListBroadcasts(
+            pb.ListBroadcastsRequest(parent=parent, order_by="display_name"), metadata=A
+        )
+    assert failure(e.value).fields == ["order_by"]

@@ -173,6 +173,21 @@ def test_cli_lists_broadcasts(server: Server, channel: grpc.Channel, merchant: s
     assert "春季特賣 VIP" in rows[0] and "Spring sale" in rows[1]  # newest first
     assert all("draft" in r and "Interacted in the last 7 days" in r for r in rows)
 
+    # The filters and orders of the admin list.
+    channel_id = made.name.rsplit("/", 1)[-1]
+    ordered = cli(
+        server, "broadcasts", "list", "--merchant", merchant, "--channel", channel_id,
+        "--channel-type", "fake", "--order-by", "send_time desc",
+    )  # fmt: skip
+    assert ordered.returncode == 0, ordered.stderr
+    assert ordered.stdout.splitlines()[1:] == rows
+    line = cli(server, "broadcasts", "list", "--merchant", merchant, "--channel-type", "line")
+    assert line.stdout.strip() == f"no broadcasts for merchants/{merchant}"
+    unsent = cli(server, "broadcasts", "list", "--merchant", merchant, "--sent-after", "2020-01-01")
+    assert unsent.stdout.strip() == f"no broadcasts for merchants/{merchant}"
+    bad = cli(server, "broadcasts", "list", "--merchant", merchant, "--sent-before", "soon")
+    assert bad.returncode == 2 and "ISO 8601" in bad.stderr
+
     one = cli(server, "broadcasts", "list", "--merchant", merchant, "--limit", "1")
     assert len(one.stdout.splitlines()) == 3 and "raise --limit" in one.stdout
 

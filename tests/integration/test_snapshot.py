@@ -10,11 +10,13 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from broadcaster.domain.audience import InteractionWindow
+from broadcaster.domain.deliveries import DeliveryOutcome
 from broadcaster.domain.ids import new_id
+from broadcaster.domain.model import FollowerState
 from broadcaster.store import snapshot
 from broadcaster.store.clock import to_us
 from broadcaster.store.database import Database
-from broadcaster.store.tables import batches, deliveries
+from broadcaster.store.tables import batches, contacts, deliveries
 from tests.integration.test_audience import CUSTOMERS, NOW, _brute, _contact, seed_people
 
 
@@ -81,3 +83,70 @@ async def test_snapshot_fixes_the_reachable_audience(
     keys = [b.idempotency_key for b in cut]
     assert len(set(keys)) == len(keys) and all(uuid.UUID(k) for k in keys)
     assert all(b.due_time == to_us(NOW) and b.attempts == 0 for b in cut)
+
+
+_recent = st.fixed_dictionaries(
+    {  # few distinct times, so that ties are common
+        "hours_ago": st.one_of(st.none(), st.integers(0, 3)),
+        "opted_out": st.booleans(),
+        "state": st.sampled_from(list(FollowerState)),
+        "customer": st.none(),
+    }
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(people=st.lists(_recent, max_size=30), cap=st.integers(1, 35), batch_size=st.integers(1, 7))
+async def test_a_capped_snapshot_takes_the_most_recent_and_leaves_out_the_rest(
+    db: Database,
+    merchant: str,
+    people: list[dict],  # type: ignore[type-arg]
+    cap: int,
+    batch_size: int,
+) -> None:
+    """Recipients numbered by most recent interaction (never interacted last), ties by contact
+    id; the first `cap` in batches, the rest NOT_SENT_LIMIT and in none."""
+    channel, broadcast = new_id(), new_id()
+
+    def seed_and_snapshot(conn):  # type: ignore[no-untyped-def]
+        seed_people(conn, merchant, channel, people, None)
+        return snapshot.take(
+            conn, merchant=merchant, channel=channel, broadcast=broadcast, since=None,
+            group=None, batch_size=batch_size, now=NOW, cap=cap,
+        )  # fmt: skip
+
+    taken = await db.write(seed_and_snapshot)
+
+    def read(conn):  # type: ignore[no-untyped-def]
+        c = contacts.c
+        reachable = conn.execute(
+            select(c.id, c.last_interaction_time).where(
+                c.channel_id == channel,
+                c.opted_out.is_(False),
+                c.follower_state != int(FollowerState.BLOCKED),
+            )
+        ).all()
+        rows = conn.execute(
+            select(deliveries)
+            .where(deliveries.c.broadcast_id == broadcast)
+            .order_by(deliveries.c.seq)
+        ).all()
+        cut = conn.execute(select(batches).where(batches.c.broadcast_id == broadcast)).all()
+        return reachable, rows, cut
+
+    reachable, rows, cut = await db.read(read)
+    expected = sorted(
+        reachable,
+        key=lambda r: (r.last_interaction_time is None, -(r.last_interaction_time or 0), r.id),
+    )
+    sent = min(cap, len(expected))
+    assert (taken.recipients, taken.left_out_by_limit) == (sent, len(expected) - sent)
+    assert [r.contact_id for r in rows] == [r.id for r in expected]
+    assert [r.seq for r in rows] == list(range(len(rows)))
+    assert [r.outcome for r in rows] == [0] * sent + [int(DeliveryOutcome.NOT_SENT_LIMIT)] * (
+        len(rows) - sent
+    )
+    covered = sorted(s for b in cut for s in range(b.first_seq, b.first_seq + b.size))
+    assert covered == list(range(sent)) and len(cut) == taken.batches

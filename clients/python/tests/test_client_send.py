@@ -276,3 +276,56 @@ def test_a_test_send_goes_to_the_named_contacts_only(
         )
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert e.value.fields == ["contacts[1]"]
+
+
+def test_send_up_to_the_remaining_quota(live: Live, client: Client, merchant: str) -> None:
+    """At the LINE emulator: a Send limited to the remaining quota reaches exactly that many,
+    the first in recipient order; the rest are NOT_SENT_LIMIT, counted, and resendable."""
+    account = live.line_account(tier="verified", followers=5, quota=3)
+    channel = _connect_line(client, merchant, account)
+    _synced(client, channel.name)
+    draft = client.broadcasts.CreateBroadcast(
+        bpb.CreateBroadcastRequest(
+            parent=merchant,
+            broadcast=bpb.Broadcast(
+                display_name="Up to the quota",
+                channel=channel.name,
+                audience=bpb.Audience(last_interaction=bpb.Audience.ALL_CONTACTS),
+                messages=[bpb.BroadcastMessage(text=bpb.TextContent(text="hi"))],
+            ),
+        )
+    )
+    limit = bpb.RecipientLimit(remaining_quota=True)
+    estimate = client.broadcasts.EstimateAudience(
+        bpb.EstimateAudienceRequest(parent=merchant, name=draft.name, recipient_limit=limit)
+    )
+    assert (estimate.expected_recipients, estimate.capped_recipients) == (5, 3)
+    assert (estimate.left_out_by_limit, estimate.exceeds_quota) == (2, False)
+    sent = client.broadcasts.SendBroadcast(
+        bpb.SendBroadcastRequest(name=draft.name, recipient_limit=limit)
+    )
+    assert sent.recipient_limit == limit
+    assert (sent.counters.total, sent.counters.left_out_by_limit) == (3, 2)
+    done = _until_done(client, draft.name)
+    assert done.state == bpb.Broadcast.SENT and done.counters.sent == 3
+    deliveries = list(
+        client.broadcasts.ListDeliveries(
+            bpb.ListDeliveriesRequest(parent=draft.name, page_size=10)
+        ).deliveries
+    )
+    assert [d.outcome for d in deliveries] == [bpb.Delivery.SENT] * 3 + [
+        bpb.Delivery.NOT_SENT_LIMIT
+    ] * 2
+    reached = [
+        len(live.emulator("GET", f"/_emulator/accounts/{account['channelId']}/deliveries"
+                          f"?userId={d.external_id}"))
+        for d in deliveries
+    ]  # fmt: skip
+    assert reached == [1, 1, 1, 0, 0]
+    resend = client.broadcasts.CopyBroadcast(
+        bpb.CopyBroadcastRequest(name=draft.name, unsent_only=True)
+    )
+    again = client.broadcasts.EstimateAudience(
+        bpb.EstimateAudienceRequest(parent=merchant, name=resend.name)
+    )
+    assert again.expected_recipients == 2  # the two left out

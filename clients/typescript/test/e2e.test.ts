@@ -361,6 +361,19 @@ test("group, channel, draft, estimate, send, watch to the end", { timeout: 120_0
     [estimate.eligible, estimate.matched, estimate.expectedRecipients],
     [true, MEMBERS, MEMBERS],
   );
+  // With a recipient limit the estimate shows both figures.
+  const capped = await unary(
+    api.broadcasts.estimateAudience.bind(api.broadcasts),
+    b.EstimateAudienceRequest.fromPartial({
+      parent,
+      name: draft.name,
+      recipientLimit: { maxRecipients: 2 },
+    }),
+  );
+  assert.deepEqual(
+    [capped.expectedRecipients, capped.cappedRecipients, capped.leftOutByLimit],
+    [MEMBERS, 2, MEMBERS - 2],
+  );
 
   // Watch the Message Center events from now on while the broadcast goes out.
   const stream = api.events.watchEvents(e.WatchEventsRequest.fromPartial({ parent }));
@@ -412,6 +425,22 @@ test("group, channel, draft, estimate, send, watch to the end", { timeout: 120_0
   assert.equal(deliveries.length, MEMBERS);
   assert.ok(deliveries.every((d) => d.outcome === b.Delivery_Outcome.SENT));
   assert.deepEqual(new Set(deliveries.map((d) => d.contact)), reached);
+
+  // The admin list: this channel's LINE broadcasts sent in the last hour, last sent first.
+  const listed = await unary(
+    api.broadcasts.listBroadcasts.bind(api.broadcasts),
+    b.ListBroadcastsRequest.fromPartial({
+      parent,
+      channel: channel.name,
+      channelType: "line",
+      sendTimeAfter: new Date(Date.now() - 3_600_000),
+      orderBy: "send_time desc",
+    }),
+  );
+  assert.deepEqual(
+    listed.broadcasts.map((x) => [x.name, x.counters?.leftOutByLimit]),
+    [[draft.name, 0]],
+  );
 
   // The same events, many to a message: WatchEventBatches from the start of the merchant's feed.
   const batches = api.events.watchEventBatches(e.WatchEventBatchesRequest.fromPartial({ parent }));

@@ -12,18 +12,20 @@ from broadcaster.api.convert_broadcasts import (
     STATES_OUT,
     TEST_OUTCOMES_OUT,
     WINDOWS_OUT,
+    limit_in,
+    limit_out,
     outcome_in,
     state_in,
     window_in,
 )
 from broadcaster.api.guard import caller
-from broadcaster.api.timestamps import timestamp
+from broadcaster.api.timestamps import optional_datetime, timestamp
 from broadcaster.domain.audience import Audience
 from broadcaster.domain.broadcasts import Broadcast, Estimate, target_summary
 from broadcaster.domain.messages import ImageMessage, Message, TextMessage
 from broadcaster.domain.names import BroadcastName, ChannelName, ContactName, CustomerGroupName
 from broadcaster.domain.test_sends import TestSend
-from broadcaster.services.broadcasts import Broadcasts, DraftInput
+from broadcaster.services.broadcasts import Broadcasts, DraftInput, ListQuery
 from broadcaster.services.sending import Sending
 from broadcaster.services.test_sends import TestSends, test_send_name
 from broadcaster.v1 import broadcast_service_pb2 as pb
@@ -82,6 +84,8 @@ def estimate_out(e: Estimate) -> pb.AudienceEstimate:
         ineligible_reason=e.ineligible_reason,
         ineligible_message=e.ineligible_message,
         estimate_time=timestamp(e.estimate_time),
+        capped_recipients=e.capped_recipients,
+        left_out_by_limit=e.left_out_by_limit,
     )
 
 
@@ -146,6 +150,7 @@ def _build(b: Broadcast) -> pb.Broadcast:
             sent=b.counters.sent,
             failed=b.counters.failed,
             excluded=b.counters.excluded,
+            left_out_by_limit=b.counters.left_out_by_limit,
         ),
         failure_reason=b.failure_reason,
         copied_from=str(BroadcastName(b.merchant, b.copied_from)) if b.copied_from else "",
@@ -159,6 +164,8 @@ def _build(b: Broadcast) -> pb.Broadcast:
         out.send_time.CopyFrom(timestamp(b.send_time))
     if b.complete_time is not None:
         out.complete_time.CopyFrom(timestamp(b.complete_time))
+    if b.recipient_limit is not None:
+        out.recipient_limit.CopyFrom(limit_out(b.recipient_limit))
     return out
 
 
@@ -202,8 +209,15 @@ class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
             request.parent,
             request.page_size,
             request.page_token,
-            request.display_name_contains,
-            state_in(request.state, "state"),
+            ListQuery(
+                contains=request.display_name_contains,
+                state=state_in(request.state, "state"),
+                channel=request.channel,
+                channel_type=request.channel_type,
+                sent_after=optional_datetime(request, "send_time_after", "send_time_after"),
+                sent_before=optional_datetime(request, "send_time_before", "send_time_before"),
+                order_by=request.order_by,
+            ),
         )
         return list_out(found, token)
 
@@ -244,13 +258,16 @@ class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
             window_in(request.audience.last_interaction),
             tuple(request.audience.customer_groups),
             inline=bool(request.channel) or request.HasField("audience"),
+            limit=limit_in(request),
         )
         return estimate_out(estimate)
 
     async def SendBroadcast(
         self, request: pb.SendBroadcastRequest, context: Context
     ) -> pb.Broadcast:
-        sent = await self._sending.send(caller(), request.name, request.request_id)
+        sent = await self._sending.send(
+            caller(), request.name, request.request_id, limit_in(request)
+        )
         return broadcast_out(sent)
 
     async def CancelBroadcast(

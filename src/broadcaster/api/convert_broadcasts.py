@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 from broadcaster.domain.audience import InteractionWindow
-from broadcaster.domain.broadcasts import BroadcastState
+from broadcaster.domain.broadcasts import BroadcastState, RecipientLimit
 from broadcaster.domain.deliveries import DeliveryOutcome, EventKind
 from broadcaster.domain.errors import FieldViolation, InvalidArgument
 from broadcaster.domain.test_sends import TestOutcome
@@ -46,6 +46,7 @@ OUTCOMES_OUT: dict[DeliveryOutcome, pb.Delivery.Outcome.ValueType] = {
     DeliveryOutcome.NOT_SENT_QUOTA: pb.Delivery.NOT_SENT_QUOTA,
     DeliveryOutcome.UNKNOWN: pb.Delivery.OUTCOME_UNKNOWN,
     DeliveryOutcome.NOT_SENT_STOPPED: pb.Delivery.NOT_SENT_STOPPED,
+    DeliveryOutcome.NOT_SENT_LIMIT: pb.Delivery.NOT_SENT_LIMIT,
 }
 _OUTCOMES_IN = {int(n): o for o, n in OUTCOMES_OUT.items()}
 
@@ -82,6 +83,35 @@ def _filter_in(table: Mapping[int, T], number: int, field: str, what: str) -> T 
     if found is None:
         raise InvalidArgument([FieldViolation(field, f"unknown {what} {number}")])
     return found
+
+
+def limit_in(
+    request: pb.SendBroadcastRequest | pb.EstimateAudienceRequest,
+) -> RecipientLimit | None:
+    """The recipient limit a request names; None when unset. The number's range is the
+    service's rule (domain.rules); the message's shape is checked here."""
+    if not request.HasField("recipient_limit"):
+        return None
+    limit = request.recipient_limit
+    kind = limit.WhichOneof("limit")
+    if kind == "max_recipients":
+        return RecipientLimit(limit.max_recipients)
+    if kind == "remaining_quota" and limit.remaining_quota:
+        return RecipientLimit(None)
+    raise InvalidArgument(
+        [
+            FieldViolation(
+                "recipient_limit",
+                "set max_recipients (a number) or remaining_quota (true), or leave it unset",
+            )
+        ]
+    )
+
+
+def limit_out(limit: RecipientLimit) -> pb.RecipientLimit:
+    if limit.max_recipients is None:
+        return pb.RecipientLimit(remaining_quota=True)
+    return pb.RecipientLimit(max_recipients=limit.max_recipients)
 
 
 def state_in(number: int, field: str) -> BroadcastState | None:

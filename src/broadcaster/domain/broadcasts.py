@@ -3,6 +3,7 @@ are described."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,6 +23,19 @@ class Counters:
     sent: int = 0
     failed: int = 0
     excluded: int = 0
+    left_out_by_limit: int = 0  # reachable, but past the recipient limit
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientLimit:
+    """Recipient limit: a send takes at most this many of the eligible recipients, most recent
+    interaction first (never interacted last), ties by contact id; the rest are left out."""
+
+    max_recipients: int | None  # None: the channel's remaining quota when sending
+
+    def cap(self, quota_remaining: int | None) -> int | None:
+        """The number of recipients it allows; None: all (a channel without a quota)."""
+        return quota_remaining if self.max_recipients is None else self.max_recipients
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +49,47 @@ class Estimate:
     ineligible_reason: str
     ineligible_message: str
     estimate_time: datetime
+    # Recipient limit: how many recipients the limit allows; None: no limit.
+    limit: int | None = None
 
     @property
     def expected_recipients(self) -> int:
         return self.matched - self.opted_out - self.unreachable
 
     @property
+    def capped_recipients(self) -> int:
+        """Expected recipients the limit lets through (all of them without a limit)."""
+        expected = self.expected_recipients
+        return expected if self.limit is None else min(expected, self.limit)
+
+    @property
+    def left_out_by_limit(self) -> int:
+        return self.expected_recipients - self.capped_recipients
+
+    @property
     def exceeds_quota(self) -> bool:
-        return self.quota_remaining is not None and self.expected_recipients > self.quota_remaining
+        return self.quota_remaining is not None and self.capped_recipients > self.quota_remaining
+
+
+class ListOrder(enum.Enum):
+    """ListBroadcasts' orders, by their `order_by` spelling."""
+
+    CREATE_TIME_DESC = "create_time desc"  # newest first (the default)
+    SEND_TIME_DESC = "send_time desc"  # last sent first; unsent ones last, newest first
+    SCHEDULE_TIME_ASC = "schedule_time asc"  # next due first; unscheduled last, oldest first
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    """What ListBroadcasts lists, and in which order."""
+
+    contains: str = ""
+    state: BroadcastState | None = None
+    channel: str | None = None  # channel id
+    channel_type: str = ""
+    sent_after: datetime | None = None  # inclusive
+    sent_before: datetime | None = None  # exclusive
+    order: ListOrder = ListOrder.CREATE_TIME_DESC
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +111,7 @@ class Broadcast:
     resend_of: str = ""  # broadcast id: goes to that broadcast's unreached recipients
     send_time: datetime | None = None
     complete_time: datetime | None = None
+    recipient_limit: RecipientLimit | None = None  # the limit it was sent with
 
     def require_draft(self) -> None:
         """Only a broadcast that can still be sent can be changed."""

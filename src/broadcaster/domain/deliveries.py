@@ -19,6 +19,7 @@ class DeliveryOutcome(enum.IntEnum):
     NOT_SENT_QUOTA = 4
     UNKNOWN = 5  # an attempt may have been accepted; never retried blindly
     NOT_SENT_STOPPED = 6  # the broadcast stopped on an error before this recipient's batch
+    NOT_SENT_LIMIT = 7  # left out by the broadcast's recipient limit: never attempted
 
 
 # What a resend goes to: recipients who surely did not get the broadcast.
@@ -27,6 +28,7 @@ UNREACHED = (
     DeliveryOutcome.NOT_SENT_CANCELLED,
     DeliveryOutcome.NOT_SENT_QUOTA,
     DeliveryOutcome.NOT_SENT_STOPPED,
+    DeliveryOutcome.NOT_SENT_LIMIT,
 )
 
 

@@ -23,6 +23,8 @@ MAX_EXTERNAL_ID = 128
 MAX_CUSTOMER_ID = 128
 MAX_REQUEST_ID = 128
 MAX_URI = 2000
+# Recipient limit: the largest max_recipients a send takes (beyond any channel's audience).
+MAX_RECIPIENT_LIMIT = 100_000_000
 
 
 # Format characters (category Cf) that text legitimately needs; every other one is refused.
@@ -78,6 +80,15 @@ def check_optional_text(
 def check_request_id(v: Violations, value: str, field: str = "request_id") -> None:
     if value and not is_printable_id(value, MAX_REQUEST_ID):
         v.add(field, f"must be 1 to {MAX_REQUEST_ID} printable characters without spaces")
+
+
+def check_recipient_limit(v: Violations, max_recipients: int | None, field: str) -> None:
+    """Recipient limit: a number of recipients (None: the remaining quota, always valid)."""
+    if max_recipients is not None and not 1 <= max_recipients <= MAX_RECIPIENT_LIMIT:
+        v.add(
+            f"{field}.max_recipients",
+            f"must be 1 to {MAX_RECIPIENT_LIMIT:,}, got {max_recipients}",
+        )
 
 
 def check_customer_id(v: Violations, value: str, field: str) -> None:

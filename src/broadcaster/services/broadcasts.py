@@ -16,6 +16,9 @@ from broadcaster.domain.broadcasts import (
     Broadcast,
     BroadcastState,
     Estimate,
+    ListFilter,
+    ListOrder,
+    RecipientLimit,
     copy_name,
 )
 from broadcaster.domain.errors import (
@@ -56,6 +59,22 @@ class DraftInput:
     window: InteractionWindow | None  # None: unset (or not a window the service knows)
     customer_groups: tuple[str, ...]
     messages: tuple[Message | None, ...]  # None: a bubble with no content
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """ListBroadcasts' filters and order as the caller wrote them."""
+
+    contains: str = ""
+    state: BroadcastState | None = None
+    channel: str = ""  # resource name
+    channel_type: str = ""
+    sent_after: datetime | None = None
+    sent_before: datetime | None = None
+    order_by: str = ""
+
+
+_ORDER_BY = {o.value: o for o in ListOrder}
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,14 +290,47 @@ class Broadcasts:
         parent: str,
         page_size: int,
         page_token: str,
-        contains: str,
-        state: BroadcastState | None,
+        query: ListQuery,
     ) -> tuple[list[Broadcast], str]:
-        """A page of the merchant's broadcasts; `state`, unless None, filters them."""
+        """A page of the merchant's broadcasts, filtered and ordered as `query` says."""
         v = Violations()
+        contains = query.contains
         rules.check_optional_text(v, contains, "display_name_contains", rules.MAX_DISPLAY_NAME)
-        shape = ("broadcasts", contains, 0 if state is None else int(state))
-        merchant, page, query = open_list(
+        # (open_list reports a bad parent; here it only scopes the channel check)
+        merchant_name = collect(Violations(), lambda: MerchantName.parse(parent, "parent"))
+        m = merchant_name.merchant if merchant_name else None
+        channel = None
+        if query.channel:
+            channel = self._check_channel(v, m, query.channel, "channel")
+        if query.channel_type and not rules.is_printable_id(query.channel_type, 32):
+            v.add("channel_type", "must be a channel type such as line (at most 32 characters)")
+        after, before = query.sent_after, query.sent_before
+        if after is not None and before is not None and after >= before:
+            v.add("send_time_before", "must be later than send_time_after")
+        order = _ORDER_BY.get(" ".join(query.order_by.lower().split()) or "create_time desc")
+        if order is None:
+            v.add("order_by", f"must be one of: {', '.join(o.value for o in ListOrder)}")
+        f = ListFilter(
+            contains,
+            query.state,
+            None if channel is None else channel.channel,
+            query.channel_type,
+            after,
+            before,
+            order or ListOrder.CREATE_TIME_DESC,
+        )
+        # Every field that shapes the result: a token is good only for the same list.
+        shape = (
+            "broadcasts",
+            contains,
+            0 if f.state is None else int(f.state),
+            f.channel or "",
+            f.channel_type,
+            None if after is None else after.isoformat(),
+            None if before is None else before.isoformat(),
+            f.order.value,
+        )
+        merchant, page, key = open_list(
             self._ctx.pages,
             caller,
             v,
@@ -289,8 +341,9 @@ class Broadcasts:
             default=DEFAULT_PAGE,
             maximum=MAX_PAGE,
         )
-        found = await self._ctx.db.read_point(repo.list_page, merchant, contains, state, page)
-        return found[: page.size], self._ctx.pages.next([b.id for b in found], page, query)
+        found = await self._ctx.db.read_point(repo.list_page, merchant, f, page)
+        token = self._ctx.pages.next([k for _, k in found], page, key)
+        return [b for b, _ in found[: page.size]], token
 
     async def update(
         self, caller: Caller, name: str, paths: list[str], draft: DraftInput
@@ -400,9 +453,13 @@ class Broadcasts:
         window: InteractionWindow | None,
         groups: tuple[str, ...],
         inline: bool,
+        limit: RecipientLimit | None = None,
     ) -> Estimate:
+        """`limit`: a recipient limit to estimate with, as Send would apply it."""
         v = Violations()
         merchant = collect(v, lambda: MerchantName.parse(parent, "parent"))
+        if limit is not None:
+            rules.check_recipient_limit(v, limit.max_recipients, "recipient_limit")
         m = merchant.merchant if merchant else None
         if name:
             if inline:
@@ -425,7 +482,7 @@ class Broadcasts:
             caller.require(m)
             target, audience = target_or_none, audience_or_none
             resend_of = ""
-        return await self.estimate_for(target, audience, resend_of, recent_quota=True)
+        return await self.estimate_for(target, audience, resend_of, recent_quota=True, limit=limit)
 
     async def estimate_for(
         self,
@@ -434,6 +491,7 @@ class Broadcasts:
         resend_of: str = "",
         *,
         recent_quota: bool = False,
+        limit: RecipientLimit | None = None,
     ) -> Estimate:
         """The estimate of an audience, or of a resend's (`resend_of`: the source's id).
         `recent_quota`: a quota read in the last few seconds will do (the estimate shown while
@@ -474,6 +532,7 @@ class Broadcasts:
             ineligible_reason="" if verdict.eligible else verdict.reason,
             ineligible_message="" if verdict.eligible else verdict.message,
             estimate_time=now,
+            limit=None if limit is None else limit.cap(quota.remaining),
         )
 
 

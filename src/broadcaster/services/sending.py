@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from broadcaster.channels import Channel
 from broadcaster.domain import rules
 from broadcaster.domain.auth import Caller
-from broadcaster.domain.broadcasts import Broadcast, Estimate
+from broadcaster.domain.broadcasts import Broadcast, Estimate, RecipientLimit
 from broadcaster.domain.deliveries import Delivery, DeliveryOutcome
 from broadcaster.domain.errors import (
     FailedPrecondition,
@@ -77,38 +77,54 @@ class Sending:
         self._broadcasts = broadcasts
         self._wake = wake
 
-    async def _checked(self, draft: Broadcast) -> tuple[Estimate, int]:
-        """The draft's estimate and the channel's batch size, once every precondition that
-        needs the channel holds."""
+    async def _checked(
+        self, draft: Broadcast, limit: RecipientLimit | None
+    ) -> tuple[Estimate, int]:
+        """The draft's estimate (with `limit` resolved against the quota) and the channel's
+        batch size, once every precondition that needs the channel holds."""
         draft.require_draft()
         channel = ChannelName(draft.merchant, draft.channel)
         account, instance = await self._broadcasts.live(channel)
         require_valid_messages(instance, draft)
         if not draft.resend_of:
             self._broadcasts.require_eligible(instance, account, draft.audience)
-        estimate = await self._broadcasts.estimate_for(channel, draft.audience, draft.resend_of)
-        if estimate.quota_remaining is not None and estimate.exceeds_quota:
-            raise quota_exceeded(
-                estimate.expected_recipients, estimate.quota_remaining, str(channel)
-            )
+        estimate = await self._broadcasts.estimate_for(
+            channel, draft.audience, draft.resend_of, limit=limit
+        )
+        remaining = estimate.quota_remaining
+        # A limit of "the remaining quota" with none left would send nothing: refused alike.
+        if remaining is not None and (
+            estimate.exceeds_quota or (remaining == 0 and estimate.expected_recipients > 0)
+        ):
+            raise quota_exceeded(estimate.expected_recipients, remaining, str(channel))
         batch_size = type(instance).capabilities.max_recipients_per_request
         return estimate, batch_size
 
-    async def send(self, caller: Caller, name: str, request_id: str) -> Broadcast:
+    async def send(
+        self, caller: Caller, name: str, request_id: str, limit: RecipientLimit | None = None
+    ) -> Broadcast:
+        """`limit`: the recipient limit; None sends to every eligible recipient."""
         v = Violations()
         n = collect(v, lambda: BroadcastName.parse(name, "name"))
         rules.check_request_id(v, request_id)
+        if limit is not None:
+            rules.check_recipient_limit(v, limit.max_recipients, "recipient_limit")
         v.raise_if_any()
         assert n is not None
         draft = await self._broadcasts.get(caller, name)  # refuses another merchant's
-        request_hash = request_fingerprint(SEND, name)
+        # (A Send without a limit keeps the fingerprint it always had.)
+        request_hash = (
+            request_fingerprint(SEND, name)
+            if limit is None
+            else request_fingerprint(SEND, name, limit)
+        )
         if request_id:
             earlier = await self._ctx.db.read(idempotency.recall, n.merchant, SEND, request_id)
             if earlier is not None:  # this request was sent before (perhaps a moment ago)
                 earlier_result(earlier, SEND, request_hash, target=name)
                 # Read again: `draft` may have been read before that Send committed.
                 return await self._broadcasts.get(caller, name)
-        estimate, batch_size = await self._checked(draft)
+        estimate, batch_size = await self._checked(draft, limit)
         now = self._ctx.now()
 
         def tx(conn: Connection) -> Broadcast:
@@ -134,6 +150,7 @@ class Sending:
                 batch_size=batch_size,
                 now=now,
                 resend_of=latest.resend_of or None,
+                cap=estimate.limit,
             )
             remaining = estimate.quota_remaining
             if remaining is not None and fixed.recipients > remaining:
@@ -144,6 +161,8 @@ class Sending:
                 latest,
                 total=fixed.recipients,
                 excluded=fixed.opted_out + fixed.unreachable,
+                left_out_by_limit=fixed.left_out_by_limit,
+                limit=limit,
                 batches=fixed.batches,
                 estimate=estimate,
                 now=now,

@@ -8,18 +8,45 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Select, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Dialect,
+    Select,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from broadcaster.domain import lifecycle
 from broadcaster.domain.audience import Audience, InteractionWindow
-from broadcaster.domain.broadcasts import Broadcast, BroadcastState, Counters, Estimate
+from broadcaster.domain.broadcasts import (
+    Broadcast,
+    BroadcastState,
+    Counters,
+    Estimate,
+    ListFilter,
+    ListOrder,
+    RecipientLimit,
+)
+from broadcaster.domain.errors import FieldViolation, InvalidArgument
 from broadcaster.domain.lifecycle import Transition
 from broadcaster.domain.messages import ImageMessage, Message, TextMessage
-from broadcaster.domain.paging import Page
+from broadcaster.domain.paging import INT64_MAX, Page
+from broadcaster.domain.reasons import Reason
 from broadcaster.store import events
 from broadcaster.store.clock import from_us, maybe_from_us, to_us
 from broadcaster.store.tables import broadcasts as t
+from broadcaster.store.tables import channels
 
 # How the interaction_window column stores each window (fixed: stored rows keep them).
 _WINDOW_CODES = {
@@ -31,6 +58,19 @@ _WINDOW_CODES = {
     InteractionWindow.ALL_CONTACTS: 6,
 }
 _WINDOWS = {n: w for w, n in _WINDOW_CODES.items()}
+
+
+def _encode_limit(limit: RecipientLimit | None) -> int | None:
+    """The recipient_limit column: NULL none, 0 the remaining quota, else max_recipients."""
+    if limit is None:
+        return None
+    return 0 if limit.max_recipients is None else limit.max_recipients
+
+
+def _decode_limit(value: int | None) -> RecipientLimit | None:
+    if value is None:
+        return None
+    return RecipientLimit(value or None)
 
 
 def encode_messages(messages: tuple[Message, ...]) -> str:
@@ -89,6 +129,8 @@ _COLUMNS = (
     t.c.resend_of,
     t.c.send_time,
     t.c.complete_time,
+    t.c.recipient_limit,
+    t.c.left_out_by_limit,
 )
 
 
@@ -119,6 +161,8 @@ def _broadcast(row: tuple[Any, ...]) -> Broadcast:
         resend_of,
         send_time,
         complete_time,
+        recipient_limit,
+        left_out_by_limit,
     ) = row
     return Broadcast(
         merchant=merchant,
@@ -131,13 +175,14 @@ def _broadcast(row: tuple[Any, ...]) -> Broadcast:
         group_name=group_name,
         create_time=from_us(create_time),
         update_time=from_us(update_time),
-        counters=Counters(total, sent, failed, excluded),
+        counters=Counters(total, sent, failed, excluded, left_out_by_limit),
         send_estimate=_decode_estimate(send_estimate),
         failure_reason=failure_reason,
         copied_from=copied_from,
         resend_of=resend_of,
         send_time=maybe_from_us(send_time),
         complete_time=maybe_from_us(complete_time),
+        recipient_limit=_decode_limit(recipient_limit),
     )
 
 
@@ -218,16 +263,56 @@ def get(
     return _broadcast(tuple(rows[0])) if rows else None
 
 
+# The schedule_time order's key: the schedule time, unscheduled broadcasts last.
+# MERGE POINT (scheduling): once broadcasts has its schedule_time column, this is
+# `func.coalesce(t.c.schedule_time, INT64_MAX)` (with an index on merchant_id, that expression,
+# id); until then no broadcast is scheduled and the order is the oldest first. The page tokens
+# read the key from the rows, so nothing else changes.
+_SCHEDULE_KEY: ColumnElement[Any] = cast(literal(INT64_MAX, BigInteger), BigInteger)
+
+# Each order's key (None: the id alone) and direction. Keys are never NULL, so a page resumes
+# after (key, id) with one row-value comparison; ix_broadcasts_merchant_send serves send_time.
+_ORDERS: dict[ListOrder, tuple[ColumnElement[Any] | None, bool]] = {
+    ListOrder.CREATE_TIME_DESC: (None, True),
+    # (-1 spelled out, not bound: the expression must read as the index's)
+    ListOrder.SEND_TIME_DESC: (func.coalesce(t.c.send_time, literal_column("-1")), True),
+    ListOrder.SCHEDULE_TIME_ASC: (_SCHEDULE_KEY, False),
+}
+
+
 @functools.cache
-def _list_statement(by_state: bool, by_name: bool, after: bool) -> Select[Any]:
-    query = select(*_COLUMNS).where(t.c.merchant_id == bindparam("m"))
+def _list_statement(filters: tuple[bool, ...], order: ListOrder, after: bool) -> Select[Any]:
+    by_state, by_name, by_channel, by_type, sent_after, sent_before = filters
+    key, descending = _ORDERS[order]
+    query = select(*_COLUMNS, key if key is not None else t.c.id).where(
+        t.c.merchant_id == bindparam("m")
+    )
     if by_state:
         query = query.where(t.c.state == bindparam("state"))
     if by_name:
         query = query.where(t.c.display_name_folded.like(bindparam("pattern"), escape="/"))
+    if by_channel:
+        query = query.where(t.c.channel_id == bindparam("channel"))
+    if by_type:
+        of_type = select(channels.c.id).where(
+            channels.c.merchant_id == bindparam("m"), channels.c.type == bindparam("type")
+        )
+        query = query.where(t.c.channel_id.in_(of_type))
+    if sent_after:
+        query = query.where(t.c.send_time >= bindparam("sent_after"))
+    if sent_before:
+        query = query.where(t.c.send_time < bindparam("sent_before"))
+    if key is None:
+        if after:
+            query = query.where(t.c.id < bindparam("after"))
+        return query.order_by(t.c.id.desc()).limit(bindparam("limit"))
     if after:
-        query = query.where(t.c.id < bindparam("after"))
-    return query.order_by(t.c.id.desc()).limit(bindparam("limit"))
+        resume = tuple_(key, t.c.id)
+        mark = tuple_(bindparam("after_key"), bindparam("after"))
+        query = query.where(resume < mark if descending else resume > mark)
+    if descending:
+        return query.order_by(key.desc(), t.c.id.desc()).limit(bindparam("limit"))
+    return query.order_by(key.asc(), t.c.id.asc()).limit(bindparam("limit"))
 
 
 def _like_pattern(text: str) -> str:
@@ -236,18 +321,53 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+def _resume(order: ListOrder, after: str) -> dict[str, Any]:
+    """The position a page token carries: an id, or `key:id` for an order by time."""
+    if _ORDERS[order][0] is None:
+        return {"after": after}
+    key, _, last = after.partition(":")
+    if not (key.lstrip("-").isdigit() and len(key) < 21 and last):
+        raise InvalidArgument(
+            [FieldViolation("page_token", "is not a token this service issued")],
+            reason=Reason.INVALID_PAGE_TOKEN,
+        )
+    return {"after_key": int(key), "after": last}
+
+
 def list_page(
-    conn: Connection, merchant: str, contains: str, state: BroadcastState | None, page: Page
-) -> list[Broadcast]:
-    query = _list_statement(state is not None, bool(contains), page.after is not None)
+    conn: Connection, merchant: str, f: ListFilter, page: Page
+) -> list[tuple[Broadcast, str]]:
+    """Up to `page.size + 1` broadcasts with each one's page position (for the next token)."""
+    filters = (
+        f.state is not None,
+        bool(f.contains),
+        f.channel is not None,
+        bool(f.channel_type),
+        f.sent_after is not None,
+        f.sent_before is not None,
+    )
+    query = _list_statement(filters, f.order, page.after is not None)
     params: dict[str, Any] = {"m": merchant, "limit": page.size + 1}
-    if state is not None:
-        params["state"] = int(state)
-    if contains:
-        params["pattern"] = _like_pattern(contains)
+    if f.state is not None:
+        params["state"] = int(f.state)
+    if f.contains:
+        params["pattern"] = _like_pattern(f.contains)
+    if f.channel is not None:
+        params["channel"] = f.channel
+    if f.channel_type:
+        params["type"] = f.channel_type
+    if f.sent_after is not None:
+        params["sent_after"] = to_us(f.sent_after)
+    if f.sent_before is not None:
+        params["sent_before"] = to_us(f.sent_before)
     if page.after is not None:
-        params["after"] = page.after
-    return [_broadcast(tuple(r)) for r in _fetch(conn, query, params)]
+        params.update(_resume(f.order, page.after))
+    ordered = _ORDERS[f.order][0] is not None
+    n = len(_COLUMNS)
+    return [
+        (_broadcast(tuple(r[:n])), f"{r[n]}:{r[1]}" if ordered else r[1])
+        for r in _fetch(conn, query, params)
+    ]
 
 
 def start_sending(
@@ -256,6 +376,8 @@ def start_sending(
     *,
     total: int,
     excluded: int,
+    left_out_by_limit: int = 0,
+    limit: RecipientLimit | None = None,
     batches: int,
     estimate: Estimate,
     now: datetime,
@@ -272,6 +394,8 @@ def start_sending(
             state=int(rule.target),
             total=total,
             excluded=excluded,
+            left_out_by_limit=left_out_by_limit,
+            recipient_limit=_encode_limit(limit),
             open_batches=batches,
             send_estimate=encode_estimate(estimate),
             send_time=now_us,

@@ -4,6 +4,12 @@ batches, in one set-based statement each; nothing is sent before this commits.
 
 Recipients come from the authoritative join of contacts and group members (not the derived
 group_contacts table), and are ordered by contact id so the batches are stable.
+
+With a recipient limit (`cap`), they are numbered instead by most recent interaction (never
+interacted last), ties by contact id, in the same statement: the first `cap` are the recipients
+(PENDING, in batches) and the rest are written NOT_SENT_LIMIT, after them and in no batch, so
+ListDeliveries names them and a resend (unsent_only) goes to them like to any other recipient
+never attempted. A capped snapshot thus writes as many rows as the uncapped one would.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, text
 
-from broadcaster.domain.deliveries import UNREACHED
+from broadcaster.domain.deliveries import UNREACHED, DeliveryOutcome
 from broadcaster.domain.model import FollowerState
 from broadcaster.store import bulk
 from broadcaster.store.audience import Counts
@@ -29,6 +35,7 @@ class Snapshot:
     opted_out: int  # matched but left out: opted out
     unreachable: int  # matched but left out: blocked the account
     batches: int
+    left_out_by_limit: int = 0  # reachable, but past the recipient limit
 
 
 def _source(since: int | None, group: str | None, resend_of: str | None) -> str:
@@ -87,9 +94,11 @@ def take(
     batch_size: int,
     now: datetime,
     resend_of: str | None = None,
+    cap: int | None = None,
 ) -> Snapshot:
     """Write the deliveries and batches of `broadcast`; returns what was fixed. A resend
-    (`resend_of`) goes to the source's unreached recipients instead of the audience."""
+    (`resend_of`) goes to the source's unreached recipients instead of the audience; `cap`
+    (a recipient limit) takes at most that many, most recent interaction first."""
     now_us = to_us(now)
     since_us = None if since is None else to_us(since)
     source = _source(since_us, group, resend_of)
@@ -103,15 +112,34 @@ def take(
     }
     blocked = int(FollowerState.BLOCKED)
     counted = _count(conn, source, params)
-    recipients = conn.execute(
-        text(
-            "INSERT INTO deliveries (broadcast_id, seq, contact_id, external_id, outcome, reason)"
-            " SELECT :b, row_number() OVER (ORDER BY c.id) - 1, c.id, c.external_id, 0, ''"
-            f" {source} AND NOT c.opted_out"
-            f" AND c.follower_state <> {blocked}"
-        ),
-        params,
-    ).rowcount
+    reachable = f"{source} AND NOT c.opted_out AND c.follower_state <> {blocked}"
+    if cap is None:
+        recipients = conn.execute(
+            text(
+                "INSERT INTO deliveries"
+                " (broadcast_id, seq, contact_id, external_id, outcome, reason)"
+                " SELECT :b, row_number() OVER (ORDER BY c.id) - 1, c.id, c.external_id, 0, ''"
+                f" {reachable}"
+            ),
+            params,
+        ).rowcount
+        left_out = 0
+    else:
+        limited = int(DeliveryOutcome.NOT_SENT_LIMIT)
+        written = conn.execute(
+            text(
+                "INSERT INTO deliveries"
+                " (broadcast_id, seq, contact_id, external_id, outcome, reason)"
+                f" SELECT :b, r.n, r.id, r.external_id,"
+                f" CASE WHEN r.n < :cap THEN 0 ELSE {limited} END, ''"
+                " FROM (SELECT c.id, c.external_id, row_number() OVER"
+                " (ORDER BY c.last_interaction_time DESC NULLS LAST, c.id) - 1 AS n"
+                f" {reachable}) r"
+            ),
+            {**params, "cap": cap},
+        ).rowcount
+        recipients = min(written, cap)
+        left_out = written - recipients
     count = -(-recipients // batch_size)
     rows = [
         [n, str(uuid.uuid4()), n * batch_size, min(batch_size, recipients - n * batch_size)]
@@ -129,4 +157,4 @@ def take(
             ),
             {"b": broadcast, "ch": channel, "now": now_us, "rows": json.dumps(rows)},
         )
-    return Snapshot(int(recipients), counted.opted_out, counted.unreachable, count)
+    return Snapshot(int(recipients), counted.opted_out, counted.unreachable, count, left_out)

@@ -230,6 +230,9 @@ class BroadcastRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_broadcasts_merchant_id", "merchant_id", "id"),
         Index("ix_broadcasts_merchant_state", "merchant_id", "state", "id"),
+        # List filters and orders: by channel, and by send time (unsent last), newest first.
+        Index("ix_broadcasts_merchant_channel", "merchant_id", "channel_id", "id"),
+        Index("ix_broadcasts_merchant_send", "merchant_id", text("COALESCE(send_time, -1)"), "id"),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -263,6 +266,12 @@ class BroadcastRow(SQLModel, table=True):
     update_time: int = Field(sa_column=_time())
     send_time: int | None = Field(default=None, sa_column=_time(nullable=True))
     complete_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+    # Recipient limit it was sent with: NULL none, 0 the remaining quota, else max_recipients;
+    # and the reachable recipients it left out.
+    recipient_limit: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    left_out_by_limit: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
 
 
 broadcasts = _table(BroadcastRow)

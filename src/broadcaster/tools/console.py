@@ -1,6 +1,8 @@
 """Operator commands that talk to a running server over gRPC, through `broadcaster_client`:
 
     broadcaster broadcasts list --merchant M     the broadcast list, as the admin UI shows it
+                                                 (--channel, --channel-type, --sent-after,
+                                                 --sent-before, --order-by)
     broadcaster broadcasts watch NAME            a live progress bar until it stops sending
     broadcaster channels sync NAME               sync a channel's contacts, showing progress
 
@@ -16,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, TextIO, TypeVar
 
 import grpc
@@ -67,6 +69,18 @@ def add_commands(sub: Any) -> None:
         "--state",
         choices=[s.lower() for s, number in bpb.Broadcast.State.items() if number],
         help="only broadcasts in this state",
+    )
+    ls.add_argument("--channel", help="only this channel: merchants/M/channels/C, or C")
+    ls.add_argument("--channel-type", default="", help="only channels of this type (line)")
+    ls.add_argument(
+        "--sent-after", type=_when, help="only those sent at or after (ISO 8601; local time)"
+    )
+    ls.add_argument("--sent-before", type=_when, help="only those sent before (ISO 8601)")
+    ls.add_argument(
+        "--order-by",
+        default="create_time desc",
+        choices=["create_time desc", "send_time desc", "schedule_time asc"],
+        help="order (default: newest first; schedule_time asc: the upcoming ones)",
     )
     ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     watch = b.add_parser(
@@ -151,6 +165,17 @@ def _resource(value: str, merchant: str | None, collection: str) -> str:
     raise Failed(f"give the full name, merchants/M/{collection}/ID, or --merchant M with ID")
 
 
+def _when(text: str) -> Timestamp:
+    """An ISO 8601 time for a filter; without an offset, the operator's local time."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    ts = Timestamp()
+    ts.FromDatetime(moment.astimezone(UTC))
+    return ts
+
+
 def _time(ts: Timestamp, present: bool) -> str:
     if not present:
         return "-"
@@ -166,7 +191,8 @@ def _sent(b: bpb.Broadcast) -> str:
         return "-"
     c = b.counters
     failed = f" ({c.failed:,} failed)" if c.failed else ""
-    return f"{c.sent:,} / {c.total:,}{failed}"
+    left_out = f" ({c.left_out_by_limit:,} left out by limit)" if c.left_out_by_limit else ""
+    return f"{c.sent:,} / {c.total:,}{failed}{left_out}"
 
 
 def list_broadcasts(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
@@ -177,7 +203,14 @@ def list_broadcasts(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
         page_size=min(args.limit, 1000),
         display_name_contains=args.name_contains,
         state=state,
+        channel=_resource(args.channel, parent, "channels") if args.channel else "",
+        channel_type=args.channel_type,
+        order_by=args.order_by,
     )
+    if args.sent_after is not None:
+        request.send_time_after.CopyFrom(args.sent_after)
+    if args.sent_before is not None:
+        request.send_time_before.CopyFrom(args.sent_before)
     found: list[bpb.Broadcast] = []
     more = False
     listing = pages(lambda r: calls.call(calls.broadcasts.ListBroadcasts, r), request)

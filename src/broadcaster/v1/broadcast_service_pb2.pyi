@@ -184,6 +184,7 @@ class BroadcastCounters(_message.Message):
     SENT_FIELD_NUMBER: _builtins.int
     FAILED_FIELD_NUMBER: _builtins.int
     EXCLUDED_FIELD_NUMBER: _builtins.int
+    LEFT_OUT_BY_LIMIT_FIELD_NUMBER: _builtins.int
     total: _builtins.int
     """Recipients fixed when the broadcast was sent."""
     sent: _builtins.int
@@ -192,6 +193,11 @@ class BroadcastCounters(_message.Message):
     """Recipients it could not be sent to, or whose outcome is unknown (see ListDeliveries)."""
     excluded: _builtins.int
     """Matching contacts left out when sending (opted out or unreachable)."""
+    left_out_by_limit: _builtins.int
+    """Recipient limit: reachable recipients left out because the broadcast was sent with a
+    `recipient_limit` (they come after the limit in the documented order). Their deliveries
+    are NOT_SENT_LIMIT, and a resend (`unsent_only`) includes them.
+    """
     def __init__(
         self,
         *,
@@ -199,10 +205,11 @@ class BroadcastCounters(_message.Message):
         sent: _builtins.int = ...,
         failed: _builtins.int = ...,
         excluded: _builtins.int = ...,
+        left_out_by_limit: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["excluded", b"excluded", "failed", b"failed", "sent", b"sent", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["excluded", b"excluded", "failed", b"failed", "left_out_by_limit", b"left_out_by_limit", "sent", b"sent", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -225,6 +232,8 @@ class AudienceEstimate(_message.Message):
     INELIGIBLE_REASON_FIELD_NUMBER: _builtins.int
     INELIGIBLE_MESSAGE_FIELD_NUMBER: _builtins.int
     ESTIMATE_TIME_FIELD_NUMBER: _builtins.int
+    CAPPED_RECIPIENTS_FIELD_NUMBER: _builtins.int
+    LEFT_OUT_BY_LIMIT_FIELD_NUMBER: _builtins.int
     matched: _builtins.int
     """Contacts meeting the audience's criteria."""
     opted_out: _builtins.int
@@ -245,6 +254,15 @@ class AudienceEstimate(_message.Message):
     """When not eligible: a stable reason (for example `AUDIENCE_NOT_ELIGIBLE`)."""
     ineligible_message: _builtins.str
     """When not eligible: what the merchant can do about it."""
+    capped_recipients: _builtins.int
+    """Recipient limit: of the expected recipients, how many will be sent to with the request's
+    `recipient_limit` (equal to `expected_recipients` without one). With a limit,
+    `exceeds_quota` compares this figure with the quota.
+    """
+    left_out_by_limit: _builtins.int
+    """Recipient limit: expected recipients the limit leaves out (`expected_recipients` minus
+    `capped_recipients`).
+    """
     @_builtins.property
     def estimate_time(self) -> _timestamp_pb2.Timestamp:
         """When the estimate was taken."""
@@ -263,14 +281,49 @@ class AudienceEstimate(_message.Message):
         ineligible_reason: _builtins.str = ...,
         ineligible_message: _builtins.str = ...,
         estimate_time: _timestamp_pb2.Timestamp | None = ...,
+        capped_recipients: _builtins.int = ...,
+        left_out_by_limit: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["estimate_time", b"estimate_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["eligible", b"eligible", "estimate_time", b"estimate_time", "exceeds_quota", b"exceeds_quota", "expected_recipients", b"expected_recipients", "ineligible_message", b"ineligible_message", "ineligible_reason", b"ineligible_reason", "matched", b"matched", "opted_out", b"opted_out", "quota_limited", b"quota_limited", "quota_remaining", b"quota_remaining", "unreachable", b"unreachable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capped_recipients", b"capped_recipients", "eligible", b"eligible", "estimate_time", b"estimate_time", "exceeds_quota", b"exceeds_quota", "expected_recipients", b"expected_recipients", "ineligible_message", b"ineligible_message", "ineligible_reason", b"ineligible_reason", "left_out_by_limit", b"left_out_by_limit", "matched", b"matched", "opted_out", b"opted_out", "quota_limited", b"quota_limited", "quota_remaining", b"quota_remaining", "unreachable", b"unreachable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AudienceEstimate: _TypeAlias = AudienceEstimate  # noqa: Y015
+
+@_typing.final
+class RecipientLimit(_message.Message):
+    """Recipient limit: how many of the eligible recipients a send takes at most. The recipients
+    taken are the first in order of most recent interaction (contacts who never interacted
+    last), ties broken by contact id; the rest are left out and counted.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_RECIPIENTS_FIELD_NUMBER: _builtins.int
+    REMAINING_QUOTA_FIELD_NUMBER: _builtins.int
+    max_recipients: _builtins.int
+    """At most this many recipients: 1 to 100,000,000."""
+    remaining_quota: _builtins.bool
+    """At most the channel's remaining monthly quota, read when sending (no limit when the
+    channel has no quota). Must be true when set.
+    """
+    def __init__(
+        self,
+        *,
+        max_recipients: _builtins.int = ...,
+        remaining_quota: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "max_recipients", b"max_recipients", "remaining_quota", b"remaining_quota"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "max_recipients", b"max_recipients", "remaining_quota", b"remaining_quota"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_limit: _TypeAlias = _typing.Literal["max_recipients", "remaining_quota"]  # noqa: Y015
+    _WhichOneofArgType_limit: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_limit) -> _WhichOneofReturnType_limit | None: ...
+
+Global___RecipientLimit: _TypeAlias = RecipientLimit  # noqa: Y015
 
 @_typing.final
 class Broadcast(_message.Message):
@@ -329,6 +382,7 @@ class Broadcast(_message.Message):
     SEND_TIME_FIELD_NUMBER: _builtins.int
     COMPLETE_TIME_FIELD_NUMBER: _builtins.int
     RESEND_OF_FIELD_NUMBER: _builtins.int
+    RECIPIENT_LIMIT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `merchants/{merchant}/broadcasts/{broadcast}`."""
     display_name: _builtins.str
@@ -379,6 +433,10 @@ class Broadcast(_message.Message):
     def complete_time(self) -> _timestamp_pb2.Timestamp:
         """When sending ended (sent, failed or cancelled)."""
 
+    @_builtins.property
+    def recipient_limit(self) -> Global___RecipientLimit:
+        """Recipient limit: the limit it was sent with; unset when none."""
+
     def __init__(
         self,
         *,
@@ -398,10 +456,11 @@ class Broadcast(_message.Message):
         send_time: _timestamp_pb2.Timestamp | None = ...,
         complete_time: _timestamp_pb2.Timestamp | None = ...,
         resend_of: _builtins.str = ...,
+        recipient_limit: Global___RecipientLimit | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "complete_time", b"complete_time", "counters", b"counters", "create_time", b"create_time", "send_estimate", b"send_estimate", "send_time", b"send_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "complete_time", b"complete_time", "counters", b"counters", "create_time", b"create_time", "recipient_limit", b"recipient_limit", "send_estimate", b"send_estimate", "send_time", b"send_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "channel", b"channel", "complete_time", b"complete_time", "copied_from", b"copied_from", "counters", b"counters", "create_time", b"create_time", "display_name", b"display_name", "failure_reason", b"failure_reason", "messages", b"messages", "name", b"name", "resend_of", b"resend_of", "send_estimate", b"send_estimate", "send_time", b"send_time", "state", b"state", "target_summary", b"target_summary", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "channel", b"channel", "complete_time", b"complete_time", "copied_from", b"copied_from", "counters", b"counters", "create_time", b"create_time", "display_name", b"display_name", "failure_reason", b"failure_reason", "messages", b"messages", "name", b"name", "recipient_limit", b"recipient_limit", "resend_of", b"resend_of", "send_estimate", b"send_estimate", "send_time", b"send_time", "state", b"state", "target_summary", b"target_summary", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -475,6 +534,11 @@ class ListBroadcastsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_CONTAINS_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    CHANNEL_TYPE_FIELD_NUMBER: _builtins.int
+    SEND_TIME_AFTER_FIELD_NUMBER: _builtins.int
+    SEND_TIME_BEFORE_FIELD_NUMBER: _builtins.int
+    ORDER_BY_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """The merchant, `merchants/{merchant}`."""
     page_size: _builtins.int
@@ -485,6 +549,23 @@ class ListBroadcastsRequest(_message.Message):
     """Only broadcasts whose display name contains this text, ignoring case."""
     state: Global___Broadcast.State.ValueType
     """Only broadcasts in this state; unset: all."""
+    channel: _builtins.str
+    """List filters: only broadcasts on this channel, `merchants/{merchant}/channels/{channel}`."""
+    channel_type: _builtins.str
+    """List filters: only broadcasts on channels of this type (for example `line`)."""
+    order_by: _builtins.str
+    """List order: `create_time desc` (the default), `send_time desc` (unsent ones last) or
+    `schedule_time asc` (the upcoming view: unscheduled ones last). Ties in newest-first id
+    order (`schedule_time asc`: oldest first).
+    """
+    @_builtins.property
+    def send_time_after(self) -> _timestamp_pb2.Timestamp:
+        """List filters: only broadcasts sent at or after this time."""
+
+    @_builtins.property
+    def send_time_before(self) -> _timestamp_pb2.Timestamp:
+        """List filters: only broadcasts sent before this time."""
+
     def __init__(
         self,
         *,
@@ -493,10 +574,15 @@ class ListBroadcastsRequest(_message.Message):
         page_token: _builtins.str = ...,
         display_name_contains: _builtins.str = ...,
         state: Global___Broadcast.State.ValueType = ...,
+        channel: _builtins.str = ...,
+        channel_type: _builtins.str = ...,
+        send_time_after: _timestamp_pb2.Timestamp | None = ...,
+        send_time_before: _timestamp_pb2.Timestamp | None = ...,
+        order_by: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["send_time_after", b"send_time_after", "send_time_before", b"send_time_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name_contains", b"display_name_contains", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "channel_type", b"channel_type", "display_name_contains", b"display_name_contains", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "send_time_after", b"send_time_after", "send_time_before", b"send_time_before", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -600,8 +686,8 @@ class CopyBroadcastRequest(_message.Message):
     """
     unsent_only: _builtins.bool
     """Only the recipients the source broadcast did not reach: deliveries FAILED,
-    NOT_SENT_CANCELLED, NOT_SENT_QUOTA or NOT_SENT_STOPPED (not OUTCOME_UNKNOWN: those may
-    have received it). The source must have been sent.
+    NOT_SENT_CANCELLED, NOT_SENT_QUOTA, NOT_SENT_STOPPED or NOT_SENT_LIMIT (not
+    OUTCOME_UNKNOWN: those may have received it). The source must have been sent.
     """
     def __init__(
         self,
@@ -628,6 +714,7 @@ class EstimateAudienceRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     CHANNEL_FIELD_NUMBER: _builtins.int
     AUDIENCE_FIELD_NUMBER: _builtins.int
+    RECIPIENT_LIMIT_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """The merchant, `merchants/{merchant}`."""
     name: _builtins.str
@@ -638,6 +725,10 @@ class EstimateAudienceRequest(_message.Message):
     def audience(self) -> Global___Audience:
         """The audience, for an inline estimate."""
 
+    @_builtins.property
+    def recipient_limit(self) -> Global___RecipientLimit:
+        """Recipient limit to estimate with (as SendBroadcast would apply it)."""
+
     def __init__(
         self,
         *,
@@ -645,10 +736,11 @@ class EstimateAudienceRequest(_message.Message):
         name: _builtins.str = ...,
         channel: _builtins.str = ...,
         audience: Global___Audience | None = ...,
+        recipient_limit: Global___RecipientLimit | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "recipient_limit", b"recipient_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "channel", b"channel", "name", b"name", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "channel", b"channel", "name", b"name", "parent", b"parent", "recipient_limit", b"recipient_limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -662,6 +754,7 @@ class SendBroadcastRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    RECIPIENT_LIMIT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name of the draft to send."""
     request_id: _builtins.str
@@ -669,15 +762,22 @@ class SendBroadcastRequest(_message.Message):
     with it returns the first result and does nothing twice; a different request with it is
     refused (INVALID_ARGUMENT `REQUEST_ID_REUSED`).
     """
+    @_builtins.property
+    def recipient_limit(self) -> Global___RecipientLimit:
+        """Recipient limit: send to at most this many of the eligible recipients (see
+        RecipientLimit for which); unset: all of them.
+        """
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        recipient_limit: Global___RecipientLimit | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recipient_limit", b"recipient_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "recipient_limit", b"recipient_limit", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -735,6 +835,8 @@ class Delivery(_message.Message):
         """
         NOT_SENT_STOPPED: Delivery._Outcome.ValueType  # 7
         """Not sent: the broadcast stopped on an error (see the broadcast's `failure_reason`)."""
+        NOT_SENT_LIMIT: Delivery._Outcome.ValueType  # 8
+        """Not sent: left out by the broadcast's recipient limit (never attempted; resendable)."""
 
     class Outcome(_Outcome, metaclass=_OutcomeEnumTypeWrapper):
         """The recipient's outcome."""
@@ -757,6 +859,8 @@ class Delivery(_message.Message):
     """
     NOT_SENT_STOPPED: Delivery.Outcome.ValueType  # 7
     """Not sent: the broadcast stopped on an error (see the broadcast's `failure_reason`)."""
+    NOT_SENT_LIMIT: Delivery.Outcome.ValueType  # 8
+    """Not sent: left out by the broadcast's recipient limit (never attempted; resendable)."""
 
     NAME_FIELD_NUMBER: _builtins.int
     CONTACT_FIELD_NUMBER: _builtins.int

@@ -122,7 +122,8 @@ class BroadcastServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListBroadcasts(self, request, context):
-        """Lists a merchant's broadcasts, newest first, searched by name and filtered by state.
+        """Lists a merchant's broadcasts, newest first, searched by name and filtered by state,
+        channel, channel type and send time; `order_by` orders by send or schedule time instead.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -169,7 +170,9 @@ class BroadcastServiceServicer:
         `QuotaFailure` naming the numbers otherwise). The recipients are fixed and split into
         batches before this returns the broadcast in the SENDING state; the messages go out in the
         background (watch `counters`, or EventService). A repeated `request_id` returns the first
-        result; of concurrent Sends of one draft exactly one starts a dispatch.
+        result; of concurrent Sends of one draft exactly one starts a dispatch. With a
+        `recipient_limit`, only that many of the eligible recipients are sent to (most recent
+        interaction first) and the rest are counted in `counters.left_out_by_limit`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -44,7 +44,9 @@ class BroadcastServiceStub:
     GetBroadcast: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.GetBroadcastRequest, _broadcast_service_pb2.Broadcast]
     """Gets a broadcast."""
     ListBroadcasts: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.ListBroadcastsRequest, _broadcast_service_pb2.ListBroadcastsResponse]
-    """Lists a merchant's broadcasts, newest first, searched by name and filtered by state."""
+    """Lists a merchant's broadcasts, newest first, searched by name and filtered by state,
+    channel, channel type and send time; `order_by` orders by send or schedule time instead.
+    """
     UpdateBroadcast: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.UpdateBroadcastRequest, _broadcast_service_pb2.Broadcast]
     """Updates a draft; `update_mask` names the fields to change. Only drafts can be edited
     (FAILED_PRECONDITION `BROADCAST_NOT_DRAFT` otherwise).
@@ -69,7 +71,9 @@ class BroadcastServiceStub:
     `QuotaFailure` naming the numbers otherwise). The recipients are fixed and split into
     batches before this returns the broadcast in the SENDING state; the messages go out in the
     background (watch `counters`, or EventService). A repeated `request_id` returns the first
-    result; of concurrent Sends of one draft exactly one starts a dispatch.
+    result; of concurrent Sends of one draft exactly one starts a dispatch. With a
+    `recipient_limit`, only that many of the eligible recipients are sent to (most recent
+    interaction first) and the rest are counted in `counters.left_out_by_limit`.
     """
     CancelBroadcast: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.CancelBroadcastRequest, _broadcast_service_pb2.Broadcast]
     """Cancels a sending broadcast: no new batch starts; batches the dispatcher has already taken
@@ -110,7 +114,9 @@ class BroadcastServiceAsyncStub(BroadcastServiceStub):
     GetBroadcast: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.GetBroadcastRequest, _broadcast_service_pb2.Broadcast]  # type: ignore[assignment]
     """Gets a broadcast."""
     ListBroadcasts: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.ListBroadcastsRequest, _broadcast_service_pb2.ListBroadcastsResponse]  # type: ignore[assignment]
-    """Lists a merchant's broadcasts, newest first, searched by name and filtered by state."""
+    """Lists a merchant's broadcasts, newest first, searched by name and filtered by state,
+    channel, channel type and send time; `order_by` orders by send or schedule time instead.
+    """
     UpdateBroadcast: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.UpdateBroadcastRequest, _broadcast_service_pb2.Broadcast]  # type: ignore[assignment]
     """Updates a draft; `update_mask` names the fields to change. Only drafts can be edited
     (FAILED_PRECONDITION `BROADCAST_NOT_DRAFT` otherwise).
@@ -135,7 +141,9 @@ class BroadcastServiceAsyncStub(BroadcastServiceStub):
     `QuotaFailure` naming the numbers otherwise). The recipients are fixed and split into
     batches before this returns the broadcast in the SENDING state; the messages go out in the
     background (watch `counters`, or EventService). A repeated `request_id` returns the first
-    result; of concurrent Sends of one draft exactly one starts a dispatch.
+    result; of concurrent Sends of one draft exactly one starts a dispatch. With a
+    `recipient_limit`, only that many of the eligible recipients are sent to (most recent
+    interaction first) and the rest are counted in `counters.left_out_by_limit`.
     """
     CancelBroadcast: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.CancelBroadcastRequest, _broadcast_service_pb2.Broadcast]  # type: ignore[assignment]
     """Cancels a sending broadcast: no new batch starts; batches the dispatcher has already taken
@@ -191,7 +199,9 @@ class BroadcastServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _broadcast_service_pb2.ListBroadcastsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_broadcast_service_pb2.ListBroadcastsResponse, _abc.Awaitable[_broadcast_service_pb2.ListBroadcastsResponse]]:
-        """Lists a merchant's broadcasts, newest first, searched by name and filtered by state."""
+        """Lists a merchant's broadcasts, newest first, searched by name and filtered by state,
+        channel, channel type and send time; `order_by` orders by send or schedule time instead.
+        """
 
     @_abc_1.abstractmethod
     def UpdateBroadcast(
@@ -246,7 +256,9 @@ class BroadcastServiceServicer(metaclass=_abc_1.ABCMeta):
         `QuotaFailure` naming the numbers otherwise). The recipients are fixed and split into
         batches before this returns the broadcast in the SENDING state; the messages go out in the
         background (watch `counters`, or EventService). A repeated `request_id` returns the first
-        result; of concurrent Sends of one draft exactly one starts a dispatch.
+        result; of concurrent Sends of one draft exactly one starts a dispatch. With a
+        `recipient_limit`, only that many of the eligible recipients are sent to (most recent
+        interaction first) and the rest are counted in `counters.left_out_by_limit`.
         """
 
     @_abc_1.abstractmethod
