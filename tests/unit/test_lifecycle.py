@@ -24,6 +24,12 @@ def test_the_table() -> None:
         (S.SENDING, S.SENT),
         (S.SENDING, S.FAILED),
         (S.SENDING, S.CANCELLED),
+        (S.DRAFT, S.SCHEDULED),
+        (S.SCHEDULED, S.DRAFT),
+        (S.SCHEDULED, S.SENDING),
+        (S.SCHEDULED, S.SENT),
+        (S.SCHEDULED, S.FAILED),
+        (S.SCHEDULED, S.CANCELLED),
     }
     assert lifecycle.terminal() == {S.SENT, S.FAILED, S.CANCELLED}
     assert lifecycle.sources(Transition.COMPLETE) == {S.SENDING}
@@ -47,6 +53,12 @@ def test_guards_refuse_what_the_table_does_not_allow(state: BroadcastState) -> N
         with pytest.raises(FailedPrecondition) as e:
             b.require_draft()
         assert e.value.reason == "BROADCAST_NOT_DRAFT"
+    if lifecycle.allows(Transition.UNSCHEDULE, state):
+        b.require_scheduled()
+    else:
+        with pytest.raises(FailedPrecondition) as e:
+            b.require_scheduled()
+        assert e.value.reason == "BROADCAST_NOT_SCHEDULED"
     if lifecycle.allows(Transition.CANCEL, state):
         b.require_sending()
     else:

@@ -16,7 +16,7 @@ from broadcaster.api.convert_broadcasts import (
     window_in,
 )
 from broadcaster.api.guard import caller
-from broadcaster.api.timestamps import timestamp
+from broadcaster.api.timestamps import optional_datetime, timestamp
 from broadcaster.domain.audience import Audience
 from broadcaster.domain.broadcasts import Broadcast, Estimate, target_summary
 from broadcaster.domain.messages import ImageMessage, Message, TextMessage
@@ -156,6 +156,8 @@ def _build(b: Broadcast) -> pb.Broadcast:
         out.send_time.CopyFrom(timestamp(b.send_time))
     if b.complete_time is not None:
         out.complete_time.CopyFrom(timestamp(b.complete_time))
+    if b.schedule_time is not None:
+        out.schedule_time.CopyFrom(timestamp(b.schedule_time))
     return out
 
 
@@ -238,6 +240,19 @@ class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
         self, request: pb.CancelBroadcastRequest, context: Context
     ) -> pb.Broadcast:
         return broadcast_out(await self._sending.cancel(caller(), request.name))
+
+    async def ScheduleBroadcast(
+        self, request: pb.ScheduleBroadcastRequest, context: Context
+    ) -> pb.Broadcast:
+        when = optional_datetime(request, "schedule_time", "schedule_time")
+        scheduled = await self._sending.schedule(caller(), request.name, when, request.request_id)
+        return broadcast_out(scheduled)
+
+    async def UnscheduleBroadcast(
+        self, request: pb.UnscheduleBroadcastRequest, context: Context
+    ) -> pb.Broadcast:
+        draft = await self._sending.unschedule(caller(), request.name, request.request_id)
+        return broadcast_out(draft)
 
     async def ListDeliveries(
         self, request: pb.ListDeliveriesRequest, context: Context

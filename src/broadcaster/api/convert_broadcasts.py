@@ -34,6 +34,7 @@ STATES_OUT: dict[BroadcastState, pb.Broadcast.State.ValueType] = {
     BroadcastState.SENT: pb.Broadcast.SENT,
     BroadcastState.FAILED: pb.Broadcast.FAILED,
     BroadcastState.CANCELLED: pb.Broadcast.CANCELLED,
+    BroadcastState.SCHEDULED: pb.Broadcast.SCHEDULED,
 }
 _STATES_IN = {int(n): s for s, n in STATES_OUT.items()}
 

@@ -64,10 +64,18 @@ class Broadcast:
     resend_of: str = ""  # broadcast id: goes to that broadcast's unreached recipients
     send_time: datetime | None = None
     complete_time: datetime | None = None
+    schedule_time: datetime | None = None  # while SCHEDULED, and kept once it fired
 
     def require_draft(self) -> None:
         """Only a broadcast that can still be sent can be changed."""
         if not lifecycle.allows(Transition.SEND, self.state):
+            if lifecycle.allows(Transition.UNSCHEDULE, self.state):
+                raise FailedPrecondition(
+                    "Only drafts can be changed; this broadcast is scheduled. Unschedule it "
+                    "first (it becomes a draft again), then edit and schedule it again.",
+                    reason=Reason.BROADCAST_NOT_DRAFT,
+                    state=self.state.name,
+                )
             raise FailedPrecondition(
                 f"Only drafts can be changed; this broadcast is {self.state.name.lower()}. "
                 "Copy it to make a new draft.",
@@ -90,9 +98,18 @@ class Broadcast:
     def require_sending(self) -> None:
         if not lifecycle.allows(Transition.CANCEL, self.state):
             raise FailedPrecondition(
-                "Only a sending broadcast can be cancelled; this one is "
+                "Only a sending or scheduled broadcast can be cancelled; this one is "
                 f"{self.state.name.lower()}.",
                 reason=Reason.BROADCAST_NOT_SENDING,
+                state=self.state.name,
+            )
+
+    def require_scheduled(self) -> None:
+        if not lifecycle.allows(Transition.UNSCHEDULE, self.state):
+            raise FailedPrecondition(
+                f"Only a scheduled broadcast can be unscheduled; this one is "
+                f"{self.state.name.lower()}.",
+                reason=Reason.BROADCAST_NOT_SCHEDULED,
                 state=self.state.name,
             )
 

@@ -2,14 +2,20 @@
 that causes it.
 
     DRAFT --SEND--> SENDING --COMPLETE--> SENT
-      |                |----FAIL------> FAILED
-      |                '----CANCEL----> CANCELLED
-      '--SEND_EMPTY--> SENT
+      | |              |----FAIL------> FAILED
+      | |              '----CANCEL----> CANCELLED
+      | '--SEND_EMPTY--> SENT
+      |
+      '--SCHEDULE--> SCHEDULED --FIRE--> SENDING
+           ^             |----FIRE_EMPTY--> SENT
+           |             |----FAIL------> FAILED      (a precondition no longer holds at its time)
+           |             |----CANCEL----> CANCELLED
+           '-UNSCHEDULE--'
 
 The table below is the only place that says which state may follow which. The domain's guards
 (`Broadcast.require_draft`, `require_sending`) ask it, and the store's set-based SQL takes the
 states of every UPDATE of a broadcast's state from it; a test holds the SQL to it. A new state
-(say, SCHEDULED) is a new member of `BroadcastState` and a few rows here.
+is a new member of `BroadcastState` and a few rows here.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ class BroadcastState(enum.IntEnum):
     SENT = 3
     FAILED = 4
     CANCELLED = 5
+    SCHEDULED = 6
 
 
 class Transition(enum.Enum):
@@ -38,6 +45,10 @@ class Transition(enum.Enum):
     COMPLETE = "complete"  # the last of its batches is recorded
     FAIL = "fail"  # it cannot go on (quota exhausted, the channel rejects it or is gone)
     CANCEL = "cancel"  # the merchant cancels it
+    SCHEDULE = "schedule"  # the draft is to be sent at a time of the merchant's choosing
+    UNSCHEDULE = "unschedule"  # the merchant takes it back to edit it
+    FIRE = "fire"  # its time came and the send is accepted, as SEND
+    FIRE_EMPTY = "fire_empty"  # its time came and the send is accepted with no recipient
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +67,12 @@ TABLE: Mapping[Transition, Rule] = MappingProxyType(
         Transition.SEND: _rule({_S.DRAFT}, _S.SENDING),
         Transition.SEND_EMPTY: _rule({_S.DRAFT}, _S.SENT),
         Transition.COMPLETE: _rule({_S.SENDING}, _S.SENT),
-        Transition.FAIL: _rule({_S.SENDING}, _S.FAILED),
-        Transition.CANCEL: _rule({_S.SENDING}, _S.CANCELLED),
+        Transition.FAIL: _rule({_S.SENDING, _S.SCHEDULED}, _S.FAILED),
+        Transition.CANCEL: _rule({_S.SENDING, _S.SCHEDULED}, _S.CANCELLED),
+        Transition.SCHEDULE: _rule({_S.DRAFT}, _S.SCHEDULED),
+        Transition.UNSCHEDULE: _rule({_S.SCHEDULED}, _S.DRAFT),
+        Transition.FIRE: _rule({_S.SCHEDULED}, _S.SENDING),
+        Transition.FIRE_EMPTY: _rule({_S.SCHEDULED}, _S.SENT),
     }
 )
 

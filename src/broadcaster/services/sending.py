@@ -1,15 +1,22 @@
-"""Sending a draft, cancelling it, and what became of each recipient.
+"""Sending a draft, scheduling it, cancelling it, and what became of each recipient.
 
 SendBroadcast checks everything that can be checked before anything is fixed (channel, messages,
 eligibility, quota), then in one transaction locks the draft, snapshots the recipients into
 deliveries and batches, and marks it SENDING; the dispatcher (broadcaster.dispatch) takes it
 from there, woken at once on every replica. A repeated request id returns the first result; of
 concurrent Sends of one draft, the row lock lets exactly one through.
+
+ScheduleBroadcast checks the same preconditions and marks the draft SCHEDULED with its time;
+at that time the firing loop (broadcaster.dispatch.firing) calls `fire`, which checks them again
+and takes the same path as Send (the FIRE transition instead of SEND); a precondition no longer
+met fails the broadcast with its reason.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
@@ -19,23 +26,32 @@ from broadcaster.domain.broadcasts import Broadcast, Estimate
 from broadcaster.domain.deliveries import Delivery, DeliveryOutcome
 from broadcaster.domain.errors import (
     FailedPrecondition,
+    NotFound,
     PreconditionViolation,
     QuotaViolation,
+    Unavailable,
     Violations,
     collect,
 )
-from broadcaster.domain.lifecycle import Transition
+from broadcaster.domain.lifecycle import Transition, allows
 from broadcaster.domain.names import BroadcastName, ChannelName
 from broadcaster.domain.paging import fingerprint
 from broadcaster.domain.reasons import Reason
+from broadcaster.domain.scheduling import ScheduleWindow, check_schedule_time
 from broadcaster.services.broadcasts import Broadcasts, not_found, window_start
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.idempotent import earlier_result, request_fingerprint
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import deliveries as delivery_repo
 from broadcaster.store import dispatch, idempotency, notifications, snapshot
+from broadcaster.store.clock import to_us
 
-SEND = "SendBroadcast"
+log = logging.getLogger(__name__)
+
+SEND, SCHEDULE, UNSCHEDULE = "SendBroadcast", "ScheduleBroadcast", "UnscheduleBroadcast"
+# How long past its time a scheduled broadcast whose channel cannot be reached is tried again
+# (each try a firing lease apart) before it fails with CHANNEL_UNAVAILABLE.
+FIRE_RETRY_FOR = timedelta(minutes=15)
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 
 
@@ -55,17 +71,28 @@ def quota_exceeded(recipients: int, remaining: int, channel: str) -> FailedPreco
 
 class Sending:
     def __init__(
-        self, ctx: ServiceContext, broadcasts: Broadcasts, wake: Callable[[], None]
+        self,
+        ctx: ServiceContext,
+        broadcasts: Broadcasts,
+        wake: Callable[[], None],
+        *,
+        scheduled: Callable[[], None] = lambda: None,
+        window: ScheduleWindow | None = None,
     ) -> None:
-        """`wake` tells this process's dispatcher that a broadcast is ready to go."""
+        """`wake` tells this process's dispatcher that a broadcast is ready to go; `scheduled`
+        tells its firing loop that a broadcast was scheduled. `window`: the times a broadcast
+        may be scheduled for."""
         self._ctx = ctx
         self._broadcasts = broadcasts
         self._wake = wake
+        self._scheduled = scheduled
+        self.window = window or ScheduleWindow()
 
     async def _checked(self, draft: Broadcast) -> tuple[Estimate, int]:
-        """The draft's estimate and the channel's batch size, once every precondition that
-        needs the channel holds."""
-        draft.require_draft()
+        """The draft's (or the due scheduled broadcast's) estimate and the channel's batch size,
+        once every precondition that needs the channel holds."""
+        if not allows(Transition.FIRE, draft.state):
+            draft.require_draft()
         channel = ChannelName(draft.merchant, draft.channel)
         account, instance = await self._broadcasts.live(channel)
         problems = instance.validate_messages(draft.messages)
@@ -114,33 +141,7 @@ class Sending:
                     earlier_result(earlier, SEND, request_hash, target=name)
                     return latest
             latest.require_draft()
-            # The group is read in this transaction, and kept from deletion until it commits: a
-            # group deleted since the estimate is NOT_FOUND here, never a send to nobody.
-            self._broadcasts.require_group(conn, latest)
-            fixed = snapshot.take(
-                conn,
-                merchant=latest.merchant,
-                channel=latest.channel,
-                broadcast=latest.id,
-                since=window_start(now, latest.audience.window),
-                group=latest.audience.customer_group,
-                batch_size=batch_size,
-                now=now,
-                resend_of=latest.resend_of or None,
-            )
-            remaining = estimate.quota_remaining
-            if remaining is not None and fixed.recipients > remaining:
-                channel = ChannelName(latest.merchant, latest.channel)
-                raise quota_exceeded(fixed.recipients, remaining, str(channel))
-            sending = repo.start_sending(
-                conn,
-                latest,
-                total=fixed.recipients,
-                excluded=fixed.opted_out + fixed.unreachable,
-                batches=fixed.batches,
-                estimate=estimate,
-                now=now,
-            )
+            sending = self._start(conn, latest, estimate, batch_size, now)
             if request_id:
                 idempotency.remember(conn, n.merchant, SEND, request_id, name, request_hash, now)
             # Every replica's dispatcher hears of it when this commits (PostgreSQL); this
@@ -152,6 +153,179 @@ class Sending:
         self._wake()
         return sent
 
+    def _start(
+        self,
+        conn: Connection,
+        latest: Broadcast,
+        estimate: Estimate,
+        batch_size: int,
+        now: datetime,
+        *,
+        scheduled: bool = False,
+    ) -> Broadcast:
+        """In the transaction that holds `latest` locked: fix its recipients and start it
+        (SEND, or FIRE when `scheduled`)."""
+        # The group is read in this transaction, and kept from deletion until it commits: a
+        # group deleted since the estimate is NOT_FOUND here, never a send to nobody.
+        self._broadcasts.require_group(conn, latest)
+        fixed = snapshot.take(
+            conn,
+            merchant=latest.merchant,
+            channel=latest.channel,
+            broadcast=latest.id,
+            since=window_start(now, latest.audience.window),
+            group=latest.audience.customer_group,
+            batch_size=batch_size,
+            now=now,
+            resend_of=latest.resend_of or None,
+        )
+        remaining = estimate.quota_remaining
+        if remaining is not None and fixed.recipients > remaining:
+            channel = ChannelName(latest.merchant, latest.channel)
+            raise quota_exceeded(fixed.recipients, remaining, str(channel))
+        sending = repo.start_sending(
+            conn,
+            latest,
+            total=fixed.recipients,
+            excluded=fixed.opted_out + fixed.unreachable,
+            batches=fixed.batches,
+            estimate=estimate,
+            now=now,
+            scheduled=scheduled,
+        )
+        # Every replica's dispatcher hears of it when this commits (PostgreSQL); this
+        # process's is woken directly.
+        notifications.notify(conn, notifications.DISPATCH_CHANNEL, latest.channel)
+        return sending
+
+    async def schedule(
+        self, caller: Caller, name: str, when: datetime | None, request_id: str
+    ) -> Broadcast:
+        """Check every precondition of Send now, and mark the draft SCHEDULED for `when`."""
+        v = Violations()
+        n = collect(v, lambda: BroadcastName.parse(name, "name"))
+        rules.check_request_id(v, request_id)
+        v.raise_if_any()
+        assert n is not None
+        draft = await self._broadcasts.get(caller, name)  # refuses another merchant's
+        request_hash = request_fingerprint(SCHEDULE, name, None if when is None else to_us(when))
+        if request_id:  # a retry returns the first result, even once its time is near or past
+            earlier = await self._ctx.db.read(idempotency.recall, n.merchant, SCHEDULE, request_id)
+            if earlier is not None:
+                earlier_result(earlier, SCHEDULE, request_hash, target=name)
+                return await self._broadcasts.get(caller, name)
+        check_schedule_time(v, when, self._ctx.now(), self.window)
+        v.raise_if_any()
+        assert when is not None
+        await self._checked(draft)
+
+        def tx(conn: Connection) -> Broadcast:
+            latest = repo.get(conn, n.merchant, n.broadcast, lock=True)
+            if latest is None:
+                raise not_found(name)
+            if request_id:
+                earlier = idempotency.recall(conn, n.merchant, SCHEDULE, request_id)
+                if earlier is not None:
+                    earlier_result(earlier, SCHEDULE, request_hash, target=name)
+                    return latest
+            latest.require_draft()
+            self._broadcasts.require_group(conn, latest)
+            now = self._ctx.now()
+            scheduled = repo.schedule(conn, latest, when, now)
+            assert scheduled is not None  # locked, and a draft
+            if request_id:
+                idempotency.remember(
+                    conn, n.merchant, SCHEDULE, request_id, name, request_hash, now
+                )
+            notifications.notify(conn, notifications.SCHEDULE_CHANNEL)
+            return scheduled
+
+        scheduled = await self._ctx.db.write(tx)
+        self._scheduled()
+        return scheduled
+
+    async def unschedule(self, caller: Caller, name: str, request_id: str) -> Broadcast:
+        """The scheduled broadcast becomes a draft again, to edit (and schedule again)."""
+        v = Violations()
+        n = collect(v, lambda: BroadcastName.parse(name, "name"))
+        rules.check_request_id(v, request_id)
+        v.raise_if_any()
+        assert n is not None
+        await self._broadcasts.get(caller, name)  # refuses another merchant's
+        request_hash = request_fingerprint(UNSCHEDULE, name)
+
+        def tx(conn: Connection) -> Broadcast:
+            latest = repo.get(conn, n.merchant, n.broadcast, lock=True)
+            if latest is None:
+                raise not_found(name)
+            if request_id:
+                earlier = idempotency.recall(conn, n.merchant, UNSCHEDULE, request_id)
+                if earlier is not None:
+                    earlier_result(earlier, UNSCHEDULE, request_hash, target=name)
+                    return latest
+            latest.require_scheduled()
+            now = self._ctx.now()
+            draft = repo.unschedule(conn, latest, now)
+            assert draft is not None  # locked, and scheduled
+            if request_id:
+                idempotency.remember(
+                    conn, n.merchant, UNSCHEDULE, request_id, name, request_hash, now
+                )
+            return draft
+
+        return await self._ctx.db.write(tx)
+
+    async def fire(self, merchant: str, broadcast_id: str) -> Broadcast | None:
+        """Send the scheduled broadcast whose time has come: Send's preconditions are checked
+        again, and one that fails ends it FAILED with its reason. Returns it as it ends up;
+        None if it is no longer scheduled (fired already, unscheduled, cancelled, deleted).
+        Sends nothing twice: the change of state out of SCHEDULED happens once, under the
+        broadcast's row lock, whoever calls this and however often."""
+        b = await self._ctx.db.read_point(repo.get, merchant, broadcast_id)
+        if b is None or not allows(Transition.FIRE, b.state):
+            return None
+        now = self._ctx.now()
+        try:
+            estimate, batch_size = await self._checked(b)
+
+            def tx(conn: Connection) -> Broadcast | None:
+                latest = repo.get(conn, merchant, broadcast_id, lock=True)
+                if latest is None or not allows(Transition.FIRE, latest.state):
+                    return None
+                at = self._ctx.now()  # its send_time: when the send is accepted
+                return self._start(conn, latest, estimate, batch_size, at, scheduled=True)
+
+            fired = await self._ctx.db.write(tx)
+        except Unavailable as e:
+            if b.schedule_time is not None and now - b.schedule_time < FIRE_RETRY_FOR:
+                log.warning("scheduled broadcast %s: %s; trying again", broadcast_id, e)
+                raise
+            return await self._fail_scheduled(b, e.reason, now)
+        except (FailedPrecondition, NotFound) as e:
+            return await self._fail_scheduled(b, e.reason, now)
+        if fired is not None:
+            self._wake()
+        return fired
+
+    async def _fail_scheduled(self, b: Broadcast, reason: str, now: datetime) -> Broadcast | None:
+        def tx(conn: Connection) -> Broadcast | None:
+            if not dispatch.stop(
+                conn,
+                b.id,
+                Transition.FAIL,
+                reason=reason,
+                outcome=DeliveryOutcome.NOT_SENT_STOPPED,
+                now=now,
+                only=frozenset({b.state}),
+            ):
+                return None
+            return repo.get(conn, b.merchant, b.id)
+
+        failed = await self._ctx.db.write(tx)
+        if failed is not None:
+            log.info("scheduled broadcast %s failed at its time: %s", b.id, reason)
+        return failed
+
     async def cancel(self, caller: Caller, name: str) -> Broadcast:
         n = self._broadcasts.name_of(caller, name)
 
@@ -159,7 +333,7 @@ class Sending:
             found = repo.get(conn, n.merchant, n.broadcast, lock=True)
             if found is None:
                 raise not_found(name)
-            found.require_sending()
+            found.require_sending()  # or scheduled: it then ends without sending anything
             dispatch.stop(
                 conn,
                 found.id,

@@ -88,6 +88,7 @@ _COLUMNS = (
     t.c.resend_of,
     t.c.send_time,
     t.c.complete_time,
+    t.c.schedule_time,
 )
 
 
@@ -118,6 +119,7 @@ def _broadcast(row: tuple[Any, ...]) -> Broadcast:
         resend_of,
         send_time,
         complete_time,
+        schedule_time,
     ) = row
     return Broadcast(
         merchant=merchant,
@@ -137,6 +139,7 @@ def _broadcast(row: tuple[Any, ...]) -> Broadcast:
         resend_of=resend_of,
         send_time=maybe_from_us(send_time),
         complete_time=maybe_from_us(complete_time),
+        schedule_time=maybe_from_us(schedule_time),
     )
 
 
@@ -258,10 +261,15 @@ def start_sending(
     batches: int,
     estimate: Estimate,
     now: datetime,
+    scheduled: bool = False,
 ) -> Broadcast:
-    """The draft becomes SENDING with its recipients fixed (or SENT at once when none)."""
+    """The draft (or the `scheduled` broadcast, at its time) becomes SENDING with its
+    recipients fixed (or SENT at once when none)."""
     now_us = to_us(now)
-    rule = lifecycle.TABLE[Transition.SEND if batches else Transition.SEND_EMPTY]
+    if scheduled:
+        rule = lifecycle.TABLE[Transition.FIRE if batches else Transition.FIRE_EMPTY]
+    else:
+        rule = lifecycle.TABLE[Transition.SEND if batches else Transition.SEND_EMPTY]
     conn.execute(
         update(t)
         .where(t.c.id == b.id, t.c.state.in_([int(s) for s in rule.sources]))
@@ -279,6 +287,28 @@ def start_sending(
     found = get(conn, b.merchant, b.id)
     assert found is not None
     return found
+
+
+def schedule(conn: Connection, b: Broadcast, when: datetime, now: datetime) -> Broadcast | None:
+    """The draft becomes SCHEDULED for `when`; None if its state does not allow it."""
+    return _move(conn, b, Transition.SCHEDULE, now, schedule_time=to_us(when), fire_lease_expiry=0)
+
+
+def unschedule(conn: Connection, b: Broadcast, now: datetime) -> Broadcast | None:
+    """The scheduled broadcast becomes a draft again; None if its state does not allow it."""
+    return _move(conn, b, Transition.UNSCHEDULE, now, schedule_time=None)
+
+
+def _move(
+    conn: Connection, b: Broadcast, transition: Transition, now: datetime, **values: Any
+) -> Broadcast | None:
+    rule = lifecycle.TABLE[transition]
+    done = conn.execute(
+        update(t)
+        .where(t.c.id == b.id, t.c.state.in_([int(s) for s in rule.sources]))
+        .values(state=int(rule.target), update_time=to_us(now), **values)
+    )
+    return get(conn, b.merchant, b.id) if done.rowcount == 1 else None
 
 
 def save_draft(conn: Connection, b: Broadcast) -> Broadcast:

@@ -230,6 +230,13 @@ class BroadcastRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_broadcasts_merchant_id", "merchant_id", "id"),
         Index("ix_broadcasts_merchant_state", "merchant_id", "state", "id"),
+        # The scheduled broadcasts by their time (6: SCHEDULED): the due scan reads its head.
+        Index(
+            "ix_broadcasts_due",
+            "schedule_time",
+            sqlite_where=text("state = 6"),
+            postgresql_where=text("state = 6"),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -263,6 +270,14 @@ class BroadcastRow(SQLModel, table=True):
     update_time: int = Field(sa_column=_time())
     send_time: int | None = Field(default=None, sa_column=_time(nullable=True))
     complete_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+    # When a scheduled broadcast is to be sent (kept once it fired).
+    schedule_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+    # Until when the replica that claimed a due scheduled broadcast is firing it; another
+    # replica takes it over after that (a claim lasts a few seconds, and a failed attempt to
+    # reach the channel waits out its lease before the next).
+    fire_lease_expiry: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
 
 
 broadcasts = _table(BroadcastRow)
