@@ -113,7 +113,7 @@ class App:
             scheduled=lambda: firing.wake(),
             window=ScheduleWindow(min_lead=timedelta(seconds=config.schedule_min_lead)),
         )
-        firing = Firing(ctx, sending.fire, listener=listener)
+        firing = Firing(ctx, sending.fire_many, listener=listener)
         services = Services(
             customer_groups=CustomerGroups(ctx),
             contacts=Contacts(ctx),

@@ -61,7 +61,7 @@ async def shop(
 
 
 def _firing(shop: Shop, sending: Sending | None = None) -> Firing:
-    return Firing(shop.ctx, (sending or shop.sending).fire, FiringSettings(lease_seconds=30))
+    return Firing(shop.ctx, (sending or shop.sending).fire_many, FiringSettings(lease_seconds=30))
 
 
 async def test_fires_once_at_its_time(shop: Shop, clock: Clock) -> None:
@@ -288,7 +288,7 @@ async def test_the_loop_fires_on_the_real_clock(
             ctx, shop.broadcasts, shop.dispatcher.wake,
             window=ScheduleWindow(min_lead=timedelta(milliseconds=300)),
         )  # fmt: skip
-        firing = Firing(ctx, sending.fire)
+        firing = Firing(ctx, sending.fire_many)
         firing.start()
         try:
             name = await shop.draft()

@@ -6,8 +6,9 @@ Each `broadcaster serve` process runs one `Firing`. It sleeps until the earliest
 broadcast is due (read from the database, never remembered), or until told that one was
 scheduled: directly in this process (`wake`), by a PostgreSQL notification from another
 replica, and otherwise on a safety poll. When broadcasts are due it claims a batch of them in
-one statement under a short lease (store.schedules) and fires them concurrently, a bounded
-number at a time, each through the Send path (services.sending `fire`).
+one statement under a short lease (store.schedules) and fires them together through the Send
+path (services.sending `fire_many`: their preconditions checked concurrently, a bounded number
+at a time, then their sends started many to a transaction).
 
 Exactly once: the claim lease only keeps replicas from doing the same work twice. What sends a
 broadcast is its change of state out of SCHEDULED (FIRE, or FAIL when a precondition no longer
@@ -25,21 +26,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from broadcaster.domain.errors import Unavailable
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import notifications, schedules
 from broadcaster.store.notifications import Listener
 
 log = logging.getLogger(__name__)
 
-Fire = Callable[[str, str], Awaitable[object]]
+Fire = Callable[[list[tuple[str, str]]], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
 class FiringSettings:
     lease_seconds: float = 30.0  # a claim; also the pause before a channel is tried again
     claim_limit: int = 200  # due broadcasts claimed in one statement
-    concurrency: int = 16  # broadcasts being fired at once
     safety_poll_seconds: float = 10.0  # the longest sleep, whatever the next due time
 
 
@@ -58,7 +57,8 @@ class Firing:
         *,
         listener: Listener | None = None,
     ) -> None:
-        """`fire(merchant, broadcast_id)` sends one due broadcast (Sending.fire). `listener`:
+        """`fire([(merchant, broadcast_id), …])` sends due broadcasts (Sending.fire_many);
+        `listener`:
         the process's PostgreSQL listener (by default one of its own on PostgreSQL)."""
         self._ctx = ctx
         self._fire = fire
@@ -104,18 +104,11 @@ class Firing:
         due = await self._ctx.db.write(
             schedules.claim_due, now=now, lease_until=until, limit=self.settings.claim_limit
         )
-        room = asyncio.Semaphore(self.settings.concurrency)
-
-        async def one(d: schedules.Due) -> None:
-            async with room:
-                try:
-                    await self._fire(d.merchant, d.broadcast)
-                except Unavailable:
-                    pass  # logged by fire; tried again once the claim lapses
-                except Exception:
-                    log.exception("firing scheduled broadcast %s; tried again later", d.broadcast)
-
-        await asyncio.gather(*(one(d) for d in due))
+        if due:
+            try:
+                await self._fire([(d.merchant, d.broadcast) for d in due])
+            except Exception:  # those not fired are tried again once their claim lapses
+                log.exception("firing %d scheduled broadcasts", len(due))
         return len(due)
 
     async def _next_wait(self) -> float:

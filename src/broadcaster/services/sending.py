@@ -14,13 +14,15 @@ met fails the broadcast with its reason.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
-from broadcaster.domain import rules
+from broadcaster.domain import lifecycle, rules
 from broadcaster.domain.auth import Caller
 from broadcaster.domain.broadcasts import Broadcast, Estimate
 from broadcaster.domain.deliveries import Delivery, DeliveryOutcome
@@ -33,7 +35,7 @@ from broadcaster.domain.errors import (
     Violations,
     collect,
 )
-from broadcaster.domain.lifecycle import Transition, allows
+from broadcaster.domain.lifecycle import BroadcastState, Transition, allows
 from broadcaster.domain.names import BroadcastName, ChannelName
 from broadcaster.domain.paging import fingerprint
 from broadcaster.domain.reasons import Reason
@@ -41,6 +43,7 @@ from broadcaster.domain.scheduling import ScheduleWindow, check_schedule_time
 from broadcaster.services.broadcasts import Broadcasts, not_found, window_start
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.idempotent import earlier_result, request_fingerprint
+from broadcaster.services.quotas import QuotaCache
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import deliveries as delivery_repo
 from broadcaster.store import dispatch, idempotency, notifications, snapshot
@@ -49,6 +52,9 @@ from broadcaster.store.clock import to_us
 log = logging.getLogger(__name__)
 
 SEND, SCHEDULE, UNSCHEDULE = "SendBroadcast", "ScheduleBroadcast", "UnscheduleBroadcast"
+# Scheduled broadcasts firing together share their channel's quota read for this long: 1,000
+# due at one second ask the channel once, not 1,000 times (each is still checked against it).
+FIRE_QUOTA_SECONDS = 1.0
 # How long past its time a scheduled broadcast whose channel cannot be reached is tried again
 # (each try a firing lease apart) before it fails with CHANNEL_UNAVAILABLE.
 FIRE_RETRY_FOR = timedelta(minutes=15)
@@ -69,6 +75,16 @@ def quota_exceeded(recipients: int, remaining: int, channel: str) -> FailedPreco
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A due scheduled broadcast, checked: ready to start (`estimate`) or to fail (`failure`)."""
+
+    broadcast: Broadcast
+    estimate: Estimate | None = None
+    batch_size: int = 0
+    failure: str = ""
+
+
 class Sending:
     def __init__(
         self,
@@ -87,8 +103,11 @@ class Sending:
         self._wake = wake
         self._scheduled = scheduled
         self.window = window or ScheduleWindow()
+        self._fire_quotas = QuotaCache(ttl=FIRE_QUOTA_SECONDS)
 
-    async def _checked(self, draft: Broadcast) -> tuple[Estimate, int]:
+    async def _checked(
+        self, draft: Broadcast, quotas: QuotaCache | None = None
+    ) -> tuple[Estimate, int]:
         """The draft's (or the due scheduled broadcast's) estimate and the channel's batch size,
         once every precondition that needs the channel holds."""
         if not allows(Transition.FIRE, draft.state):
@@ -106,7 +125,9 @@ class Sending:
             )
         if not draft.resend_of:
             self._broadcasts.require_eligible(instance, account, draft.audience)
-        estimate = await self._broadcasts.estimate_for(channel, draft.audience, draft.resend_of)
+        estimate = await self._broadcasts.estimate_for(
+            channel, draft.audience, draft.resend_of, quotas=quotas
+        )
         if estimate.quota_remaining is not None and estimate.exceeds_quota:
             raise quota_exceeded(
                 estimate.expected_recipients, estimate.quota_remaining, str(channel)
@@ -276,55 +297,83 @@ class Sending:
         return await self._ctx.db.write(tx)
 
     async def fire(self, merchant: str, broadcast_id: str) -> Broadcast | None:
-        """Send the scheduled broadcast whose time has come: Send's preconditions are checked
-        again, and one that fails ends it FAILED with its reason. Returns it as it ends up;
-        None if it is no longer scheduled (fired already, unscheduled, cancelled, deleted).
-        Sends nothing twice: the change of state out of SCHEDULED happens once, under the
-        broadcast's row lock, whoever calls this and however often."""
-        b = await self._ctx.db.read_point(repo.get, merchant, broadcast_id)
-        if b is None or not allows(Transition.FIRE, b.state):
-            return None
-        now = self._ctx.now()
-        try:
-            estimate, batch_size = await self._checked(b)
-
-            def tx(conn: Connection) -> Broadcast | None:
-                latest = repo.get(conn, merchant, broadcast_id, lock=True)
-                if latest is None or not allows(Transition.FIRE, latest.state):
-                    return None
-                at = self._ctx.now()  # its send_time: when the send is accepted
-                return self._start(conn, latest, estimate, batch_size, at, scheduled=True)
-
-            fired = await self._ctx.db.write(tx)
-        except Unavailable as e:
-            if b.schedule_time is not None and now - b.schedule_time < FIRE_RETRY_FOR:
-                log.warning("scheduled broadcast %s: %s; trying again", broadcast_id, e)
-                raise
-            return await self._fail_scheduled(b, e.reason, now)
-        except (FailedPrecondition, NotFound) as e:
-            return await self._fail_scheduled(b, e.reason, now)
-        if fired is not None:
-            self._wake()
+        """Send the scheduled broadcast whose time has come (see `fire_many`); None if it is
+        no longer scheduled, or its channel could not be reached (tried again later)."""
+        (fired,) = await self.fire_many([(merchant, broadcast_id)])
         return fired
 
-    async def _fail_scheduled(self, b: Broadcast, reason: str, now: datetime) -> Broadcast | None:
-        def tx(conn: Connection) -> Broadcast | None:
-            if not dispatch.stop(
+    async def fire_many(
+        self, due: Sequence[tuple[str, str]], *, concurrency: int = 16, per_commit: int = 100
+    ) -> list[Broadcast | None]:
+        """Send the scheduled broadcasts (merchant, id) whose time has come. Send's
+        preconditions are checked again for each (`concurrency` at once), and one that fails
+        ends it FAILED with its reason; the others start as Send starts a draft, `per_commit`
+        to a transaction, each in a savepoint of its own. Returns each as it ends up; None for
+        one no longer scheduled (fired already, unscheduled, cancelled, deleted) or whose
+        channel could not be reached (its claim lapses, and it is tried again).
+
+        Sends nothing twice: the change of state out of SCHEDULED happens once, under the
+        broadcast's row lock, whoever calls this and however often."""
+        room = asyncio.Semaphore(concurrency)
+
+        async def check(merchant: str, broadcast_id: str) -> _Checked | None:
+            async with room:
+                b = await self._ctx.db.read_point(repo.get, merchant, broadcast_id)
+                if b is None or not allows(Transition.FIRE, b.state):
+                    return None
+                try:
+                    estimate, batch_size = await self._checked(b, self._fire_quotas)
+                except Unavailable as e:
+                    now = self._ctx.now()
+                    if b.schedule_time is None or now - b.schedule_time >= FIRE_RETRY_FOR:
+                        return _Checked(b, failure=e.reason)
+                    log.warning("scheduled broadcast %s: %s; trying again", broadcast_id, e)
+                    return None
+                except (FailedPrecondition, NotFound) as e:
+                    return _Checked(b, failure=e.reason)
+                return _Checked(b, estimate, batch_size)
+
+        checked = await asyncio.gather(*(check(m, b) for m, b in due))
+        ready = [c for c in checked if c is not None]
+        ended: dict[str, Broadcast] = {}
+        for at in range(0, len(ready), per_commit):
+            chunk = sorted(ready[at : at + per_commit], key=lambda c: c.broadcast.id)
+            ended.update(await self._ctx.db.write(self._fire_tx, chunk))
+        if any(b.state is not BroadcastState.FAILED for b in ended.values()):
+            self._wake()
+        return [ended.get(b) for _, b in due]
+
+    def _fire_tx(self, conn: Connection, chunk: list[_Checked]) -> dict[str, Broadcast]:
+        ended: dict[str, Broadcast] = {}
+        for c in chunk:
+            b, reason = c.broadcast, c.failure
+            if c.estimate is not None:
+                try:
+                    with conn.begin_nested():  # what a failing precondition wrote is undone
+                        latest = repo.get(conn, b.merchant, b.id, lock=True)
+                        if latest is None or not allows(Transition.FIRE, latest.state):
+                            continue
+                        at = self._ctx.now()  # its send_time: when the send is accepted
+                        ended[b.id] = self._start(
+                            conn, latest, c.estimate, c.batch_size, at, scheduled=True
+                        )
+                        continue
+                except (FailedPrecondition, NotFound) as e:
+                    reason = e.reason
+            if dispatch.stop(
                 conn,
                 b.id,
                 Transition.FAIL,
                 reason=reason,
                 outcome=DeliveryOutcome.NOT_SENT_STOPPED,
-                now=now,
-                only=frozenset({b.state}),
+                now=self._ctx.now(),
+                only=lifecycle.sources(Transition.FIRE),
             ):
-                return None
-            return repo.get(conn, b.merchant, b.id)
-
-        failed = await self._ctx.db.write(tx)
-        if failed is not None:
-            log.info("scheduled broadcast %s failed at its time: %s", b.id, reason)
-        return failed
+                log.info("scheduled broadcast %s failed at its time: %s", b.id, reason)
+                failed = repo.get(conn, b.merchant, b.id)
+                assert failed is not None
+                ended[b.id] = failed
+        return ended
 
     async def cancel(self, caller: Caller, name: str) -> Broadcast:
         n = self._broadcasts.name_of(caller, name)

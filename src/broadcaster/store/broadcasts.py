@@ -8,7 +8,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Select, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Select,
+    Update,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from broadcaster.domain import lifecycle
@@ -267,26 +277,45 @@ def start_sending(
     recipients fixed (or SENT at once when none)."""
     now_us = to_us(now)
     if scheduled:
-        rule = lifecycle.TABLE[Transition.FIRE if batches else Transition.FIRE_EMPTY]
+        transition = Transition.FIRE if batches else Transition.FIRE_EMPTY
     else:
-        rule = lifecycle.TABLE[Transition.SEND if batches else Transition.SEND_EMPTY]
+        transition = Transition.SEND if batches else Transition.SEND_EMPTY
     conn.execute(
-        update(t)
-        .where(t.c.id == b.id, t.c.state.in_([int(s) for s in rule.sources]))
-        .values(
-            state=int(rule.target),
-            total=total,
-            excluded=excluded,
-            open_batches=batches,
-            send_estimate=encode_estimate(estimate),
-            send_time=now_us,
-            update_time=now_us,
-            complete_time=None if batches else now_us,
-        )
+        _start_statement(transition),
+        {
+            "b_id": b.id,
+            "v_total": total,
+            "v_excluded": excluded,
+            "v_batches": batches,
+            "v_estimate": encode_estimate(estimate),
+            "v_now": now_us,
+            "v_complete": None if batches else now_us,
+        },
     )
     found = get(conn, b.merchant, b.id)
     assert found is not None
     return found
+
+
+@functools.cache
+def _start_statement(transition: Transition) -> Update:
+    """start_sending's UPDATE for `transition`, built once (many scheduled broadcasts firing
+    together start one after another)."""
+    rule = lifecycle.TABLE[transition]
+    return (
+        update(t)
+        .where(t.c.id == bindparam("b_id"), t.c.state.in_([int(s) for s in rule.sources]))
+        .values(
+            state=int(rule.target),
+            total=bindparam("v_total"),
+            excluded=bindparam("v_excluded"),
+            open_batches=bindparam("v_batches"),
+            send_estimate=bindparam("v_estimate"),
+            send_time=bindparam("v_now"),
+            update_time=bindparam("v_now"),
+            complete_time=bindparam("v_complete"),
+        )
+    )
 
 
 def schedule(conn: Connection, b: Broadcast, when: datetime, now: datetime) -> Broadcast | None:

@@ -8,19 +8,27 @@ group_contacts table), and are ordered by contact id so the batches are stable.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
 
 from broadcaster.domain.deliveries import UNREACHED
 from broadcaster.domain.model import FollowerState
 from broadcaster.store import bulk
 from broadcaster.store.audience import Counts
 from broadcaster.store.clock import to_us
+
+
+@functools.lru_cache(maxsize=64)
+def _sql(statement: str) -> TextClause:
+    """`text(statement)`, parsed once: a Send's statements take a handful of shapes, and many
+    scheduled broadcasts firing together snapshot one after another."""
+    return text(statement)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +67,7 @@ def _source(since: int | None, group: str | None, resend_of: str | None) -> str:
 def _count(conn: Connection, source: str, params: Mapping[str, object]) -> Counts:
     blocked = int(FollowerState.BLOCKED)
     matched, opted_out, unreachable = conn.execute(
-        text(
+        _sql(
             "SELECT COUNT(*), COALESCE(SUM(CASE WHEN c.opted_out THEN 1 ELSE 0 END), 0),"
             f" COALESCE(SUM(CASE WHEN NOT c.opted_out AND c.follower_state = {blocked}"
             f" THEN 1 ELSE 0 END), 0) {source}"
@@ -104,7 +112,7 @@ def take(
     blocked = int(FollowerState.BLOCKED)
     counted = _count(conn, source, params)
     recipients = conn.execute(
-        text(
+        _sql(
             "INSERT INTO deliveries (broadcast_id, seq, contact_id, external_id, outcome, reason)"
             " SELECT :b, row_number() OVER (ORDER BY c.id) - 1, c.id, c.external_id, 0, ''"
             f" {source} AND NOT c.opted_out"
@@ -120,7 +128,7 @@ def take(
     if rows:
         c = [bulk.json_text(conn, i) for i in range(4)]
         conn.execute(
-            text(
+            _sql(
                 "INSERT INTO batches (broadcast_id, batch, channel_id, idempotency_key, first_seq,"
                 " size, state, attempts, due_time, first_attempt_time, lease_owner, lease_expiry)"
                 f" SELECT :b, CAST({c[0]} AS INTEGER), :ch, {c[1]}, CAST({c[2]} AS BIGINT),"
