@@ -10,21 +10,24 @@ import itertools
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from broadcaster.dispatch.firing import Firing, FiringSettings
 from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.auth import LOCAL
-from broadcaster.domain.broadcasts import BroadcastState
+from broadcaster.domain.broadcasts import Broadcast, BroadcastState
 from broadcaster.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from broadcaster.domain.messages import TextMessage
+from broadcaster.domain.names import BroadcastName
 from broadcaster.domain.scheduling import ScheduleWindow
 from broadcaster.services.broadcasts import DraftInput
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import Channels
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.customer_groups import CustomerGroups
+from broadcaster.services.quotas import QuotaCache
 from broadcaster.services.sending import Sending
 from broadcaster.store import groups as group_repo
 from broadcaster.store import schedules
@@ -301,3 +304,46 @@ async def test_the_loop_fires_on_the_real_clock(
             _exactly_once(shop)
         finally:
             await firing.stop()
+
+
+async def test_a_precondition_failing_as_it_starts_fails_that_one_alone(
+    shop: Shop, clock: Clock
+) -> None:
+    """Broadcasts firing together start in one transaction, each in a savepoint: one whose
+    group went, or whose audience grew past the quota, since its check fails alone, and what
+    its snapshot wrote is undone."""
+    groups = CustomerGroups(shop.ctx)
+    group = await groups.create(LOCAL, shop.parent, "VIP", "", "")
+    group_name = f"{shop.parent}/customerGroups/{group.id}"
+    draft = DraftInput(
+        "VIP", shop.channel, InteractionWindow.ALL_CONTACTS, (group_name,), (TextMessage("x"),)
+    )
+    vip = await shop.broadcasts.create(LOCAL, shop.parent, draft, "")
+    names = [f"{shop.parent}/broadcasts/{vip.id}", await shop.draft("Grown"), await shop.draft()]
+    at = clock.start + timedelta(hours=1)
+    for name in names:
+        await shop.sending.schedule(LOCAL, name, at, "")
+    grown = await shop.broadcasts.get(LOCAL, names[1])
+
+    class Racing(Sending):
+        async def _checked(self, draft: Broadcast, quotas: QuotaCache | None = None) -> Any:
+            estimate, batch_size = await super()._checked(draft, quotas)
+            if draft.audience.customer_group:  # deleted since its check
+                await self._ctx.db.write(group_repo.delete_group, group.merchant, group.id)
+            if draft.id == grown.id:  # its audience grew past the quota since its check
+                estimate = replace(estimate, quota_remaining=100)
+            return estimate, batch_size
+
+    clock.now = at
+    racing = Racing(shop.ctx, shop.broadcasts, shop.dispatcher.wake)
+    ended = await racing.fire_many(
+        [(grown.merchant, BroadcastName.parse(n).broadcast) for n in names]
+    )
+    assert [(b.state, b.failure_reason) for b in ended if b is not None] == [
+        (BroadcastState.FAILED, "CUSTOMER_GROUP_NOT_FOUND"),
+        (BroadcastState.FAILED, "QUOTA_EXCEEDED"),
+        (BroadcastState.SENDING, ""),
+    ]
+    assert not await shop.outcomes(grown.id)  # its snapshot undone
+    assert (await shop.finished(names[2])).counters.sent == 120
+    _exactly_once(shop)

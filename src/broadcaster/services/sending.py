@@ -47,7 +47,6 @@ from broadcaster.services.quotas import QuotaCache
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import deliveries as delivery_repo
 from broadcaster.store import dispatch, idempotency, notifications, snapshot
-from broadcaster.store.clock import to_us
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +228,7 @@ class Sending:
         v.raise_if_any()
         assert n is not None
         draft = await self._broadcasts.get(caller, name)  # refuses another merchant's
-        request_hash = request_fingerprint(SCHEDULE, name, None if when is None else to_us(when))
+        request_hash = request_fingerprint(SCHEDULE, name, when)
         if request_id:  # a retry returns the first result, even once its time is near or past
             earlier = await self._ctx.db.read(idempotency.recall, n.merchant, SCHEDULE, request_id)
             if earlier is not None:
