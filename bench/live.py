@@ -42,11 +42,18 @@ def emulator(*args: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 
 @contextmanager
-def service(database_url: str, log: Path, line_api: str) -> Iterator[live.Server]:
+def service(
+    database_url: str, log: Path, line_api: str, env: dict[str, str] | None = None
+) -> Iterator[live.Server]:
+    """`broadcaster serve` with the LINE plugin pointed at `line_api`; `env`: more settings."""
     running = live.start(
         database_url,
         log,
-        extra_env={"BROADCASTER_PLUGINS": "line", "BROADCASTER_LINE_API_BASE": line_api},
+        extra_env={
+            "BROADCASTER_PLUGINS": "line",
+            "BROADCASTER_LINE_API_BASE": line_api,
+            **(env or {}),
+        },
     )
     try:
         yield running

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import URL
@@ -13,7 +14,9 @@ from broadcaster.api.server import RunningServer, Services, start_server
 from broadcaster.channels.manager import PluginManager
 from broadcaster.config import Config, ConfigError
 from broadcaster.dispatch.engine import Dispatcher
+from broadcaster.dispatch.firing import Firing
 from broadcaster.domain.paging import PageTokens
+from broadcaster.domain.scheduling import ScheduleWindow
 from broadcaster.http.app import RunningHttp, build_app, start_http
 from broadcaster.metrics import LoopWatch, Metrics
 from broadcaster.services.broadcasts import Broadcasts
@@ -75,6 +78,7 @@ class App:
     hub: ChannelHub
     webhooks: WebhookIngest
     dispatcher: Dispatcher
+    firing: Firing
     metrics: Metrics
     listener: Listener | None = None  # PostgreSQL notifications from other replicas
     loop_watch: LoopWatch | None = None  # the event-loop lag ticker, once started
@@ -103,19 +107,35 @@ class App:
             ctx, streams_per_merchant=config.watch_streams_per_merchant, listener=listener
         )
         dispatcher = Dispatcher(ctx, hub, delivered=feed.notify, listener=listener)
+        sending = Sending(
+            ctx,
+            broadcasts,
+            dispatcher.wake,
+            scheduled=lambda: firing.wake(),
+            window=ScheduleWindow(min_lead=timedelta(seconds=config.schedule_min_lead)),
+        )
+        firing = Firing(ctx, sending.fire_many, listener=listener)
         services = Services(
             customer_groups=CustomerGroups(ctx),
             contacts=Contacts(ctx),
             channels=channels,
             contact_sync=ContactSyncer(ctx, hub, channels),
             broadcasts=broadcasts,
-            sending=Sending(ctx, broadcasts, dispatcher.wake),
+            sending=sending,
             test_sends=TestSends(ctx, broadcasts),
             events=Events(ctx, feed, EventCursors(keys)),
             registry=registry,
         )
         return cls(
-            config, db, services, hub, WebhookIngest(ctx, hub), dispatcher, metrics, listener
+            config,
+            db,
+            services,
+            hub,
+            WebhookIngest(ctx, hub),
+            dispatcher,
+            firing,
+            metrics,
+            listener,
         )
 
     async def start(self) -> tuple[RunningServer, RunningHttp]:
@@ -144,12 +164,14 @@ class App:
         self.services.contact_sync.watch()
         self.webhooks.prune_periodically()
         self.dispatcher.start()
+        self.firing.start()
         self.loop_watch = self.metrics.watch_event_loop()
         return grpc_server, http
 
     async def stop(self, grpc_server: RunningServer, http: RunningHttp) -> None:
         await grpc_server.stop(grace=10.0)
         await http.stop()
+        await self.firing.stop()
         await self.dispatcher.stop()
         if self.loop_watch is not None:
             self.loop_watch.cancel()

@@ -290,6 +290,8 @@ class Config:
     watch_streams_per_merchant: int = 16
     # SQLite: MiB of page cache of the connection every write goes through.
     sqlite_write_cache_mb: int = 64
+    # The least lead time of ScheduleBroadcast, in seconds (60; benchmarks and tests lower it).
+    schedule_min_lead: float = 60.0
 
     def __post_init__(self) -> None:
         refuse_exposure(self.grpc_listen, self.tokens, "BROADCASTER_GRPC_LISTEN")
@@ -331,6 +333,7 @@ class Config:
                 *read("BROADCASTER_WATCH_STREAMS_PER_MERCHANT", "16")
             ),
             sqlite_write_cache_mb=parse_count(*read("BROADCASTER_SQLITE_WRITE_CACHE_MB", "64")),
+            schedule_min_lead=parse_seconds(*read("BROADCASTER_SCHEDULE_MIN_LEAD", "60")),
         )
 
     def sealing_keys(self) -> tuple[str, ...]:

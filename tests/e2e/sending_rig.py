@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import grpc
 import sqlalchemy as sa
 from broadcaster_line_emulator import Account, Exchange
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -124,6 +125,10 @@ class Api:
     def send(self, name: str) -> bpb.Broadcast:
         return self.broadcasts.SendBroadcast(bpb.SendBroadcastRequest(name=name), metadata=A)
 
+    def schedule(self, name: str, when: Timestamp) -> bpb.Broadcast:
+        request = bpb.ScheduleBroadcastRequest(name=name, schedule_time=when)
+        return self.broadcasts.ScheduleBroadcast(request, metadata=A)
+
     def get(self, name: str) -> bpb.Broadcast:
         return self.broadcasts.GetBroadcast(bpb.GetBroadcastRequest(name=name), metadata=A)
 
@@ -158,7 +163,8 @@ class Api:
 
         def done() -> bpb.Broadcast | None:
             b = self.get(name)
-            if b.state == bpb.Broadcast.SENDING or self.pending(name):
+            going = (bpb.Broadcast.SENDING, bpb.Broadcast.SCHEDULED)
+            if b.state in going or self.pending(name):
                 return None
             return b
 
@@ -184,6 +190,8 @@ class Servers:
             extra_env={
                 "BROADCASTER_PLUGINS": "line",
                 "BROADCASTER_LINE_API_BASE": self.emulator.base_url,
+                # ScheduleBroadcast takes times a second ahead, so tests see them fire.
+                "BROADCASTER_SCHEDULE_MIN_LEAD": "1",
             },
         )
         self.running.append(server)

@@ -240,6 +240,14 @@ def test_cli_watches_a_broadcast_until_it_is_sent(
     )
     not_sent = cli(server, "broadcasts", "watch", draft.name)
     assert not_sent.returncode == 1 and "is a draft" in not_sent.stderr
+    too_soon = cli(server, "broadcasts", "schedule", draft.name, "--at", "+10s")
+    assert too_soon.returncode == 1 and "SCHEDULE_TIME_TOO_SOON" in too_soon.stderr
+    later = cli(server, "broadcasts", "schedule", draft.name, "--at", "+2h")
+    assert later.returncode == 0 and "scheduled at " in later.stdout, later.stderr
+    scheduled = cli(server, "broadcasts", "list", "--merchant", merchant, "--state", "scheduled")
+    assert " scheduled " in scheduled.stdout and "Watched" in scheduled.stdout
+    back = cli(server, "broadcasts", "unschedule", draft.name)
+    assert back.returncode == 0 and "is a draft again" in back.stdout, back.stderr
     try:
         broadcasts.SendBroadcast(pb.SendBroadcastRequest(name=draft.name), metadata=A)
     except grpc.RpcError as e:

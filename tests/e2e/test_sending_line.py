@@ -22,6 +22,7 @@ import grpc
 import pytest
 from broadcaster_line_emulator import Faults, Phase
 from broadcaster_line_emulator.faults import FaultInjector
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from broadcaster.v1 import broadcast_service_pb2 as bpb
 from broadcaster.v1 import event_service_pb2 as epb
@@ -512,6 +513,65 @@ def test_replicas_spread_channels_and_a_killed_ones_are_taken_over(
         assert (b.counters.sent, b.counters.failed) == (people, 0), name
         got = summary(emulator, account)
         assert (got["usersReached"], got["usersReachedMoreThanOnce"]) == (people, 0), name
+
+
+# -- scheduled broadcasts -------------------------------------------------------------------------
+
+
+def _in(seconds: float) -> Timestamp:
+    when = Timestamp()
+    when.FromMicroseconds(time.time_ns() // 1000 + int(seconds * 1e6))
+    return when
+
+
+def _late(b: bpb.Broadcast) -> float:
+    """Seconds from its schedule_time to its send_time."""
+    return (b.send_time.ToMicroseconds() - b.schedule_time.ToMicroseconds()) / 1e6
+
+
+def test_scheduled_on_a_replica_that_is_killed_fires_on_the_other_on_time(
+    shared_database: str, emulator: EmulatorThread, servers: Servers
+) -> None:
+    emu = emulator.emulator
+    people = 1_000
+    first, second = servers.start(), servers.start()
+    account = emulator.call(emu.add_account, tier="verified", followers=people)
+    parent = merchant()
+    made = first.connect(parent, account)
+    first.import_contacts(made.name, _followers(emulator, account))
+    names = [first.draft(parent, made.name, f"Scheduled {n}").name for n in range(3)]
+    for name in names:  # every schedule reaches the first replica
+        assert first.schedule(name, _in(4)).state == bpb.Broadcast.SCHEDULED
+    servers.kill(first)
+    done = [second.finished(name, timeout=60) for name in names]
+    for b in done:
+        assert b.state == bpb.Broadcast.SENT and b.counters.sent == people, b.name
+        assert 0 <= _late(b) < 1.0, (b.name, _late(b))
+    got = summary(emulator, account)
+    assert (got["usersReached"], got["totalDeliveries"]) == (people, 3 * people)
+
+
+def test_scheduled_across_a_restart_fires_once_when_a_server_is_back(
+    emulator: EmulatorThread, servers: Servers
+) -> None:
+    """No server is up at its time: the next to start fires it, once (the time is durable)."""
+    emu = emulator.emulator
+    people = 200
+    api = servers.start()
+    account = emulator.call(emu.add_account, tier="verified", followers=people)
+    parent = merchant()
+    made = api.connect(parent, account)
+    api.import_contacts(made.name, _followers(emulator, account))
+    name = api.draft(parent, made.name, "Across a restart").name
+    api.schedule(name, _in(1.5))
+    servers.kill(api)
+    time.sleep(2.0)
+    again = servers.start()
+    b = again.finished(name, timeout=60)
+    assert b.state == bpb.Broadcast.SENT and b.counters.sent == people
+    assert _late(b) > 0.5  # it went when the server was back, not before its time
+    got = summary(emulator, account)
+    assert (got["usersReached"], got["usersReachedMoreThanOnce"]) == (people, 0)
 
 
 # -- the crash test -------------------------------------------------------------------------------

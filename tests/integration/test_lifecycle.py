@@ -6,20 +6,23 @@ its lifecycle event in the transaction that makes it, exactly once, and no other
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, text
 
 from broadcaster.domain import lifecycle
 from broadcaster.domain.auth import LOCAL
-from broadcaster.domain.broadcasts import Broadcast
+from broadcaster.domain.broadcasts import Broadcast, Estimate
 from broadcaster.domain.deliveries import DeliveryOutcome, EventKind
 from broadcaster.domain.lifecycle import BroadcastState, Transition
+from broadcaster.domain.scheduling import ScheduleWindow
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import Channels
 from broadcaster.services.context import ServiceContext
+from broadcaster.services.sending import Sending
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import dispatch
 from broadcaster.store.database import Database
@@ -133,9 +136,37 @@ async def test_the_store_makes_exactly_the_transitions_of_the_table(
         shop.dispatcher.start()
         assert (await shop.finished(name)).failure_reason == "CHANNEL_NOT_CONNECTED"
 
+    # Scheduled: unscheduled, cancelled, failing at its time, fired (with and without
+    # recipients), each on a clock moved past its time.
+    async for shop in _shop(ctx, hub, merchant, 120, quota="1000", account=f"{merchant}-9"):
+        sending = Sending(ctx, shop.broadcasts, shop.dispatcher.wake, window=_SOON)
+        names = [await shop.draft(f"Scheduled {n}") for n in range(4)]
+        for name in names:
+            await sending.schedule(LOCAL, name, ctx.now() + timedelta(milliseconds=20), "")
+        await sending.unschedule(LOCAL, names[0], "")
+        await sending.cancel(LOCAL, names[1])
+        await asyncio.sleep(0.05)
+        b = await shop.broadcasts.get(LOCAL, names[2])
+        await sending.fire(b.merchant, b.id)
+        shop.ledger.used = 990  # short of quota at its time
+        b = await shop.broadcasts.get(LOCAL, names[3])
+        # Another replica's (one quota read is shared by a moment's firings of one replica).
+        await Sending(ctx, shop.broadcasts, shop.dispatcher.wake).fire(b.merchant, b.id)
+        shop.ledger.used = 0
+    async for shop in _shop(ctx, hub, merchant, 0, account=f"{merchant}-10"):
+        sending = Sending(ctx, shop.broadcasts, shop.dispatcher.wake, window=_SOON)
+        name = await shop.draft()
+        b = await sending.schedule(LOCAL, name, ctx.now() + timedelta(milliseconds=20), "")
+        await asyncio.sleep(0.05)
+        assert (await sending.fire(b.merchant, b.id)) is not None
+
     assert watched.seen <= lifecycle.edges(), "transitions outside the table"
     assert lifecycle.edges() <= watched.seen, "transitions of the table never made"
     assert watched.events >= len(lifecycle.edges())
+
+
+_ESTIMATE = Estimate(1, 0, 0, False, None, True, "", "", datetime(2026, 1, 1, tzinfo=UTC))
+_SOON = ScheduleWindow(min_lead=timedelta(milliseconds=10))
 
 
 def _stop(broadcast: str, transition: Transition, now: datetime) -> Operation:
@@ -146,11 +177,18 @@ def _stop(broadcast: str, transition: Transition, now: datetime) -> Operation:
     return run
 
 
-def _send_again(b: Broadcast, batches: int, now: datetime) -> Operation:
+def _send_again(b: Broadcast, batches: int, now: datetime, scheduled: bool = False) -> Operation:
     def run(conn: Connection) -> Broadcast:
-        assert b.send_estimate is not None
+        estimate = b.send_estimate or _ESTIMATE
         return repo.start_sending(
-            conn, b, total=1, excluded=0, batches=batches, estimate=b.send_estimate, now=now
+            conn,
+            b,
+            total=1,
+            excluded=0,
+            batches=batches,
+            estimate=estimate,
+            now=now,
+            scheduled=scheduled,
         )
 
     return run
@@ -167,6 +205,13 @@ def _outside_the_table(b: Broadcast, now: datetime) -> list[Operation]:
             operations.append(_stop(b.id, transition, now))
         elif transition in (Transition.SEND, Transition.SEND_EMPTY):
             operations.append(_send_again(b, 1 if transition is Transition.SEND else 0, now))
+        elif transition in (Transition.FIRE, Transition.FIRE_EMPTY):
+            batches = 1 if transition is Transition.FIRE else 0
+            operations.append(_send_again(b, batches, now, scheduled=True))
+        elif transition is Transition.SCHEDULE:
+            operations.append(lambda conn: repo.schedule(conn, b, now, now))
+        elif transition is Transition.UNSCHEDULE:
+            operations.append(lambda conn: repo.unschedule(conn, b, now))
     return operations
 
 
@@ -219,5 +264,12 @@ async def test_operations_outside_the_table_change_nothing(
     async for shop in _shop(ctx, hub, merchant, 0, start=False, account=f"{merchant}-8"):
         sent = await shop.sending.send(LOCAL, await shop.draft("Sent"), "")
         await refused(shop, sent.id)
+
+    async for shop in _shop(ctx, hub, merchant, 0, start=False, account=f"{merchant}-11"):
+        sending = Sending(ctx, shop.broadcasts, shop.dispatcher.wake, window=_SOON)
+        name = await shop.draft("Scheduled")
+        later = ctx.now() + timedelta(days=1)
+        await refused(shop, (await sending.schedule(LOCAL, name, later, "")).id)
+        await sending.cancel(LOCAL, name)
 
     assert seen == set(BroadcastState) - {BroadcastState.SENDING}

@@ -9,6 +9,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, text
@@ -226,9 +227,9 @@ class _DeletingAfterEstimate(Broadcasts):
     group_id = ""
 
     async def estimate_for(
-        self, channel: ChannelName, audience: object, resend_of: str = ""
+        self, channel: ChannelName, audience: object, resend_of: str = "", **options: Any
     ) -> Estimate:
-        found = await super().estimate_for(channel, audience, resend_of)  # type: ignore[arg-type]
+        found = await super().estimate_for(channel, audience, resend_of, **options)  # type: ignore[arg-type]
         await self._ctx.db.write(groups.delete_group, channel.merchant, self.group_id)
         return found
 

@@ -55,13 +55,13 @@ class Shop:
         return f"{self.parent}/broadcasts/{made.id}"
 
     async def finished(self, name: str) -> Broadcast:
-        """The broadcast once it has left SENDING and none of its batches is open."""
+        """The broadcast once it has left SENDING (and SCHEDULED) and none of its batches is
+        open."""
         async with asyncio.timeout(30):
             while True:
                 b = await self.broadcasts.get(LOCAL, name)
-                if b.state is not BroadcastState.SENDING and not await self.ctx.db.read(
-                    _open_batches, b.id
-                ):
+                going = (BroadcastState.SENDING, BroadcastState.SCHEDULED)
+                if b.state not in going and not await self.ctx.db.read(_open_batches, b.id):
                     return await self.broadcasts.get(LOCAL, name)
                 await asyncio.sleep(0.02)
 

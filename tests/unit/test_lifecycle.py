@@ -25,6 +25,12 @@ def test_the_table() -> None:
         (S.SENDING, S.SENT),
         (S.SENDING, S.FAILED),
         (S.SENDING, S.CANCELLED),
+        (S.DRAFT, S.SCHEDULED),
+        (S.SCHEDULED, S.DRAFT),
+        (S.SCHEDULED, S.SENDING),
+        (S.SCHEDULED, S.SENT),
+        (S.SCHEDULED, S.FAILED),
+        (S.SCHEDULED, S.CANCELLED),
     }
     assert lifecycle.terminal() == {S.SENT, S.FAILED, S.CANCELLED}
     assert lifecycle.sources(Transition.COMPLETE) == {S.SENDING}
@@ -48,6 +54,12 @@ def test_guards_refuse_what_the_table_does_not_allow(state: BroadcastState) -> N
         with pytest.raises(FailedPrecondition) as e:
             b.require_draft()
         assert e.value.reason == "BROADCAST_NOT_DRAFT"
+    if lifecycle.allows(Transition.UNSCHEDULE, state):
+        b.require_scheduled()
+    else:
+        with pytest.raises(FailedPrecondition) as e:
+            b.require_scheduled()
+        assert e.value.reason == "BROADCAST_NOT_SCHEDULED"
     if lifecycle.allows(Transition.CANCEL, state):
         b.require_sending()
     else:
@@ -76,7 +88,7 @@ def test_only_the_test_sendable_states_may_be_test_sent(state: BroadcastState) -
         with pytest.raises(FailedPrecondition) as e:
             b.require_test_sendable()
         assert e.value.reason == "BROADCAST_NOT_DRAFT"
-    assert {S.DRAFT} == lifecycle.TEST_SENDABLE
+    assert {S.DRAFT, S.SCHEDULED} == lifecycle.TEST_SENDABLE
 
 
 def test_every_transition_records_a_lifecycle_event() -> None:

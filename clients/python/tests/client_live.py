@@ -90,6 +90,8 @@ def start(work: Path) -> Iterator[Live]:
         "BROADCASTER_PLUGINS": "line",
         "BROADCASTER_PLUGIN_MODULES": "",
         "BROADCASTER_LINE_API_BASE": base_url,
+        # ScheduleBroadcast takes times a second ahead here, so a test sees one fire.
+        "BROADCASTER_SCHEDULE_MIN_LEAD": "1",
     }
     server, line = _start(
         [sys.executable, "-m", "broadcaster.cli", "serve"], env, work / "serve.log"

@@ -10,6 +10,7 @@ import grpc
 import pytest
 from client_live import Live
 from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from broadcaster_client import BroadcasterError, Client, paginate
 from broadcaster_client.v1 import broadcast_service_pb2 as bpb
@@ -63,7 +64,8 @@ def _until_done(client: Client, name: str, timeout: float = 60) -> bpb.Broadcast
     deadline = time.monotonic() + timeout
     while True:
         broadcast = client.broadcasts.GetBroadcast(bpb.GetBroadcastRequest(name=name))
-        if broadcast.state not in (bpb.Broadcast.DRAFT, bpb.Broadcast.SENDING):
+        going = (bpb.Broadcast.DRAFT, bpb.Broadcast.SENDING, bpb.Broadcast.SCHEDULED)
+        if broadcast.state not in going:
             return broadcast
         assert time.monotonic() < deadline, f"still sending: {broadcast}"
         time.sleep(0.1)
@@ -329,3 +331,63 @@ def test_send_up_to_the_remaining_quota(live: Live, client: Client, merchant: st
         bpb.EstimateAudienceRequest(parent=merchant, name=resend.name)
     )
     assert again.expected_recipients == 2  # the two left out
+
+
+def test_schedule_unschedule_and_fire(live: Live, client: Client, merchant: str) -> None:
+    account = live.line_account(tier="verified", followers=4)
+    channel = _connect_line(client, merchant, account)
+    _synced(client, channel.name)
+
+    def draft() -> bpb.Broadcast:
+        return client.broadcasts.CreateBroadcast(
+            bpb.CreateBroadcastRequest(
+                parent=merchant,
+                broadcast=bpb.Broadcast(
+                    display_name="Later",
+                    channel=channel.name,
+                    audience=bpb.Audience(last_interaction=bpb.Audience.ALL_CONTACTS),
+                    messages=[bpb.BroadcastMessage(text=bpb.TextContent(text="hi"))],
+                ),
+            )
+        )
+
+    def at(seconds: float) -> Timestamp:
+        when = Timestamp()
+        when.FromMicroseconds(time.time_ns() // 1000 + int(seconds * 1e6))  # kept to the µs
+        return when
+
+    first = draft()
+    with pytest.raises(BroadcasterError) as e:
+        client.broadcasts.ScheduleBroadcast(
+            bpb.ScheduleBroadcastRequest(name=first.name, schedule_time=at(-5))
+        )
+    assert (e.value.code(), e.value.reason) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "SCHEDULE_TIME_PAST",
+    )
+    request = bpb.ScheduleBroadcastRequest(
+        name=first.name, schedule_time=at(3600), request_id=f"s-{uuid.uuid4().hex}"
+    )
+    scheduled = client.broadcasts.ScheduleBroadcast(request)
+    assert scheduled.state == bpb.Broadcast.SCHEDULED
+    assert scheduled.schedule_time == request.schedule_time
+    assert client.broadcasts.ScheduleBroadcast(request) == scheduled  # the same request id
+    unscheduled = client.broadcasts.UnscheduleBroadcast(
+        bpb.UnscheduleBroadcastRequest(name=first.name)
+    )
+    assert unscheduled.state == bpb.Broadcast.DRAFT and not unscheduled.HasField("schedule_time")
+
+    when = at(2)
+    client.broadcasts.ScheduleBroadcast(
+        bpb.ScheduleBroadcastRequest(name=first.name, schedule_time=when)
+    )
+    second = draft()
+    client.broadcasts.ScheduleBroadcast(
+        bpb.ScheduleBroadcastRequest(name=second.name, schedule_time=at(3600))
+    )
+    cancelled = client.broadcasts.CancelBroadcast(bpb.CancelBroadcastRequest(name=second.name))
+    assert cancelled.state == bpb.Broadcast.CANCELLED
+
+    done = _until_done(client, first.name)
+    assert done.state == bpb.Broadcast.SENT and done.counters.sent == 4
+    assert done.send_time.ToNanoseconds() >= when.ToNanoseconds()

@@ -496,3 +496,70 @@ test("group, channel, draft, estimate, send, watch to the end", { timeout: 120_0
     [status.FAILED_PRECONDITION, "BROADCAST_NOT_DRAFT"],
   );
 });
+
+test("schedule a draft, refuse a past time, unschedule it", { timeout: 60_000 }, async () => {
+  const parent = `merchants/ts-s-${Date.now().toString(36)}`;
+  const account = await emulatorAccount({ tier: "verified", followers: 2 });
+  const channel = await unary(
+    api.channels.createChannel.bind(api.channels),
+    c.CreateChannelRequest.fromPartial({
+      parent,
+      channel: {
+        type: "line",
+        credentials: {
+          channel_access_token: account.accessToken,
+          channel_secret: account.channelSecret,
+        },
+      },
+    }),
+  );
+  const draft = await unary(
+    api.broadcasts.createBroadcast.bind(api.broadcasts),
+    b.CreateBroadcastRequest.fromPartial({
+      parent,
+      broadcast: {
+        displayName: "Later",
+        channel: channel.name,
+        audience: { lastInteraction: b.Audience_InteractionWindow.ALL_CONTACTS },
+        messages: [{ text: { text: "hi" } }],
+      },
+    }),
+  );
+  const past = await rejection(
+    unary(
+      api.broadcasts.scheduleBroadcast.bind(api.broadcasts),
+      b.ScheduleBroadcastRequest.fromPartial({
+        name: draft.name,
+        scheduleTime: new Date(Date.now() - 5_000),
+      }),
+    ),
+  );
+  assert.deepEqual([past.code, past.reason], [status.INVALID_ARGUMENT, "SCHEDULE_TIME_PAST"]);
+
+  const when = new Date(Math.floor(Date.now() / 1000) * 1000 + 3_600_000);
+  const scheduled = await unary(
+    api.broadcasts.scheduleBroadcast.bind(api.broadcasts),
+    b.ScheduleBroadcastRequest.fromPartial({
+      name: draft.name,
+      scheduleTime: when,
+      requestId: `schedule-${parent}`,
+    }),
+  );
+  assert.equal(scheduled.state, b.Broadcast_State.SCHEDULED);
+  assert.equal(scheduled.scheduleTime?.getTime(), when.getTime());
+
+  const edit = await rejection(
+    unary(api.broadcasts.updateBroadcast.bind(api.broadcasts), {
+      broadcast: b.Broadcast.fromPartial({ name: draft.name, displayName: "Edited" }),
+      updateMask: ["display_name"],
+    }),
+  );
+  assert.deepEqual([edit.code, edit.reason], [status.FAILED_PRECONDITION, "BROADCAST_NOT_DRAFT"]);
+
+  const unscheduled = await unary(
+    api.broadcasts.unscheduleBroadcast.bind(api.broadcasts),
+    b.UnscheduleBroadcastRequest.fromPartial({ name: draft.name }),
+  );
+  assert.equal(unscheduled.state, b.Broadcast_State.DRAFT);
+  assert.equal(unscheduled.scheduleTime, undefined);
+});

@@ -166,6 +166,8 @@ def _build(b: Broadcast) -> pb.Broadcast:
         out.complete_time.CopyFrom(timestamp(b.complete_time))
     if b.recipient_limit is not None:
         out.recipient_limit.CopyFrom(limit_out(b.recipient_limit))
+    if b.schedule_time is not None:
+        out.schedule_time.CopyFrom(timestamp(b.schedule_time))
     return out
 
 
@@ -274,6 +276,21 @@ class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
         self, request: pb.CancelBroadcastRequest, context: Context
     ) -> pb.Broadcast:
         return broadcast_out(await self._sending.cancel(caller(), request.name))
+
+    async def ScheduleBroadcast(
+        self, request: pb.ScheduleBroadcastRequest, context: Context
+    ) -> pb.Broadcast:
+        when = optional_datetime(request, "schedule_time", "schedule_time")
+        scheduled = await self._sending.schedule(
+            caller(), request.name, when, request.request_id, limit_in(request)
+        )
+        return broadcast_out(scheduled)
+
+    async def UnscheduleBroadcast(
+        self, request: pb.UnscheduleBroadcastRequest, context: Context
+    ) -> pb.Broadcast:
+        draft = await self._sending.unschedule(caller(), request.name, request.request_id)
+        return broadcast_out(draft)
 
     async def ListDeliveries(
         self, request: pb.ListDeliveriesRequest, context: Context

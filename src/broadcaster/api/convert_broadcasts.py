@@ -35,6 +35,7 @@ STATES_OUT: dict[BroadcastState, pb.Broadcast.State.ValueType] = {
     BroadcastState.SENT: pb.Broadcast.SENT,
     BroadcastState.FAILED: pb.Broadcast.FAILED,
     BroadcastState.CANCELLED: pb.Broadcast.CANCELLED,
+    BroadcastState.SCHEDULED: pb.Broadcast.SCHEDULED,
 }
 _STATES_IN = {int(n): s for s, n in STATES_OUT.items()}
 
@@ -86,7 +87,7 @@ def _filter_in(table: Mapping[int, T], number: int, field: str, what: str) -> T 
 
 
 def limit_in(
-    request: pb.SendBroadcastRequest | pb.EstimateAudienceRequest,
+    request: pb.SendBroadcastRequest | pb.EstimateAudienceRequest | pb.ScheduleBroadcastRequest,
 ) -> RecipientLimit | None:
     """The recipient limit a request names; None when unset. The number's range is the
     service's rule (domain.rules); the message's shape is checked here."""

@@ -112,10 +112,18 @@ class Broadcast:
     send_time: datetime | None = None
     complete_time: datetime | None = None
     recipient_limit: RecipientLimit | None = None  # the limit it was sent with
+    schedule_time: datetime | None = None  # while SCHEDULED, and kept once it fired
 
     def require_draft(self) -> None:
         """Only a broadcast that can still be sent can be changed."""
         if not lifecycle.allows(Transition.SEND, self.state):
+            if lifecycle.allows(Transition.UNSCHEDULE, self.state):
+                raise FailedPrecondition(
+                    "Only drafts can be changed; this broadcast is scheduled. Unschedule it "
+                    "first (it becomes a draft again), then edit and schedule it again.",
+                    reason=Reason.BROADCAST_NOT_DRAFT,
+                    state=self.state.name,
+                )
             raise FailedPrecondition(
                 f"Only drafts can be changed; this broadcast is {self.state.name.lower()}. "
                 "Copy it to make a new draft.",
@@ -127,7 +135,8 @@ class Broadcast:
         """Only a broadcast not yet sent can be test sent (lifecycle.TEST_SENDABLE)."""
         if not lifecycle.may_test_send(self.state):
             raise FailedPrecondition(
-                f"Only drafts can be test sent; this broadcast is {self.state.name.lower()}. "
+                "Only drafts and scheduled broadcasts can be test sent; this broadcast is "
+                f"{self.state.name.lower()}. "
                 "Copy it to make a new draft.",
                 reason=Reason.BROADCAST_NOT_DRAFT,
                 state=self.state.name,
@@ -148,9 +157,18 @@ class Broadcast:
     def require_sending(self) -> None:
         if not lifecycle.allows(Transition.CANCEL, self.state):
             raise FailedPrecondition(
-                "Only a sending broadcast can be cancelled; this one is "
+                "Only a sending or scheduled broadcast can be cancelled; this one is "
                 f"{self.state.name.lower()}.",
                 reason=Reason.BROADCAST_NOT_SENDING,
+                state=self.state.name,
+            )
+
+    def require_scheduled(self) -> None:
+        if not lifecycle.allows(Transition.UNSCHEDULE, self.state):
+            raise FailedPrecondition(
+                f"Only a scheduled broadcast can be unscheduled; this one is "
+                f"{self.state.name.lower()}.",
+                reason=Reason.BROADCAST_NOT_SCHEDULED,
                 state=self.state.name,
             )
 

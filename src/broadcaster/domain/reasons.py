@@ -41,6 +41,10 @@ class Reason(enum.StrEnum):
     MALFORMED_REQUEST = "MALFORMED_REQUEST"  # the request bytes are not a valid protobuf message
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"  # the request is larger than its method accepts
     REQUEST_ID_REUSED = "REQUEST_ID_REUSED"  # a request id already used for another request
+    SCHEDULE_TIME_MISSING = "SCHEDULE_TIME_MISSING"  # ScheduleBroadcast without a schedule_time
+    SCHEDULE_TIME_PAST = "SCHEDULE_TIME_PAST"  # a schedule_time not in the future
+    SCHEDULE_TIME_TOO_SOON = "SCHEDULE_TIME_TOO_SOON"  # less than the minimum lead time ahead
+    SCHEDULE_TIME_TOO_FAR = "SCHEDULE_TIME_TOO_FAR"  # more than 180 days ahead
 
     # --- missing resources (or another merchant's)
     MERCHANT_NOT_FOUND = "MERCHANT_NOT_FOUND"  # the merchant is not one the token may act for
@@ -59,7 +63,8 @@ class Reason(enum.StrEnum):
     # --- broadcasts: preconditions
     AUDIENCE_NOT_ELIGIBLE = "AUDIENCE_NOT_ELIGIBLE"  # the channel does not allow this audience
     BROADCAST_NOT_DRAFT = "BROADCAST_NOT_DRAFT"  # only a draft can be edited, deleted or sent
-    BROADCAST_NOT_SENDING = "BROADCAST_NOT_SENDING"  # only a sending broadcast can be cancelled
+    BROADCAST_NOT_SENDING = "BROADCAST_NOT_SENDING"  # only sending or scheduled can be cancelled
+    BROADCAST_NOT_SCHEDULED = "BROADCAST_NOT_SCHEDULED"  # only a scheduled one can be unscheduled
     BROADCAST_NOT_FINISHED = "BROADCAST_NOT_FINISHED"  # a resend needs a finished broadcast
     BROADCAST_MESSAGES_INVALID = "BROADCAST_MESSAGES_INVALID"  # messages break channel rules
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED"  # the recipients exceed the channel's remaining quota

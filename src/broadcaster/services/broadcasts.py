@@ -492,10 +492,12 @@ class Broadcasts:
         *,
         recent_quota: bool = False,
         limit: RecipientLimit | None = None,
+        quotas: QuotaCache | None = None,
     ) -> Estimate:
         """The estimate of an audience, or of a resend's (`resend_of`: the source's id).
         `recent_quota`: a quota read in the last few seconds will do (the estimate shown while
-        editing); otherwise (Send) the channel is asked now."""
+        editing); `quotas`: the quota comes from there (scheduled broadcasts firing together);
+        otherwise (Send) the channel is asked now."""
         account, instance = await self.live(channel)
         now = self._ctx.now()
         if resend_of:
@@ -513,8 +515,9 @@ class Broadcasts:
                 audience.customer_group,
             )
         try:
+            cache = quotas or (self._quotas if recent_quota else None)
             quota_read = (
-                self._quotas.quota(channel.channel, instance) if recent_quota else instance.quota()
+                cache.quota(channel.channel, instance) if cache is not None else instance.quota()
             )
             counts, quota = await asyncio.gather(counting, quota_read)
         except CredentialsInvalid as e:

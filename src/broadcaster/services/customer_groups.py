@@ -106,9 +106,9 @@ class CustomerGroups:
         return found[: page.size], self._ctx.pages.next([g.id for g in found], page, query)
 
     async def delete(self, caller: Caller, name: str) -> None:
-        """Delete the group, unless a draft's audience uses it (FAILED_PRECONDITION
-        `CUSTOMER_GROUP_IN_USE` naming them): a send to a deleted group would reach nobody.
-        Broadcasts already sent or sending do not hold it."""
+        """Delete the group, unless the audience of a draft or a scheduled broadcast uses it
+        (FAILED_PRECONDITION `CUSTOMER_GROUP_IN_USE` naming them): a send to a deleted group
+        would reach nobody. Broadcasts already sent or sending do not hold it."""
         n = self._name(caller, name, "name")
 
         def tx(conn: Connection) -> bool:
@@ -119,9 +119,9 @@ class CustomerGroups:
             if using:
                 names = [str(BroadcastName(n.merchant, b)) for b in using]
                 raise FailedPrecondition(
-                    f"Drafts use this customer group ({', '.join(names)}"
+                    f"Drafts or scheduled broadcasts use this customer group ({', '.join(names)}"
                     f"{', …' if len(names) == IN_USE_LISTED else ''}): change their audience or "
-                    "delete them first.",
+                    "delete them first (unschedule a scheduled one to edit it).",
                     reason=Reason.CUSTOMER_GROUP_IN_USE,
                     violations=[
                         PreconditionViolation("BROADCAST", b, "its audience uses this group")

@@ -3,8 +3,9 @@
 The admin form estimates on every change of the audience, for many merchants at once, and each
 estimate shows the channel's quota: asking the channel every time (LINE: two requests) cost
 more than the count itself. A quota read is kept for a few seconds per channel, and the
-estimates that ask at the same moment share one read. A failed read is not kept. Sending never
-reads quotas from here: it checks the channel's own answer.
+estimates that ask at the same moment share one read. A failed read is not kept. SendBroadcast
+never reads quotas from here: it checks the channel's own answer. Scheduled broadcasts firing
+at the same moment share one read of their channel's, kept for a second (services.sending).
 """
 
 from __future__ import annotations

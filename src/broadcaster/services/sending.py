@@ -1,42 +1,63 @@
-"""Sending a draft, cancelling it, and what became of each recipient.
+"""Sending a draft, scheduling it, cancelling it, and what became of each recipient.
 
 SendBroadcast checks everything that can be checked before anything is fixed (channel, messages,
 eligibility, quota), then in one transaction locks the draft, snapshots the recipients into
 deliveries and batches, and marks it SENDING; the dispatcher (broadcaster.dispatch) takes it
 from there, woken at once on every replica. A repeated request id returns the first result; of
 concurrent Sends of one draft, the row lock lets exactly one through.
+
+ScheduleBroadcast checks the same preconditions and marks the draft SCHEDULED with its time;
+at that time the firing loop (broadcaster.dispatch.firing) calls `fire`, which checks them again
+and takes the same path as Send (the FIRE transition instead of SEND); a precondition no longer
+met fails the broadcast with its reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
 from broadcaster.channels import Channel
-from broadcaster.domain import rules
+from broadcaster.domain import lifecycle, rules
 from broadcaster.domain.auth import Caller
 from broadcaster.domain.broadcasts import Broadcast, Estimate, RecipientLimit
 from broadcaster.domain.deliveries import Delivery, DeliveryOutcome
 from broadcaster.domain.errors import (
     FailedPrecondition,
+    NotFound,
     PreconditionViolation,
     QuotaViolation,
+    Unavailable,
     Violations,
     collect,
 )
-from broadcaster.domain.lifecycle import Transition
+from broadcaster.domain.lifecycle import BroadcastState, Transition, allows
 from broadcaster.domain.names import BroadcastName, ChannelName
 from broadcaster.domain.paging import fingerprint
 from broadcaster.domain.reasons import Reason
+from broadcaster.domain.scheduling import ScheduleWindow, check_schedule_time
 from broadcaster.services.broadcasts import Broadcasts, not_found, window_start
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.idempotent import earlier_result, request_fingerprint
+from broadcaster.services.quotas import QuotaCache
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import deliveries as delivery_repo
 from broadcaster.store import dispatch, idempotency, notifications, snapshot
 
-SEND = "SendBroadcast"
+log = logging.getLogger(__name__)
+
+SEND, SCHEDULE, UNSCHEDULE = "SendBroadcast", "ScheduleBroadcast", "UnscheduleBroadcast"
+# Scheduled broadcasts firing together share their channel's quota read for this long: 1,000
+# due at one second ask the channel once, not 1,000 times (each is still checked against it).
+FIRE_QUOTA_SECONDS = 1.0
+# How long past its time a scheduled broadcast whose channel cannot be reached is tried again
+# (each try a firing lease apart) before it fails with CHANNEL_UNAVAILABLE.
+FIRE_RETRY_FOR = timedelta(minutes=15)
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 
 
@@ -68,28 +89,54 @@ def require_valid_messages(instance: Channel, draft: Broadcast) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A due scheduled broadcast, checked: ready to start (`estimate`) or to fail (`failure`)."""
+
+    broadcast: Broadcast
+    estimate: Estimate | None = None
+    batch_size: int = 0
+    failure: str = ""
+
+
 class Sending:
     def __init__(
-        self, ctx: ServiceContext, broadcasts: Broadcasts, wake: Callable[[], None]
+        self,
+        ctx: ServiceContext,
+        broadcasts: Broadcasts,
+        wake: Callable[[], None],
+        *,
+        scheduled: Callable[[], None] = lambda: None,
+        window: ScheduleWindow | None = None,
     ) -> None:
-        """`wake` tells this process's dispatcher that a broadcast is ready to go."""
+        """`wake` tells this process's dispatcher that a broadcast is ready to go; `scheduled`
+        tells its firing loop that a broadcast was scheduled. `window`: the times a broadcast
+        may be scheduled for."""
         self._ctx = ctx
         self._broadcasts = broadcasts
         self._wake = wake
+        self._scheduled = scheduled
+        self.window = window or ScheduleWindow()
+        self._fire_quotas = QuotaCache(ttl=FIRE_QUOTA_SECONDS)
 
     async def _checked(
-        self, draft: Broadcast, limit: RecipientLimit | None
+        self,
+        draft: Broadcast,
+        limit: RecipientLimit | None = None,
+        quotas: QuotaCache | None = None,
     ) -> tuple[Estimate, int]:
-        """The draft's estimate (with `limit` resolved against the quota) and the channel's
-        batch size, once every precondition that needs the channel holds."""
-        draft.require_draft()
+        """The draft's (or the due scheduled broadcast's) estimate, with `limit` resolved against
+        the quota, and the channel's batch size, once every precondition that needs the channel
+        holds."""
+        if not allows(Transition.FIRE, draft.state):
+            draft.require_draft()
         channel = ChannelName(draft.merchant, draft.channel)
         account, instance = await self._broadcasts.live(channel)
         require_valid_messages(instance, draft)
         if not draft.resend_of:
             self._broadcasts.require_eligible(instance, account, draft.audience)
         estimate = await self._broadcasts.estimate_for(
-            channel, draft.audience, draft.resend_of, limit=limit
+            channel, draft.audience, draft.resend_of, limit=limit, quotas=quotas
         )
         remaining = estimate.quota_remaining
         # A limit of "the remaining quota" with none left would send nothing: refused alike.
@@ -137,47 +184,245 @@ class Sending:
                     earlier_result(earlier, SEND, request_hash, target=name)
                     return latest
             latest.require_draft()
-            # The group is read in this transaction, and kept from deletion until it commits: a
-            # group deleted since the estimate is NOT_FOUND here, never a send to nobody.
-            self._broadcasts.require_group(conn, latest)
-            fixed = snapshot.take(
-                conn,
-                merchant=latest.merchant,
-                channel=latest.channel,
-                broadcast=latest.id,
-                since=window_start(now, latest.audience.window),
-                group=latest.audience.customer_group,
-                batch_size=batch_size,
-                now=now,
-                resend_of=latest.resend_of or None,
-                cap=estimate.limit,
-            )
-            remaining = estimate.quota_remaining
-            if remaining is not None and fixed.recipients > remaining:
-                channel = ChannelName(latest.merchant, latest.channel)
-                raise quota_exceeded(fixed.recipients, remaining, str(channel))
-            sending = repo.start_sending(
-                conn,
-                latest,
-                total=fixed.recipients,
-                excluded=fixed.opted_out + fixed.unreachable,
-                left_out_by_limit=fixed.left_out_by_limit,
-                limit=limit,
-                batches=fixed.batches,
-                estimate=estimate,
-                now=now,
-            )
+            sending = self._start(conn, latest, estimate, batch_size, now, limit=limit)
             if request_id:
                 idempotency.remember(conn, n.merchant, SEND, request_id, name, request_hash, now)
-            # Every replica's dispatcher hears of it when this commits (PostgreSQL); this
-            # process's is woken directly.
-            notifications.notify(conn, notifications.DISPATCH_CHANNEL, latest.channel)
             return sending
 
         sent = await self._ctx.db.write(tx)
         self._ctx.events_recorded(n.merchant)  # its lifecycle event
         self._wake()
         return sent
+
+    def _start(
+        self,
+        conn: Connection,
+        latest: Broadcast,
+        estimate: Estimate,
+        batch_size: int,
+        now: datetime,
+        *,
+        limit: RecipientLimit | None = None,
+        scheduled: bool = False,
+    ) -> Broadcast:
+        """In the transaction that holds `latest` locked: fix its recipients (up to `limit`, as
+        `estimate` resolved it) and start it (SEND, or FIRE when `scheduled`)."""
+        # The group is read in this transaction, and kept from deletion until it commits: a
+        # group deleted since the estimate is NOT_FOUND here, never a send to nobody.
+        self._broadcasts.require_group(conn, latest)
+        fixed = snapshot.take(
+            conn,
+            merchant=latest.merchant,
+            channel=latest.channel,
+            broadcast=latest.id,
+            since=window_start(now, latest.audience.window),
+            group=latest.audience.customer_group,
+            batch_size=batch_size,
+            now=now,
+            resend_of=latest.resend_of or None,
+            cap=estimate.limit,
+        )
+        remaining = estimate.quota_remaining
+        if remaining is not None and fixed.recipients > remaining:
+            channel = ChannelName(latest.merchant, latest.channel)
+            raise quota_exceeded(fixed.recipients, remaining, str(channel))
+        sending = repo.start_sending(
+            conn,
+            latest,
+            total=fixed.recipients,
+            excluded=fixed.opted_out + fixed.unreachable,
+            left_out_by_limit=fixed.left_out_by_limit,
+            limit=limit,
+            batches=fixed.batches,
+            estimate=estimate,
+            now=now,
+            scheduled=scheduled,
+        )
+        # Every replica's dispatcher hears of it when this commits (PostgreSQL); this
+        # process's is woken directly.
+        notifications.notify(conn, notifications.DISPATCH_CHANNEL, latest.channel)
+        return sending
+
+    async def schedule(
+        self,
+        caller: Caller,
+        name: str,
+        when: datetime | None,
+        request_id: str,
+        limit: RecipientLimit | None = None,
+    ) -> Broadcast:
+        """Check every precondition of Send now, and mark the draft SCHEDULED for `when`, to be
+        sent up to `limit` (None: to every eligible recipient)."""
+        v = Violations()
+        n = collect(v, lambda: BroadcastName.parse(name, "name"))
+        rules.check_request_id(v, request_id)
+        if limit is not None:
+            rules.check_recipient_limit(v, limit.max_recipients, "recipient_limit")
+        v.raise_if_any()
+        assert n is not None
+        draft = await self._broadcasts.get(caller, name)  # refuses another merchant's
+        request_hash = (
+            request_fingerprint(SCHEDULE, name, when)
+            if limit is None
+            else request_fingerprint(SCHEDULE, name, when, limit)
+        )
+        if request_id:  # a retry returns the first result, even once its time is near or past
+            earlier = await self._ctx.db.read(idempotency.recall, n.merchant, SCHEDULE, request_id)
+            if earlier is not None:
+                earlier_result(earlier, SCHEDULE, request_hash, target=name)
+                return await self._broadcasts.get(caller, name)
+        check_schedule_time(v, when, self._ctx.now(), self.window)
+        v.raise_if_any()
+        assert when is not None
+        await self._checked(draft, limit)
+
+        def tx(conn: Connection) -> Broadcast:
+            latest = repo.get(conn, n.merchant, n.broadcast, lock=True)
+            if latest is None:
+                raise not_found(name)
+            if request_id:
+                earlier = idempotency.recall(conn, n.merchant, SCHEDULE, request_id)
+                if earlier is not None:
+                    earlier_result(earlier, SCHEDULE, request_hash, target=name)
+                    return latest
+            latest.require_draft()
+            self._broadcasts.require_group(conn, latest)
+            now = self._ctx.now()
+            scheduled = repo.schedule(conn, latest, when, now, limit)
+            assert scheduled is not None  # locked, and a draft
+            if request_id:
+                idempotency.remember(
+                    conn, n.merchant, SCHEDULE, request_id, name, request_hash, now
+                )
+            notifications.notify(conn, notifications.SCHEDULE_CHANNEL)
+            return scheduled
+
+        scheduled = await self._ctx.db.write(tx)
+        self._ctx.events_recorded(n.merchant)  # its lifecycle event
+        self._scheduled()
+        return scheduled
+
+    async def unschedule(self, caller: Caller, name: str, request_id: str) -> Broadcast:
+        """The scheduled broadcast becomes a draft again, to edit (and schedule again)."""
+        v = Violations()
+        n = collect(v, lambda: BroadcastName.parse(name, "name"))
+        rules.check_request_id(v, request_id)
+        v.raise_if_any()
+        assert n is not None
+        await self._broadcasts.get(caller, name)  # refuses another merchant's
+        request_hash = request_fingerprint(UNSCHEDULE, name)
+
+        def tx(conn: Connection) -> Broadcast:
+            latest = repo.get(conn, n.merchant, n.broadcast, lock=True)
+            if latest is None:
+                raise not_found(name)
+            if request_id:
+                earlier = idempotency.recall(conn, n.merchant, UNSCHEDULE, request_id)
+                if earlier is not None:
+                    earlier_result(earlier, UNSCHEDULE, request_hash, target=name)
+                    return latest
+            latest.require_scheduled()
+            now = self._ctx.now()
+            draft = repo.unschedule(conn, latest, now)
+            assert draft is not None  # locked, and scheduled
+            if request_id:
+                idempotency.remember(
+                    conn, n.merchant, UNSCHEDULE, request_id, name, request_hash, now
+                )
+            return draft
+
+        draft = await self._ctx.db.write(tx)
+        self._ctx.events_recorded(n.merchant)  # its lifecycle event
+        return draft
+
+    async def fire(self, merchant: str, broadcast_id: str) -> Broadcast | None:
+        """Send the scheduled broadcast whose time has come (see `fire_many`); None if it is
+        no longer scheduled, or its channel could not be reached (tried again later)."""
+        (fired,) = await self.fire_many([(merchant, broadcast_id)])
+        return fired
+
+    async def fire_many(
+        self, due: Sequence[tuple[str, str]], *, concurrency: int = 16, per_commit: int = 100
+    ) -> list[Broadcast | None]:
+        """Send the scheduled broadcasts (merchant, id) whose time has come. Send's
+        preconditions are checked again for each (`concurrency` at once), and one that fails
+        ends it FAILED with its reason; the others start as Send starts a draft, `per_commit`
+        to a transaction, each in a savepoint of its own. Returns each as it ends up; None for
+        one no longer scheduled (fired already, unscheduled, cancelled, deleted) or whose
+        channel could not be reached (its claim lapses, and it is tried again).
+
+        Sends nothing twice: the change of state out of SCHEDULED happens once, under the
+        broadcast's row lock, whoever calls this and however often."""
+        room = asyncio.Semaphore(concurrency)
+
+        async def check(merchant: str, broadcast_id: str) -> _Checked | None:
+            async with room:
+                b = await self._ctx.db.read_point(repo.get, merchant, broadcast_id)
+                if b is None or not allows(Transition.FIRE, b.state):
+                    return None
+                try:
+                    estimate, batch_size = await self._checked(
+                        b, b.recipient_limit, self._fire_quotas
+                    )
+                except Unavailable as e:
+                    now = self._ctx.now()
+                    if b.schedule_time is None or now - b.schedule_time >= FIRE_RETRY_FOR:
+                        return _Checked(b, failure=e.reason)
+                    log.warning("scheduled broadcast %s: %s; trying again", broadcast_id, e)
+                    return None
+                except (FailedPrecondition, NotFound) as e:
+                    return _Checked(b, failure=e.reason)
+                return _Checked(b, estimate, batch_size)
+
+        checked = await asyncio.gather(*(check(m, b) for m, b in due))
+        ready = [c for c in checked if c is not None]
+        ended: dict[str, Broadcast] = {}
+        for at in range(0, len(ready), per_commit):
+            chunk = sorted(ready[at : at + per_commit], key=lambda c: c.broadcast.id)
+            ended.update(await self._ctx.db.write(self._fire_tx, chunk))
+        for merchant in {b.merchant for b in ended.values()}:
+            self._ctx.events_recorded(merchant)  # their lifecycle events
+        if any(b.state is not BroadcastState.FAILED for b in ended.values()):
+            self._wake()
+        return [ended.get(b) for _, b in due]
+
+    def _fire_tx(self, conn: Connection, chunk: list[_Checked]) -> dict[str, Broadcast]:
+        ended: dict[str, Broadcast] = {}
+        for c in chunk:
+            b, reason = c.broadcast, c.failure
+            if c.estimate is not None:
+                try:
+                    with conn.begin_nested():  # what a failing precondition wrote is undone
+                        latest = repo.get(conn, b.merchant, b.id, lock=True)
+                        if latest is None or not allows(Transition.FIRE, latest.state):
+                            continue
+                        at = self._ctx.now()  # its send_time: when the send is accepted
+                        ended[b.id] = self._start(
+                            conn,
+                            latest,
+                            c.estimate,
+                            c.batch_size,
+                            at,
+                            limit=latest.recipient_limit,
+                            scheduled=True,
+                        )
+                        continue
+                except (FailedPrecondition, NotFound) as e:
+                    reason = e.reason
+            if dispatch.stop(
+                conn,
+                b.id,
+                Transition.FAIL,
+                reason=reason,
+                outcome=DeliveryOutcome.NOT_SENT_STOPPED,
+                now=self._ctx.now(),
+                only=lifecycle.sources(Transition.FIRE),
+            ):
+                log.info("scheduled broadcast %s failed at its time: %s", b.id, reason)
+                failed = repo.get(conn, b.merchant, b.id)
+                assert failed is not None
+                ended[b.id] = failed
+        return ended
 
     async def cancel(self, caller: Caller, name: str) -> Broadcast:
         n = self._broadcasts.name_of(caller, name)
@@ -186,7 +431,7 @@ class Sending:
             found = repo.get(conn, n.merchant, n.broadcast, lock=True)
             if found is None:
                 raise not_found(name)
-            found.require_sending()
+            found.require_sending()  # or scheduled: it then ends without sending anything
             dispatch.stop(
                 conn,
                 found.id,

@@ -9,17 +9,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Connection,
     Dialect,
     Select,
+    Update,
     bindparam,
-    cast,
     delete,
     func,
     insert,
-    literal,
     literal_column,
     select,
     tuple_,
@@ -131,6 +129,7 @@ _COLUMNS = (
     t.c.complete_time,
     t.c.recipient_limit,
     t.c.left_out_by_limit,
+    t.c.schedule_time,
 )
 
 
@@ -163,6 +162,7 @@ def _broadcast(row: tuple[Any, ...]) -> Broadcast:
         complete_time,
         recipient_limit,
         left_out_by_limit,
+        schedule_time,
     ) = row
     return Broadcast(
         merchant=merchant,
@@ -183,6 +183,7 @@ def _broadcast(row: tuple[Any, ...]) -> Broadcast:
         send_time=maybe_from_us(send_time),
         complete_time=maybe_from_us(complete_time),
         recipient_limit=_decode_limit(recipient_limit),
+        schedule_time=maybe_from_us(schedule_time),
     )
 
 
@@ -263,15 +264,13 @@ def get(
     return _broadcast(tuple(rows[0])) if rows else None
 
 
-# The schedule_time order's key: the schedule time, unscheduled broadcasts last.
-# MERGE POINT (scheduling): once broadcasts has its schedule_time column, this is
-# `func.coalesce(t.c.schedule_time, INT64_MAX)` (with an index on merchant_id, that expression,
-# id); until then no broadcast is scheduled and the order is the oldest first. The page tokens
-# read the key from the rows, so nothing else changes.
-_SCHEDULE_KEY: ColumnElement[Any] = cast(literal(INT64_MAX, BigInteger), BigInteger)
+# The schedule_time order's key: the schedule time, unscheduled broadcasts last (INT64_MAX
+# spelled out, not bound: the expression must read as ix_broadcasts_merchant_schedule's).
+_SCHEDULE_KEY: ColumnElement[Any] = func.coalesce(t.c.schedule_time, literal_column(str(INT64_MAX)))
 
 # Each order's key (None: the id alone) and direction. Keys are never NULL, so a page resumes
-# after (key, id) with one row-value comparison; ix_broadcasts_merchant_send serves send_time.
+# after (key, id) with one row-value comparison; ix_broadcasts_merchant_send and _schedule serve
+# them.
 _ORDERS: dict[ListOrder, tuple[ColumnElement[Any] | None, bool]] = {
     ListOrder.CREATE_TIME_DESC: (None, True),
     # (-1 spelled out, not bound: the expression must read as the index's)
@@ -381,33 +380,98 @@ def start_sending(
     batches: int,
     estimate: Estimate,
     now: datetime,
+    scheduled: bool = False,
 ) -> Broadcast:
-    """The draft becomes SENDING with its recipients fixed (or SENT at once when none), with
-    its lifecycle event."""
+    """The draft (or the `scheduled` broadcast, at its time) becomes SENDING with its
+    recipients fixed (or SENT at once when none), with its lifecycle event."""
     now_us = to_us(now)
-    transition = Transition.SEND if batches else Transition.SEND_EMPTY
-    rule = lifecycle.TABLE[transition]
+    if scheduled:
+        transition = Transition.FIRE if batches else Transition.FIRE_EMPTY
+    else:
+        transition = Transition.SEND if batches else Transition.SEND_EMPTY
     changed = conn.execute(
-        update(t)
-        .where(t.c.id == b.id, t.c.state.in_([int(s) for s in rule.sources]))
-        .values(
-            state=int(rule.target),
-            total=total,
-            excluded=excluded,
-            left_out_by_limit=left_out_by_limit,
-            recipient_limit=_encode_limit(limit),
-            open_batches=batches,
-            send_estimate=encode_estimate(estimate),
-            send_time=now_us,
-            update_time=now_us,
-            complete_time=None if batches else now_us,
-        )
+        _start_statement(transition),
+        {
+            "b_id": b.id,
+            "v_total": total,
+            "v_excluded": excluded,
+            "v_left_out": left_out_by_limit,
+            "v_limit": _encode_limit(limit),
+            "v_batches": batches,
+            "v_estimate": encode_estimate(estimate),
+            "v_now": now_us,
+            "v_complete": None if batches else now_us,
+        },
     ).rowcount
     if changed:
         events.record_transitions(conn, [b.id], transition, now_us)
     found = get(conn, b.merchant, b.id)
     assert found is not None
     return found
+
+
+@functools.cache
+def _start_statement(transition: Transition) -> Update:
+    """start_sending's UPDATE for `transition`, built once (many scheduled broadcasts firing
+    together start one after another)."""
+    rule = lifecycle.TABLE[transition]
+    return (
+        update(t)
+        .where(t.c.id == bindparam("b_id"), t.c.state.in_([int(s) for s in rule.sources]))
+        .values(
+            state=int(rule.target),
+            total=bindparam("v_total"),
+            excluded=bindparam("v_excluded"),
+            left_out_by_limit=bindparam("v_left_out"),
+            recipient_limit=bindparam("v_limit"),
+            open_batches=bindparam("v_batches"),
+            send_estimate=bindparam("v_estimate"),
+            send_time=bindparam("v_now"),
+            update_time=bindparam("v_now"),
+            complete_time=bindparam("v_complete"),
+        )
+    )
+
+
+def schedule(
+    conn: Connection,
+    b: Broadcast,
+    when: datetime,
+    now: datetime,
+    limit: RecipientLimit | None = None,
+) -> Broadcast | None:
+    """The draft becomes SCHEDULED for `when`, to be sent up to `limit`; None if its state does
+    not allow it."""
+    return _move(
+        conn,
+        b,
+        Transition.SCHEDULE,
+        now,
+        schedule_time=to_us(when),
+        fire_lease_expiry=0,
+        recipient_limit=_encode_limit(limit),
+    )
+
+
+def unschedule(conn: Connection, b: Broadcast, now: datetime) -> Broadcast | None:
+    """The scheduled broadcast becomes a draft again; None if its state does not allow it."""
+    return _move(conn, b, Transition.UNSCHEDULE, now, schedule_time=None, recipient_limit=None)
+
+
+def _move(
+    conn: Connection, b: Broadcast, transition: Transition, now: datetime, **values: Any
+) -> Broadcast | None:
+    rule = lifecycle.TABLE[transition]
+    now_us = to_us(now)
+    done = conn.execute(
+        update(t)
+        .where(t.c.id == b.id, t.c.state.in_([int(s) for s in rule.sources]))
+        .values(state=int(rule.target), update_time=now_us, **values)
+    )
+    if done.rowcount != 1:
+        return None
+    events.record_transitions(conn, [b.id], transition, now_us)
+    return get(conn, b.merchant, b.id)
 
 
 def save_draft(conn: Connection, b: Broadcast) -> Broadcast:

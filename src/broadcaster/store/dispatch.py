@@ -467,16 +467,20 @@ def stop(
     reason: str,
     outcome: DeliveryOutcome,
     now: datetime,
+    only: frozenset[BroadcastState] | None = None,
 ) -> bool:
-    """End a sending broadcast by `transition` (CANCEL, or FAIL with `reason`), with its
-    lifecycle event. Its batches never attempted are closed and their recipients get `outcome`;
-    attempted ones stay open until resolved with their key, and keep counting. False if its
-    state does not allow it."""
+    """End a sending (or scheduled) broadcast by `transition` (CANCEL, or FAIL with `reason`),
+    with its lifecycle event. Its batches never attempted are closed and their recipients get
+    `outcome`; attempted ones stay open until resolved with their key, and keep counting. False
+    if its state does not allow it, or is not one of `only` (when given)."""
     rule = lifecycle.TABLE[transition]
+    states = rule.sources if only is None else rule.sources & only
+    if not states:
+        return False
     changed = conn.execute(
         text(
             "UPDATE broadcasts SET state = :state, failure_reason = :reason, complete_time = :now,"
-            f" update_time = :now WHERE id = :b AND state IN ({_states(rule.sources)})"
+            f" update_time = :now WHERE id = :b AND state IN ({_states(states)})"
         ),
         {"state": int(rule.target), "reason": reason, "now": to_us(now), "b": broadcast},
     ).rowcount

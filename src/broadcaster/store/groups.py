@@ -17,7 +17,8 @@ from broadcaster.store.tables import customer_group_members as members
 from broadcaster.store.tables import customer_groups as groups
 
 # States of a broadcast whose audience is still to be resolved: those Send may start from.
-UNSENT = lifecycle.sources(Transition.SEND)
+# Drafts and scheduled broadcasts: they read the group when they are sent.
+UNSENT = lifecycle.sources(Transition.SEND) | lifecycle.sources(Transition.FIRE)
 
 
 def _group(row: Row[tuple[object, ...]]) -> CustomerGroup:
@@ -87,7 +88,8 @@ def list_page(conn: Connection, merchant: str, contains: str, page: Page) -> lis
 
 
 def drafts_using(conn: Connection, merchant: str, group_id: str, limit: int) -> list[str]:
-    """Ids of broadcasts still to be sent (drafts) whose audience names the group."""
+    """Ids of broadcasts still to be sent (drafts, scheduled ones) whose audience names the
+    group."""
     rows = conn.execute(
         select(broadcasts.c.id)
         .where(

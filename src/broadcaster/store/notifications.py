@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 # Broadcasts became dispatchable (a Send, or a dispatch handed back with work left); the
 # payload names the channel, or is empty for any.
 DISPATCH_CHANNEL = "broadcaster_dispatch"
+# A broadcast was scheduled: the firing loops look again when the next one is due.
+SCHEDULE_CHANNEL = "broadcaster_schedule"
 
 Notified = Callable[[str | None], None]
 

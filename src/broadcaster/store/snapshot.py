@@ -14,19 +14,27 @@ never attempted. A capped snapshot thus writes as many rows as the uncapped one 
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
 
 from broadcaster.domain.deliveries import UNREACHED, DeliveryOutcome
 from broadcaster.domain.model import FollowerState
 from broadcaster.store import bulk
 from broadcaster.store.audience import Counts
 from broadcaster.store.clock import to_us
+
+
+@functools.lru_cache(maxsize=64)
+def _sql(statement: str) -> TextClause:
+    """`text(statement)`, parsed once: a Send's statements take a handful of shapes, and many
+    scheduled broadcasts firing together snapshot one after another."""
+    return text(statement)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +74,7 @@ def _source(since: int | None, group: str | None, resend_of: str | None) -> str:
 def _count(conn: Connection, source: str, params: Mapping[str, object]) -> Counts:
     blocked = int(FollowerState.BLOCKED)
     matched, opted_out, unreachable = conn.execute(
-        text(
+        _sql(
             "SELECT COUNT(*), COALESCE(SUM(CASE WHEN c.opted_out THEN 1 ELSE 0 END), 0),"
             f" COALESCE(SUM(CASE WHEN NOT c.opted_out AND c.follower_state = {blocked}"
             f" THEN 1 ELSE 0 END), 0) {source}"
@@ -115,7 +123,7 @@ def take(
     reachable = f"{source} AND NOT c.opted_out AND c.follower_state <> {blocked}"
     if cap is None:
         recipients = conn.execute(
-            text(
+            _sql(
                 "INSERT INTO deliveries"
                 " (broadcast_id, seq, contact_id, external_id, outcome, reason)"
                 " SELECT :b, row_number() OVER (ORDER BY c.id) - 1, c.id, c.external_id, 0, ''"
@@ -127,7 +135,7 @@ def take(
     else:
         limited = int(DeliveryOutcome.NOT_SENT_LIMIT)
         written = conn.execute(
-            text(
+            _sql(
                 "INSERT INTO deliveries"
                 " (broadcast_id, seq, contact_id, external_id, outcome, reason)"
                 f" SELECT :b, r.n, r.id, r.external_id,"
@@ -148,7 +156,7 @@ def take(
     if rows:
         c = [bulk.json_text(conn, i) for i in range(4)]
         conn.execute(
-            text(
+            _sql(
                 "INSERT INTO batches (broadcast_id, batch, channel_id, idempotency_key, first_seq,"
                 " size, state, attempts, due_time, first_attempt_time, lease_owner, lease_expiry)"
                 f" SELECT :b, CAST({c[0]} AS INTEGER), :ch, {c[1]}, CAST({c[2]} AS BIGINT),"

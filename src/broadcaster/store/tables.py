@@ -230,9 +230,23 @@ class BroadcastRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_broadcasts_merchant_id", "merchant_id", "id"),
         Index("ix_broadcasts_merchant_state", "merchant_id", "state", "id"),
-        # List filters and orders: by channel, and by send time (unsent last), newest first.
+        # List filters and orders: by channel, and by send time (unsent last), newest first;
         Index("ix_broadcasts_merchant_channel", "merchant_id", "channel_id", "id"),
         Index("ix_broadcasts_merchant_send", "merchant_id", text("COALESCE(send_time, -1)"), "id"),
+        # … and by schedule time (unscheduled last), the next first.
+        Index(
+            "ix_broadcasts_merchant_schedule",
+            "merchant_id",
+            text("COALESCE(schedule_time, 9223372036854775807)"),
+            "id",
+        ),
+        # The scheduled broadcasts by their time (6: SCHEDULED): the due scan reads its head.
+        Index(
+            "ix_broadcasts_due",
+            "schedule_time",
+            sqlite_where=text("state = 6"),
+            postgresql_where=text("state = 6"),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -270,6 +284,14 @@ class BroadcastRow(SQLModel, table=True):
     # and the reachable recipients it left out.
     recipient_limit: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     left_out_by_limit: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
+    # When a scheduled broadcast is to be sent (kept once it fired).
+    schedule_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+    # Until when the replica that claimed a due scheduled broadcast is firing it; another
+    # replica takes it over after that (a claim lasts a few seconds, and a failed attempt to
+    # reach the channel waits out its lease before the next).
+    fire_lease_expiry: int = Field(
         default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
     )
 

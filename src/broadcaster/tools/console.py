@@ -4,6 +4,8 @@
                                                  (--channel, --channel-type, --sent-after,
                                                  --sent-before, --order-by)
     broadcaster broadcasts watch NAME            a live progress bar until it stops sending
+    broadcaster broadcasts schedule NAME --at T  send a draft at T (ISO 8601, or +90s/+2h/+3d)
+    broadcaster broadcasts unschedule NAME       a scheduled broadcast back to a draft
     broadcaster channels sync NAME               sync a channel's contacts, showing progress
 
 `--address` (BROADCASTER_ADDRESS, default 127.0.0.1:50051) and `--token` (BROADCASTER_TOKEN;
@@ -18,7 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO, TypeVar
 
 import grpc
@@ -87,6 +89,20 @@ def add_commands(sub: Any) -> None:
         "watch", parents=[common, polling], help="show a broadcast's progress until it ends"
     )
     watch.add_argument("name", help="merchants/M/broadcasts/B (or B with --merchant)")
+    schedule = b.add_parser("schedule", parents=[common], help="send a draft at a given time")
+    schedule.add_argument("name", help="merchants/M/broadcasts/B (or B with --merchant)")
+    schedule.add_argument(
+        "--at",
+        required=True,
+        help="when: ISO 8601 with its offset (2026-12-24T09:00+09:00), or +90s, +15m, +2h, +3d",
+    )
+    unschedule = b.add_parser(
+        "unschedule", parents=[common], help="take a scheduled broadcast back to a draft"
+    )
+    unschedule.add_argument("name", help="merchants/M/broadcasts/B (or B with --merchant)")
+    for parser in (schedule, unschedule):
+        parser.add_argument("--merchant", help="merchant id, to give NAME as a bare id")
+        parser.add_argument("--request-id", default="", help="idempotency key, to retry safely")
 
     channels = sub.add_parser("channels", help="channel operations on a server")
     c = channels.add_subparsers(dest="action", required=True)
@@ -106,6 +122,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 return list_broadcasts(calls, args, out)
             if args.command == "broadcasts" and args.action == "watch":
                 return watch_broadcast(calls, args, out)
+            if args.command == "broadcasts" and args.action == "schedule":
+                return schedule_broadcast(calls, args, out)
+            if args.command == "broadcasts" and args.action == "unschedule":
+                return unschedule_broadcast(calls, args, out)
             return sync_contacts(calls, args, out)
     except Failed as e:
         print(f"broadcaster: {e}", file=sys.stderr)
@@ -182,12 +202,55 @@ def _time(ts: Timestamp, present: bool) -> str:
     return ts.ToDatetime(tzinfo=UTC).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
+def _sent_at(b: bpb.Broadcast) -> str:
+    """When it was sent, or for a scheduled one when it will be."""
+    if b.state == bpb.Broadcast.SCHEDULED:
+        return "at " + _time(b.schedule_time, True)
+    return _time(b.send_time, b.HasField("send_time"))
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_when(value: str, now: datetime) -> datetime:
+    """`+90s`, `+15m`, `+2h`, `+3d` from `now`, or an ISO 8601 time with its UTC offset."""
+    if value.startswith("+") and value[-1:] in _UNITS and value[1:-1].isdigit():
+        return now + timedelta(seconds=int(value[1:-1]) * _UNITS[value[-1]])
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise Failed(f"--at {value!r}: give an ISO 8601 time or +N s/m/h/d") from None
+    if when.tzinfo is None:
+        raise Failed(f"--at {value!r}: give the time's offset (Z, +09:00…)")
+    return when
+
+
+def schedule_broadcast(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
+    name = _resource(args.name, args.merchant, "broadcasts")
+    when = Timestamp()
+    when.FromDatetime(parse_when(args.at, datetime.now(UTC)))
+    request = bpb.ScheduleBroadcastRequest(
+        name=name, schedule_time=when, request_id=args.request_id
+    )
+    b = calls.call(calls.broadcasts.ScheduleBroadcast, request)
+    print(f"{b.display_name} ({name}) {_state(b)} {_sent_at(b)}", file=out)
+    return 0
+
+
+def unschedule_broadcast(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
+    name = _resource(args.name, args.merchant, "broadcasts")
+    request = bpb.UnscheduleBroadcastRequest(name=name, request_id=args.request_id)
+    b = calls.call(calls.broadcasts.UnscheduleBroadcast, request)
+    print(f"{b.display_name} ({name}) is a {_state(b)} again", file=out)
+    return 0
+
+
 def _state(b: bpb.Broadcast) -> str:
     return bpb.Broadcast.State.Name(b.state).lower()
 
 
 def _sent(b: bpb.Broadcast) -> str:
-    if b.state == bpb.Broadcast.DRAFT:
+    if b.state in (bpb.Broadcast.DRAFT, bpb.Broadcast.SCHEDULED):
         return "-"
     c = b.counters
     failed = f" ({c.failed:,} failed)" if c.failed else ""
@@ -227,7 +290,7 @@ def list_broadcasts(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
         [
             b.name.rsplit("/", 1)[-1],
             b.display_name,
-            _time(b.send_time, b.HasField("send_time")),
+            _sent_at(b),
             b.target_summary,
             _state(b),
             _sent(b),
@@ -263,6 +326,11 @@ def watch_broadcast(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
         raise Failed(f"{b.display_name!r} is a draft: nothing is being sent")
     progress = Progress(out)
     print(f"{b.display_name} ({name})", file=out)
+    if b.state == bpb.Broadcast.SCHEDULED:
+        print(f"scheduled {_sent_at(b)}: waiting for it", file=out)
+    while b.state == bpb.Broadcast.SCHEDULED:
+        time.sleep(args.interval)
+        b = calls.poll(calls.broadcasts.GetBroadcast, request)
     b = follow_broadcast(
         b, lambda: calls.poll(calls.broadcasts.GetBroadcast, request), progress, args.interval
     )

@@ -83,6 +83,16 @@ class BroadcastServiceStub:
                 request_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.CancelBroadcastRequest.SerializeToString,
                 response_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.Broadcast.FromString,
                 _registered_method=True)
+        self.ScheduleBroadcast = channel.unary_unary(
+                '/broadcaster.v1.BroadcastService/ScheduleBroadcast',
+                request_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ScheduleBroadcastRequest.SerializeToString,
+                response_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.Broadcast.FromString,
+                _registered_method=True)
+        self.UnscheduleBroadcast = channel.unary_unary(
+                '/broadcaster.v1.BroadcastService/UnscheduleBroadcast',
+                request_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.UnscheduleBroadcastRequest.SerializeToString,
+                response_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.Broadcast.FromString,
+                _registered_method=True)
         self.ListDeliveries = channel.unary_unary(
                 '/broadcaster.v1.BroadcastService/ListDeliveries',
                 request_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ListDeliveriesRequest.SerializeToString,
@@ -189,8 +199,33 @@ class BroadcastServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScheduleBroadcast(self, request, context):
+        """--- Scheduled broadcasts ---
+
+        Schedules a draft to be sent at `schedule_time`, from one minute to 180 days ahead
+        (INVALID_ARGUMENT `SCHEDULE_TIME_PAST`, `SCHEDULE_TIME_TOO_SOON`, `SCHEDULE_TIME_TOO_FAR`,
+        `SCHEDULE_TIME_MISSING` otherwise). Every precondition of SendBroadcast is checked now
+        (FAILED_PRECONDITION as there), and again at that time: the broadcast then goes out once,
+        from whichever replica is up, or ends FAILED with the reason of the precondition that no
+        longer holds. While SCHEDULED it cannot be edited or deleted: unschedule it first.
+        CancelBroadcast cancels it without sending. A repeated `request_id` returns the first result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnscheduleBroadcast(self, request, context):
+        """Takes a scheduled broadcast back to DRAFT, to edit it (and schedule or send it again).
+        FAILED_PRECONDITION `BROADCAST_NOT_SCHEDULED` for any other state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListDeliveries(self, request, context):
-        """Lists what became of each recipient of a broadcast, in recipient order, optionally only
+        """--- End of scheduled broadcasts ---
+
+        Lists what became of each recipient of a broadcast, in recipient order, optionally only
         those with one outcome ("who did not get it").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -264,6 +299,16 @@ def add_BroadcastServiceServicer_to_server(servicer, server):
             'CancelBroadcast': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelBroadcast,
                     request_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.CancelBroadcastRequest.FromString,
+                    response_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.Broadcast.SerializeToString,
+            ),
+            'ScheduleBroadcast': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScheduleBroadcast,
+                    request_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ScheduleBroadcastRequest.FromString,
+                    response_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.Broadcast.SerializeToString,
+            ),
+            'UnscheduleBroadcast': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnscheduleBroadcast,
+                    request_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.UnscheduleBroadcastRequest.FromString,
                     response_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.Broadcast.SerializeToString,
             ),
             'ListDeliveries': grpc.unary_unary_rpc_method_handler(
@@ -527,6 +572,60 @@ class BroadcastService:
             target,
             '/broadcaster.v1.BroadcastService/CancelBroadcast',
             broadcaster_dot_v1_dot_broadcast__service__pb2.CancelBroadcastRequest.SerializeToString,
+            broadcaster_dot_v1_dot_broadcast__service__pb2.Broadcast.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScheduleBroadcast(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/broadcaster.v1.BroadcastService/ScheduleBroadcast',
+            broadcaster_dot_v1_dot_broadcast__service__pb2.ScheduleBroadcastRequest.SerializeToString,
+            broadcaster_dot_v1_dot_broadcast__service__pb2.Broadcast.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnscheduleBroadcast(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/broadcaster.v1.BroadcastService/UnscheduleBroadcast',
+            broadcaster_dot_v1_dot_broadcast__service__pb2.UnscheduleBroadcastRequest.SerializeToString,
             broadcaster_dot_v1_dot_broadcast__service__pb2.Broadcast.FromString,
             options,
             channel_credentials,

@@ -82,8 +82,25 @@ class BroadcastServiceStub:
     its counters settle once those batches are recorded. FAILED_PRECONDITION
     `BROADCAST_NOT_SENDING` for any other state.
     """
+    ScheduleBroadcast: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.ScheduleBroadcastRequest, _broadcast_service_pb2.Broadcast]
+    """--- Scheduled broadcasts ---
+
+    Schedules a draft to be sent at `schedule_time`, from one minute to 180 days ahead
+    (INVALID_ARGUMENT `SCHEDULE_TIME_PAST`, `SCHEDULE_TIME_TOO_SOON`, `SCHEDULE_TIME_TOO_FAR`,
+    `SCHEDULE_TIME_MISSING` otherwise). Every precondition of SendBroadcast is checked now
+    (FAILED_PRECONDITION as there), and again at that time: the broadcast then goes out once,
+    from whichever replica is up, or ends FAILED with the reason of the precondition that no
+    longer holds. While SCHEDULED it cannot be edited or deleted: unschedule it first.
+    CancelBroadcast cancels it without sending. A repeated `request_id` returns the first result.
+    """
+    UnscheduleBroadcast: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.UnscheduleBroadcastRequest, _broadcast_service_pb2.Broadcast]
+    """Takes a scheduled broadcast back to DRAFT, to edit it (and schedule or send it again).
+    FAILED_PRECONDITION `BROADCAST_NOT_SCHEDULED` for any other state.
+    """
     ListDeliveries: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.ListDeliveriesRequest, _broadcast_service_pb2.ListDeliveriesResponse]
-    """Lists what became of each recipient of a broadcast, in recipient order, optionally only
+    """--- End of scheduled broadcasts ---
+
+    Lists what became of each recipient of a broadcast, in recipient order, optionally only
     those with one outcome ("who did not get it").
     """
     SendTestBroadcast: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.SendTestBroadcastRequest, _broadcast_service_pb2.TestSend]
@@ -152,8 +169,25 @@ class BroadcastServiceAsyncStub(BroadcastServiceStub):
     its counters settle once those batches are recorded. FAILED_PRECONDITION
     `BROADCAST_NOT_SENDING` for any other state.
     """
+    ScheduleBroadcast: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.ScheduleBroadcastRequest, _broadcast_service_pb2.Broadcast]  # type: ignore[assignment]
+    """--- Scheduled broadcasts ---
+
+    Schedules a draft to be sent at `schedule_time`, from one minute to 180 days ahead
+    (INVALID_ARGUMENT `SCHEDULE_TIME_PAST`, `SCHEDULE_TIME_TOO_SOON`, `SCHEDULE_TIME_TOO_FAR`,
+    `SCHEDULE_TIME_MISSING` otherwise). Every precondition of SendBroadcast is checked now
+    (FAILED_PRECONDITION as there), and again at that time: the broadcast then goes out once,
+    from whichever replica is up, or ends FAILED with the reason of the precondition that no
+    longer holds. While SCHEDULED it cannot be edited or deleted: unschedule it first.
+    CancelBroadcast cancels it without sending. A repeated `request_id` returns the first result.
+    """
+    UnscheduleBroadcast: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.UnscheduleBroadcastRequest, _broadcast_service_pb2.Broadcast]  # type: ignore[assignment]
+    """Takes a scheduled broadcast back to DRAFT, to edit it (and schedule or send it again).
+    FAILED_PRECONDITION `BROADCAST_NOT_SCHEDULED` for any other state.
+    """
     ListDeliveries: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.ListDeliveriesRequest, _broadcast_service_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
-    """Lists what became of each recipient of a broadcast, in recipient order, optionally only
+    """--- End of scheduled broadcasts ---
+
+    Lists what became of each recipient of a broadcast, in recipient order, optionally only
     those with one outcome ("who did not get it").
     """
     SendTestBroadcast: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.SendTestBroadcastRequest, _broadcast_service_pb2.TestSend]  # type: ignore[assignment]
@@ -275,12 +309,41 @@ class BroadcastServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def ScheduleBroadcast(
+        self,
+        request: _broadcast_service_pb2.ScheduleBroadcastRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broadcast_service_pb2.Broadcast, _abc.Awaitable[_broadcast_service_pb2.Broadcast]]:
+        """--- Scheduled broadcasts ---
+
+        Schedules a draft to be sent at `schedule_time`, from one minute to 180 days ahead
+        (INVALID_ARGUMENT `SCHEDULE_TIME_PAST`, `SCHEDULE_TIME_TOO_SOON`, `SCHEDULE_TIME_TOO_FAR`,
+        `SCHEDULE_TIME_MISSING` otherwise). Every precondition of SendBroadcast is checked now
+        (FAILED_PRECONDITION as there), and again at that time: the broadcast then goes out once,
+        from whichever replica is up, or ends FAILED with the reason of the precondition that no
+        longer holds. While SCHEDULED it cannot be edited or deleted: unschedule it first.
+        CancelBroadcast cancels it without sending. A repeated `request_id` returns the first result.
+        """
+
+    @_abc_1.abstractmethod
+    def UnscheduleBroadcast(
+        self,
+        request: _broadcast_service_pb2.UnscheduleBroadcastRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broadcast_service_pb2.Broadcast, _abc.Awaitable[_broadcast_service_pb2.Broadcast]]:
+        """Takes a scheduled broadcast back to DRAFT, to edit it (and schedule or send it again).
+        FAILED_PRECONDITION `BROADCAST_NOT_SCHEDULED` for any other state.
+        """
+
+    @_abc_1.abstractmethod
     def ListDeliveries(
         self,
         request: _broadcast_service_pb2.ListDeliveriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_broadcast_service_pb2.ListDeliveriesResponse, _abc.Awaitable[_broadcast_service_pb2.ListDeliveriesResponse]]:
-        """Lists what became of each recipient of a broadcast, in recipient order, optionally only
+        """--- End of scheduled broadcasts ---
+
+        Lists what became of each recipient of a broadcast, in recipient order, optionally only
         those with one outcome ("who did not get it").
         """
 

@@ -349,6 +349,8 @@ class Broadcast(_message.Message):
         """Stopped by an error (see `failure_reason`); unsent recipients can be sent again."""
         CANCELLED: Broadcast._State.ValueType  # 5
         """Cancelled; recipients not yet sent to were not sent to."""
+        SCHEDULED: Broadcast._State.ValueType  # 6
+        """To be sent at `schedule_time` (ScheduleBroadcast); nothing sent yet."""
 
     class State(_State, metaclass=_StateEnumTypeWrapper):
         """Where a broadcast is in its life."""
@@ -365,6 +367,8 @@ class Broadcast(_message.Message):
     """Stopped by an error (see `failure_reason`); unsent recipients can be sent again."""
     CANCELLED: Broadcast.State.ValueType  # 5
     """Cancelled; recipients not yet sent to were not sent to."""
+    SCHEDULED: Broadcast.State.ValueType  # 6
+    """To be sent at `schedule_time` (ScheduleBroadcast); nothing sent yet."""
 
     NAME_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
@@ -383,6 +387,7 @@ class Broadcast(_message.Message):
     COMPLETE_TIME_FIELD_NUMBER: _builtins.int
     RESEND_OF_FIELD_NUMBER: _builtins.int
     RECIPIENT_LIMIT_FIELD_NUMBER: _builtins.int
+    SCHEDULE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `merchants/{merchant}/broadcasts/{broadcast}`."""
     display_name: _builtins.str
@@ -435,7 +440,11 @@ class Broadcast(_message.Message):
 
     @_builtins.property
     def recipient_limit(self) -> Global___RecipientLimit:
-        """Recipient limit: the limit it was sent with; unset when none."""
+        """Recipient limit: the limit it was sent (or is scheduled) with; unset when none."""
+
+    @_builtins.property
+    def schedule_time(self) -> _timestamp_pb2.Timestamp:
+        """When a scheduled broadcast is to be sent (ScheduleBroadcast); kept once it was."""
 
     def __init__(
         self,
@@ -457,10 +466,11 @@ class Broadcast(_message.Message):
         complete_time: _timestamp_pb2.Timestamp | None = ...,
         resend_of: _builtins.str = ...,
         recipient_limit: Global___RecipientLimit | None = ...,
+        schedule_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "complete_time", b"complete_time", "counters", b"counters", "create_time", b"create_time", "recipient_limit", b"recipient_limit", "send_estimate", b"send_estimate", "send_time", b"send_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "complete_time", b"complete_time", "counters", b"counters", "create_time", b"create_time", "recipient_limit", b"recipient_limit", "schedule_time", b"schedule_time", "send_estimate", b"send_estimate", "send_time", b"send_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "channel", b"channel", "complete_time", b"complete_time", "copied_from", b"copied_from", "counters", b"counters", "create_time", b"create_time", "display_name", b"display_name", "failure_reason", b"failure_reason", "messages", b"messages", "name", b"name", "recipient_limit", b"recipient_limit", "resend_of", b"resend_of", "send_estimate", b"send_estimate", "send_time", b"send_time", "state", b"state", "target_summary", b"target_summary", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "channel", b"channel", "complete_time", b"complete_time", "copied_from", b"copied_from", "counters", b"counters", "create_time", b"create_time", "display_name", b"display_name", "failure_reason", b"failure_reason", "messages", b"messages", "name", b"name", "recipient_limit", b"recipient_limit", "resend_of", b"resend_of", "schedule_time", b"schedule_time", "send_estimate", b"send_estimate", "send_time", b"send_time", "state", b"state", "target_summary", b"target_summary", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -806,8 +816,83 @@ class CancelBroadcastRequest(_message.Message):
 Global___CancelBroadcastRequest: _TypeAlias = CancelBroadcastRequest  # noqa: Y015
 
 @_typing.final
+class ScheduleBroadcastRequest(_message.Message):
+    """--- Scheduled broadcasts ---
+
+    Request for ScheduleBroadcast.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SCHEDULE_TIME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    RECIPIENT_LIMIT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the draft to schedule."""
+    request_id: _builtins.str
+    """Idempotency key chosen by the caller (at most 128 characters). The same request repeated
+    with it returns the first result and does nothing twice; a different request with it is
+    refused (INVALID_ARGUMENT `REQUEST_ID_REUSED`).
+    """
+    @_builtins.property
+    def schedule_time(self) -> _timestamp_pb2.Timestamp:
+        """When to send it: from one minute to 180 days ahead."""
+
+    @_builtins.property
+    def recipient_limit(self) -> Global___RecipientLimit:
+        """At most this many recipients, as for SendBroadcast; "the remaining quota" is read when it
+        is sent. Unset: every eligible recipient.
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        schedule_time: _timestamp_pb2.Timestamp | None = ...,
+        request_id: _builtins.str = ...,
+        recipient_limit: Global___RecipientLimit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recipient_limit", b"recipient_limit", "schedule_time", b"schedule_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "recipient_limit", b"recipient_limit", "request_id", b"request_id", "schedule_time", b"schedule_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScheduleBroadcastRequest: _TypeAlias = ScheduleBroadcastRequest  # noqa: Y015
+
+@_typing.final
+class UnscheduleBroadcastRequest(_message.Message):
+    """Request for UnscheduleBroadcast."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name of the scheduled broadcast."""
+    request_id: _builtins.str
+    """Idempotency key, as ScheduleBroadcastRequest's."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnscheduleBroadcastRequest: _TypeAlias = UnscheduleBroadcastRequest  # noqa: Y015
+
+@_typing.final
 class Delivery(_message.Message):
-    """What became of one recipient of a broadcast."""
+    """--- End of scheduled broadcasts ---
+
+    What became of one recipient of a broadcast.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

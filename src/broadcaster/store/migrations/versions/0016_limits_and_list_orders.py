@@ -1,5 +1,5 @@
 """Recipient limits (the limit a broadcast was sent with, the recipients it left out) and the
-indexes of ListBroadcasts' channel filter and send-time order.
+indexes of ListBroadcasts' channel filter and its send-time and schedule-time orders.
 
 Revision ID: 0016
 Revises: 0015
@@ -31,9 +31,15 @@ def upgrade() -> None:
         "broadcasts",
         ["merchant_id", sa.text("COALESCE(send_time, -1)"), "id"],
     )
+    op.create_index(
+        "ix_broadcasts_merchant_schedule",
+        "broadcasts",
+        ["merchant_id", sa.text("COALESCE(schedule_time, 9223372036854775807)"), "id"],
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_broadcasts_merchant_schedule", "broadcasts")
     op.drop_index("ix_broadcasts_merchant_send", "broadcasts")
     op.drop_index("ix_broadcasts_merchant_channel", "broadcasts")
     with op.batch_alter_table("broadcasts") as b:

@@ -1,0 +1,133 @@
+"""The firing loop: sends each scheduled broadcast at its time, once, from whichever replica is
+up.
+
+The due time is durable (`broadcasts.schedule_time`); nothing in memory is the source of truth.
+Each `broadcaster serve` process runs one `Firing`. It sleeps until the earliest scheduled
+broadcast is due (read from the database, never remembered), or until told that one was
+scheduled: directly in this process (`wake`), by a PostgreSQL notification from another
+replica, and otherwise on a safety poll. When broadcasts are due it claims a batch of them in
+one statement under a short lease (store.schedules) and fires them together through the Send
+path (services.sending `fire_many`: their preconditions checked concurrently, a bounded number
+at a time, then their sends started many to a transaction).
+
+Exactly once: the claim lease only keeps replicas from doing the same work twice. What sends a
+broadcast is its change of state out of SCHEDULED (FIRE, or FAIL when a precondition no longer
+holds), an UPDATE guarded by that state under the broadcast's row lock: whichever replica (or
+retry) comes second finds it no longer scheduled and does nothing. A replica that dies holding
+a claim leaves it to expire; another then takes the broadcast over, a lease term late at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from broadcaster.services.context import ServiceContext
+from broadcaster.store import notifications, schedules
+from broadcaster.store.notifications import Listener
+
+log = logging.getLogger(__name__)
+
+Fire = Callable[[list[tuple[str, str]]], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class FiringSettings:
+    lease_seconds: float = 30.0  # a claim; also the pause before a channel is tried again
+    claim_limit: int = 200  # due broadcasts claimed in one statement
+    safety_poll_seconds: float = 10.0  # the longest sleep, whatever the next due time
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
+class Firing:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        fire: Fire,
+        settings: FiringSettings | None = None,
+        *,
+        listener: Listener | None = None,
+    ) -> None:
+        """`fire([(merchant, broadcast_id), …])` sends due broadcasts (Sending.fire_many);
+        `listener`:
+        the process's PostgreSQL listener (by default one of its own on PostgreSQL)."""
+        self._ctx = ctx
+        self._fire = fire
+        self.settings = settings or FiringSettings()
+        self._listener = listener
+        self._own_listener: Listener | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._wake = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """A broadcast was scheduled: look again when the next one is due."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._ctx.db.dialect == "postgresql":
+            listener = self._listener
+            if listener is None:
+                listener = self._own_listener = Listener(self._ctx.db)
+            self._unsubscribe = listener.subscribe(
+                notifications.SCHEDULE_CHANNEL, lambda _payload: self.wake()
+            )
+        self._loop = asyncio.create_task(self._run(), name="firing")
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+            self._loop = None
+        if self._own_listener is not None:
+            await self._own_listener.close()
+            self._own_listener = None
+
+    async def fire_due(self) -> int:
+        """Claim the broadcasts due now (up to the claim limit) and fire them; how many were
+        claimed."""
+        now = self._ctx.now()
+        until = now + timedelta(seconds=self.settings.lease_seconds)
+        due = await self._ctx.db.write(
+            schedules.claim_due, now=now, lease_until=until, limit=self.settings.claim_limit
+        )
+        if due:
+            try:
+                await self._fire([(d.merchant, d.broadcast) for d in due])
+            except Exception:  # those not fired are tried again once their claim lapses
+                log.exception("firing %d scheduled broadcasts", len(due))
+        return len(due)
+
+    async def _next_wait(self) -> float:
+        """Seconds until the next broadcast is due, at most the safety poll."""
+        now = self._ctx.now()
+        nxt = await self._ctx.db.read(schedules.next_due, now)
+        poll = self.settings.safety_poll_seconds
+        if nxt is None:
+            return poll
+        return min(poll, max(0.005, (nxt - now).total_seconds()))
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()  # before looking: a schedule from now on wakes the wait below
+            try:
+                if await self.fire_due() >= self.settings.claim_limit:
+                    continue  # more may be due
+                delay = await self._next_wait()
+            except Exception:
+                log.exception("firing: looking for due broadcasts failed")
+                delay = 1.0
+            await _wait(self._wake, delay)

@@ -1,0 +1,64 @@
+"""The scheduled broadcasts' firing: which are due, and the lease of the replica firing them.
+
+A due broadcast is claimed for a few seconds (`fire_lease_expiry`) by one statement over the
+head of the due-time index; the claim only spares other replicas the duplicate work. What
+makes a broadcast go out once is its change of state out of SCHEDULED, made under its row lock
+(services.sending): a second firing finds it no longer scheduled and does nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, text
+
+from broadcaster.domain import lifecycle
+from broadcaster.domain.lifecycle import Transition
+from broadcaster.store.clock import from_us, to_us
+
+(_SCHEDULED,) = lifecycle.sources(Transition.FIRE)
+# `state = 6` spelled as the partial index ix_broadcasts_due is, so both databases use it.
+_IS_SCHEDULED = f"state = {int(_SCHEDULED)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    merchant: str
+    broadcast: str
+    schedule_time: datetime
+
+
+def claim_due(conn: Connection, *, now: datetime, lease_until: datetime, limit: int) -> list[Due]:
+    """Lease up to `limit` due scheduled broadcasts that no replica is firing, until
+    `lease_until`; the earliest first."""
+    lock = " FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
+    rows = conn.execute(
+        text(
+            "UPDATE broadcasts SET fire_lease_expiry = :until WHERE id IN ("
+            f"SELECT id FROM broadcasts WHERE {_IS_SCHEDULED} AND schedule_time <= :now"
+            f" AND fire_lease_expiry < :now ORDER BY schedule_time LIMIT :limit{lock})"
+            f" AND {_IS_SCHEDULED} RETURNING merchant_id, id, schedule_time"
+        ),
+        {"now": to_us(now), "until": to_us(lease_until), "limit": limit},
+    ).all()
+    due = [Due(str(m), str(b), from_us(int(t))) for m, b, t in rows]
+    return sorted(due, key=lambda d: (d.schedule_time, d.broadcast))
+
+
+def next_due(conn: Connection, now: datetime) -> datetime | None:
+    """When a scheduled broadcast is next to be claimed: the earliest time of those never
+    claimed, or the earliest lease expiry of those due and claimed (a replica firing them may
+    have died, or their channel was unreachable). None when nothing is scheduled."""
+    row = conn.execute(
+        text(
+            "SELECT"
+            f" (SELECT MIN(schedule_time) FROM broadcasts WHERE {_IS_SCHEDULED}"
+            " AND fire_lease_expiry <= schedule_time),"
+            f" (SELECT MIN(fire_lease_expiry) FROM broadcasts WHERE {_IS_SCHEDULED}"
+            " AND schedule_time <= :now AND fire_lease_expiry > schedule_time)"
+        ),
+        {"now": to_us(now)},
+    ).one()
+    times = [int(t) for t in row if t is not None]
+    return from_us(min(times)) if times else None
