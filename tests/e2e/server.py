@@ -151,7 +151,8 @@ def connect_fake(
     from broadcaster.v1 import channel_service_pb2 as pb
     from broadcaster.v1 import channel_service_pb2_grpc as pb_grpc
 
-    creds = {"token": "fake-token", "account": uuid.uuid4().hex[:10], **credentials}
+    # A token of its own: the fake channel keeps one ledger (and quota) per token.
+    creds = {"token": f"fake-{uuid.uuid4().hex}", "account": uuid.uuid4().hex[:10], **credentials}
     return pb_grpc.ChannelServiceStub(channel).CreateChannel(
         pb.CreateChannelRequest(parent=parent, channel=pb.Channel(type="fake", credentials=creds)),
         metadata=auth(as_token),

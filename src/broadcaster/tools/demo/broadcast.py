@@ -149,7 +149,17 @@ def broadcast_list(shop: Shop) -> None:
     """The merchant's broadcasts, as `broadcaster broadcasts list` shows them."""
     shop.story.step("the broadcast list (as the admin UI shows it):")
     shop.story.say("")
-    listing = argparse.Namespace(merchant=shop.merchant, name_contains="", state=None, limit=10)
+    listing = argparse.Namespace(
+        merchant=shop.merchant,
+        name_contains="",
+        state=None,
+        limit=10,
+        channel="",
+        channel_type="",
+        sent_after=None,
+        sent_before=None,
+        order_by="",
+    )
     listed = io.StringIO()
     console.list_broadcasts(console.Calls(shop.client, CALL_TIMEOUT), listing, listed)
     shop.story.say(indent(listed.getvalue()))
