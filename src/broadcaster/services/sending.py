@@ -99,6 +99,23 @@ class _Checked:
     failure: str = ""
 
 
+def _locked(
+    conn: Connection, n: BroadcastName, method: str, request_id: str, request_hash: str
+) -> tuple[Broadcast, bool]:
+    """The broadcast, locked for the rest of the transaction, and whether the call with
+    `request_id` was made already (a concurrent one may have won the lock): its result then
+    stands, and there is nothing to do. NOT_FOUND when the broadcast is gone."""
+    latest = repo.get(conn, n.merchant, n.broadcast, lock=True)
+    if latest is None:
+        raise not_found(str(n))
+    if request_id:
+        earlier = idempotency.recall(conn, n.merchant, method, request_id)
+        if earlier is not None:
+            earlier_result(earlier, method, request_hash, target=str(n))
+            return latest, True
+    return latest, False
+
+
 class Sending:
     def __init__(
         self,
@@ -175,14 +192,9 @@ class Sending:
         now = self._ctx.now()
 
         def tx(conn: Connection) -> Broadcast:
-            latest = repo.get(conn, n.merchant, n.broadcast, lock=True)
-            if latest is None:
-                raise not_found(name)
-            if request_id:  # a concurrent Send with this request id may have won the lock
-                earlier = idempotency.recall(conn, n.merchant, SEND, request_id)
-                if earlier is not None:
-                    earlier_result(earlier, SEND, request_hash, target=name)
-                    return latest
+            latest, done = _locked(conn, n, SEND, request_id, request_hash)
+            if done:
+                return latest
             latest.require_draft()
             sending = self._start(conn, latest, estimate, batch_size, now, limit=limit)
             if request_id:
@@ -277,14 +289,9 @@ class Sending:
         await self._checked(draft, limit)
 
         def tx(conn: Connection) -> Broadcast:
-            latest = repo.get(conn, n.merchant, n.broadcast, lock=True)
-            if latest is None:
-                raise not_found(name)
-            if request_id:
-                earlier = idempotency.recall(conn, n.merchant, SCHEDULE, request_id)
-                if earlier is not None:
-                    earlier_result(earlier, SCHEDULE, request_hash, target=name)
-                    return latest
+            latest, done = _locked(conn, n, SCHEDULE, request_id, request_hash)
+            if done:
+                return latest
             latest.require_draft()
             self._broadcasts.require_group(conn, latest)
             now = self._ctx.now()
@@ -313,14 +320,9 @@ class Sending:
         request_hash = request_fingerprint(UNSCHEDULE, name)
 
         def tx(conn: Connection) -> Broadcast:
-            latest = repo.get(conn, n.merchant, n.broadcast, lock=True)
-            if latest is None:
-                raise not_found(name)
-            if request_id:
-                earlier = idempotency.recall(conn, n.merchant, UNSCHEDULE, request_id)
-                if earlier is not None:
-                    earlier_result(earlier, UNSCHEDULE, request_hash, target=name)
-                    return latest
+            latest, done = _locked(conn, n, UNSCHEDULE, request_id, request_hash)
+            if done:
+                return latest
             latest.require_scheduled()
             now = self._ctx.now()
             draft = repo.unschedule(conn, latest, now)
