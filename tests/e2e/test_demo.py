@@ -86,7 +86,8 @@ def test_demo_sends_a_broadcast_and_shows_the_results(database_args: list[str]) 
     assert (state, failed) == ("SENT", 0)
     assert count == total == everyone[3]
 
-    # The broadcast list: the sent broadcast with its numbers, and the draft copied from it.
+    # The broadcast list: the sent broadcast with its numbers, and the copy of it, scheduled for
+    # the next day, which then goes back to a draft.
     assert re.search(r"ID\s+NAME\s+SENT AT\s+TARGET\s+STATE\s+SENT / TOTAL", out), out
     listed = re.search(
         r"Summer sale: 30% off\s+\d{4}-\d\d-\d\d \d\d:\d\d\s+All contacts · All customers"
@@ -94,7 +95,12 @@ def test_demo_sends_a_broadcast_and_shows_the_results(database_args: list[str]) 
         out,
     )
     assert listed and _number(listed.group(1)) == _number(listed.group(2)) == total, out
-    assert re.search(r"Copy of Summer sale: 30% off\s+-\s+.*\s+draft\s+-", out), out
+    when = re.search(r"the follow-up scheduled for (\d{4}-\d\d-\d\d \d\d:\d\d): SCHEDULED", out)
+    assert when, out
+    assert re.search(
+        rf"Copy of Summer sale: 30% off\s+at {when.group(1)}\s+.*\s+scheduled\s+-", out
+    ), out
+    assert "the follow-up unscheduled again: DRAFT" in out
 
     # The Message Center has an event per recipient.
     events = re.search(r"Message Center: ([\d,]+) broadcast message events", out)

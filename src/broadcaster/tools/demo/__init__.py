@@ -12,7 +12,8 @@ the admin UI and LINE would:
 4. estimates a few audiences (`broadcast`);
 5. sends the draft to one contact as a test, then a broadcast of a text and an image bubble to
    every contact, with a live progress bar;
-6. prints the broadcast list and counts the Message Center events the send recorded.
+6. schedules a copy of it for tomorrow, prints the broadcast list (the copy among the upcoming),
+   takes the copy back to a draft, and counts the Message Center events the send recorded.
 
 The service's logs (JSON lines) go to a file, so the terminal shows only the story (`story`).
 Nothing leaves the machine: the "LINE Platform" is the emulator (`platform`, the one module that
@@ -223,8 +224,9 @@ def _play(shop: Shop, followers: int) -> int:
         ],
     )
     sent = broadcast.send(shop, line)
-    broadcast.copy_as_draft(shop, sent)
+    follow_up = broadcast.schedule(shop, broadcast.copy_as_draft(shop, sent))
     broadcast.broadcast_list(shop)
+    broadcast.unschedule(shop, follow_up)
     messages, conversations = broadcast.events(shop, sent.name)
     story.step(
         f"Message Center: {messages:,} broadcast message events in recipients' conversations, "

@@ -1,5 +1,6 @@
 """Steps 4 to 6 of the demo: audience estimates, a test send to one contact, the broadcast sent
-with a live progress bar, the broadcast list, and the Message Center events the send recorded."""
+with a live progress bar, a follow-up scheduled, the broadcast list, and the Message Center
+events the send recorded."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from broadcaster_client import paginate
 from broadcaster_client.v1 import broadcast_service_pb2 as bpb
 from broadcaster_client.v1 import channel_service_pb2 as cpb
 from broadcaster_client.v1 import contact_service_pb2 as kpb
 from broadcaster_client.v1 import event_service_pb2 as epb
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from broadcaster.tools import console
 from broadcaster.tools.demo.shop import CALL_TIMEOUT, POLL_SECONDS, Shop
@@ -137,12 +140,39 @@ def test_send(shop: Shop, channel: cpb.Channel, draft: bpb.Broadcast) -> None:
     shop.story.step(f"test send of the draft to one contact first ({outcomes}); still a draft")
 
 
-def copy_as_draft(shop: Shop, sent: bpb.Broadcast) -> None:
+def copy_as_draft(shop: Shop, sent: bpb.Broadcast) -> bpb.Broadcast:
     """A follow-up draft, so the list shows more than one state."""
-    shop.client.broadcasts.CopyBroadcast(
+    return shop.client.broadcasts.CopyBroadcast(
         bpb.CopyBroadcastRequest(name=sent.name, request_id="demo-summer-sale-copy"),
         timeout=CALL_TIMEOUT,
     )
+
+
+def schedule(shop: Shop, draft: bpb.Broadcast) -> bpb.Broadcast:
+    """The follow-up scheduled for this hour tomorrow: the list shows it as upcoming."""
+    when = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    at = Timestamp()
+    at.FromDatetime(when)
+    scheduled = shop.client.broadcasts.ScheduleBroadcast(
+        bpb.ScheduleBroadcastRequest(
+            name=draft.name, schedule_time=at, request_id="demo-follow-up-schedule"
+        ),
+        timeout=CALL_TIMEOUT,
+    )
+    state = bpb.Broadcast.State.Name(scheduled.state)
+    local = when.astimezone()  # as the list shows times
+    shop.story.step(f"the follow-up scheduled for {local:%Y-%m-%d %H:%M}: {state}")
+    return scheduled
+
+
+def unschedule(shop: Shop, scheduled: bpb.Broadcast) -> None:
+    """Back to a draft: the demo leaves nothing to be sent later from its database."""
+    draft = shop.client.broadcasts.UnscheduleBroadcast(
+        bpb.UnscheduleBroadcastRequest(name=scheduled.name, request_id="demo-follow-up-back"),
+        timeout=CALL_TIMEOUT,
+    )
+    state = bpb.Broadcast.State.Name(draft.state)
+    shop.story.step(f"the follow-up unscheduled again: {state}, nothing left to send later")
 
 
 def broadcast_list(shop: Shop) -> None:
