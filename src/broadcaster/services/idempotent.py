@@ -84,14 +84,19 @@ def earlier_result(
 
 
 async def recall(
-    db: Database, merchant: str, method: str, request_id: str, request_hash: str
+    db: Database,
+    merchant: str,
+    method: str,
+    request_id: str,
+    request_hash: str,
+    target: str | None = None,
 ) -> str | None:
     """The name the first call with this request id produced, if any (and if it was the same
-    request: else REQUEST_ID_REUSED)."""
+    request: else REQUEST_ID_REUSED; `target` as for `earlier_result`)."""
     if not request_id:
         return None
     earlier = await db.read(idempotency.recall, merchant, method, request_id)
-    return None if earlier is None else earlier_result(earlier, method, request_hash)
+    return None if earlier is None else earlier_result(earlier, method, request_hash, target)
 
 
 async def create_once(

@@ -43,7 +43,7 @@ from broadcaster.domain.reasons import Reason
 from broadcaster.domain.scheduling import ScheduleWindow, check_schedule_time
 from broadcaster.services.broadcasts import Broadcasts, not_found, window_start
 from broadcaster.services.context import ServiceContext
-from broadcaster.services.idempotent import earlier_result, request_fingerprint
+from broadcaster.services.idempotent import earlier_result, recall, request_fingerprint
 from broadcaster.services.quotas import QuotaCache
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import deliveries as delivery_repo
@@ -182,12 +182,10 @@ class Sending:
             if limit is None
             else request_fingerprint(SEND, name, limit)
         )
-        if request_id:
-            earlier = await self._ctx.db.read(idempotency.recall, n.merchant, SEND, request_id)
-            if earlier is not None:  # this request was sent before (perhaps a moment ago)
-                earlier_result(earlier, SEND, request_hash, target=name)
-                # Read again: `draft` may have been read before that Send committed.
-                return await self._broadcasts.get(caller, name)
+        if await recall(self._ctx.db, n.merchant, SEND, request_id, request_hash, name):
+            # Sent before (perhaps a moment ago). Read again: `draft` may have been read before
+            # that Send committed.
+            return await self._broadcasts.get(caller, name)
         estimate, batch_size = await self._checked(draft, limit)
         now = self._ctx.now()
 
@@ -278,11 +276,9 @@ class Sending:
             if limit is None
             else request_fingerprint(SCHEDULE, name, when, limit)
         )
-        if request_id:  # a retry returns the first result, even once its time is near or past
-            earlier = await self._ctx.db.read(idempotency.recall, n.merchant, SCHEDULE, request_id)
-            if earlier is not None:
-                earlier_result(earlier, SCHEDULE, request_hash, target=name)
-                return await self._broadcasts.get(caller, name)
+        # A retry returns the first result, even once its time is near or past.
+        if await recall(self._ctx.db, n.merchant, SCHEDULE, request_id, request_hash, name):
+            return await self._broadcasts.get(caller, name)
         check_schedule_time(v, when, self._ctx.now(), self.window)
         v.raise_if_any()
         assert when is not None

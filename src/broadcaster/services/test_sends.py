@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
 
 from broadcaster.channels import (
     Channel,
@@ -43,11 +42,10 @@ from broadcaster.domain.test_sends import MAX_CONTACTS, TestOutcome, TestRecipie
 from broadcaster.services.broadcasts import Broadcasts, not_found
 from broadcaster.services.channels import credentials_invalid, unavailable
 from broadcaster.services.context import ServiceContext
-from broadcaster.services.idempotent import earlier_result, recall, request_fingerprint
+from broadcaster.services.idempotent import create_once, recall, request_fingerprint
 from broadcaster.services.sending import quota_exceeded, require_valid_messages
 from broadcaster.store import broadcasts as broadcast_repo
 from broadcaster.store import contacts as contact_repo
-from broadcaster.store import idempotency
 from broadcaster.store import test_sends as repo
 
 log = logging.getLogger(__name__)
@@ -151,15 +149,16 @@ class TestSends:
                 v.add(f"contacts[{i}]", "no such contact on this channel", Reason.CONTACT_NOT_FOUND)
         v.raise_if_any()
 
-        named = [found[c.contact] for c in names if c is not None]
-        to_send = [c for c in named if not skip_reason(c)]
+        contacts_named = [found[c.contact] for c in names if c is not None]
+        named = [(c, skip_reason(c)) for c in contacts_named]  # each with why it is skipped
+        to_send = [c for c, skipped in named if not skipped]
         key = instance_key(n.merchant, request_id)
         sent = await self._send(instance, draft, channel, key, to_send)
         recipients = tuple(
-            TestRecipient(c.id, TestOutcome.SKIPPED, skip_reason(c))
-            if skip_reason(c)
+            TestRecipient(c.id, TestOutcome.SKIPPED, skipped)
+            if skipped
             else TestRecipient(c.id, sent[c.id].outcome, sent[c.id].reason)
-            for c in named
+            for c, skipped in named
         )
         made = TestSend(
             merchant=draft.merchant,
@@ -209,32 +208,23 @@ class TestSends:
     async def _record(
         self, made: TestSend, name: str, request_id: str, request_hash: str
     ) -> TestSend:
-        def tx(conn: Connection) -> TestSend:
-            if request_id:  # a concurrent call with this request id may have recorded first
-                earlier = idempotency.recall(conn, made.merchant, SEND_TEST, request_id)
-                if earlier is not None:
-                    found = self._get(conn, earlier_result(earlier, SEND_TEST, request_hash))
-                    if found is not None:
-                        return found
+        def create(conn: Connection) -> tuple[TestSend, str]:
             if broadcast_repo.get(conn, made.merchant, made.broadcast) is None:
                 raise not_found(name)  # deleted meanwhile
             repo.record(conn, made)
-            if request_id:
-                idempotency.remember(
-                    conn,
-                    made.merchant,
-                    SEND_TEST,
-                    request_id,
-                    test_send_name(made),
-                    request_hash,
-                    made.create_time,
-                )
-            return made
+            return made, test_send_name(made)
 
-        try:
-            return await self._ctx.db.write(tx)
-        except IntegrityError:
-            return await self._ctx.db.write(tx)
+        return await create_once(
+            self._ctx.db,
+            made.merchant,
+            SEND_TEST,
+            request_id,
+            request_hash=request_hash,
+            create=create,
+            find=self._get,
+            gone=lambda _: not_found(name),  # the test send went with its draft
+            now=lambda: made.create_time,
+        )
 
     @staticmethod
     def _get(conn: Connection, name: str) -> TestSend | None:
