@@ -148,9 +148,9 @@ class Dispatcher:
         process's PostgreSQL listener, shared with the event feed (by default the dispatcher
         opens one of its own on PostgreSQL)."""
         self._ctx = ctx
-        self._listener = listener
-        self._own_listener: Listener | None = None
-        self._unsubscribe: Callable[[], None] | None = None
+        self._subscription = notifications.Subscription(
+            ctx.db, notifications.DISPATCH_CHANNEL, self._notified, listener
+        )
         self._handing: set[asyncio.Task[None]] = set()  # notifying other replicas
         self.delivered = delivered
         self._hub = hub
@@ -188,11 +188,7 @@ class Dispatcher:
         self._wake.set()
 
     def start(self) -> None:
-        if self._ctx.db.dialect == "postgresql":
-            listener = self._listener
-            if listener is None:
-                listener = self._own_listener = Listener(self._ctx.db)
-            self._unsubscribe = listener.subscribe(notifications.DISPATCH_CHANNEL, self._notified)
+        self._subscription.start()
         # Contexts of their own, so their log lines do not carry the ids of whatever started
         # them; and their database calls (and those of the channel dispatches they start) go
         # first.
@@ -205,9 +201,7 @@ class Dispatcher:
         )
 
     async def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        self._subscription.cancel()
         runs = list(self._channels.values())
         tasks = [t for t in (self._loop, self._beating, *runs) if t is not None]
         for task in tasks:
@@ -226,9 +220,7 @@ class Dispatcher:
         for task in list(self._handing):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._own_listener is not None:
-            await self._own_listener.close()
-            self._own_listener = None
+        await self._subscription.close()
 
     async def _beat(self) -> None:
         """Say this dispatcher runs, and learn how many do: the channels with work are shared

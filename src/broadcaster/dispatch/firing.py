@@ -63,9 +63,9 @@ class Firing:
         self._ctx = ctx
         self._fire = fire
         self.settings = settings or FiringSettings()
-        self._listener = listener
-        self._own_listener: Listener | None = None
-        self._unsubscribe: Callable[[], None] | None = None
+        self._subscription = notifications.Subscription(
+            ctx.db, notifications.SCHEDULE_CHANNEL, lambda _payload: self.wake(), listener
+        )
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
 
@@ -74,27 +74,17 @@ class Firing:
         self._wake.set()
 
     def start(self) -> None:
-        if self._ctx.db.dialect == "postgresql":
-            listener = self._listener
-            if listener is None:
-                listener = self._own_listener = Listener(self._ctx.db)
-            self._unsubscribe = listener.subscribe(
-                notifications.SCHEDULE_CHANNEL, lambda _payload: self.wake()
-            )
+        self._subscription.start()
         self._loop = asyncio.create_task(self._run(), name="firing")
 
     async def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        self._subscription.cancel()
         if self._loop is not None:
             self._loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
             self._loop = None
-        if self._own_listener is not None:
-            await self._own_listener.close()
-            self._own_listener = None
+        await self._subscription.close()
 
     async def fire_due(self) -> int:
         """Claim the broadcasts due now (up to the claim limit) and fire them; how many were

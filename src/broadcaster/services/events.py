@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from broadcaster.domain.auth import Caller
 from broadcaster.domain.deliveries import EVERY_EVENT, Event, EventFilter, EventKind, EventPosition
@@ -39,7 +39,7 @@ from broadcaster.services.event_cursors import EventCursors
 from broadcaster.services.listing import open_list
 from broadcaster.store import broadcasts as broadcast_repo
 from broadcaster.store import events as repo
-from broadcaster.store.notifications import Listener
+from broadcaster.store.notifications import Listener, Subscription
 
 log = logging.getLogger(__name__)
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
@@ -68,9 +68,7 @@ class EventFeed:
         """`listener`: the process's PostgreSQL listener, shared with the dispatcher (by default
         the feed opens one of its own when it first needs it)."""
         self._ctx = ctx
-        self._listener = listener
-        self._own_listener: Listener | None = None
-        self._unsubscribe: Callable[[], None] | None = None
+        self._subscription = Subscription(ctx.db, repo.NOTIFY_CHANNEL, self.notify, listener)
         self._poll = poll_seconds
         self.streams_per_merchant = streams_per_merchant
         self._streams: Counter[str] = Counter()
@@ -137,19 +135,10 @@ class EventFeed:
         if self._tasks:
             return
         self._tasks.append(asyncio.create_task(self._refresh(), name="event-feed"))
-        if self._ctx.db.dialect == "postgresql":
-            listener = self._listener
-            if listener is None:
-                listener = self._own_listener = Listener(self._ctx.db)
-            self._unsubscribe = listener.subscribe(repo.NOTIFY_CHANNEL, self.notify)
+        self._subscription.start()
 
     async def close(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        if self._own_listener is not None:
-            await self._own_listener.close()
-            self._own_listener = None
+        await self._subscription.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -135,3 +135,40 @@ class Listener:
                 await readable.wait()
         finally:
             loop.remove_reader(fd)
+
+
+class Subscription:
+    """One part of the process listening on one channel: through the process's listener when it
+    is given one, else through a listener of its own, opened on `start` and closed on `close`.
+    Nothing on SQLite."""
+
+    def __init__(
+        self, db: Database, channel: str, notified: Notified, listener: Listener | None = None
+    ) -> None:
+        self._db = db
+        self._channel = channel
+        self._notified = notified
+        self._listener = listener
+        self._own: Listener | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def start(self) -> None:
+        if self._db.dialect != "postgresql" or self._unsubscribe is not None:
+            return
+        listener = self._listener
+        if listener is None:
+            listener = self._own = Listener(self._db)
+        self._unsubscribe = listener.subscribe(self._channel, self._notified)
+
+    def cancel(self) -> None:
+        """No more notifications from now on."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    async def close(self) -> None:
+        """`cancel`, and close the listener of its own if it opened one."""
+        self.cancel()
+        if self._own is not None:
+            await self._own.close()
+            self._own = None
