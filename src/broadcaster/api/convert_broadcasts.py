@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 from broadcaster.domain.audience import InteractionWindow
-from broadcaster.domain.broadcasts import BroadcastState, RecipientLimit
+from broadcaster.domain.broadcasts import BroadcastState, Counters, RecipientLimit
 from broadcaster.domain.deliveries import DeliveryOutcome, EventKind
 from broadcaster.domain.errors import FieldViolation, InvalidArgument
 from broadcaster.domain.test_sends import TestOutcome
@@ -139,3 +139,14 @@ def kinds_in(numbers: Sequence[int], field: str) -> frozenset[EventKind] | None:
     if unknown:
         raise InvalidArgument(unknown)
     return frozenset(k for k in found if k is not None)
+
+
+def counters_out(c: Counters) -> pb.BroadcastCounters:
+    """A broadcast's counters, on the Broadcast and on its lifecycle events."""
+    return pb.BroadcastCounters(
+        total=c.total,
+        sent=c.sent,
+        failed=c.failed,
+        excluded=c.excluded,
+        left_out_by_limit=c.left_out_by_limit,
+    )

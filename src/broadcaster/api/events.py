@@ -14,13 +14,12 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from broadcaster.api.convert_broadcasts import EVENT_KINDS_OUT, kinds_in
+from broadcaster.api.convert_broadcasts import EVENT_KINDS_OUT, counters_out, kinds_in
 from broadcaster.api.guard import caller
 from broadcaster.api.timestamps import timestamp
 from broadcaster.domain.deliveries import Event
 from broadcaster.domain.names import BroadcastName, ChannelName
 from broadcaster.services.events import Events
-from broadcaster.v1 import broadcast_service_pb2 as broadcast_pb
 from broadcaster.v1 import event_service_pb2 as pb
 from broadcaster.v1 import event_service_pb2_grpc as pb_grpc
 
@@ -57,16 +56,13 @@ def events_into(
                 create_time=when,
             )
         else:  # a step of the broadcast's lifecycle: no contact; its counters then
-            c = e.counters
             add(
                 cursor=cursor,
                 kind=kinds[e.kind],
                 channel=channel[0],
                 broadcast=broadcast,
                 create_time=when,
-                counters=broadcast_pb.BroadcastCounters(
-                    total=c.total, sent=c.sent, failed=c.failed, excluded=c.excluded
-                ),
+                counters=counters_out(e.counters),
                 failure_reason=e.failure_reason,
             )
 
