@@ -380,12 +380,15 @@ async def test_a_dead_dispatchers_batches_are_taken_over_with_their_keys(
 ) -> None:
     async for shop in _shop(ctx, hub, merchant, 230, start=False):
         name = await shop.draft()
-        sent = await shop.sending.send(LOCAL, name, "")
-        # A process claimed two batches, sent the first (the channel accepted it), and died.
+        # A process took the channel (before the send, so that no other dispatcher on the same
+        # database, such as a test server's, takes it first), claimed two batches, sent the first
+        # (the channel accepted it), and died.
         now = ctx.now()
         assert await ctx.db.write(
-            dispatch.acquire_channel, shop.channel_id, "dead", now + timedelta(seconds=0.3), now
+            dispatch.acquire_channel, shop.channel_id, "dead", now + timedelta(seconds=600), now
         )
+        sent = await shop.sending.send(LOCAL, name, "")
+        now = ctx.now()
         claimed = await ctx.db.write(
             dispatch.claim,
             channel=shop.channel_id,
@@ -397,6 +400,7 @@ async def test_a_dead_dispatchers_batches_are_taken_over_with_their_keys(
         first = claimed[0]
         shop.ledger.accepted_keys[first.idempotency_key] = "earlier"
         shop.ledger.received.update(e for _, e in first.recipients)
+        await ctx.db.write(dispatch.release_channel, shop.channel_id, "dead")  # as if expired
         shop.dispatcher.start()
         done = await shop.finished(name)
         assert done.id == sent.id and done.state is BroadcastState.SENT
