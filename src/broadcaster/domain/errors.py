@@ -105,7 +105,8 @@ class AlreadyExists(DomainError):
 
 
 class Unavailable(DomainError):
-    """A dependency (the channel's API) cannot be reached now; retrying later may work."""
+    """A dependency (the channel's API, the database) cannot be reached now; retrying later
+    may work."""
 
     reason: str = Reason.UNAVAILABLE
 

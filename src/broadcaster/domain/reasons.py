@@ -35,6 +35,9 @@ class Reason(enum.StrEnum):
     # --- capacity
     TOO_MANY_CALLS = "TOO_MANY_CALLS"  # the server has its maximum of calls in progress
 
+    # --- the service's own dependencies
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"  # the database cannot be reached; retry shortly
+
     # --- bad input
     INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"  # a page token not issued for this query
     INVALID_CURSOR = "INVALID_CURSOR"  # an event cursor this service did not issue

@@ -8,6 +8,13 @@ A database error never carries the values being written into a log: engines hide
 parameters, and PostgreSQL's DETAIL and CONTEXT lines ("Failing row contains (…)", the JSON
 text around a bad character) and the value quoted in "invalid input syntax" are cut from the
 driver's message (its `sqlstate` and `diag` stay for code that branches on them).
+
+A database that cannot be reached (PostgreSQL restarting or failing over, the network to it
+cut) fails a call with `Unavailable` (`DATABASE_UNAVAILABLE`), which callers see as a retryable
+UNAVAILABLE, never as an unexpected error. There is no pre-ping (a round trip per checkout):
+a call that finds its pooled connection dead marks the pool's connections stale and runs again
+once on a fresh one, when nothing it did can have been committed (the connection failed before
+the commit was sent); so the first call after an outage succeeds.
 """
 
 from __future__ import annotations
@@ -24,10 +31,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from broadcaster.domain.errors import Unavailable
+from broadcaster.domain.reasons import Reason
 
 T = TypeVar("T")
 FIRST_THREADS = 4  # threads of the calls that go first (goes_first)
@@ -92,6 +104,35 @@ class _Turns:
 
 DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
 DEADLOCK_ATTEMPTS = 3
+# Seconds to open a connection before the call fails UNAVAILABLE: a database that does not
+# answer at all (a partition) fails calls as fast as one that refuses them.
+CONNECT_TIMEOUT = 5
+# SQLSTATE classes of a server that is not there: connection exceptions (08), and the operator
+# interventions of a shutdown or a start-up (57P01 admin shutdown, 57P02 crash shutdown, 57P03
+# cannot connect now).
+_UNREACHABLE_STATES = ("08", "57P")
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether `error` says the database cannot be reached now (down, restarting, the
+    connection to it lost, no connection to be had), rather than that a statement failed."""
+    if isinstance(error, PoolTimeout):
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    orig = error.orig
+    if not isinstance(orig, psycopg.OperationalError):  # SQLite has no server to lose
+        return False
+    return orig.sqlstate is None or orig.sqlstate.startswith(_UNREACHABLE_STATES)
+
+
+def database_unavailable() -> Unavailable:
+    return Unavailable(
+        "The database cannot be reached right now; retry shortly.",
+        reason=Reason.DATABASE_UNAVAILABLE,
+    )
 
 
 _DATA_LINES = re.compile(r"^(DETAIL|CONTEXT|WHERE):.*$\n?", re.MULTILINE)
@@ -158,11 +199,17 @@ def make_engine(url: str | URL, *, pool_size: int = 8) -> Engine:
         pool_size=pool_size + FIRST_THREADS,
         max_overflow=0,
         pool_recycle=1800,
-        connect_args={"prepare_threshold": None},
+        connect_args={"prepare_threshold": None, "connect_timeout": CONNECT_TIMEOUT},
         hide_parameters=True,
     )
     event.listen(engine, "handle_error", _scrub_driver_error)
     return engine
+
+
+def _stale(error: BaseException) -> bool:
+    """A pooled connection the server dropped (it restarted, the network was cut): the pool
+    has marked its connections stale, and a call run again gets a fresh one."""
+    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 class Database:
@@ -187,7 +234,7 @@ class Database:
                 pool_size=threads,
                 max_overflow=0,
                 pool_recycle=1800,
-                connect_args={"prepare_threshold": None},
+                connect_args={"prepare_threshold": None, "connect_timeout": CONNECT_TIMEOUT},
                 isolation_level="AUTOCOMMIT",
                 hide_parameters=True,
             )
@@ -240,17 +287,31 @@ class Database:
         kwargs: dict[str, Any],
         first: bool = False,
     ) -> T:
-        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+        stale_retried = False
+        attempt = 0
+        while True:
+            attempt += 1
+            committing = False
             try:
                 with self.writing(first) if write else self.reading() as conn:
-                    return fn(conn, *args, **kwargs)
-            except OperationalError as e:
+                    result = fn(conn, *args, **kwargs)
+                    committing = True  # leaving the block commits
+                return result
+            except DBAPIError as e:
                 # PostgreSQL broke a deadlock (two bulk upserts locking rows in different
                 # orders) by aborting this transaction: it did nothing, so it can run again.
-                if getattr(e.orig, "sqlstate", None) != DEADLOCK or attempt == DEADLOCK_ATTEMPTS:
-                    raise
-                time.sleep(random.uniform(0.005, 0.05) * attempt)
-        raise AssertionError("unreachable")
+                deadlock = getattr(e.orig, "sqlstate", None) == DEADLOCK
+                if deadlock and attempt < DEADLOCK_ATTEMPTS:
+                    time.sleep(random.uniform(0.005, 0.05) * attempt)
+                    continue
+                if _stale(e) and not (committing or stale_retried):
+                    stale_retried = True
+                    continue
+                if unreachable(e):
+                    raise database_unavailable() from e
+                raise
+            except PoolTimeout as e:
+                raise database_unavailable() from e
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(conn, *args, **kwargs)` in a read transaction on the database thread pool."""
@@ -266,8 +327,17 @@ class Database:
         writers. On PostgreSQL it runs in autocommit: a single statement is consistent by
         itself, and BEGIN and COMMIT would be two more round trips."""
         if self._async is not None:
-            async with self._async.connect() as pg:
-                return await pg.run_sync(lambda sync: fn(sync, *args, **kwargs))
+            for again in (True, False):
+                try:
+                    async with self._async.connect() as pg:
+                        return await pg.run_sync(lambda sync: fn(sync, *args, **kwargs))
+                except (DBAPIError, PoolTimeout) as e:
+                    if again and _stale(e):
+                        continue  # autocommit, and only reads: run it on a fresh connection
+                    if unreachable(e):
+                        raise database_unavailable() from e
+                    raise
+            raise AssertionError("unreachable")
         if self._inline is None or self._inline.closed:
             self._inline = self.engine.connect()
         inline = self._inline

@@ -1,0 +1,137 @@
+"""PostgreSQL goes away in the middle of two channels' broadcasts under one replica, and comes
+back: a real `broadcaster serve` whose database connections run through a proxy the test cuts
+(tests/pgproxy.py; the shared PostgreSQL server itself stays up).
+
+While it is down, calls fail UNAVAILABLE with reason DATABASE_UNAVAILABLE (retryable), never
+INTERNAL or UNKNOWN; once it is back, the next calls succeed, and the broadcasts finish by
+themselves with every recipient reached exactly once (batches whose answer could not be
+recorded are sent again with their retry keys, and LINE answers those "already accepted").
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from broadcaster_line_emulator import Faults
+
+from broadcaster.v1 import broadcast_service_pb2 as bpb
+from tests.databases import fresh_database
+from tests.e2e.emulator_thread import EmulatorThread
+from tests.e2e.sending_rig import Api, Servers, merchant, reach, wait_for
+from tests.e2e.server import failure
+from tests.pgproxy import PgProxy, proxied
+
+PEOPLE = (10_000, 6_000)  # two channels' audiences
+LATENCY = 1.0  # every multicast answer takes this long: the sends last a few seconds
+OUTAGE = 2.0  # seconds the database is away
+
+
+@pytest.fixture
+def outage(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[PgProxy, str, str]]:
+    """A database of its own (no other test server dispatches its channels), the proxy to
+    it, and the URL through the proxy."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a database outage is a server's: SQLite has none")
+    with (
+        fresh_database("postgresql", tmp_path_factory.mktemp("outage")) as direct,
+        proxied(direct) as (proxy, url),
+    ):
+        yield proxy, url, direct
+
+
+class Poller:
+    """A caller polling GetBroadcast without pause, keeping every answer's code and reason."""
+
+    def __init__(self, api: Api, name: str) -> None:
+        self._api, self._name = api, name
+        self.seen: Counter[tuple[str, str]] = Counter()
+        self.last: tuple[str, str] = ("", "")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._api.get(self._name)
+                self.last = ("OK", "")
+            except grpc.RpcError as e:
+                f = failure(e)
+                self.last = (f.code.name, f.reason)
+            self.seen[self.last] += 1
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def test_a_database_restart_mid_send(outage: tuple[PgProxy, str, str], tmp_path: Path) -> None:
+    proxy, url, _ = outage
+    emulator = EmulatorThread()
+    servers = Servers(url, emulator, tmp_path)
+    try:
+        emu = emulator.emulator
+        api = servers.start()
+        parent = merchant()
+        shops, channels = [], []
+        for n, people in enumerate(PEOPLE):
+            account = emulator.call(emu.add_account, tier="verified", followers=people)
+            made = api.connect(parent, account)
+            channels.append(made.name)
+            api.import_contacts(made.name, emulator.call(emu.follower_ids, account))
+            draft = api.draft(parent, made.name, f"Outage {n}")
+            shops.append((account, draft.name, people))
+        slow = Faults(latency=LATENCY, endpoints=frozenset({"multicast"}))
+        for account, *_ in shops:
+            emulator.call(emu.set_faults, slow, account)
+        for _, name, _ in shops:
+            assert api.send(name).state == bpb.Broadcast.SENDING
+        poller = Poller(api, shops[0][1])
+        try:
+            wait_for(
+                "the first batches to be recorded",
+                lambda: api.get(shops[0][1]).counters.sent > 0,
+                timeout=30,
+            )
+            proxy.cut()
+            wait_for(
+                "a poll to meet the outage",
+                lambda: poller.last == ("UNAVAILABLE", "DATABASE_UNAVAILABLE"),
+                timeout=20,
+                every=0.01,
+            )
+            with pytest.raises(grpc.RpcError) as refused:  # a write too
+                api.draft(parent, channels[0], "during the outage")
+            got = failure(refused.value)
+            assert (got.code, got.reason) == (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE")
+            time.sleep(OUTAGE)
+            during = sum(n for (code, _), n in poller.seen.items() if code != "OK")
+            proxy.restore()
+            assert api.get(shops[1][1]).name == shops[1][1]  # the next call succeeds
+            done = [api.finished(name, timeout=120) for _, name, _ in shops]
+        finally:
+            poller.stop()
+        codes = {code for code, _ in poller.seen}
+        assert codes <= {"OK", "UNAVAILABLE"}, poller.seen
+        assert poller.seen[("UNAVAILABLE", "DATABASE_UNAVAILABLE")] == sum(
+            n for (code, _), n in poller.seen.items() if code != "OK"
+        ), poller.seen
+        assert during > 0 and poller.seen[("OK", "")] > 0, poller.seen
+        for (account, _, people), b in zip(shops, done, strict=True):
+            assert b.state == bpb.Broadcast.SENT, b
+            assert (b.counters.total, b.counters.sent, b.counters.failed) == (people, people, 0)
+            got = reach(emulator, account)
+            assert (got.users_reached, got.more_than_once) == (people, 0), got
+        print(f"GetBroadcast answers through the outage: {dict(poller.seen)}")
+    finally:
+        servers.stop_all()
+        emulator.stop()
