@@ -28,6 +28,7 @@ from broadcaster.services.context import ServiceContext
 from broadcaster.services.customer_groups import CustomerGroups
 from broadcaster.services.event_cursors import EventCursors
 from broadcaster.services.events import EventFeed, Events
+from broadcaster.services.readiness import Readiness
 from broadcaster.services.sending import Sending
 from broadcaster.services.test_sends import TestSends
 from broadcaster.services.webhooks import WebhookIngest
@@ -80,6 +81,7 @@ class App:
     dispatcher: Dispatcher
     firing: Firing
     metrics: Metrics
+    readiness: Readiness
     listener: Listener | None = None  # PostgreSQL notifications from other replicas
     loop_watch: LoopWatch | None = None  # the event-loop lag ticker, once started
 
@@ -135,6 +137,7 @@ class App:
             dispatcher,
             firing,
             metrics,
+            Readiness(db, migrate.head_revision(db.engine)),
             listener,
         )
 
@@ -150,11 +153,16 @@ class App:
             self.metrics,
             tls=None if tls is None else (tls.cert_chain, tls.private_key, tls.client_ca),
             max_calls=self.config.max_concurrent_rpcs,
+            readiness=self.readiness,
         )
+        self.readiness.on_change(grpc_server.serving)
         http_host, http_port = self.config.http_listen
         http = await start_http(
             build_app(
-                self.webhooks, self.db, self.metrics, body_timeout=self.config.http_body_timeout
+                self.webhooks,
+                self.readiness,
+                self.metrics,
+                body_timeout=self.config.http_body_timeout,
             ),
             http_host,
             http_port,
@@ -166,9 +174,12 @@ class App:
         self.dispatcher.start()
         self.firing.start()
         self.loop_watch = self.metrics.watch_event_loop()
+        await self.readiness.check()
+        self.readiness.start()
         return grpc_server, http
 
     async def stop(self, grpc_server: RunningServer, http: RunningHttp) -> None:
+        await self.readiness.drain()  # load balancers stop sending calls here
         await grpc_server.stop(grace=10.0)
         await http.stop()
         await self.firing.stop()
@@ -180,6 +191,7 @@ class App:
             await self.listener.close()
         await self.services.contact_sync.stop()
         await self.webhooks.stop()
+        await self.readiness.stop()
         await self.hub.close()
 
     def close(self) -> None:

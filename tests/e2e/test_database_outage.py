@@ -3,15 +3,19 @@ back: a real `broadcaster serve` whose database connections run through a proxy 
 (tests/pgproxy.py; the shared PostgreSQL server itself stays up).
 
 While it is down, calls fail UNAVAILABLE with reason DATABASE_UNAVAILABLE (retryable), never
-INTERNAL or UNKNOWN; once it is back, the next calls succeed, and the broadcasts finish by
-themselves with every recipient reached exactly once (batches whose answer could not be
-recorded are sent again with their retry keys, and LINE answers those "already accepted").
+INTERNAL or UNKNOWN, `/readyz` answers 503 and the gRPC health service NOT_SERVING; once it
+is back, the next calls succeed, the
+replica is ready again, and the broadcasts finish by themselves with every recipient reached
+exactly once (batches whose answer could not be recorded are sent again with their retry keys,
+and LINE answers those "already accepted").
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +23,7 @@ from pathlib import Path
 import grpc
 import pytest
 from broadcaster_line_emulator import Faults
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from broadcaster.v1 import broadcast_service_pb2 as bpb
 from tests.databases import fresh_database
@@ -45,6 +50,20 @@ def outage(
         proxied(direct) as (proxy, url),
     ):
         yield proxy, url, direct
+
+
+def _ready(api: Api) -> int:
+    url = f"http://127.0.0.1:{api.server.http_port}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
+def _health(api: Api) -> int:
+    stub = health_pb2_grpc.HealthStub(api.channel)
+    return int(stub.Check(health_pb2.HealthCheckRequest(), timeout=10).status)
 
 
 class Poller:
@@ -81,6 +100,7 @@ def test_a_database_restart_mid_send(outage: tuple[PgProxy, str, str], tmp_path:
     try:
         emu = emulator.emulator
         api = servers.start()
+        assert _ready(api) == 200
         parent = merchant()
         shops, channels = [], []
         for n, people in enumerate(PEOPLE):
@@ -113,10 +133,14 @@ def test_a_database_restart_mid_send(outage: tuple[PgProxy, str, str], tmp_path:
                 api.draft(parent, channels[0], "during the outage")
             got = failure(refused.value)
             assert (got.code, got.reason) == (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE")
+            assert _ready(api) == 503
+            assert _health(api) == health_pb2.HealthCheckResponse.NOT_SERVING
             time.sleep(OUTAGE)
             during = sum(n for (code, _), n in poller.seen.items() if code != "OK")
             proxy.restore()
             assert api.get(shops[1][1]).name == shops[1][1]  # the next call succeeds
+            wait_for("the replica to be ready again", lambda: _ready(api) == 200, timeout=20)
+            assert _health(api) == health_pb2.HealthCheckResponse.SERVING
             done = [api.finished(name, timeout=120) for _, name, _ in shops]
         finally:
             poller.stop()

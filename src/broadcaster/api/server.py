@@ -1,9 +1,17 @@
-"""The gRPC server factory: our services, health, reflection, the call guard; returns the port."""
+"""The gRPC server factory: our services, health, reflection, the call guard; returns the port.
+
+The health service (`grpc.health.v1.Health`) answers for each of our services and for the
+server as a whole (service ""), with the replica's readiness (services.readiness): SERVING
+when ready, NOT_SERVING while the database is away, the schema is not the one this build
+expects, or the replica is draining. A Check looks again when the last look is more than a
+second old; Watch streams hear of every change.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,6 +34,7 @@ from broadcaster.services.contact_sync import ContactSyncer
 from broadcaster.services.contacts import Contacts
 from broadcaster.services.customer_groups import CustomerGroups
 from broadcaster.services.events import Events
+from broadcaster.services.readiness import Readiness
 from broadcaster.services.sending import Sending
 from broadcaster.services.test_sends import TestSends
 from broadcaster.v1 import (
@@ -66,11 +75,36 @@ class Services:
     registry: ChannelRegistry
 
 
+class _Health(health.aio.HealthServicer):
+    """The standard health service, whose Check first brings readiness up to date."""
+
+    def __init__(self, readiness: Readiness | None) -> None:
+        super().__init__()
+        self._readiness = readiness
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> health_pb2.HealthCheckResponse:
+        if self._readiness is not None:
+            await self._readiness.check()  # tells `serving` of a change
+        return await super().Check(request, context)
+
+
 @dataclass
 class RunningServer:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
+
+    async def serving(self, ready: bool) -> None:
+        """Every service (and the server as a whole) SERVING, or NOT_SERVING."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if ready
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in (*SERVICE_NAMES, ""):
+            await self.health.set(name, status)
 
     async def stop(self, grace: float | None = 10.0) -> None:
         await self.health.enter_graceful_shutdown()
@@ -98,6 +132,7 @@ async def start_server(
     *,
     tls: tuple[bytes, bytes, bytes | None] | None = None,
     max_calls: int = 1000,
+    readiness: Readiness | None = None,
 ) -> RunningServer:
     """Start serving on host:port (port 0 picks a free one) and return the bound port. RPCs are
     counted in `metrics`. Without tokens every caller acts for every merchant: the configuration
@@ -105,7 +140,8 @@ async def start_server(
 
     `tls`: (certificate chain, private key, client CA or None) in PEM, to serve TLS only; with
     a client CA every caller must present a certificate it signed. `max_calls`: unary calls in
-    progress at once, beyond which calls are refused with RESOURCE_EXHAUSTED `TOO_MANY_CALLS`."""
+    progress at once, beyond which calls are refused with RESOURCE_EXHAUSTED `TOO_MANY_CALLS`.
+    `readiness`: what the health service answers (without it, SERVING while the server runs)."""
     if tokens.empty:
         log.warning(
             "NO AUTH TOKENS CONFIGURED: every local caller acts for every merchant. "
@@ -130,7 +166,7 @@ async def start_server(
         BroadcastServicer(services.broadcasts, services.sending, services.test_sends), server
     )
     event_grpc.add_EventServiceServicer_to_server(EventServicer(services.events), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = _Health(readiness)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server

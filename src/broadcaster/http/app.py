@@ -1,4 +1,11 @@
-"""aiohttp application: `POST /webhooks/{type}/{channel}`, `GET /healthz`, `GET /metrics`.
+"""aiohttp application: `POST /webhooks/{type}/{channel}`, `GET /healthz`, `GET /readyz`,
+`GET /metrics`.
+
+`/healthz` is liveness: 200 whenever the process answers (its event loop runs), whatever the
+state of the database, which a restart would not mend. `/readyz` is readiness
+(services.readiness): 200 when the replica should take calls, 503 when not (the database does
+not answer, its schema is not the one this build needs, or the replica is draining), with a
+JSON body naming each part's state.
 
 Webhook answers: 200 once the events are committed, with how many were recorded and how many
 refused (`{"recorded": 3, "refused": 1}`; an empty event list is a connectivity check),
@@ -30,8 +37,8 @@ from broadcaster import logs
 from broadcaster.channels import WebhookRejected
 from broadcaster.domain.errors import NotFound
 from broadcaster.metrics import Metrics
+from broadcaster.services.readiness import Readiness
 from broadcaster.services.webhooks import WebhookIngest
-from broadcaster.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +50,11 @@ def _json_error(status: int, message: str) -> web.Response:
 
 
 def build_app(
-    ingest: WebhookIngest, db: Database, metrics: Metrics, *, body_timeout: float = 30.0
+    ingest: WebhookIngest,
+    readiness: Readiness,
+    metrics: Metrics,
+    *,
+    body_timeout: float = 30.0,
 ) -> web.Application:
     # Webhook metrics are labelled with installed types only: the path is anyone's to choose.
     known_types = frozenset(ingest.channel_types())
@@ -87,15 +98,16 @@ def build_app(
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def healthz(request: web.Request) -> web.Response:
-        try:
-            await db.read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
-        except Exception:
-            return web.Response(status=503, text="database unavailable\n")
         return web.Response(text="ok\n")
+
+    async def readyz(request: web.Request) -> web.Response:
+        report = await readiness.check()
+        return web.json_response(report.as_dict(), status=200 if report.ready else 503)
 
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_post("/webhooks/{type}/{channel}", webhook)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", scrape)
     return app
 

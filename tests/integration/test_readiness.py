@@ -1,0 +1,76 @@
+"""Readiness follows the database, the schema and draining: ready → the database cut → not
+ready → restored → ready again; draining → not ready for good; a schema this build does not
+expect → not ready, saying what it found. Listeners (the gRPC health service) hear each change
+once."""
+
+from __future__ import annotations
+
+import pytest
+
+from broadcaster.services.readiness import Readiness
+from broadcaster.store import migrate
+from broadcaster.store.database import Database
+from tests.pgproxy import proxied
+
+
+def _readiness(db: Database, told: list[bool], expected: str | None = None) -> Readiness:
+    readiness = Readiness(db, expected or migrate.head_revision(db.engine), max_age=0.0)
+
+    async def listen(ready: bool) -> None:
+        told.append(ready)
+
+    readiness.on_change(listen)
+    return readiness
+
+
+async def test_ready_until_draining(db: Database) -> None:
+    told: list[bool] = []
+    readiness = _readiness(db, told)
+    report = await readiness.check()
+    assert report.ready and report.as_dict() == {
+        "ready": True,
+        "database": "ok",
+        "schema": "ok",
+        "dispatcher": "ok",
+    }
+    await readiness.check()
+    await readiness.drain()
+    report = await readiness.check()
+    assert not report.ready and report.dispatcher == "draining"
+    assert (report.database, report.schema) == ("ok", "ok")
+    assert told == [True, False]  # each change once
+
+
+async def test_a_schema_this_build_does_not_expect(db: Database) -> None:
+    told: list[bool] = []
+    report = await _readiness(db, told, expected="9999").check()
+    assert not report.ready and report.database == "ok"
+    assert report.schema == f"at {migrate.head_revision(db.engine)}, this build needs 9999"
+    assert told == [False]
+
+
+async def test_not_ready_while_the_database_is_away(database_url: str) -> None:
+    told: list[bool] = []
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a database outage is a server's: SQLite has none")
+    with proxied(database_url) as (proxy, url):
+        db = Database.from_url(url, threads=1)
+        try:
+            readiness = _readiness(db, told)
+            assert (await readiness.check()).ready
+            proxy.cut()
+            report = await readiness.check()
+            assert not report.ready
+            assert (report.database, report.dispatcher) == ("unreachable", "ok")
+            proxy.restore()
+            assert (await readiness.check()).ready
+            assert told == [True, False, True]
+        finally:
+            db.close()
+
+
+async def test_draining_is_seen_at_once_by_probes_of_a_fresh_answer(db: Database) -> None:
+    readiness = Readiness(db, migrate.head_revision(db.engine), max_age=60.0)
+    first = await readiness.check()
+    await readiness.drain()  # a change the replica makes is seen at once, fresh or not
+    assert first.ready and not (await readiness.check()).ready
