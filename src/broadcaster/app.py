@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from dataclasses import dataclass
@@ -179,11 +180,19 @@ class App:
         return grpc_server, http
 
     async def stop(self, grpc_server: RunningServer, http: RunningHttp) -> None:
-        await self.readiness.drain()  # load balancers stop sending calls here
-        await grpc_server.stop(grace=10.0)
+        """Drain (SIGTERM): not ready from now on, so load balancers stop sending calls here;
+        then, at once and side by side, the calls in progress finish, the firing loop and the
+        dispatcher claim nothing more, and the batches with the channel are answered and
+        recorded, for up to `BROADCASTER_DRAIN_GRACE` seconds; channel leases are released as
+        each channel's sends end, and the other replicas told to take over."""
+        grace = self.config.drain_grace
+        await self.readiness.drain()
+        await asyncio.gather(
+            grpc_server.stop(grace=grace),
+            self.firing.stop(grace=grace),
+            self.dispatcher.stop(grace=grace),
+        )
         await http.stop()
-        await self.firing.stop()
-        await self.dispatcher.stop()
         if self.loop_watch is not None:
             self.loop_watch.cancel()
         await self.services.events.feed.close()

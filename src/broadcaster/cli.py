@@ -52,7 +52,10 @@ async def _serve(config: Config) -> None:
             flush=True,
         )
         await stop.wait()
-        log.info("shutting down: draining in-flight calls")
+        log.info(
+            "shutting down: draining calls and sends in progress (up to %g s)",
+            config.drain_grace,
+        )
         await app.stop(grpc_server, http)
     finally:
         app.close()

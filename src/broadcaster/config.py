@@ -292,6 +292,9 @@ class Config:
     sqlite_write_cache_mb: int = 64
     # The least lead time of ScheduleBroadcast, in seconds (60; benchmarks and tests lower it).
     schedule_min_lead: float = 60.0
+    # On SIGTERM, seconds for calls in progress to finish and for batches with the channel to
+    # be answered and recorded; what is still going then is cut off.
+    drain_grace: float = 10.0
 
     def __post_init__(self) -> None:
         refuse_exposure(self.grpc_listen, self.tokens, "BROADCASTER_GRPC_LISTEN")
@@ -334,6 +337,7 @@ class Config:
             ),
             sqlite_write_cache_mb=parse_count(*read("BROADCASTER_SQLITE_WRITE_CACHE_MB", "64")),
             schedule_min_lead=parse_seconds(*read("BROADCASTER_SCHEDULE_MIN_LEAD", "60")),
+            drain_grace=parse_seconds(*read("BROADCASTER_DRAIN_GRACE", "10")),
         )
 
     def sealing_keys(self) -> tuple[str, ...]:

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from broadcaster_line_emulator import Faults, Phase
 from broadcaster_line_emulator.faults import FaultInjector
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -31,6 +35,7 @@ from tests.e2e.emulator_thread import EmulatorThread
 from tests.e2e.sending_rig import (
     SENDING,
     A,
+    Api,
     MulticastRecorder,
     Servers,
     Tables,
@@ -513,6 +518,91 @@ def test_replicas_spread_channels_and_a_killed_ones_are_taken_over(
         assert (b.counters.sent, b.counters.failed) == (people, 0), name
         got = summary(emulator, account)
         assert (got["usersReached"], got["usersReachedMoreThanOnce"]) == (people, 0), name
+
+
+def _open_batch_owners(tables: Tables, broadcast_id: str) -> list[str]:
+    with tables.engine.connect() as conn:
+        return [
+            str(owner)
+            for owner in conn.execute(
+                sa.text("SELECT lease_owner FROM batches WHERE broadcast_id = :b AND state = 0"),
+                {"b": broadcast_id},
+            ).scalars()
+            if owner
+        ]
+
+
+def _accepted(api: Api) -> float:
+    """Multicast requests LINE accepted from this replica, from its /metrics."""
+    url = f"http://127.0.0.1:{api.server.http_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        lines = reply.read().decode().splitlines()
+    series = 'broadcaster_channel_responses_total{channel_type="line",outcome="accepted"} '
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(series))
+
+
+def _ready(api: Api) -> int:
+    url = f"http://127.0.0.1:{api.server.http_port}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
+def test_a_replica_stopped_mid_send_drains_and_the_other_finishes_at_once(
+    shared_database: str, emulator: EmulatorThread, servers: Servers
+) -> None:
+    """SIGTERM to the replica sending: it is not ready from then on, claims nothing more, has
+    the batches with LINE answered and recorded, lets the channel and its unsent batches go,
+    and exits 0; the other replica takes over at once (not after the lease's 5 s) and finishes,
+    sending no batch again: LINE answers no "already accepted", and nobody gets it twice."""
+    emu = emulator.emulator
+    people = 50_000
+    account = emulator.call(emu.add_account, tier="verified", followers=people)
+    # Every answer takes a while: the stop lands with requests in flight, which are answered.
+    emulator.call(emu.set_faults, Faults(latency=1.0, endpoints=MULTICAST), account)
+    replicas = [servers.start(), servers.start()]
+    parent = merchant()
+    made = replicas[0].connect(parent, account)
+    replicas[0].import_contacts(made.name, _followers(emulator, account))
+    draft = replicas[0].draft(parent, made.name, "Drain: exactly once")
+    broadcast, channel_id = resource_id(draft.name), resource_id(made.name)
+    tables = Tables(shared_database)
+    try:
+        assert replicas[0].send(draft.name).state == bpb.Broadcast.SENDING
+        wait_for("some batches", lambda: tables.progress(broadcast).sent > 0, timeout=30)
+        owner = tables.lease_owners([channel_id])[channel_id].split(":")[0]
+        # The replica sending is the one whose requests LINE answered.
+        first, second = sorted(replicas, key=lambda api: -_accepted(api))
+        first.server.process.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        assert _ready(first) == 503  # draining: load balancers stop sending it calls
+        assert first.server.process.wait(timeout=30) == 0
+        exited = time.monotonic() - stopped
+        left = tables.progress(broadcast)
+        assert left.state == SENDING and left.sent < people, "the stop was not mid-send"
+        assert not [o for o in tables.lease_owners([channel_id]).values() if o.startswith(owner)]
+        assert not [o for o in _open_batch_owners(tables, broadcast) if o.startswith(owner)]
+        taken = wait_for(
+            "the other replica to take over",
+            lambda: (held := tables.lease_owners([channel_id]).get(channel_id)) and held,
+            timeout=10,
+            every=0.01,
+        )
+        took_over = time.monotonic() - stopped
+        assert not taken.startswith(owner)
+        done = second.finished(draft.name, timeout=120)
+    finally:
+        tables.close()
+    print(f"drain: exited {exited:.2f} s after SIGTERM, taken over after {took_over:.2f} s")
+    assert took_over < 4.0, took_over  # well before the 5 s lease could lapse
+    assert done.state == bpb.Broadcast.SENT
+    assert (done.counters.sent, done.counters.failed) == (people, 0)
+    got = reach(emulator, account)
+    assert (got.users_reached, got.more_than_once) == (people, 0)
+    assert got.sends == got.retry_keys == people // BATCH  # no batch sent again
+    assert emulator.call(emu.stats.count, "multicast", 409, account.channel_id) == 0
 
 
 # -- scheduled broadcasts -------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -324,6 +324,55 @@ async def test_the_loop_fires_on_the_real_clock(
             assert timedelta(0) <= done.send_time - at < timedelta(seconds=2)
             _exactly_once(shop)
         finally:
+            await firing.stop()
+
+
+class _HeldFiring:
+    """Fires due broadcasts through `fire` once released, noting each firing."""
+
+    def __init__(self, fire: Callable[[list[tuple[str, str]]], Awaitable[object]]) -> None:
+        self._fire = fire
+        self.started, self.release = asyncio.Event(), asyncio.Event()
+        self.fired: list[list[tuple[str, str]]] = []
+
+    async def __call__(self, due: list[tuple[str, str]]) -> object:
+        self.started.set()
+        await self.release.wait()
+        self.fired.append(due)
+        return await self._fire(due)
+
+
+async def test_a_stopping_firing_loop_finishes_the_firing_under_way_and_claims_no_more(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """SIGTERM while due broadcasts are being fired: that firing completes (not left to
+    another replica once its claim lapses, 30 s later), and nothing is claimed afterwards."""
+    async for shop in _shop(ctx, hub, merchant, 10):
+        sending = Sending(
+            ctx, shop.broadcasts, shop.dispatcher.wake,
+            window=ScheduleWindow(min_lead=timedelta(milliseconds=300)),
+        )  # fmt: skip
+        held = _HeldFiring(sending.fire_many)
+        firing = Firing(ctx, held)
+        firing.start()
+        try:
+            first, later = await shop.draft("first"), await shop.draft("later")
+            await sending.schedule(LOCAL, first, ctx.now() + timedelta(milliseconds=400), "")
+            firing.wake()
+            async with asyncio.timeout(10):
+                await held.started.wait()
+            stopping = asyncio.create_task(firing.stop(grace=10.0))
+            await asyncio.sleep(0.05)
+            assert not stopping.done()  # it waits for the firing under way
+            held.release.set()
+            await stopping
+            assert (await shop.finished(first)).state is BroadcastState.SENT
+            await sending.schedule(LOCAL, later, ctx.now() + timedelta(milliseconds=400), "")
+            await asyncio.sleep(1.0)
+            assert len(held.fired) == 1  # the stopped loop claimed nothing more
+            assert (await shop.broadcasts.get(LOCAL, later)).state is BroadcastState.SCHEDULED
+        finally:
+            held.release.set()
             await firing.stop()
 
 

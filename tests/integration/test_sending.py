@@ -498,3 +498,76 @@ async def test_deliveries_read_as_their_batch(
         )
         broadcast = await shop.broadcasts.get(LOCAL, name)
         assert (broadcast.counters.sent, broadcast.counters.failed) == (49, 1)
+
+
+# -- drain (SIGTERM) ------------------------------------------------------------------------------
+
+
+def _held(conn: Connection, channel_id: str) -> tuple[list[str], list[str]]:
+    """The channel's lease holders, and the owners of its open batches' leases."""
+    leases = conn.execute(
+        text("SELECT owner FROM channel_leases WHERE channel_id = :c"), {"c": channel_id}
+    ).scalars()
+    batches = conn.execute(
+        text("SELECT lease_owner FROM batches WHERE channel_id = :c AND state = 0"),
+        {"c": channel_id},
+    ).scalars()
+    return list(leases), [owner for owner in batches if owner]
+
+
+# A lease that would take 30 s to lapse: a takeover within that is the drain's doing.
+DRAIN = Settings(lease_seconds=30.0, poll_seconds=0.02, in_flight=8)
+
+
+async def _drained_mid_send(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str, grace: float, send_delay_ms: int
+) -> Counter[int]:
+    """How many batches were sent once, twice, …"""
+    async for shop in _shop(ctx, hub, merchant, 1000, settings=DRAIN,
+                            send_delay_ms=str(send_delay_ms)):  # fmt: skip
+        name = await shop.draft()
+        sent = await shop.sending.send(LOCAL, name, "")
+        async with asyncio.timeout(30):
+            while True:
+                if shop.ledger.attempts:  # requests are with the channel
+                    break
+                await asyncio.sleep(0.005)
+        started = asyncio.get_running_loop().time()
+        await shop.dispatcher.stop(grace=grace)
+        assert asyncio.get_running_loop().time() - started < grace + 2.0
+        assert await ctx.db.read(_held, shop.channel_id) == ([], [])  # nothing left leased
+        b = await shop.broadcasts.get(LOCAL, name)
+        assert b.state is BroadcastState.SENDING and b.counters.sent < 1000
+        # What the channel took was recorded (a cut-off send never reached it).
+        assert b.counters.sent == sum(shop.ledger.received.values())
+        other = Dispatcher(ctx, hub, DRAIN)  # another replica
+        other.start()
+        try:
+            done = await shop.finished(name)  # well before a lease could lapse
+        finally:
+            await other.stop()
+        assert done.id == sent.id and done.state is BroadcastState.SENT
+        assert done.counters.sent == 1000
+        _exactly_once(shop)
+        return Counter(shop.ledger.keys_seen.values())
+    raise AssertionError("no shop")
+
+
+async def test_a_draining_dispatcher_records_its_sends_and_lets_the_channel_go(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """Stopped (SIGTERM) mid-send: it claims nothing more, the sends with the channel are
+    answered and recorded, and the channel's lease and the batches it claimed but did not send
+    are released at once; another dispatcher takes over without waiting for a lease to lapse,
+    and nobody gets the broadcast twice."""
+    sends = await _drained_mid_send(ctx, hub, merchant, grace=10.0, send_delay_ms=200)
+    assert sends == {1: 1000 // 50}  # each batch once: none was left to be sent again
+
+
+async def test_sends_past_the_grace_period_are_cut_off_and_taken_over(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """Sends still with the channel when the grace period ends are cut off; their batches are
+    let go with the rest, and the next holder sends them again with the same keys."""
+    sends = await _drained_mid_send(ctx, hub, merchant, grace=0.1, send_delay_ms=3000)
+    assert sends[2] >= 1 and sends[1] + sends[2] == 1000 // 50, sends

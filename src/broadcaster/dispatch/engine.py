@@ -163,6 +163,7 @@ class Dispatcher:
         self._aside: dict[str, float] = {}  # channel -> monotonic time until which to skip it
         self._loop: asyncio.Task[None] | None = None
         self._beating: asyncio.Task[None] | None = None
+        self._stopped = False
         self._replicas = 1  # dispatchers running, this one included (heartbeats)
         self._unheld: dict[str, float] = {}  # channel -> monotonic time first seen unheld
         self._kept: set[str] = set()  # taken past our share: nobody else took them
@@ -200,27 +201,62 @@ class Dispatcher:
             self._beat(), name="dispatcher-heartbeat", context=beating
         )
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Drain, then stop (SIGTERM): look for no more work, and withdraw this dispatcher's
+        heartbeat, so the other replicas share the channels without it from now on. Each
+        channel's dispatch claims nothing more; its sends already with the channel finish and
+        are recorded, for up to `grace` seconds, and those waiting for a slot or to retry do
+        not go. Then its lease goes at once, with the batches it claimed and did not send, and
+        the other replicas are told, so they take the channel over without waiting for a
+        lease to lapse. Sends still going after `grace` are cut off: the next holder sends
+        those batches again with the same keys, and the channel answers "already accepted"
+        for any it took."""
+        if self._stopped:
+            return
+        self._stopped = True
+        started = time.monotonic()
         self._subscription.cancel()
-        runs = list(self._channels.values())
-        tasks = [t for t in (self._loop, self._beating, *runs) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self._record.close()
+        for task in (self._loop, self._beating):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._beating is not None:
             try:  # the others share the channels now, not when the heartbeat runs out
                 await self._ctx.db.write(dispatch_work.stop_heartbeat, self.owner)
             except Exception:
                 log.exception("dispatcher: could not withdraw its heartbeat")
+        runs, tasks = dict(self._runs), dict(self._channels)
+        for run in runs.values():
+            run.drain()
+        late: set[asyncio.Task[None]] = set()
+        if tasks:
+            _, late = await asyncio.wait(tasks.values(), timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        for channel, run in runs.items():
+            if run.released or run.lost:
+                continue
+            try:  # cut off (or failed) before it could let the channel go
+                await self._ctx.db.write(store.leave_channel, channel, run.owner)
+            except Exception:
+                log.warning("dispatcher: could not release channel %s", channel, exc_info=True)
+        await self._record.close()
         if runs:  # their leases were released with work perhaps left: others may take it now
             self._tell_others()
         for task in list(self._handing):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._subscription.close()
+        if runs:
+            log.info(
+                "dispatcher: drained %d channels in %.2f s (%d cut off after %g s)",
+                len(runs),
+                time.monotonic() - started,
+                len(late),
+                grace,
+            )
 
     async def _beat(self) -> None:
         """Say this dispatcher runs, and learn how many do: the channels with work are shared
@@ -368,6 +404,7 @@ class ChannelDispatch:
         self._lost = False
         self._stopping = False
         self.handing_over = False
+        self.released = False  # the lease (and the batches claimed, not sent) let go
         self._kind = ""  # the channel's type, once known
         self._sends: set[asyncio.Task[None]] = set()
         self._record = needs.record
@@ -394,6 +431,18 @@ class ChannelDispatch:
         self._room.set()
         self._halt.set()
 
+    @property
+    def lost(self) -> bool:
+        """Another process holds the channel's lease now."""
+        return self._lost
+
+    def drain(self) -> None:
+        """The process is stopping: claim nothing more; sends with the channel finish and are
+        recorded, those waiting for a slot or to retry do not go; then the lease goes, with
+        the batches claimed and not sent, and the other replicas are told."""
+        self.hand_over()
+        self._halt.set()
+
     def hand_over(self) -> None:
         """Leave the channel to another replica: claim nothing more; the sends under way finish
         and are recorded, then the lease is released. Batches claimed but not sent keep their
@@ -411,6 +460,7 @@ class ChannelDispatch:
             )
             self._needs.set_aside(self.channel)
             await self._ctx.db.write(store.release_channel, self.channel, self.owner)
+            self.released = True
             return
         if found is None:
             await self._abandon()
@@ -428,16 +478,20 @@ class ChannelDispatch:
         try:
             await self._dispatch(instance, bucket, caps.idempotency_window_seconds)
         finally:
-            # Sends already with the channel finish and are recorded; the rest stop before
-            # sending. Then the lease goes, so another replica can take over at once.
+            # Sends already with the channel finish and are recorded, under the lease (still
+            # renewed); the rest stop before sending. Then the lease goes, with the batches
+            # claimed and not sent, so another replica can take over at once.
             self._stopping = True
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
-            if self._sends:  # (each records its outcome before it ends)
-                await asyncio.gather(*self._sends, return_exceptions=True)
+            try:
+                if self._sends:  # (each records its outcome before it ends)
+                    await asyncio.gather(*self._sends, return_exceptions=True)
+            finally:
+                renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
             if not self._lost:
-                await self._ctx.db.write(store.release_channel, self.channel, self.owner)
+                await self._ctx.db.write(store.leave_channel, self.channel, self.owner)
+                self.released = True
 
     async def _renew(self) -> None:
         period = self._settings.lease_seconds / 5
@@ -520,6 +574,8 @@ class ChannelDispatch:
             if not recipients:  # every one failed on an earlier attempt
                 await self._record.write_together(store.record_sent, (batch, self._ctx.now()))
                 return
+            if not self._holding and self._gone is None:
+                return  # stopping: it does not wait for a slot, and the next holder sends it
             self._ctx.metrics.rate_limit_wait(self._kind, await bucket.acquire())
             if self._gone is not None:
                 await self._left(batch, await self._gone, maybe_accepted)

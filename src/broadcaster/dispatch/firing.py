@@ -68,6 +68,7 @@ class Firing:
         )
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def wake(self) -> None:
         """A broadcast was scheduled: look again when the next one is due."""
@@ -77,10 +78,17 @@ class Firing:
         self._subscription.start()
         self._loop = asyncio.create_task(self._run(), name="firing")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Claim nothing more (SIGTERM); broadcasts claimed already are fired (for up to
+        `grace` seconds: past it the firing is cut off, and what it had not fired is fired by
+        another replica once its claim lapses)."""
+        self._stopping = True
         self._subscription.cancel()
+        self._wake.set()
         if self._loop is not None:
-            self._loop.cancel()
+            _, late = await asyncio.wait({self._loop}, timeout=grace)
+            if late:
+                self._loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
             self._loop = None
@@ -111,7 +119,7 @@ class Firing:
         return min(poll, max(0.005, (nxt - now).total_seconds()))
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()  # before looking: a schedule from now on wakes the wait below
             try:
                 if await self.fire_due() >= self.settings.claim_limit:

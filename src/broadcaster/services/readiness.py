@@ -89,10 +89,11 @@ class Readiness:
         self._listeners.append(listener)
 
     async def drain(self) -> None:
-        """The replica is stopping: not ready from now on, whatever the database says."""
+        """The replica is stopping: not ready from now on, whatever the database says (told
+        at once, without waiting for the database)."""
         self._draining = True
-        self._checked = -float("inf")
-        await self.check()
+        last = self._last or Report("ok", "ok", "ok")
+        await self._publish(Report(last.database, last.schema, "draining"))
 
     async def check(self) -> Report:
         """The current report: the last one if it is fresh, else a new check."""
@@ -118,16 +119,20 @@ class Readiness:
             if found != self._expected:
                 schema = f"at {found or 'no schema'}, this build needs {self._expected}"
         report = Report(database, schema, "draining" if self._draining else "ok")
+        await self._publish(report)
+        return report
+
+    async def _publish(self, report: Report) -> None:
         self._last, self._checked = report, time.monotonic()
         if report.ready != self._ready:
             before, self._ready = self._ready, report.ready
-            if not report.ready:
-                log.warning("not ready: %s", report.as_dict())
+            if not report.ready:  # draining is no cause for concern
+                level = logging.INFO if self._draining else logging.WARNING
+                log.log(level, "not ready: %s", report.as_dict())
             elif before is not None:
                 log.info("ready again")
             for listener in self._listeners:
                 await listener(report.ready)
-        return report
 
     def start(self) -> None:
         self._loop = asyncio.create_task(self._watch(), name="readiness")

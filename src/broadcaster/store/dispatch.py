@@ -113,6 +113,21 @@ def release_channel(conn: Connection, channel: str, owner: str) -> None:
     )
 
 
+def leave_channel(conn: Connection, channel: str, owner: str) -> None:
+    """`owner` stops dispatching the channel: its lease goes, and so do the leases of the open
+    batches it claimed and did not send (their keys and attempt counts stay), so the next
+    holder takes the channel and those batches at once, without waiting for either lease to
+    lapse. Called once the owner's sends have all ended."""
+    conn.execute(
+        text(
+            "UPDATE batches SET lease_owner = '', lease_expiry = 0"
+            " WHERE channel_id = :ch AND state = :open AND lease_owner = :o"
+        ),
+        {"ch": channel, "open": OPEN, "o": owner},
+    )
+    release_channel(conn, channel, owner)
+
+
 def claim(
     conn: Connection,
     *,
