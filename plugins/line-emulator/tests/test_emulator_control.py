@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from broadcaster_line_emulator import LineEmulator, ManualClock, verify
+from broadcaster_line_emulator.stats import Stats
 from emulator_support import LineApi
 
 
@@ -140,6 +141,7 @@ async def test_stats_and_unknown_channels(
     assert sum(stats["acceptedPerSecond"][f"{shop.channel_id}/multicast"].values()) == 1
     span = stats["acceptedSpans"][f"{shop.channel_id}/multicast"]
     assert span["count"] == 1 and span["first"] == span["last"] > 0
+    assert span["longestGap"] == span["longestArrivalGap"] == 0.0
     assert missing == (404, {"error": "no channel 999"})
     assert health == {"ok": True, "accounts": 1}
 
@@ -217,3 +219,23 @@ async def test_manual_clock_can_be_advanced_over_http(
 
     assert body == {"time": before + 90}
     assert clock.time() == before + 90
+
+
+def test_the_longest_pauses_between_accepted_requests() -> None:
+    """Between answers, and between arrivals: requests that arrived 0.5 s apart and were
+    answered after 2 s of latency each, then one that arrived 3 s after the last."""
+    clock = ManualClock()
+    stats = Stats(clock)
+    start = clock.time()
+    for arrived, answered in ((0.0, 2.0), (0.5, 2.5), (5.5, 7.5)):
+        clock.advance(start + answered - clock.time())
+        stats.record("c1", "multicast", 200, arrived=start + arrived)
+    stats.record("c1", "multicast", 429, arrived=start + 7.6)  # refused: not counted
+    span = stats.to_json()["acceptedSpans"]["c1/multicast"]
+    assert span["count"] == 3
+    assert span["longestGap"] == pytest.approx(5.0)
+    assert span["longestArrivalGap"] == pytest.approx(5.0)
+    clock.advance(0.1)
+    stats.record("c1", "multicast", 200, arrived=start + 6.0)  # answered late, arrived early
+    span = stats.to_json()["acceptedSpans"]["c1/multicast"]
+    assert span["longestArrivalGap"] == pytest.approx(5.0)  # 0.5 → 5.5, in arrival order

@@ -66,8 +66,9 @@ Control API (``/_emulator/``, JSON; ``{channel}`` is the channel id)
 - ``GET /_emulator/accounts/{channel}/deliveries/summary``: sends, deliveries, users reached,
   users reached more than once.
 - ``GET /_emulator/stats``: requests by channel, endpoint and status; 429s from buckets and the
-  quota; injected faults; per-second histograms, peak rates, and when the first and last
-  accepted requests came.
+  quota; injected faults; per-second histograms, peak rates, when the first and last
+  accepted requests came, and the longest pause between two accepted requests (between their
+  answers, and between their arrivals).
 - ``POST /_emulator/accounts/{channel}/webhooks``: ``{"url", "events": [{"type": "follow" |
   "unfollow" | "message" | "postback", "userId", "text", "data", "params", "timestampMs",
   "redelivery", "applyState"}], "batchSize", "badSignature"}``; no events sends LINE's empty

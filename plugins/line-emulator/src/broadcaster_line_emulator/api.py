@@ -64,6 +64,7 @@ def _bearer(request: web.Request) -> str | None:
 
 async def _serve(runtime: Runtime, endpoint: Endpoint, request: web.Request) -> web.StreamResponse:
     body = await request.read()
+    arrived = runtime.stats.now()
     request_id = runtime.ids.request_id()
     token = _bearer(request)
     account = runtime.directory.by_token(token) if token else None
@@ -89,7 +90,7 @@ async def _serve(runtime: Runtime, endpoint: Endpoint, request: web.Request) -> 
         runtime.stats.faults[kind] += 1
     channel_id = account.channel_id if account else None
     status = RESET if reset or response is None else response.status
-    runtime.stats.record(channel_id, endpoint.name, status, accepted=accepted)
+    runtime.stats.record(channel_id, endpoint.name, status, accepted=accepted, arrived=arrived)
     if runtime.observers:
         runtime.notify(_exchange(request, body, endpoint, channel_id, None if reset else response))
     if reset or response is None:

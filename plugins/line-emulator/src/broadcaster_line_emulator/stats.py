@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from .clock import Clock
@@ -16,8 +17,9 @@ RESET = 0
 
 @dataclass(eq=False)
 class _Window:
-    """A one-second sliding window plus an aligned per-second histogram, and when the first and
-    last requests came."""
+    """A one-second sliding window plus an aligned per-second histogram, when the first and
+    last requests came, and the longest pause between two of them: between their answers, and
+    between their arrivals (which, with injected latency, came that much earlier)."""
 
     times: deque[float] = field(default_factory=deque)
     peak: int = 0
@@ -25,11 +27,16 @@ class _Window:
     first: float | None = None
     last: float = 0.0
     total: int = 0
+    longest_gap: float = 0.0
+    arrivals: list[float] = field(default_factory=list)
 
-    def add(self, now: float) -> None:
+    def add(self, now: float, arrived: float | None = None) -> None:
         if self.first is None:
             self.first = now
+        else:
+            self.longest_gap = max(self.longest_gap, now - self.last)
         self.last = now
+        self.arrivals.append(now if arrived is None else arrived)
         self.total += 1
         times = self.times
         times.append(now)
@@ -38,6 +45,10 @@ class _Window:
             times.popleft()
         self.peak = max(self.peak, len(times))
         self.per_second[int(now)] += 1
+
+    def longest_arrival_gap(self) -> float:
+        ordered = sorted(self.arrivals)
+        return max((b - a for a, b in pairwise(ordered)), default=0.0)
 
 
 class Stats:
@@ -52,11 +63,22 @@ class Stats:
         self._received: dict[tuple[str, str], _Window] = {}
         self._accepted: dict[tuple[str, str], _Window] = {}
 
+    def now(self) -> float:
+        """The time on the emulator's clock (what `arrived` is measured on)."""
+        return self._clock.time()
+
     def record(
-        self, channel_id: str | None, endpoint: str, status: int, *, accepted: bool | None = None
+        self,
+        channel_id: str | None,
+        endpoint: str,
+        status: int,
+        *,
+        accepted: bool | None = None,
+        arrived: float | None = None,
     ) -> None:
-        """Count one request. `accepted` is whether it was processed successfully, which can
-        differ from the status the client saw when a fault struck after processing."""
+        """Count one request, answered now. `accepted` is whether it was processed
+        successfully, which can differ from the status the client saw when a fault struck
+        after processing; `arrived`, when it came in (before any injected latency)."""
         self.requests[(endpoint, status)] += 1
         self.requests_by_channel[(channel_id or "-", endpoint, status)] += 1
         if channel_id is None:
@@ -65,7 +87,7 @@ class Stats:
         key = (channel_id, endpoint)
         self._window(self._received, key).add(now)
         if accepted if accepted is not None else 200 <= status < 300:
-            self._window(self._accepted, key).add(now)
+            self._window(self._accepted, key).add(now, arrived)
 
     @staticmethod
     def _window(windows: dict[tuple[str, str], _Window], key: tuple[str, str]) -> _Window:
@@ -127,9 +149,18 @@ class Stats:
                 for (ch, ep), w in sorted(self._accepted.items())
             },
             # From the first accepted request to the last (seconds on the emulator's clock),
-            # so a client's sending rate can be measured without its set-up.
+            # so a client's sending rate can be measured without its set-up; and the longest
+            # pause in between, from one accepted request's answer to the next one's
+            # (`longestGap`) and from one's arrival to the next one's (`longestArrivalGap`:
+            # the same without injected latency), so a client's stalls can be measured.
             "acceptedSpans": {
-                f"{ch}/{ep}": {"first": w.first, "last": w.last, "count": w.total}
+                f"{ch}/{ep}": {
+                    "first": w.first,
+                    "last": w.last,
+                    "count": w.total,
+                    "longestGap": w.longest_gap,
+                    "longestArrivalGap": w.longest_arrival_gap(),
+                }
                 for (ch, ep), w in sorted(self._accepted.items())
             },
         }
