@@ -138,7 +138,7 @@ class App:
             dispatcher,
             firing,
             metrics,
-            Readiness(db, migrate.head_revision(db.engine)),
+            Readiness(db, migrate.head_revision(db.engine), migrate.known_revisions(db.engine)),
             listener,
         )
 
@@ -157,6 +157,7 @@ class App:
             readiness=self.readiness,
         )
         self.readiness.on_change(grpc_server.serving)
+        self.readiness.on_change(self.metrics.readiness_changed)
         http_host, http_port = self.config.http_listen
         http = await start_http(
             build_app(

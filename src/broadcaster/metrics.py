@@ -237,8 +237,19 @@ class Metrics:
             "The longest event-loop lag seen since the process started.",
             registry=r,
         )
+        # Readiness (services.readiness), as /readyz and the gRPC health service report it.
+        self.ready = Gauge(
+            "broadcaster_ready",
+            "1 while this replica is ready to take calls (database reachable, schema "
+            "compatible, not draining), else 0.",
+            registry=r,
+        )
         self._rpc_counts: dict[tuple[str, str], Counter] = {}
         self._rpc_timers: dict[str, Histogram] = {}
+
+    async def readiness_changed(self, ready: bool) -> None:
+        """A readiness listener: `broadcaster_ready` follows it."""
+        self.ready.set(1 if ready else 0)
 
     # -- the event loop --------------------------------------------------------------------
 

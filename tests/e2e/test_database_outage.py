@@ -61,6 +61,15 @@ def _ready(api: Api) -> int:
         return int(e.code)
 
 
+def _ready_gauge(api: Api) -> float:
+    url = f"http://127.0.0.1:{api.server.http_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        for line in reply.read().decode().splitlines():
+            if line.startswith("broadcaster_ready "):
+                return float(line.split()[1])
+    raise AssertionError("no broadcaster_ready in /metrics")
+
+
 def _health(api: Api) -> int:
     stub = health_pb2_grpc.HealthStub(api.channel)
     return int(stub.Check(health_pb2.HealthCheckRequest(), timeout=10).status)
@@ -135,12 +144,14 @@ def test_a_database_restart_mid_send(outage: tuple[PgProxy, str, str], tmp_path:
             assert (got.code, got.reason) == (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE")
             assert _ready(api) == 503
             assert _health(api) == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert _ready_gauge(api) == 0
             time.sleep(OUTAGE)
             during = sum(n for (code, _), n in poller.seen.items() if code != "OK")
             proxy.restore()
             assert api.get(shops[1][1]).name == shops[1][1]  # the next call succeeds
             wait_for("the replica to be ready again", lambda: _ready(api) == 200, timeout=20)
             assert _health(api) == health_pb2.HealthCheckResponse.SERVING
+            assert _ready_gauge(api) == 1
             done = [api.finished(name, timeout=120) for _, name, _ in shops]
         finally:
             poller.stop()

@@ -13,8 +13,10 @@ from broadcaster.store.database import Database
 from tests.pgproxy import proxied
 
 
-def _readiness(db: Database, told: list[bool], expected: str | None = None) -> Readiness:
-    readiness = Readiness(db, expected or migrate.head_revision(db.engine), max_age=0.0)
+def _readiness(
+    db: Database, told: list[bool], expected: str | None = None, known: frozenset[str] = frozenset()
+) -> Readiness:
+    readiness = Readiness(db, expected or migrate.head_revision(db.engine), known, max_age=0.0)
 
     async def listen(ready: bool) -> None:
         told.append(ready)
@@ -32,6 +34,7 @@ async def test_ready_until_draining(db: Database) -> None:
         "database": "ok",
         "schema": "ok",
         "dispatcher": "ok",
+        "schema_version": migrate.head_revision(db.engine),
     }
     await readiness.check()
     await readiness.drain()
@@ -41,12 +44,26 @@ async def test_ready_until_draining(db: Database) -> None:
     assert told == [True, False]  # each change once
 
 
-async def test_a_schema_this_build_does_not_expect(db: Database) -> None:
+async def test_a_schema_older_than_this_build_needs(db: Database) -> None:
+    """The database is at a revision this build knows, before the one it needs: it was not
+    migrated yet (`broadcaster migrate`)."""
     told: list[bool] = []
-    report = await _readiness(db, told, expected="9999").check()
+    at = migrate.head_revision(db.engine)
+    assert at is not None
+    report = await _readiness(db, told, expected="9999", known=frozenset({at})).check()
     assert not report.ready and report.database == "ok"
-    assert report.schema == f"at {migrate.head_revision(db.engine)}, this build needs 9999"
+    assert report.schema == f"at {at}, this build needs 9999"
     assert told == [False]
+
+
+async def test_a_schema_newer_than_this_build_knows(db: Database) -> None:
+    """A newer version migrated the database (the first step of a rolling upgrade): replicas
+    of this version stay ready until they are replaced."""
+    told: list[bool] = []
+    at = migrate.head_revision(db.engine)
+    report = await _readiness(db, told, expected="0001", known=frozenset({"0001"})).check()
+    assert report.ready and report.schema == "ok" and report.schema_version == at
+    assert told == [True]
 
 
 async def test_not_ready_while_the_database_is_away(database_url: str) -> None:

@@ -3,8 +3,11 @@ orchestrators (`GET /readyz`, and the gRPC health service's status for every ser
 
 Ready means all of:
 - database: it answers, within `timeout` seconds;
-- schema: it is at the migration this build expects (a replica of another version, before or
-  after `broadcaster migrate`, says which schema it found);
+- schema: it is at the migration this build expects, or at one this build does not know: a
+  newer version's `broadcaster migrate` ran, and migrations keep the previous version working
+  on the schema they leave (expand, then contract a release later), so a rolling upgrade
+  migrates first and then replaces replicas that stay ready meanwhile. A schema this build
+  knows but is not at yet is older: the build needs `broadcaster migrate` and is not ready;
 - dispatcher: it is running, not draining (a replica that received SIGTERM finishes its work
   and hands its channels over; it takes no new calls meanwhile).
 
@@ -43,6 +46,7 @@ class Report:
     database: str
     schema: str
     dispatcher: str
+    schema_version: str | None = None  # the database's, when read
 
     @property
     def ready(self) -> bool:
@@ -54,6 +58,7 @@ class Report:
             "database": self.database,
             "schema": self.schema,
             "dispatcher": self.dispatcher,
+            "schema_version": self.schema_version,
         }
 
 
@@ -62,6 +67,7 @@ class Readiness:
         self,
         db: Database,
         expected_schema: str | None,
+        known_schemas: frozenset[str] = frozenset(),
         *,
         timeout: float = 2.0,
         max_age: float = 1.0,
@@ -69,6 +75,7 @@ class Readiness:
     ) -> None:
         self._db = db
         self._expected = expected_schema
+        self._known = known_schemas | {expected_schema}
         self._timeout = timeout
         self._max_age = max_age
         self._period = period
@@ -93,7 +100,7 @@ class Readiness:
         at once, without waiting for the database)."""
         self._draining = True
         last = self._last or Report("ok", "ok", "ok")
-        await self._publish(Report(last.database, last.schema, "draining"))
+        await self._publish(Report(last.database, last.schema, "draining", last.schema_version))
 
     async def check(self) -> Report:
         """The current report: the last one if it is fresh, else a new check."""
@@ -104,7 +111,7 @@ class Readiness:
         return await asyncio.shield(self._running)
 
     async def _check(self) -> Report:
-        database, schema = "ok", "ok"
+        database, schema, found = "ok", "ok", None
         try:
             async with asyncio.timeout(self._timeout):
                 found = await self._db.read_point(migrate.schema_version)
@@ -116,9 +123,9 @@ class Readiness:
             log.warning("readiness: the database check failed", exc_info=True)
             database = schema = f"check failed: {type(e).__name__}"
         else:
-            if found != self._expected:
+            if found != self._expected and found in self._known:  # older: not migrated yet
                 schema = f"at {found or 'no schema'}, this build needs {self._expected}"
-        report = Report(database, schema, "draining" if self._draining else "ok")
+        report = Report(database, schema, "draining" if self._draining else "ok", found)
         await self._publish(report)
         return report
 

@@ -33,6 +33,13 @@ def head_revision(engine: Engine) -> str | None:
     return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
 
 
+def known_revisions(engine: Engine) -> frozenset[str]:
+    """Every revision this build's migrations know; a database at another one was migrated by
+    a newer version."""
+    scripts = ScriptDirectory.from_config(alembic_config(engine))
+    return frozenset(script.revision for script in scripts.walk_revisions())
+
+
 def schema_version(conn: Connection) -> str | None:
     """The revision the database is at, in one statement (a database without the schema
     fails it: readiness calls this on a database `serve` has checked)."""
