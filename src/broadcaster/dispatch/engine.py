@@ -28,6 +28,10 @@ Failures:
   finds the channel deleted.
 - a process that dies loses its leases; the next lease holder takes its batches over with the
   same keys, so a batch the channel had already accepted is answered "already accepted".
+- a process that stops (SIGTERM) drains (`Dispatcher.stop`): it claims nothing more, its sends
+  with the channel are answered and recorded within a grace period, and each channel's lease
+  (and the leases of batches claimed and not sent) goes at once, so another replica takes over
+  without waiting for a lease to lapse.
 """
 
 from __future__ import annotations
