@@ -16,7 +16,7 @@ next one's, over the whole send: target ≤ 2 s); how many batches were sent aga
 "already accepted": none when every drain recorded its batches in time); and for each restart,
 how long the replica took from SIGTERM to exit and how long until the other sent again.
 
---smoke sends to 150,000 followers with 1 s of emulated latency on each request, so that the
+--smoke sends to 150,000 followers with 1.5 s of emulated latency on each request, so that the
 send lasts long enough for both restarts (a pause then includes one request's latency: the
 replica that drains waits for the answers to its requests before letting the channel go); the
 full run has no added latency.
@@ -253,13 +253,13 @@ def run(recipients: int, latency: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--smoke", action="store_true", help="150,000 recipients, 1 s per request (CI)"
+        "--smoke", action="store_true", help="150,000 recipients, 1.5 s per request (CI)"
     )
     parser.add_argument("--recipients", type=int, default=1_000_000)
     parser.add_argument("--latency", type=float, help="seconds added to each multicast answer")
     args = parser.parse_args()
     if args.smoke:
-        recipients, latency = 150_000, 1.0
+        recipients, latency = 150_000, 1.5
     else:
         recipients, latency = args.recipients, 0.0
     if args.latency is not None:
