@@ -91,3 +91,18 @@ async def test_draining_is_seen_at_once_by_probes_of_a_fresh_answer(db: Database
     first = await readiness.check()
     await readiness.drain()  # a change the replica makes is seen at once, fresh or not
     assert first.ready and not (await readiness.check()).ready
+
+
+async def test_a_listener_added_later_is_told_on_the_next_check(db: Database) -> None:
+    """(The gRPC health service listens from when its server starts, which may be after a
+    probe already checked.)"""
+    readiness = Readiness(db, migrate.head_revision(db.engine), max_age=60.0)
+    assert (await readiness.check()).ready
+    told: list[bool] = []
+
+    async def listen(ready: bool) -> None:
+        told.append(ready)
+
+    readiness.on_change(listen)
+    await readiness.check()
+    assert told == [True]

@@ -92,8 +92,10 @@ class Readiness:
         return self._draining
 
     def on_change(self, listener: Listener) -> None:
-        """`await listener(ready)` whenever readiness changes (and once on the first check)."""
+        """`await listener(ready)` whenever readiness changes, and on the next check (every
+        listener is told then, so a new one learns where things stand)."""
         self._listeners.append(listener)
+        self._ready, self._checked = None, -float("inf")
 
     async def drain(self) -> None:
         """The replica is stopping: not ready from now on, whatever the database says (told
