@@ -240,8 +240,8 @@ class Metrics:
         # Channel credentials (services/credentials.py, the dispatcher, quota reads).
         self.credentials_refused = Counter(
             "broadcaster_channel_credentials_refused",
-            "Times a channel refused a channel account's credentials and the channel was marked "
-            "CREDENTIALS_INVALID, by channel type.",
+            "Channels that turned CREDENTIALS_INVALID: the channel refused the account's "
+            "credentials (a refused short-lived token that a renewed one replaces is not counted).",
             ["channel_type"],
             registry=r,
         )

@@ -53,7 +53,6 @@ from broadcaster.channels import Channel, RenewsCredentials, SendBatch, SendOutc
 from broadcaster.dispatch.ratelimit import TokenBucket
 from broadcaster.dispatch.recorder import Recorder
 from broadcaster.domain.deliveries import DeliveryOutcome
-from broadcaster.domain.model import ChannelState
 from broadcaster.domain.reasons import Reason
 from broadcaster.domain.retries import WINDOW_MARGIN, OutcomeUnknown, Rekey, next_step
 from broadcaster.services.channel_hub import ChannelHub
@@ -606,15 +605,11 @@ class ChannelDispatch:
             )
             try:
                 now = self._ctx.now()
-                await self._ctx.db.write(
-                    channel_repo.set_tier_and_state,
-                    self.channel,
-                    None,
-                    ChannelState.CREDENTIALS_INVALID,
-                    now,
-                )
+                if await self._ctx.db.write(
+                    channel_repo.mark_credentials_invalid, self.channel, now
+                ):
+                    self._ctx.metrics.credential_refused(self._kind)
                 await self._ctx.db.write(store.fail_channel, self.channel, reason, now)
-                self._ctx.metrics.credential_refused(self._kind)
                 self._needs.delivered()  # their lifecycle events
                 self._needs.hub.forget(self.channel)
             except BaseException as e:

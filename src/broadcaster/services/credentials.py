@@ -31,7 +31,6 @@ from broadcaster.channels import (
     IssuedCredential,
     RenewsCredentials,
 )
-from broadcaster.domain.model import ChannelState
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import channel_credentials as store
 from broadcaster.store import channels as channel_repo
@@ -142,10 +141,18 @@ class StoredCredentials:
     ) -> IssuedCredential:
         try:
             credential = await issue()
-        except BaseException:
+        except BaseException as e:
             self._ctx.metrics.credential_renewal(self._type, "failed")
             with contextlib.suppress(Exception):
                 await self._ctx.db.write(store.release, self._channel, attempt)
+            if isinstance(e, CredentialsInvalid):
+                # The channel refuses the long-term credentials themselves: whichever call
+                # needed the token, the channel says so (until it is connected again).
+                now = self._ctx.now()
+                if await self._ctx.db.write(
+                    channel_repo.mark_credentials_invalid, self._channel, now
+                ):
+                    self._ctx.metrics.credential_refused(self._type)
             raise
         sealed = seal(self._sealer, credential)
         if not await self._ctx.db.write(store.store_renewed, self._channel, attempt, sealed):
@@ -233,12 +240,6 @@ class Renewer:
 async def mark_refused(ctx: ServiceContext, hub: ChannelHub, channel_id: str, kind: str) -> None:
     """The channel refused the account's credentials: the channel says so (health view, sends
     fail with CHANNEL_CREDENTIALS_INVALID) and the refusal is counted."""
-    await ctx.db.write(
-        channel_repo.set_tier_and_state,
-        channel_id,
-        None,
-        ChannelState.CREDENTIALS_INVALID,
-        ctx.now(),
-    )
-    ctx.metrics.credential_refused(kind)
+    if await ctx.db.write(channel_repo.mark_credentials_invalid, channel_id, ctx.now()):
+        ctx.metrics.credential_refused(kind)
     hub.forget(channel_id)

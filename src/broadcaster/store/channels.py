@@ -122,6 +122,16 @@ def set_tier_and_state(
     conn.execute(update(t).where(t.c.id == channel_id, _LIVE).values(**values))
 
 
+def mark_credentials_invalid(conn: Connection, channel_id: str, now: datetime) -> bool:
+    """The channel refused the credentials: True if this turned a connected channel invalid."""
+    done = conn.execute(
+        update(t)
+        .where(t.c.id == channel_id, _LIVE, t.c.state == int(ChannelState.CONNECTED))
+        .values(state=int(ChannelState.CREDENTIALS_INVALID), update_time=to_us(now))
+    )
+    return done.rowcount == 1
+
+
 def disconnect(conn: Connection, merchant: str, channel_id: str, now: datetime) -> bool:
     """Destroy the credentials and forget the channel's contacts and webhook ids."""
     now_us = to_us(now)

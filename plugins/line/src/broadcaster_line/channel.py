@@ -6,8 +6,8 @@ each delegates to the module that holds the LINE specifics."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import ClassVar, Self
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import ClassVar, Self, TypeVar
 
 from broadcaster.channels import (
     AccountInfo,
@@ -46,6 +46,7 @@ CHANNEL_ID = "channel_id"
 ASSERTION_KEY = "assertion_private_key"
 ASSERTION_KEY_ID = "assertion_key_id"
 _CHANNEL_ID = re.compile(r"[0-9]{1,20}")
+T = TypeVar("T")
 
 
 class LineChannel:
@@ -162,9 +163,23 @@ class LineChannel:
         if self._keeper is not None:
             await self._keeper.revoke()
 
-    async def connect(self) -> AccountInfo:
+    async def _renewing(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`call` with a token that is not due; if LINE refuses an issued one (revoked in the
+        console, say), once more with a renewed one."""
         await self._fresh()
-        return await line_account.connect(self._client, self._retry)
+        token = self._client.token
+        try:
+            return await call()
+        except CredentialsInvalid:
+            if self._keeper is None:
+                raise
+            self._keeper.last_refused = token
+            if not await self._keeper.renew_refused():
+                raise
+        return await call()
+
+    async def connect(self) -> AccountInfo:
+        return await self._renewing(lambda: line_account.connect(self._client, self._retry))
 
     def check_eligibility(self, audience: Audience, account: AccountInfo) -> Eligibility:
         return line_account.check_eligibility(audience, account)
@@ -179,12 +194,10 @@ class LineChannel:
             await self._fresh()
 
     async def fetch_profiles(self, external_ids: Sequence[str]) -> list[ChannelContact]:
-        await self._fresh()
-        return await self._contacts.profiles(external_ids)
+        return await self._renewing(lambda: self._contacts.profiles(external_ids))
 
     async def quota(self) -> Quota:
-        await self._fresh()
-        return await line_account.read_quota(self._client, self._retry)
+        return await self._renewing(lambda: line_account.read_quota(self._client, self._retry))
 
     async def _ready_to_send(self) -> SendOutcome | None:
         """None when the client has a token to send with; else what the send came to."""
