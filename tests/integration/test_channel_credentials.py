@@ -7,23 +7,33 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from broadcaster_line_emulator import Account, LineEmulator
+from sqlalchemy import Connection
 
 from broadcaster.channels import ChannelUnavailable, IssuedCredential
-from broadcaster.domain.model import ChannelState, CredentialState
+from broadcaster.channels.manager import PluginManager
+from broadcaster.domain.auth import Caller
+from broadcaster.domain.model import ChannelAccount, ChannelState, CredentialState
 from broadcaster.domain.names import ChannelName
+from broadcaster.services.channel_hub import ChannelHub
+from broadcaster.services.channels import Channels
 from broadcaster.services.context import ServiceContext
-from broadcaster.services.credentials import StoredCredentials, seal
+from broadcaster.services.credentials import Renewer, StoredCredentials, seal, unseal
 from broadcaster.store import channel_credentials
 from broadcaster.store import channels as repo
+from broadcaster.store.clock import to_us
 from broadcaster.store.database import Database
 from broadcaster.store.sealing import Sealer
 from broadcaster.store.tables import channel_credentials as table
 
 SEALER = Sealer(("k" * 32,))
+EVERYONE = Caller(label="tests", merchants=None)
 _numbers = itertools.count(1)
 
 
@@ -179,3 +189,91 @@ async def test_due_lists_connected_channels_with_due_credentials(
         repo.set_tier_and_state, channel_id, None, ChannelState.CREDENTIALS_INVALID, ctx.now()
     )
     assert channel_id not in await ctx.db.read(channel_credentials.due, ctx.now(), 1000)
+
+
+# -- the LINE channel through the core: connect, the renewer, delete -------------------------
+
+
+@pytest.fixture
+async def line_hub(ctx: ServiceContext) -> AsyncIterator[tuple[ChannelHub, LineEmulator]]:
+    """A hub with the LINE plugin pointed at an in-process emulator (on the real clock)."""
+    emulator = LineEmulator(seed="credentials")
+    await emulator.start()
+    registry = PluginManager.load(("line",)).register_channels()
+    env = {"BROADCASTER_LINE_API_BASE": emulator.base_url}
+    hub = ChannelHub(registry, SEALER, ctx.db, env, ctx=ctx)
+    yield hub, emulator
+    await hub.close()
+    await emulator.stop()
+
+
+async def _connected(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str, account: Account
+) -> ChannelAccount:
+    credentials = {"channel_id": account.channel_id, "channel_secret": account.channel_secret}
+    return await Channels(ctx, hub).create(
+        EVERYONE, f"merchants/{merchant}", "line", credentials, f"connect-{uuid.uuid4()}"
+    )
+
+
+async def _make_due(db: Database, channel_id: str, now: datetime) -> None:
+    def due(conn: Connection) -> None:
+        conn.execute(
+            sa.update(table)
+            .where(table.c.channel_id == channel_id)
+            .values(renew_time=to_us(now - timedelta(seconds=1)))
+        )
+
+    await db.write(due)
+
+
+async def test_the_renewer_renews_due_tokens_of_idle_channels(
+    ctx: ServiceContext, line_hub: tuple[ChannelHub, LineEmulator], merchant: str
+) -> None:
+    hub, emulator = line_hub
+    account = emulator.add_account(tier="verified", followers=1)
+    made = await _connected(ctx, hub, merchant, account)
+    assert made.issued_credential is not None
+    first = emulator.issued_tokens(account)
+    await _make_due(ctx.db, made.id, ctx.now())
+
+    await Renewer(ctx, hub).renew_due()
+
+    stored = await ctx.db.read(channel_credentials.get, made.id)
+    assert stored is not None and stored.version == 2
+    assert stored.status.renew_time > ctx.now()
+    tokens = emulator.issued_tokens(account)
+    assert len(tokens) == 2 and tokens[0].value == first[0].value
+    assert unseal(SEALER, stored).value == tokens[1].value
+
+
+async def test_the_renewer_marks_a_channel_whose_secret_is_refused(
+    ctx: ServiceContext, line_hub: tuple[ChannelHub, LineEmulator], merchant: str
+) -> None:
+    hub, emulator = line_hub
+    account = emulator.add_account(tier="verified", followers=1)
+    made = await _connected(ctx, hub, merchant, account)
+    account.channel_secret = "0" * 32  # a new secret issued in the console
+    await _make_due(ctx.db, made.id, ctx.now())
+
+    await Renewer(ctx, hub).renew_due()
+
+    found = await ctx.db.read(repo.get, merchant, made.id)
+    assert found is not None and found.state is ChannelState.CREDENTIALS_INVALID
+    assert found.credential_state(ctx.now()) is CredentialState.REFUSED
+    assert ctx.metrics.credentials_refused.labels("line")._value.get() == 1
+    assert made.id not in await ctx.db.read(channel_credentials.due, ctx.now(), 1000)
+
+
+async def test_delete_revokes_and_forgets_the_token(
+    ctx: ServiceContext, line_hub: tuple[ChannelHub, LineEmulator], merchant: str
+) -> None:
+    hub, emulator = line_hub
+    account = emulator.add_account(tier="verified", followers=1)
+    made = await _connected(ctx, hub, merchant, account)
+    assert len(emulator.issued_tokens(account)) == 1
+
+    await Channels(ctx, hub).delete(EVERYONE, f"merchants/{merchant}/channels/{made.id}")
+
+    assert emulator.issued_tokens(account) == []
+    assert await ctx.db.read(channel_credentials.get, made.id) is None
