@@ -315,3 +315,33 @@ def test_assertion_keys_must_be_public_rsa(emulator: LineEmulator, shop: Account
 
     with pytest.raises(ValueError, match="public half"):
         emulator.add_assertion_key(shop, private)
+
+
+async def test_control_api_registers_keys_and_lists_issued_tokens(
+    http: aiohttp.ClientSession, shop: Account, rsa_key: rsa.RSAPrivateKey, clock: ManualClock
+) -> None:
+    base = f"/_emulator/accounts/{shop.channel_id}"
+    async with http.post(f"{base}/assertion-keys", json={"publicKey": {"kty": "oct"}}) as resp:
+        assert resp.status == 400
+    async with http.post(
+        f"{base}/assertion-keys", json={"publicKey": _public_jwk(rsa_key)}
+    ) as resp:
+        kid = (await resp.json())["kid"]
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": _assertion(rsa_key, kid, shop.channel_id, clock.time(), token_exp=90),
+    }
+
+    token = (await _form(http, "/oauth2/v2.1/token", form))[1]
+
+    async with http.get(f"{base}/issued-tokens") as resp:
+        listed = (await resp.json())["tokens"]
+    assert listed == [
+        {
+            "accessToken": token["access_token"],
+            "kind": "v2.1",
+            "expiresIn": 90,
+            "keyId": token["key_id"],
+        }
+    ]

@@ -70,6 +70,10 @@ Control API (``/_emulator/``, JSON; ``{channel}`` is the channel id)
 - ``PUT /_emulator/accounts/{channel}/tier``: ``{"tier": "none" | "verified" | "premium"}``.
 - ``POST /_emulator/accounts/{channel}/token``: rotate (optional ``{"accessToken"}``);
   ``DELETE`` revokes.
+- ``GET /_emulator/accounts/{channel}/issued-tokens``: the valid tokens issued through the
+  OAuth endpoints (``accessToken``, ``kind``, ``expiresIn``, ``keyId``).
+- ``POST /_emulator/accounts/{channel}/assertion-keys``: ``{"publicKey": RSA JWK}`` registers an
+  assertion signing key; answers its ``{"kid"}``.
 - ``PUT /_emulator/faults`` and ``PUT /_emulator/accounts/{channel}/faults``: a ``Faults``
   object (below); ``DELETE`` clears.
 - ``PUT /_emulator/rates/{endpoint}``: ``{"requests", "perSeconds"}``; ``DELETE`` lifts it.
