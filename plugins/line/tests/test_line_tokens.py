@@ -16,12 +16,13 @@ import pytest
 from broadcaster_line import tokens
 from broadcaster_line.channel import API_BASE_ENV, LineChannel
 from broadcaster_line.tokens import LIFETIME_ENV, RENEW_MARGIN_ENV, MemoryCredentials
-from broadcaster_line_emulator import Account, LineEmulator, ManualClock
+from broadcaster_line_emulator import Account, Faults, LineEmulator, ManualClock
 from broadcaster_line_emulator.conformance import ConformanceRecorder
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from broadcaster.channels import (
     ChannelRuntime,
+    ChannelUnavailable,
     CredentialsInvalid,
     SendBatch,
     SendStatus,
@@ -231,3 +232,27 @@ def test_refused_credential_shapes(make: Make, credentials: dict[str, str], matc
 def test_refused_settings(make: Make, shop: Account, value: str) -> None:
     with pytest.raises(CredentialsInvalid, match=RENEW_MARGIN_ENV):
         make(_by_secret(shop), **{RENEW_MARGIN_ENV: value})
+
+
+async def test_a_refused_token_that_cannot_be_renewed_yet_is_retried_later(
+    make: Make, shop: Account, emulator: LineEmulator, clock: ManualClock
+) -> None:
+    channel, store = make(_by_secret(shop))
+    await channel.connect()
+    clock.advance(30 * 24 * 3600)  # LINE's clock: the token expired
+    batch = _batch(shop, emulator, "0b7e6a4e-4a0f-4a53-9d55-5a1f7f0e0a05")
+    token_endpoint_down = Faults(
+        error_rate=1.0, error_statuses=(503,), endpoints=frozenset({"issue_short_lived_token"})
+    )
+
+    assert (await channel.send(batch)).status is SendStatus.CREDENTIALS_REFUSED
+    emulator.set_faults(token_endpoint_down)
+    with pytest.raises(ChannelUnavailable):
+        await channel.renew_credentials(refused=True)
+    later = await channel.send(batch)  # renews first: LINE's token endpoint is still down
+    emulator.clear_faults()
+    again = await channel.send(batch)
+
+    assert later.status is SendStatus.RETRY_LATER
+    assert again.status is SendStatus.ACCEPTED
+    assert store.held is not None and len(emulator.issued_tokens(shop)) == 1

@@ -49,7 +49,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from broadcaster import logs
-from broadcaster.channels import Channel, RenewsCredentials, SendBatch, SendOutcome, SendStatus
+from broadcaster.channels import (
+    Channel,
+    ChannelUnavailable,
+    RenewsCredentials,
+    SendBatch,
+    SendOutcome,
+    SendStatus,
+)
 from broadcaster.dispatch.ratelimit import TokenBucket
 from broadcaster.dispatch.recorder import Recorder
 from broadcaster.domain.deliveries import DeliveryOutcome
@@ -573,12 +580,18 @@ class ChannelDispatch:
 
     async def _renewed(self, instance: Channel) -> bool:
         """Whether a channel that issues its own credentials has a new one to try in place of
-        the one it refused (another batch, or replica, may have renewed it already). Anything
-        else (a long-lived credential, renewing refused or failing) is a refusal."""
+        the one it refused (another batch, or replica, may have renewed it already), or will
+        renew before its next send (the channel unreachable now: that send is RETRY_LATER).
+        Anything else (a long-lived credential, renewing refused) is a refusal."""
         if not isinstance(instance, RenewsCredentials):
             return False
         try:
             return await instance.renew_credentials(refused=True)
+        except ChannelUnavailable as e:  # it renews before its next send, or says RETRY_LATER
+            log.warning(
+                "dispatch of channel %s: cannot renew its credential yet: %s", self.channel, e
+            )
+            return True
         except Exception as e:
             log.warning(
                 "dispatch of channel %s: renewing its credential failed: %s", self.channel, e

@@ -299,8 +299,10 @@ async def serve(runtime: Runtime, endpoint: OAuthEndpoint, request: web.Request)
     request_id = runtime.ids.request_id()
     decision = runtime.decide(endpoint.name, None)
     response: web.Response
-    if decision.error_status is not None:
-        response = r.server_error(decision.error_status, request_id)
+    if decision.error_status is not None:  # in this spec's error shape
+        status = decision.error_status
+        message = r.SERVER_ERRORS.get(status, "Server Error")
+        response = _error(status, "server_error", message, request_id)
     else:
         try:
             answer = endpoint.handler(runtime, request, body)

@@ -260,12 +260,18 @@ class TokenKeeper:
         current = self._current
         return current is not None and current.renew_time > _now()
 
+    def _refused(self) -> bool:
+        return self.last_refused is not None and self._client.token == self.last_refused
+
     async def fresh(self) -> None:
-        """Before a call: a token that is not due (read, or renewed, through the store)."""
-        if self._fresh():
+        """Before a call: a token that is not due (read, or renewed, through the store), and
+        not one LINE refused (a renewal that could not be made then is made now)."""
+        if self._fresh() and not self._refused():
             return
         async with self._lock:
-            if not self._fresh():
+            if self._refused():
+                self._use(await self._store.renew(self._issue, refused=self.last_refused))
+            elif not self._fresh():
                 self._use(await self._store.renew(self._issue))
 
     async def renew_refused(self) -> bool:
