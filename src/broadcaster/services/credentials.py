@@ -221,20 +221,26 @@ class Renewer:
         """One pass: renew each due credential; returns how many channels were looked at."""
         due = await self._ctx.db.read(store.due, self._ctx.now(), RENEWER_BATCH)
         for channel_id in due:
-            found = await self._hub.get(channel_id)
-            if found is None:
-                continue
-            account, instance = found
-            if not isinstance(instance, RenewsCredentials):
-                continue
             try:
-                await instance.renew_credentials()
-            except CredentialsInvalid as e:
-                log.warning("channel %s: the channel refused its credentials: %s", channel_id, e)
-                await mark_refused(self._ctx, self._hub, account.id, account.type)
-            except ChannelError as e:
-                log.warning("channel %s: could not renew its credential: %s", channel_id, e)
+                await self._renew(channel_id)
+            except Exception:  # one channel's trouble must not keep the others from renewing
+                log.exception("channel %s: renewing its credential failed", channel_id)
         return len(due)
+
+    async def _renew(self, channel_id: str) -> None:
+        found = await self._hub.get(channel_id)
+        if found is None:
+            return
+        account, instance = found
+        if not isinstance(instance, RenewsCredentials):
+            return
+        try:
+            await instance.renew_credentials()
+        except CredentialsInvalid as e:
+            log.warning("channel %s: the channel refused its credentials: %s", channel_id, e)
+            await mark_refused(self._ctx, self._hub, account.id, account.type)
+        except ChannelError as e:
+            log.warning("channel %s: could not renew its credential: %s", channel_id, e)
 
 
 async def mark_refused(ctx: ServiceContext, hub: ChannelHub, channel_id: str, kind: str) -> None:
