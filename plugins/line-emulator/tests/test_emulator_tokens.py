@@ -345,3 +345,53 @@ async def test_control_api_registers_keys_and_lists_issued_tokens(
             "keyId": token["key_id"],
         }
     ]
+
+
+async def test_refused_shapes_of_the_other_token_endpoints(
+    http: aiohttp.ClientSession,
+    shop: Account,
+    emulator: LineEmulator,
+    clock: ManualClock,
+    rsa_key: rsa.RSAPrivateKey,
+    conformance: ConformanceRecorder,
+) -> None:
+    kid = emulator.add_assertion_key(shop, _public_jwk(rsa_key))
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = _assertion(other, kid, shop.channel_id, clock.time())
+    grant = {"grant_type": "client_credentials"}
+
+    answers = [
+        await _form(
+            http,
+            "/oauth2/v3/token",
+            {**grant, "client_id": shop.channel_id, "client_secret": "wrong"},
+        ),
+        await _form(
+            http,
+            "/oauth2/v3/token",
+            {**grant, "client_assertion_type": ASSERTION_TYPE, "client_assertion": forged},
+        ),
+        await _form(http, "/oauth2/v3/token", {"grant_type": "client_credentials"}),
+        await _form(http, "/v2/oauth/verify", {}),
+        await _form(http, "/v2/oauth/revoke", {}),
+        await _form(http, "/oauth2/v2.1/revoke", {"client_id": shop.channel_id}),
+    ]
+    async with http.get("/oauth2/v2.1/verify") as resp:
+        answers.append((resp.status, await resp.json()))
+    listing = {"client_assertion_type": ASSERTION_TYPE, "client_assertion": forged}
+    async with http.get("/oauth2/v2.1/tokens/kid", params=listing) as resp:
+        answers.append((resp.status, await resp.json()))
+
+    assert [(status, body["error"]) for status, body in answers] == [
+        (400, "invalid_client"),
+        (400, "invalid_client"),
+        (400, "invalid_request"),
+        (400, "invalid_request"),
+        (400, "invalid_request"),
+        (400, "invalid_request"),
+        (400, "invalid_request"),
+        (400, "invalid_client"),
+    ]
+    assert emulator.issued_tokens(shop) == []
+    responses = [v for v in conformance.violations if v.kind == "response"]
+    assert not responses, responses
