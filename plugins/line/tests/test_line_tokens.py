@@ -256,3 +256,17 @@ async def test_a_refused_token_that_cannot_be_renewed_yet_is_retried_later(
     assert later.status is SendStatus.RETRY_LATER
     assert again.status is SendStatus.ACCEPTED
     assert store.held is not None and len(emulator.issued_tokens(shop)) == 1
+
+
+async def test_a_token_refused_during_a_contact_sync_is_renewed_and_the_list_goes_on(
+    make: Make, shop: Account, emulator: LineEmulator, clock: ManualClock
+) -> None:
+    channel, store = make(_by_secret(shop))
+    await channel.connect()
+    first = store.held
+    clock.advance(30 * 24 * 3600)  # LINE's clock: the token expired
+
+    listed = [c.external_id async for page in channel.sync_contacts(None) for c in page.contacts]
+
+    assert sorted(listed) == sorted(emulator.follower_ids(shop))
+    assert store.held is not None and first is not None and store.held.value != first.value

@@ -189,9 +189,22 @@ class LineChannel:
 
     async def sync_contacts(self, cursor: str | None) -> AsyncIterator[ContactPage]:
         await self._fresh()
-        async for page in self._contacts.pages(cursor):
-            yield page
-            await self._fresh()
+        renewed = False  # an issued token LINE refuses is renewed once, and the list resumed
+        while True:
+            token = self._client.token
+            try:
+                async for page in self._contacts.pages(cursor):
+                    yield page
+                    cursor, renewed = page.cursor, False
+                    await self._fresh()
+                return
+            except CredentialsInvalid:
+                if self._keeper is None or renewed:
+                    raise
+                self._keeper.last_refused = token
+                if not await self._keeper.renew_refused():
+                    raise
+                renewed = True
 
     async def fetch_profiles(self, external_ids: Sequence[str]) -> list[ChannelContact]:
         return await self._renewing(lambda: self._contacts.profiles(external_ids))
