@@ -90,16 +90,23 @@ def _credential(reply: LineReply, margin: int, what: str) -> IssuedCredential:
         raise ChannelUnavailable(f"LINE's answer to {what} had no access_token or expires_in")
     if not is_header_safe(token):
         raise ChannelUnavailable(f"LINE's answer to {what} had an unusable access_token")
-    now = _now()
-    lifetime = max(1, expires_in)
-    ahead = min(margin, lifetime // 2)
     key_id = body.get("key_id")
+    return timed(token, _now(), expires_in, margin, key_id if isinstance(key_id, str) else "")
+
+
+def timed(
+    value: str, now: datetime, expires_in: int, margin: int, key_id: str = ""
+) -> IssuedCredential:
+    """A token issued `now` for `expires_in` seconds, due for renewal `margin` seconds before it
+    expires, or halfway through its life if that comes first."""
+    lifetime = max(1, expires_in)
+    ahead = min(float(margin), lifetime / 2)
     return IssuedCredential(
-        value=token,
+        value=value,
         issue_time=now,
         renew_time=now + timedelta(seconds=lifetime - ahead),
         expire_time=now + timedelta(seconds=lifetime),
-        key_id=key_id if isinstance(key_id, str) else "",
+        key_id=key_id,
     )
 
 
