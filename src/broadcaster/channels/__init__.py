@@ -11,7 +11,7 @@ from broadcaster.channels.errors import (
     WebhookRejected,
 )
 from broadcaster.channels.hookspecs import hookimpl
-from broadcaster.channels.protocol import Channel
+from broadcaster.channels.protocol import Channel, RenewsCredentials
 from broadcaster.channels.registry import ChannelRegistry, PluginError, UnknownChannelType
 from broadcaster.channels.types import (
     AccountInfo,
@@ -24,6 +24,8 @@ from broadcaster.channels.types import (
     EventRefusal,
     InteractionEvent,
     InteractionKind,
+    IssuedCredential,
+    IssuedCredentials,
     MessageKind,
     Quota,
     RefusedEvent,
@@ -60,12 +62,15 @@ __all__ = [
     "InteractionEvent",
     "InteractionKind",
     "InteractionWindow",
+    "IssuedCredential",
+    "IssuedCredentials",
     "Message",
     "MessageKind",
     "PluginError",
     "Quota",
     "Reason",
     "RefusedEvent",
+    "RenewsCredentials",
     "SendBatch",
     "SendOutcome",
     "SendStatus",
