@@ -23,12 +23,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from broadcaster_line_emulator import Account, LineEmulator
+from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -109,6 +111,7 @@ async def traced(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Trac
                 "BROADCASTER_AUTH_TOKENS": f"{TOKEN}=*",
                 "BROADCASTER_PLUGINS": "line",
                 "BROADCASTER_LINE_API_BASE": base_url,
+                "BROADCASTER_SCHEDULE_MIN_LEAD": "1",
             }
         )
     )
@@ -156,6 +159,46 @@ async def _connect(
     )
 
 
+async def _synced_draft(
+    rpc: grpc.aio.Channel,
+    merchant: str,
+    account: Account,
+    sync_metadata: tuple[tuple[str, str], ...] = A,
+) -> tuple[pb.Channel, bpb.Broadcast]:
+    """The account connected and its followers synced; a draft to all of them."""
+    channels = pb_grpc.ChannelServiceStub(rpc)
+    channel = await _connect(channels, merchant, account)
+    await channels.SyncContacts(pb.SyncContactsRequest(name=channel.name), metadata=sync_metadata)
+
+    async def synced() -> bool:
+        got = await channels.GetChannel(pb.GetChannelRequest(name=channel.name), metadata=A)
+        assert got.last_sync.state != pb.ContactSync.FAILED, got.last_sync
+        return got.last_sync.state == pb.ContactSync.SUCCEEDED
+
+    await _until(synced)
+    draft = await bpb_grpc.BroadcastServiceStub(rpc).CreateBroadcast(
+        bpb.CreateBroadcastRequest(
+            parent=merchant,
+            broadcast=bpb.Broadcast(
+                display_name="traced",
+                channel=channel.name,
+                audience=bpb.Audience(last_interaction=bpb.Audience.ALL_CONTACTS),
+                messages=[bpb.BroadcastMessage(text=bpb.TextContent(text="hello"))],
+            ),
+        ),
+        metadata=A,
+    )
+    return channel, draft
+
+
+async def _sent(broadcasts: bpb_grpc.BroadcastServiceStub, name: str, recipients: int) -> None:
+    async def sent() -> bool:
+        got = await broadcasts.GetBroadcast(bpb.GetBroadcastRequest(name=name), metadata=A)
+        return got.state == bpb.Broadcast.SENT and got.counters.sent == recipients
+
+    await _until(sent)
+
+
 async def test_a_callers_trace_continues_into_the_line_requests_its_send_caused(
     traced: Traced,
 ) -> None:
@@ -163,44 +206,18 @@ async def test_a_callers_trace_continues_into_the_line_requests_its_send_caused(
     caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     sync_trace = "0af7651916cd43dd8448eb211c80319c"
     async with grpc.aio.insecure_channel(f"127.0.0.1:{traced.grpc_port}") as rpc:
-        channels = pb_grpc.ChannelServiceStub(rpc)
         broadcasts = bpb_grpc.BroadcastServiceStub(rpc)
-        channel = await _connect(channels, "merchants/m-trace", account)
-        await channels.SyncContacts(
-            pb.SyncContactsRequest(name=channel.name),
-            metadata=(*A, traceparent(sync_trace, "b7ad6b7169203331")),
-        )
-
-        async def synced() -> bool:
-            got = await channels.GetChannel(pb.GetChannelRequest(name=channel.name), metadata=A)
-            assert got.last_sync.state != pb.ContactSync.FAILED, got.last_sync
-            return got.last_sync.state == pb.ContactSync.SUCCEEDED
-
-        await _until(synced)
-        draft = await broadcasts.CreateBroadcast(
-            bpb.CreateBroadcastRequest(
-                parent="merchants/m-trace",
-                broadcast=bpb.Broadcast(
-                    display_name="traced",
-                    channel=channel.name,
-                    audience=bpb.Audience(last_interaction=bpb.Audience.ALL_CONTACTS),
-                    messages=[bpb.BroadcastMessage(text=bpb.TextContent(text="hello"))],
-                ),
-            ),
-            metadata=A,
+        channel, draft = await _synced_draft(
+            rpc,
+            "merchants/m-trace",
+            account,
+            (*A, traceparent(sync_trace, "b7ad6b7169203331")),
         )
         await broadcasts.SendBroadcast(
             bpb.SendBroadcastRequest(name=draft.name),
             metadata=(*A, traceparent(caller_trace, caller_span)),
         )
-
-        async def sent() -> bool:
-            got = await broadcasts.GetBroadcast(
-                bpb.GetBroadcastRequest(name=draft.name), metadata=A
-            )
-            return got.state == bpb.Broadcast.SENT and got.counters.sent == FOLLOWERS
-
-        await _until(sent)
+        await _sent(broadcasts, draft.name, FOLLOWERS)
     broadcast_id = draft.name.rsplit("/", 1)[1]
     channel_id = channel.name.rsplit("/", 1)[1]
 
@@ -265,6 +282,34 @@ async def test_a_callers_trace_continues_into_the_line_requests_its_send_caused(
     ]
     assert line["trace_id"] == caller_trace
     assert line["span_id"] == hex_span(send)
+
+
+async def test_a_scheduled_broadcast_is_sent_in_the_trace_of_its_schedule_call(
+    traced: Traced,
+) -> None:
+    account = traced.emulator.add_account(tier="verified", followers=600)
+    caller_trace, caller_span = "7bf92f3577b34da6a3ce929d0e0e4739", "00f067aa0ba902ba"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{traced.grpc_port}") as rpc:
+        broadcasts = bpb_grpc.BroadcastServiceStub(rpc)
+        _, draft = await _synced_draft(rpc, "merchants/m-later", account)
+        when = Timestamp()
+        when.FromDatetime(datetime.now(UTC) + timedelta(seconds=1.5))
+        await broadcasts.ScheduleBroadcast(
+            bpb.ScheduleBroadcastRequest(name=draft.name, schedule_time=when),
+            metadata=(*A, traceparent(caller_trace, caller_span)),
+        )
+        await _sent(broadcasts, draft.name, 600)
+    (schedule,) = traced.spans(
+        lambda s: s.name == "/broadcaster.v1.BroadcastService/ScheduleBroadcast"
+    )
+    assert hex_trace(schedule) == caller_trace
+    broadcast_id = draft.name.rsplit("/", 1)[1]
+    batches = traced.spans(
+        lambda s: s.name == "send batch" and s.attributes["broadcaster.broadcast"] == broadcast_id
+    )
+    assert len(batches) == 2
+    assert {hex_trace(s) for s in batches} == {caller_trace}
+    assert {parent_of(s) for s in batches} == {hex_span(schedule)}
 
 
 async def test_a_refused_call_is_traced_too(traced: Traced) -> None:
