@@ -400,6 +400,12 @@ class Start:
     left_out_by_limit: int = 0
 
 
+def set_trace_parent(conn: Connection, broadcast: str, trace_parent: str) -> None:
+    """Keep the W3C traceparent of the traced call that starts (or schedules) the broadcast:
+    its batches' spans continue that trace."""
+    conn.execute(update(t).where(t.c.id == broadcast).values(trace_parent=trace_parent))
+
+
 def start_sending(
     conn: Connection,
     b: Broadcast,

@@ -63,6 +63,8 @@ class ClaimedBatch:
     first_attempt_time: datetime
     messages: tuple[Message, ...]  # the broadcast's bubbles
     recipients: tuple[tuple[int, str], ...]  # (seq, external id) still pending
+    # The W3C traceparent of the call that started the broadcast, if it was traced.
+    trace_parent: str | None = None
 
     @property
     def last_seq(self) -> int:
@@ -139,7 +141,7 @@ def claim(
     rows = conn.execute(
         text(
             "SELECT b.broadcast_id, b.batch, b.idempotency_key, b.first_seq, b.size, b.attempts,"
-            " b.first_attempt_time, br.merchant_id, br.messages"
+            " b.first_attempt_time, br.merchant_id, br.messages, br.trace_parent"
             " FROM batches b JOIN broadcasts br ON br.id = b.broadcast_id"
             " WHERE b.channel_id = :ch AND b.state = :open AND b.due_time <= :now"
             " AND (b.lease_expiry < :now OR b.lease_owner <> :owner)"
@@ -198,6 +200,7 @@ def claim(
             ),
             messages=messages[r.broadcast_id],
             recipients=recipients[(r.broadcast_id, int(r.batch))],
+            trace_parent=r.trace_parent,
         )
         for r in rows
     ]

@@ -315,6 +315,9 @@ class BroadcastRow(SQLModel, table=True):
     fire_lease_expiry: int = Field(
         default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
     )
+    # The W3C traceparent of the Send (or Schedule) call that started it, when that call was
+    # traced: its batches' spans continue that trace, whichever replica sends them.
+    trace_parent: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
 
 
 broadcasts = _table(BroadcastRow)
