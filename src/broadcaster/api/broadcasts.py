@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, json_format
 
 from broadcaster.api.convert_broadcasts import (
     OUTCOMES_OUT,
@@ -23,7 +23,16 @@ from broadcaster.api.guard import caller
 from broadcaster.api.timestamps import optional_datetime, timestamp
 from broadcaster.domain.audience import Audience
 from broadcaster.domain.broadcasts import Broadcast, Estimate, target_summary
-from broadcaster.domain.messages import ImageMessage, Message, TextMessage
+from broadcaster.domain.messages import (
+    AudioMessage,
+    ChannelNativeMessage,
+    ImageMessage,
+    Message,
+    StickerMessage,
+    TextEmoji,
+    TextMessage,
+    VideoMessage,
+)
 from broadcaster.domain.names import BroadcastName, ChannelName, ContactName, CustomerGroupName
 from broadcaster.domain.test_sends import TestSend
 from broadcaster.services.broadcasts import Broadcasts, DraftInput, ListQuery
@@ -35,23 +44,72 @@ from broadcaster.v1 import broadcast_service_pb2_grpc as pb_grpc
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
+def _plain_json(value: Any) -> Any:
+    """A Struct's value as JSON data: Struct holds every number as a double, so whole numbers
+    become ints again (channels' formats want `1040`, not `1040.0`)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_json(v) for v in value]
+    return value
+
+
 def _message_in(m: pb.BroadcastMessage) -> Message | None:
     kind = m.WhichOneof("content")
     if kind == "text":
-        return TextMessage(m.text.text)
+        emojis = tuple(TextEmoji(e.index, e.product_id, e.emoji_id) for e in m.text.emojis)
+        return TextMessage(m.text.text, emojis)
     if kind == "image":
         return ImageMessage(m.image.original_content_uri, m.image.preview_image_uri)
+    if kind == "sticker":
+        return StickerMessage(m.sticker.package_id, m.sticker.sticker_id)
+    if kind == "video":
+        v = m.video
+        return VideoMessage(v.original_content_uri, v.preview_image_uri, v.tracking_id)
+    if kind == "audio":
+        return AudioMessage(m.audio.original_content_uri, m.audio.duration_ms)
+    if kind == "channel_native":
+        return ChannelNativeMessage.of(_plain_json(json_format.MessageToDict(m.channel_native)))
     return None
 
 
-def _message_out(m: Message) -> pb.BroadcastMessage:
-    if isinstance(m, TextMessage):
-        return pb.BroadcastMessage(text=pb.TextContent(text=m.text))
-    return pb.BroadcastMessage(
-        image=pb.ImageContent(
-            original_content_uri=m.original_content_url, preview_image_uri=m.preview_image_url
-        )
-    )
+def message_out(m: Message) -> pb.BroadcastMessage:
+    match m:
+        case TextMessage(text, emojis):
+            return pb.BroadcastMessage(
+                text=pb.TextContent(
+                    text=text,
+                    emojis=[
+                        pb.TextEmoji(index=e.index, product_id=e.product_id, emoji_id=e.emoji_id)
+                        for e in emojis
+                    ],
+                )
+            )
+        case ImageMessage(original, preview):
+            return pb.BroadcastMessage(
+                image=pb.ImageContent(original_content_uri=original, preview_image_uri=preview)
+            )
+        case StickerMessage(package, sticker):
+            return pb.BroadcastMessage(
+                sticker=pb.StickerContent(package_id=package, sticker_id=sticker)
+            )
+        case VideoMessage(original, preview, tracking):
+            return pb.BroadcastMessage(
+                video=pb.VideoContent(
+                    original_content_uri=original, preview_image_uri=preview, tracking_id=tracking
+                )
+            )
+        case AudioMessage(original, duration):
+            return pb.BroadcastMessage(
+                audio=pb.AudioContent(original_content_uri=original, duration_ms=duration)
+            )
+        case ChannelNativeMessage():
+            out = pb.BroadcastMessage()
+            out.channel_native.update(m.data())
+            return out
+    raise TypeError(f"no API form for {type(m).__name__}")
 
 
 def draft_in(b: pb.Broadcast) -> DraftInput:
@@ -61,6 +119,7 @@ def draft_in(b: pb.Broadcast) -> DraftInput:
         window=window_in(b.audience.last_interaction),
         customer_groups=tuple(b.audience.customer_groups),
         messages=tuple(_message_in(m) for m in b.messages),
+        notification_disabled=b.notification_disabled,
     )
 
 
@@ -143,7 +202,9 @@ def _build(b: Broadcast) -> pb.Broadcast:
         display_name=b.display_name,
         channel=str(ChannelName(b.merchant, b.channel)),
         audience=audience_out(b.merchant, b.audience),
-        messages=[_message_out(m) for m in b.messages],
+        messages=[message_out(m) for m in b.messages],
+        notification_disabled=b.notification_disabled,
+        previews=b.previews,
         state=STATES_OUT[b.state],
         target_summary=target_summary(b.audience, b.group_name, resend=bool(b.resend_of)),
         counters=counters_out(b.counters),

@@ -33,7 +33,18 @@ from broadcaster.channels.types import (
 )
 from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.errors import FieldViolation
-from broadcaster.domain.messages import ImageMessage, Message, TextMessage
+from broadcaster.domain.messages import (
+    AudioMessage,
+    ChannelNativeMessage,
+    ImageMessage,
+    Message,
+    StickerMessage,
+    TextEmoji,
+    TextMessage,
+    VideoMessage,
+    kind_of,
+    shorten,
+)
 from broadcaster.domain.model import AccountTier, FollowerState
 from broadcaster.domain.reasons import Reason
 
@@ -41,10 +52,12 @@ __all__ = [
     "AccountInfo",
     "AccountTier",
     "Audience",
+    "AudioMessage",
     "Capabilities",
     "Channel",
     "ChannelContact",
     "ChannelError",
+    "ChannelNativeMessage",
     "ChannelRegistry",
     "ChannelRuntime",
     "ChannelUnavailable",
@@ -69,8 +82,13 @@ __all__ = [
     "SendBatch",
     "SendOutcome",
     "SendStatus",
+    "StickerMessage",
+    "TextEmoji",
     "TextMessage",
     "UnknownChannelType",
+    "VideoMessage",
     "WebhookRejected",
     "hookimpl",
+    "kind_of",
+    "shorten",
 ]

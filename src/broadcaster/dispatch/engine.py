@@ -527,7 +527,9 @@ class ChannelDispatch:
             if not self._holding:
                 return  # the next lease holder takes this batch over, key and all
             started = time.monotonic()
-            sending = SendBatch(recipients, batch.messages, batch.idempotency_key)
+            sending = SendBatch(
+                recipients, batch.messages, batch.idempotency_key, batch.notification_disabled
+            )
             outcome = await self._send(instance, sending)
             took = time.monotonic() - started
             if outcome.status not in _ACCEPTED:  # an accepted batch counts once it is recorded

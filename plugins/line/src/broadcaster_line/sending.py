@@ -51,18 +51,29 @@ def _messages_json(messages: tuple[Message, ...]) -> str:
     return json.dumps(to_line_messages(messages), separators=(",", ":"))
 
 
-def encode_multicast(recipients: Sequence[str], messages: Sequence[Message]) -> bytes:
-    """The multicast request body `{"to": [...], "messages": [...]}` as UTF-8 JSON."""
+def _silent(notification_disabled: bool) -> str:
+    return ',"notificationDisabled":true' if notification_disabled else ""
+
+
+def encode_multicast(
+    recipients: Sequence[str], messages: Sequence[Message], notification_disabled: bool = False
+) -> bytes:
+    """The multicast request body `{"to": [...], "messages": [...]}` as UTF-8 JSON, with
+    `"notificationDisabled": true` for a silent send."""
     to = recipients if isinstance(recipients, list | tuple) else list(recipients)
     to_json = json.dumps(to, separators=(",", ":"))
     # ASCII JSON (non-ASCII escaped), so encoding cannot fail whatever the text holds.
-    return f'{{"to":{to_json},"messages":{_messages_json(tuple(messages))}}}'.encode("ascii")
+    body = f'{{"to":{to_json},"messages":{_messages_json(tuple(messages))}'
+    return f"{body}{_silent(notification_disabled)}}}".encode("ascii")
 
 
-def encode_push(recipient: str, messages: Sequence[Message]) -> bytes:
+def encode_push(
+    recipient: str, messages: Sequence[Message], notification_disabled: bool = False
+) -> bytes:
     """The push request body `{"to": "...", "messages": [...]}` as UTF-8 JSON."""
     to_json = json.dumps(recipient)
-    return f'{{"to":{to_json},"messages":{_messages_json(tuple(messages))}}}'.encode("ascii")
+    body = f'{{"to":{to_json},"messages":{_messages_json(tuple(messages))}'
+    return f"{body}{_silent(notification_disabled)}}}".encode("ascii")
 
 
 def push_retry_key(key: str, recipient: str) -> str:
@@ -139,7 +150,7 @@ def outcome_of(reply: LineReply, recipients: Sequence[str]) -> SendOutcome:
 
 async def send_batch(client: LineClient, batch: SendBatch) -> SendOutcome:
     """Send one batch with its retry key. Never raises for network trouble: RETRY_LATER."""
-    body = encode_multicast(batch.recipients, batch.messages)
+    body = encode_multicast(batch.recipients, batch.messages, batch.notification_disabled)
     try:
         reply = await client.multicast(body, batch.idempotency_key)
     except NETWORK_ERRORS as exc:
@@ -169,10 +180,9 @@ def push_outcome_of(reply: LineReply, recipient: str) -> SendOutcome:
     return outcome_of(reply, [recipient])
 
 
-async def _push_one(
-    client: LineClient, recipient: str, messages: Sequence[Message], key: str
-) -> SendOutcome:
-    body = encode_push(recipient, messages)
+async def _push_one(client: LineClient, recipient: str, batch: SendBatch) -> SendOutcome:
+    key = batch.idempotency_key
+    body = encode_push(recipient, batch.messages, batch.notification_disabled)
     try:
         reply = await client.push(body, push_retry_key(key, recipient))
     except NETWORK_ERRORS as exc:
@@ -184,8 +194,4 @@ async def _push_one(
 
 async def send_test(client: LineClient, batch: SendBatch) -> list[SendOutcome]:
     """Push the messages to each recipient at once; one outcome per recipient, in order."""
-    return list(
-        await asyncio.gather(
-            *(_push_one(client, r, batch.messages, batch.idempotency_key) for r in batch.recipients)
-        )
-    )
+    return list(await asyncio.gather(*(_push_one(client, r, batch) for r in batch.recipients)))
