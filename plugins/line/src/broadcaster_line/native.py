@@ -32,7 +32,6 @@ MAX_TEMPLATE_COLUMNS = 10
 MAX_FLEX_BUBBLES = 12
 MAX_FLEX_BYTES = 30_000  # one bubble; a carousel: 50,000
 MAX_FLEX_CAROUSEL_BYTES = 50_000
-MAX_FLEX_DEPTH = 10  # boxes inside boxes
 LINK_SCHEMES = ("http", "https", "line", "tel")
 _ACTION_TYPES = (
     "postback",
@@ -380,7 +379,7 @@ def _template(c: _Checker, m: dict[str, Any], path: str) -> None:
 _FLEX_LEAVES: dict[str, Callable[[_Checker, dict[str, Any], str], None]] = {}
 
 
-def _flex_component(c: _Checker, value: Any, path: str, depth: int) -> None:
+def _flex_component(c: _Checker, value: Any, path: str) -> None:
     comp = c.obj(value, path)
     if comp is None:
         return
@@ -389,18 +388,16 @@ def _flex_component(c: _Checker, value: Any, path: str, depth: int) -> None:
     if "action" in comp and kind != "button":
         c.action(comp["action"], f"{path}.action")
     if kind == "box":
-        _flex_box(c, comp, path, depth + 1)
+        _flex_box(c, comp, path)
     elif kind is not None and kind in _FLEX_LEAVES:
         _FLEX_LEAVES[kind](c, comp, path)
 
 
-def _flex_box(c: _Checker, box: dict[str, Any], path: str, depth: int) -> None:
-    if depth > MAX_FLEX_DEPTH:
-        c.add(path, f"boxes may nest at most {MAX_FLEX_DEPTH} deep")
-        return
+def _flex_box(c: _Checker, box: dict[str, Any], path: str) -> None:
+    # (The API's protobuf parsing bounds how deep boxes can nest, so the walk ends.)
     c.string(box, "layout", path, choices=("horizontal", "vertical", "baseline"))
     for i, child in enumerate(c.array(box, "contents", path, min_items=0)):
-        _flex_component(c, child, f"{path}.contents[{i}]", depth)
+        _flex_component(c, child, f"{path}.contents[{i}]")
 
 
 def _flex_text(c: _Checker, comp: dict[str, Any], path: str) -> None:
@@ -427,7 +424,7 @@ def _flex_button(c: _Checker, comp: dict[str, Any], path: str) -> None:
 def _flex_video(c: _Checker, comp: dict[str, Any], path: str) -> None:
     c.url(comp, "url", path)
     c.url(comp, "previewUrl", path)
-    _flex_component(c, comp.get("altContent"), f"{path}.altContent", 0)
+    _flex_component(c, comp.get("altContent"), f"{path}.altContent")
 
 
 def _flex_span(c: _Checker, comp: dict[str, Any], path: str) -> None:
@@ -458,12 +455,12 @@ def _flex_bubble(c: _Checker, value: Any, path: str) -> None:
     for block in blocks:
         where = f"{path}.{block}"
         if block == "hero":
-            _flex_component(c, bubble[block], where, 0)
+            _flex_component(c, bubble[block], where)
             continue
         box = c.obj(bubble[block], where)
         if box is not None:
             c.string(box, "type", where, choices=("box",))
-            _flex_box(c, box, where, 1)
+            _flex_box(c, box, where)
     if "action" in bubble:
         c.action(bubble["action"], f"{path}.action")
 
