@@ -142,6 +142,9 @@ class FakeChannel:
                 out.append(FieldViolation(f"messages[{i}].text", "at most 100 characters"))
         return out
 
+    async def check_messages(self, messages: Sequence[Message]) -> None:
+        return None  # fake channels have no check of their own
+
     def preview_native(self, message: ChannelNativeMessage) -> str:
         raise AssertionError("fake channels declare no channel_native kind")
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+from broadcaster_line_emulator import Faults
 from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -330,3 +331,31 @@ def test_invalid_bubbles_are_refused_naming_the_field(
 
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [field for field, _ in _violations(e.value)] == [violation]
+
+
+def test_an_outage_of_lines_own_check_does_not_block_editing(
+    api: Api, emulator: EmulatorThread
+) -> None:
+    parent, made, account = _channel(api, emulator)
+    down = Faults(
+        error_rate=1.0, error_statuses=(503,), endpoints=frozenset({"validate_multicast"})
+    )
+    estimate = bpb.EstimateAudienceRequest(parent=parent)
+    emulator.call(emulator.emulator.set_faults, down, account)
+    try:
+        draft = _create(api, parent, made.name, [KINDS["flex"][0]])  # saved all the same
+        estimate.name = draft.name
+        unchecked = api.broadcasts.EstimateAudience(estimate, metadata=A)
+    finally:
+        emulator.call(emulator.emulator.set_faults, None, account)
+    checked = api.broadcasts.EstimateAudience(estimate, metadata=A)
+    inline = api.broadcasts.EstimateAudience(
+        bpb.EstimateAudienceRequest(parent=parent, channel=made.name, audience=draft.audience),
+        metadata=A,
+    )
+
+    assert unchecked.message_check == bpb.AudienceEstimate.CHECK_UNAVAILABLE
+    assert "503" in unchecked.message_check_detail
+    assert unchecked.expected_recipients == 3  # the rest of the estimate as ever
+    assert checked.message_check == bpb.AudienceEstimate.MESSAGES_ACCEPTED
+    assert inline.message_check == bpb.AudienceEstimate.MESSAGE_CHECK_UNSPECIFIED

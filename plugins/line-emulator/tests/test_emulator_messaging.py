@@ -369,3 +369,23 @@ async def test_a_refused_card_is_named_and_nothing_is_delivered(
     assert reply.detail_properties == ["messages[1].contents.contents"]
     assert emulator.received(user) == []
     assert shop.quota.usage == 0
+
+
+async def test_validate_multicast_checks_messages_and_sends_nothing(
+    emulator: LineEmulator, shop: Account, api: LineApi, conformance: ConformanceRecorder
+) -> None:
+    path = "/v2/bot/message/validate/multicast"
+    carousel = {"type": "carousel", "contents": [CARD] * 13}
+
+    ok = await api.call("POST", path, json={"messages": RICH_KINDS})
+    refused = await api.call(
+        "POST",
+        path,
+        json={"messages": [RICH_KINDS[0], {"type": "flex", "altText": "x", "contents": carousel}]},
+    )
+
+    assert (ok.status, ok.body) == (200, {})
+    assert refused.status == 400
+    assert refused.detail_properties == ["messages[1].contents.contents"]
+    assert list(shop.deliveries.sends) == [] and shop.quota.usage == 0
+    conformance.assert_clean()

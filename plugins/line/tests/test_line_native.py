@@ -221,7 +221,7 @@ def test_a_silent_send_says_so_on_the_multicast_and_the_push() -> None:
         (AudioMessage("ftp://x.example/a.m4a", 10), "messages[0].audio.original_content_uri"),
         (AudioMessage(AUDIO, 0), "messages[0].audio.duration_ms"),
         (TextMessage("no dollar", (TextEmoji(0, *EMOJI_ID),)), "messages[0].text.emojis[0].index"),
-        (TextMessage("$", (TextEmoji(0, "", "001"),)), "messages[0].text.emojis[0].productId"),
+        (TextMessage("$", (TextEmoji(0, "", "001"),)), "messages[0].text.emojis[0].product_id"),
     ],
 )
 def test_bad_shared_fields_are_named_exactly(message: Message, path: str) -> None:

@@ -25,6 +25,7 @@ from broadcaster.domain.audience import Audience
 from broadcaster.domain.broadcasts import Broadcast, Estimate, target_summary
 from broadcaster.domain.messages import (
     AudioMessage,
+    ChannelCheck,
     ChannelNativeMessage,
     ImageMessage,
     Message,
@@ -129,6 +130,14 @@ def audience_out(merchant: str, a: Audience) -> pb.Audience:
         last_interaction=WINDOWS_OUT[a.window],
         customer_groups=groups,
     )
+
+
+MESSAGE_CHECKS_OUT = {
+    ChannelCheck.NOT_CHECKED: pb.AudienceEstimate.MESSAGE_CHECK_UNSPECIFIED,
+    ChannelCheck.ACCEPTED: pb.AudienceEstimate.MESSAGES_ACCEPTED,
+    ChannelCheck.UNAVAILABLE: pb.AudienceEstimate.CHECK_UNAVAILABLE,
+    ChannelCheck.REFUSED: pb.AudienceEstimate.MESSAGES_REFUSED,
+}
 
 
 def estimate_out(e: Estimate) -> pb.AudienceEstimate:
@@ -318,7 +327,12 @@ class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
             inline=bool(request.channel) or request.HasField("audience"),
             limit=limit_in(request),
         )
-        return estimate_out(estimate)
+        out = estimate_out(estimate)
+        if request.name:  # a draft: its messages, as the channel checks them now
+            check = await self._broadcasts.check_messages(caller(), request.name)
+            out.message_check = MESSAGE_CHECKS_OUT[check.check]
+            out.message_check_detail = check.detail
+        return out
 
     async def SendBroadcast(
         self, request: pb.SendBroadcastRequest, context: Context

@@ -60,6 +60,14 @@ class Channel(Protocol):
         the kinds the channel declares reach it."""
         ...
 
+    async def check_messages(self, messages: Sequence[Message]) -> Sequence[FieldViolation] | None:
+        """The channel's own check of messages that met `validate_messages` (LINE: its
+        validation endpoint), asked when a draft is saved or estimated: the violations it
+        names, in the same paths; None for a channel with no check of its own. Raise
+        ChannelUnavailable when the channel cannot answer: the core then saves the draft anyway
+        and says the check was unavailable."""
+        ...
+
     def preview_native(self, message: ChannelNativeMessage) -> str:
         """A plain-text preview of a valid channel-native bubble, for lists and the Message
         Center (`[Card] Winter sale — 3 items`). Called only if `channel_native` is declared."""

@@ -7,6 +7,7 @@ Every value is frozen and hashable, so bubbles can key caches.
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -122,3 +123,18 @@ def preview(message: Message) -> str:
     if isinstance(message, ChannelNativeMessage):
         return message.preview or "[Message]"
     return _LABELS[kind_of(message)]
+
+
+class ChannelCheck(enum.Enum):
+    """How a channel's own check of a draft's messages went (see Channel.check_messages)."""
+
+    NOT_CHECKED = "not_checked"  # the channel has no check of its own
+    ACCEPTED = "accepted"
+    UNAVAILABLE = "unavailable"  # the channel could not answer: the local rules only
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    check: ChannelCheck
+    detail: str = ""  # for people: what was refused, or why it could not be asked

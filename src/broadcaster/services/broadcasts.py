@@ -29,6 +29,7 @@ from broadcaster.domain.broadcasts import (
 )
 from broadcaster.domain.errors import (
     FailedPrecondition,
+    FieldViolation,
     NotFound,
     PreconditionViolation,
     Violations,
@@ -38,7 +39,9 @@ from broadcaster.domain.ids import new_id
 from broadcaster.domain.messages import (
     MAX_EMOJIS,
     TEXT,
+    ChannelCheck,
     ChannelNativeMessage,
+    CheckResult,
     Message,
     TextMessage,
     kind_of,
@@ -59,6 +62,9 @@ from broadcaster.store import snapshot
 from broadcaster.store import test_sends as test_send_repo
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
+# How long a channel's own check of a draft's messages may take before the draft is saved
+# without it (an outage must not block editing).
+CHANNEL_CHECK_SECONDS = 3.0
 CREATE, COPY = "CreateBroadcast", "CopyBroadcast"
 EDITABLE = frozenset({"display_name", "channel", "audience", "messages", "notification_disabled"})
 
@@ -136,6 +142,27 @@ def check_kinds(
                 f"{channel.display_name} channels do not take emoji in text",
                 Reason.MESSAGE_KIND_UNSUPPORTED,
             )
+
+
+async def channel_check(
+    instance: Channel, messages: tuple[Message, ...]
+) -> tuple[CheckResult, list[FieldViolation]]:
+    """The channel's own check of messages that met its local rules, within
+    CHANNEL_CHECK_SECONDS; UNAVAILABLE when it cannot answer, never an error."""
+    try:
+        async with asyncio.timeout(CHANNEL_CHECK_SECONDS):
+            found = await instance.check_messages(messages)
+    except (ChannelUnavailable, CredentialsInvalid) as e:
+        return CheckResult(ChannelCheck.UNAVAILABLE, f"the channel could not check them: {e}"), []
+    except TimeoutError:
+        text = f"the channel did not answer within {CHANNEL_CHECK_SECONDS:g} s"
+        return CheckResult(ChannelCheck.UNAVAILABLE, text), []
+    if found is None:
+        return CheckResult(ChannelCheck.NOT_CHECKED), []
+    if not found:
+        return CheckResult(ChannelCheck.ACCEPTED), []
+    detail = "; ".join(f"{v.field}: {v.description}" for v in found)
+    return CheckResult(ChannelCheck.REFUSED, detail), list(found)
 
 
 def account_info(account: ChannelAccount) -> AccountInfo:
@@ -266,6 +293,10 @@ class Broadcasts:
         check_kinds(v, type(instance), messages, f"{field}.messages")
         v.raise_if_any()
         for violation in instance.validate_messages(messages):
+            v.add(f"{field}.{violation.field}", violation.description, violation.reason)
+        v.raise_if_any()
+        _, refused = await channel_check(instance, messages)
+        for violation in refused:
             v.add(f"{field}.{violation.field}", violation.description, violation.reason)
         v.raise_if_any()
         messages = tuple(
@@ -550,6 +581,13 @@ class Broadcasts:
             target, audience = target_or_none, audience_or_none
             resend_of = ""
         return await self.estimate_for(target, audience, resend_of, recent_quota=True, limit=limit)
+
+    async def check_messages(self, caller: Caller, name: str) -> CheckResult:
+        """The channel's own check of a draft's messages, asked now (for its estimate)."""
+        draft = await self.get(caller, name)
+        _, instance = await self.live(ChannelName(draft.merchant, draft.channel))
+        check, _ = await channel_check(instance, draft.messages)
+        return check
 
     async def estimate_for(
         self,

@@ -123,6 +123,9 @@ class LineChannel:
     def validate_messages(self, messages: Sequence[Message]) -> list[FieldViolation]:
         return rules.validate_messages(messages)
 
+    async def check_messages(self, messages: Sequence[Message]) -> list[FieldViolation]:
+        return await sending.check_with_line(self._client, messages)
+
     def preview_native(self, message: ChannelNativeMessage) -> str:
         return native.preview_native(message.data())
 

@@ -26,8 +26,10 @@ from broadcaster.channels import (
     ImageMessage,
     Message,
     StickerMessage,
+    TextEmoji,
     TextMessage,
     VideoMessage,
+    kind_of,
 )
 from broadcaster_line import native
 
@@ -115,14 +117,8 @@ def _message_violations(message: Message, where: str) -> list[FieldViolation]:
             if problem:
                 out.append(FieldViolation(f"{where}.text", problem))
             if emojis:
-                out += native.check_emojis(
-                    text,
-                    [
-                        {"index": e.index, "productId": e.product_id, "emojiId": e.emoji_id}
-                        for e in emojis
-                    ],
-                    f"{where}.text.emojis",
-                )
+                found = native.check_emojis(text, _line_emojis(emojis), f"{where}.text.emojis")
+                out += [FieldViolation(_api_names(v.field), v.description) for v in found]
         case ImageMessage(original, preview):
             fields = (("original_content_uri", original), ("preview_image_uri", preview))
             out += _media(f"{where}.image", fields)
@@ -170,16 +166,72 @@ def validate_messages(messages: Sequence[Message]) -> list[FieldViolation]:
     return violations
 
 
+def _line_emojis(emojis: Sequence[TextEmoji]) -> list[dict[str, Any]]:
+    return [{"index": e.index, "productId": e.product_id, "emojiId": e.emoji_id} for e in emojis]
+
+
+# LINE's names of the shared kinds' fields, and the API's (after `messages[i].`).
+_API_FIELDS: dict[str, dict[str, str]] = {
+    "text": {"text": "text", "emojis": "text.emojis"},
+    "image": {
+        "originalContentUrl": "image.original_content_uri",
+        "previewImageUrl": "image.preview_image_uri",
+    },
+    "video": {
+        "originalContentUrl": "video.original_content_uri",
+        "previewImageUrl": "video.preview_image_uri",
+        "trackingId": "video.tracking_id",
+    },
+    "audio": {"originalContentUrl": "audio.original_content_uri", "duration": "audio.duration_ms"},
+    "sticker": {"packageId": "sticker.package_id", "stickerId": "sticker.sticker_id"},
+}
+_LINE_PROPERTY = re.compile(r"messages\[(\d+)\](?:\.(\w+))?(.*)")
+
+
+def _api_names(path: str) -> str:
+    """An emoji's fields under the API's names (`product_id`), not LINE's."""
+    return path.replace(".productId", ".product_id").replace(".emojiId", ".emoji_id")
+
+
+def api_path(prop: str, messages: Sequence[Message]) -> str:
+    """The API's path of a property LINE names (`messages[1].originalContentUrl` is
+    `messages[1].image.original_content_uri`; inside a channel-native bubble LINE's own names
+    stay, after `channel_native`)."""
+    found = _LINE_PROPERTY.fullmatch(prop)
+    if found is None or int(found.group(1)) >= len(messages):
+        return "messages"
+    where = f"messages[{found.group(1)}]"
+    key, rest = found.group(2), found.group(3)
+    message = messages[int(found.group(1))]
+    if isinstance(message, ChannelNativeMessage):
+        return f"{where}.channel_native" + (f".{key}{rest}" if key else rest)
+    kind = kind_of(message)
+    mapped = _API_FIELDS.get(kind, {}).get(key or "")
+    if mapped is None:
+        return f"{where}.{kind}"
+    return f"{where}.{mapped}{_api_names(rest)}"
+
+
+def violations_from_line(
+    details: Sequence[tuple[str, str]], message: str, messages: Sequence[Message]
+) -> list[FieldViolation]:
+    """LINE's answer to a validation request (`details`: its (property, message) pairs) as
+    field violations of the API's paths."""
+    if not details:
+        return [FieldViolation("messages", f"LINE refuses the messages: {message or 'no reason'}")]
+    return [
+        FieldViolation(api_path(prop, messages), f"LINE refuses it: {text or 'no reason'}")
+        for prop, text in details
+    ]
+
+
 def to_line_message(message: Message) -> dict[str, Any]:
     """One bubble as a LINE message object."""
     match message:
         case TextMessage(text, emojis):
             out: dict[str, Any] = {"type": "text", "text": text}
             if emojis:
-                out["emojis"] = [
-                    {"index": e.index, "productId": e.product_id, "emojiId": e.emoji_id}
-                    for e in emojis
-                ]
+                out["emojis"] = _line_emojis(emojis)
             return out
         case ImageMessage(original, preview):
             return {"type": "image", "originalContentUrl": original, "previewImageUrl": preview}

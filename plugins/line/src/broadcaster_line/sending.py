@@ -34,10 +34,17 @@ import re
 import uuid
 from collections.abc import Sequence
 
-from broadcaster.channels import Message, SendBatch, SendOutcome, SendStatus
-from broadcaster_line.client import LineClient, LineReply
+from broadcaster.channels import (
+    ChannelUnavailable,
+    FieldViolation,
+    Message,
+    SendBatch,
+    SendOutcome,
+    SendStatus,
+)
+from broadcaster_line.client import LineClient, LineReply, failure
 from broadcaster_line.retry import NETWORK_ERRORS
-from broadcaster_line.rules import to_line_messages
+from broadcaster_line.rules import to_line_messages, violations_from_line
 
 log = logging.getLogger(__name__)
 
@@ -195,3 +202,19 @@ async def _push_one(client: LineClient, recipient: str, batch: SendBatch) -> Sen
 async def send_test(client: LineClient, batch: SendBatch) -> list[SendOutcome]:
     """Push the messages to each recipient at once; one outcome per recipient, in order."""
     return list(await asyncio.gather(*(_push_one(client, r, batch) for r in batch.recipients)))
+
+
+async def check_with_line(client: LineClient, messages: Sequence[Message]) -> list[FieldViolation]:
+    """LINE's own check of `messages` (its multicast validation endpoint): the violations it
+    names, in the API's paths. Raises ChannelUnavailable (or CredentialsInvalid) when LINE
+    cannot answer; nothing is sent."""
+    body = f'{{"messages":{_messages_json(tuple(messages))}}}'.encode("ascii")
+    try:
+        reply = await client.validate_multicast(body)
+    except NETWORK_ERRORS as exc:
+        raise ChannelUnavailable(f"network error talking to LINE: {type(exc).__name__}") from exc
+    if reply.ok:
+        return []
+    if reply.status == 400:
+        return violations_from_line(reply.error.details, reply.error.message, messages)
+    raise failure(reply, "validating the messages")

@@ -377,6 +377,37 @@ class AudienceEstimate(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    class _MessageCheck:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _MessageCheckEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[AudienceEstimate._MessageCheck.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        MESSAGE_CHECK_UNSPECIFIED: AudienceEstimate._MessageCheck.ValueType  # 0
+        """Not checked: an inline estimate, or a channel with no check of its own."""
+        MESSAGES_ACCEPTED: AudienceEstimate._MessageCheck.ValueType  # 1
+        """The channel accepts the messages."""
+        CHECK_UNAVAILABLE: AudienceEstimate._MessageCheck.ValueType  # 2
+        """The channel could not be asked (an outage, a timeout): the messages met the channel's
+        local rules only, and it may still refuse them when they are sent.
+        """
+        MESSAGES_REFUSED: AudienceEstimate._MessageCheck.ValueType  # 3
+        """The channel refuses the messages (`message_check_detail` names the fields): edit them."""
+
+    class MessageCheck(_MessageCheck, metaclass=_MessageCheckEnumTypeWrapper):
+        """How the channel's own check of a draft's messages went."""
+
+    MESSAGE_CHECK_UNSPECIFIED: AudienceEstimate.MessageCheck.ValueType  # 0
+    """Not checked: an inline estimate, or a channel with no check of its own."""
+    MESSAGES_ACCEPTED: AudienceEstimate.MessageCheck.ValueType  # 1
+    """The channel accepts the messages."""
+    CHECK_UNAVAILABLE: AudienceEstimate.MessageCheck.ValueType  # 2
+    """The channel could not be asked (an outage, a timeout): the messages met the channel's
+    local rules only, and it may still refuse them when they are sent.
+    """
+    MESSAGES_REFUSED: AudienceEstimate.MessageCheck.ValueType  # 3
+    """The channel refuses the messages (`message_check_detail` names the fields): edit them."""
+
     MATCHED_FIELD_NUMBER: _builtins.int
     OPTED_OUT_FIELD_NUMBER: _builtins.int
     UNREACHABLE_FIELD_NUMBER: _builtins.int
@@ -390,6 +421,8 @@ class AudienceEstimate(_message.Message):
     ESTIMATE_TIME_FIELD_NUMBER: _builtins.int
     CAPPED_RECIPIENTS_FIELD_NUMBER: _builtins.int
     LEFT_OUT_BY_LIMIT_FIELD_NUMBER: _builtins.int
+    MESSAGE_CHECK_FIELD_NUMBER: _builtins.int
+    MESSAGE_CHECK_DETAIL_FIELD_NUMBER: _builtins.int
     matched: _builtins.int
     """Contacts meeting the audience's criteria."""
     opted_out: _builtins.int
@@ -419,6 +452,15 @@ class AudienceEstimate(_message.Message):
     """Recipient limit: expected recipients the limit leaves out (`expected_recipients` minus
     `capped_recipients`).
     """
+    message_check: Global___AudienceEstimate.MessageCheck.ValueType
+    """Messages: for a draft's estimate (`name`), the channel's own check of its messages (LINE:
+    its validation endpoint), asked now. Create and Update ask it too and refuse what it
+    refuses, but save the draft while it is unavailable.
+    """
+    message_check_detail: _builtins.str
+    """Messages: what `message_check` found, for people: the refused fields and why, or why the
+    check was unavailable.
+    """
     @_builtins.property
     def estimate_time(self) -> _timestamp_pb2.Timestamp:
         """When the estimate was taken."""
@@ -439,10 +481,12 @@ class AudienceEstimate(_message.Message):
         estimate_time: _timestamp_pb2.Timestamp | None = ...,
         capped_recipients: _builtins.int = ...,
         left_out_by_limit: _builtins.int = ...,
+        message_check: Global___AudienceEstimate.MessageCheck.ValueType = ...,
+        message_check_detail: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["estimate_time", b"estimate_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capped_recipients", b"capped_recipients", "eligible", b"eligible", "estimate_time", b"estimate_time", "exceeds_quota", b"exceeds_quota", "expected_recipients", b"expected_recipients", "ineligible_message", b"ineligible_message", "ineligible_reason", b"ineligible_reason", "left_out_by_limit", b"left_out_by_limit", "matched", b"matched", "opted_out", b"opted_out", "quota_limited", b"quota_limited", "quota_remaining", b"quota_remaining", "unreachable", b"unreachable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capped_recipients", b"capped_recipients", "eligible", b"eligible", "estimate_time", b"estimate_time", "exceeds_quota", b"exceeds_quota", "expected_recipients", b"expected_recipients", "ineligible_message", b"ineligible_message", "ineligible_reason", b"ineligible_reason", "left_out_by_limit", b"left_out_by_limit", "matched", b"matched", "message_check", b"message_check", "message_check_detail", b"message_check_detail", "opted_out", b"opted_out", "quota_limited", b"quota_limited", "quota_remaining", b"quota_remaining", "unreachable", b"unreachable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
