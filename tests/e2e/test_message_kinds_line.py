@@ -318,6 +318,10 @@ def test_a_silent_broadcast_and_its_test_send_reach_line_as_silent(
             native({k: v for k, v in BUTTONS.items() if k != "altText"}),
             "broadcast.messages[1].channel_native.altText",
         ),
+        (
+            native({**IMAGEMAP, "baseSize": {"width": float("nan"), "height": 520}}),
+            "broadcast.messages[1].channel_native",
+        ),
     ],
 )
 def test_invalid_bubbles_are_refused_naming_the_field(

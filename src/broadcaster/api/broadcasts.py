@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2, json_format
+from google.protobuf import empty_pb2, struct_pb2
 
 from broadcaster.api.convert_broadcasts import (
     OUTCOMES_OUT,
@@ -23,6 +24,7 @@ from broadcaster.api.guard import caller
 from broadcaster.api.timestamps import optional_datetime, timestamp
 from broadcaster.domain.audience import Audience
 from broadcaster.domain.broadcasts import Broadcast, Estimate, target_summary
+from broadcaster.domain.errors import FieldViolation, InvalidArgument
 from broadcaster.domain.messages import (
     AudioMessage,
     ChannelCheck,
@@ -45,16 +47,32 @@ from broadcaster.v1 import broadcast_service_pb2_grpc as pb_grpc
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def _plain_json(value: Any) -> Any:
-    """A Struct's value as JSON data: Struct holds every number as a double, so whole numbers
-    become ints again (channels' formats want `1040`, not `1040.0`)."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _plain_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain_json(v) for v in value]
-    return value
+class _NotFinite(ValueError):
+    """A Struct number that JSON cannot carry (NaN or an infinity)."""
+
+
+def _json_value(v: struct_pb2.Value) -> Any:
+    """A Struct value as JSON data. Struct holds every number as a double: whole numbers become
+    ints again (channels' formats want `1040`, not `1040.0`)."""
+    kind = v.WhichOneof("kind")
+    if kind == "number_value":
+        n = v.number_value
+        if not math.isfinite(n):
+            raise _NotFinite
+        return int(n) if n.is_integer() and abs(n) < 2**53 else n
+    if kind == "string_value":
+        return v.string_value
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "struct_value":
+        return _json_object(v.struct_value)
+    if kind == "list_value":
+        return [_json_value(item) for item in v.list_value.values]
+    return None
+
+
+def _json_object(s: struct_pb2.Struct) -> dict[str, Any]:
+    return {key: _json_value(value) for key, value in s.fields.items()}
 
 
 def _message_in(m: pb.BroadcastMessage) -> Message | None:
@@ -72,7 +90,7 @@ def _message_in(m: pb.BroadcastMessage) -> Message | None:
     if kind == "audio":
         return AudioMessage(m.audio.original_content_uri, m.audio.duration_ms)
     if kind == "channel_native":
-        return ChannelNativeMessage.of(_plain_json(json_format.MessageToDict(m.channel_native)))
+        return ChannelNativeMessage.of(_json_object(m.channel_native))
     return None
 
 
@@ -113,13 +131,26 @@ def message_out(m: Message) -> pb.BroadcastMessage:
     raise TypeError(f"no API form for {type(m).__name__}")
 
 
+def _messages_in(b: pb.Broadcast) -> tuple[Message | None, ...]:
+    out: list[Message | None] = []
+    for i, m in enumerate(b.messages):
+        try:
+            out.append(_message_in(m))
+        except _NotFinite:
+            where = f"broadcast.messages[{i}].channel_native"
+            raise InvalidArgument(
+                [FieldViolation(where, "numbers must be finite (no NaN or Infinity)")]
+            ) from None
+    return tuple(out)
+
+
 def draft_in(b: pb.Broadcast) -> DraftInput:
     return DraftInput(
         display_name=b.display_name,
         channel=b.channel,
         window=window_in(b.audience.last_interaction),
         customer_groups=tuple(b.audience.customer_groups),
-        messages=tuple(_message_in(m) for m in b.messages),
+        messages=_messages_in(b),
         notification_disabled=b.notification_disabled,
     )
 
