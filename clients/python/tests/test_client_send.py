@@ -448,6 +448,10 @@ def test_a_silent_sticker_and_card_carousel_reach_line_as_asked(
     )
     assert list(draft.previews) == ["[Sticker]", "[Card] Summer picks — 2 items"]
     assert draft.notification_disabled
+    estimate = client.broadcasts.EstimateAudience(
+        bpb.EstimateAudienceRequest(parent=parent, name=draft.name)
+    )
+    assert estimate.message_check == bpb.AudienceEstimate.MESSAGES_ACCEPTED  # LINE's own check
 
     client.broadcasts.SendBroadcast(bpb.SendBroadcastRequest(name=draft.name))
     assert _until_done(client, draft.name).state == bpb.Broadcast.SENT
