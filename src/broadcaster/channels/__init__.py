@@ -35,7 +35,18 @@ from broadcaster.channels.types import (
 )
 from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.errors import FieldViolation
-from broadcaster.domain.messages import ImageMessage, Message, TextMessage
+from broadcaster.domain.messages import (
+    AudioMessage,
+    ChannelNativeMessage,
+    ImageMessage,
+    Message,
+    StickerMessage,
+    TextEmoji,
+    TextMessage,
+    VideoMessage,
+    kind_of,
+    shorten,
+)
 from broadcaster.domain.model import AccountTier, FollowerState
 from broadcaster.domain.reasons import Reason
 
@@ -43,10 +54,12 @@ __all__ = [
     "AccountInfo",
     "AccountTier",
     "Audience",
+    "AudioMessage",
     "Capabilities",
     "Channel",
     "ChannelContact",
     "ChannelError",
+    "ChannelNativeMessage",
     "ChannelRegistry",
     "ChannelRuntime",
     "ChannelUnavailable",
@@ -74,8 +87,13 @@ __all__ = [
     "SendBatch",
     "SendOutcome",
     "SendStatus",
+    "StickerMessage",
+    "TextEmoji",
     "TextMessage",
     "UnknownChannelType",
+    "VideoMessage",
     "WebhookRejected",
     "hookimpl",
+    "kind_of",
+    "shorten",
 ]

@@ -537,7 +537,9 @@ class ChannelDispatch:
             if not self._holding:
                 return  # the next lease holder takes this batch over, key and all
             started = time.monotonic()
-            sending = SendBatch(recipients, batch.messages, batch.idempotency_key)
+            sending = SendBatch(
+                recipients, batch.messages, batch.idempotency_key, batch.notification_disabled
+            )
             # One span per request to the channel, in the trace of the call that started the
             # broadcast; the plugin's HTTP request is its child (aiohttp's instrumentation).
             with tracing.span(

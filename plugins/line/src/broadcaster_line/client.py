@@ -152,6 +152,7 @@ class LineClient:
         self._consumption = self._base / "v2/bot/message/quota/consumption"
         self._multicast = self._base / "v2/bot/message/multicast"
         self._push = self._base / "v2/bot/message/push"
+        self._validate_multicast = self._base / "v2/bot/message/validate/multicast"
 
     def __repr__(self) -> str:  # never show the token
         return f"LineClient({str(self._base)!r})"
@@ -210,6 +211,13 @@ class LineClient:
         """POST an already serialised push body (one recipient); `retry_key` is a UUID."""
         headers = {**self._json_auth, RETRY_KEY: retry_key}
         async with self._session.post(self._push, data=body, headers=headers) as resp:
+            return await _reply(resp)
+
+    async def validate_multicast(self, body: bytes) -> LineReply:
+        """POST `{"messages": [...]}` for LINE to check as a multicast's; nothing is sent."""
+        async with self._session.post(
+            self._validate_multicast, data=body, headers=self._json_auth
+        ) as resp:
             return await _reply(resp)
 
     async def _get(self, url: URL) -> LineReply:
