@@ -26,6 +26,7 @@ from broadcaster.services.channels import Channels
 from broadcaster.services.contact_sync import ContactSyncer
 from broadcaster.services.contacts import Contacts
 from broadcaster.services.context import ServiceContext
+from broadcaster.services.credentials import Renewer
 from broadcaster.services.customer_groups import CustomerGroups
 from broadcaster.services.event_cursors import EventCursors
 from broadcaster.services.events import EventFeed, Events
@@ -37,6 +38,7 @@ from broadcaster.store import migrate
 from broadcaster.store.database import Database
 from broadcaster.store.notifications import Listener
 from broadcaster.store.sealing import Sealer
+from broadcaster.tracing import Tracing, configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +87,13 @@ class App:
     readiness: Readiness
     listener: Listener | None = None  # PostgreSQL notifications from other replicas
     loop_watch: LoopWatch | None = None  # the event-loop lag ticker, once started
+    renewer: Renewer | None = None  # renews the credentials channels issue for themselves
+    tracing: Tracing | None = None  # OpenTelemetry, when OTEL_EXPORTER_OTLP_ENDPOINT is set
 
     @classmethod
     def build(cls, config: Config) -> App:
+        # First: aiohttp's client sessions (the channels') are instrumented when created.
+        tracing = configure_tracing()
         plugins = load_plugins(config)
         registry = plugins.register_channels()
         log.info(
@@ -101,7 +107,7 @@ class App:
         metrics.watch_broadcasts(db)
         ctx = ServiceContext(db, metrics=metrics, pages=PageTokens(config.page_token_key()))
         keys = config.sealing_keys()
-        hub = ChannelHub(registry, Sealer(keys), db, config.env)
+        hub = ChannelHub(registry, Sealer(keys), db, config.env, ctx=ctx)
         channels = Channels(ctx, hub)
         broadcasts = Broadcasts(ctx, hub)
         # One PostgreSQL connection hears other replicas' Sends and Message Center events.
@@ -140,6 +146,8 @@ class App:
             metrics,
             Readiness(db, migrate.head_revision(db.engine), migrate.known_revisions(db.engine)),
             listener,
+            renewer=Renewer(ctx, hub),
+            tracing=tracing,
         )
 
     async def start(self) -> tuple[RunningServer, RunningHttp]:
@@ -155,6 +163,7 @@ class App:
             tls=None if tls is None else (tls.cert_chain, tls.private_key, tls.client_ca),
             max_calls=self.config.max_concurrent_rpcs,
             readiness=self.readiness,
+            traced=self.tracing is not None,
         )
         self.readiness.on_change(grpc_server.serving)
         self.readiness.on_change(self.metrics.readiness_changed)
@@ -175,6 +184,8 @@ class App:
         self.webhooks.prune_periodically()
         self.dispatcher.start()
         self.firing.start()
+        if self.renewer is not None:
+            self.renewer.start()
         self.loop_watch = self.metrics.watch_event_loop()
         await self.readiness.check()
         self.readiness.start()
@@ -194,6 +205,8 @@ class App:
             self.dispatcher.stop(grace=grace),
         )
         await http.stop()
+        if self.renewer is not None:
+            await self.renewer.stop()
         if self.loop_watch is not None:
             self.loop_watch.cancel()
         await self.services.events.feed.close()

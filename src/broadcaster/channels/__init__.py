@@ -11,7 +11,7 @@ from broadcaster.channels.errors import (
     WebhookRejected,
 )
 from broadcaster.channels.hookspecs import hookimpl
-from broadcaster.channels.protocol import Channel
+from broadcaster.channels.protocol import Channel, RenewsCredentials
 from broadcaster.channels.registry import ChannelRegistry, PluginError, UnknownChannelType
 from broadcaster.channels.types import (
     AccountInfo,
@@ -24,6 +24,8 @@ from broadcaster.channels.types import (
     EventRefusal,
     InteractionEvent,
     InteractionKind,
+    IssuedCredential,
+    IssuedCredentials,
     MessageKind,
     Quota,
     RefusedEvent,
@@ -33,7 +35,18 @@ from broadcaster.channels.types import (
 )
 from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.errors import FieldViolation
-from broadcaster.domain.messages import ImageMessage, Message, TextMessage
+from broadcaster.domain.messages import (
+    AudioMessage,
+    ChannelNativeMessage,
+    ImageMessage,
+    Message,
+    StickerMessage,
+    TextEmoji,
+    TextMessage,
+    VideoMessage,
+    kind_of,
+    shorten,
+)
 from broadcaster.domain.model import AccountTier, FollowerState
 from broadcaster.domain.reasons import Reason
 
@@ -41,10 +54,12 @@ __all__ = [
     "AccountInfo",
     "AccountTier",
     "Audience",
+    "AudioMessage",
     "Capabilities",
     "Channel",
     "ChannelContact",
     "ChannelError",
+    "ChannelNativeMessage",
     "ChannelRegistry",
     "ChannelRuntime",
     "ChannelUnavailable",
@@ -60,17 +75,25 @@ __all__ = [
     "InteractionEvent",
     "InteractionKind",
     "InteractionWindow",
+    "IssuedCredential",
+    "IssuedCredentials",
     "Message",
     "MessageKind",
     "PluginError",
     "Quota",
     "Reason",
     "RefusedEvent",
+    "RenewsCredentials",
     "SendBatch",
     "SendOutcome",
     "SendStatus",
+    "StickerMessage",
+    "TextEmoji",
     "TextMessage",
     "UnknownChannelType",
+    "VideoMessage",
     "WebhookRejected",
     "hookimpl",
+    "kind_of",
+    "shorten",
 ]

@@ -26,7 +26,7 @@ from broadcaster.channels.types import (
 )
 from broadcaster.domain.audience import Audience
 from broadcaster.domain.errors import FieldViolation
-from broadcaster.domain.messages import Message
+from broadcaster.domain.messages import ChannelNativeMessage, Message
 
 
 @runtime_checkable
@@ -55,7 +55,22 @@ class Channel(Protocol):
         ...
 
     def validate_messages(self, messages: Sequence[Message]) -> list[FieldViolation]:
-        """Violations of the channel's message rules, with paths like `messages[2].text`."""
+        """Violations of the channel's message rules, with paths like `messages[2].text`
+        (inside a channel-native bubble: `messages[2].channel_native.altText`). Only bubbles of
+        the kinds the channel declares reach it."""
+        ...
+
+    async def check_messages(self, messages: Sequence[Message]) -> Sequence[FieldViolation] | None:
+        """The channel's own check of messages that met `validate_messages` (LINE: its
+        validation endpoint), asked when a draft is saved or estimated: the violations it
+        names, in the same paths; None for a channel with no check of its own. Raise
+        ChannelUnavailable when the channel cannot answer: the core then saves the draft anyway
+        and says the check was unavailable."""
+        ...
+
+    def preview_native(self, message: ChannelNativeMessage) -> str:
+        """A plain-text preview of a valid channel-native bubble, for lists and the Message
+        Center (`[Card] Winter sale — 3 items`). Called only if `channel_native` is declared."""
         ...
 
     def sync_contacts(self, cursor: str | None) -> AsyncIterator[ContactPage]:
@@ -90,4 +105,25 @@ class Channel(Protocol):
         """Authenticate a webhook request (raise WebhookRejected) and extract its events; an
         event that cannot be recorded is a RefusedEvent in its place, so the rest
         of the request still is."""
+        ...
+
+
+@runtime_checkable
+class RenewsCredentials(Protocol):
+    """Optional, for a channel that issues its own credentials from the account's long-term
+    ones (LINE: short-lived channel access tokens from the channel id and secret). It keeps
+    them in `ChannelRuntime.credentials`; the core calls these besides the Channel methods."""
+
+    async def renew_credentials(self, *, refused: bool = False) -> bool:
+        """`refused=False`: renew the credential if it is due (the core's renewer calls this
+        for channels whose credential is due, so idle channels keep a valid one). `refused=True`:
+        the channel just refused the credential a send used (CREDENTIALS_REFUSED): get a new
+        one. True when there is a credential worth trying; False when the channel has nothing
+        to renew (say, connected with a long-lived credential). Raises CredentialsInvalid when
+        the channel refuses the long-term credentials too, ChannelUnavailable when unreachable."""
+        ...
+
+    async def disconnect(self) -> None:
+        """The channel was disconnected (DeleteChannel, committed): revoke what it issued, best
+        effort. `ChannelRuntime.credentials.current()` still answers the last credential."""
         ...

@@ -27,11 +27,14 @@ Messaging API (all under the base URL, bearer-authenticated by channel access to
 ``POST /v2/bot/message/push|multicast|broadcast``, ``GET /v2/bot/info``,
 ``GET /v2/bot/followers/ids`` (``limit`` default 300, max 1,000; ``start`` = previous ``next``;
 403 for tier "none"), ``GET /v2/bot/profile/{userId}`` (404 "Not found" for unknown or blocked
-users), ``GET /v2/bot/message/quota`` and ``/quota/consumption``.
+users), ``GET /v2/bot/message/quota`` and ``/quota/consumption``,
+``POST /v2/bot/message/validate/multicast`` (``{"messages": [...]}`` checked as a multicast's:
+200 ``{}`` or 400 naming each bad property; nothing sent or counted).
 
 - 401 for a missing or unknown token, with LINE's messages.
 - 400 in LINE's shape for bad bodies: 1-5 messages, text 1-5,000 UTF-16 code units, image and
-  video URLs HTTPS and at most 2,000 characters, 1-500 multicast recipients; a malformed id in
+  video URLs HTTPS and at most 2,000 characters, the limits of emoji, imagemap, template, flex
+  and quick replies (`validation`), 1-500 multicast recipients; a malformed id in
   ``to`` is named as ``to[i]`` in the message and in ``details[].property``.
 - Multicast to blocked users, non-friends or repeated ids answers 200 but delivers (and counts)
   nothing for them; push to an unknown user is 400 "Failed to send messages". If a request fails,
@@ -43,6 +46,17 @@ users), ``GET /v2/bot/message/quota`` and ``/quota/consumption``.
 - Token buckets per channel and endpoint at LINE's rates (multicast 200/s, broadcast 60/h,
   others 2,000/s) answer 429 "The API rate limit has been exceeded. Try again later."; a send
   that would pass the monthly limit answers 429 "You have reached your monthly limit.".
+
+Channel access tokens (``spec/channel-access-token.yml``, form-encoded, no bearer token)
+------------------------------------------------------------------------------------------
+``POST /v2/oauth/accessToken`` (channel id and secret: a short-lived token, 30 days),
+``POST /v2/oauth/verify`` and ``/v2/oauth/revoke``; ``POST /oauth2/v2.1/token`` (a JWT assertion
+signed RS256 by a key registered with ``emu.add_assertion_key``: ``token_exp`` seconds, at most
+30 days), ``GET /oauth2/v2.1/verify``, ``POST /oauth2/v2.1/revoke`` (channel id and secret),
+``GET /oauth2/v2.1/tokens/kid``; ``POST /oauth2/v3/token`` (stateless, 15 minutes, by assertion
+or by channel id and secret). Errors are ``{"error", "error_description"}`` with 400. An issued
+token works on the Messaging API until it expires on the emulator's clock or is revoked, then
+gets 401 (tokens.py).
 
 Control API (``/_emulator/``, JSON; ``{channel}`` is the channel id)
 ------------------------------------------------------------------
@@ -59,6 +73,10 @@ Control API (``/_emulator/``, JSON; ``{channel}`` is the channel id)
 - ``PUT /_emulator/accounts/{channel}/tier``: ``{"tier": "none" | "verified" | "premium"}``.
 - ``POST /_emulator/accounts/{channel}/token``: rotate (optional ``{"accessToken"}``);
   ``DELETE`` revokes.
+- ``GET /_emulator/accounts/{channel}/issued-tokens``: the valid tokens issued through the
+  OAuth endpoints (``accessToken``, ``kind``, ``expiresIn``, ``keyId``).
+- ``POST /_emulator/accounts/{channel}/assertion-keys``: ``{"publicKey": RSA JWK}`` registers an
+  assertion signing key; answers its ``{"kid"}``.
 - ``PUT /_emulator/faults`` and ``PUT /_emulator/accounts/{channel}/faults``: a ``Faults``
   object (below); ``DELETE`` clears.
 - ``PUT /_emulator/rates/{endpoint}``: ``{"requests", "perSeconds"}``; ``DELETE`` lifts it.
@@ -123,7 +141,7 @@ from .faults import Faults, Phase
 from .followers import FollowerRegistry, Profile
 from .ratelimit import DEFAULT_RATES, Rate
 from .runtime import Exchange, Observer
-from .state import Account, Quota, Tier
+from .state import Account, IssuedToken, Quota, Tier, TokenKind
 from .stats import Stats
 from .webhooks import EventFactory, WebhookResult, WebhookSender, sign, verify
 
@@ -137,6 +155,7 @@ __all__ = [
     "Exchange",
     "Faults",
     "FollowerRegistry",
+    "IssuedToken",
     "LineEmulator",
     "ManualClock",
     "Observer",
@@ -148,6 +167,7 @@ __all__ = [
     "Stats",
     "SystemClock",
     "Tier",
+    "TokenKind",
     "WebhookResult",
     "WebhookSender",
     "sign",
