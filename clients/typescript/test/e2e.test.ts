@@ -274,8 +274,9 @@ test("group, channel, draft, estimate, send, watch to the end", { timeout: 120_0
   );
   assert.equal(channel.tier, c.Channel_Tier.VERIFIED);
 
-  // Learn the followers, then link MEMBERS of them to the group's customers.
-  await unary(api.channels.syncContacts.bind(api.channels), { name: channel.name });
+  // Connecting started the follower sync: wait for it, then link MEMBERS of the followers to
+  // the group's customers.
+  assert.ok(channel.lastSync, "the follower sync starts with CreateChannel");
   for (const deadline = Date.now() + 60_000; ; await sleep(100)) {
     const { lastSync } = await unary(api.channels.getChannel.bind(api.channels), {
       name: channel.name,

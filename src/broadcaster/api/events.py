@@ -17,7 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from broadcaster.api.convert_broadcasts import EVENT_KINDS_OUT, counters_out, kinds_in
 from broadcaster.api.guard import caller
 from broadcaster.api.timestamps import timestamp
-from broadcaster.domain.deliveries import Event
+from broadcaster.domain.deliveries import CHANNEL_KINDS, Event
 from broadcaster.domain.names import BroadcastName, ChannelName
 from broadcaster.services.events import Events
 from broadcaster.v1 import event_service_pb2 as pb
@@ -46,7 +46,15 @@ def events_into(
         when = times.get(e.create_time)
         if when is None:
             when = times[e.create_time] = timestamp(e.create_time)
-        if e.counters is None:
+        if e.kind in CHANNEL_KINDS:  # a change of the channel's health: no broadcast
+            add(
+                cursor=cursor,
+                kind=kinds[e.kind],
+                channel=channel[0],
+                create_time=when,
+                failure_reason=e.failure_reason,
+            )
+        elif e.counters is None:
             add(
                 cursor=cursor,
                 kind=kinds[e.kind],

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from broadcaster.domain.health import Upkeep
+
 
 class FollowerState(enum.IntEnum):
     """Whether a contact follows the merchant's account. The values are stored; the API maps
@@ -74,6 +76,7 @@ class ChannelAccount:
     create_time: datetime
     update_time: datetime
     last_sync: ContactSyncRun | None = None
+    upkeep: Upkeep = Upkeep()  # noqa: RUF009 (frozen: one shared empty value)
 
 
 @dataclass(frozen=True, slots=True)

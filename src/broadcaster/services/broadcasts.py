@@ -28,6 +28,7 @@ from broadcaster.domain.errors import (
     Violations,
     collect,
 )
+from broadcaster.domain.health import followers_complete
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.messages import Message
 from broadcaster.domain.model import ChannelAccount
@@ -44,6 +45,7 @@ from broadcaster.store import broadcasts as repo
 from broadcaster.store import groups as group_repo
 from broadcaster.store import snapshot
 from broadcaster.store import test_sends as test_send_repo
+from broadcaster.store import upkeep as upkeep_repo
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
 CREATE, COPY = "CreateBroadcast", "CopyBroadcast"
@@ -519,7 +521,8 @@ class Broadcasts:
             quota_read = (
                 cache.quota(channel.channel, instance) if cache is not None else instance.quota()
             )
-            counts, quota = await asyncio.gather(counting, quota_read)
+            followers = self._ctx.db.read_point(upkeep_repo.followers_state, channel.channel)
+            counts, quota, (read, listable) = await asyncio.gather(counting, quota_read, followers)
         except CredentialsInvalid as e:
             raise credentials_invalid(e) from None
         except ChannelUnavailable as e:
@@ -536,6 +539,10 @@ class Broadcasts:
             ineligible_message="" if verdict.eligible else verdict.message,
             estimate_time=now,
             limit=None if limit is None else limit.cap(quota.remaining),
+            followers_complete=followers_complete(
+                listable, read, now, self._ctx.followers_stale_after
+            ),
+            followers_sync_time=read,
         )
 
 

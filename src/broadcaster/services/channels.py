@@ -27,10 +27,12 @@ from broadcaster.domain.names import ChannelName, MerchantName
 from broadcaster.domain.reasons import Reason
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
+from broadcaster.services.health import refresh_health
 from broadcaster.services.idempotent import create_once, recall, request_fingerprint
 from broadcaster.services.listing import open_list
 from broadcaster.store import channels as repo
 from broadcaster.store import dispatch
+from broadcaster.store import upkeep as upkeep_repo
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
 MAX_CREDENTIAL = 4096
@@ -162,9 +164,18 @@ class Channels:
         return found
 
     async def list_page(
-        self, caller: Caller, parent: str, page_size: int, page_token: str
+        self,
+        caller: Caller,
+        parent: str,
+        page_size: int,
+        page_token: str,
+        needs_attention: bool = False,
     ) -> tuple[list[ChannelAccount], str]:
-        v, shape = Violations(), ("channels",)
+        """Newest first; with `needs_attention`, only channels with an open issue."""
+        v = Violations()
+        shape: tuple[str, ...] = (
+            ("channels", "needs_attention") if needs_attention else ("channels",)
+        )
         merchant, page, query = open_list(
             self._ctx.pages,
             caller,
@@ -176,7 +187,9 @@ class Channels:
             default=DEFAULT_PAGE,
             maximum=MAX_PAGE,
         )
-        found = await self._ctx.db.read(repo.list_page, merchant, page)
+        found = await self._ctx.db.read(
+            repo.list_page, merchant, page, needs_attention=needs_attention
+        )
         return found[: page.size], self._ctx.pages.next([c.id for c in found], page, query)
 
     async def delete(self, caller: Caller, name: str) -> None:
@@ -215,12 +228,21 @@ class Channels:
         channel_name = quota_name.removesuffix("/quota")
         account, instance = await self.live(caller, channel_name)
         try:
-            return ChannelName.parse(channel_name), await instance.quota()
+            quota = await instance.quota()
         except CredentialsInvalid as e:
             await self.mark_credentials_invalid(account)
             raise credentials_invalid(e) from None
         except ChannelUnavailable as e:
             raise unavailable(e) from None
+        await self.record_quota(account.id, quota)
+        return ChannelName.parse(channel_name), quota
+
+    async def record_quota(self, channel_id: str, quota: Quota) -> None:
+        """Keep the quota just read on the channel (its health reads it)."""
+        await self._ctx.db.write(
+            upkeep_repo.record_quota, channel_id, quota.limit, quota.used, self._ctx.now()
+        )
+        await refresh_health(self._ctx, channel_id)
 
     async def mark_credentials_invalid(self, account: ChannelAccount) -> None:
         await self._ctx.db.write(
@@ -231,3 +253,4 @@ class Channels:
             self._ctx.now(),
         )
         self._hub.forget(account.id)
+        await refresh_health(self._ctx, account.id)

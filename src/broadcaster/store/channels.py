@@ -13,6 +13,7 @@ from broadcaster.store import syncs
 from broadcaster.store.clock import from_us, to_us
 from broadcaster.store.tables import channels as t
 from broadcaster.store.tables import contacts, webhook_events
+from broadcaster.store.upkeep import upkeep_of
 
 _LIVE = t.c.delete_time.is_(None)
 
@@ -32,6 +33,7 @@ def _channel(row: Row[tuple[object, ...]], conn: Connection | None = None) -> Ch
         create_time=from_us(m["create_time"]),
         update_time=from_us(m["update_time"]),
         last_sync=None if conn is None else syncs.latest(conn, m["id"]),
+        upkeep=upkeep_of(m),
     )
 
 
@@ -62,9 +64,19 @@ def create(
             update_time=now_us,
         )
     )
-    found = get(conn, merchant, channel_id)
-    assert found is not None
-    return found
+    return ChannelAccount(
+        merchant=merchant,
+        id=channel_id,
+        type=channel_type,
+        state=ChannelState.CONNECTED,
+        tier=tier,
+        account_id=account_id,
+        display_name=display_name,
+        handle=handle,
+        picture_uri=picture_uri,
+        create_time=from_us(now_us),
+        update_time=from_us(now_us),
+    )
 
 
 def find_live_account(
@@ -96,8 +108,13 @@ def get_any_merchant(conn: Connection, channel_id: str) -> tuple[ChannelAccount,
     return _channel(row), row._mapping["sealed_credentials"]
 
 
-def list_page(conn: Connection, merchant: str, page: Page) -> list[ChannelAccount]:
+def list_page(
+    conn: Connection, merchant: str, page: Page, *, needs_attention: bool = False
+) -> list[ChannelAccount]:
+    """Newest first; with `needs_attention`, only channels with an issue (a partial index)."""
     query = select(t).where(t.c.merchant_id == merchant, _LIVE)
+    if needs_attention:
+        query = query.where(t.c.issues != 0)
     if page.after is not None:
         query = query.where(t.c.id < page.after)
     rows = conn.execute(query.order_by(t.c.id.desc()).limit(page.size + 1)).all()
@@ -120,7 +137,9 @@ def disconnect(conn: Connection, merchant: str, channel_id: str, now: datetime) 
     done = conn.execute(
         update(t)
         .where(t.c.merchant_id == merchant, t.c.id == channel_id, _LIVE)
-        .values(sealed_credentials=None, delete_time=now_us, update_time=now_us)
+        .values(
+            sealed_credentials=None, delete_time=now_us, update_time=now_us, next_sync_time=None
+        )
     )
     if done.rowcount == 0:
         return False

@@ -234,6 +234,8 @@ class AudienceEstimate(_message.Message):
     ESTIMATE_TIME_FIELD_NUMBER: _builtins.int
     CAPPED_RECIPIENTS_FIELD_NUMBER: _builtins.int
     LEFT_OUT_BY_LIMIT_FIELD_NUMBER: _builtins.int
+    FOLLOWERS_COMPLETE_FIELD_NUMBER: _builtins.int
+    FOLLOWERS_SYNC_TIME_FIELD_NUMBER: _builtins.int
     matched: _builtins.int
     """Contacts meeting the audience's criteria."""
     opted_out: _builtins.int
@@ -263,9 +265,19 @@ class AudienceEstimate(_message.Message):
     """Recipient limit: expected recipients the limit leaves out (`expected_recipients` minus
     `capped_recipients`).
     """
+    followers_complete: _builtins.bool
+    """Whether every follower of the channel is a contact: a sync read the whole follower list
+    recently (within twice the re-sync interval). False while the first sync is still reading
+    it, when it is stale, and for accounts that may not list their followers (their contacts
+    come from webhooks and imports): then `matched` may count fewer than there are.
+    """
     @_builtins.property
     def estimate_time(self) -> _timestamp_pb2.Timestamp:
         """When the estimate was taken."""
+
+    @_builtins.property
+    def followers_sync_time(self) -> _timestamp_pb2.Timestamp:
+        """When a sync last finished reading the channel's whole follower list; unset if never."""
 
     def __init__(
         self,
@@ -283,10 +295,12 @@ class AudienceEstimate(_message.Message):
         estimate_time: _timestamp_pb2.Timestamp | None = ...,
         capped_recipients: _builtins.int = ...,
         left_out_by_limit: _builtins.int = ...,
+        followers_complete: _builtins.bool = ...,
+        followers_sync_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["estimate_time", b"estimate_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["estimate_time", b"estimate_time", "followers_sync_time", b"followers_sync_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capped_recipients", b"capped_recipients", "eligible", b"eligible", "estimate_time", b"estimate_time", "exceeds_quota", b"exceeds_quota", "expected_recipients", b"expected_recipients", "ineligible_message", b"ineligible_message", "ineligible_reason", b"ineligible_reason", "left_out_by_limit", b"left_out_by_limit", "matched", b"matched", "opted_out", b"opted_out", "quota_limited", b"quota_limited", "quota_remaining", b"quota_remaining", "unreachable", b"unreachable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capped_recipients", b"capped_recipients", "eligible", b"eligible", "estimate_time", b"estimate_time", "exceeds_quota", b"exceeds_quota", "expected_recipients", b"expected_recipients", "followers_complete", b"followers_complete", "followers_sync_time", b"followers_sync_time", "ineligible_message", b"ineligible_message", "ineligible_reason", b"ineligible_reason", "left_out_by_limit", b"left_out_by_limit", "matched", b"matched", "opted_out", b"opted_out", "quota_limited", b"quota_limited", "quota_remaining", b"quota_remaining", "unreachable", b"unreachable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
