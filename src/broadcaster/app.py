@@ -127,7 +127,7 @@ class App:
             contacts=Contacts(ctx),
             channels=channels,
             contact_sync=contact_sync,
-            upkeep=ChannelUpkeep(ctx, contact_sync),
+            upkeep=ChannelUpkeep(ctx, contact_sync, hub, public_url=config.public_url),
             broadcasts=broadcasts,
             sending=sending,
             test_sends=TestSends(ctx, broadcasts),

@@ -4,6 +4,7 @@ whether the follower list is complete, and the channel's health is listed."""
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -40,6 +41,9 @@ def upkeep_channel(
     database_url: str, emulator: EmulatorThread, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[grpc.Channel]:
     log = tmp_path_factory.mktemp("upkeep-server") / "serve.log"
+    with socket.socket() as probe:  # a free port, known before the server starts
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     running = live.start(
         database_url,
         log,
@@ -47,6 +51,8 @@ def upkeep_channel(
             "BROADCASTER_PLUGINS": "line",
             "BROADCASTER_LINE_API_BASE": emulator.base_url,
             "BROADCASTER_FOLLOWER_SYNC_INTERVAL": str(INTERVAL),
+            "BROADCASTER_HTTP_LISTEN": f"127.0.0.1:{port}",
+            "BROADCASTER_PUBLIC_URL": f"http://127.0.0.1:{port}/",
         },
     )
     with grpc.insecure_channel(running.target) as ch:
@@ -95,6 +101,11 @@ def test_connect_once_and_the_follower_list_keeps_itself_current(
     parent = f"merchants/m-{uuid.uuid4().hex[:12]}"
     channels = pb_grpc.ChannelServiceStub(upkeep_channel)
     made = _connect(upkeep_channel, parent, account)
+    # The webhook was set through LINE and LINE's test reached the service.
+    assert made.webhook_url.endswith(made.webhook_path)
+    assert made.webhook.state == pb.WebhookStatus.VERIFIED, made.webhook
+    assert made.webhook.endpoint == made.webhook_url and made.webhook.HasField("test_time")
+    assert emulator.call(lambda: account.webhook_endpoint) == made.webhook_url
     # The sync started by itself: no SyncContacts call.
     assert made.last_sync.state in (pb.ContactSync.RUNNING, pb.ContactSync.SUCCEEDED)
     assert made.follower_sync.HasField("next_sync_time")
@@ -142,6 +153,13 @@ def test_connect_once_and_the_follower_list_keeps_itself_current(
     estimate = stub.EstimateAudience(everyone, metadata=A)
     assert (estimate.matched, estimate.expected_recipients) == (41, 40)
     assert estimate.followers_complete
+
+    # A webhook event reaches the service: the channel shows when it last heard from LINE.
+    sender = emulator.call(emu.webhook_sender, account)
+    chat = emulator.call(emu.events.text_message, newcomer, "hello")
+    assert emulator.run(sender.post(made.webhook_url, [chat])).status == 200
+    heard = channels.GetChannel(pb.GetChannelRequest(name=made.name), metadata=A)
+    assert heard.webhook.HasField("last_event_time")
 
     healthy = channels.ListChannels(
         pb.ListChannelsRequest(parent=parent, needs_attention=True), metadata=A

@@ -32,7 +32,7 @@ class Rig:
         self.ctx, self.merchant = ctx, merchant
         self.channels = Channels(ctx, hub)
         self.syncer = ContactSyncer(ctx, hub, self.channels)
-        self.upkeep = ChannelUpkeep(ctx, self.syncer)
+        self.upkeep = ChannelUpkeep(ctx, self.syncer, hub)
         self.made: list[str] = []
 
     async def connect(self, **credentials: str) -> ChannelAccount:
@@ -150,7 +150,7 @@ async def test_the_loop_resyncs_due_channels_a_few_at_a_time(
 ) -> None:
     rig = Rig(ctx, hub, merchant)
     rig.upkeep = ChannelUpkeep(
-        ctx, rig.syncer, UpkeepSettings(concurrent=1, safety_poll_seconds=0.05)
+        ctx, rig.syncer, hub, UpkeepSettings(concurrent=1, safety_poll_seconds=0.05)
     )
     try:
         made = [await rig.connect(tier="verified", followers="50") for _ in range(3)]
@@ -224,3 +224,27 @@ async def test_refused_credentials_make_the_channel_unhealthy(rig: Rig) -> None:
     await rig.channels.mark_credentials_invalid(account)
     refused = await rig.get(account.id)
     assert refused.upkeep.issues == Issue.CREDENTIALS_REFUSED
+
+
+async def test_a_channel_that_cannot_set_webhooks_says_what_to_set_by_hand(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    rig = Rig(ctx, hub, merchant)
+    try:
+        unknown = await rig.settle((await rig.connect(tier="verified", followers="5")).id)
+        u = unknown.upkeep
+        assert (u.webhook_state, u.webhook_endpoint) == (WebhookState.MANUAL, "")
+        assert unknown.webhook_path in u.webhook_detail
+        assert "BROADCASTER_PUBLIC_URL" in u.webhook_detail
+        assert rig.upkeep.webhook_url(unknown) == ""
+
+        rig.upkeep = ChannelUpkeep(ctx, rig.syncer, hub, public_url="https://hooks.example.com")
+        known = await rig.settle((await rig.connect(tier="verified", followers="5")).id)
+        url = f"https://hooks.example.com{known.webhook_path}"
+        assert rig.upkeep.webhook_url(known) == url
+        # The test channel's API cannot set webhooks: the full URL to paste, by hand.
+        assert known.upkeep.webhook_state == WebhookState.MANUAL
+        assert known.upkeep.webhook_detail.endswith(url)
+        assert known.upkeep.issues == Issue(0)  # by hand is not failing
+    finally:
+        await rig.close()

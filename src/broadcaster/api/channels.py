@@ -42,7 +42,9 @@ class ChannelServicer(pb_grpc.ChannelServiceServicer):
             return None
 
     def _out(self, account: ChannelAccount) -> pb.Channel:
-        return convert.channel(account, self._caps(account.type))
+        out = convert.channel(account, self._caps(account.type))
+        out.webhook_url = self._upkeep.webhook_url(account)
+        return out
 
     async def CreateChannel(self, request: pb.CreateChannelRequest, context: Context) -> pb.Channel:
         c = request.channel

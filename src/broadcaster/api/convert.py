@@ -130,7 +130,7 @@ def channel(a: ChannelAccount, caps: Capabilities | None) -> channel_pb.Channel:
         picture_uri=a.picture_uri,
         tier=TIERS_OUT[a.tier],
         state=CHANNEL_STATES_OUT[a.state],
-        webhook_path=f"/webhooks/{a.type}/{a.id}",
+        webhook_path=a.webhook_path,
         create_time=timestamp(a.create_time),
         update_time=timestamp(a.update_time),
     )

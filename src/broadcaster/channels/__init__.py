@@ -11,7 +11,7 @@ from broadcaster.channels.errors import (
     WebhookRejected,
 )
 from broadcaster.channels.hookspecs import hookimpl
-from broadcaster.channels.protocol import Channel
+from broadcaster.channels.protocol import Channel, SetsWebhooks
 from broadcaster.channels.registry import ChannelRegistry, PluginError, UnknownChannelType
 from broadcaster.channels.types import (
     AccountInfo,
@@ -30,6 +30,7 @@ from broadcaster.channels.types import (
     SendBatch,
     SendOutcome,
     SendStatus,
+    WebhookSetup,
 )
 from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.errors import FieldViolation
@@ -69,8 +70,10 @@ __all__ = [
     "SendBatch",
     "SendOutcome",
     "SendStatus",
+    "SetsWebhooks",
     "TextMessage",
     "UnknownChannelType",
     "WebhookRejected",
+    "WebhookSetup",
     "hookimpl",
 ]

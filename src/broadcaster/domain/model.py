@@ -78,6 +78,11 @@ class ChannelAccount:
     last_sync: ContactSyncRun | None = None
     upkeep: Upkeep = Upkeep()  # noqa: RUF009 (frozen: one shared empty value)
 
+    @property
+    def webhook_path(self) -> str:
+        """Where on the HTTP port the channel posts its webhooks."""
+        return f"/webhooks/{self.type}/{self.id}"
+
 
 @dataclass(frozen=True, slots=True)
 class CustomerGroup:

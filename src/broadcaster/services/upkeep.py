@@ -29,10 +29,14 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from broadcaster.domain.model import ChannelAccount
+from broadcaster.channels import ChannelUnavailable, CredentialsInvalid, SetsWebhooks, WebhookSetup
+from broadcaster.domain.health import WebhookState
+from broadcaster.domain.model import ChannelAccount, ChannelState
+from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.contact_sync import ContactSyncer
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.health import refresh_health
+from broadcaster.store import channels as channel_repo
 from broadcaster.store import upkeep as repo
 from broadcaster.store.channels import get_any_merchant
 
@@ -54,10 +58,19 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
 
 class ChannelUpkeep:
     def __init__(
-        self, ctx: ServiceContext, syncer: ContactSyncer, settings: UpkeepSettings | None = None
+        self,
+        ctx: ServiceContext,
+        syncer: ContactSyncer,
+        hub: ChannelHub,
+        settings: UpkeepSettings | None = None,
+        *,
+        public_url: str = "",
     ) -> None:
+        """`public_url`: where the internet reaches this service's HTTP port (""; unknown)."""
         self._ctx = ctx
         self._syncer = syncer
+        self._hub = hub
+        self.public_url = public_url
         self.settings = settings or UpkeepSettings()
         self._running: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()  # a slot freed, or a channel was connected here
@@ -67,11 +80,19 @@ class ChannelUpkeep:
     def interval(self) -> timedelta:
         return self._ctx.follower_sync_interval
 
+    def webhook_url(self, account: ChannelAccount) -> str:
+        """The full URL the channel must post webhooks to; "" without a public URL."""
+        if not self.public_url:
+            return ""
+        return f"{self.public_url}{account.webhook_path}"
+
     async def connected(self, account: ChannelAccount) -> None:
-        """A channel was just connected: start its first contact sync (the channel plugin
-        decides whether the account may list its followers; one that may not is SKIPPED at
-        once, saying so) and schedule the next. A repeated CreateChannel starts nothing: the
-        channel has had its first sync already."""
+        """A channel was just connected: set its webhook up, start its first contact sync (the
+        channel plugin decides whether the account may list its followers; one that may not
+        is SKIPPED at once, saying so) and schedule the next. A repeated CreateChannel starts
+        nothing: the channel has had its first sync and its webhook set-up already."""
+        if account.upkeep.webhook_state == WebhookState.UNKNOWN:
+            await self.set_up_webhook(account)
         if account.last_sync is None:
             await self._syncer.start_for(account.id)
             await self._ctx.db.write(
@@ -79,6 +100,52 @@ class ChannelUpkeep:
             )
             self._wake.set()  # the loop may be sleeping past the new due time
         await refresh_health(self._ctx, account.id)
+
+    async def set_up_webhook(self, account: ChannelAccount) -> WebhookState:
+        """Point the channel's webhook at this service and have the channel test it, when the
+        public URL is known and the channel's API can (`SetsWebhooks`); otherwise record what
+        the merchant must set by hand. The outcome is on the Channel (`webhook`)."""
+        url = self.webhook_url(account)
+        found = await self._hub.get(account.id)
+        instance = None if found is None else found[1]
+        now = self._ctx.now()
+        if not url:
+            state, endpoint, tested = WebhookState.MANUAL, "", None
+            detail = (
+                f"Set the channel's webhook URL by hand: this service's public URL followed by "
+                f"{account.webhook_path} (BROADCASTER_PUBLIC_URL is not configured, so the "
+                "service cannot set it)."
+            )
+        elif not isinstance(instance, SetsWebhooks):
+            state, endpoint, tested = WebhookState.MANUAL, "", None
+            detail = f"Set the channel's webhook URL by hand to {url}"
+        else:
+            try:
+                setup = await instance.set_webhook(url)
+            except CredentialsInvalid:
+                await self._channels_refused(account)
+                return WebhookState.UNKNOWN
+            except ChannelUnavailable as e:
+                setup = WebhookSetup(False, False, "", f"The channel's API is unreachable: {e}")
+            state = (
+                WebhookState.VERIFIED
+                if setup.verified
+                else (WebhookState.FAILING if not setup.set or setup.detail else WebhookState.SET)
+            )
+            endpoint, detail, tested = setup.endpoint, setup.detail, now
+        await self._ctx.db.write(repo.set_webhook, account.id, state, endpoint, detail, tested)
+        log.info("webhook of channel %s: %s", account.id, state.name.lower())
+        return state
+
+    async def _channels_refused(self, account: ChannelAccount) -> None:
+        self._hub.forget(account.id)
+        await self._ctx.db.write(
+            channel_repo.set_tier_and_state,
+            account.id,
+            None,
+            ChannelState.CREDENTIALS_INVALID,
+            self._ctx.now(),
+        )
 
     def start(self) -> None:
         self._loop = asyncio.create_task(self._run(), name="channel-upkeep")

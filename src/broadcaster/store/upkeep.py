@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select, text, update
+from sqlalchemy import Connection, RowMapping, or_, select, text, update
 
 from broadcaster.domain.deliveries import EventKind
 from broadcaster.domain.health import HealthInputs, Issue, Upkeep, WebhookState, assess
@@ -118,9 +118,23 @@ def set_webhook(
     conn.execute(update(t).where(t.c.id == channel_id, _LIVE).values(**values))
 
 
+EVENT_TIME_STEP = timedelta(minutes=1)
+
+
 def event_received(conn: Connection, channel_id: str, now: datetime) -> None:
-    """The channel posted a webhook that checked out."""
-    conn.execute(update(t).where(t.c.id == channel_id, _LIVE).values(last_event_time=to_us(now)))
+    """The channel posted events that checked out. Kept to the minute: a busy channel's
+    webhooks rewrite its row at most once a minute."""
+    now_us = to_us(now)
+    step = int(EVENT_TIME_STEP.total_seconds() * 1_000_000)
+    conn.execute(
+        update(t)
+        .where(
+            t.c.id == channel_id,
+            _LIVE,
+            or_(t.c.last_event_time.is_(None), t.c.last_event_time < now_us - step),
+        )
+        .values(last_event_time=now_us)
+    )
 
 
 def record_quota(
@@ -147,7 +161,10 @@ def refresh_health(
     """Assess the channel's health from what is stored, keep it, and record a lifecycle event
     when it turns unhealthy (CHANNEL_UNHEALTHY) or healthy again (CHANNEL_HEALTHY). None for a
     channel not connected."""
-    row = conn.execute(select(t).where(t.c.id == channel_id, _LIVE)).first()
+    query = select(t).where(t.c.id == channel_id, _LIVE)
+    if conn.dialect.name == "postgresql":  # two assessments at once: the second sees the first
+        query = query.with_for_update()
+    row = conn.execute(query).first()
     if row is None:
         return None
     m = row._mapping

@@ -27,9 +27,11 @@ from broadcaster.channels import (
     RefusedEvent,
     SendBatch,
     SendOutcome,
+    SetsWebhooks,
+    WebhookSetup,
 )
 from broadcaster_line import account as line_account
-from broadcaster_line import rules, sending, webhook
+from broadcaster_line import rules, sending, webhook, webhook_setup
 from broadcaster_line.client import DEFAULT_API_BASE, LineClient
 from broadcaster_line.contacts import ContactSync
 from broadcaster_line.pacing import SYNC_BURST, SYNC_REQUESTS_PER_SECOND, TokenBucket
@@ -118,6 +120,10 @@ class LineChannel:
     ) -> list[InteractionEvent | RefusedEvent]:
         return webhook.parse_webhook(self._secret, headers, body)
 
+    async def set_webhook(self, url: str) -> WebhookSetup:
+        return await webhook_setup.set_webhook(self._client, url, self._retry)
+
 
 # mypy checks here that LineChannel satisfies the Channel protocol.
 _conforms: type[Channel] = LineChannel
+_sets_webhooks: type[SetsWebhooks] = LineChannel
