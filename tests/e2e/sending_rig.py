@@ -69,17 +69,31 @@ class Api:
     def close(self) -> None:
         self.channel.close()
 
-    def connect(self, parent: str, account: Account) -> pb.Channel:
+    def connect(self, parent: str, account: Account, timeout: float = 120) -> pb.Channel:
+        """CreateChannel, then wait for the follower sync it starts to have read the follower
+        list (or to be skipped): contacts imported or changed by webhooks afterwards are not
+        overtaken by it."""
         credentials = {
             "channel_access_token": account.access_token,
             "channel_secret": account.channel_secret,
         }
-        return self.channels.CreateChannel(
+        made = self.channels.CreateChannel(
             pb.CreateChannelRequest(
                 parent=parent, channel=pb.Channel(type="line", credentials=credentials)
             ),
             metadata=A,
         )
+
+        def settled() -> pb.ContactSync | None:
+            sync = self.channels.GetChannel(
+                pb.GetChannelRequest(name=made.name), metadata=A
+            ).last_sync
+            assert sync.state != pb.ContactSync.FAILED, sync
+            done = sync.followers_complete or sync.state == pb.ContactSync.SKIPPED
+            return sync if done else None
+
+        wait_for(f"the first sync of {made.name}", settled, timeout, every=0.05)
+        return made
 
     def sync_followers(self, name: str, timeout: float = 120) -> pb.ContactSync:
         """SyncContacts, until the follower list is in (profiles keep coming afterwards)."""
