@@ -92,19 +92,28 @@ def run(backend: str, broadcasts: int, followers: int, lead: float) -> None:
         pid = server.process.pid
         cpu = cpu_seconds(pid)
 
-        def read(name: str) -> bpb.Broadcast:
-            return stub.GetBroadcast(bpb.GetBroadcastRequest(name=name), metadata=ADMIN)
+        def page(state: int, size: int, token: str = "") -> bpb.ListBroadcastsResponse:
+            request = bpb.ListBroadcastsRequest(
+                parent=f"merchants/{MERCHANT}", state=state, page_size=size, page_token=token
+            )
+            return stub.ListBroadcasts(request, metadata=ADMIN)
 
-        waiting, done = set(names), []
+        # One small call per poll, as a caller watching its schedule would make: reading every
+        # broadcast each time would load the service it measures.
         deadline = time.monotonic() + 120
-        while waiting:
-            time.sleep(0.2)
-            for b in pool.map(read, list(waiting)):
-                if b.state != bpb.Broadcast.SCHEDULED:
-                    waiting.discard(b.name)
-                    done.append(b)
-            assert time.monotonic() < deadline, f"{len(waiting)} still scheduled"
+        while page(bpb.Broadcast.SCHEDULED, 1).broadcasts:
+            time.sleep(0.25)
+            assert time.monotonic() < deadline, "still scheduled after 120 s"
         cpu = cpu_seconds(pid) - cpu
+        done: list[bpb.Broadcast] = []
+        token, wanted = "", set(names)
+        while True:
+            listed = page(bpb.Broadcast.STATE_UNSPECIFIED, 1000, token)
+            done.extend(b for b in listed.broadcasts if b.name in wanted)
+            token = listed.next_page_token
+            if not token:
+                break
+        assert len(done) == broadcasts, (len(done), broadcasts)
         failed = [b for b in done if b.state == bpb.Broadcast.FAILED]
         assert not failed, f"{len(failed)} failed, e.g. {failed[0].failure_reason}"
         late = [

@@ -25,6 +25,7 @@ from broadcaster.services.channels import Channels
 from broadcaster.services.contact_sync import ContactSyncer
 from broadcaster.services.contacts import Contacts
 from broadcaster.services.context import ServiceContext
+from broadcaster.services.credentials import Renewer
 from broadcaster.services.customer_groups import CustomerGroups
 from broadcaster.services.event_cursors import EventCursors
 from broadcaster.services.events import EventFeed, Events
@@ -83,6 +84,7 @@ class App:
     metrics: Metrics
     listener: Listener | None = None  # PostgreSQL notifications from other replicas
     loop_watch: LoopWatch | None = None  # the event-loop lag ticker, once started
+    renewer: Renewer | None = None  # renews the credentials channels issue for themselves
 
     @classmethod
     def build(cls, config: Config) -> App:
@@ -104,7 +106,7 @@ class App:
             follower_sync_interval=timedelta(seconds=config.follower_sync_interval),
         )
         keys = config.sealing_keys()
-        hub = ChannelHub(registry, Sealer(keys), db, config.env)
+        hub = ChannelHub(registry, Sealer(keys), db, config.env, ctx=ctx)
         channels = Channels(ctx, hub)
         broadcasts = Broadcasts(ctx, hub)
         # One PostgreSQL connection hears other replicas' Sends and Message Center events.
@@ -144,6 +146,7 @@ class App:
             firing,
             metrics,
             listener,
+            renewer=Renewer(ctx, hub),
         )
 
     async def start(self) -> tuple[RunningServer, RunningHttp]:
@@ -174,6 +177,8 @@ class App:
         self.webhooks.prune_periodically()
         self.dispatcher.start()
         self.firing.start()
+        if self.renewer is not None:
+            self.renewer.start()
         self.loop_watch = self.metrics.watch_event_loop()
         return grpc_server, http
 
@@ -181,6 +186,8 @@ class App:
         await grpc_server.stop(grace=10.0)
         await http.stop()
         await self.firing.stop()
+        if self.renewer is not None:
+            await self.renewer.stop()
         await self.dispatcher.stop()
         if self.loop_watch is not None:
             self.loop_watch.cancel()

@@ -261,6 +261,21 @@ class Metrics:
             "The longest event-loop lag seen since the process started.",
             registry=r,
         )
+        # Channel credentials (services/credentials.py, the dispatcher, quota reads).
+        self.credentials_refused = Counter(
+            "broadcaster_channel_credentials_refused",
+            "Channels that turned CREDENTIALS_INVALID: the channel refused the account's "
+            "credentials (a refused short-lived token that a renewed one replaces is not counted).",
+            ["channel_type"],
+            registry=r,
+        )
+        self.credential_renewals = Counter(
+            "broadcaster_channel_credential_renewals",
+            "Credentials a channel issued for itself (LINE: short-lived channel access tokens), "
+            "by channel type and outcome (renewed, failed).",
+            ["channel_type", "outcome"],
+            registry=r,
+        )
         self._rpc_counts: dict[tuple[str, str], Counter] = {}
         self._rpc_timers: dict[str, Histogram] = {}
 
@@ -346,6 +361,15 @@ class Metrics:
 
     def webhook_signature_failure(self, channel_type: str) -> None:
         self.webhook_signature_failures.labels(channel_type).inc()
+
+    # -- channel credentials ---------------------------------------------------------------
+
+    def credential_refused(self, channel_type: str) -> None:
+        self.credentials_refused.labels(channel_type).inc()
+
+    def credential_renewal(self, channel_type: str, outcome: str) -> None:
+        """A renewal of an issued credential: `renewed` or `failed`."""
+        self.credential_renewals.labels(channel_type, outcome).inc()
 
     # -- contact sync ----------------------------------------------------------------------
 

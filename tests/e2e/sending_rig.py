@@ -83,17 +83,21 @@ class Api:
             ),
             metadata=A,
         )
+        self.first_sync(made.name, timeout)
+        return made
+
+    def first_sync(self, name: str, timeout: float = 120, *, whole: bool = False) -> pb.ContactSync:
+        """Until the follower sync CreateChannel started has read the follower list (or was
+        skipped); with `whole`, until it ended (its profiles fetched too)."""
 
         def settled() -> pb.ContactSync | None:
-            sync = self.channels.GetChannel(
-                pb.GetChannelRequest(name=made.name), metadata=A
-            ).last_sync
+            sync = self.channels.GetChannel(pb.GetChannelRequest(name=name), metadata=A).last_sync
             assert sync.state != pb.ContactSync.FAILED, sync
-            done = sync.followers_complete or sync.state == pb.ContactSync.SKIPPED
+            ended = sync.state in (pb.ContactSync.SUCCEEDED, pb.ContactSync.SKIPPED)
+            done = ended or (sync.followers_complete and not whole)
             return sync if done else None
 
-        wait_for(f"the first sync of {made.name}", settled, timeout, every=0.05)
-        return made
+        return wait_for(f"the first sync of {name}", settled, timeout, every=0.05)
 
     def sync_followers(self, name: str, timeout: float = 120) -> pb.ContactSync:
         """SyncContacts, until the follower list is in (profiles keep coming afterwards)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from broadcaster.channels import Quota
 from broadcaster.dispatch.firing import Firing, FiringSettings
 from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.auth import LOCAL
@@ -21,14 +22,13 @@ from broadcaster.domain.broadcasts import Broadcast, BroadcastState, RecipientLi
 from broadcaster.domain.deliveries import LIFECYCLE_KINDS, START, EventFilter, EventKind
 from broadcaster.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from broadcaster.domain.messages import TextMessage
-from broadcaster.domain.names import BroadcastName
+from broadcaster.domain.names import BroadcastName, ChannelName
 from broadcaster.domain.scheduling import ScheduleWindow
 from broadcaster.services.broadcasts import DraftInput, ListQuery
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import Channels
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.customer_groups import CustomerGroups
-from broadcaster.services.quotas import QuotaCache
 from broadcaster.services.sending import Sending
 from broadcaster.store import events as events_repo
 from broadcaster.store import groups as group_repo
@@ -114,6 +114,25 @@ async def test_two_replicas_racing_send_once(shop: Shop, clock: Clock) -> None:
     for name in [*names, extra]:
         assert (await shop.finished(name)).counters.sent == 120
     assert dict(shop.ledger.received) == dict.fromkeys(shop.people, 4)  # four broadcasts, once each
+
+
+async def test_a_claim_takes_no_more_than_its_limit(shop: Shop, clock: Clock) -> None:
+    """A firing loop claims at most its limit at a time (the rest wait for its next round, or
+    for another replica), on PostgreSQL too, where a locking subquery could be run again."""
+    names = [await shop.draft(f"Due {n}") for n in range(5)]
+    at = clock.start + timedelta(minutes=2)
+    for name in names:
+        await shop.sending.schedule(LOCAL, name, at, "")
+    clock.now = at
+    until = clock.now + timedelta(seconds=30)
+    first = await shop.ctx.db.write(schedules.claim_due, now=clock.now, lease_until=until, limit=2)
+    assert len(first) == 2  # (other tests' broadcasts may be due too: whichever are earliest)
+    rest = await shop.ctx.db.write(
+        schedules.claim_due, now=clock.now, lease_until=until, limit=1000
+    )
+    ours = {BroadcastName.parse(n).broadcast for n in names}
+    assert ours <= {d.broadcast for d in first + rest}
+    assert not {d.broadcast for d in first} & {d.broadcast for d in rest}
 
 
 async def test_a_claim_that_lapses_is_taken_over(shop: Shop, clock: Clock) -> None:
@@ -311,9 +330,8 @@ async def test_the_loop_fires_on_the_real_clock(
 async def test_a_precondition_failing_as_it_starts_fails_that_one_alone(
     shop: Shop, clock: Clock
 ) -> None:
-    """Broadcasts firing together start in one transaction, each in a savepoint: one whose
-    group went, or whose audience grew past the quota, since its check fails alone, and what
-    its snapshot wrote is undone."""
+    """Broadcasts firing together start in one transaction: one whose group went, or whose
+    audience grew past the quota, since its check fails alone, and writes no deliveries."""
     groups = CustomerGroups(shop.ctx)
     group = await groups.create(LOCAL, shop.parent, "VIP", "", "")
     group_name = f"{shop.parent}/customerGroups/{group.id}"
@@ -328,18 +346,13 @@ async def test_a_precondition_failing_as_it_starts_fails_that_one_alone(
     grown = await shop.broadcasts.get(LOCAL, names[1])
 
     class Racing(Sending):
-        async def _checked(
-            self,
-            draft: Broadcast,
-            limit: RecipientLimit | None = None,
-            quotas: QuotaCache | None = None,
-        ) -> Any:
-            estimate, batch_size = await super()._checked(draft, limit, quotas)
-            if draft.audience.customer_group:  # deleted since its check
-                await self._ctx.db.write(group_repo.delete_group, group.merchant, group.id)
-            if draft.id == grown.id:  # its audience grew past the quota since its check
-                estimate = replace(estimate, quota_remaining=100)
-            return estimate, batch_size
+        async def _check_due(self, channel: ChannelName, due: list[Broadcast]) -> Any:
+            checked = await super()._check_due(channel, due)
+            # The group is deleted since the check; and the quota left shrinks below the
+            # audience of one (as if its audience grew past it).
+            await self._ctx.db.write(group_repo.delete_group, group.merchant, group.id)
+            short = Quota(limited=True, limit=100, used=0)
+            return [replace(d, quota=short) if d.broadcast.id == grown.id else d for d in checked]
 
     clock.now = at
     racing = Racing(shop.ctx, shop.broadcasts, shop.dispatcher.wake)

@@ -150,3 +150,91 @@ async def test_a_capped_snapshot_takes_the_most_recent_and_leaves_out_the_rest(
     )
     covered = sorted(s for b in cut for s in range(b.first_seq, b.first_seq + b.size))
     assert covered == list(range(sent)) and len(cut) == taken.batches
+
+
+_target = st.tuples(
+    st.sampled_from(list(InteractionWindow)),
+    st.booleans(),  # to the customer group
+    st.one_of(st.none(), st.integers(0, 12)),  # a recipient limit
+    st.integers(1, 7),  # batch size
+)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    people=st.lists(_contact, max_size=30),
+    members=st.sets(st.sampled_from(CUSTOMERS)),
+    wanted=st.lists(_target, min_size=1, max_size=5),
+    resend=st.booleans(),
+)
+async def test_many_snapshots_at_once_fix_what_each_alone_would(
+    db: Database,
+    merchant: str,
+    people: list[dict],  # type: ignore[type-arg]
+    members: set[str],
+    wanted: list[tuple[InteractionWindow, bool, int | None, int]],
+    resend: bool,
+) -> None:
+    """take_many (scheduled broadcasts due together) writes for each broadcast exactly the
+    deliveries and batches take writes for it alone, whatever mix of windows, groups, limits,
+    batch sizes and resends it is given."""
+    channel, source = new_id(), new_id()
+
+    def both(conn):  # type: ignore[no-untyped-def]
+        group = seed_people(conn, merchant, channel, people, members)
+        if resend:  # a source broadcast, none of whose recipients were reached
+            snapshot.take(
+                conn,
+                merchant=merchant,
+                channel=channel,
+                broadcast=source,
+                since=None,
+                group=None,
+                batch_size=3,
+                now=NOW,
+            )
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.broadcast_id == source)
+                .values(outcome=int(DeliveryOutcome.NOT_SENT_STOPPED))
+            )
+        targets, alone = [], []
+        for window, grouped, cap, size in wanted + ([(None, False, None, 2)] if resend else []):
+            many, one = new_id(), new_id()
+            since = None if window is None or window.value is None else NOW - window.value
+            common = {
+                "merchant": merchant,
+                "channel": channel,
+                "since": since,
+                "group": group if grouped else None,
+                "batch_size": size,
+                "cap": cap,
+                "resend_of": source if window is None else None,
+            }
+            targets.append(snapshot.Target(broadcast=many, **common))
+            alone.append((one, snapshot.take(conn, broadcast=one, now=NOW, **common)))
+        taken = snapshot.take_many(conn, targets, snapshot.count_many(conn, targets), NOW)
+        return [
+            ((taken[t.broadcast], _written(conn, t.broadcast)), (fixed, _written(conn, one)))
+            for t, (one, fixed) in zip(targets, alone, strict=True)
+        ]
+
+    for many, alone in await db.write(both):
+        assert many == alone
+
+
+def _written(conn, broadcast: str):  # type: ignore[no-untyped-def]
+    """A broadcast's deliveries and batches, without its id or the batches' keys."""
+    rows = conn.execute(
+        select(deliveries.c.seq, deliveries.c.contact_id, deliveries.c.outcome)
+        .where(deliveries.c.broadcast_id == broadcast)
+        .order_by(deliveries.c.seq)
+    ).all()
+    cut = conn.execute(
+        select(batches.c.batch, batches.c.first_seq, batches.c.size, batches.c.channel_id)
+        .where(batches.c.broadcast_id == broadcast)
+        .order_by(batches.c.batch)
+    ).all()
+    return [tuple(r) for r in rows], [tuple(b) for b in cut]

@@ -15,7 +15,13 @@ from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.broadcasts import BroadcastState
 from broadcaster.domain.deliveries import DeliveryOutcome, EventKind
 from broadcaster.domain.errors import InvalidArgument
-from broadcaster.domain.model import AccountTier, ChannelState, FollowerState, SyncState
+from broadcaster.domain.model import (
+    AccountTier,
+    ChannelState,
+    CredentialState,
+    FollowerState,
+    SyncState,
+)
 from broadcaster.v1 import broadcast_service_pb2 as pb
 from broadcaster.v1 import channel_service_pb2 as channel_pb
 from broadcaster.v1 import contact_service_pb2 as contact_pb
@@ -29,6 +35,7 @@ MAPS: list[tuple[type[Enum], dict[Any, int], EnumTypeWrapper]] = [
     (SyncState, convert.SYNC_STATES_OUT, channel_pb.ContactSync.State),
     (AccountTier, convert.TIERS_OUT, channel_pb.Channel.Tier),
     (ChannelState, convert.CHANNEL_STATES_OUT, channel_pb.Channel.State),
+    (CredentialState, convert.CREDENTIAL_STATES_OUT, channel_pb.Channel.CredentialState),
 ]
 
 

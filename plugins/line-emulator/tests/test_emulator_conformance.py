@@ -67,7 +67,7 @@ def test_headers_auth_and_unknown_operations() -> None:
     ]
     assert any("X-Line-Retry-Key" in v.message for v in bad_key)
     assert any("Security" in v.message for v in anonymous)
-    assert unknown[0].message == "no such operation in messaging-api.yml"
+    assert unknown[0].message == "no such operation in the LINE specs"
 
 
 def test_responses_are_checked_and_undocumented_errors_use_error_response() -> None:

@@ -56,9 +56,12 @@ def test_capabilities_and_credential_fields() -> None:
     }
     assert caps.idempotency_window_seconds == 86_400
     assert caps.sync_requests_per_second == 2_000.0
-    assert [(f.name, f.secret) for f in LineChannel.credential_fields] == [
-        ("channel_access_token", True),
-        ("channel_secret", True),
+    assert [(f.name, f.secret, f.required) for f in LineChannel.credential_fields] == [
+        ("channel_access_token", True, False),
+        ("channel_secret", True, True),
+        ("channel_id", False, False),
+        ("assertion_private_key", True, False),
+        ("assertion_key_id", False, False),
     ]
 
 

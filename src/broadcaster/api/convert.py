@@ -5,7 +5,7 @@ Enums map through explicit tables, so a domain value need not equal its protobuf
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -19,6 +19,7 @@ from broadcaster.domain.model import (
     ChannelState,
     Contact,
     ContactSyncRun,
+    CredentialState,
     CustomerGroup,
     FollowerState,
     SyncState,
@@ -51,6 +52,12 @@ TIERS_OUT: dict[AccountTier, channel_pb.Channel.Tier.ValueType] = {
 CHANNEL_STATES_OUT: dict[ChannelState, channel_pb.Channel.State.ValueType] = {
     ChannelState.CONNECTED: channel_pb.Channel.CONNECTED,
     ChannelState.CREDENTIALS_INVALID: channel_pb.Channel.CREDENTIALS_INVALID,
+}
+
+CREDENTIAL_STATES_OUT: dict[CredentialState, channel_pb.Channel.CredentialState.ValueType] = {
+    CredentialState.VALID: channel_pb.Channel.CREDENTIAL_VALID,
+    CredentialState.EXPIRING: channel_pb.Channel.CREDENTIAL_EXPIRING,
+    CredentialState.REFUSED: channel_pb.Channel.CREDENTIAL_REFUSED,
 }
 
 
@@ -120,7 +127,11 @@ def capabilities(c: Capabilities) -> channel_pb.ChannelCapabilities:
     )
 
 
-def channel(a: ChannelAccount, caps: Capabilities | None) -> channel_pb.Channel:
+def channel(
+    a: ChannelAccount, caps: Capabilities | None, now: datetime | None = None
+) -> channel_pb.Channel:
+    """`now`: when the credential's state is judged (default: the current time)."""
+    issued = a.issued_credential
     out = channel_pb.Channel(
         name=str(ChannelName(a.merchant, a.id)),
         type=a.type,
@@ -133,7 +144,15 @@ def channel(a: ChannelAccount, caps: Capabilities | None) -> channel_pb.Channel:
         webhook_path=a.webhook_path,
         create_time=timestamp(a.create_time),
         update_time=timestamp(a.update_time),
+        credential_state=CREDENTIAL_STATES_OUT[a.credential_state(now or datetime.now(UTC))],
+        credential_kind=(
+            channel_pb.Channel.LONG_LIVED if issued is None else channel_pb.Channel.SHORT_LIVED
+        ),
     )
+    if issued is not None:
+        out.credential_expire_time.CopyFrom(timestamp(issued.expire_time))
+        out.credential_renew_time.CopyFrom(timestamp(issued.renew_time))
+        out.credential_issue_time.CopyFrom(timestamp(issued.issue_time))
     if caps is not None:
         out.capabilities.CopyFrom(capabilities(caps))
     if a.last_sync is not None:

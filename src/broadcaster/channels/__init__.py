@@ -11,7 +11,7 @@ from broadcaster.channels.errors import (
     WebhookRejected,
 )
 from broadcaster.channels.hookspecs import hookimpl
-from broadcaster.channels.protocol import Channel, SetsWebhooks
+from broadcaster.channels.protocol import Channel, RenewsCredentials, SetsWebhooks
 from broadcaster.channels.registry import ChannelRegistry, PluginError, UnknownChannelType
 from broadcaster.channels.types import (
     AccountInfo,
@@ -24,6 +24,8 @@ from broadcaster.channels.types import (
     EventRefusal,
     InteractionEvent,
     InteractionKind,
+    IssuedCredential,
+    IssuedCredentials,
     MessageKind,
     Quota,
     RefusedEvent,
@@ -61,12 +63,15 @@ __all__ = [
     "InteractionEvent",
     "InteractionKind",
     "InteractionWindow",
+    "IssuedCredential",
+    "IssuedCredentials",
     "Message",
     "MessageKind",
     "PluginError",
     "Quota",
     "Reason",
     "RefusedEvent",
+    "RenewsCredentials",
     "SendBatch",
     "SendOutcome",
     "SendStatus",

@@ -106,3 +106,24 @@ class SetsWebhooks(Protocol):
         A URL the channel refuses, or a failed test, is a `WebhookSetup` that says so, not an
         exception; raises CredentialsInvalid or ChannelUnavailable like the other calls."""
         ...
+
+
+@runtime_checkable
+class RenewsCredentials(Protocol):
+    """Optional, for a channel that issues its own credentials from the account's long-term
+    ones (LINE: short-lived channel access tokens from the channel id and secret). It keeps
+    them in `ChannelRuntime.credentials`; the core calls these besides the Channel methods."""
+
+    async def renew_credentials(self, *, refused: bool = False) -> bool:
+        """`refused=False`: renew the credential if it is due (the core's renewer calls this
+        for channels whose credential is due, so idle channels keep a valid one). `refused=True`:
+        the channel just refused the credential a send used (CREDENTIALS_REFUSED): get a new
+        one. True when there is a credential worth trying; False when the channel has nothing
+        to renew (say, connected with a long-lived credential). Raises CredentialsInvalid when
+        the channel refuses the long-term credentials too, ChannelUnavailable when unreachable."""
+        ...
+
+    async def disconnect(self) -> None:
+        """The channel was disconnected (DeleteChannel, committed): revoke what it issued, best
+        effort. `ChannelRuntime.credentials.current()` still answers the last credential."""
+        ...

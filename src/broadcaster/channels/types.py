@@ -10,12 +10,14 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from broadcaster.domain.messages import Message
 from broadcaster.domain.model import AccountTier, FollowerState
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     import aiohttp
 
 
@@ -183,8 +185,47 @@ class WebhookSetup:
 
 
 @dataclass(frozen=True, slots=True)
+class IssuedCredential:
+    """A credential a channel issues for itself from the account's long-term ones (LINE: a
+    short-lived channel access token). `value` is secret: sealed at rest, never logged."""
+
+    value: str
+    issue_time: datetime
+    renew_time: datetime  # when to renew it: before `expire_time`, by the channel's margin
+    expire_time: datetime
+    key_id: str = ""  # the channel's own id for it, if it has one (never secret)
+
+    def __repr__(self) -> str:  # never show the value
+        return f"IssuedCredential(expire_time={self.expire_time.isoformat()})"
+
+
+class IssuedCredentials(Protocol):
+    """Where a channel keeps the credential it issues for itself: the core's store, sealed and
+    shared by every replica (`ChannelRuntime.credentials`)."""
+
+    async def current(self) -> IssuedCredential | None:
+        """The stored credential, as the last replica to renew it stored it; None before the
+        first (CreateChannel: `connect` issues it)."""
+        ...
+
+    async def renew(
+        self,
+        issue: Callable[[], Awaitable[IssuedCredential]],
+        *,
+        refused: str | None = None,
+    ) -> IssuedCredential:
+        """A credential to use now: the stored one unless it is due for renewal, expired, or
+        its value is `refused` (the channel just refused it); otherwise a new one from `issue`.
+        Across replicas one calls `issue` at a time (a lease); the others keep using the
+        stored one while it is valid, or wait for the new one. Errors of `issue` propagate."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelRuntime:
-    """What the core lends a channel instance: the process's shared HTTP session and settings."""
+    """What the core lends a channel instance: the process's shared HTTP session and settings,
+    and where to keep the credential it issues for itself (one store per channel account)."""
 
     http: aiohttp.ClientSession
     env: Mapping[str, str]
+    credentials: IssuedCredentials | None = None

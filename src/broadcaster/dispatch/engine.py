@@ -19,6 +19,9 @@ Failures:
 - quota exhausted: the broadcast fails with `QUOTA_EXHAUSTED`; unsent recipients stay
   resendable (NOT_SENT_QUOTA).
 - rejected (a refused message): the broadcast fails with `CHANNEL_REJECTED`.
+- the channel refuses the credential of a channel that issues its own (LINE: a short-lived
+  token): it gets a new one (RenewsCredentials) and the batch is sent again with the same key,
+  once; if the new one is refused too, as below.
 - the channel is gone (DeleteChannel, here or on another replica) or refuses its credentials:
   the channel's dispatch stops at once. Sends already with the channel finish and are recorded;
   claimed batches that have not left (waiting for the token bucket) never go and become
@@ -46,11 +49,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from broadcaster import logs
-from broadcaster.channels import Channel, SendBatch, SendOutcome, SendStatus
+from broadcaster.channels import (
+    Channel,
+    ChannelUnavailable,
+    RenewsCredentials,
+    SendBatch,
+    SendOutcome,
+    SendStatus,
+)
 from broadcaster.dispatch.ratelimit import TokenBucket
 from broadcaster.dispatch.recorder import Recorder
 from broadcaster.domain.deliveries import DeliveryOutcome
-from broadcaster.domain.model import ChannelState
 from broadcaster.domain.reasons import Reason
 from broadcaster.domain.retries import WINDOW_MARGIN, OutcomeUnknown, Rekey, next_step
 from broadcaster.services.channel_hub import ChannelHub
@@ -509,6 +518,7 @@ class ChannelDispatch:
         # Whether an attempt may have been accepted: one by an earlier claim (its answer is
         # unknown here), or one of ours that met a timeout, a reset or a 5xx.
         maybe_accepted = attempts > 1
+        renewed = False  # a refused credential is renewed once per batch (_renewed)
         while True:
             age = (self._ctx.now() - batch.first_attempt_time).total_seconds()
             if attempts > 1 and age >= window * WINDOW_MARGIN:
@@ -559,11 +569,34 @@ class ChannelDispatch:
                     await self._stop(batch, outcome, Reason.QUOTA_EXHAUSTED)
                     return
                 case SendStatus.CREDENTIALS_REFUSED:
+                    if not renewed and await self._renewed(instance):
+                        renewed = True
+                        continue  # the same batch and key, with the new credential
                     await self._refused(batch, outcome, maybe_accepted)
                     return
                 case _:  # FATAL: a refused message
                     await self._stop(batch, outcome, Reason.CHANNEL_REJECTED)
                     return
+
+    async def _renewed(self, instance: Channel) -> bool:
+        """Whether a channel that issues its own credentials has a new one to try in place of
+        the one it refused (another batch, or replica, may have renewed it already), or will
+        renew before its next send (the channel unreachable now: that send is RETRY_LATER).
+        Anything else (a long-lived credential, renewing refused) is a refusal."""
+        if not isinstance(instance, RenewsCredentials):
+            return False
+        try:
+            return await instance.renew_credentials(refused=True)
+        except ChannelUnavailable as e:  # it renews before its next send, or says RETRY_LATER
+            log.warning(
+                "dispatch of channel %s: cannot renew its credential yet: %s", self.channel, e
+            )
+            return True
+        except Exception as e:
+            log.warning(
+                "dispatch of channel %s: renewing its credential failed: %s", self.channel, e
+            )
+            return False
 
     async def _refused(
         self, batch: store.ClaimedBatch, outcome: SendOutcome, maybe_accepted: bool
@@ -585,13 +618,10 @@ class ChannelDispatch:
             )
             try:
                 now = self._ctx.now()
-                await self._ctx.db.write(
-                    channel_repo.set_tier_and_state,
-                    self.channel,
-                    None,
-                    ChannelState.CREDENTIALS_INVALID,
-                    now,
-                )
+                if await self._ctx.db.write(
+                    channel_repo.mark_credentials_invalid, self.channel, now
+                ):
+                    self._ctx.metrics.credential_refused(self._kind)
                 await self._ctx.db.write(store.fail_channel, self.channel, reason, now)
                 self._needs.delivered()  # their lifecycle events
                 self._needs.hub.forget(self.channel)

@@ -6,9 +6,9 @@ Each `broadcaster serve` process runs one `Firing`. It sleeps until the earliest
 broadcast is due (read from the database, never remembered), or until told that one was
 scheduled: directly in this process (`wake`), by a PostgreSQL notification from another
 replica, and otherwise on a safety poll. When broadcasts are due it claims a batch of them in
-one statement under a short lease (store.schedules) and fires them together through the Send
-path (services.sending `fire_many`: their preconditions checked concurrently, a bounded number
-at a time, then their sends started many to a transaction).
+one statement under a short lease (store.schedules) and fires them together by Send's rules
+(services.sending `fire_many`: checked per channel, then started many to a transaction in a
+few set-based statements).
 
 Exactly once: the claim lease only keeps replicas from doing the same work twice. What sends a
 broadcast is its change of state out of SCHEDULED (FIRE, or FAIL when a precondition no longer

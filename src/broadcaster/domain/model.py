@@ -33,6 +33,25 @@ class ChannelState(enum.IntEnum):
     CREDENTIALS_INVALID = 2
 
 
+class CredentialState(enum.Enum):
+    """How a channel's credential stands, for the health view (computed, never stored)."""
+
+    VALID = "valid"
+    # An issued credential due for renewal (renewal is late: the channel could not renew it yet).
+    EXPIRING = "expiring"
+    REFUSED = "refused"  # the channel refused it (the channel's state is CREDENTIALS_INVALID)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCredentialStatus:
+    """The credential a channel issued for itself from its long-term ones (LINE: a short-lived
+    channel access token), as stored: when it was issued, is to be renewed, and expires."""
+
+    issue_time: datetime
+    renew_time: datetime
+    expire_time: datetime
+
+
 class SyncState(enum.IntEnum):
     """Where a contact sync is. The values are stored; the API maps them."""
 
@@ -76,6 +95,17 @@ class ChannelAccount:
     create_time: datetime
     update_time: datetime
     last_sync: ContactSyncRun | None = None
+    # None: a long-lived credential the merchant gave (nothing to renew).
+    issued_credential: IssuedCredentialStatus | None = None
+
+    def credential_state(self, now: datetime) -> CredentialState:
+        if self.state is ChannelState.CREDENTIALS_INVALID:
+            return CredentialState.REFUSED
+        issued = self.issued_credential
+        if issued is not None and now >= issued.renew_time:
+            return CredentialState.EXPIRING
+        return CredentialState.VALID
+
     upkeep: Upkeep = Upkeep()  # noqa: RUF009 (frozen: one shared empty value)
 
     @property

@@ -8,7 +8,13 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from broadcaster.channels import AccountInfo, Channel, ChannelUnavailable, CredentialsInvalid
+from broadcaster.channels import (
+    AccountInfo,
+    Channel,
+    ChannelUnavailable,
+    CredentialsInvalid,
+    Quota,
+)
 from broadcaster.domain import rules
 from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.auth import Caller
@@ -156,6 +162,20 @@ class Broadcasts:
         if found is None or found[0].merchant != channel.merchant:
             raise channel_not_connected(str(channel))
         return found
+
+    async def quota(
+        self, channel: ChannelName, instance: Channel, cache: QuotaCache | None = None
+    ) -> Quota:
+        """The channel's quota, from `cache` when given (else asked now), its failures as
+        domain errors."""
+        try:
+            if cache is not None:
+                return await cache.quota(channel.channel, instance)
+            return await instance.quota()
+        except CredentialsInvalid as e:
+            raise credentials_invalid(e) from None
+        except ChannelUnavailable as e:
+            raise unavailable(e) from None
 
     def quota_spent(self, channel_id: str) -> None:
         """Messages went out on the channel outside a broadcast (a test send): estimates read
@@ -516,17 +536,11 @@ class Broadcasts:
                 window_start(now, audience.window),
                 audience.customer_group,
             )
-        try:
-            cache = quotas or (self._quotas if recent_quota else None)
-            quota_read = (
-                cache.quota(channel.channel, instance) if cache is not None else instance.quota()
-            )
-            followers = self._ctx.db.read_point(upkeep_repo.followers_state, channel.channel)
-            counts, quota, (read, listable) = await asyncio.gather(counting, quota_read, followers)
-        except CredentialsInvalid as e:
-            raise credentials_invalid(e) from None
-        except ChannelUnavailable as e:
-            raise unavailable(e) from None
+        cache = quotas or (self._quotas if recent_quota else None)
+        followers = self._ctx.db.read_point(upkeep_repo.followers_state, channel.channel)
+        counts, quota, (read, listable) = await asyncio.gather(
+            counting, self.quota(channel, instance, cache), followers
+        )
         verdict = instance.check_eligibility(audience, account_info(account))
         return Estimate(
             matched=counts.matched,

@@ -13,12 +13,15 @@ found at once.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Mapping
 
 import aiohttp
 
-from broadcaster.channels import Channel, ChannelRegistry, ChannelRuntime
+from broadcaster.channels import Channel, ChannelRegistry, ChannelRuntime, IssuedCredentials
 from broadcaster.domain.model import ChannelAccount
+from broadcaster.services.context import ServiceContext
+from broadcaster.services.credentials import StoredCredentials
 from broadcaster.store import channels as repo
 from broadcaster.store.database import Database
 from broadcaster.store.sealing import Sealer
@@ -37,8 +40,13 @@ class ChannelHub:
         env: Mapping[str, str],
         *,
         clock: Callable[[], float] = time.monotonic,
+        ctx: ServiceContext | None = None,
     ) -> None:
         self.registry = registry
+        # Issued credentials (services.credentials) are kept through the app's context, so
+        # their renewals show in its metrics; and renewed under this process's name.
+        self._ctx = ctx or ServiceContext(db)
+        self.owner = f"credentials-{uuid.uuid4().hex}"
         self.sealer = sealer
         self._db = db
         self._env = dict(env)
@@ -48,17 +56,29 @@ class ChannelHub:
         self._gone_listeners: list[Callable[[str], None]] = []
         self._unknown: dict[str, float] = {}  # id -> until when it is taken as unknown
 
-    def runtime(self) -> ChannelRuntime:
+    def runtime(self, issued: IssuedCredentials | None = None) -> ChannelRuntime:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=30, connect=5, sock_read=20),
                 connector=aiohttp.TCPConnector(limit=256, limit_per_host=128, ttl_dns_cache=300),
                 raise_for_status=False,
             )
-        return ChannelRuntime(http=self._session, env=self._env)
+        return ChannelRuntime(http=self._session, env=self._env, credentials=issued)
 
-    def build(self, channel_type: str, credentials: Mapping[str, str]) -> Channel:
-        return self.registry.get(channel_type).from_credentials(credentials, self.runtime())
+    def build(
+        self,
+        channel_type: str,
+        credentials: Mapping[str, str],
+        *,
+        issued: IssuedCredentials | None = None,
+    ) -> Channel:
+        """An instance; `issued` is where it keeps the credentials it issues for itself."""
+        runtime = self.runtime(issued)
+        return self.registry.get(channel_type).from_credentials(credentials, runtime)
+
+    def issued_credentials(self, channel_id: str, channel_type: str) -> StoredCredentials:
+        """A connected channel's store of the credentials it issues for itself."""
+        return StoredCredentials(self._ctx, self.sealer, channel_id, channel_type, self.owner)
 
     async def get(self, channel_id: str) -> tuple[ChannelAccount, Channel] | None:
         """The live channel with this id (any merchant), or None once disconnected."""
@@ -75,7 +95,8 @@ class ChannelHub:
             return None
         self._unknown.pop(channel_id, None)
         account, sealed = found
-        instance = self.build(account.type, self.sealer.open(sealed))
+        issued = self.issued_credentials(channel_id, account.type)
+        instance = self.build(account.type, self.sealer.open(sealed), issued=issued)
         self._cache[channel_id] = (now + CACHE_SECONDS, account, instance)
         return account, instance
 

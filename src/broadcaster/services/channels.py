@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import unicodedata
 from collections.abc import Mapping
 
 from sqlalchemy import Connection
 
-from broadcaster.channels import Channel, ChannelUnavailable, CredentialsInvalid, Quota
+from broadcaster.channels import (
+    Channel,
+    ChannelUnavailable,
+    CredentialsInvalid,
+    Quota,
+    RenewsCredentials,
+)
 from broadcaster.channels.registry import UnknownChannelType
 from broadcaster.domain import rules
 from broadcaster.domain.auth import Caller
@@ -22,21 +30,29 @@ from broadcaster.domain.errors import (
     collect,
 )
 from broadcaster.domain.ids import new_id
-from broadcaster.domain.model import ChannelAccount, ChannelState
+from broadcaster.domain.model import ChannelAccount
 from broadcaster.domain.names import ChannelName, MerchantName
 from broadcaster.domain.reasons import Reason
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
+from broadcaster.services.credentials import (
+    PendingCredentials,
+    mark_refused,
+    seal,
+    unseal_value,
+)
 from broadcaster.services.health import refresh_health
 from broadcaster.services.idempotent import create_once, recall, request_fingerprint
 from broadcaster.services.listing import open_list
+from broadcaster.store import channel_credentials, dispatch
 from broadcaster.store import channels as repo
-from broadcaster.store import dispatch
 from broadcaster.store import upkeep as upkeep_repo
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
 MAX_CREDENTIAL = 4096
 CREATE = "CreateChannel"
+GOODBYE_SECONDS = 5.0  # revoking a disconnected channel's issued credential
+log = logging.getLogger(__name__)
 
 
 def not_found(name: str) -> NotFound:
@@ -116,14 +132,18 @@ class Channels:
         if earlier is not None:
             return await self.get(caller, earlier)
 
+        # A channel that issues its own credentials (RenewsCredentials) issues the first while
+        # connecting; it is stored with the channel, sealed, in the same transaction.
+        pending = PendingCredentials()
         try:
-            instance = self._hub.build(channel_type, credentials)
+            instance = self._hub.build(channel_type, credentials, issued=pending)
             account = await instance.connect()
         except CredentialsInvalid as e:
             raise credentials_invalid(e) from None
         except ChannelUnavailable as e:
             raise unavailable(e) from None
         sealed = self._hub.sealer.seal(credentials)
+        issued = None if pending.issued is None else seal(self._hub.sealer, pending.issued)
 
         def create(conn: Connection) -> tuple[ChannelAccount, str]:
             existing = repo.find_live_account(conn, m, channel_type, account.account_id)
@@ -141,20 +161,43 @@ class Channels:
                 account.handle,
                 account.picture_uri,
             )
-            made = repo.create(conn, m, new_id(), channel_type, details, sealed, self._ctx.now())
+            channel_id = new_id()
+            if issued is not None:
+                channel_credentials.create(conn, channel_id, issued)
+            made = repo.create(
+                conn,
+                m,
+                channel_id,
+                channel_type,
+                details,
+                sealed,
+                self._ctx.now(),
+                issued=issued is not None,
+            )
             return made, str(ChannelName(m, made.id))
 
-        return await create_once(
-            self._ctx.db,
-            m,
-            CREATE,
-            request_id,
-            request_hash=request_hash,
-            create=create,
-            find=lambda conn, name: repo.get(conn, m, ChannelName.parse(name).channel),
-            gone=not_found,
-            now=self._ctx.now,
-        )
+        try:
+            made = await create_once(
+                self._ctx.db,
+                m,
+                CREATE,
+                request_id,
+                request_hash=request_hash,
+                create=create,
+                find=lambda conn, name: repo.get(conn, m, ChannelName.parse(name).channel),
+                gone=not_found,
+                now=self._ctx.now,
+            )
+        except BaseException:
+            if pending.issued is not None:  # nothing keeps it: revoke it
+                await self._goodbye(instance)
+            raise
+        if pending.issued is not None and (
+            made.issued_credential is None
+            or made.issued_credential.issue_time != pending.issued.issue_time
+        ):
+            await self._goodbye(instance)  # an earlier request's channel was answered instead
+        return made
 
     async def get(self, caller: Caller, name: str) -> ChannelAccount:
         n = self.name(caller, name)
@@ -199,16 +242,42 @@ class Channels:
         n = self.name(caller, name)
         now = self._ctx.now()
 
-        def tx(conn: Connection) -> bool:
+        def tx(conn: Connection) -> tuple[bool, tuple[str, str, str] | None]:
+            found = repo.get_any_merchant(conn, n.channel)
+            stored = channel_credentials.get(conn, n.channel)
             if not repo.disconnect(conn, n.merchant, n.channel, now):
-                return False
+                return False, None
+            channel_credentials.forget(conn, n.channel)
             dispatch.fail_channel(conn, n.channel, Reason.CHANNEL_NOT_CONNECTED, now)
-            return True
+            if found is None or stored is None:
+                return True, None
+            return True, (found[0].type, found[1], stored.sealed)
 
-        if not await self._ctx.db.write(tx):
+        done, issued = await self._ctx.db.write(tx)
+        if not done:
             raise not_found(name)
         self._ctx.events_recorded(n.merchant)  # the failed broadcasts' lifecycle events
         self._hub.gone(n.channel)
+        if issued is not None:  # revoke what the channel issued for itself
+            channel_type, sealed, sealed_issued = issued
+            last = PendingCredentials(unseal_value(self._hub.sealer, sealed_issued))
+            credentials = self._hub.sealer.open(sealed)
+            try:
+                instance = self._hub.build(channel_type, credentials, issued=last)
+            except Exception:
+                log.exception("channel %s: cannot open it to revoke its credential", n.channel)
+                return
+            await self._goodbye(instance)
+
+    async def _goodbye(self, instance: Channel) -> None:
+        """Revoke what a channel issued for itself, best effort and briefly."""
+        if not isinstance(instance, RenewsCredentials):
+            return
+        try:
+            async with asyncio.timeout(GOODBYE_SECONDS):
+                await instance.disconnect()
+        except Exception as e:  # it expires by itself
+            log.warning("could not revoke a channel's issued credential: %s", e)
 
     async def live(
         self, caller: Caller, name: str, field: str = "name"
@@ -245,12 +314,5 @@ class Channels:
         await refresh_health(self._ctx, channel_id)
 
     async def mark_credentials_invalid(self, account: ChannelAccount) -> None:
-        await self._ctx.db.write(
-            repo.set_tier_and_state,
-            account.id,
-            None,
-            ChannelState.CREDENTIALS_INVALID,
-            self._ctx.now(),
-        )
-        self._hub.forget(account.id)
+        await mark_refused(self._ctx, self._hub, account.id, account.type)
         await refresh_health(self._ctx, account.id)

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
-from broadcaster.channels import Channel
+from broadcaster.channels import Channel, Quota
 from broadcaster.domain import lifecycle, rules
 from broadcaster.domain.auth import Caller
 from broadcaster.domain.broadcasts import Broadcast, Estimate, RecipientLimit
@@ -48,6 +48,7 @@ from broadcaster.services.quotas import QuotaCache
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import deliveries as delivery_repo
 from broadcaster.store import dispatch, idempotency, notifications, snapshot
+from broadcaster.store import groups as group_repo
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +91,12 @@ def require_valid_messages(instance: Channel, draft: Broadcast) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class _Checked:
-    """A due scheduled broadcast, checked: ready to start (`estimate`) or to fail (`failure`)."""
+class _Due:
+    """A due scheduled broadcast, checked as far as its channel can say: to start, with the
+    channel's quota and batch size, or to fail (`failure`: the reason)."""
 
     broadcast: Broadcast
-    estimate: Estimate | None = None
+    quota: Quota | None = None
     batch_size: int = 0
     failure: str = ""
 
@@ -340,87 +342,176 @@ class Sending:
         return fired
 
     async def fire_many(
-        self, due: Sequence[tuple[str, str]], *, concurrency: int = 16, per_commit: int = 100
+        self, due: Sequence[tuple[str, str]], *, per_commit: int = 250
     ) -> list[Broadcast | None]:
         """Send the scheduled broadcasts (merchant, id) whose time has come. Send's
-        preconditions are checked again for each (`concurrency` at once), and one that fails
-        ends it FAILED with its reason; the others start as Send starts a draft, `per_commit`
-        to a transaction, each in a savepoint of its own. Returns each as it ends up; None for
-        one no longer scheduled (fired already, unscheduled, cancelled, deleted) or whose
-        channel could not be reached (its claim lapses, and it is tried again).
+        preconditions are checked again, and one that fails ends the broadcast FAILED with its
+        reason; the others start as Send starts a draft, `per_commit` to a transaction. Returns
+        each as it ends up; None for one no longer scheduled (fired already, unscheduled,
+        cancelled, deleted, or changed since it was claimed) or whose channel could not be
+        reached (its claim lapses, and it is tried again).
+
+        Many are due at once (an evening promotion hour), so the work is done per channel and
+        per transaction, not per broadcast: the broadcasts are read in one statement, each
+        channel is opened and its quota read once for all its broadcasts, and a transaction
+        fixes the recipients of all of its broadcasts and starts them in a few statements
+        (store.snapshot `take_many`, store.broadcasts `start_many`).
 
         Sends nothing twice: the change of state out of SCHEDULED happens once, under the
         broadcast's row lock, whoever calls this and however often."""
-        room = asyncio.Semaphore(concurrency)
+        found = await self._ctx.db.read(repo.get_many, list(due))
+        by_channel: dict[tuple[str, str], list[Broadcast]] = {}
+        for b in found:
+            if allows(Transition.FIRE, b.state):
+                by_channel.setdefault((b.merchant, b.channel), []).append(b)
+        room = asyncio.Semaphore(16)
 
-        async def check(merchant: str, broadcast_id: str) -> _Checked | None:
+        async def check(channel: ChannelName, some: list[Broadcast]) -> list[_Due]:
             async with room:
-                b = await self._ctx.db.read_point(repo.get, merchant, broadcast_id)
-                if b is None or not allows(Transition.FIRE, b.state):
-                    return None
-                try:
-                    estimate, batch_size = await self._checked(
-                        b, b.recipient_limit, self._fire_quotas
-                    )
-                except Unavailable as e:
-                    now = self._ctx.now()
-                    if b.schedule_time is None or now - b.schedule_time >= FIRE_RETRY_FOR:
-                        return _Checked(b, failure=e.reason)
-                    log.warning("scheduled broadcast %s: %s; trying again", broadcast_id, e)
-                    return None
-                except (FailedPrecondition, NotFound) as e:
-                    return _Checked(b, failure=e.reason)
-                return _Checked(b, estimate, batch_size)
+                return await self._check_due(channel, some)
 
-        checked = await asyncio.gather(*(check(m, b) for m, b in due))
-        ready = [c for c in checked if c is not None]
+        checked = await asyncio.gather(
+            *(check(ChannelName(m, ch), some) for (m, ch), some in by_channel.items())
+        )
+        ready = sorted((d for ds in checked for d in ds), key=lambda d: d.broadcast.id)
         ended: dict[str, Broadcast] = {}
         for at in range(0, len(ready), per_commit):
-            chunk = sorted(ready[at : at + per_commit], key=lambda c: c.broadcast.id)
-            ended.update(await self._ctx.db.write(self._fire_tx, chunk))
+            ended.update(await self._ctx.db.write(self._fire_tx, ready[at : at + per_commit]))
         for merchant in {b.merchant for b in ended.values()}:
             self._ctx.events_recorded(merchant)  # their lifecycle events
         if any(b.state is not BroadcastState.FAILED for b in ended.values()):
             self._wake()
         return [ended.get(b) for _, b in due]
 
-    def _fire_tx(self, conn: Connection, chunk: list[_Checked]) -> dict[str, Broadcast]:
-        ended: dict[str, Broadcast] = {}
-        for c in chunk:
-            b, reason = c.broadcast, c.failure
-            if c.estimate is not None:
-                try:
-                    with conn.begin_nested():  # what a failing precondition wrote is undone
-                        latest = repo.get(conn, b.merchant, b.id, lock=True)
-                        if latest is None or not allows(Transition.FIRE, latest.state):
-                            continue
-                        at = self._ctx.now()  # its send_time: when the send is accepted
-                        ended[b.id] = self._start(
-                            conn,
-                            latest,
-                            c.estimate,
-                            c.batch_size,
-                            at,
-                            limit=latest.recipient_limit,
-                            scheduled=True,
-                        )
-                        continue
-                except (FailedPrecondition, NotFound) as e:
-                    reason = e.reason
-            if dispatch.stop(
+    async def _check_due(self, channel: ChannelName, due: list[Broadcast]) -> list[_Due]:
+        """The due broadcasts of one channel, checked against it: the channel opened and its
+        quota read once for all of them (shared a second with other firings), then each one's
+        messages and audience. A channel that cannot be reached leaves them to be tried again
+        (none returned), until they are too late."""
+        try:
+            account, instance = await self._broadcasts.live(channel)
+            quota = await self._broadcasts.quota(channel, instance, self._fire_quotas)
+        except Unavailable as e:
+            now = self._ctx.now()
+            late = [
+                b for b in due if b.schedule_time is None or now - b.schedule_time >= FIRE_RETRY_FOR
+            ]
+            if len(late) < len(due):
+                log.warning("scheduled broadcasts of %s: %s; trying again", channel, e)
+            return [_Due(b, failure=e.reason) for b in late]
+        except (FailedPrecondition, NotFound) as e:
+            return [_Due(b, failure=e.reason) for b in due]
+        batch_size = type(instance).capabilities.max_recipients_per_request
+        checked: list[_Due] = []
+        for b in due:
+            try:
+                require_valid_messages(instance, b)
+                if not b.resend_of:
+                    self._broadcasts.require_eligible(instance, account, b.audience)
+            except FailedPrecondition as e:
+                checked.append(_Due(b, failure=e.reason))
+                continue
+            checked.append(_Due(b, quota, batch_size))
+        return checked
+
+    def _fire_tx(self, conn: Connection, chunk: list[_Due]) -> dict[str, Broadcast]:
+        """Start (or fail) the checked due broadcasts together, in this transaction."""
+        at = self._ctx.now()  # their send_time: when their sends are accepted
+        keys = [(d.broadcast.merchant, d.broadcast.id) for d in chunk]
+        latest = {b.id: b for b in repo.get_many(conn, keys, lock=True)}
+
+        def unchanged(d: _Due) -> bool:  # still scheduled, as it was when checked
+            now = latest.get(d.broadcast.id)
+            return (
+                now is not None
+                and allows(Transition.FIRE, now.state)
+                and now.update_time == d.broadcast.update_time
+            )
+
+        chunk = [d for d in chunk if unchanged(d)]
+        failures = {d.broadcast.id: d.failure for d in chunk if d.failure}
+        ready = [d for d in chunk if not d.failure]
+        # The groups are read in this transaction, and kept from deletion until it commits: a
+        # group deleted since the broadcast was scheduled fails it, never a send to nobody.
+        groups = {(d.broadcast.merchant, d.broadcast.audience.customer_group) for d in ready}
+        present = group_repo.existing(conn, {(m, g) for m, g in groups if g is not None})
+        targets: list[tuple[_Due, snapshot.Target]] = []
+        for d in ready:
+            b, group = d.broadcast, d.broadcast.audience.customer_group
+            if group is not None and (b.merchant, group) not in present:
+                failures[b.id] = Reason.CUSTOMER_GROUP_NOT_FOUND
+                continue
+            remaining = None if d.quota is None else d.quota.remaining
+            target = snapshot.Target(
+                broadcast=b.id,
+                merchant=b.merchant,
+                channel=b.channel,
+                since=None if b.resend_of else window_start(at, b.audience.window),
+                group=None if b.resend_of else group,
+                batch_size=d.batch_size,
+                resend_of=b.resend_of or None,
+                cap=None if b.recipient_limit is None else b.recipient_limit.cap(remaining),
+            )
+            targets.append((d, target))
+        counted = snapshot.count_many(conn, [t for _, t in targets])
+        admitted: list[tuple[_Due, snapshot.Target]] = []
+        for d, t in targets:
+            c, remaining = counted[t.broadcast], None if d.quota is None else d.quota.remaining
+            expected = c.matched - c.opted_out - c.unreachable
+            recipients = expected if t.cap is None else min(expected, t.cap)
+            # As Send: more than the quota left, or none left (a limit of "the remaining
+            # quota" would send nothing), is refused.
+            if remaining is not None and (
+                recipients > remaining or (remaining == 0 and expected > 0)
+            ):
+                failures[t.broadcast] = Reason.QUOTA_EXCEEDED
+            else:
+                admitted.append((d, t))
+        fixed = snapshot.take_many(conn, [t for _, t in admitted], counted, at)
+        starts = []
+        for d, t in admitted:
+            f, c = fixed[t.broadcast], counted[t.broadcast]
+            estimate = Estimate(
+                matched=c.matched,
+                opted_out=c.opted_out,
+                unreachable=c.unreachable,
+                quota_limited=d.quota is not None and d.quota.limited,
+                quota_remaining=None if d.quota is None else d.quota.remaining,
+                eligible=True,
+                ineligible_reason="",
+                ineligible_message="",
+                estimate_time=at,
+                limit=t.cap,
+            )
+            starts.append(
+                repo.Start(
+                    t.broadcast,
+                    total=f.recipients,
+                    excluded=f.opted_out + f.unreachable,
+                    batches=f.batches,
+                    estimate=estimate,
+                    limit=d.broadcast.recipient_limit,
+                    left_out_by_limit=f.left_out_by_limit,
+                )
+            )
+        repo.start_many(conn, starts, at, scheduled=True)
+        # Every replica's dispatcher hears of them when this commits (PostgreSQL).
+        for channel in sorted({t.channel for _, t in admitted}):
+            notifications.notify(conn, notifications.DISPATCH_CHANNEL, channel)
+        for broadcast, reason in sorted(failures.items()):
+            stopped = dispatch.stop(
                 conn,
-                b.id,
+                broadcast,
                 Transition.FAIL,
                 reason=reason,
                 outcome=DeliveryOutcome.NOT_SENT_STOPPED,
-                now=self._ctx.now(),
+                now=at,
                 only=lifecycle.sources(Transition.FIRE),
-            ):
-                log.info("scheduled broadcast %s failed at its time: %s", b.id, reason)
-                failed = repo.get(conn, b.merchant, b.id)
-                assert failed is not None
-                ended[b.id] = failed
-        return ended
+            )
+            if stopped:
+                log.info("scheduled broadcast %s failed at its time: %s", broadcast, reason)
+        ended = [k for k in keys if k[1] in failures or k[1] in fixed]
+        return {b.id: b for b in repo.get_many(conn, ended)}
 
     async def cancel(self, caller: Caller, name: str) -> Broadcast:
         n = self._broadcasts.name_of(caller, name)

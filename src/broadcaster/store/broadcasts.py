@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,13 +14,14 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Select,
-    Update,
+    TextClause,
     bindparam,
     delete,
     func,
     insert,
     literal_column,
     select,
+    text,
     tuple_,
     update,
 )
@@ -41,7 +43,7 @@ from broadcaster.domain.lifecycle import Transition
 from broadcaster.domain.messages import ImageMessage, Message, TextMessage
 from broadcaster.domain.paging import INT64_MAX, Page
 from broadcaster.domain.reasons import Reason
-from broadcaster.store import events
+from broadcaster.store import bulk, events
 from broadcaster.store.clock import from_us, maybe_from_us, to_us
 from broadcaster.store.tables import broadcasts as t
 from broadcaster.store.tables import channels
@@ -268,6 +270,22 @@ def get(
     return _broadcast(tuple(rows[0])) if rows else None
 
 
+def get_many(
+    conn: Connection, keys: Sequence[tuple[str, str]], *, lock: bool = False
+) -> list[Broadcast]:
+    """The broadcasts (merchant, id) that exist, in id order (the order rows are locked in when
+    `lock`, so two callers never wait on each other crosswise): one statement for all."""
+    if not keys:
+        return []
+    ids = sorted({b for _, b in keys})
+    query = select(*_COLUMNS).where(t.c.id.in_(ids)).order_by(t.c.id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    wanted = set(keys)
+    found = (_broadcast(tuple(r)) for r in conn.execute(query))
+    return [b for b in found if (b.merchant, b.id) in wanted]
+
+
 # The schedule_time order's key: the schedule time, unscheduled broadcasts last (INT64_MAX
 # spelled out, not bound: the expression must read as ix_broadcasts_merchant_schedule's).
 _SCHEDULE_KEY: ColumnElement[Any] = func.coalesce(t.c.schedule_time, literal_column(str(INT64_MAX)))
@@ -373,6 +391,19 @@ def list_page(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Start:
+    """A broadcast whose recipients were just fixed, to start (see `start_many`)."""
+
+    broadcast: str
+    total: int
+    excluded: int
+    batches: int
+    estimate: Estimate
+    limit: RecipientLimit | None = None
+    left_out_by_limit: int = 0
+
+
 def start_sending(
     conn: Connection,
     b: Broadcast,
@@ -388,53 +419,77 @@ def start_sending(
 ) -> Broadcast:
     """The draft (or the `scheduled` broadcast, at its time) becomes SENDING with its
     recipients fixed (or SENT at once when none), with its lifecycle event."""
-    now_us = to_us(now)
-    if scheduled:
-        transition = Transition.FIRE if batches else Transition.FIRE_EMPTY
-    else:
-        transition = Transition.SEND if batches else Transition.SEND_EMPTY
-    changed = conn.execute(
-        _start_statement(transition),
-        {
-            "b_id": b.id,
-            "v_total": total,
-            "v_excluded": excluded,
-            "v_left_out": left_out_by_limit,
-            "v_limit": _encode_limit(limit),
-            "v_batches": batches,
-            "v_estimate": encode_estimate(estimate),
-            "v_now": now_us,
-            "v_complete": None if batches else now_us,
-        },
-    ).rowcount
-    if changed:
-        events.record_transitions(conn, [b.id], transition, now_us)
+    start = Start(b.id, total, excluded, batches, estimate, limit, left_out_by_limit)
+    start_many(conn, [start], now, scheduled=scheduled)
     found = get(conn, b.merchant, b.id)
     assert found is not None
     return found
 
 
-@functools.cache
-def _start_statement(transition: Transition) -> Update:
-    """start_sending's UPDATE for `transition`, built once (many scheduled broadcasts firing
-    together start one after another)."""
-    rule = lifecycle.TABLE[transition]
-    return (
-        update(t)
-        .where(t.c.id == bindparam("b_id"), t.c.state.in_([int(s) for s in rule.sources]))
-        .values(
-            state=int(rule.target),
-            total=bindparam("v_total"),
-            excluded=bindparam("v_excluded"),
-            left_out_by_limit=bindparam("v_left_out"),
-            recipient_limit=bindparam("v_limit"),
-            open_batches=bindparam("v_batches"),
-            send_estimate=bindparam("v_estimate"),
-            send_time=bindparam("v_now"),
-            update_time=bindparam("v_now"),
-            complete_time=bindparam("v_complete"),
+# Transitions that leave batches to send: the broadcast is not complete yet.
+_GOING = frozenset({Transition.SEND, Transition.FIRE})
+
+
+def start_many(
+    conn: Connection, starts: Sequence[Start], now: datetime, *, scheduled: bool = False
+) -> None:
+    """`start_sending` for many broadcasts (scheduled ones due together): one UPDATE per
+    transition, sent as one batch of parameters, and their lifecycle events together."""
+    now_us = to_us(now)
+    by_transition: dict[Transition, list[Start]] = {}
+    for s in starts:
+        if scheduled:
+            transition = Transition.FIRE if s.batches else Transition.FIRE_EMPTY
+        else:
+            transition = Transition.SEND if s.batches else Transition.SEND_EMPTY
+        by_transition.setdefault(transition, []).append(s)
+    for transition, some in by_transition.items():
+        rows = [
+            [
+                s.broadcast,
+                s.total,
+                s.excluded,
+                s.left_out_by_limit,
+                _encode_limit(s.limit),
+                s.batches,
+                encode_estimate(s.estimate),
+            ]
+            for s in some
+        ]
+        conn.execute(
+            _start_statement(conn, transition),
+            {
+                "rows": bulk.json_param(rows),
+                "now": now_us,
+                "complete": None if transition in _GOING else now_us,
+            },
         )
+        # Their state guards held: each was locked in this transaction in a state they allow.
+        events.record_transitions(conn, [s.broadcast for s in some], transition, now_us)
+
+
+def _start_statement(conn: Connection, transition: Transition) -> TextClause:
+    """start_many's UPDATE for `transition`: one statement whatever the number of broadcasts,
+    their values read from a JSON array (`:rows`)."""
+    rule = lifecycle.TABLE[transition]
+    sources = ", ".join(str(int(s)) for s in sorted(rule.sources))
+    c = [bulk.json_text(conn, i) for i in range(7)]
+    return _text(
+        f"UPDATE broadcasts SET state = {int(rule.target)}, total = CAST(s.total AS BIGINT),"
+        " excluded = CAST(s.excluded AS BIGINT), left_out_by_limit = CAST(s.left_out AS BIGINT),"
+        " recipient_limit = CAST(s.recipient_limit AS BIGINT),"
+        " open_batches = CAST(s.batches AS INTEGER), send_estimate = s.estimate,"
+        " send_time = :now, update_time = :now, complete_time = :complete"
+        f" FROM (SELECT {c[0]} AS id, {c[1]} AS total, {c[2]} AS excluded, {c[3]} AS left_out,"
+        f" {c[4]} AS recipient_limit, {c[5]} AS batches, {c[6]} AS estimate"
+        f" FROM {bulk.json_table(conn, 'rows')}) s"
+        f" WHERE broadcasts.id = s.id AND broadcasts.state IN ({sources})"
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _text(statement: str) -> TextClause:
+    return text(statement)
 
 
 def schedule(

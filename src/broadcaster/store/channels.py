@@ -9,7 +9,7 @@ from sqlalchemy import Connection, Row, insert, select, update
 from broadcaster.domain.model import AccountTier, ChannelAccount, ChannelState
 from broadcaster.domain.paging import Page
 from broadcaster.domain.reasons import Reason
-from broadcaster.store import syncs
+from broadcaster.store import channel_credentials, syncs
 from broadcaster.store.clock import from_us, to_us
 from broadcaster.store.tables import channels as t
 from broadcaster.store.tables import contacts, webhook_events
@@ -18,7 +18,10 @@ from broadcaster.store.upkeep import upkeep_of
 _LIVE = t.c.delete_time.is_(None)
 
 
-def _channel(row: Row[tuple[object, ...]], conn: Connection | None = None) -> ChannelAccount:
+def _channel(
+    row: Row[tuple[object, ...]], conn: Connection | None = None, *, issued: bool = True
+) -> ChannelAccount:
+    """`issued`: read the status of the credential the channel issued for itself, if any."""
     m = row._mapping
     return ChannelAccount(
         merchant=m["merchant_id"],
@@ -34,6 +37,9 @@ def _channel(row: Row[tuple[object, ...]], conn: Connection | None = None) -> Ch
         update_time=from_us(m["update_time"]),
         last_sync=None if conn is None else syncs.latest(conn, m["id"]),
         upkeep=upkeep_of(m),
+        issued_credential=(
+            channel_credentials.status(conn, m["id"]) if conn is not None and issued else None
+        ),
     )
 
 
@@ -45,7 +51,10 @@ def create(
     account: tuple[AccountTier, str, str, str, str],
     sealed: str,
     now: datetime,
+    *,
+    issued: bool = False,
 ) -> ChannelAccount:
+    """`issued`: the channel issues its own credential, stored before (channel_credentials)."""
     now_us = to_us(now)
     tier, account_id, display_name, handle, picture_uri = account
     conn.execute(
@@ -76,6 +85,7 @@ def create(
         picture_uri=picture_uri,
         create_time=from_us(now_us),
         update_time=from_us(now_us),
+        issued_credential=channel_credentials.status(conn, channel_id) if issued else None,
     )
 
 
@@ -129,6 +139,16 @@ def set_tier_and_state(
     if tier is not None:
         values["tier"] = int(tier)
     conn.execute(update(t).where(t.c.id == channel_id, _LIVE).values(**values))
+
+
+def mark_credentials_invalid(conn: Connection, channel_id: str, now: datetime) -> bool:
+    """The channel refused the credentials: True if this turned a connected channel invalid."""
+    done = conn.execute(
+        update(t)
+        .where(t.c.id == channel_id, _LIVE, t.c.state == int(ChannelState.CONNECTED))
+        .values(state=int(ChannelState.CREDENTIALS_INVALID), update_time=to_us(now))
+    )
+    return done.rowcount == 1
 
 
 def disconnect(conn: Connection, merchant: str, channel_id: str, now: datetime) -> bool:

@@ -74,6 +74,19 @@ def get(
     return None if row is None else _group(row)
 
 
+def existing(conn: Connection, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of the groups (merchant, id) exist, each kept from being deleted until the
+    transaction ends (as `get` with `share`): one statement for all."""
+    if not keys:
+        return set()
+    query = select(groups.c.merchant_id, groups.c.id).where(
+        groups.c.id.in_(sorted({g for _, g in keys}))
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(read=True, key_share=True)
+    return {(m, g) for m, g in conn.execute(query)} & keys
+
+
 def list_page(conn: Connection, merchant: str, contains: str, page: Page) -> list[CustomerGroup]:
     """Newest first; `page.size + 1` rows so the caller knows whether another page follows."""
     query = select(groups).where(groups.c.merchant_id == merchant)

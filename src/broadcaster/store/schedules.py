@@ -33,12 +33,17 @@ def claim_due(conn: Connection, *, now: datetime, lease_until: datetime, limit: 
     """Lease up to `limit` due scheduled broadcasts that no replica is firing, until
     `lease_until`; the earliest first."""
     lock = " FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
+    # The due rows are chosen once, in a CTE: as a plain `IN (subquery)`, PostgreSQL may run a
+    # locking subquery again for each row it updates, each time skipping the rows locked by the
+    # runs before, and so claim every due broadcast whatever the limit.
     rows = conn.execute(
         text(
-            "UPDATE broadcasts SET fire_lease_expiry = :until WHERE id IN ("
-            f"SELECT id FROM broadcasts WHERE {_IS_SCHEDULED} AND schedule_time <= :now"
-            f" AND fire_lease_expiry < :now ORDER BY schedule_time LIMIT :limit{lock})"
-            f" AND {_IS_SCHEDULED} RETURNING merchant_id, id, schedule_time"
+            f"WITH due AS (SELECT id FROM broadcasts WHERE {_IS_SCHEDULED}"
+            " AND schedule_time <= :now AND fire_lease_expiry < :now"
+            f" ORDER BY schedule_time LIMIT :limit{lock})"
+            " UPDATE broadcasts SET fire_lease_expiry = :until"
+            f" WHERE id IN (SELECT id FROM due) AND {_IS_SCHEDULED}"
+            " RETURNING merchant_id, id, schedule_time"
         ),
         {"now": to_us(now), "until": to_us(lease_until), "limit": limit},
     ).all()

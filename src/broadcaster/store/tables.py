@@ -261,7 +261,28 @@ class WebhookEventRow(SQLModel, table=True):
     receive_time: int = Field(sa_column=_time())
 
 
+class ChannelCredentialRow(SQLModel, table=True):
+    """The credential a channel issued for itself from its long-term ones (LINE: a short-lived
+    channel access token), sealed like the channel's credentials, shared by every replica.
+
+    `version` counts renewals; a replica renews only under the renewal lease (`lease_owner`
+    until `lease_expiry`), taken with a compare-and-set on `version`, so one replica renews
+    and the others read what it stored."""
+
+    __tablename__ = "channel_credentials"
+
+    channel_id: str = Field(primary_key=True, max_length=32)
+    sealed: str = Field(sa_column=Column(Text, nullable=False))
+    issue_time: int = Field(sa_column=_time())
+    renew_time: int = Field(sa_column=_time())
+    expire_time: int = Field(sa_column=_time())
+    version: int = Field(default=1, sa_column=Column(BigInteger, nullable=False))
+    lease_owner: str = Field(default="", max_length=64)
+    lease_expiry: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
 channels = _table(ChannelRow)
+channel_credentials = _table(ChannelCredentialRow)
 contact_syncs = _table(ContactSyncRow)
 webhook_events = _table(WebhookEventRow)
 

@@ -76,6 +76,68 @@ class Channel(_message.Message):
     PREMIUM: Channel.Tier.ValueType  # 3
     """A premium account."""
 
+    class _CredentialState:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _CredentialStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Channel._CredentialState.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        CREDENTIAL_STATE_UNSPECIFIED: Channel._CredentialState.ValueType  # 0
+        """Not known."""
+        CREDENTIAL_VALID: Channel._CredentialState.ValueType  # 1
+        """Works: the channel accepted it when last used, and a short-lived one is not due."""
+        CREDENTIAL_EXPIRING: Channel._CredentialState.ValueType  # 2
+        """A short-lived credential past its renewal time and not renewed yet: the service could
+        not issue a new one (the channel unreachable); it keeps trying until it expires.
+        """
+        CREDENTIAL_REFUSED: Channel._CredentialState.ValueType  # 3
+        """The channel refused it (`state` is CREDENTIALS_INVALID); for a short-lived one, a renewed
+        one was refused too, or the channel refused to issue one. Connect the channel again.
+        """
+
+    class CredentialState(_CredentialState, metaclass=_CredentialStateEnumTypeWrapper):
+        """How the channel's credential stands (the health view)."""
+
+    CREDENTIAL_STATE_UNSPECIFIED: Channel.CredentialState.ValueType  # 0
+    """Not known."""
+    CREDENTIAL_VALID: Channel.CredentialState.ValueType  # 1
+    """Works: the channel accepted it when last used, and a short-lived one is not due."""
+    CREDENTIAL_EXPIRING: Channel.CredentialState.ValueType  # 2
+    """A short-lived credential past its renewal time and not renewed yet: the service could
+    not issue a new one (the channel unreachable); it keeps trying until it expires.
+    """
+    CREDENTIAL_REFUSED: Channel.CredentialState.ValueType  # 3
+    """The channel refused it (`state` is CREDENTIALS_INVALID); for a short-lived one, a renewed
+    one was refused too, or the channel refused to issue one. Connect the channel again.
+    """
+
+    class _CredentialKind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _CredentialKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Channel._CredentialKind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        CREDENTIAL_KIND_UNSPECIFIED: Channel._CredentialKind.ValueType  # 0
+        """Not known."""
+        LONG_LIVED: Channel._CredentialKind.ValueType  # 1
+        """A long-lived token the merchant gave (LINE: `channel_access_token`); it never expires."""
+        SHORT_LIVED: Channel._CredentialKind.ValueType  # 2
+        """Short-lived tokens the service issues from the channel's long-term credentials and
+        renews before they expire (LINE: from `channel_id` and `channel_secret`).
+        """
+
+    class CredentialKind(_CredentialKind, metaclass=_CredentialKindEnumTypeWrapper):
+        """What kind of credential the channel sends with."""
+
+    CREDENTIAL_KIND_UNSPECIFIED: Channel.CredentialKind.ValueType  # 0
+    """Not known."""
+    LONG_LIVED: Channel.CredentialKind.ValueType  # 1
+    """A long-lived token the merchant gave (LINE: `channel_access_token`); it never expires."""
+    SHORT_LIVED: Channel.CredentialKind.ValueType  # 2
+    """Short-lived tokens the service issues from the channel's long-term credentials and
+    renews before they expire (LINE: from `channel_id` and `channel_secret`).
+    """
+
     @_typing.final
     class CredentialsEntry(_message.Message):
         DESCRIPTOR: _descriptor.Descriptor
@@ -116,6 +178,11 @@ class Channel(_message.Message):
     QUOTA_FIELD_NUMBER: _builtins.int
     QUOTA_TIME_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_STATE_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_KIND_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_RENEW_TIME_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_ISSUE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `merchants/{merchant}/channels/{channel}`."""
     type: _builtins.str
@@ -141,9 +208,15 @@ class Channel(_message.Message):
     (`BROADCASTER_PUBLIC_URL`) followed by `webhook_path`. Empty when no public URL is
     configured (then prefix `webhook_path` with the URL the service is reached at).
     """
+    credential_state: Global___Channel.CredentialState.ValueType
+    """How the channel's credential stands."""
+    credential_kind: Global___Channel.CredentialKind.ValueType
+    """What kind of credential the channel sends with."""
     @_builtins.property
     def credentials(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Credentials for the channel, by name (LINE: `channel_access_token`, `channel_secret`).
+        """Credentials for the channel, by name (LINE: `channel_secret` with either
+        `channel_access_token`, a long-lived token, or `channel_id`, optionally with
+        `assertion_private_key` and `assertion_key_id`, for short-lived tokens the service issues).
         Write-only: never returned, never logged, encrypted at rest.
         """
 
@@ -187,6 +260,20 @@ class Channel(_message.Message):
     def health(self) -> Global___ChannelHealth:
         """Whether the channel needs attention, and why."""
 
+    @_builtins.property
+    def credential_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """SHORT_LIVED: when the current token expires. Unset for a long-lived one."""
+
+    @_builtins.property
+    def credential_renew_time(self) -> _timestamp_pb2.Timestamp:
+        """SHORT_LIVED: when the current token is due for renewal (before it expires, by the
+        channel's renewal margin). Unset for a long-lived one.
+        """
+
+    @_builtins.property
+    def credential_issue_time(self) -> _timestamp_pb2.Timestamp:
+        """SHORT_LIVED: when the current token was issued. Unset for a long-lived one."""
+
     def __init__(
         self,
         *,
@@ -210,10 +297,15 @@ class Channel(_message.Message):
         quota: Global___ChannelQuota | None = ...,
         quota_time: _timestamp_pb2.Timestamp | None = ...,
         health: Global___ChannelHealth | None = ...,
+        credential_state: Global___Channel.CredentialState.ValueType = ...,
+        credential_kind: Global___Channel.CredentialKind.ValueType = ...,
+        credential_expire_time: _timestamp_pb2.Timestamp | None = ...,
+        credential_renew_time: _timestamp_pb2.Timestamp | None = ...,
+        credential_issue_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "create_time", b"create_time", "follower_sync", b"follower_sync", "health", b"health", "last_sync", b"last_sync", "quota", b"quota", "quota_time", b"quota_time", "update_time", b"update_time", "webhook", b"webhook"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "create_time", b"create_time", "credential_expire_time", b"credential_expire_time", "credential_issue_time", b"credential_issue_time", "credential_renew_time", b"credential_renew_time", "follower_sync", b"follower_sync", "health", b"health", "last_sync", b"last_sync", "quota", b"quota", "quota_time", b"quota_time", "update_time", b"update_time", "webhook", b"webhook"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "capabilities", b"capabilities", "create_time", b"create_time", "credentials", b"credentials", "display_name", b"display_name", "follower_sync", b"follower_sync", "handle", b"handle", "health", b"health", "last_sync", b"last_sync", "name", b"name", "picture_uri", b"picture_uri", "quota", b"quota", "quota_time", b"quota_time", "state", b"state", "tier", b"tier", "type", b"type", "update_time", b"update_time", "webhook", b"webhook", "webhook_path", b"webhook_path", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "capabilities", b"capabilities", "create_time", b"create_time", "credential_expire_time", b"credential_expire_time", "credential_issue_time", b"credential_issue_time", "credential_kind", b"credential_kind", "credential_renew_time", b"credential_renew_time", "credential_state", b"credential_state", "credentials", b"credentials", "display_name", b"display_name", "follower_sync", b"follower_sync", "handle", b"handle", "health", b"health", "last_sync", b"last_sync", "name", b"name", "picture_uri", b"picture_uri", "quota", b"quota", "quota_time", b"quota_time", "state", b"state", "tier", b"tier", "type", b"type", "update_time", b"update_time", "webhook", b"webhook", "webhook_path", b"webhook_path", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

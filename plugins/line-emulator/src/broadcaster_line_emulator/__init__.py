@@ -50,6 +50,17 @@ signed webhook with no events to the given ``endpoint`` or the one set, and answ
   others 2,000/s) answer 429 "The API rate limit has been exceeded. Try again later."; a send
   that would pass the monthly limit answers 429 "You have reached your monthly limit.".
 
+Channel access tokens (``spec/channel-access-token.yml``, form-encoded, no bearer token)
+------------------------------------------------------------------------------------------
+``POST /v2/oauth/accessToken`` (channel id and secret: a short-lived token, 30 days),
+``POST /v2/oauth/verify`` and ``/v2/oauth/revoke``; ``POST /oauth2/v2.1/token`` (a JWT assertion
+signed RS256 by a key registered with ``emu.add_assertion_key``: ``token_exp`` seconds, at most
+30 days), ``GET /oauth2/v2.1/verify``, ``POST /oauth2/v2.1/revoke`` (channel id and secret),
+``GET /oauth2/v2.1/tokens/kid``; ``POST /oauth2/v3/token`` (stateless, 15 minutes, by assertion
+or by channel id and secret). Errors are ``{"error", "error_description"}`` with 400. An issued
+token works on the Messaging API until it expires on the emulator's clock or is revoked, then
+gets 401 (tokens.py).
+
 Control API (``/_emulator/``, JSON; ``{channel}`` is the channel id)
 ------------------------------------------------------------------
 - ``GET /_emulator/health``: liveness and account count.
@@ -65,6 +76,10 @@ Control API (``/_emulator/``, JSON; ``{channel}`` is the channel id)
 - ``PUT /_emulator/accounts/{channel}/tier``: ``{"tier": "none" | "verified" | "premium"}``.
 - ``POST /_emulator/accounts/{channel}/token``: rotate (optional ``{"accessToken"}``);
   ``DELETE`` revokes.
+- ``GET /_emulator/accounts/{channel}/issued-tokens``: the valid tokens issued through the
+  OAuth endpoints (``accessToken``, ``kind``, ``expiresIn``, ``keyId``).
+- ``POST /_emulator/accounts/{channel}/assertion-keys``: ``{"publicKey": RSA JWK}`` registers an
+  assertion signing key; answers its ``{"kid"}``.
 - ``PUT /_emulator/faults`` and ``PUT /_emulator/accounts/{channel}/faults``: a ``Faults``
   object (below); ``DELETE`` clears.
 - ``PUT /_emulator/rates/{endpoint}``: ``{"requests", "perSeconds"}``; ``DELETE`` lifts it.
@@ -128,7 +143,7 @@ from .faults import Faults, Phase
 from .followers import FollowerRegistry, Profile
 from .ratelimit import DEFAULT_RATES, Rate
 from .runtime import Exchange, Observer
-from .state import Account, Quota, Tier
+from .state import Account, IssuedToken, Quota, Tier, TokenKind
 from .stats import Stats
 from .webhooks import EventFactory, WebhookResult, WebhookSender, sign, verify
 
@@ -142,6 +157,7 @@ __all__ = [
     "Exchange",
     "Faults",
     "FollowerRegistry",
+    "IssuedToken",
     "LineEmulator",
     "ManualClock",
     "Observer",
@@ -153,6 +169,7 @@ __all__ = [
     "Stats",
     "SystemClock",
     "Tier",
+    "TokenKind",
     "WebhookResult",
     "WebhookSender",
     "sign",

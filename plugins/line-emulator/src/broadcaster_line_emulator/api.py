@@ -1,5 +1,8 @@
 """The request pipeline every Messaging API call goes through, and the route table.
 
+Channel access tokens (the OAuth endpoints) are served by tokens.py; a bearer token is the
+account's long-lived one or one issued there and still valid.
+
 Order: injected latency and pre-processing faults; bearer authentication (401); the channel's
 token bucket for the endpoint (429); `X-Line-Retry-Key` checks (400, or 409 with
 `x-line-accepted-request-id` for a key already accepted); the endpoint handler; post-processing
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import handlers
+from . import handlers, tokens
 from . import responses as r
 from .faults import Decision, Phase
 from .handlers import Call
@@ -74,6 +77,9 @@ def add_routes(app: web.Application, runtime: Runtime) -> None:
     for endpoint in ENDPOINTS:
         handler = functools.partial(_serve, runtime, endpoint)
         app.router.add_route(endpoint.method, endpoint.path, handler, name=f"line.{endpoint.name}")
+    for oauth in tokens.OAUTH_ENDPOINTS:
+        serve = functools.partial(tokens.serve, runtime, oauth)
+        app.router.add_route(oauth.method, oauth.path, serve, name=f"line.{oauth.name}")
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -86,7 +92,7 @@ async def _serve(runtime: Runtime, endpoint: Endpoint, request: web.Request) -> 
     body = await request.read()
     request_id = runtime.ids.request_id()
     token = _bearer(request)
-    account = runtime.directory.by_token(token) if token else None
+    account = tokens.account_for_token(runtime, token) if token else None
     decision = runtime.decide(endpoint.name, account)
     if decision.delay > 0:
         await asyncio.sleep(decision.delay)

@@ -1,4 +1,6 @@
-"""Check LINE traffic against the official OpenAPI specs vendored beside it in `spec/`.
+"""Check LINE traffic against the official OpenAPI specs vendored beside it in `spec/`:
+messaging-api.yml and channel-access-token.yml (the endpoints that issue, verify and revoke
+channel access tokens; their errors are that spec's `{"error", "error_description"}`).
 
 Reusable by the tests of the emulator and of every LINE client (the LINE plugin's among them);
 it needs the `testing` extra (`broadcaster-line-emulator[testing]`). The usual way is to hang a
@@ -159,25 +161,42 @@ class Report:
 
 
 @functools.cache
-def _path_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
-    paths = messaging_api().spec / "paths"
+def channel_access_token_api() -> OpenAPI:
+    """channel-access-token.yml (issuing, verifying and revoking tokens), loaded once."""
+    return OpenAPI.from_file_path(str(SPEC_DIR / "channel-access-token.yml"))
+
+
+def _apis() -> tuple[OpenAPI, ...]:
+    """The specs of what clients call on https://api.line.me."""
+    return (messaging_api(), channel_access_token_api())
+
+
+@functools.cache
+def _path_patterns() -> tuple[tuple[re.Pattern[str], str, int], ...]:
     patterns = []
-    for template in paths.read_value():
-        regex = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
-        patterns.append((re.compile(regex), template))
+    for index, api in enumerate(_apis()):
+        for template in (api.spec / "paths").read_value():
+            regex = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+            patterns.append((re.compile(regex), template, index))
     # Literal paths before templated ones, e.g. /quota/consumption before /{messageId}/content.
     patterns.sort(key=lambda p: (p[1].count("{"), -len(p[1])))
     return tuple(patterns)
 
 
+def _find(method: str, path: str) -> tuple[OpenAPI, str, SchemaPath] | None:
+    for regex, template, index in _path_patterns():
+        if regex.fullmatch(path):
+            api = _apis()[index]
+            item = api.spec / "paths" / template
+            if method.lower() in item:
+                return api, template, item / method.lower()
+    return None
+
+
 def find_operation(method: str, path: str) -> tuple[str, SchemaPath] | None:
     """The spec's (path template, operation) for a concrete request path."""
-    for regex, template in _path_patterns():
-        if regex.fullmatch(path):
-            item = messaging_api().spec / "paths" / template
-            if method.lower() in item:
-                return template, item / method.lower()
-    return None
+    found = _find(method, path)
+    return None if found is None else found[1:]
 
 
 def _declared_headers(operation: SchemaPath) -> set[str]:
@@ -338,15 +357,14 @@ def check_request(
 ) -> list[Violation]:
     """Everything wrong with one Messaging API request."""
     operation_name = f"{method.upper()} {path}"
-    found = find_operation(method, path)
+    found = _find(method, path)
     if found is None:
-        return [Violation("request", operation_name, "no such operation in messaging-api.yml")]
-    template, operation = found
+        return [Violation("request", operation_name, "no such operation in the LINE specs")]
+    api, template, operation = found
     operation_name = f"{method.upper()} {template}"
     request = SpecRequest(method, path, query=query, headers=headers, body=body)
     out = [
-        Violation("request", operation_name, _describe(e))
-        for e in messaging_api().iter_request_errors(request)
+        Violation("request", operation_name, _describe(e)) for e in api.iter_request_errors(request)
     ]
     declared = _declared_headers(operation)
     out.extend(
@@ -358,7 +376,7 @@ def check_request(
         schema = _json_schema(operation / "requestBody")
         out.extend(
             Violation("request", operation_name, problem)
-            for problem in _strict(messaging_api().spec, schema, body, writing=True)
+            for problem in _strict(api.spec, schema, body, writing=True)
         )
     return out
 
@@ -376,22 +394,21 @@ def check_response(
 ) -> Report:
     """Everything wrong with the response to one Messaging API request."""
     report = Report()
-    found = find_operation(method, path)
+    found = _find(method, path)
     if found is None:
         report.violations.append(
             Violation(
                 "response",
                 f"{method.upper()} {path}",
-                "no such operation in messaging-api.yml",
+                "no such operation in the LINE specs",
                 status,
             )
         )
         return report
-    template, operation = found
+    api, template, operation = found
     name = f"{method.upper()} {template}"
     request = SpecRequest(method, path, query=query, headers=headers, body=body)
     response = SpecResponse(status, response_headers, response_body)
-    api = messaging_api()
     schema: SchemaPath | None = None
     for error in api.iter_response_errors(request, response):
         if isinstance(error, ResponseNotFound) and status >= 400:

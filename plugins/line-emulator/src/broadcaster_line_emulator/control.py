@@ -144,6 +144,34 @@ class _Control:
         b = await _body(request)
         return _json({"accessToken": self.emu.rotate_token(account, b.get("accessToken"))})
 
+    async def issued_tokens(self, request: web.Request) -> web.Response:
+        account = self._account(request)
+        now = self.emu.clock.time()
+        return _json(
+            {
+                "tokens": [
+                    {
+                        "accessToken": t.value,
+                        "kind": t.kind.value,
+                        "expiresIn": max(0, int(t.expires_at - now)),
+                        "keyId": t.key_id or None,
+                    }
+                    for t in self.emu.issued_tokens(account)
+                ]
+            }
+        )
+
+    async def assertion_key(self, request: web.Request) -> web.Response:
+        account = self._account(request)
+        b = await _body(request)
+        key = b.get("publicKey")
+        if not isinstance(key, dict):
+            raise ControlError(400, "publicKey must be the public half of an RSA JWK")
+        try:
+            return _json({"kid": self.emu.add_assertion_key(account, key)})
+        except ValueError as e:
+            raise ControlError(400, str(e)) from None
+
     async def faults(self, request: web.Request) -> web.Response:
         account = self._account(request) if "channel" in request.match_info else None
         if request.method == "DELETE":
@@ -282,6 +310,8 @@ def add_routes(app: web.Application, emulator: LineEmulator) -> None:
         ("PUT", acc + "/tier", c.set_tier),
         ("POST", acc + "/token", c.token),
         ("DELETE", acc + "/token", c.token),
+        ("GET", acc + "/issued-tokens", c.issued_tokens),
+        ("POST", acc + "/assertion-keys", c.assertion_key),
         ("PUT", PREFIX + "/faults", c.faults),
         ("DELETE", PREFIX + "/faults", c.faults),
         ("PUT", acc + "/faults", c.faults),

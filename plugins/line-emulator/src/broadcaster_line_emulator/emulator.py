@@ -18,7 +18,7 @@ from .ids import IdFactory, is_user_id
 from .ratelimit import Rate, RateLimiter
 from .retrykeys import RETRY_KEY_TTL, RetryKeyStore
 from .runtime import Observer, Runtime
-from .state import Account, Directory, Tier
+from .state import Account, Directory, IssuedToken, Tier
 from .stats import Stats
 from .webhooks import Event, EventFactory, WebhookResult, WebhookSender
 
@@ -161,6 +161,31 @@ class LineEmulator:
 
     def revoke_token(self, account: Account) -> None:
         self._runtime.directory.revoke_token(account)
+
+    def add_assertion_key(self, account: Account, public_jwk: Mapping[str, Any]) -> str:
+        """Register an assertion signing key's public half (an RSA JWK) for the channel, as the
+        LINE Developers Console does; returns the key id (`kid`) the JWTs must name."""
+        if public_jwk.get("kty") != "RSA" or "d" in public_jwk:
+            raise ValueError("an assertion signing key is the public half of an RSA JWK")
+        kid = self._runtime.ids.request_id()
+        keys = self._runtime.tokens.assertion_keys.setdefault(account.channel_id, {})
+        keys[kid] = dict(public_jwk)
+        return kid
+
+    def issued_tokens(self, account: Account, *, valid_only: bool = True) -> list[IssuedToken]:
+        """Tokens issued for the channel through the OAuth endpoints, oldest first (by default
+        only those valid now: not expired, not revoked)."""
+        now = self._runtime.clock.time()
+        found = [
+            t
+            for t in self._runtime.tokens.by_value.values()
+            if t.channel_id == account.channel_id and (not valid_only or t.expires_at > now)
+        ]
+        return sorted(found, key=lambda t: t.issued_at)
+
+    def revoke_issued(self, token: str) -> bool:
+        """Revoke an issued token as if the channel's owner had (it gets 401 from now on)."""
+        return self._runtime.tokens.revoke(token)
 
     def _position(self, account: Account, user_id: str) -> int:
         position = account.followers.position(user_id)

@@ -13,7 +13,7 @@ from .clock import Clock
 from .faults import NO_FAULT, Decision, FaultInjector
 from .ids import IdFactory
 from .ratelimit import RateLimiter
-from .state import Account, Directory
+from .state import Account, Directory, IssuedTokens
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class Runtime:
     stats: Stats
     retry_key_ttl: float
     observers: list[Observer] = field(default_factory=list)
+    tokens: IssuedTokens = field(default_factory=IssuedTokens)  # issued through OAuth
     global_faults: FaultInjector | None = None
     channel_faults: dict[str, FaultInjector] = field(default_factory=dict)
     observer_errors: list[BaseException] = field(default_factory=list)

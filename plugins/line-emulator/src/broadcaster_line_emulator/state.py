@@ -12,6 +12,8 @@ from .deliveries import DeliveryLog
 from .followers import FollowerRegistry
 from .retrykeys import RetryKeyStore
 
+MAX_ACTIVE_TOKENS = 30  # valid short-lived (and v2.1) tokens per channel
+
 
 class Tier(StrEnum):
     """LINE has no API field for this; it shows in which endpoints an account may call."""
@@ -99,6 +101,71 @@ class Account:
             "webhookEndpoint": self.webhook_endpoint,
             "webhookActive": self.webhook_active,
         }
+
+
+class TokenKind(StrEnum):
+    """How a channel access token was issued (spec/channel-access-token.yml)."""
+
+    SHORT_LIVED = "short_lived"
+    V2_1 = "v2.1"
+    STATELESS = "stateless"
+
+
+@dataclass(eq=False)
+class IssuedToken:
+    value: str
+    channel_id: str
+    kind: TokenKind
+    issued_at: float
+    expires_at: float  # on the emulator clock's time()
+    key_id: str = ""
+
+
+@dataclass(eq=False)
+class IssuedTokens:
+    """Every token issued through the OAuth endpoints, and the channels' assertion keys."""
+
+    by_value: dict[str, IssuedToken] = field(default_factory=dict)
+    # channel id -> key id -> public JWK
+    assertion_keys: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    issued_count: int = 0
+    revoked_count: int = 0
+
+    def valid(self, value: str, now: float) -> IssuedToken | None:
+        found = self.by_value.get(value)
+        if found is None:
+            return None
+        if found.expires_at <= now:
+            del self.by_value[value]
+            return None
+        return found
+
+    def active(self, channel_id: str, kind: TokenKind, now: float) -> list[IssuedToken]:
+        out = [
+            t
+            for t in self.by_value.values()
+            if t.channel_id == channel_id and t.kind is kind and t.expires_at > now
+        ]
+        out.sort(key=lambda t: t.issued_at)
+        return out
+
+    def add(self, token: IssuedToken, now: float) -> None:
+        if token.kind is not TokenKind.STATELESS:
+            active = self.active(token.channel_id, token.kind, now)
+            for oldest in active[: max(0, len(active) - MAX_ACTIVE_TOKENS + 1)]:
+                self.revoke(oldest.value)
+        self.by_value[token.value] = token
+        self.issued_count += 1
+
+    def revoke(self, value: str) -> bool:
+        if self.by_value.pop(value, None) is None:
+            return False
+        self.revoked_count += 1
+        return True
+
+    def revoke_channel(self, channel_id: str) -> None:
+        for value in [v for v, t in self.by_value.items() if t.channel_id == channel_id]:
+            self.revoke(value)
 
 
 class Directory:

@@ -5,10 +5,13 @@ Installing the `broadcaster-line` distribution registers it (entry point `line` 
 Official Account's friends with multicast, lists followers and profiles, reads the monthly
 quota and authenticates LINE's webhooks.
 
-Credentials (both secret: encrypted at rest, never returned or logged)
-    ``channel_access_token``: a long-lived channel access token (LINE Developers Console,
-    Messaging API tab). ``channel_secret``: the channel secret (Basic settings tab); it signs
-    LINE's webhooks.
+Credentials (encrypted at rest, never returned or logged)
+    ``channel_secret``: the channel secret (Basic settings tab); it signs LINE's webhooks. With
+    either ``channel_access_token``: a long-lived channel access token (LINE Developers Console,
+    Messaging API tab); or ``channel_id`` (optionally with ``assertion_private_key``, a private
+    RSA JWK, and ``assertion_key_id``): the channel then issues short-lived tokens itself,
+    keeps them in the core's store, renews them before they expire and revokes them on
+    disconnect (``tokens``).
 
 Connecting and the account tier
     ``GET /v2/bot/info`` verifies the token (401: ``CredentialsInvalid``; network trouble or 5xx
@@ -34,6 +37,7 @@ Configuration
 Modules: ``channel`` (``LineChannel``), ``client`` (the HTTP client), ``account`` (connect, tier,
 eligibility, quota), ``rules`` (message rules and LINE JSON), ``contacts`` (follower pages and
 profiles), ``sending`` (multicast and its outcomes), ``webhook`` (signatures and events),
-``retry`` and ``pacing`` (retries and the token bucket). The LINE emulator its tests run against
+``retry`` and ``pacing`` (retries and the token bucket), ``tokens`` (short-lived channel access
+tokens). The LINE emulator its tests run against
 is a distribution of its own, ``broadcaster-line-emulator`` (``plugins/line-emulator/``).
 """

@@ -143,15 +143,9 @@ class LineClient:
     def __init__(
         self, session: aiohttp.ClientSession, access_token: str, base_url: str = DEFAULT_API_BASE
     ) -> None:
-        if not is_header_safe(access_token):
-            raise CredentialsInvalid(
-                "the channel access token holds characters a LINE token never has "
-                "(line breaks or other control characters)"
-            )
         self._session = session
         self._base = URL(base_url.rstrip("/") or DEFAULT_API_BASE)
-        self._auth = {"Authorization": f"Bearer {access_token}"}
-        self._json_auth = {**self._auth, "Content-Type": "application/json"}
+        self.set_token(access_token)
         self._bot_info = self._base / "v2/bot/info"
         self._followers = self._base / "v2/bot/followers/ids"
         self._quota = self._base / "v2/bot/message/quota"
@@ -163,6 +157,31 @@ class LineClient:
 
     def __repr__(self) -> str:  # never show the token
         return f"LineClient({str(self._base)!r})"
+
+    @property
+    def token(self) -> str:
+        """The channel access token the next call sends."""
+        return self._token
+
+    def set_token(self, access_token: str) -> None:
+        """Use another channel access token from now on (an issued one, renewed)."""
+        if not is_header_safe(access_token):
+            raise CredentialsInvalid(
+                "the channel access token holds characters a LINE token never has "
+                "(line breaks or other control characters)"
+            )
+        self._token = access_token
+        self._auth = {"Authorization": f"Bearer {access_token}"}
+        self._json_auth = {**self._auth, "Content-Type": "application/json"}
+
+    async def post_form(self, path: str, form: dict[str, str]) -> LineReply:
+        """POST a form to an endpoint that takes no bearer token (channel access tokens)."""
+        async with self._session.post(self._base / path, data=form) as resp:
+            return await _reply(resp)
+
+    async def get_query(self, path: str, query: dict[str, str]) -> LineReply:
+        async with self._session.get((self._base / path).with_query(query)) as resp:
+            return await _reply(resp)
 
     async def bot_info(self) -> LineReply:
         return await self._get(self._bot_info)
