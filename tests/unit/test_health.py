@@ -56,6 +56,7 @@ def test_every_issue_has_a_message() -> None:
     created_ago=st.timedeltas(min_value=timedelta(0), max_value=10 * DAY),
     limit=st.one_of(st.none(), st.integers(0, 1000)),
     used=st.integers(0, 1000),
+    expiring=st.booleans(),
 )
 def test_each_issue_follows_its_input(
     refused: bool,
@@ -66,6 +67,7 @@ def test_each_issue_follows_its_input(
     created_ago: timedelta,
     limit: int | None,
     used: int,
+    expiring: bool,
 ) -> None:
     read = None if read_ago is None else NOW - read_ago
     upkeep = Upkeep(
@@ -78,9 +80,12 @@ def test_each_issue_follows_its_input(
             sync_failed=failed,
             followers_listable=listable,
             create_time=NOW - created_ago,
+            credentials_expiring=expiring,
         )
     )
     assert (Issue.CREDENTIALS_REFUSED in found) == refused
+    # Refused says more than expiring: one credential issue at a time.
+    assert (Issue.CREDENTIALS_EXPIRING in found) == (expiring and not refused)
     assert (Issue.WEBHOOK_FAILING in found) == (webhook == WebhookState.FAILING)
     assert (Issue.FOLLOWER_SYNC_FAILED in found) == failed
     age = read_ago if read_ago is not None else created_ago

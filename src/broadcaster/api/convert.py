@@ -174,6 +174,7 @@ ISSUES_OUT: dict[Issue, channel_pb.ChannelIssue.Kind.ValueType] = {
     Issue.FOLLOWER_SYNC_FAILED: channel_pb.ChannelIssue.FOLLOWER_SYNC_FAILED,
     Issue.FOLLOWERS_STALE: channel_pb.ChannelIssue.FOLLOWERS_STALE,
     Issue.QUOTA_EXHAUSTED: channel_pb.ChannelIssue.QUOTA_EXHAUSTED,
+    Issue.CREDENTIALS_EXPIRING: channel_pb.ChannelIssue.CREDENTIALS_EXPIRING,
 }
 
 

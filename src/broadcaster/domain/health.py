@@ -33,6 +33,7 @@ class Issue(enum.IntFlag):
     FOLLOWER_SYNC_FAILED = 4
     FOLLOWERS_STALE = 8
     QUOTA_EXHAUSTED = 16
+    CREDENTIALS_EXPIRING = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,8 @@ class HealthInputs:
     now: datetime
     # A follower list older than this is stale.
     stale_after: timedelta
+    # A credential the channel issues for itself is past its renewal time, not renewed yet.
+    credentials_expiring: bool = False
 
 
 def followers_complete(
@@ -83,6 +86,12 @@ def followers_complete(
 
 def _credentials(i: HealthInputs) -> Issue | None:
     return Issue.CREDENTIALS_REFUSED if i.credentials_refused else None
+
+
+def _expiring(i: HealthInputs) -> Issue | None:
+    if i.credentials_refused:  # refused says more than expiring
+        return None
+    return Issue.CREDENTIALS_EXPIRING if i.credentials_expiring else None
 
 
 def _webhook(i: HealthInputs) -> Issue | None:
@@ -111,6 +120,7 @@ def _quota(i: HealthInputs) -> Issue | None:
 
 CHECKS: tuple[Callable[[HealthInputs], Issue | None], ...] = (
     _credentials,
+    _expiring,
     _webhook,
     _sync_failed,
     _stale,
@@ -135,6 +145,10 @@ MESSAGES: dict[Issue, str] = {
         "The follower list has not been read whole recently: audiences may count too few."
     ),
     Issue.QUOTA_EXHAUSTED: "The monthly message quota is used up: broadcasts are refused.",
+    Issue.CREDENTIALS_EXPIRING: (
+        "The channel's short-lived credential is past its renewal time and could not be "
+        "renewed yet (the channel unreachable); the service keeps trying until it expires."
+    ),
 }
 
 

@@ -315,4 +315,3 @@ class Channels:
 
     async def mark_credentials_invalid(self, account: ChannelAccount) -> None:
         await mark_refused(self._ctx, self._hub, account.id, account.type)
-        await refresh_health(self._ctx, account.id)

@@ -31,12 +31,12 @@ from datetime import timedelta
 
 from broadcaster.channels import ChannelUnavailable, CredentialsInvalid, SetsWebhooks, WebhookSetup
 from broadcaster.domain.health import WebhookState
-from broadcaster.domain.model import ChannelAccount, ChannelState
+from broadcaster.domain.model import ChannelAccount
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.contact_sync import ContactSyncer
 from broadcaster.services.context import ServiceContext
+from broadcaster.services.credentials import mark_refused
 from broadcaster.services.health import refresh_health
-from broadcaster.store import channels as channel_repo
 from broadcaster.store import upkeep as repo
 from broadcaster.store.channels import get_any_merchant
 
@@ -138,14 +138,7 @@ class ChannelUpkeep:
         return state
 
     async def _channels_refused(self, account: ChannelAccount) -> None:
-        self._hub.forget(account.id)
-        await self._ctx.db.write(
-            channel_repo.set_tier_and_state,
-            account.id,
-            None,
-            ChannelState.CREDENTIALS_INVALID,
-            self._ctx.now(),
-        )
+        await mark_refused(self._ctx, self._hub, account.id, account.type)
 
     def start(self) -> None:
         self._loop = asyncio.create_task(self._run(), name="channel-upkeep")

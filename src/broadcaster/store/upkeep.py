@@ -19,7 +19,7 @@ from sqlalchemy import Connection, RowMapping, or_, select, text, update
 from broadcaster.domain.deliveries import EventKind
 from broadcaster.domain.health import HealthInputs, Issue, Upkeep, WebhookState, assess
 from broadcaster.domain.model import ChannelState, SyncState
-from broadcaster.store import syncs
+from broadcaster.store import channel_credentials, syncs
 from broadcaster.store.clock import from_us, maybe_from_us, to_us
 from broadcaster.store.events import record_channel_event
 from broadcaster.store.tables import channels as t
@@ -170,6 +170,7 @@ def refresh_health(
     m = row._mapping
     upkeep = upkeep_of(m)
     latest = syncs.latest(conn, channel_id)
+    issued = channel_credentials.status(conn, channel_id)
     inputs = HealthInputs(
         credentials_refused=ChannelState(m["state"]) == ChannelState.CREDENTIALS_INVALID,
         upkeep=upkeep,
@@ -178,6 +179,7 @@ def refresh_health(
         create_time=from_us(m["create_time"]),
         now=now,
         stale_after=stale_after,
+        credentials_expiring=issued is not None and now >= issued.renew_time,
     )
     before, found = upkeep.issues, assess(inputs)
     change = HealthChange(str(m["merchant_id"]), str(m["type"]), before, found)

@@ -484,6 +484,10 @@ class ChannelIssue(_message.Message):
         """The follower list was not read whole within twice the re-sync interval."""
         QUOTA_EXHAUSTED: ChannelIssue._Kind.ValueType  # 5
         """The monthly quota, when last read, was used up."""
+        CREDENTIALS_EXPIRING: ChannelIssue._Kind.ValueType  # 6
+        """A short-lived credential is past its renewal time and not renewed yet (the channel's
+        `credential_state` is CREDENTIAL_EXPIRING).
+        """
 
     class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
         """What is wrong."""
@@ -500,6 +504,10 @@ class ChannelIssue(_message.Message):
     """The follower list was not read whole within twice the re-sync interval."""
     QUOTA_EXHAUSTED: ChannelIssue.Kind.ValueType  # 5
     """The monthly quota, when last read, was used up."""
+    CREDENTIALS_EXPIRING: ChannelIssue.Kind.ValueType  # 6
+    """A short-lived credential is past its renewal time and not renewed yet (the channel's
+    `credential_state` is CREDENTIAL_EXPIRING).
+    """
 
     KIND_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
