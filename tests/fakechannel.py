@@ -39,6 +39,7 @@ from broadcaster.channels import (
     Capabilities,
     Channel,
     ChannelContact,
+    ChannelNativeMessage,
     ChannelRegistry,
     ChannelRuntime,
     ContactPage,
@@ -140,6 +141,12 @@ class FakeChannel:
             elif len(m.text) > 100:
                 out.append(FieldViolation(f"messages[{i}].text", "at most 100 characters"))
         return out
+
+    async def check_messages(self, messages: Sequence[Message]) -> None:
+        return None  # fake channels have no check of their own
+
+    def preview_native(self, message: ChannelNativeMessage) -> str:
+        raise AssertionError("fake channels declare no channel_native kind")
 
     def _follower(self, n: int) -> str:
         return f"f-{self._c['account']}-{n:06d}"

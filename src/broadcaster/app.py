@@ -37,6 +37,7 @@ from broadcaster.store import migrate
 from broadcaster.store.database import Database
 from broadcaster.store.notifications import Listener
 from broadcaster.store.sealing import Sealer
+from broadcaster.tracing import Tracing, configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,12 @@ class App:
     listener: Listener | None = None  # PostgreSQL notifications from other replicas
     loop_watch: LoopWatch | None = None  # the event-loop lag ticker, once started
     renewer: Renewer | None = None  # renews the credentials channels issue for themselves
+    tracing: Tracing | None = None  # OpenTelemetry, when OTEL_EXPORTER_OTLP_ENDPOINT is set
 
     @classmethod
     def build(cls, config: Config) -> App:
+        # First: aiohttp's client sessions (the channels') are instrumented when created.
+        tracing = configure_tracing()
         plugins = load_plugins(config)
         registry = plugins.register_channels()
         log.info(
@@ -147,6 +151,7 @@ class App:
             metrics,
             listener,
             renewer=Renewer(ctx, hub),
+            tracing=tracing,
         )
 
     async def start(self) -> tuple[RunningServer, RunningHttp]:
@@ -161,6 +166,7 @@ class App:
             self.metrics,
             tls=None if tls is None else (tls.cert_chain, tls.private_key, tls.client_ca),
             max_calls=self.config.max_concurrent_rpcs,
+            traced=self.tracing is not None,
         )
         http_host, http_port = self.config.http_listen
         http = await start_http(

@@ -6,6 +6,10 @@ the request's resource name), background work sets its own (`bound`). asyncio co
 into tasks a handler starts, so work an RPC begins is logged with that RPC's ids; long-lived
 loops should start with an empty `contextvars.Context()` and bind per unit of work.
 
+While a span is in progress (broadcaster.tracing: an RPC, a batch send, a webhook, a contact
+sync), a line also carries its `trace_id` and `span_id` (W3C hex), so a log line leads to its
+trace and back. With tracing off there never is one.
+
 The formatter writes what it is given: callers log ids, counts and reasons, never credentials,
 tokens or message bodies.
 """
@@ -22,6 +26,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from typing import Any, TextIO
+
+from opentelemetry import trace
 
 from broadcaster.domain.names import ID
 
@@ -89,7 +95,12 @@ def bind_resource(name: str) -> None:
 
 
 def context_fields() -> dict[str, str]:
-    return {key: value for key, var in _CONTEXT if (value := var.get())}
+    fields = {key: value for key, var in _CONTEXT if (value := var.get())}
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid:
+        fields["trace_id"] = format(span.trace_id, "032x")
+        fields["span_id"] = format(span.span_id, "016x")
+    return fields
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -99,7 +110,8 @@ def _timestamp(record: logging.LogRecord) -> str:
 
 class JsonFormatter(logging.Formatter):
     """`{"time", "level", "logger", "message", request_id?, merchant?, channel?, broadcast?,
-    <extra fields>, exception?}` on one line (newlines in the message are escaped)."""
+    trace_id?, span_id?, <extra fields>, exception?}` on one line (newlines in the message are
+    escaped)."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {

@@ -79,6 +79,10 @@ def test_demo_sends_a_broadcast_and_shows_the_results(database_args: list[str]) 
         r"test send of the draft to one contact first \(\w+: SENT\); still a draft", out
     )
 
+    # The broadcast's bubbles, as its previews: a text, an image and a card carousel.
+    assert re.search(r"sending 'Summer sale: 30% off' \(Summer sale starts today: .*… · "
+                     r"\[Image\] · \[Card\] Summer sale picks — 3 items\)", out), out  # fmt: skip
+
     # The send ended SENT with every recipient sent, to those expected for "all contacts".
     sent = re.search(r"broadcast (\w+): ([\d,]+) / ([\d,]+) sent, ([\d,]+) failed", out)
     assert sent, out

@@ -66,11 +66,45 @@ _SCALARS: dict[int, st.SearchStrategy[Any]] = {
 }
 
 
+# A google.protobuf.Struct (a channel-native bubble): JSON objects, with keys and values a
+# channel's format uses so the fuzz reaches its checks, not only "unknown type".
+_json_keys = st.sampled_from(
+    ["type", "altText", "contents", "template", "actions", "text", "layout", "url", "baseSize"]
+) | st.text(max_size=10)
+_json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.floats(allow_nan=False)
+    | _text
+    | st.sampled_from(
+        ["flex", "bubble", "carousel", "box", "template", "imagemap", "buttons", "text", "uri"]
+    )
+)
+_STRUCT = st.dictionaries(
+    _json_keys,
+    st.recursive(
+        _json_scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_json_keys, inner, max_size=3),
+        max_leaves=10,
+    ),
+    max_size=5,
+)
+
+
+def _is_struct(field: FieldDescriptor) -> bool:
+    return (
+        field.type == FieldDescriptor.TYPE_MESSAGE
+        and field.message_type.full_name == "google.protobuf.Struct"
+    )
+
+
 def _is_map(field: FieldDescriptor) -> bool:
     return field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry
 
 
 def _field(field: FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
+    if _is_struct(field):
+        return _STRUCT
     if _is_map(field):
         key, value = (
             field.message_type.fields_by_name["key"],
@@ -95,7 +129,7 @@ def _build(draw: st.DrawFn, descriptor: Descriptor, depth: int) -> Message:
         if not draw(st.booleans()):
             continue
         value = draw(_field(field, depth))
-        if _is_map(field):
+        if _is_map(field) or _is_struct(field):
             getattr(message, field.name).update(value)
         elif field.is_repeated:
             if field.type == FieldDescriptor.TYPE_MESSAGE:

@@ -32,6 +32,7 @@ FRAMEWORKS = (
     "prometheus_client",
     "platformdirs",
     "cryptography",
+    "opentelemetry",
 )
 
 # layer -> the layers of ours it may import (itself always).
@@ -39,17 +40,21 @@ ALLOWED: dict[str, frozenset[str]] = {
     "domain": frozenset(),
     "channels": frozenset({"domain"}),
     "logs": frozenset({"domain"}),
+    # OpenTelemetry set up (composition root) and used (spans of our own) through one module.
+    "tracing": frozenset(),
     # The broadcasts-by-state gauge is counted in the database at scrape time.
     "metrics": frozenset({"domain", "channels", "store"}),
     "store": frozenset({"domain", "channels"}),
     "config": frozenset({"domain", "logs", "store"}),
-    "services": frozenset({"domain", "channels", "store", "metrics", "logs"}),
-    "dispatch": frozenset({"domain", "channels", "store", "services", "metrics", "logs"}),
+    "services": frozenset({"domain", "channels", "store", "metrics", "logs", "tracing"}),
+    "dispatch": frozenset(
+        {"domain", "channels", "store", "services", "metrics", "logs", "tracing"}
+    ),
     "api": frozenset({"domain", "channels", "services", "metrics", "logs", "v1"}),
-    "http": frozenset({"domain", "channels", "store", "services", "metrics", "logs"}),
+    "http": frozenset({"domain", "channels", "store", "services", "metrics", "logs", "tracing"}),
     "app": frozenset(
         {"domain", "channels", "store", "services", "dispatch", "api", "http", "metrics"}
-        | {"logs", "config"}
+        | {"logs", "config", "tracing"}
     ),
     "cli": frozenset({"app", "config", "logs", "tools", "channels", "store"}),
     # The tools speak the API as any client does (broadcaster_client); the demo also runs the

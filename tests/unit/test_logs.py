@@ -146,3 +146,20 @@ def test_configure_text() -> None:
     logs.configure("text", logging.WARNING, stream)
     logging.getLogger("x").warning("careful")
     assert stream.getvalue().rstrip().endswith("WARNING x careful")
+
+
+def test_a_line_written_inside_a_span_carries_its_trace_and_span_ids() -> None:
+    # A provider of its own: the process's global one is not touched.
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("work") as span:
+        context = span.get_span_context()
+        out = _json(_record("inside"))
+        text = TextFormatter().format(_record("inside"))
+    assert out["trace_id"] == format(context.trace_id, "032x")
+    assert out["span_id"] == format(context.span_id, "016x")
+    assert re.fullmatch(r"[0-9a-f]{32}", str(out["trace_id"]))
+    assert f"trace_id={out['trace_id']} span_id={out['span_id']}" in text
+    after = _json(_record("after"))
+    assert "trace_id" not in after and "span_id" not in after  # no span, no ids

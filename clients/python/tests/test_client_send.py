@@ -10,6 +10,7 @@ import grpc
 import pytest
 from client_live import Live
 from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from broadcaster_client import BroadcasterError, Client, paginate
@@ -391,3 +392,97 @@ def test_schedule_unschedule_and_fire(live: Live, client: Client, merchant: str)
     done = _until_done(client, first.name)
     assert done.state == bpb.Broadcast.SENT and done.counters.sent == 4
     assert done.send_time.ToNanoseconds() >= when.ToNanoseconds()
+
+
+def _card_carousel(alt_text: str | None) -> bpb.BroadcastMessage:
+    """A LINE flex carousel of two product cards, as a channel-native bubble."""
+    card = {
+        "type": "bubble",
+        "body": {
+            "type": "box",
+            "layout": "vertical",
+            "contents": [{"type": "text", "text": "Linen shirt", "weight": "bold"}],
+        },
+        "footer": {
+            "type": "box",
+            "layout": "vertical",
+            "contents": [
+                {
+                    "type": "button",
+                    "action": {"type": "uri", "label": "Buy", "uri": "https://shop.example.com/1"},
+                }
+            ],
+        },
+    }
+    flex: dict[str, Any] = {
+        "type": "flex",
+        "contents": {"type": "carousel", "contents": [card] * 2},
+    }
+    if alt_text is not None:
+        flex["altText"] = alt_text
+    payload = Struct()
+    payload.update(flex)
+    return bpb.BroadcastMessage(channel_native=payload)
+
+
+def test_a_silent_sticker_and_card_carousel_reach_line_as_asked(
+    live: Live, client: Client, shop: dict[str, Any]
+) -> None:
+    parent, channel = shop["parent"], shop["channel"]
+    kinds = {k.kind for k in channel.capabilities.message_kinds}
+    assert {"sticker", "channel_native"} <= kinds
+    sticker = bpb.BroadcastMessage(sticker=bpb.StickerContent(package_id="446", sticker_id="1988"))
+    draft = client.broadcasts.CreateBroadcast(
+        bpb.CreateBroadcastRequest(
+            parent=parent,
+            broadcast=bpb.Broadcast(
+                display_name="Cards",
+                channel=channel.name,
+                audience=bpb.Audience(
+                    last_interaction=bpb.Audience.ALL_CONTACTS, customer_groups=[shop["group"]]
+                ),
+                messages=[sticker, _card_carousel("Summer picks")],
+                notification_disabled=True,
+            ),
+        )
+    )
+    assert list(draft.previews) == ["[Sticker]", "[Card] Summer picks — 2 items"]
+    assert draft.notification_disabled
+    estimate = client.broadcasts.EstimateAudience(
+        bpb.EstimateAudienceRequest(parent=parent, name=draft.name)
+    )
+    assert estimate.message_check == bpb.AudienceEstimate.MESSAGES_ACCEPTED  # LINE's own check
+
+    client.broadcasts.SendBroadcast(bpb.SendBroadcastRequest(name=draft.name))
+    assert _until_done(client, draft.name).state == bpb.Broadcast.SENT
+
+    [delivery, *_] = client.broadcasts.ListDeliveries(
+        bpb.ListDeliveriesRequest(parent=draft.name)
+    ).deliveries
+    account = shop["account"]["channelId"]
+    received = live.emulator(
+        "GET", f"/_emulator/accounts/{account}/deliveries?userId={delivery.external_id}"
+    )
+    [sent] = [r for r in received if r["endpoint"] == "multicast"]
+    assert sent["messages"][0] == {"type": "sticker", "packageId": "446", "stickerId": "1988"}
+    assert sent["messages"][1]["altText"] == "Summer picks"
+    assert len(sent["messages"][1]["contents"]["contents"]) == 2
+
+
+def test_a_card_without_alt_text_is_refused_naming_the_field(
+    client: Client, shop: dict[str, Any]
+) -> None:
+    with pytest.raises(BroadcasterError) as e:
+        client.broadcasts.CreateBroadcast(
+            bpb.CreateBroadcastRequest(
+                parent=shop["parent"],
+                broadcast=bpb.Broadcast(
+                    display_name="Cards",
+                    channel=shop["channel"].name,
+                    audience=bpb.Audience(last_interaction=bpb.Audience.ALL_CONTACTS),
+                    messages=[_card_carousel(None)],
+                ),
+            )
+        )
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.fields == ["broadcast.messages[0].channel_native.altText"]

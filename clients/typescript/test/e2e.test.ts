@@ -341,12 +341,19 @@ test("group, channel, draft, estimate, send, watch to the end", { timeout: 120_0
           lastInteraction: b.Audience_InteractionWindow.ALL_CONTACTS,
           customerGroups: [group.name],
         },
-        messages: [{ text: { text: "20% off this week" } }],
+        messages: [
+          { text: { text: "20% off this week" } },
+          { sticker: { packageId: "446", stickerId: "1988" } },
+        ],
+        notificationDisabled: true,
       },
       requestId: `draft-${parent}`,
     }),
   );
   assert.equal(draft.state, b.Broadcast_State.DRAFT);
+  // A silent send of a text and a sticker; each bubble's plain-text preview, as a list shows it.
+  assert.equal(draft.notificationDisabled, true);
+  assert.deepEqual(draft.previews, ["20% off this week", "[Sticker]"]);
 
   // A test send to one member first: it reaches that contact only, is listed on the draft, and
   // leaves the draft as it was.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 from broadcaster_line_emulator import Account, LineEmulator
 from broadcaster_line_emulator.conformance import ConformanceRecorder
@@ -304,4 +306,86 @@ async def test_every_endpoint_answers_within_the_spec(
     await api.broadcast()
 
     assert conformance.checked == 10
+    conformance.assert_clean()
+
+
+CARD = {
+    "type": "bubble",
+    "body": {
+        "type": "box",
+        "layout": "vertical",
+        "contents": [{"type": "text", "text": "Linen shirt"}],
+    },
+}
+RICH_KINDS: list[dict[str, Any]] = [
+    {"type": "sticker", "packageId": "446", "stickerId": "1988"},
+    {
+        "type": "video",
+        "originalContentUrl": "https://cdn.example.com/v.mp4",
+        "previewImageUrl": TEN_MB_PICTURE,
+        "trackingId": "sale-1",
+    },
+    {"type": "flex", "altText": "Picks", "contents": {"type": "carousel", "contents": [CARD] * 2}},
+    {
+        "type": "template",
+        "altText": "Sure?",
+        "template": {
+            "type": "confirm",
+            "text": "Join?",
+            "actions": [{"type": "message", "label": a, "text": a} for a in ("Yes", "No")],
+        },
+        "quickReply": {
+            "items": [{"type": "action", "action": {"type": "location", "label": "Near me"}}]
+        },
+    },
+]
+
+
+async def test_stickers_videos_cards_and_quick_replies_are_recorded_as_sent(
+    emulator: LineEmulator, shop: Account, api: LineApi, conformance: ConformanceRecorder
+) -> None:
+    [user] = emulator.follower_ids(shop)[:1]
+
+    reply = await api.multicast([user], RICH_KINDS, notificationDisabled=True)
+
+    assert reply.status == 200
+    [delivery] = emulator.received(user)
+    assert list(delivery.messages) == RICH_KINDS
+    assert shop.deliveries.sends[-1].notification_disabled
+    conformance.assert_clean()
+
+
+async def test_a_refused_card_is_named_and_nothing_is_delivered(
+    emulator: LineEmulator, shop: Account, api: LineApi
+) -> None:
+    [user] = emulator.follower_ids(shop)[:1]
+    carousel = {"type": "carousel", "contents": [CARD] * 13}
+
+    reply = await api.multicast(
+        [user], [RICH_KINDS[0], {"type": "flex", "altText": "Picks", "contents": carousel}]
+    )
+
+    assert reply.status == 400
+    assert reply.detail_properties == ["messages[1].contents.contents"]
+    assert emulator.received(user) == []
+    assert shop.quota.usage == 0
+
+
+async def test_validate_multicast_checks_messages_and_sends_nothing(
+    emulator: LineEmulator, shop: Account, api: LineApi, conformance: ConformanceRecorder
+) -> None:
+    path = "/v2/bot/message/validate/multicast"
+    carousel = {"type": "carousel", "contents": [CARD] * 13}
+
+    ok = await api.call("POST", path, json={"messages": RICH_KINDS})
+    refused = await api.call(
+        "POST",
+        path,
+        json={"messages": [RICH_KINDS[0], {"type": "flex", "altText": "x", "contents": carousel}]},
+    )
+
+    assert (ok.status, ok.body) == (200, {})
+    assert refused.status == 400
+    assert refused.detail_properties == ["messages[1].contents.contents"]
+    assert list(shop.deliveries.sends) == [] and shop.quota.usage == 0
     conformance.assert_clean()

@@ -51,8 +51,21 @@ def test_capabilities_and_credential_fields() -> None:
         5,
     )
     assert {k.kind: dict(k.limits) for k in caps.message_kinds} == {
-        "text": {"max_text_utf16": 5000},
+        "text": {"max_text_utf16": 5000, "max_emojis": 20},
         "image": {"max_url_length": 2000},
+        "sticker": {},
+        "video": {"max_url_length": 2000, "max_tracking_id_length": 100},
+        "audio": {"max_url_length": 2000},
+        "channel_native": {
+            "max_alt_text_utf16": 1500,
+            "max_template_alt_text_utf16": 400,
+            "max_quick_reply_items": 13,
+            "max_imagemap_actions": 50,
+            "max_template_columns": 10,
+            "max_flex_bubbles": 12,
+            "max_flex_bubble_bytes": 30_000,
+            "max_flex_carousel_bytes": 50_000,
+        },
     }
     assert caps.idempotency_window_seconds == 86_400
     assert caps.sync_requests_per_second == 2_000.0

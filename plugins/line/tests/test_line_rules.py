@@ -86,8 +86,8 @@ def test_one_and_five_messages_are_fine(count: int) -> None:
     ],
 )
 def test_image_urls_must_be_well_formed_https(url: str) -> None:
-    assert fields([ImageMessage(url, PREVIEW)]) == ["messages[0].original_content_url"]
-    assert fields([ImageMessage(IMAGE, url)]) == ["messages[0].preview_image_url"]
+    assert fields([ImageMessage(url, PREVIEW)]) == ["messages[0].image.original_content_uri"]
+    assert fields([ImageMessage(IMAGE, url)]) == ["messages[0].image.preview_image_uri"]
 
 
 def test_a_2000_character_https_url_is_fine() -> None:
@@ -107,8 +107,8 @@ def test_every_bad_field_is_named_by_position() -> None:
     )
 
     assert [v.field for v in violations] == [
-        "messages[1].original_content_url",
-        "messages[1].preview_image_url",
+        "messages[1].image.original_content_uri",
+        "messages[1].image.preview_image_uri",
         "messages[2].text",
     ]
     assert all(isinstance(v, FieldViolation) and v.description for v in violations)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, struct_pb2
 
 from broadcaster.api.convert_broadcasts import (
     OUTCOMES_OUT,
@@ -23,7 +24,18 @@ from broadcaster.api.guard import caller
 from broadcaster.api.timestamps import optional_datetime, timestamp
 from broadcaster.domain.audience import Audience
 from broadcaster.domain.broadcasts import Broadcast, Estimate, target_summary
-from broadcaster.domain.messages import ImageMessage, Message, TextMessage
+from broadcaster.domain.errors import FieldViolation, InvalidArgument
+from broadcaster.domain.messages import (
+    AudioMessage,
+    ChannelCheck,
+    ChannelNativeMessage,
+    ImageMessage,
+    Message,
+    StickerMessage,
+    TextEmoji,
+    TextMessage,
+    VideoMessage,
+)
 from broadcaster.domain.names import BroadcastName, ChannelName, ContactName, CustomerGroupName
 from broadcaster.domain.test_sends import TestSend
 from broadcaster.services.broadcasts import Broadcasts, DraftInput, ListQuery
@@ -35,23 +47,101 @@ from broadcaster.v1 import broadcast_service_pb2_grpc as pb_grpc
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def _message_in(m: pb.BroadcastMessage) -> Message | None:
-    kind = m.WhichOneof("content")
-    if kind == "text":
-        return TextMessage(m.text.text)
-    if kind == "image":
-        return ImageMessage(m.image.original_content_uri, m.image.preview_image_uri)
+class _NotFinite(ValueError):
+    """A Struct number that JSON cannot carry (NaN or an infinity)."""
+
+
+def _json_value(v: struct_pb2.Value) -> Any:
+    """A Struct value as JSON data. Struct holds every number as a double: whole numbers become
+    ints again (channels' formats want `1040`, not `1040.0`)."""
+    kind = v.WhichOneof("kind")
+    if kind == "number_value":
+        n = v.number_value
+        if not math.isfinite(n):
+            raise _NotFinite
+        return int(n) if n.is_integer() and abs(n) < 2**53 else n
+    if kind == "string_value":
+        return v.string_value
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "struct_value":
+        return _json_object(v.struct_value)
+    if kind == "list_value":
+        return [_json_value(item) for item in v.list_value.values]
     return None
 
 
-def _message_out(m: Message) -> pb.BroadcastMessage:
-    if isinstance(m, TextMessage):
-        return pb.BroadcastMessage(text=pb.TextContent(text=m.text))
-    return pb.BroadcastMessage(
-        image=pb.ImageContent(
-            original_content_uri=m.original_content_url, preview_image_uri=m.preview_image_url
-        )
-    )
+def _json_object(s: struct_pb2.Struct) -> dict[str, Any]:
+    return {key: _json_value(value) for key, value in s.fields.items()}
+
+
+def _message_in(m: pb.BroadcastMessage) -> Message | None:
+    kind = m.WhichOneof("content")
+    if kind == "text":
+        emojis = tuple(TextEmoji(e.index, e.product_id, e.emoji_id) for e in m.text.emojis)
+        return TextMessage(m.text.text, emojis)
+    if kind == "image":
+        return ImageMessage(m.image.original_content_uri, m.image.preview_image_uri)
+    if kind == "sticker":
+        return StickerMessage(m.sticker.package_id, m.sticker.sticker_id)
+    if kind == "video":
+        v = m.video
+        return VideoMessage(v.original_content_uri, v.preview_image_uri, v.tracking_id)
+    if kind == "audio":
+        return AudioMessage(m.audio.original_content_uri, m.audio.duration_ms)
+    if kind == "channel_native":
+        return ChannelNativeMessage.of(_json_object(m.channel_native))
+    return None
+
+
+def message_out(m: Message) -> pb.BroadcastMessage:
+    match m:
+        case TextMessage(text, emojis):
+            return pb.BroadcastMessage(
+                text=pb.TextContent(
+                    text=text,
+                    emojis=[
+                        pb.TextEmoji(index=e.index, product_id=e.product_id, emoji_id=e.emoji_id)
+                        for e in emojis
+                    ],
+                )
+            )
+        case ImageMessage(original, preview):
+            return pb.BroadcastMessage(
+                image=pb.ImageContent(original_content_uri=original, preview_image_uri=preview)
+            )
+        case StickerMessage(package, sticker):
+            return pb.BroadcastMessage(
+                sticker=pb.StickerContent(package_id=package, sticker_id=sticker)
+            )
+        case VideoMessage(original, preview, tracking):
+            return pb.BroadcastMessage(
+                video=pb.VideoContent(
+                    original_content_uri=original, preview_image_uri=preview, tracking_id=tracking
+                )
+            )
+        case AudioMessage(original, duration):
+            return pb.BroadcastMessage(
+                audio=pb.AudioContent(original_content_uri=original, duration_ms=duration)
+            )
+        case ChannelNativeMessage():
+            out = pb.BroadcastMessage()
+            out.channel_native.update(m.data())
+            return out
+    raise TypeError(f"no API form for {type(m).__name__}")
+
+
+def _messages_in(b: pb.Broadcast) -> tuple[Message | None, ...]:
+    out: list[Message | None] = []
+    for i, m in enumerate(b.messages):
+        try:
+            out.append(_message_in(m))
+        except _NotFinite:
+            where = f"broadcast.messages[{i}].channel_native"
+            raise InvalidArgument(
+                [FieldViolation(where, "numbers must be finite (no NaN or Infinity)")]
+            ) from None
+    return tuple(out)
 
 
 def draft_in(b: pb.Broadcast) -> DraftInput:
@@ -60,7 +150,8 @@ def draft_in(b: pb.Broadcast) -> DraftInput:
         channel=b.channel,
         window=window_in(b.audience.last_interaction),
         customer_groups=tuple(b.audience.customer_groups),
-        messages=tuple(_message_in(m) for m in b.messages),
+        messages=_messages_in(b),
+        notification_disabled=b.notification_disabled,
     )
 
 
@@ -70,6 +161,14 @@ def audience_out(merchant: str, a: Audience) -> pb.Audience:
         last_interaction=WINDOWS_OUT[a.window],
         customer_groups=groups,
     )
+
+
+MESSAGE_CHECKS_OUT = {
+    ChannelCheck.NOT_CHECKED: pb.AudienceEstimate.MESSAGE_CHECK_UNSPECIFIED,
+    ChannelCheck.ACCEPTED: pb.AudienceEstimate.MESSAGES_ACCEPTED,
+    ChannelCheck.UNAVAILABLE: pb.AudienceEstimate.CHECK_UNAVAILABLE,
+    ChannelCheck.REFUSED: pb.AudienceEstimate.MESSAGES_REFUSED,
+}
 
 
 def estimate_out(e: Estimate) -> pb.AudienceEstimate:
@@ -147,7 +246,9 @@ def _build(b: Broadcast) -> pb.Broadcast:
         display_name=b.display_name,
         channel=str(ChannelName(b.merchant, b.channel)),
         audience=audience_out(b.merchant, b.audience),
-        messages=[_message_out(m) for m in b.messages],
+        messages=[message_out(m) for m in b.messages],
+        notification_disabled=b.notification_disabled,
+        previews=b.previews,
         state=STATES_OUT[b.state],
         target_summary=target_summary(b.audience, b.group_name, resend=bool(b.resend_of)),
         counters=counters_out(b.counters),
@@ -261,7 +362,12 @@ class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
             inline=bool(request.channel) or request.HasField("audience"),
             limit=limit_in(request),
         )
-        return estimate_out(estimate)
+        out = estimate_out(estimate)
+        if request.name:  # a draft: its messages, as the channel checks them now
+            check = await self._broadcasts.check_messages(caller(), request.name)
+            out.message_check = MESSAGE_CHECKS_OUT[check.check]
+            out.message_check_detail = check.detail
+        return out
 
     async def SendBroadcast(
         self, request: pb.SendBroadcastRequest, context: Context

@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from broadcaster.api.broadcasts import message_out
 from broadcaster.api.convert_broadcasts import EVENT_KINDS_OUT, counters_out, kinds_in
 from broadcaster.api.guard import caller
 from broadcaster.api.timestamps import timestamp
@@ -22,6 +23,7 @@ from broadcaster.domain.names import BroadcastName, ChannelName
 from broadcaster.services.events import Events
 from broadcaster.v1 import event_service_pb2 as pb
 from broadcaster.v1 import event_service_pb2_grpc as pb_grpc
+from broadcaster.v1.broadcast_service_pb2 import BroadcastMessage
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -34,6 +36,9 @@ def events_into(
     channels: dict[str, tuple[str, str]] = {}  # channel id -> (name, contact name prefix)
     broadcasts: dict[str, str] = {}
     times: dict[datetime, Timestamp] = {}
+    # By the identity of a broadcast's bubbles: the store hands every event of a read the same
+    # tuple, which `found` keeps alive while this runs.
+    bubbles: dict[int, list[BroadcastMessage]] = {}
     kinds = EVENT_KINDS_OUT
     for e, cursor in zip(found, cursors, strict=True):
         channel = channels.get(e.channel)
@@ -55,6 +60,9 @@ def events_into(
                 failure_reason=e.failure_reason,
             )
         elif e.counters is None:
+            messages = bubbles.get(id(e.messages)) if e.messages else None
+            if messages is None and e.messages:
+                messages = bubbles[id(e.messages)] = [message_out(m) for m in e.messages]
             add(
                 cursor=cursor,
                 kind=kinds[e.kind],
@@ -62,6 +70,7 @@ def events_into(
                 contact=channel[1] + e.contact,
                 broadcast=broadcast,
                 create_time=when,
+                messages=messages,
             )
         else:  # a step of the broadcast's lifecycle: no contact; its counters then
             add(

@@ -238,9 +238,13 @@ class CallGuard(grpc.aio.ServerInterceptor):
         """The handler for calls of `method` without a known token: it answers UNAUTHENTICATED
         at once. It is a streaming handler whatever the method, so gRPC hands it the call
         before reading any of the request: the body is never read into memory, let alone
-        parsed (a unary handler would be called only once the whole message had arrived)."""
+        parsed (a unary handler would be called only once the whole message had arrived).
+        It is an async generator that yields nothing, as interceptors that wrap streaming
+        handlers (the tracing one) expect of a response stream."""
 
-        async def refuse(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        async def refuse(
+            requests: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
             started = time.perf_counter()
             try:
                 self._enter_call(context)
@@ -248,6 +252,8 @@ class CallGuard(grpc.aio.ServerInterceptor):
                 await errors.abort(context, e)
             finally:
                 self._ended(method, context, None, started, unary=unary)
+            return
+            yield  # an async generator: no response, ever
 
         return grpc.stream_stream_rpc_method_handler(refuse, request_deserializer=_drop)
 

@@ -70,9 +70,10 @@ CONTACT = (
     + text(rules.MAX_CUSTOMER_ID)
     + 3 * _FIELD  # follower_state, opted_out, one field of room
 )
-# One bubble: the longest text a channel takes (LINE: 5,000 UTF-16 units, at most 15,000 UTF-8
-# bytes) or an image's two URLs (2,000 characters each), with room to spare.
-BUBBLE = 32 * 1024
+# One bubble: the largest a channel takes. LINE: a flex carousel of up to 50,000 bytes of JSON,
+# which as a protobuf Struct (every number a double, every value wrapped) takes up to about
+# twice that; the longest text (5,000 UTF-16 units, at most 15,000 UTF-8 bytes) is far less.
+BUBBLE = 96 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,8 @@ SERVICE_NAMES = (
     customer_group_service_pb2.DESCRIPTOR.services_by_name["CustomerGroupService"].full_name,
     contact_service_pb2.DESCRIPTOR.services_by_name["ContactService"].full_name,
 )
+# Load balancers' health checks and discovery are not traced: many, and they tell nothing.
+_UNTRACED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 MAX_SEND = 64 * 1024 * 1024  # answers: a page of 1,000 contacts, 10,000 merged contacts
 
 
@@ -91,6 +93,22 @@ def limits_for(registry: ChannelRegistry) -> Limits:
     )
 
 
+def _traced(details: grpc.HandlerCallDetails) -> bool:
+    return not details.method.startswith(_UNTRACED_PREFIXES)
+
+
+def _tracing_interceptor() -> grpc.aio.ServerInterceptor:
+    """OpenTelemetry's gRPC server interceptor: a SERVER span per call, named for its method,
+    with its status code, as a child of the caller's span when its metadata carries one (the
+    propagators of OTEL_PROPAGATORS, W3C trace context by default)."""
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+    interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor(  # type: ignore[no-untyped-call]
+        filter_=_traced
+    )
+    return interceptor
+
+
 async def start_server(
     services: Services,
     tokens: TokenTable,
@@ -100,6 +118,7 @@ async def start_server(
     *,
     tls: tuple[bytes, bytes, bytes | None] | None = None,
     max_calls: int = 1000,
+    traced: bool = False,
 ) -> RunningServer:
     """Start serving on host:port (port 0 picks a free one) and return the bound port. RPCs are
     counted in `metrics`. Without tokens every caller acts for every merchant: the configuration
@@ -107,15 +126,25 @@ async def start_server(
 
     `tls`: (certificate chain, private key, client CA or None) in PEM, to serve TLS only; with
     a client CA every caller must present a certificate it signed. `max_calls`: unary calls in
-    progress at once, beyond which calls are refused with RESOURCE_EXHAUSTED `TOO_MANY_CALLS`."""
+    progress at once, beyond which calls are refused with RESOURCE_EXHAUSTED `TOO_MANY_CALLS`.
+    `traced`: a span for every call (but health checks and reflection), by the first of the
+    interceptors so that calls the guard or the cap refuse have theirs too, continuing the
+    caller's trace (W3C `traceparent` and `tracestate` metadata); the process's tracer
+    provider must be installed (broadcaster.tracing)."""
     if tokens.empty:
         log.warning(
             "NO AUTH TOKENS CONFIGURED: every local caller acts for every merchant. "
             "Set BROADCASTER_AUTH_TOKENS before exposing this server."
         )
     request_limits = limits_for(services.registry)
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        CallGuard(tokens, metrics, request_limits),
+        CallLimit(max_calls),
+    ]
+    if traced:
+        interceptors.insert(0, _tracing_interceptor())
     server = grpc.aio.server(
-        interceptors=[CallGuard(tokens, metrics, request_limits), CallLimit(max_calls)],
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", request_limits.largest),
             ("grpc.max_send_message_length", MAX_SEND),

@@ -36,7 +36,18 @@ from broadcaster.channels.types import (
 )
 from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.errors import FieldViolation
-from broadcaster.domain.messages import ImageMessage, Message, TextMessage
+from broadcaster.domain.messages import (
+    AudioMessage,
+    ChannelNativeMessage,
+    ImageMessage,
+    Message,
+    StickerMessage,
+    TextEmoji,
+    TextMessage,
+    VideoMessage,
+    kind_of,
+    shorten,
+)
 from broadcaster.domain.model import AccountTier, FollowerState
 from broadcaster.domain.reasons import Reason
 
@@ -44,10 +55,12 @@ __all__ = [
     "AccountInfo",
     "AccountTier",
     "Audience",
+    "AudioMessage",
     "Capabilities",
     "Channel",
     "ChannelContact",
     "ChannelError",
+    "ChannelNativeMessage",
     "ChannelRegistry",
     "ChannelRuntime",
     "ChannelUnavailable",
@@ -76,9 +89,14 @@ __all__ = [
     "SendOutcome",
     "SendStatus",
     "SetsWebhooks",
+    "StickerMessage",
+    "TextEmoji",
     "TextMessage",
     "UnknownChannelType",
+    "VideoMessage",
     "WebhookRejected",
     "WebhookSetup",
     "hookimpl",
+    "kind_of",
+    "shorten",
 ]

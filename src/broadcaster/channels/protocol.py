@@ -27,7 +27,7 @@ from broadcaster.channels.types import (
 )
 from broadcaster.domain.audience import Audience
 from broadcaster.domain.errors import FieldViolation
-from broadcaster.domain.messages import Message
+from broadcaster.domain.messages import ChannelNativeMessage, Message
 
 
 @runtime_checkable
@@ -56,7 +56,22 @@ class Channel(Protocol):
         ...
 
     def validate_messages(self, messages: Sequence[Message]) -> list[FieldViolation]:
-        """Violations of the channel's message rules, with paths like `messages[2].text`."""
+        """Violations of the channel's message rules, with paths like `messages[2].text`
+        (inside a channel-native bubble: `messages[2].channel_native.altText`). Only bubbles of
+        the kinds the channel declares reach it."""
+        ...
+
+    async def check_messages(self, messages: Sequence[Message]) -> Sequence[FieldViolation] | None:
+        """The channel's own check of messages that met `validate_messages` (LINE: its
+        validation endpoint), asked when a draft is saved or estimated: the violations it
+        names, in the same paths; None for a channel with no check of its own. Raise
+        ChannelUnavailable when the channel cannot answer: the core then saves the draft anyway
+        and says the check was unavailable."""
+        ...
+
+    def preview_native(self, message: ChannelNativeMessage) -> str:
+        """A plain-text preview of a valid channel-native bubble, for lists and the Message
+        Center (`[Card] Winter sale — 3 items`). Called only if `channel_native` is declared."""
         ...
 
     def sync_contacts(self, cursor: str | None) -> AsyncIterator[ContactPage]:

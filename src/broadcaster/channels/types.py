@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 class MessageKind:
     """A kind of bubble a channel accepts and its limits (shown to callers in GetChannel)."""
 
-    kind: str  # "text" or "image"
+    # A BroadcastMessage field: "text", "image", "sticker", "video", "audio", "channel_native".
+    # The core refuses a bubble of a kind its channel does not declare.
+    kind: str
     limits: Mapping[str, int] = field(default_factory=dict)  # e.g. {"max_text_utf16": 5000}
 
 
@@ -42,6 +44,10 @@ class Capabilities:
     idempotency_window_seconds: int
     # Ceiling for contact sync requests (follower lists, profiles).
     sync_requests_per_second: float
+
+    def kind(self, name: str) -> MessageKind | None:
+        """The declared kind called `name`; None when the channel does not take it."""
+        return next((k for k in self.message_kinds if k.kind == name), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +115,7 @@ class SendBatch:
     recipients: Sequence[str]  # external ids, at most max_recipients_per_request
     messages: Sequence[Message]
     idempotency_key: str  # a UUID, the same for every attempt of this batch
+    notification_disabled: bool = False  # a silent send: no notification where the channel can
 
 
 class SendStatus(enum.Enum):

@@ -48,7 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from broadcaster import logs
+from broadcaster import logs, tracing
 from broadcaster.channels import (
     Channel,
     ChannelUnavailable,
@@ -537,8 +537,27 @@ class ChannelDispatch:
             if not self._holding:
                 return  # the next lease holder takes this batch over, key and all
             started = time.monotonic()
-            sending = SendBatch(recipients, batch.messages, batch.idempotency_key)
-            outcome = await self._send(instance, sending)
+            sending = SendBatch(
+                recipients, batch.messages, batch.idempotency_key, batch.notification_disabled
+            )
+            # One span per request to the channel, in the trace of the call that started the
+            # broadcast; the plugin's HTTP request is its child (aiohttp's instrumentation).
+            with tracing.span(
+                "send batch",
+                {
+                    "broadcaster.merchant": batch.merchant,
+                    "broadcaster.channel": self.channel,
+                    "broadcaster.broadcast": batch.broadcast,
+                    "broadcaster.batch": batch.batch,
+                    "broadcaster.retry_key": batch.idempotency_key,
+                    "broadcaster.attempt": attempts,
+                    "broadcaster.recipients": len(recipients),
+                },
+                traceparent=batch.trace_parent,
+            ) as span:
+                outcome = await self._send(instance, sending)
+                if span is not None:
+                    span.set_attribute("broadcaster.outcome", outcome.status.name)
             took = time.monotonic() - started
             if outcome.status not in _ACCEPTED:  # an accepted batch counts once it is recorded
                 self._ctx.metrics.record_batch(self._kind, outcome, took)

@@ -12,7 +12,7 @@ from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.errors import FailedPrecondition
 from broadcaster.domain.lifecycle import BroadcastState as BroadcastState
 from broadcaster.domain.lifecycle import Transition
-from broadcaster.domain.messages import Message
+from broadcaster.domain.messages import Message, preview
 from broadcaster.domain.reasons import Reason
 from broadcaster.domain.rules import MAX_DISPLAY_NAME
 
@@ -117,6 +117,12 @@ class Broadcast:
     complete_time: datetime | None = None
     recipient_limit: RecipientLimit | None = None  # the limit it was sent with
     schedule_time: datetime | None = None  # while SCHEDULED, and kept once it fired
+    notification_disabled: bool = False  # a silent send
+
+    @property
+    def previews(self) -> tuple[str, ...]:
+        """Each bubble as plain text, for lists and the Message Center."""
+        return tuple(preview(m) for m in self.messages)
 
     def require_draft(self) -> None:
         """Only a broadcast that can still be sent can be changed."""

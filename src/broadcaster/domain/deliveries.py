@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
+from broadcaster.domain.messages import Message
+
 if TYPE_CHECKING:  # broadcasts -> lifecycle -> this module
     from broadcaster.domain.broadcasts import Counters
 
@@ -112,6 +114,8 @@ class Event(NamedTuple):
     create_time: datetime
     counters: Counters | None = None
     failure_reason: str = ""
+    # BROADCAST_MESSAGE: the broadcast's bubbles, as the contact received them.
+    messages: tuple[Message, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ class Reason(enum.StrEnum):
     SCHEDULE_TIME_PAST = "SCHEDULE_TIME_PAST"  # a schedule_time not in the future
     SCHEDULE_TIME_TOO_SOON = "SCHEDULE_TIME_TOO_SOON"  # less than the minimum lead time ahead
     SCHEDULE_TIME_TOO_FAR = "SCHEDULE_TIME_TOO_FAR"  # more than 180 days ahead
+    MESSAGE_KIND_UNSUPPORTED = "MESSAGE_KIND_UNSUPPORTED"  # the channel does not take this kind
 
     # --- missing resources (or another merchant's)
     MERCHANT_NOT_FOUND = "MERCHANT_NOT_FOUND"  # the merchant is not one the token may act for

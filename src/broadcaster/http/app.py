@@ -24,9 +24,10 @@ import ssl
 from dataclasses import dataclass
 
 from aiohttp import web
+from opentelemetry.trace import SpanKind
 from prometheus_client.exposition import choose_encoder
 
-from broadcaster import logs
+from broadcaster import logs, tracing
 from broadcaster.channels import WebhookRejected
 from broadcaster.domain.errors import NotFound
 from broadcaster.metrics import Metrics
@@ -69,12 +70,32 @@ def build_app(
         except Exception:
             log.exception("webhook for channel %s not recorded", request.match_info["channel"])
             return _json_error(500, "not recorded; please redeliver")
+        tracing.annotate(
+            {
+                "broadcaster.events_recorded": receipt.recorded,
+                "broadcaster.events_refused": receipt.refused,
+            }
+        )
         return web.json_response({"recorded": receipt.recorded, "refused": receipt.refused})
 
     async def webhook(request: web.Request) -> web.Response:
-        with logs.bound(request_id=logs.new_request_id(request.headers.get("x-request-id"))):
-            response = await receive(request)
         channel_type = request.match_info["type"]
+        with (
+            tracing.span(
+                "POST /webhooks/{type}/{channel}",
+                {
+                    "http.request.method": "POST",
+                    "http.route": "/webhooks/{type}/{channel}",
+                    "broadcaster.channel_type": channel_type,
+                    "broadcaster.channel": request.match_info["channel"],
+                },
+                kind=SpanKind.SERVER,
+            ) as span,
+            logs.bound(request_id=logs.new_request_id(request.headers.get("x-request-id"))),
+        ):
+            response = await receive(request)
+            if span is not None:
+                span.set_attribute("http.response.status_code", response.status)
         metrics.webhook_request(
             channel_type if channel_type in known_types else "unknown", response.status
         )

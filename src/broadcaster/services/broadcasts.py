@@ -29,6 +29,7 @@ from broadcaster.domain.broadcasts import (
 )
 from broadcaster.domain.errors import (
     FailedPrecondition,
+    FieldViolation,
     NotFound,
     PreconditionViolation,
     Violations,
@@ -36,7 +37,16 @@ from broadcaster.domain.errors import (
 )
 from broadcaster.domain.health import followers_complete
 from broadcaster.domain.ids import new_id
-from broadcaster.domain.messages import Message
+from broadcaster.domain.messages import (
+    MAX_EMOJIS,
+    TEXT,
+    ChannelCheck,
+    ChannelNativeMessage,
+    CheckResult,
+    Message,
+    TextMessage,
+    kind_of,
+)
 from broadcaster.domain.model import ChannelAccount
 from broadcaster.domain.names import BroadcastName, ChannelName, CustomerGroupName, MerchantName
 from broadcaster.domain.reasons import Reason
@@ -54,8 +64,11 @@ from broadcaster.store import test_sends as test_send_repo
 from broadcaster.store import upkeep as upkeep_repo
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
+# How long a channel's own check of a draft's messages may take before the draft is saved
+# without it (an outage must not block editing).
+CHANNEL_CHECK_SECONDS = 3.0
 CREATE, COPY = "CreateBroadcast", "CopyBroadcast"
-EDITABLE = frozenset({"display_name", "channel", "audience", "messages"})
+EDITABLE = frozenset({"display_name", "channel", "audience", "messages", "notification_disabled"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +80,7 @@ class DraftInput:
     window: InteractionWindow | None  # None: unset (or not a window the service knows)
     customer_groups: tuple[str, ...]
     messages: tuple[Message | None, ...]  # None: a bubble with no content
+    notification_disabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +119,52 @@ def channel_not_connected(name: str) -> FailedPrecondition:
         ],
         channel=name,
     )
+
+
+def check_kinds(
+    v: Violations, channel: type[Channel], messages: tuple[Message, ...], field: str
+) -> None:
+    """Each bubble is of a kind the channel declares (and a text's emoji, only where its `text`
+    kind has a `max_emojis` limit): the core refuses the rest before the plugin sees them."""
+    caps = channel.capabilities
+    declared = ", ".join(k.kind for k in caps.message_kinds)
+    for i, m in enumerate(messages):
+        kind = kind_of(m)
+        found = caps.kind(kind)
+        if found is None:
+            v.add(
+                f"{field}[{i}].{kind}",
+                f"{channel.display_name} channels do not take {kind} messages; they take: "
+                f"{declared}",
+                Reason.MESSAGE_KIND_UNSUPPORTED,
+            )
+        elif isinstance(m, TextMessage) and m.emojis and MAX_EMOJIS not in found.limits:
+            v.add(
+                f"{field}[{i}].{TEXT}.emojis",
+                f"{channel.display_name} channels do not take emoji in text",
+                Reason.MESSAGE_KIND_UNSUPPORTED,
+            )
+
+
+async def channel_check(
+    instance: Channel, messages: tuple[Message, ...]
+) -> tuple[CheckResult, list[FieldViolation]]:
+    """The channel's own check of messages that met its local rules, within
+    CHANNEL_CHECK_SECONDS; UNAVAILABLE when it cannot answer, never an error."""
+    try:
+        async with asyncio.timeout(CHANNEL_CHECK_SECONDS):
+            found = await instance.check_messages(messages)
+    except (ChannelUnavailable, CredentialsInvalid) as e:
+        return CheckResult(ChannelCheck.UNAVAILABLE, f"the channel could not check them: {e}"), []
+    except TimeoutError:
+        text = f"the channel did not answer within {CHANNEL_CHECK_SECONDS:g} s"
+        return CheckResult(ChannelCheck.UNAVAILABLE, text), []
+    if found is None:
+        return CheckResult(ChannelCheck.NOT_CHECKED), []
+    if not found:
+        return CheckResult(ChannelCheck.ACCEPTED), []
+    detail = "; ".join(f"{v.field}: {v.description}" for v in found)
+    return CheckResult(ChannelCheck.REFUSED, detail), list(found)
 
 
 def account_info(account: ChannelAccount) -> AccountInfo:
@@ -224,7 +284,7 @@ class Broadcasts:
             v.add(f"{field}.messages", "must hold at least one message")
         for i, m in enumerate(draft.messages):
             if m is None:
-                v.add(f"{field}.messages[{i}]", "must be a text or an image message")
+                v.add(f"{field}.messages[{i}]", "must hold content: text, image, sticker, …")
         v.raise_if_any()
         assert merchant is not None and channel is not None and audience is not None
         account, instance = await self.live(channel)
@@ -232,9 +292,21 @@ class Broadcasts:
         limit = type(instance).capabilities.max_messages
         if len(messages) > limit:
             v.add(f"{field}.messages", f"must hold at most {limit} messages, got {len(messages)}")
+        check_kinds(v, type(instance), messages, f"{field}.messages")
+        v.raise_if_any()
         for violation in instance.validate_messages(messages):
             v.add(f"{field}.{violation.field}", violation.description, violation.reason)
         v.raise_if_any()
+        _, refused = await channel_check(instance, messages)
+        for violation in refused:
+            v.add(f"{field}.{violation.field}", violation.description, violation.reason)
+        v.raise_if_any()
+        messages = tuple(
+            replace(m, preview=instance.preview_native(m))
+            if isinstance(m, ChannelNativeMessage)
+            else m
+            for m in messages
+        )
         group_name = await self.group_name(merchant, audience)
         self.require_eligible(instance, account, audience)
         return _Checked(merchant, channel, audience), messages, group_name
@@ -273,6 +345,7 @@ class Broadcasts:
             channel=checked.channel.channel,
             audience=checked.audience,
             messages=messages,
+            notification_disabled=draft.notification_disabled,
             state=BroadcastState.DRAFT,
             group_name=group_name,
             create_time=now,
@@ -393,6 +466,9 @@ class Broadcasts:
             if "audience" in fields
             else _group_names(n.merchant, current.audience),
             messages=draft.messages if "messages" in fields else current.messages,
+            notification_disabled=draft.notification_disabled
+            if "notification_disabled" in fields
+            else current.notification_disabled,
         )
         checked, messages, group_name = await self._check_draft(n.merchant, merged, "broadcast", v)
         edited = replace(
@@ -401,6 +477,7 @@ class Broadcasts:
             channel=checked.channel.channel,
             audience=checked.audience,
             messages=messages,
+            notification_disabled=merged.notification_disabled,
             group_name=group_name,
             update_time=self._ctx.now(),
             # A new audience replaces a resend's "recipients not reached".
@@ -454,6 +531,7 @@ class Broadcasts:
             window=source.audience.window,
             customer_groups=_group_names(source.merchant, source.audience),
             messages=source.messages,
+            notification_disabled=source.notification_disabled,
         )
         return await self.create(
             caller,
@@ -505,6 +583,13 @@ class Broadcasts:
             target, audience = target_or_none, audience_or_none
             resend_of = ""
         return await self.estimate_for(target, audience, resend_of, recent_quota=True, limit=limit)
+
+    async def check_messages(self, caller: Caller, name: str) -> CheckResult:
+        """The channel's own check of a draft's messages, asked now (for its estimate)."""
+        draft = await self.get(caller, name)
+        _, instance = await self.live(ChannelName(draft.merchant, draft.channel))
+        check, _ = await channel_check(instance, draft.messages)
+        return check
 
     async def estimate_for(
         self,

@@ -19,7 +19,7 @@ from typing import TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from broadcaster import logs
+from broadcaster import logs, tracing
 from broadcaster.channels import (
     Channel,
     ChannelUnavailable,
@@ -176,12 +176,19 @@ class ContactSyncer:
 
     def _ended(self, run_id: int, state: SyncState, channel_type: str, reason: str = "") -> None:
         self._ctx.metrics.sync_finished(channel_type, state.name.lower())
+        tracing.annotate({"broadcaster.sync_state": state.name, "broadcaster.reason": reason})
         log.info(
             "contact sync %s %s%s", run_id, state.name.lower(), f": {reason}" if reason else ""
         )
 
     async def _run(self, run_id: int) -> None:
-        with self._ctx.metrics.sync_running():
+        # A SyncContacts call's run is a child of that call's span (the task inherits its
+        # context); a run resumed from another process starts a trace of its own. The
+        # channel's requests (follower pages, profiles) are children of this span.
+        with (
+            self._ctx.metrics.sync_running(),
+            tracing.span("contact sync", {"broadcaster.sync_run": run_id}),
+        ):
             await self._execute(run_id)
         run = await self._ctx.db.read(syncs.get, run_id)
         if run is not None and run.state != SyncState.RUNNING:  # it ended here: its health
@@ -204,6 +211,14 @@ class ContactSyncer:
             return
         account, instance = found
         logs.merchant.set(account.merchant)
+        tracing.annotate(
+            {
+                "broadcaster.merchant": account.merchant,
+                "broadcaster.channel": account.id,
+                "broadcaster.channel_type": account.type,
+                "broadcaster.sync_phase": run.phase,
+            }
+        )
         log.info("contact sync %s running (phase %s)", run_id, run.phase)
         kind = account.type
         attempt = 0

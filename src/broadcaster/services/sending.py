@@ -49,6 +49,7 @@ from broadcaster.store import broadcasts as repo
 from broadcaster.store import deliveries as delivery_repo
 from broadcaster.store import dispatch, idempotency, notifications, snapshot
 from broadcaster.store import groups as group_repo
+from broadcaster.tracing import current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +191,15 @@ class Sending:
             return await self._broadcasts.get(caller, name)
         estimate, batch_size = await self._checked(draft, limit)
         now = self._ctx.now()
+        trace_parent = current_traceparent()  # its batches continue this call's trace
 
         def tx(conn: Connection) -> Broadcast:
             latest, done = _locked(conn, n, SEND, request_id, request_hash)
             if done:
                 return latest
             latest.require_draft()
+            if trace_parent is not None:
+                repo.set_trace_parent(conn, latest.id, trace_parent)
             sending = self._start(conn, latest, estimate, batch_size, now, limit=limit)
             if request_id:
                 idempotency.remember(conn, n.merchant, SEND, request_id, name, request_hash, now)
@@ -285,12 +289,15 @@ class Sending:
         v.raise_if_any()
         assert when is not None
         await self._checked(draft, limit)
+        trace_parent = current_traceparent()  # its batches, sent at its time, continue it
 
         def tx(conn: Connection) -> Broadcast:
             latest, done = _locked(conn, n, SCHEDULE, request_id, request_hash)
             if done:
                 return latest
             latest.require_draft()
+            if trace_parent is not None:
+                repo.set_trace_parent(conn, latest.id, trace_parent)
             self._broadcasts.require_group(conn, latest)
             now = self._ctx.now()
             scheduled = repo.schedule(conn, latest, when, now, limit)

@@ -190,7 +190,9 @@ class TestSends:
             raise unavailable(e) from None
         if quota.remaining is not None and len(to_send) > quota.remaining:
             raise quota_exceeded(len(to_send), quota.remaining, str(channel))
-        batch = SendBatch([c.external_id for c in to_send], draft.messages, key)
+        batch = SendBatch(
+            [c.external_id for c in to_send], draft.messages, key, draft.notification_disabled
+        )
         try:
             outcomes = list(await instance.send_test(batch))
         except Exception:

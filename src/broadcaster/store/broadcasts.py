@@ -40,10 +40,10 @@ from broadcaster.domain.broadcasts import (
 )
 from broadcaster.domain.errors import FieldViolation, InvalidArgument
 from broadcaster.domain.lifecycle import Transition
-from broadcaster.domain.messages import ImageMessage, Message, TextMessage
 from broadcaster.domain.paging import INT64_MAX, Page
 from broadcaster.domain.reasons import Reason
 from broadcaster.store import bulk, events
+from broadcaster.store.bubbles import decode_messages, encode_messages
 from broadcaster.store.clock import from_us, maybe_from_us, to_us
 from broadcaster.store.tables import broadcasts as t
 from broadcaster.store.tables import channels
@@ -71,25 +71,6 @@ def _decode_limit(value: int | None) -> RecipientLimit | None:
     if value is None:
         return None
     return RecipientLimit(value or None)
-
-
-def encode_messages(messages: tuple[Message, ...]) -> str:
-    out: list[dict[str, Any]] = []
-    for m in messages:
-        if isinstance(m, TextMessage):
-            out.append({"text": m.text})
-        else:
-            out.append({"image": [m.original_content_url, m.preview_image_url]})
-    return json.dumps(out, ensure_ascii=False)
-
-
-@functools.lru_cache(maxsize=4096)
-def decode_messages(raw: str) -> tuple[Message, ...]:
-    """Cached: list pages decode the same bubbles again and again (the values are frozen)."""
-    return tuple(
-        TextMessage(m["text"]) if "text" in m else ImageMessage(*m["image"])
-        for m in json.loads(raw)
-    )
 
 
 def encode_estimate(e: Estimate) -> str:
@@ -136,6 +117,7 @@ _COLUMNS = (
     t.c.recipient_limit,
     t.c.left_out_by_limit,
     t.c.schedule_time,
+    t.c.notification_disabled,
 )
 
 
@@ -169,6 +151,7 @@ def _broadcast(row: tuple[Any, ...]) -> Broadcast:
         recipient_limit,
         left_out_by_limit,
         schedule_time,
+        notification_disabled,
     ) = row
     return Broadcast(
         merchant=merchant,
@@ -190,6 +173,7 @@ def _broadcast(row: tuple[Any, ...]) -> Broadcast:
         complete_time=maybe_from_us(complete_time),
         recipient_limit=_decode_limit(recipient_limit),
         schedule_time=maybe_from_us(schedule_time),
+        notification_disabled=bool(notification_disabled),
     )
 
 
@@ -206,6 +190,7 @@ def create(conn: Connection, b: Broadcast) -> Broadcast:
             customer_group_id=b.audience.customer_group,
             group_name=b.group_name,
             messages=encode_messages(b.messages),
+            notification_disabled=b.notification_disabled,
             total=0,
             sent=0,
             failed=0,
@@ -404,6 +389,12 @@ class Start:
     left_out_by_limit: int = 0
 
 
+def set_trace_parent(conn: Connection, broadcast: str, trace_parent: str) -> None:
+    """Keep the W3C traceparent of the traced call that starts (or schedules) the broadcast:
+    its batches' spans continue that trace."""
+    conn.execute(update(t).where(t.c.id == broadcast).values(trace_parent=trace_parent))
+
+
 def start_sending(
     conn: Connection,
     b: Broadcast,
@@ -546,6 +537,7 @@ def save_draft(conn: Connection, b: Broadcast) -> Broadcast:
             customer_group_id=b.audience.customer_group,
             group_name=b.group_name,
             messages=encode_messages(b.messages),
+            notification_disabled=b.notification_disabled,
             resend_of=b.resend_of,
             update_time=to_us(b.update_time),
         )

@@ -30,7 +30,7 @@ from broadcaster.domain.deliveries import DeliveryOutcome
 from broadcaster.domain.lifecycle import BroadcastState, Transition
 from broadcaster.domain.messages import Message
 from broadcaster.store import bulk, events
-from broadcaster.store.broadcasts import decode_messages
+from broadcaster.store.bubbles import decode_messages
 from broadcaster.store.clock import from_us, to_us
 
 OPEN, DONE = 0, 1  # batch states
@@ -63,6 +63,9 @@ class ClaimedBatch:
     first_attempt_time: datetime
     messages: tuple[Message, ...]  # the broadcast's bubbles
     recipients: tuple[tuple[int, str], ...]  # (seq, external id) still pending
+    # The W3C traceparent of the call that started the broadcast, if it was traced.
+    trace_parent: str | None = None
+    notification_disabled: bool = False  # the broadcast is a silent send
 
     @property
     def last_seq(self) -> int:
@@ -139,7 +142,8 @@ def claim(
     rows = conn.execute(
         text(
             "SELECT b.broadcast_id, b.batch, b.idempotency_key, b.first_seq, b.size, b.attempts,"
-            " b.first_attempt_time, br.merchant_id, br.messages"
+            " b.first_attempt_time, br.merchant_id, br.messages, br.trace_parent,"
+            " br.notification_disabled"
             " FROM batches b JOIN broadcasts br ON br.id = b.broadcast_id"
             " WHERE b.channel_id = :ch AND b.state = :open AND b.due_time <= :now"
             " AND (b.lease_expiry < :now OR b.lease_owner <> :owner)"
@@ -198,6 +202,8 @@ def claim(
             ),
             messages=messages[r.broadcast_id],
             recipients=recipients[(r.broadcast_id, int(r.batch))],
+            trace_parent=r.trace_parent,
+            notification_disabled=bool(r.notification_disabled),
         )
         for r in rows
     ]

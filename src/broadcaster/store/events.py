@@ -50,7 +50,9 @@ from broadcaster.domain.deliveries import (
     EventPosition,
 )
 from broadcaster.domain.lifecycle import Transition
+from broadcaster.domain.messages import Message
 from broadcaster.store import bulk
+from broadcaster.store.bubbles import decode_messages
 from broadcaster.store.clock import from_us
 
 _LOCK_SPACE = 0x62726F61  # "broa": advisory locks of this service
@@ -232,6 +234,7 @@ def after(
     # Which of a recipient's events: both, or only the one the filter names.
     created = kinds is None or EventKind.CONVERSATION_CREATED in kinds
     message = kinds is None or EventKind.BROADCAST_MESSAGE in kinds
+    bubbles = _Bubbles(conn)
     found: list[Event] = []
     row = position.row
     while len(found) < limit:
@@ -241,7 +244,17 @@ def after(
         ranges = bulk.rows(conn, statement, (*args, _ROWS_AT_ONCE))
         for r in ranges:
             if r[1] == _RECIPIENT_ROW:
-                _expand(conn, merchant, r, position, limit - len(found), found, created, message)
+                _expand(
+                    conn,
+                    merchant,
+                    r,
+                    position,
+                    limit - len(found),
+                    found,
+                    created,
+                    message,
+                    bubbles,
+                )
             elif int(r[0]) > position.row:
                 found.append(_lifecycle_event(merchant, r))
             if len(found) >= limit:
@@ -251,6 +264,24 @@ def after(
         row = int(ranges[-1][0]) + 1
     del found[limit:]
     return found
+
+
+_MESSAGES_SQL = "SELECT messages FROM broadcasts WHERE id = %s"
+
+
+class _Bubbles:
+    """The bubbles of each broadcast a read's message events name, read once per read."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._found: dict[str, tuple[Message, ...]] = {}
+
+    def of(self, broadcast: str) -> tuple[Message, ...]:
+        found = self._found.get(broadcast)
+        if found is None:
+            rows = bulk.rows(self._conn, _MESSAGES_SQL, (broadcast,))
+            found = self._found[broadcast] = decode_messages(rows[0][0]) if rows else ()
+        return found
 
 
 def _lifecycle_event(merchant: str, r: Any) -> Event:
@@ -278,6 +309,7 @@ def _expand(
     out: list[Event],
     with_created: bool = True,
     with_message: bool = True,
+    bubbles: _Bubbles | None = None,
 ) -> None:
     """Append the events of outbox row `r` after `position` to `out`: at least `limit` if it
     has them (of the recipient kinds asked for)."""
@@ -290,6 +322,7 @@ def _expand(
     recipients = bulk.rows(conn, statement, (broadcast, first, last_seq, limit + 1))
     when = from_us(create_time)
     created, message = EventKind.CONVERSATION_CREATED, EventKind.BROADCAST_MESSAGE
+    sent = bubbles.of(broadcast) if with_message and bubbles is not None and recipients else ()
     start = len(out)
     append = out.append
     for seq, contact, opened in recipients:
@@ -298,7 +331,7 @@ def _expand(
                          created, when))  # fmt: skip
         if with_message:
             append(Event(EventPosition(row, seq, 1), merchant, channel, contact, broadcast,
-                         message, when))  # fmt: skip
+                         message, when, None, "", sent))  # fmt: skip
     if resumes:  # the position's own recipient: only what comes after it
         while len(out) > start and out[start].position <= position:
             del out[start]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Index,
     Integer,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlmodel import Field, SQLModel
@@ -321,8 +323,13 @@ class BroadcastRow(SQLModel, table=True):
     interaction_window: int = Field(sa_column=Column(SmallInteger, nullable=False))
     customer_group_id: str | None = Field(default=None, max_length=32)
     group_name: str = Field(default="", max_length=256)
-    # The bubbles as JSON: [{"text": "..."} | {"image": ["original", "preview"]}].
+    # The bubbles as JSON, one object per bubble keyed by its kind (store/broadcasts.py):
+    # [{"text": "..."} | {"image": ["original", "preview"]} | {"sticker": [...]} | ...].
     messages: str = Field(sa_column=Column(Text, nullable=False))
+    # A silent send (no notification where the channel allows it).
+    notification_disabled: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
     total: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     sent: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     failed: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
@@ -356,6 +363,9 @@ class BroadcastRow(SQLModel, table=True):
     fire_lease_expiry: int = Field(
         default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
     )
+    # The W3C traceparent of the Send (or Schedule) call that started it, when that call was
+    # traced: its batches' spans continue that trace, whichever replica sends them.
+    trace_parent: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
 
 
 broadcasts = _table(BroadcastRow)

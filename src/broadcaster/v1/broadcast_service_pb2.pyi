@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -96,31 +97,63 @@ Global___Audience: _TypeAlias = Audience  # noqa: Y015
 
 @_typing.final
 class BroadcastMessage(_message.Message):
-    """One bubble of a broadcast."""
+    """One bubble of a broadcast. Each channel declares the kinds it takes and their limits in
+    `ChannelCapabilities.message_kinds` (GetChannel); a kind the broadcast's channel does not
+    declare is refused (INVALID_ARGUMENT, field violation reason `MESSAGE_KIND_UNSUPPORTED`).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TEXT_FIELD_NUMBER: _builtins.int
     IMAGE_FIELD_NUMBER: _builtins.int
+    STICKER_FIELD_NUMBER: _builtins.int
+    VIDEO_FIELD_NUMBER: _builtins.int
+    AUDIO_FIELD_NUMBER: _builtins.int
+    CHANNEL_NATIVE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def text(self) -> Global___TextContent:
-        """A text bubble."""
+        """A text bubble (kind `text`)."""
 
     @_builtins.property
     def image(self) -> Global___ImageContent:
-        """An image bubble."""
+        """An image bubble (kind `image`)."""
+
+    @_builtins.property
+    def sticker(self) -> Global___StickerContent:
+        """A sticker (kind `sticker`)."""
+
+    @_builtins.property
+    def video(self) -> Global___VideoContent:
+        """A video with its preview image (kind `video`)."""
+
+    @_builtins.property
+    def audio(self) -> Global___AudioContent:
+        """An audio clip (kind `audio`)."""
+
+    @_builtins.property
+    def channel_native(self) -> _struct_pb2.Struct:
+        """A message in the channel's own format (kind `channel_native`), stored and forwarded as
+        given and checked by the channel's plugin; violations name paths inside it
+        (`messages[2].channel_native.contents.body.contents[0].text`). LINE: one LINE message
+        object of type `imagemap`, `template`, `flex` or `text` (for quick replies), with
+        `altText` required for the first three; `quickReply` allowed on each.
+        """
 
     def __init__(
         self,
         *,
         text: Global___TextContent | None = ...,
         image: Global___ImageContent | None = ...,
+        sticker: Global___StickerContent | None = ...,
+        video: Global___VideoContent | None = ...,
+        audio: Global___AudioContent | None = ...,
+        channel_native: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "image", b"image", "text", b"text"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "channel_native", b"channel_native", "content", b"content", "image", b"image", "sticker", b"sticker", "text", b"text", "video", b"video"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "image", b"image", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "channel_native", b"channel_native", "content", b"content", "image", b"image", "sticker", b"sticker", "text", b"text", "video", b"video"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_content: _TypeAlias = _typing.Literal["text", "image"]  # noqa: Y015
+    _WhichOneofReturnType_content: _TypeAlias = _typing.Literal["text", "image", "sticker", "video", "audio", "channel_native"]  # noqa: Y015
     _WhichOneofArgType_content: _TypeAlias = _typing.Literal["content", b"content"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_content) -> _WhichOneofReturnType_content | None: ...
 
@@ -133,20 +166,59 @@ class TextContent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TEXT_FIELD_NUMBER: _builtins.int
+    EMOJIS_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """The text. LINE: 1 to 5,000 UTF-16 code units."""
+    @_builtins.property
+    def emojis(self) -> _containers.RepeatedCompositeFieldContainer[Global___TextEmoji]:
+        """Channel emoji shown in place of `$` characters of `text`, in order of `index` (LINE: at
+        most 20, each at the UTF-16 index of a `$`). Channels whose `text` kind has no
+        `max_emojis` limit take none.
+        """
+
     def __init__(
         self,
         *,
         text: _builtins.str = ...,
+        emojis: _abc.Iterable[Global___TextEmoji] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["emojis", b"emojis", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TextContent: _TypeAlias = TextContent  # noqa: Y015
+
+@_typing.final
+class TextEmoji(_message.Message):
+    """A channel emoji inside a text, at a `$` placeholder."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    PRODUCT_ID_FIELD_NUMBER: _builtins.int
+    EMOJI_ID_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Position of the `$` it replaces, in UTF-16 code units from the start of the text."""
+    product_id: _builtins.str
+    """The emoji set (LINE: `productId`)."""
+    emoji_id: _builtins.str
+    """The emoji within its set (LINE: `emojiId`)."""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        product_id: _builtins.str = ...,
+        emoji_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["emoji_id", b"emoji_id", "index", b"index", "product_id", b"product_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TextEmoji: _TypeAlias = TextEmoji  # noqa: Y015
 
 @_typing.final
 class ImageContent(_message.Message):
@@ -173,6 +245,90 @@ class ImageContent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ImageContent: _TypeAlias = ImageContent  # noqa: Y015
+
+@_typing.final
+class StickerContent(_message.Message):
+    """A sticker bubble."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PACKAGE_ID_FIELD_NUMBER: _builtins.int
+    STICKER_ID_FIELD_NUMBER: _builtins.int
+    package_id: _builtins.str
+    """The sticker set (LINE: `packageId`)."""
+    sticker_id: _builtins.str
+    """The sticker within its set (LINE: `stickerId`)."""
+    def __init__(
+        self,
+        *,
+        package_id: _builtins.str = ...,
+        sticker_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["package_id", b"package_id", "sticker_id", b"sticker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StickerContent: _TypeAlias = StickerContent  # noqa: Y015
+
+@_typing.final
+class VideoContent(_message.Message):
+    """A video bubble."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGINAL_CONTENT_URI_FIELD_NUMBER: _builtins.int
+    PREVIEW_IMAGE_URI_FIELD_NUMBER: _builtins.int
+    TRACKING_ID_FIELD_NUMBER: _builtins.int
+    original_content_uri: _builtins.str
+    """URL of the video file. LINE: HTTPS, at most 2,000 characters."""
+    preview_image_uri: _builtins.str
+    """URL of the preview image. LINE: HTTPS, at most 2,000 characters."""
+    tracking_id: _builtins.str
+    """Identifies the video in the channel's viewing statistics (LINE: `trackingId`, at most
+    100 characters of letters, digits and `-._~!$&'()*+,;=:@`).
+    """
+    def __init__(
+        self,
+        *,
+        original_content_uri: _builtins.str = ...,
+        preview_image_uri: _builtins.str = ...,
+        tracking_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["original_content_uri", b"original_content_uri", "preview_image_uri", b"preview_image_uri", "tracking_id", b"tracking_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VideoContent: _TypeAlias = VideoContent  # noqa: Y015
+
+@_typing.final
+class AudioContent(_message.Message):
+    """An audio bubble."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGINAL_CONTENT_URI_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    original_content_uri: _builtins.str
+    """URL of the audio file. LINE: HTTPS, at most 2,000 characters."""
+    duration_ms: _builtins.int
+    """Length of the clip in milliseconds; more than 0."""
+    def __init__(
+        self,
+        *,
+        original_content_uri: _builtins.str = ...,
+        duration_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "original_content_uri", b"original_content_uri"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AudioContent: _TypeAlias = AudioContent  # noqa: Y015
 
 @_typing.final
 class BroadcastCounters(_message.Message):
@@ -221,6 +377,37 @@ class AudienceEstimate(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    class _MessageCheck:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _MessageCheckEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[AudienceEstimate._MessageCheck.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        MESSAGE_CHECK_UNSPECIFIED: AudienceEstimate._MessageCheck.ValueType  # 0
+        """Not checked: an inline estimate, or a channel with no check of its own."""
+        MESSAGES_ACCEPTED: AudienceEstimate._MessageCheck.ValueType  # 1
+        """The channel accepts the messages."""
+        CHECK_UNAVAILABLE: AudienceEstimate._MessageCheck.ValueType  # 2
+        """The channel could not be asked (an outage, a timeout): the messages met the channel's
+        local rules only, and it may still refuse them when they are sent.
+        """
+        MESSAGES_REFUSED: AudienceEstimate._MessageCheck.ValueType  # 3
+        """The channel refuses the messages (`message_check_detail` names the fields): edit them."""
+
+    class MessageCheck(_MessageCheck, metaclass=_MessageCheckEnumTypeWrapper):
+        """How the channel's own check of a draft's messages went."""
+
+    MESSAGE_CHECK_UNSPECIFIED: AudienceEstimate.MessageCheck.ValueType  # 0
+    """Not checked: an inline estimate, or a channel with no check of its own."""
+    MESSAGES_ACCEPTED: AudienceEstimate.MessageCheck.ValueType  # 1
+    """The channel accepts the messages."""
+    CHECK_UNAVAILABLE: AudienceEstimate.MessageCheck.ValueType  # 2
+    """The channel could not be asked (an outage, a timeout): the messages met the channel's
+    local rules only, and it may still refuse them when they are sent.
+    """
+    MESSAGES_REFUSED: AudienceEstimate.MessageCheck.ValueType  # 3
+    """The channel refuses the messages (`message_check_detail` names the fields): edit them."""
+
     MATCHED_FIELD_NUMBER: _builtins.int
     OPTED_OUT_FIELD_NUMBER: _builtins.int
     UNREACHABLE_FIELD_NUMBER: _builtins.int
@@ -234,6 +421,8 @@ class AudienceEstimate(_message.Message):
     ESTIMATE_TIME_FIELD_NUMBER: _builtins.int
     CAPPED_RECIPIENTS_FIELD_NUMBER: _builtins.int
     LEFT_OUT_BY_LIMIT_FIELD_NUMBER: _builtins.int
+    MESSAGE_CHECK_FIELD_NUMBER: _builtins.int
+    MESSAGE_CHECK_DETAIL_FIELD_NUMBER: _builtins.int
     FOLLOWERS_COMPLETE_FIELD_NUMBER: _builtins.int
     FOLLOWERS_SYNC_TIME_FIELD_NUMBER: _builtins.int
     matched: _builtins.int
@@ -265,6 +454,15 @@ class AudienceEstimate(_message.Message):
     """Recipient limit: expected recipients the limit leaves out (`expected_recipients` minus
     `capped_recipients`).
     """
+    message_check: Global___AudienceEstimate.MessageCheck.ValueType
+    """Messages: for a draft's estimate (`name`), the channel's own check of its messages (LINE:
+    its validation endpoint), asked now. Create and Update ask it too and refuse what it
+    refuses, but save the draft while it is unavailable.
+    """
+    message_check_detail: _builtins.str
+    """Messages: what `message_check` found, for people: the refused fields and why, or why the
+    check was unavailable.
+    """
     followers_complete: _builtins.bool
     """Whether every follower of the channel is a contact: a sync read the whole follower list
     recently (within twice the re-sync interval). False while the first sync is still reading
@@ -295,12 +493,14 @@ class AudienceEstimate(_message.Message):
         estimate_time: _timestamp_pb2.Timestamp | None = ...,
         capped_recipients: _builtins.int = ...,
         left_out_by_limit: _builtins.int = ...,
+        message_check: Global___AudienceEstimate.MessageCheck.ValueType = ...,
+        message_check_detail: _builtins.str = ...,
         followers_complete: _builtins.bool = ...,
         followers_sync_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["estimate_time", b"estimate_time", "followers_sync_time", b"followers_sync_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capped_recipients", b"capped_recipients", "eligible", b"eligible", "estimate_time", b"estimate_time", "exceeds_quota", b"exceeds_quota", "expected_recipients", b"expected_recipients", "followers_complete", b"followers_complete", "followers_sync_time", b"followers_sync_time", "ineligible_message", b"ineligible_message", "ineligible_reason", b"ineligible_reason", "left_out_by_limit", b"left_out_by_limit", "matched", b"matched", "opted_out", b"opted_out", "quota_limited", b"quota_limited", "quota_remaining", b"quota_remaining", "unreachable", b"unreachable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capped_recipients", b"capped_recipients", "eligible", b"eligible", "estimate_time", b"estimate_time", "exceeds_quota", b"exceeds_quota", "expected_recipients", b"expected_recipients", "followers_complete", b"followers_complete", "followers_sync_time", b"followers_sync_time", "ineligible_message", b"ineligible_message", "ineligible_reason", b"ineligible_reason", "left_out_by_limit", b"left_out_by_limit", "matched", b"matched", "message_check", b"message_check", "message_check_detail", b"message_check_detail", "opted_out", b"opted_out", "quota_limited", b"quota_limited", "quota_remaining", b"quota_remaining", "unreachable", b"unreachable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -402,6 +602,8 @@ class Broadcast(_message.Message):
     RESEND_OF_FIELD_NUMBER: _builtins.int
     RECIPIENT_LIMIT_FIELD_NUMBER: _builtins.int
     SCHEDULE_TIME_FIELD_NUMBER: _builtins.int
+    NOTIFICATION_DISABLED_FIELD_NUMBER: _builtins.int
+    PREVIEWS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `merchants/{merchant}/broadcasts/{broadcast}`."""
     display_name: _builtins.str
@@ -419,6 +621,10 @@ class Broadcast(_message.Message):
     resend_of: _builtins.str
     """For a resend (CopyBroadcast with `unsent_only`): the broadcast whose unreached recipients
     this one goes to. Its audience is then those recipients, not `audience`.
+    """
+    notification_disabled: _builtins.bool
+    """Silent send: deliver without a notification sound or banner where the channel allows it
+    (LINE: `notificationDisabled`). Applies to test sends too.
     """
     @_builtins.property
     def audience(self) -> Global___Audience:
@@ -460,6 +666,14 @@ class Broadcast(_message.Message):
     def schedule_time(self) -> _timestamp_pb2.Timestamp:
         """When a scheduled broadcast is to be sent (ScheduleBroadcast); kept once it was."""
 
+    @_builtins.property
+    def previews(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """A plain-text preview of each bubble, in `messages` order, as a list or an inbox shows it:
+        the text (shortened to 100 characters), `[Image]`, `[Sticker]`, `[Video]`, `[Audio]`, or
+        for a `channel_native` bubble what its channel makes of it (LINE: `[Card] ` and the
+        `altText`, with the number of items of a carousel).
+        """
+
     def __init__(
         self,
         *,
@@ -481,10 +695,12 @@ class Broadcast(_message.Message):
         resend_of: _builtins.str = ...,
         recipient_limit: Global___RecipientLimit | None = ...,
         schedule_time: _timestamp_pb2.Timestamp | None = ...,
+        notification_disabled: _builtins.bool = ...,
+        previews: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "complete_time", b"complete_time", "counters", b"counters", "create_time", b"create_time", "recipient_limit", b"recipient_limit", "schedule_time", b"schedule_time", "send_estimate", b"send_estimate", "send_time", b"send_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "channel", b"channel", "complete_time", b"complete_time", "copied_from", b"copied_from", "counters", b"counters", "create_time", b"create_time", "display_name", b"display_name", "failure_reason", b"failure_reason", "messages", b"messages", "name", b"name", "recipient_limit", b"recipient_limit", "resend_of", b"resend_of", "schedule_time", b"schedule_time", "send_estimate", b"send_estimate", "send_time", b"send_time", "state", b"state", "target_summary", b"target_summary", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "channel", b"channel", "complete_time", b"complete_time", "copied_from", b"copied_from", "counters", b"counters", "create_time", b"create_time", "display_name", b"display_name", "failure_reason", b"failure_reason", "messages", b"messages", "name", b"name", "notification_disabled", b"notification_disabled", "previews", b"previews", "recipient_limit", b"recipient_limit", "resend_of", b"resend_of", "schedule_time", b"schedule_time", "send_estimate", b"send_estimate", "send_time", b"send_time", "state", b"state", "target_summary", b"target_summary", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -508,7 +724,9 @@ class CreateBroadcastRequest(_message.Message):
     """
     @_builtins.property
     def broadcast(self) -> Global___Broadcast:
-        """The draft: `display_name`, `channel`, `audience` and `messages` are read."""
+        """The draft: `display_name`, `channel`, `audience`, `messages` and `notification_disabled`
+        are read.
+        """
 
     def __init__(
         self,
@@ -654,7 +872,9 @@ class UpdateBroadcastRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields to change: `display_name`, `channel`, `audience`, `messages`."""
+        """Fields to change: `display_name`, `channel`, `audience`, `messages`,
+        `notification_disabled`.
+        """
 
     def __init__(
         self,

@@ -27,7 +27,9 @@ Messaging API (all under the base URL, bearer-authenticated by channel access to
 ``POST /v2/bot/message/push|multicast|broadcast``, ``GET /v2/bot/info``,
 ``GET /v2/bot/followers/ids`` (``limit`` default 300, max 1,000; ``start`` = previous ``next``;
 403 for tier "none"), ``GET /v2/bot/profile/{userId}`` (404 "Not found" for unknown or blocked
-users), ``GET /v2/bot/message/quota`` and ``/quota/consumption``, ``GET`` and ``PUT
+users), ``GET /v2/bot/message/quota`` and ``/quota/consumption``,
+``POST /v2/bot/message/validate/multicast`` (``{"messages": [...]}`` checked as a multicast's:
+200 ``{}`` or 400 naming each bad property; nothing sent or counted), ``GET`` and ``PUT
 /v2/bot/channel/webhook/endpoint`` (404 "Not found" until a URL is set; ``active`` is the
 account's ``webhook_active``, on by default; a URL must be HTTPS and at most 500 characters, or
 plain HTTP to a loopback host for local tests), ``POST /v2/bot/channel/webhook/test`` (posts a
@@ -37,7 +39,8 @@ signed webhook with no events to the given ``endpoint`` or the one set, and answ
 
 - 401 for a missing or unknown token, with LINE's messages.
 - 400 in LINE's shape for bad bodies: 1-5 messages, text 1-5,000 UTF-16 code units, image and
-  video URLs HTTPS and at most 2,000 characters, 1-500 multicast recipients; a malformed id in
+  video URLs HTTPS and at most 2,000 characters, the limits of emoji, imagemap, template, flex
+  and quick replies (`validation`), 1-500 multicast recipients; a malformed id in
   ``to`` is named as ``to[i]`` in the message and in ``details[].property``.
 - Multicast to blocked users, non-friends or repeated ids answers 200 but delivers (and counts)
   nothing for them; push to an unknown user is 400 "Failed to send messages". If a request fails,

@@ -44,6 +44,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("push", "POST", "/v2/bot/message/push", handlers.push, retry_key=True),
     Endpoint("multicast", "POST", "/v2/bot/message/multicast", handlers.multicast, retry_key=True),
     Endpoint("broadcast", "POST", "/v2/bot/message/broadcast", handlers.broadcast, retry_key=True),
+    Endpoint(
+        "validate_multicast",
+        "POST",
+        "/v2/bot/message/validate/multicast",
+        handlers.validate_multicast_messages,
+    ),
     Endpoint("quota", "GET", "/v2/bot/message/quota", handlers.quota),
     Endpoint(
         "quota_consumption", "GET", "/v2/bot/message/quota/consumption", handlers.quota_consumption

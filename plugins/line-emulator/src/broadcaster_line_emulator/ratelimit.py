@@ -41,6 +41,7 @@ DEFAULT_RATES: Mapping[str, Rate] = {
     "get_webhook_endpoint": Rate(2_000),
     "set_webhook_endpoint": Rate(2_000),
     "test_webhook_endpoint": Rate(2_000),
+    "validate_multicast": Rate(2_000),
 }
 
 

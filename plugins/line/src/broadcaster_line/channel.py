@@ -15,6 +15,7 @@ from broadcaster.channels import (
     Capabilities,
     Channel,
     ChannelContact,
+    ChannelNativeMessage,
     ChannelRuntime,
     ChannelUnavailable,
     ContactPage,
@@ -35,7 +36,7 @@ from broadcaster.channels import (
     WebhookSetup,
 )
 from broadcaster_line import account as line_account
-from broadcaster_line import rules, sending, tokens, webhook, webhook_setup
+from broadcaster_line import native, rules, sending, tokens, webhook, webhook_setup
 from broadcaster_line.client import DEFAULT_API_BASE, LineClient
 from broadcaster_line.contacts import ContactSync
 from broadcaster_line.pacing import SYNC_BURST, SYNC_REQUESTS_PER_SECOND, TokenBucket
@@ -59,8 +60,32 @@ class LineChannel:
         requests_per_second=200.0,
         max_messages=rules.MAX_MESSAGES,
         message_kinds=(
-            MessageKind("text", {"max_text_utf16": rules.MAX_TEXT_UTF16}),
+            MessageKind(
+                "text", {"max_text_utf16": rules.MAX_TEXT_UTF16, "max_emojis": rules.MAX_EMOJIS}
+            ),
             MessageKind("image", {"max_url_length": rules.MAX_URL_LENGTH}),
+            MessageKind("sticker"),
+            MessageKind(
+                "video",
+                {
+                    "max_url_length": rules.MAX_URL_LENGTH,
+                    "max_tracking_id_length": rules.MAX_TRACKING_ID,
+                },
+            ),
+            MessageKind("audio", {"max_url_length": rules.MAX_URL_LENGTH}),
+            MessageKind(
+                "channel_native",
+                {
+                    "max_alt_text_utf16": native.MAX_ALT_TEXT,
+                    "max_template_alt_text_utf16": native.MAX_TEMPLATE_ALT_TEXT,
+                    "max_quick_reply_items": native.MAX_QUICK_REPLY_ITEMS,
+                    "max_imagemap_actions": native.MAX_IMAGEMAP_ACTIONS,
+                    "max_template_columns": native.MAX_TEMPLATE_COLUMNS,
+                    "max_flex_bubbles": native.MAX_FLEX_BUBBLES,
+                    "max_flex_bubble_bytes": native.MAX_FLEX_BYTES,
+                    "max_flex_carousel_bytes": native.MAX_FLEX_CAROUSEL_BYTES,
+                },
+            ),
         ),
         idempotency_window_seconds=24 * 60 * 60,
         sync_requests_per_second=2_000.0,
@@ -188,6 +213,12 @@ class LineChannel:
 
     def validate_messages(self, messages: Sequence[Message]) -> list[FieldViolation]:
         return rules.validate_messages(messages)
+
+    async def check_messages(self, messages: Sequence[Message]) -> list[FieldViolation]:
+        return await self._renewing(lambda: sending.check_with_line(self._client, messages))
+
+    def preview_native(self, message: ChannelNativeMessage) -> str:
+        return native.preview_native(message.data())
 
     async def sync_contacts(self, cursor: str | None) -> AsyncIterator[ContactPage]:
         await self._fresh()

@@ -154,6 +154,7 @@ class LineClient:
         self._push = self._base / "v2/bot/message/push"
         self._webhook_endpoint = self._base / "v2/bot/channel/webhook/endpoint"
         self._webhook_test = self._base / "v2/bot/channel/webhook/test"
+        self._validate_multicast = self._base / "v2/bot/message/validate/multicast"
 
     def __repr__(self) -> str:  # never show the token
         return f"LineClient({str(self._base)!r})"
@@ -225,6 +226,13 @@ class LineClient:
         body = json.dumps({"endpoint": endpoint}).encode()
         async with self._session.post(
             self._webhook_test, data=body, headers=self._json_auth
+        ) as resp:
+            return await _reply(resp)
+
+    async def validate_multicast(self, body: bytes) -> LineReply:
+        """POST `{"messages": [...]}` for LINE to check as a multicast's; nothing is sent."""
+        async with self._session.post(
+            self._validate_multicast, data=body, headers=self._json_auth
         ) as resp:
             return await _reply(resp)
 

@@ -34,10 +34,17 @@ import re
 import uuid
 from collections.abc import Sequence
 
-from broadcaster.channels import Message, SendBatch, SendOutcome, SendStatus
-from broadcaster_line.client import LineClient, LineReply
+from broadcaster.channels import (
+    ChannelUnavailable,
+    FieldViolation,
+    Message,
+    SendBatch,
+    SendOutcome,
+    SendStatus,
+)
+from broadcaster_line.client import LineClient, LineReply, failure
 from broadcaster_line.retry import NETWORK_ERRORS
-from broadcaster_line.rules import to_line_messages
+from broadcaster_line.rules import to_line_messages, violations_from_line
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +58,29 @@ def _messages_json(messages: tuple[Message, ...]) -> str:
     return json.dumps(to_line_messages(messages), separators=(",", ":"))
 
 
-def encode_multicast(recipients: Sequence[str], messages: Sequence[Message]) -> bytes:
-    """The multicast request body `{"to": [...], "messages": [...]}` as UTF-8 JSON."""
+def _silent(notification_disabled: bool) -> str:
+    return ',"notificationDisabled":true' if notification_disabled else ""
+
+
+def encode_multicast(
+    recipients: Sequence[str], messages: Sequence[Message], notification_disabled: bool = False
+) -> bytes:
+    """The multicast request body `{"to": [...], "messages": [...]}` as UTF-8 JSON, with
+    `"notificationDisabled": true` for a silent send."""
     to = recipients if isinstance(recipients, list | tuple) else list(recipients)
     to_json = json.dumps(to, separators=(",", ":"))
     # ASCII JSON (non-ASCII escaped), so encoding cannot fail whatever the text holds.
-    return f'{{"to":{to_json},"messages":{_messages_json(tuple(messages))}}}'.encode("ascii")
+    body = f'{{"to":{to_json},"messages":{_messages_json(tuple(messages))}'
+    return f"{body}{_silent(notification_disabled)}}}".encode("ascii")
 
 
-def encode_push(recipient: str, messages: Sequence[Message]) -> bytes:
+def encode_push(
+    recipient: str, messages: Sequence[Message], notification_disabled: bool = False
+) -> bytes:
     """The push request body `{"to": "...", "messages": [...]}` as UTF-8 JSON."""
     to_json = json.dumps(recipient)
-    return f'{{"to":{to_json},"messages":{_messages_json(tuple(messages))}}}'.encode("ascii")
+    body = f'{{"to":{to_json},"messages":{_messages_json(tuple(messages))}'
+    return f"{body}{_silent(notification_disabled)}}}".encode("ascii")
 
 
 def push_retry_key(key: str, recipient: str) -> str:
@@ -139,7 +157,7 @@ def outcome_of(reply: LineReply, recipients: Sequence[str]) -> SendOutcome:
 
 async def send_batch(client: LineClient, batch: SendBatch) -> SendOutcome:
     """Send one batch with its retry key. Never raises for network trouble: RETRY_LATER."""
-    body = encode_multicast(batch.recipients, batch.messages)
+    body = encode_multicast(batch.recipients, batch.messages, batch.notification_disabled)
     try:
         reply = await client.multicast(body, batch.idempotency_key)
     except NETWORK_ERRORS as exc:
@@ -169,10 +187,9 @@ def push_outcome_of(reply: LineReply, recipient: str) -> SendOutcome:
     return outcome_of(reply, [recipient])
 
 
-async def _push_one(
-    client: LineClient, recipient: str, messages: Sequence[Message], key: str
-) -> SendOutcome:
-    body = encode_push(recipient, messages)
+async def _push_one(client: LineClient, recipient: str, batch: SendBatch) -> SendOutcome:
+    key = batch.idempotency_key
+    body = encode_push(recipient, batch.messages, batch.notification_disabled)
     try:
         reply = await client.push(body, push_retry_key(key, recipient))
     except NETWORK_ERRORS as exc:
@@ -184,8 +201,20 @@ async def _push_one(
 
 async def send_test(client: LineClient, batch: SendBatch) -> list[SendOutcome]:
     """Push the messages to each recipient at once; one outcome per recipient, in order."""
-    return list(
-        await asyncio.gather(
-            *(_push_one(client, r, batch.messages, batch.idempotency_key) for r in batch.recipients)
-        )
-    )
+    return list(await asyncio.gather(*(_push_one(client, r, batch) for r in batch.recipients)))
+
+
+async def check_with_line(client: LineClient, messages: Sequence[Message]) -> list[FieldViolation]:
+    """LINE's own check of `messages` (its multicast validation endpoint): the violations it
+    names, in the API's paths. Raises ChannelUnavailable (or CredentialsInvalid) when LINE
+    cannot answer; nothing is sent."""
+    body = f'{{"messages":{_messages_json(tuple(messages))}}}'.encode("ascii")
+    try:
+        reply = await client.validate_multicast(body)
+    except NETWORK_ERRORS as exc:
+        raise ChannelUnavailable(f"network error talking to LINE: {type(exc).__name__}") from exc
+    if reply.ok:
+        return []
+    if reply.status == 400:
+        return violations_from_line(reply.error.details, reply.error.message, messages)
+    raise failure(reply, "validating the messages")

@@ -10,8 +10,8 @@ the admin UI and LINE would:
    blocks) to the service's webhook endpoint (`friends`);
 3. links contacts to customers, fills two customer groups, opts some contacts out (`customers`);
 4. estimates a few audiences (`broadcast`);
-5. sends the draft to one contact as a test, then a broadcast of a text and an image bubble to
-   every contact, with a live progress bar;
+5. sends the draft to one contact as a test, then a broadcast of a text, an image and a card
+   carousel (a LINE flex message) to every contact, with a live progress bar;
 6. schedules a copy of it for tomorrow, prints the broadcast list (the copy among the upcoming),
    takes the copy back to a draft, and counts the Message Center events the send recorded.
 

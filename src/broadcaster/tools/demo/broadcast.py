@@ -10,12 +10,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from broadcaster_client import paginate
 from broadcaster_client.v1 import broadcast_service_pb2 as bpb
 from broadcaster_client.v1 import channel_service_pb2 as cpb
 from broadcaster_client.v1 import contact_service_pb2 as kpb
 from broadcaster_client.v1 import event_service_pb2 as epb
+from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from broadcaster.tools import console
@@ -29,6 +31,57 @@ TEXT = (
     "Summer sale starts today: 30% off everything in the shop until Sunday. "
     "Show this message at the counter or use code SUMMER30 online."
 )
+SHOP = "https://shop.example.com"
+PRODUCTS = (("Linen shirt", "¥3,900"), ("Straw hat", "¥2,400"), ("Canvas tote", "¥1,800"))
+
+
+def _product_card(name: str, price: str, n: int) -> dict[str, Any]:
+    """One bubble of the card carousel: picture, name and price, and a Buy button."""
+    return {
+        "type": "bubble",
+        "hero": {
+            "type": "image",
+            "url": f"https://cdn.example.com/demo/product-{n}.jpg",
+            "size": "full",
+            "aspectMode": "cover",
+        },
+        "body": {
+            "type": "box",
+            "layout": "vertical",
+            "contents": [
+                {"type": "text", "text": name, "weight": "bold", "size": "lg"},
+                {"type": "text", "text": f"{price} → 30% off", "color": "#888888"},
+            ],
+        },
+        "footer": {
+            "type": "box",
+            "layout": "vertical",
+            "contents": [
+                {
+                    "type": "button",
+                    "style": "primary",
+                    "action": {"type": "uri", "label": "Buy", "uri": f"{SHOP}/p/{n}"},
+                }
+            ],
+        },
+    }
+
+
+def card_carousel() -> bpb.BroadcastMessage:
+    """A card-type message: a LINE flex carousel of the sale's products, as a channel-native
+    bubble (the channel declares `channel_native`; its plugin checks and previews it)."""
+    payload = Struct()
+    payload.update(
+        {
+            "type": "flex",
+            "altText": "Summer sale picks",
+            "contents": {
+                "type": "carousel",
+                "contents": [_product_card(n, p, i) for i, (n, p) in enumerate(PRODUCTS, 1)],
+            },
+        }
+    )
+    return bpb.BroadcastMessage(channel_native=payload)
 
 
 @dataclass(frozen=True)
@@ -85,6 +138,7 @@ def send(shop: Shop, channel: cpb.Channel) -> bpb.Broadcast:
                             original_content_uri=IMAGE, preview_image_uri=IMAGE_PREVIEW
                         )
                     ),
+                    card_carousel(),
                 ],
             ),
             request_id="demo-summer-sale",
@@ -97,7 +151,7 @@ def send(shop: Shop, channel: cpb.Channel) -> bpb.Broadcast:
         timeout=CALL_TIMEOUT,
     )
     shop.story.step(
-        f"sending {b.display_name!r} (a text and an image bubble) to "
+        f"sending {b.display_name!r} ({' · '.join(b.previews)}) to "
         f"{b.counters.total:,} recipients: {b.name}"
     )
     progress = Progress(shop.story.out)

@@ -594,10 +594,14 @@ class MessageKindLimits(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     LIMITS_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
-    """`text` or `image`."""
+    """The BroadcastMessage field it names: `text`, `image`, `sticker`, `video`, `audio` or
+    `channel_native`. A kind not listed is refused.
+    """
     @_builtins.property
     def limits(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
-        """Named limits, for example `max_text_utf16: 5000` or `max_url_length: 2000`."""
+        """Named limits, for example `max_text_utf16: 5000` or `max_url_length: 2000` (docs/api.md
+        lists each channel's).
+        """
 
     def __init__(
         self,

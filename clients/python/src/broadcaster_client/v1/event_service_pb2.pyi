@@ -94,6 +94,7 @@ class Event(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     COUNTERS_FIELD_NUMBER: _builtins.int
     FAILURE_REASON_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
     """Position of this event; pass it as `after_cursor` to resume after it. Opaque."""
     kind: Global___Event.Kind.ValueType
@@ -123,6 +124,12 @@ class Event(_message.Message):
         events).
         """
 
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[_broadcast_service_pb2.BroadcastMessage]:
+        """For BROADCAST_MESSAGE: the broadcast's bubbles, as the contact received them, so a
+        conversation view can render them (their previews are the broadcast's `previews`).
+        """
+
     def __init__(
         self,
         *,
@@ -134,10 +141,11 @@ class Event(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         counters: _broadcast_service_pb2.BroadcastCounters | None = ...,
         failure_reason: _builtins.str = ...,
+        messages: _abc.Iterable[_broadcast_service_pb2.BroadcastMessage] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["broadcast", b"broadcast", "channel", b"channel", "contact", b"contact", "counters", b"counters", "create_time", b"create_time", "cursor", b"cursor", "failure_reason", b"failure_reason", "kind", b"kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["broadcast", b"broadcast", "channel", b"channel", "contact", b"contact", "counters", b"counters", "create_time", b"create_time", "cursor", b"cursor", "failure_reason", b"failure_reason", "kind", b"kind", "messages", b"messages"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,7 +3,7 @@ of the replica doing it), when it was last read whole, its webhook's set-up and 
 quota last read, and its health (whether it needs attention, since when).
 
 Revision ID: 0018
-Revises: 0019
+Revises: 0020
 Create Date: 2026-12-01
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-down_revision = "0019"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
