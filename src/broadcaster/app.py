@@ -33,6 +33,7 @@ from broadcaster.services.events import EventFeed, Events
 from broadcaster.services.readiness import Readiness
 from broadcaster.services.sending import Sending
 from broadcaster.services.test_sends import TestSends
+from broadcaster.services.upkeep import ChannelUpkeep
 from broadcaster.services.webhooks import WebhookIngest
 from broadcaster.store import migrate
 from broadcaster.store.database import Database
@@ -105,7 +106,12 @@ class App:
         metrics = Metrics()
         metrics.watch_database(db)
         metrics.watch_broadcasts(db)
-        ctx = ServiceContext(db, metrics=metrics, pages=PageTokens(config.page_token_key()))
+        ctx = ServiceContext(
+            db,
+            metrics=metrics,
+            pages=PageTokens(config.page_token_key()),
+            follower_sync_interval=timedelta(seconds=config.follower_sync_interval),
+        )
         keys = config.sealing_keys()
         hub = ChannelHub(registry, Sealer(keys), db, config.env, ctx=ctx)
         channels = Channels(ctx, hub)
@@ -124,11 +130,13 @@ class App:
             window=ScheduleWindow(min_lead=timedelta(seconds=config.schedule_min_lead)),
         )
         firing = Firing(ctx, sending.fire_many, listener=listener)
+        contact_sync = ContactSyncer(ctx, hub, channels)
         services = Services(
             customer_groups=CustomerGroups(ctx),
             contacts=Contacts(ctx),
             channels=channels,
-            contact_sync=ContactSyncer(ctx, hub, channels),
+            contact_sync=contact_sync,
+            upkeep=ChannelUpkeep(ctx, contact_sync, hub, public_url=config.public_url),
             broadcasts=broadcasts,
             sending=sending,
             test_sends=TestSends(ctx, broadcasts),
@@ -181,6 +189,7 @@ class App:
             header_timeout=self.config.http_header_timeout,
         )
         self.services.contact_sync.watch()
+        self.services.upkeep.start()
         self.webhooks.prune_periodically()
         self.dispatcher.start()
         self.firing.start()
@@ -212,6 +221,7 @@ class App:
         await self.services.events.feed.close()
         if self.listener is not None:
             await self.listener.close()
+        await self.services.upkeep.stop()
         await self.services.contact_sync.stop()
         await self.webhooks.stop()
         await self.readiness.stop()

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import platformdirs
 from sqlalchemy.engine import URL, make_url
@@ -172,6 +173,21 @@ def parse_seconds(value: str, name: str) -> float:
     return seconds
 
 
+def parse_public_url(value: str, name: str) -> str:
+    """An absolute http(s) URL without query or fragment, kept without a trailing slash; ""
+    when unset."""
+    text = value.strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(
+            f"{name} must be the service's public base URL, like https://hooks.example.com, "
+            f"got {value!r}"
+        )
+    return text.rstrip("/")
+
+
 @dataclass(frozen=True, slots=True)
 class TlsFiles:
     """The server's certificate chain and key (PEM), and the CA that client certificates must
@@ -295,6 +311,11 @@ class Config:
     # On SIGTERM, seconds for calls in progress to finish and for batches with the channel to
     # be answered and recorded; what is still going then is cut off.
     drain_grace: float = 10.0
+    # Seconds between re-syncs of a channel's follower list (a day).
+    follower_sync_interval: float = 86_400.0
+    # The URL this service's HTTP port is reached at from the internet (https://…), to set
+    # channels' webhooks up; "" when not known (the merchant sets them by hand).
+    public_url: str = ""
 
     def __post_init__(self) -> None:
         refuse_exposure(self.grpc_listen, self.tokens, "BROADCASTER_GRPC_LISTEN")
@@ -338,6 +359,10 @@ class Config:
             sqlite_write_cache_mb=parse_count(*read("BROADCASTER_SQLITE_WRITE_CACHE_MB", "64")),
             schedule_min_lead=parse_seconds(*read("BROADCASTER_SCHEDULE_MIN_LEAD", "60")),
             drain_grace=parse_seconds(*read("BROADCASTER_DRAIN_GRACE", "10")),
+            follower_sync_interval=parse_seconds(
+                *read("BROADCASTER_FOLLOWER_SYNC_INTERVAL", "86400")
+            ),
+            public_url=parse_public_url(*read("BROADCASTER_PUBLIC_URL")),
         )
 
     def sealing_keys(self) -> tuple[str, ...]:

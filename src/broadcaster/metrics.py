@@ -30,11 +30,13 @@ from sqlalchemy import Connection, event, func, select
 
 from broadcaster.channels import InteractionEvent, RefusedEvent, SendOutcome, SendStatus
 from broadcaster.domain.broadcasts import BroadcastState
+from broadcaster.domain.health import Issue
 from broadcaster.store.tables import broadcasts
 
 if TYPE_CHECKING:
     from broadcaster.store.database import Database
 
+_ISSUE_NAMES = {int(i): str(i.name).lower() for i in Issue}
 log = logging.getLogger(__name__)
 
 # Channel requests: tens of milliseconds when healthy, seconds when the channel struggles.
@@ -217,6 +219,28 @@ class Metrics:
             ["channel_type", "state"],
             registry=r,
         )
+        # Channel upkeep (services.upkeep).
+        self.channels_unhealthy = Counter(
+            "broadcaster_channels_turned_unhealthy",
+            "Channels that turned to need attention, by channel type and issue (one count per "
+            "issue found at that moment).",
+            ["channel_type", "issue"],
+            registry=r,
+        )
+        self.channel_issues = Counter(
+            "broadcaster_channel_issues_opened",
+            "Issues opened on channels (a channel already needing attention counts its new "
+            "issues too), by channel type and issue.",
+            ["channel_type", "issue"],
+            registry=r,
+        )
+        self.follower_resyncs = Counter(
+            "broadcaster_follower_resyncs",
+            "Scheduled follower re-syncs this process claimed, by channel type and outcome "
+            "(started, running: one was going already).",
+            ["channel_type", "outcome"],
+            registry=r,
+        )
         # The database (watch_database).
         self.db_statements = Counter(
             "broadcaster_db_statements",
@@ -376,6 +400,19 @@ class Metrics:
 
     def sync_finished(self, channel_type: str, state: str) -> None:
         self.syncs_finished.labels(channel_type, state).inc()
+
+    def health_changed(self, channel_type: str, before: int, now: int) -> None:
+        """A channel's issues (domain.health.Issue bits) went from `before` to `now`."""
+        opened = now & ~before
+        for bit in range(opened.bit_length()):
+            if opened & (1 << bit):
+                issue = _ISSUE_NAMES.get(1 << bit, str(1 << bit))
+                self.channel_issues.labels(channel_type, issue).inc()
+                if not before:
+                    self.channels_unhealthy.labels(channel_type, issue).inc()
+
+    def follower_resync(self, channel_type: str, outcome: str) -> None:
+        self.follower_resyncs.labels(channel_type, outcome).inc()
 
     # -- the database ----------------------------------------------------------------------
 

@@ -69,17 +69,35 @@ class Api:
     def close(self) -> None:
         self.channel.close()
 
-    def connect(self, parent: str, account: Account) -> pb.Channel:
+    def connect(self, parent: str, account: Account, timeout: float = 120) -> pb.Channel:
+        """CreateChannel, then wait for the follower sync it starts to have read the follower
+        list (or to be skipped): contacts imported or changed by webhooks afterwards are not
+        overtaken by it."""
         credentials = {
             "channel_access_token": account.access_token,
             "channel_secret": account.channel_secret,
         }
-        return self.channels.CreateChannel(
+        made = self.channels.CreateChannel(
             pb.CreateChannelRequest(
                 parent=parent, channel=pb.Channel(type="line", credentials=credentials)
             ),
             metadata=A,
         )
+        self.first_sync(made.name, timeout)
+        return made
+
+    def first_sync(self, name: str, timeout: float = 120, *, whole: bool = False) -> pb.ContactSync:
+        """Until the follower sync CreateChannel started has read the follower list (or was
+        skipped); with `whole`, until it ended (its profiles fetched too)."""
+
+        def settled() -> pb.ContactSync | None:
+            sync = self.channels.GetChannel(pb.GetChannelRequest(name=name), metadata=A).last_sync
+            assert sync.state != pb.ContactSync.FAILED, sync
+            ended = sync.state in (pb.ContactSync.SUCCEEDED, pb.ContactSync.SKIPPED)
+            done = ended or (sync.followers_complete and not whole)
+            return sync if done else None
+
+        return wait_for(f"the first sync of {name}", settled, timeout, every=0.05)
 
     def sync_followers(self, name: str, timeout: float = 120) -> pb.ContactSync:
         """SyncContacts, until the follower list is in (profiles keep coming afterwards)."""

@@ -6,6 +6,7 @@ import uuid
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 
 from broadcaster.v1 import customer_group_service_pb2 as pb
 from tests.e2e.server import ADMIN, auth, failure
@@ -89,6 +90,26 @@ def test_groups_end_to_end(groups) -> None:  # type: ignore[no-untyped-def]
     assert [g.display_name for g in rest.customer_groups] == ["VIP customers"]
     assert rest.next_page_token == ""
 
+    renamed = groups.UpdateCustomerGroup(
+        pb.UpdateCustomerGroupRequest(
+            customer_group=pb.CustomerGroup(name=vip.name, description="spent over 10k"),
+            update_mask=field_mask_pb2.FieldMask(paths=["description"]),
+        ),
+        metadata=A,
+    )
+    assert (renamed.display_name, renamed.description) == ("VIP customers", "spent over 10k")
+    members = groups.ListCustomerGroupMembers(
+        pb.ListCustomerGroupMembersRequest(customer_group=vip.name, page_size=3), metadata=A
+    )
+    assert [m.customer_id for m in members.members] == sorted(ids)[:3]
+    more = groups.ListCustomerGroupMembers(
+        pb.ListCustomerGroupMembersRequest(
+            customer_group=vip.name, page_size=3, page_token=members.next_page_token
+        ),
+        metadata=A,
+    )
+    assert [m.customer_id for m in more.members] == sorted(ids)[3:6]
+
     groups.DeleteCustomerGroup(pb.DeleteCustomerGroupRequest(name=vip.name), metadata=A)
     with pytest.raises(grpc.RpcError) as e:
         groups.GetCustomerGroup(pb.GetCustomerGroupRequest(name=vip.name), metadata=A)
@@ -133,6 +154,21 @@ def test_groups_end_to_end(groups) -> None:  # type: ignore[no-untyped-def]
             "INVALID_PAGE_TOKEN",
         ),
         (pb.GetCustomerGroupRequest(name="merchants/m1/groups/g"), ["name"], "INVALID_ARGUMENT"),
+        (
+            pb.UpdateCustomerGroupRequest(
+                customer_group=pb.CustomerGroup(name="merchants/m1/customerGroups/g"),
+                update_mask=field_mask_pb2.FieldMask(paths=["member_count"]),
+            ),
+            ["update_mask"],
+            "INVALID_ARGUMENT",
+        ),
+        (
+            pb.ListCustomerGroupMembersRequest(
+                customer_group="merchants/m1/customerGroups/g", page_token="garbage!"
+            ),
+            ["page_token"],
+            "INVALID_PAGE_TOKEN",
+        ),
         (
             pb.AddCustomerGroupMembersRequest(
                 customer_group="merchants/m1/customerGroups/g", customer_ids=["ok", "has space", ""]

@@ -117,7 +117,9 @@ def _connect(api: Api, parent: str, credentials: dict[str, str]) -> pb.Channel:
     request = pb.CreateChannelRequest(
         parent=parent, channel=pb.Channel(type="line", credentials=credentials)
     )
-    return api.channels.CreateChannel(request, metadata=A)
+    made = api.channels.CreateChannel(request, metadata=A)
+    api.first_sync(made.name, whole=True)  # the sync CreateChannel starts, over first
+    return made
 
 
 def _get(api: Api, name: str) -> pb.Channel:

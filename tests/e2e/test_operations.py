@@ -90,7 +90,7 @@ def test_metrics_move_with_rpcs_webhooks_syncs_and_drafts(
     assert _post(server, made.webhook_path, body, "0" * 64) == 401
     assert _post(server, "/webhooks/nosuchtype/x", body, "0" * 64) == 404
     assert _post(server, made.webhook_path, b"{" * (1024 * 1024 + 1), "0" * 64) == 413
-    channels.SyncContacts(cpb.SyncContactsRequest(name=made.name), metadata=A)
+    # CreateChannel started the contact sync.
     assert _wait_sync(channels, made.name).state == cpb.ContactSync.SUCCEEDED
 
     after = scrape(server)
@@ -125,8 +125,6 @@ def test_the_log_is_json_lines_with_the_request_ids(
     server: Server, channel: grpc.Channel, merchant: str
 ) -> None:
     channels = cpb_grpc.ChannelServiceStub(channel)
-    made = connect_fake(channel, f"merchants/{merchant}", tier="verified", followers="10")
-    channel_id = made.name.rsplit("/", 1)[1]
     request_id = f"ops-{uuid.uuid4().hex[:8]}"
     with pytest.raises(grpc.RpcError):
         pb_grpc.BroadcastServiceStub(channel).GetBroadcast(
@@ -134,9 +132,16 @@ def test_the_log_is_json_lines_with_the_request_ids(
             metadata=(*A, ("x-request-id", request_id)),
         )
     sync_id = f"sync-{uuid.uuid4().hex[:8]}"
-    channels.SyncContacts(
-        cpb.SyncContactsRequest(name=made.name), metadata=(*A, ("x-request-id", sync_id))
+    # CreateChannel starts the contact sync, which logs with the call's request id.
+    credentials = {"token": f"fake-{uuid.uuid4().hex}", "account": "ops", "tier": "verified"}
+    made = channels.CreateChannel(
+        cpb.CreateChannelRequest(
+            parent=f"merchants/{merchant}",
+            channel=cpb.Channel(type="fake", credentials={**credentials, "followers": "10"}),
+        ),
+        metadata=(*A, ("x-request-id", sync_id)),
     )
+    channel_id = made.name.rsplit("/", 1)[1]
     _wait_sync(channels, made.name)
     deadline = time.monotonic() + 10  # the sync's last line is written just after its state
     while sync_id not in server.log.read_text() or "succeeded" not in server.log.read_text():
@@ -263,3 +268,56 @@ def test_cli_watches_a_broadcast_until_it_is_sent(
 
     listed = cli(server, "broadcasts", "list", "--merchant", merchant)
     assert "300 / 300" in listed.stdout and " sent " in listed.stdout
+
+
+def test_cli_lists_channels_with_their_health_and_a_groups_members(
+    server: Server, channel: grpc.Channel, merchant: str
+) -> None:
+    from broadcaster.v1 import customer_group_service_pb2 as gpb
+    from broadcaster.v1 import customer_group_service_pb2_grpc as gpb_grpc
+
+    parent = f"merchants/{merchant}"
+    channels = cpb_grpc.ChannelServiceStub(channel)
+    good = connect_fake(channel, parent, tier="verified", followers="20")
+    bad = connect_fake(channel, parent, tier="verified", followers="20", quota="0")
+    for made in (good, bad):
+        _wait_sync(channels, made.name)
+    channels.GetChannelQuota(cpb.GetChannelQuotaRequest(name=f"{bad.name}/quota"), metadata=A)
+
+    listed = cli(server, "channels", "list", "--merchant", merchant)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == [
+        "ID",
+        "NAME",
+        "TYPE",
+        "WEBHOOK",
+        "FOLLOWERS",
+        "NEXT",
+        "SYNC",
+        "HEALTH",
+    ]
+    rows = {line.split()[0]: line for line in lines[1:] if line.strip() and "─" not in line}
+    good_row, bad_row = rows[good.name.rsplit("/", 1)[1]], rows[bad.name.rsplit("/", 1)[1]]
+    assert "manual" in good_row and "complete, read" in good_row and good_row.endswith("ok")
+    assert bad_row.endswith("quota_exhausted")
+    attention = cli(server, "channels", "list", "--merchant", merchant, "--needs-attention")
+    assert attention.returncode == 0
+    assert bad.name.rsplit("/", 1)[1] in attention.stdout
+    assert good.name.rsplit("/", 1)[1] not in attention.stdout
+
+    group = gpb_grpc.CustomerGroupServiceStub(channel).CreateCustomerGroup(
+        gpb.CreateCustomerGroupRequest(
+            parent=parent, customer_group=gpb.CustomerGroup(display_name="VIP")
+        ),
+        metadata=A,
+    )
+    ids = [f"c-{n:04d}" for n in range(1500)]
+    gpb_grpc.CustomerGroupServiceStub(channel).AddCustomerGroupMembers(
+        gpb.AddCustomerGroupMembersRequest(customer_group=group.name, customer_ids=ids[::-1]),
+        metadata=A,
+    )
+    members = cli(server, "groups", "members", group.name)
+    assert members.returncode == 0, members.stderr
+    assert members.stdout.splitlines() == ids  # every page, in order
+    assert "1,500 members" in members.stderr

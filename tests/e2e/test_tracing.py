@@ -147,7 +147,10 @@ async def _until(check: Callable[[], Any]) -> None:
 
 
 async def _connect(
-    channels: pb_grpc.ChannelServiceStub, parent: str, account: Account
+    channels: pb_grpc.ChannelServiceStub,
+    parent: str,
+    account: Account,
+    metadata: tuple[tuple[str, str], ...] = A,
 ) -> pb.Channel:
     credentials = {
         "channel_access_token": account.access_token,
@@ -155,7 +158,7 @@ async def _connect(
     }
     channel = pb.Channel(type="line", credentials=credentials)
     return await channels.CreateChannel(
-        pb.CreateChannelRequest(parent=parent, channel=channel), metadata=A
+        pb.CreateChannelRequest(parent=parent, channel=channel), metadata=metadata
     )
 
 
@@ -165,10 +168,10 @@ async def _synced_draft(
     account: Account,
     sync_metadata: tuple[tuple[str, str], ...] = A,
 ) -> tuple[pb.Channel, bpb.Broadcast]:
-    """The account connected and its followers synced; a draft to all of them."""
+    """The account connected (which starts the follower sync, in the CreateChannel call's
+    trace: `sync_metadata`) and its followers synced; a draft to all of them."""
     channels = pb_grpc.ChannelServiceStub(rpc)
-    channel = await _connect(channels, merchant, account)
-    await channels.SyncContacts(pb.SyncContactsRequest(name=channel.name), metadata=sync_metadata)
+    channel = await _connect(channels, merchant, account, sync_metadata)
 
     async def synced() -> bool:
         got = await channels.GetChannel(pb.GetChannelRequest(name=channel.name), metadata=A)
@@ -260,10 +263,13 @@ async def test_a_callers_trace_continues_into_the_line_requests_its_send_caused(
         )
         assert status == 200
 
-    # The contact sync the SyncContacts call started: in that call's trace, with its own
+    # The contact sync the CreateChannel call started: in that call's trace, with its own
     # LINE requests (follower pages, profiles) as children.
-    (sync_rpc,) = traced.spans(lambda s: s.name == "/broadcaster.v1.ChannelService/SyncContacts")
-    assert hex_trace(sync_rpc) == sync_trace
+    (sync_rpc,) = traced.spans(
+        lambda s: (
+            s.name == "/broadcaster.v1.ChannelService/CreateChannel" and hex_trace(s) == sync_trace
+        )
+    )
     syncs = traced.spans(
         lambda s: s.name == "contact sync" and s.attributes.get("broadcaster.channel") == channel_id
     )

@@ -128,3 +128,62 @@ async def test_bad_input_names_every_field(groups: CustomerGroups) -> None:
         "customer_group.description",
         "request_id",
     }
+
+
+async def test_update_changes_only_the_masked_fields(groups: CustomerGroups, merchant: str) -> None:
+    g = await groups.create(LOCAL, f"merchants/{merchant}", "VIP", "spent over 10k", "")
+    name = f"merchants/{merchant}/customerGroups/{g.id}"
+    renamed = await groups.update(LOCAL, name, ["display_name"], "Gold members", "ignored")
+    assert (renamed.display_name, renamed.description) == ("Gold members", "spent over 10k")
+    assert renamed.update_time >= g.update_time and renamed.create_time == g.create_time
+    both = await groups.update(LOCAL, name, ["*"], "Gold", "")
+    assert (both.display_name, both.description) == ("Gold", "")
+    # The search reads the new name.
+    found, _ = await groups.list_page(LOCAL, f"merchants/{merchant}", 0, "", "gold")
+    assert [f.id for f in found] == [g.id]
+    with pytest.raises(InvalidArgument) as e:
+        await groups.update(LOCAL, name, ["display_name", "member_count"], " ", "")
+    assert {v.field for v in e.value.violations} == {"update_mask", "customer_group.display_name"}
+    with pytest.raises(InvalidArgument) as e:
+        await groups.update(LOCAL, name, [], "x", "")
+    assert [v.field for v in e.value.violations] == ["update_mask"]
+    with pytest.raises(NotFound):
+        await groups.update(LOCAL, f"merchants/{merchant}/customerGroups/none", ["*"], "x", "")
+    outsider = Caller(label="t", merchants=frozenset({"someone-else"}))
+    with pytest.raises(NotFound):
+        await groups.update(outsider, name, ["display_name"], "x", "")
+
+
+async def test_members_listed_in_order_page_by_page(groups: CustomerGroups, merchant: str) -> None:
+    g = await groups.create(LOCAL, f"merchants/{merchant}", "G", "", "")
+    name = f"merchants/{merchant}/customerGroups/{g.id}"
+    ids = [f"c{n:03}" for n in range(250)] + ["x" * 128]
+    await groups.add_members(LOCAL, name, list(reversed(ids)))
+    seen: list[str] = []
+    token = ""
+    while True:
+        page, token = await groups.members_page(LOCAL, name, 100, token)
+        seen += page
+        if not token:
+            break
+    assert seen == sorted(ids)  # a 128-character id carries the last page's token
+    first, _ = await groups.members_page(LOCAL, name, 0, "")
+    assert len(first) == 100  # the default page
+    await groups.remove_members(LOCAL, name, ["c000"])
+    first, _ = await groups.members_page(LOCAL, name, 1, "")
+    assert first == ["c001"]
+    other = await groups.create(LOCAL, f"merchants/{merchant}", "Other", "", "")
+    other_name = f"merchants/{merchant}/customerGroups/{other.id}"
+    assert await groups.members_page(LOCAL, other_name, 0, "") == ([], "")
+    _, token = await groups.members_page(LOCAL, name, 1, "")
+    with pytest.raises(InvalidArgument) as e:  # a token of another group's list
+        await groups.members_page(LOCAL, other_name, 1, token)
+    assert e.value.reason == "INVALID_PAGE_TOKEN"
+    with pytest.raises(NotFound):
+        await groups.members_page(LOCAL, f"merchants/{merchant}/customerGroups/none", 0, "")
+    outsider = Caller(label="t", merchants=frozenset({"someone-else"}))
+    with pytest.raises(NotFound):
+        await groups.members_page(outsider, name, 0, "")
+    with pytest.raises(InvalidArgument) as e:
+        await groups.members_page(LOCAL, "merchants/x/groups/g", -1, "")
+    assert {v.field for v in e.value.violations} == {"customer_group", "page_size"}

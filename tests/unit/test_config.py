@@ -353,3 +353,26 @@ def test_limits_and_timeouts() -> None:
     ]:
         with pytest.raises(ConfigError, match=variable):
             Config.from_env({variable: value})
+
+
+def test_channel_upkeep_settings() -> None:
+    config = Config.from_env({})
+    assert (config.follower_sync_interval, config.public_url) == (86_400.0, "")
+    config = Config.from_env(
+        {
+            "BROADCASTER_FOLLOWER_SYNC_INTERVAL": "3600",
+            "BROADCASTER_PUBLIC_URL": " https://hooks.example.com/base/ ",
+        }
+    )
+    assert config.follower_sync_interval == 3600.0
+    assert config.public_url == "https://hooks.example.com/base"  # no trailing slash
+    for variable, value in [
+        ("BROADCASTER_FOLLOWER_SYNC_INTERVAL", "0"),
+        ("BROADCASTER_FOLLOWER_SYNC_INTERVAL", "daily"),
+        ("BROADCASTER_PUBLIC_URL", "hooks.example.com"),
+        ("BROADCASTER_PUBLIC_URL", "ftp://hooks.example.com"),
+        ("BROADCASTER_PUBLIC_URL", "https://hooks.example.com/?a=1"),
+        ("BROADCASTER_PUBLIC_URL", "https:///path"),
+    ]:
+        with pytest.raises(ConfigError, match=variable):
+            Config.from_env({variable: value})

@@ -149,3 +149,20 @@ async def test_the_event_loop_ticker_records_a_blocked_loop() -> None:
     assert _value(m, "broadcaster_event_loop_lag_seconds_bucket", le="0.05") < _value(
         m, "broadcaster_event_loop_lag_seconds_count"
     )
+
+
+def test_a_channel_turning_unhealthy_counts_each_issue_once() -> None:
+    from broadcaster.domain.health import Issue
+
+    m = Metrics(process=False)
+    m.health_changed("line", 0, int(Issue.WEBHOOK_FAILING | Issue.QUOTA_EXHAUSTED))
+    # Already unhealthy: a new issue is an issue opened, not another channel turning.
+    m.health_changed("line", int(Issue.WEBHOOK_FAILING), int(Issue.WEBHOOK_FAILING | 1))
+    m.health_changed("line", int(Issue.WEBHOOK_FAILING), 0)  # recovering counts nothing
+    turned = "broadcaster_channels_turned_unhealthy_total"
+    opened = "broadcaster_channel_issues_opened_total"
+    assert _value(m, turned, channel_type="line", issue="webhook_failing") == 1
+    assert _value(m, turned, channel_type="line", issue="quota_exhausted") == 1
+    assert _value(m, turned, channel_type="line", issue="credentials_refused") == 0
+    assert _value(m, opened, channel_type="line", issue="credentials_refused") == 1
+    assert _value(m, opened, channel_type="line", issue="webhook_failing") == 1

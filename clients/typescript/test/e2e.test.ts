@@ -274,8 +274,9 @@ test("group, channel, draft, estimate, send, watch to the end", { timeout: 120_0
   );
   assert.equal(channel.tier, c.Channel_Tier.VERIFIED);
 
-  // Learn the followers, then link MEMBERS of them to the group's customers.
-  await unary(api.channels.syncContacts.bind(api.channels), { name: channel.name });
+  // Connecting started the follower sync: wait for it, then link MEMBERS of the followers to
+  // the group's customers.
+  assert.ok(channel.lastSync, "the follower sync starts with CreateChannel");
   for (const deadline = Date.now() + 60_000; ; await sleep(100)) {
     const { lastSync } = await unary(api.channels.getChannel.bind(api.channels), {
       name: channel.name,
@@ -307,6 +308,27 @@ test("group, channel, draft, estimate, send, watch to the end", { timeout: 120_0
     },
   );
   assert.equal(members.memberCount, MEMBERS);
+  const renamed = await unary(
+    api.customerGroups.updateCustomerGroup.bind(api.customerGroups),
+    g.UpdateCustomerGroupRequest.fromPartial({
+      customerGroup: { name: group.name, description: "spent over 10k" },
+      updateMask: ["description"],
+    }),
+  );
+  assert.deepEqual(
+    [renamed.displayName, renamed.description],
+    ["VIP customers", "spent over 10k"],
+  );
+  const memberIds: string[] = [];
+  for await (const member of paginate(
+    (r: g.ListCustomerGroupMembersRequest) =>
+      unary(api.customerGroups.listCustomerGroupMembers.bind(api.customerGroups), r),
+    g.ListCustomerGroupMembersRequest.fromPartial({ customerGroup: group.name, pageSize: 2 }),
+    (page) => page.members,
+  )) {
+    memberIds.push(member.customerId);
+  }
+  assert.deepEqual(memberIds, Array.from({ length: MEMBERS }, (_, n) => `cust-${n}`).sort());
 
   const draft = await unary(
     api.broadcasts.createBroadcast.bind(api.broadcasts),

@@ -186,6 +186,10 @@ def estimate_out(e: Estimate) -> pb.AudienceEstimate:
         estimate_time=timestamp(e.estimate_time),
         capped_recipients=e.capped_recipients,
         left_out_by_limit=e.left_out_by_limit,
+        followers_complete=e.followers_complete,
+        followers_sync_time=None
+        if e.followers_sync_time is None
+        else timestamp(e.followers_sync_time),
     )
 
 

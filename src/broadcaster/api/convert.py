@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from broadcaster.api.timestamps import timestamp
 from broadcaster.channels import Capabilities, Quota
 from broadcaster.domain.errors import FieldViolation, InvalidArgument
+from broadcaster.domain.health import MESSAGES, Issue, WebhookState, issues_of
 from broadcaster.domain.model import (
     AccountTier,
     ChannelAccount,
@@ -138,7 +141,7 @@ def channel(
         picture_uri=a.picture_uri,
         tier=TIERS_OUT[a.tier],
         state=CHANNEL_STATES_OUT[a.state],
-        webhook_path=f"/webhooks/{a.type}/{a.id}",
+        webhook_path=a.webhook_path,
         create_time=timestamp(a.create_time),
         update_time=timestamp(a.update_time),
         credential_state=CREDENTIAL_STATES_OUT[a.credential_state(now or datetime.now(UTC))],
@@ -154,7 +157,72 @@ def channel(
         out.capabilities.CopyFrom(capabilities(caps))
     if a.last_sync is not None:
         out.last_sync.CopyFrom(contact_sync(a.last_sync))
+    upkeep_into(out, a)
     return out
+
+
+WEBHOOK_STATES_OUT: dict[WebhookState, channel_pb.WebhookStatus.State.ValueType] = {
+    WebhookState.UNKNOWN: channel_pb.WebhookStatus.STATE_UNSPECIFIED,
+    WebhookState.MANUAL: channel_pb.WebhookStatus.MANUAL,
+    WebhookState.SET: channel_pb.WebhookStatus.SET,
+    WebhookState.VERIFIED: channel_pb.WebhookStatus.VERIFIED,
+    WebhookState.FAILING: channel_pb.WebhookStatus.FAILING,
+}
+ISSUES_OUT: dict[Issue, channel_pb.ChannelIssue.Kind.ValueType] = {
+    Issue.CREDENTIALS_REFUSED: channel_pb.ChannelIssue.CREDENTIALS_REFUSED,
+    Issue.WEBHOOK_FAILING: channel_pb.ChannelIssue.WEBHOOK_FAILING,
+    Issue.FOLLOWER_SYNC_FAILED: channel_pb.ChannelIssue.FOLLOWER_SYNC_FAILED,
+    Issue.FOLLOWERS_STALE: channel_pb.ChannelIssue.FOLLOWERS_STALE,
+    Issue.QUOTA_EXHAUSTED: channel_pb.ChannelIssue.QUOTA_EXHAUSTED,
+    Issue.CREDENTIALS_EXPIRING: channel_pb.ChannelIssue.CREDENTIALS_EXPIRING,
+}
+
+
+def _ts(value: datetime | None) -> Timestamp | None:
+    return None if value is None else timestamp(value)
+
+
+def upkeep_into(out: channel_pb.Channel, a: ChannelAccount) -> None:
+    """The channel's webhook, follower list, quota and health, as last stored."""
+    u = a.upkeep
+    out.webhook.CopyFrom(
+        channel_pb.WebhookStatus(
+            state=WEBHOOK_STATES_OUT[u.webhook_state],
+            endpoint=u.webhook_endpoint,
+            detail=u.webhook_detail,
+            test_time=_ts(u.webhook_test_time),
+            last_event_time=_ts(u.last_event_time),
+        )
+    )
+    listable = a.last_sync is None or a.last_sync.state != SyncState.SKIPPED
+    out.follower_sync.CopyFrom(
+        channel_pb.FollowerSyncStatus(
+            # As of the last assessment (kept current by the upkeep loop).
+            complete=listable
+            and u.followers_sync_time is not None
+            and Issue.FOLLOWERS_STALE not in u.issues,
+            sync_time=_ts(u.followers_sync_time),
+            next_sync_time=_ts(u.next_sync_time),
+        )
+    )
+    if u.quota_time is not None and u.quota_used is not None:
+        out.quota.CopyFrom(
+            quota(
+                ChannelName(a.merchant, a.id),
+                Quota(limited=u.quota_limit is not None, limit=u.quota_limit, used=u.quota_used),
+            )
+        )
+        out.quota_time.CopyFrom(timestamp(u.quota_time))
+    out.health.CopyFrom(
+        channel_pb.ChannelHealth(
+            needs_attention=bool(u.issues),
+            issues=[
+                channel_pb.ChannelIssue(kind=ISSUES_OUT[i], message=MESSAGES[i])
+                for i in issues_of(u.issues)
+            ],
+            since=_ts(u.unhealthy_since),
+        )
+    )
 
 
 def quota(name: ChannelName, q: Quota) -> channel_pb.ChannelQuota:

@@ -66,6 +66,8 @@ EVENT_KINDS_OUT: dict[EventKind, event_pb.Event.Kind.ValueType] = {
     EventKind.BROADCAST_CANCELLED: event_pb.Event.BROADCAST_CANCELLED,
     EventKind.BROADCAST_SCHEDULED: event_pb.Event.BROADCAST_SCHEDULED,
     EventKind.BROADCAST_UNSCHEDULED: event_pb.Event.BROADCAST_UNSCHEDULED,
+    EventKind.CHANNEL_UNHEALTHY: event_pb.Event.CHANNEL_UNHEALTHY,
+    EventKind.CHANNEL_HEALTHY: event_pb.Event.CHANNEL_HEALTHY,
 }
 _EVENT_KINDS_IN = {int(n): k for k, n in EVENT_KINDS_OUT.items()}
 

@@ -65,6 +65,25 @@ class CustomerGroupServicer(pb_grpc.CustomerGroupServiceServicer):
             customer_groups=[convert.customer_group(g) for g in found], next_page_token=token
         )
 
+    async def UpdateCustomerGroup(
+        self, request: pb.UpdateCustomerGroupRequest, context: Context
+    ) -> pb.CustomerGroup:
+        g = request.customer_group
+        updated = await self._groups.update(
+            caller(), g.name, list(request.update_mask.paths), g.display_name, g.description
+        )
+        return convert.customer_group(updated)
+
+    async def ListCustomerGroupMembers(
+        self, request: pb.ListCustomerGroupMembersRequest, context: Context
+    ) -> pb.ListCustomerGroupMembersResponse:
+        found, token = await self._groups.members_page(
+            caller(), request.customer_group, request.page_size, request.page_token
+        )
+        return pb.ListCustomerGroupMembersResponse(
+            members=[pb.CustomerGroupMember(customer_id=c) for c in found], next_page_token=token
+        )
+
     async def DeleteCustomerGroup(
         self, request: pb.DeleteCustomerGroupRequest, context: Context
     ) -> empty_pb2.Empty:

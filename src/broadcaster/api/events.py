@@ -18,7 +18,7 @@ from broadcaster.api.broadcasts import message_out
 from broadcaster.api.convert_broadcasts import EVENT_KINDS_OUT, counters_out, kinds_in
 from broadcaster.api.guard import caller
 from broadcaster.api.timestamps import timestamp
-from broadcaster.domain.deliveries import Event
+from broadcaster.domain.deliveries import CHANNEL_KINDS, Event
 from broadcaster.domain.names import BroadcastName, ChannelName
 from broadcaster.services.events import Events
 from broadcaster.v1 import event_service_pb2 as pb
@@ -51,7 +51,15 @@ def events_into(
         when = times.get(e.create_time)
         if when is None:
             when = times[e.create_time] = timestamp(e.create_time)
-        if e.counters is None:
+        if e.kind in CHANNEL_KINDS:  # a change of the channel's health: no broadcast
+            add(
+                cursor=cursor,
+                kind=kinds[e.kind],
+                channel=channel[0],
+                create_time=when,
+                failure_reason=e.failure_reason,
+            )
+        elif e.counters is None:
             messages = bubbles.get(id(e.messages)) if e.messages else None
             if messages is None and e.messages:
                 messages = bubbles[id(e.messages)] = [message_out(m) for m in e.messages]

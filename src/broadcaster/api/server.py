@@ -37,6 +37,7 @@ from broadcaster.services.events import Events
 from broadcaster.services.readiness import Readiness
 from broadcaster.services.sending import Sending
 from broadcaster.services.test_sends import TestSends
+from broadcaster.services.upkeep import ChannelUpkeep
 from broadcaster.v1 import (
     broadcast_service_pb2,
     channel_service_pb2,
@@ -70,6 +71,7 @@ class Services:
     contacts: Contacts
     channels: Channels
     contact_sync: ContactSyncer
+    upkeep: ChannelUpkeep
     broadcasts: Broadcasts
     sending: Sending
     test_sends: TestSends
@@ -189,7 +191,10 @@ async def start_server(
     )
     contact_grpc.add_ContactServiceServicer_to_server(ContactServicer(services.contacts), server)
     channel_grpc.add_ChannelServiceServicer_to_server(
-        ChannelServicer(services.channels, services.contact_sync, services.registry), server
+        ChannelServicer(
+            services.channels, services.contact_sync, services.registry, services.upkeep
+        ),
+        server,
     )
     broadcast_grpc.add_BroadcastServiceServicer_to_server(
         BroadcastServicer(services.broadcasts, services.sending, services.test_sends), server

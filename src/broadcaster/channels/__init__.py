@@ -11,7 +11,7 @@ from broadcaster.channels.errors import (
     WebhookRejected,
 )
 from broadcaster.channels.hookspecs import hookimpl
-from broadcaster.channels.protocol import Channel, RenewsCredentials
+from broadcaster.channels.protocol import Channel, RenewsCredentials, SetsWebhooks
 from broadcaster.channels.registry import ChannelRegistry, PluginError, UnknownChannelType
 from broadcaster.channels.types import (
     AccountInfo,
@@ -32,6 +32,7 @@ from broadcaster.channels.types import (
     SendBatch,
     SendOutcome,
     SendStatus,
+    WebhookSetup,
 )
 from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.errors import FieldViolation
@@ -87,12 +88,14 @@ __all__ = [
     "SendBatch",
     "SendOutcome",
     "SendStatus",
+    "SetsWebhooks",
     "StickerMessage",
     "TextEmoji",
     "TextMessage",
     "UnknownChannelType",
     "VideoMessage",
     "WebhookRejected",
+    "WebhookSetup",
     "hookimpl",
     "kind_of",
     "shorten",

@@ -23,6 +23,7 @@ from broadcaster.channels.types import (
     RefusedEvent,
     SendBatch,
     SendOutcome,
+    WebhookSetup,
 )
 from broadcaster.domain.audience import Audience
 from broadcaster.domain.errors import FieldViolation
@@ -105,6 +106,20 @@ class Channel(Protocol):
         """Authenticate a webhook request (raise WebhookRejected) and extract its events; an
         event that cannot be recorded is a RefusedEvent in its place, so the rest
         of the request still is."""
+        ...
+
+
+@runtime_checkable
+class SetsWebhooks(Protocol):
+    """Optional: a channel whose API can set the account's webhook URL and test it. A channel
+    class that has this method gets its webhook set up by the service on CreateChannel (when
+    the service knows its public URL); one without it shows the URL to set by hand."""
+
+    async def set_webhook(self, url: str) -> WebhookSetup:
+        """Point the account's webhooks at `url`, then have the channel test it (its test
+        request reaches this service's webhook route for the channel, signed as webhooks are).
+        A URL the channel refuses, or a failed test, is a `WebhookSetup` that says so, not an
+        exception; raises CredentialsInvalid or ChannelUnavailable like the other calls."""
         ...
 
 

@@ -179,6 +179,19 @@ class RefusedEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSetup:
+    """What became of setting a channel's webhook to a URL: whether the channel took the URL
+    (`set`), whether its test request then reached the URL and was answered as a webhook
+    should be (`verified`), the endpoint the channel now has, and, when something failed, what
+    the channel said (`detail`, for the merchant: no credentials in it)."""
+
+    set: bool
+    verified: bool
+    endpoint: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class IssuedCredential:
     """A credential a channel issues for itself from the account's long-term ones (LINE: a
     short-lived channel access token). `value` is secret: sealed at rest, never logged."""

@@ -51,6 +51,10 @@ class Estimate:
     estimate_time: datetime
     # Recipient limit: how many recipients the limit allows; None: no limit.
     limit: int | None = None
+    # Whether every follower of the channel is a contact (domain.health.followers_complete),
+    # and when the follower list was last read whole.
+    followers_complete: bool = False
+    followers_sync_time: datetime | None = None
 
     @property
     def expected_recipients(self) -> int:

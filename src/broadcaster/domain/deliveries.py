@@ -47,7 +47,8 @@ class EventKind(enum.IntEnum):
     """What a Message Center event records. The API maps the values to its Event.Kind.
 
     The first two are a recipient's events; the others a step of a broadcast's lifecycle (which
-    transition makes which: domain.lifecycle.EVENTS)."""
+    transition makes which: domain.lifecycle.EVENTS), or of a channel's health (CHANNEL_KINDS:
+    no broadcast, no counters)."""
 
     BROADCAST_MESSAGE = 1
     CONVERSATION_CREATED = 2
@@ -57,6 +58,8 @@ class EventKind(enum.IntEnum):
     BROADCAST_CANCELLED = 6
     BROADCAST_SCHEDULED = 7  # when a broadcast is scheduled
     BROADCAST_UNSCHEDULED = 8  # when a broadcast is unscheduled
+    CHANNEL_UNHEALTHY = 9  # a channel turned to need attention (domain.health)
+    CHANNEL_HEALTHY = 10  # a channel that needed attention no longer does
 
     @property
     def of_recipient(self) -> bool:
@@ -65,6 +68,7 @@ class EventKind(enum.IntEnum):
 
 RECIPIENT_KINDS = frozenset({EventKind.BROADCAST_MESSAGE, EventKind.CONVERSATION_CREATED})
 LIFECYCLE_KINDS = frozenset(EventKind) - RECIPIENT_KINDS
+CHANNEL_KINDS = frozenset({EventKind.CHANNEL_UNHEALTHY, EventKind.CHANNEL_HEALTHY})
 
 
 class EventPosition(NamedTuple):

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from broadcaster.domain.health import Upkeep
+
 
 class FollowerState(enum.IntEnum):
     """Whether a contact follows the merchant's account. The values are stored; the API maps
@@ -103,6 +105,13 @@ class ChannelAccount:
         if issued is not None and now >= issued.renew_time:
             return CredentialState.EXPIRING
         return CredentialState.VALID
+
+    upkeep: Upkeep = Upkeep()  # noqa: RUF009 (frozen: one shared empty value)
+
+    @property
+    def webhook_path(self) -> str:
+        """Where on the HTTP port the channel posts its webhooks."""
+        return f"/webhooks/{self.type}/{self.id}"
 
 
 @dataclass(frozen=True, slots=True)

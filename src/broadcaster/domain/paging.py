@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from broadcaster.domain.errors import FieldViolation, InvalidArgument
 from broadcaster.domain.reasons import Reason
 
-# The longest token issued is well under this (a 26-character id or an event position, and a
-# 16-character fingerprint); anything longer is refused unread.
+# The longest token issued is well under this (a 26-character id, an event position or a
+# customer id of at most 128 characters, and a 16-character fingerprint); anything longer is
+# refused unread.
 MAX_TOKEN = 2048
-MAX_AFTER = 64
+MAX_AFTER = 128
 _MAC_BYTES = 16
 INT64_MAX = 2**63 - 1
 

@@ -35,6 +35,7 @@ from broadcaster.domain.errors import (
     Violations,
     collect,
 )
+from broadcaster.domain.health import followers_complete
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.messages import (
     MAX_EMOJIS,
@@ -60,6 +61,7 @@ from broadcaster.store import broadcasts as repo
 from broadcaster.store import groups as group_repo
 from broadcaster.store import snapshot
 from broadcaster.store import test_sends as test_send_repo
+from broadcaster.store import upkeep as upkeep_repo
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
 # How long a channel's own check of a draft's messages may take before the draft is saved
@@ -620,7 +622,10 @@ class Broadcasts:
                 audience.customer_group,
             )
         cache = quotas or (self._quotas if recent_quota else None)
-        counts, quota = await asyncio.gather(counting, self.quota(channel, instance, cache))
+        followers = self._ctx.db.read_point(upkeep_repo.followers_state, channel.channel)
+        counts, quota, (read, listable) = await asyncio.gather(
+            counting, self.quota(channel, instance, cache), followers
+        )
         verdict = instance.check_eligibility(audience, account_info(account))
         return Estimate(
             matched=counts.matched,
@@ -633,6 +638,10 @@ class Broadcasts:
             ineligible_message="" if verdict.eligible else verdict.message,
             estimate_time=now,
             limit=None if limit is None else limit.cap(quota.remaining),
+            followers_complete=followers_complete(
+                listable, read, now, self._ctx.followers_stale_after
+            ),
+            followers_sync_time=read,
         )
 
 

@@ -41,10 +41,12 @@ from broadcaster.services.credentials import (
     seal,
     unseal_value,
 )
+from broadcaster.services.health import refresh_health
 from broadcaster.services.idempotent import create_once, recall, request_fingerprint
 from broadcaster.services.listing import open_list
 from broadcaster.store import channel_credentials, dispatch
 from broadcaster.store import channels as repo
+from broadcaster.store import upkeep as upkeep_repo
 
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
 MAX_CREDENTIAL = 4096
@@ -205,9 +207,18 @@ class Channels:
         return found
 
     async def list_page(
-        self, caller: Caller, parent: str, page_size: int, page_token: str
+        self,
+        caller: Caller,
+        parent: str,
+        page_size: int,
+        page_token: str,
+        needs_attention: bool = False,
     ) -> tuple[list[ChannelAccount], str]:
-        v, shape = Violations(), ("channels",)
+        """Newest first; with `needs_attention`, only channels with an open issue."""
+        v = Violations()
+        shape: tuple[str, ...] = (
+            ("channels", "needs_attention") if needs_attention else ("channels",)
+        )
         merchant, page, query = open_list(
             self._ctx.pages,
             caller,
@@ -219,7 +230,9 @@ class Channels:
             default=DEFAULT_PAGE,
             maximum=MAX_PAGE,
         )
-        found = await self._ctx.db.read(repo.list_page, merchant, page)
+        found = await self._ctx.db.read(
+            repo.list_page, merchant, page, needs_attention=needs_attention
+        )
         return found[: page.size], self._ctx.pages.next([c.id for c in found], page, query)
 
     async def delete(self, caller: Caller, name: str) -> None:
@@ -284,12 +297,21 @@ class Channels:
         channel_name = quota_name.removesuffix("/quota")
         account, instance = await self.live(caller, channel_name)
         try:
-            return ChannelName.parse(channel_name), await instance.quota()
+            quota = await instance.quota()
         except CredentialsInvalid as e:
             await self.mark_credentials_invalid(account)
             raise credentials_invalid(e) from None
         except ChannelUnavailable as e:
             raise unavailable(e) from None
+        await self.record_quota(account.id, quota)
+        return ChannelName.parse(channel_name), quota
+
+    async def record_quota(self, channel_id: str, quota: Quota) -> None:
+        """Keep the quota just read on the channel (its health reads it)."""
+        await self._ctx.db.write(
+            upkeep_repo.record_quota, channel_id, quota.limit, quota.used, self._ctx.now()
+        )
+        await refresh_health(self._ctx, channel_id)
 
     async def mark_credentials_invalid(self, account: ChannelAccount) -> None:
         await mark_refused(self._ctx, self._hub, account.id, account.type)

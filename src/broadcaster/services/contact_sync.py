@@ -40,7 +40,8 @@ from broadcaster.domain.reasons import Reason
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import Channels
 from broadcaster.services.context import ServiceContext
-from broadcaster.store import channel_contacts, syncs
+from broadcaster.services.health import refresh_health
+from broadcaster.store import channel_contacts, syncs, upkeep
 from broadcaster.store import channels as channel_repo
 from broadcaster.store import contacts as contact_repo
 
@@ -99,16 +100,22 @@ class ContactSyncer:
 
     async def start(self, caller: Caller, name: str) -> ContactSyncRun:
         account, _ = await self._channels.live(caller, name)
+        run, _started = await self.start_for(account.id)
+        return run
+
+    async def start_for(self, channel_id: str) -> tuple[ContactSyncRun, bool]:
+        """Start a sync of the channel, or report the one running: (the run, whether this call
+        started it). Never two at once: the running sync's unique index refuses a second."""
         try:
             run = await self._ctx.db.write(
-                syncs.start, account.id, self.owner, self._lease(), self._ctx.now()
+                syncs.start, channel_id, self.owner, self._lease(), self._ctx.now()
             )
         except IntegrityError:  # one is running already: report it
-            running = await self._ctx.db.read(syncs.latest, account.id)
+            running = await self._ctx.db.read(syncs.latest, channel_id)
             assert running is not None
-            return running
+            return running, False
         self._spawn(run.id)
-        return run
+        return run, True
 
     def _spawn(self, run_id: int) -> None:
         if run_id not in self._tasks:
@@ -183,6 +190,9 @@ class ContactSyncer:
             tracing.span("contact sync", {"broadcaster.sync_run": run_id}),
         ):
             await self._execute(run_id)
+        run = await self._ctx.db.read(syncs.get, run_id)
+        if run is not None and run.state != SyncState.RUNNING:  # it ended here: its health
+            await refresh_health(self._ctx, run.channel)
 
     async def _execute(self, run_id: int) -> None:
         run = await self._ctx.db.read(syncs.get, run_id)
@@ -290,6 +300,7 @@ class ContactSyncer:
                 )
                 syncs.record_page(conn, run_id, cursor=None, synced=0, created=0, phase=2)
                 syncs.finish_listing(conn, run_id, unfollowed)
+                upkeep.followers_listed(conn, ch, self._ctx.now())
                 return unfollowed
 
             await self._ctx.db.write(end_listing)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from broadcaster.domain.paging import PageTokens
 from broadcaster.metrics import Metrics
@@ -28,6 +28,13 @@ class ServiceContext:
     # Message Center events were recorded (for a merchant; None: any): wakes this process's
     # watchers at once (the event feed sets it; other replicas hear through PostgreSQL).
     events_recorded: Callable[[str | None], None] = field(default=lambda _merchant: None)
+    # How often a channel's follower list is re-synced (BROADCASTER_FOLLOWER_SYNC_INTERVAL); a
+    # list not read whole within twice this is stale.
+    follower_sync_interval: timedelta = timedelta(days=1)
+
+    @property
+    def followers_stale_after(self) -> timedelta:
+        return 2 * self.follower_sync_interval
 
     def now(self) -> datetime:
         return self.clock()

@@ -32,6 +32,7 @@ from broadcaster.channels import (
     RenewsCredentials,
 )
 from broadcaster.services.context import ServiceContext
+from broadcaster.services.health import refresh_health
 from broadcaster.store import channel_credentials as store
 from broadcaster.store import channels as channel_repo
 from broadcaster.store.sealing import Sealer
@@ -239,8 +240,11 @@ class Renewer:
         except CredentialsInvalid as e:
             log.warning("channel %s: the channel refused its credentials: %s", channel_id, e)
             await mark_refused(self._ctx, self._hub, account.id, account.type)
+            return
         except ChannelError as e:
             log.warning("channel %s: could not renew its credential: %s", channel_id, e)
+        # Renewed, or not (its credential is expiring): the channel's health says which.
+        await refresh_health(self._ctx, channel_id)
 
 
 async def mark_refused(ctx: ServiceContext, hub: ChannelHub, channel_id: str, kind: str) -> None:
@@ -249,3 +253,4 @@ async def mark_refused(ctx: ServiceContext, hub: ChannelHub, channel_id: str, ki
     if await ctx.db.write(channel_repo.mark_credentials_invalid, channel_id, ctx.now()):
         ctx.metrics.credential_refused(kind)
     hub.forget(channel_id)
+    await refresh_health(ctx, channel_id)

@@ -17,6 +17,7 @@ from broadcaster.domain.errors import (
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import CustomerGroup
 from broadcaster.domain.names import BroadcastName, CustomerGroupName, MerchantName
+from broadcaster.domain.paging import fingerprint
 from broadcaster.domain.reasons import Reason
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.idempotent import create_once, request_fingerprint
@@ -27,6 +28,8 @@ from broadcaster.store import groups as repo
 MAX_MEMBERS_PER_CALL = 100_000
 OFF_LOOP_IDS = 5_000
 DEFAULT_PAGE, MAX_PAGE = 50, 1000
+DEFAULT_MEMBERS_PAGE = 100
+EDITABLE = frozenset({"display_name", "description"})
 CREATE = "CreateCustomerGroup"
 IN_USE_LISTED = 20  # drafts named when a group in use cannot be deleted
 
@@ -104,6 +107,70 @@ class CustomerGroups:
         )
         found = await self._ctx.db.read(repo.list_page, merchant, contains, page)
         return found[: page.size], self._ctx.pages.next([g.id for g in found], page, query)
+
+    async def update(
+        self, caller: Caller, name: str, paths: list[str], display_name: str, description: str
+    ) -> CustomerGroup:
+        """Change the fields `paths` names (`*`: both); the others keep their value."""
+        v = Violations()
+        n = collect(v, lambda: CustomerGroupName.parse(name, "customer_group.name"))
+        fields = set(EDITABLE) if paths == ["*"] else set(paths)
+        if not paths:
+            v.add("update_mask", f"must name the fields to change: {', '.join(sorted(EDITABLE))}")
+        for p in sorted(fields - EDITABLE):
+            v.add("update_mask", f"names {p[:100]!r}; editable: {', '.join(sorted(EDITABLE))}")
+        if "display_name" in fields:
+            rules.check_display_name(v, display_name, "customer_group.display_name")
+        if "description" in fields:
+            rules.check_optional_text(
+                v, description, "customer_group.description", rules.MAX_DESCRIPTION, multiline=True
+            )
+        v.raise_if_any()
+        assert n is not None
+        if not caller.may_act_for(n.merchant):
+            raise _not_found(name)
+
+        def tx(conn: Connection) -> CustomerGroup:
+            found = repo.get(conn, n.merchant, n.group, lock=True)
+            if found is None:
+                raise _not_found(name)
+            return repo.rename(
+                conn,
+                found,
+                display_name if "display_name" in fields else found.display_name,
+                description if "description" in fields else found.description,
+                self._ctx.now(),
+            )
+
+        return await self._ctx.db.write(tx)
+
+    async def members_page(
+        self, caller: Caller, group: str, page_size: int, page_token: str
+    ) -> tuple[list[str], str]:
+        """A page of the group's customer ids, ascending, and the token of the next page."""
+        v = Violations()
+        n = collect(v, lambda: CustomerGroupName.parse(group, "customer_group"))
+        key = fingerprint(group, "members")
+        page = collect(
+            v,
+            lambda: self._ctx.pages.request(
+                page_size, page_token, key, default=DEFAULT_MEMBERS_PAGE, maximum=MAX_PAGE
+            ),
+        )
+        v.raise_if_any()
+        assert n is not None and page is not None
+        if not caller.may_act_for(n.merchant):
+            raise _not_found(group)
+
+        def read(conn: Connection) -> list[str] | None:
+            if repo.get(conn, n.merchant, n.group) is None:
+                return None
+            return repo.members_page(conn, n.group, page)
+
+        found = await self._ctx.db.read(read)
+        if found is None:
+            raise _not_found(group)
+        return found[: page.size], self._ctx.pages.next(found, page, key)
 
     async def delete(self, caller: Caller, name: str) -> None:
         """Delete the group, unless the audience of a draft or a scheduled broadcast uses it

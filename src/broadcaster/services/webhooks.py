@@ -42,7 +42,7 @@ from broadcaster.domain.model import ChannelAccount, FollowerState
 from broadcaster.domain.reasons import Reason
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
-from broadcaster.store import channel_contacts, webhook_events
+from broadcaster.store import channel_contacts, upkeep, webhook_events
 from broadcaster.store.channel_contacts import ContactNews
 
 log = logging.getLogger(__name__)
@@ -247,6 +247,7 @@ class WebhookIngest:
                 channel_contacts.record_news(
                     conn, account.merchant, channel_id, summarize(new_events), now
                 )
+            upkeep.event_received(conn, channel_id, now)
 
     async def stop(self) -> None:
         for task in (self._writer, self._pruner):

@@ -76,6 +76,8 @@ def _decode_limit(value: int | None) -> RecipientLimit | None:
 def encode_estimate(e: Estimate) -> str:
     data = {f: getattr(e, f) for f in Estimate.__dataclass_fields__}
     data["estimate_time"] = to_us(e.estimate_time)
+    if e.followers_sync_time is not None:
+        data["followers_sync_time"] = to_us(e.followers_sync_time)
     return json.dumps(data)
 
 
@@ -84,6 +86,8 @@ def _decode_estimate(raw: str | None) -> Estimate | None:
         return None
     data = json.loads(raw)
     data["estimate_time"] = from_us(data["estimate_time"])
+    if data.get("followers_sync_time") is not None:  # absent from estimates stored before
+        data["followers_sync_time"] = from_us(data["followers_sync_time"])
     return Estimate(**data)
 
 

@@ -13,6 +13,7 @@ from broadcaster.store import channel_credentials, syncs
 from broadcaster.store.clock import from_us, to_us
 from broadcaster.store.tables import channels as t
 from broadcaster.store.tables import contacts, webhook_events
+from broadcaster.store.upkeep import upkeep_of
 
 _LIVE = t.c.delete_time.is_(None)
 
@@ -35,6 +36,7 @@ def _channel(
         create_time=from_us(m["create_time"]),
         update_time=from_us(m["update_time"]),
         last_sync=None if conn is None else syncs.latest(conn, m["id"]),
+        upkeep=upkeep_of(m),
         issued_credential=(
             channel_credentials.status(conn, m["id"]) if conn is not None and issued else None
         ),
@@ -71,8 +73,20 @@ def create(
             update_time=now_us,
         )
     )
-    row = conn.execute(select(t).where(t.c.id == channel_id)).one()
-    return _channel(row, conn, issued=issued)
+    return ChannelAccount(
+        merchant=merchant,
+        id=channel_id,
+        type=channel_type,
+        state=ChannelState.CONNECTED,
+        tier=tier,
+        account_id=account_id,
+        display_name=display_name,
+        handle=handle,
+        picture_uri=picture_uri,
+        create_time=from_us(now_us),
+        update_time=from_us(now_us),
+        issued_credential=channel_credentials.status(conn, channel_id) if issued else None,
+    )
 
 
 def find_live_account(
@@ -104,8 +118,13 @@ def get_any_merchant(conn: Connection, channel_id: str) -> tuple[ChannelAccount,
     return _channel(row), row._mapping["sealed_credentials"]
 
 
-def list_page(conn: Connection, merchant: str, page: Page) -> list[ChannelAccount]:
+def list_page(
+    conn: Connection, merchant: str, page: Page, *, needs_attention: bool = False
+) -> list[ChannelAccount]:
+    """Newest first; with `needs_attention`, only channels with an issue (a partial index)."""
     query = select(t).where(t.c.merchant_id == merchant, _LIVE)
+    if needs_attention:
+        query = query.where(t.c.issues != 0)
     if page.after is not None:
         query = query.where(t.c.id < page.after)
     rows = conn.execute(query.order_by(t.c.id.desc()).limit(page.size + 1)).all()
@@ -138,7 +157,9 @@ def disconnect(conn: Connection, merchant: str, channel_id: str, now: datetime) 
     done = conn.execute(
         update(t)
         .where(t.c.merchant_id == merchant, t.c.id == channel_id, _LIVE)
-        .values(sealed_credentials=None, delete_time=now_us, update_time=now_us)
+        .values(
+            sealed_credentials=None, delete_time=now_us, update_time=now_us, next_sync_time=None
+        )
     )
     if done.rowcount == 0:
         return False

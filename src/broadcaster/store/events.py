@@ -152,6 +152,21 @@ def record_transitions(
     )
 
 
+def record_channel_event(
+    conn: Connection, merchant: str, channel: str, kind: EventKind, reason: str, now: int
+) -> None:
+    """A channel's lifecycle event (CHANNEL_KINDS), in the transaction that makes the change:
+    an outbox row naming no broadcast and no recipient, without counters."""
+    _serialize_writers(conn, merchant)
+    conn.execute(
+        text(
+            "INSERT INTO outbox (merchant_id, channel_id, broadcast_id, first_seq, last_seq,"
+            " create_time, kind, failure_reason) VALUES (:m, :ch, '', 0, 0, :now, :kind, :reason)"
+        ),
+        {"m": merchant, "ch": channel, "now": now, "kind": int(kind), "reason": reason[:64]},
+    )
+
+
 _RECIPIENT_ROW = 0  # outbox.kind of a row of delivered recipients; else a lifecycle EventKind
 _COLUMNS = (
     "seq, kind, channel_id, broadcast_id, first_seq, last_seq, create_time,"
@@ -279,7 +294,8 @@ def _lifecycle_event(merchant: str, r: Any) -> Event:
         broadcast,
         EventKind(kind),
         from_us(create_time),
-        Counters(int(total), int(sent), int(failed), int(excluded)),
+        # A channel's events have no counters.
+        None if total is None else Counters(int(total), int(sent), int(failed), int(excluded)),
         reason or "",
     )
 

@@ -100,6 +100,39 @@ def list_page(conn: Connection, merchant: str, contains: str, page: Page) -> lis
     return [_group(r) for r in rows]
 
 
+def rename(
+    conn: Connection,
+    group: CustomerGroup,
+    display_name: str,
+    description: str,
+    now: datetime,
+) -> CustomerGroup:
+    """New display name and description (the caller passes the current value of one it keeps)."""
+    conn.execute(
+        update(groups)
+        .where(groups.c.id == group.id)
+        .values(
+            display_name=display_name,
+            display_name_folded=display_name.casefold(),
+            description=description,
+            update_time=to_us(now),
+        )
+    )
+    found = get(conn, group.merchant, group.id)
+    assert found is not None
+    return found
+
+
+def members_page(conn: Connection, group_id: str, page: Page) -> list[str]:
+    """Customer ids in ascending order after `page.after`; `page.size + 1` of them so the caller
+    knows whether another page follows (the primary key's order)."""
+    query = select(members.c.customer_id).where(members.c.group_id == group_id)
+    if page.after is not None:
+        query = query.where(members.c.customer_id > page.after)
+    rows = conn.execute(query.order_by(members.c.customer_id).limit(page.size + 1))
+    return [str(r[0]) for r in rows]
+
+
 def drafts_using(conn: Connection, merchant: str, group_id: str, limit: int) -> list[str]:
     """Ids of broadcasts still to be sent (drafts, scheduled ones) whose audience names the
     group."""

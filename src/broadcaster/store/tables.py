@@ -156,6 +156,19 @@ class ChannelRow(SQLModel, table=True):
             sqlite_where=text("delete_time IS NULL"),
             postgresql_where=text("delete_time IS NULL"),
         ),
+        Index(
+            "ix_channels_next_sync",
+            "next_sync_time",
+            sqlite_where=text("delete_time IS NULL"),
+            postgresql_where=text("delete_time IS NULL"),
+        ),
+        Index(
+            "ix_channels_attention",
+            "merchant_id",
+            "id",
+            sqlite_where=text("issues <> 0 AND delete_time IS NULL"),
+            postgresql_where=text("issues <> 0 AND delete_time IS NULL"),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -172,6 +185,34 @@ class ChannelRow(SQLModel, table=True):
     create_time: int = Field(sa_column=_time())
     update_time: int = Field(sa_column=_time())
     delete_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+    # Upkeep: when the follower list is next re-synced (NULL once disconnected), and until when
+    # a replica holds the claim to start it.
+    next_sync_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+    sync_lease_expiry: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
+    # When a sync last finished reading the whole follower list.
+    followers_sync_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+    # The webhook: domain.health.WebhookState, the endpoint set, the last test's outcome (or
+    # what to set by hand), when it was tested, when the channel last posted an event.
+    webhook_state: int = Field(
+        default=0, sa_column=Column(SmallInteger, nullable=False, server_default="0")
+    )
+    webhook_endpoint: str = Field(
+        default="", sa_column=Column(Text, nullable=False, server_default="")
+    )
+    webhook_detail: str = Field(
+        default="", sa_column=Column(Text, nullable=False, server_default="")
+    )
+    webhook_test_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+    last_event_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+    # The monthly quota when last read (limit NULL: unlimited).
+    quota_limit: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    quota_used: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    quota_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+    # Health: the issues found (a bit per domain.health.Issue; 0: healthy), since when not 0.
+    issues: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    unhealthy_since: int | None = Field(default=None, sa_column=_time(nullable=True))
 
 
 class ContactSyncRow(SQLModel, table=True):

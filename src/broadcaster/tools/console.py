@@ -7,6 +7,9 @@
     broadcaster broadcasts schedule NAME --at T  send a draft at T (ISO 8601, or +90s/+2h/+3d)
     broadcaster broadcasts unschedule NAME       a scheduled broadcast back to a draft
     broadcaster channels sync NAME               sync a channel's contacts, showing progress
+    broadcaster channels list --merchant M       channels with their webhook, follower list and
+                                                 health (--needs-attention: only those)
+    broadcaster groups members NAME              a customer group's customer ids, in order
 
 `--address` (BROADCASTER_ADDRESS, default 127.0.0.1:50051) and `--token` (BROADCASTER_TOKEN;
 prefer the variable: arguments show in `ps`). Exit status: 0 done, 1 the work failed or the
@@ -27,6 +30,7 @@ import grpc
 from broadcaster_client import BroadcasterError, Client, connect, pages, retry
 from broadcaster_client.v1 import broadcast_service_pb2 as bpb
 from broadcaster_client.v1 import channel_service_pb2 as cpb
+from broadcaster_client.v1 import customer_group_service_pb2 as gpb
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from broadcaster.tools.progress import Progress, table
@@ -43,7 +47,7 @@ class Failed(Exception):
 
 
 def add_commands(sub: Any) -> None:
-    """Add `broadcasts` and `channels` to the `broadcaster` parser's subcommands."""
+    """Add `broadcasts`, `channels` and `groups` to the `broadcaster` parser's subcommands."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--address",
@@ -110,6 +114,19 @@ def add_commands(sub: Any) -> None:
         "sync", parents=[common, polling], help="sync a channel's contacts, showing progress"
     )
     sync.add_argument("name", help="merchants/M/channels/C (or C with --merchant)")
+    cls = c.add_parser(
+        "list", parents=[common], help="a merchant's channels with their health, newest first"
+    )
+    cls.add_argument("--merchant", required=True, help="merchant id (or merchants/ID)")
+    cls.add_argument(
+        "--needs-attention", action="store_true", help="only channels that need attention"
+    )
+
+    groups = sub.add_parser("groups", help="customer group operations on a server")
+    g = groups.add_subparsers(dest="action", required=True)
+    members = g.add_parser("members", parents=[common], help="a customer group's customer ids")
+    members.add_argument("name", help="merchants/M/customerGroups/G (or G with --merchant)")
+    members.add_argument("--merchant", help="merchant id, to give NAME as a bare id")
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -126,6 +143,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 return schedule_broadcast(calls, args, out)
             if args.command == "broadcasts" and args.action == "unschedule":
                 return unschedule_broadcast(calls, args, out)
+            if args.command == "channels" and args.action == "list":
+                return list_channels(calls, args, out)
+            if args.command == "groups":
+                return list_members(calls, args, out)
             return sync_contacts(calls, args, out)
     except Failed as e:
         print(f"broadcaster: {e}", file=sys.stderr)
@@ -142,6 +163,7 @@ class Calls:
     def __init__(self, client: Client, timeout: float) -> None:
         self.broadcasts = client.broadcasts
         self.channels = client.channels
+        self.groups = client.customer_groups
         self._timeout = timeout
 
     def call(self, method: Callable[..., T], request: Any) -> T:
@@ -375,3 +397,66 @@ def sync_contacts(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
         done = f"{state}: {run.error_reason} {run.message}".rstrip()
     (profiles if listed else listing).finish(done)
     return 0 if run.state in (cpb.ContactSync.SUCCEEDED, cpb.ContactSync.SKIPPED) else 1
+
+
+def _webhook(c: cpb.Channel) -> str:
+    state = c.webhook.state
+    return "-" if not state else cpb.WebhookStatus.State.Name(state).lower()
+
+
+def _followers(c: cpb.Channel) -> str:
+    f = c.follower_sync
+    if not f.HasField("sync_time"):
+        return "not listed"
+    read = _time(f.sync_time, True)
+    return f"{'complete' if f.complete else 'stale'}, read {read}"
+
+
+def _health(c: cpb.Channel) -> str:
+    if not c.health.needs_attention:
+        return "ok"
+    kinds = [cpb.ChannelIssue.Kind.Name(i.kind).lower() for i in c.health.issues]
+    return ", ".join(kinds)
+
+
+def list_channels(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
+    parent = f"merchants/{args.merchant.removeprefix('merchants/')}"
+    request = cpb.ListChannelsRequest(
+        parent=parent, page_size=1000, needs_attention=args.needs_attention
+    )
+    found = [
+        c
+        for page in pages(lambda r: calls.call(calls.channels.ListChannels, r), request)
+        for c in page.channels
+    ]
+    if not found:
+        what = "needing attention" if args.needs_attention else "connected"
+        print(f"no channels {what} for {parent}", file=out)
+        return 0
+    rows = [
+        [
+            c.name.rsplit("/", 1)[-1],
+            c.display_name,
+            c.type,
+            _webhook(c),
+            _followers(c),
+            _time(c.follower_sync.next_sync_time, c.follower_sync.HasField("next_sync_time")),
+            _health(c),
+        ]
+        for c in found
+    ]
+    headers = ["ID", "NAME", "TYPE", "WEBHOOK", "FOLLOWERS", "NEXT SYNC", "HEALTH"]
+    print(table(headers, rows, limits=[0, 30, 0, 0, 0, 0, 60]), file=out)
+    return 0
+
+
+def list_members(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
+    name = _resource(args.name, args.merchant, "customerGroups")
+    request = gpb.ListCustomerGroupMembersRequest(customer_group=name, page_size=1000)
+    count = 0
+    for page in pages(lambda r: calls.call(calls.groups.ListCustomerGroupMembers, r), request):
+        for member in page.members:
+            print(member.customer_id, file=out)
+            count += 1
+    print(f"{count:,} members", file=sys.stderr)
+    return 0

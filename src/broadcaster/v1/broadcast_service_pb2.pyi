@@ -423,6 +423,8 @@ class AudienceEstimate(_message.Message):
     LEFT_OUT_BY_LIMIT_FIELD_NUMBER: _builtins.int
     MESSAGE_CHECK_FIELD_NUMBER: _builtins.int
     MESSAGE_CHECK_DETAIL_FIELD_NUMBER: _builtins.int
+    FOLLOWERS_COMPLETE_FIELD_NUMBER: _builtins.int
+    FOLLOWERS_SYNC_TIME_FIELD_NUMBER: _builtins.int
     matched: _builtins.int
     """Contacts meeting the audience's criteria."""
     opted_out: _builtins.int
@@ -461,9 +463,19 @@ class AudienceEstimate(_message.Message):
     """Messages: what `message_check` found, for people: the refused fields and why, or why the
     check was unavailable.
     """
+    followers_complete: _builtins.bool
+    """Whether every follower of the channel is a contact: a sync read the whole follower list
+    recently (within twice the re-sync interval). False while the first sync is still reading
+    it, when it is stale, and for accounts that may not list their followers (their contacts
+    come from webhooks and imports): then `matched` may count fewer than there are.
+    """
     @_builtins.property
     def estimate_time(self) -> _timestamp_pb2.Timestamp:
         """When the estimate was taken."""
+
+    @_builtins.property
+    def followers_sync_time(self) -> _timestamp_pb2.Timestamp:
+        """When a sync last finished reading the channel's whole follower list; unset if never."""
 
     def __init__(
         self,
@@ -483,10 +495,12 @@ class AudienceEstimate(_message.Message):
         left_out_by_limit: _builtins.int = ...,
         message_check: Global___AudienceEstimate.MessageCheck.ValueType = ...,
         message_check_detail: _builtins.str = ...,
+        followers_complete: _builtins.bool = ...,
+        followers_sync_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["estimate_time", b"estimate_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["estimate_time", b"estimate_time", "followers_sync_time", b"followers_sync_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capped_recipients", b"capped_recipients", "eligible", b"eligible", "estimate_time", b"estimate_time", "exceeds_quota", b"exceeds_quota", "expected_recipients", b"expected_recipients", "ineligible_message", b"ineligible_message", "ineligible_reason", b"ineligible_reason", "left_out_by_limit", b"left_out_by_limit", "matched", b"matched", "message_check", b"message_check", "message_check_detail", b"message_check_detail", "opted_out", b"opted_out", "quota_limited", b"quota_limited", "quota_remaining", b"quota_remaining", "unreachable", b"unreachable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capped_recipients", b"capped_recipients", "eligible", b"eligible", "estimate_time", b"estimate_time", "exceeds_quota", b"exceeds_quota", "expected_recipients", b"expected_recipients", "followers_complete", b"followers_complete", "followers_sync_time", b"followers_sync_time", "ineligible_message", b"ineligible_message", "ineligible_reason", b"ineligible_reason", "left_out_by_limit", b"left_out_by_limit", "matched", b"matched", "message_check", b"message_check", "message_check_detail", b"message_check_detail", "opted_out", b"opted_out", "quota_limited", b"quota_limited", "quota_remaining", b"quota_remaining", "unreachable", b"unreachable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

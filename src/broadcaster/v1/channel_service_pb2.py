@@ -29,7 +29,7 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$broadcaster/v1/channel_service.proto\x12\x0e\x62roadcaster.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\r\n\x07\x43hannel\x12\x18\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08R\x04name\x12\x19\n\x04type\x18\x02 \x01(\tB\x05\xe2\x41\x02\x02\x05R\x04type\x12P\n\x0b\x63redentials\x18\x03 \x03(\x0b\x32(.broadcaster.v1.Channel.CredentialsEntryB\x04\xe2\x41\x01\x04R\x0b\x63redentials\x12\'\n\x0c\x64isplay_name\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03R\x0b\x64isplayName\x12#\n\naccount_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03R\taccountId\x12\x1c\n\x06handle\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03R\x06handle\x12%\n\x0bpicture_uri\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03R\npictureUri\x12\x36\n\x04tier\x18\x08 \x01(\x0e\x32\x1c.broadcaster.v1.Channel.TierB\x04\xe2\x41\x01\x03R\x04tier\x12\x39\n\x05state\x18\t \x01(\x0e\x32\x1d.broadcaster.v1.Channel.StateB\x04\xe2\x41\x01\x03R\x05state\x12M\n\x0c\x63\x61pabilities\x18\n \x01(\x0b\x32#.broadcaster.v1.ChannelCapabilitiesB\x04\xe2\x41\x01\x03R\x0c\x63\x61pabilities\x12>\n\tlast_sync\x18\x0b \x01(\x0b\x32\x1b.broadcaster.v1.ContactSyncB\x04\xe2\x41\x01\x03R\x08lastSync\x12\'\n\x0cwebhook_path\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03R\x0bwebhookPath\x12\x41\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x41\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\nupdateTime\x12X\n\x10\x63redential_state\x18\x19 \x01(\x0e\x32\'.broadcaster.v1.Channel.CredentialStateB\x04\xe2\x41\x01\x03R\x0f\x63redentialState\x12U\n\x0f\x63redential_kind\x18\x1a \x01(\x0e\x32&.broadcaster.v1.Channel.CredentialKindB\x04\xe2\x41\x01\x03R\x0e\x63redentialKind\x12V\n\x16\x63redential_expire_time\x18\x1b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\x14\x63redentialExpireTime\x12T\n\x15\x63redential_renew_time\x18\x1c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\x13\x63redentialRenewTime\x12T\n\x15\x63redential_issue_time\x18\x1d \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\x13\x63redentialIssueTime\x1a>\n\x10\x43redentialsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"F\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\r\n\tCONNECTED\x10\x01\x12\x17\n\x13\x43REDENTIALS_INVALID\x10\x02\"E\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x0c\n\x08STANDARD\x10\x01\x12\x0c\n\x08VERIFIED\x10\x02\x12\x0b\n\x07PREMIUM\x10\x03\"z\n\x0f\x43redentialState\x12 \n\x1c\x43REDENTIAL_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43REDENTIAL_VALID\x10\x01\x12\x17\n\x13\x43REDENTIAL_EXPIRING\x10\x02\x12\x16\n\x12\x43REDENTIAL_REFUSED\x10\x03\"R\n\x0e\x43redentialKind\x12\x1f\n\x1b\x43REDENTIAL_KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nLONG_LIVED\x10\x01\x12\x0f\n\x0bSHORT_LIVED\x10\x02:c\xea\x41`\n\"broadcaster.googleapis.com/Channel\x12\'merchants/{merchant}/channels/{channel}*\x08\x63hannels2\x07\x63hannel\"\xed\x01\n\x13\x43hannelCapabilities\x12;\n\x1amax_recipients_per_request\x18\x01 \x01(\x05R\x17maxRecipientsPerRequest\x12.\n\x13requests_per_second\x18\x02 \x01(\x01R\x11requestsPerSecond\x12!\n\x0cmax_messages\x18\x03 \x01(\x05R\x0bmaxMessages\x12\x46\n\rmessage_kinds\x18\x04 \x03(\x0b\x32!.broadcaster.v1.MessageKindLimitsR\x0cmessageKinds\"\xa9\x01\n\x11MessageKindLimits\x12\x12\n\x04kind\x18\x01 \x01(\tR\x04kind\x12\x45\n\x06limits\x18\x02 \x03(\x0b\x32-.broadcaster.v1.MessageKindLimits.LimitsEntryR\x06limits\x1a\x39\n\x0bLimitsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x02\x38\x01\"\xa9\x04\n\x0b\x43ontactSync\x12\x37\n\x05state\x18\x01 \x01(\x0e\x32!.broadcaster.v1.ContactSync.StateR\x05state\x12\'\n\x0f\x63ontacts_synced\x18\x02 \x01(\x03R\x0e\x63ontactsSynced\x12)\n\x10profiles_fetched\x18\x03 \x01(\x03R\x0fprofilesFetched\x12)\n\x10\x63ontacts_created\x18\x04 \x01(\x03R\x0f\x63ontactsCreated\x12/\n\x13\x63ontacts_unfollowed\x18\x05 \x01(\x03R\x12\x63ontactsUnfollowed\x12\x39\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12!\n\x0c\x65rror_reason\x18\x08 \x01(\tR\x0b\x65rrorReason\x12\x18\n\x07message\x18\t \x01(\tR\x07message\x12-\n\x12\x66ollowers_complete\x18\n \x01(\x08R\x11\x66ollowersComplete\"S\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07RUNNING\x10\x01\x12\r\n\tSUCCEEDED\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\x12\x0b\n\x07SKIPPED\x10\x04\"\x84\x01\n\x0c\x43hannelQuota\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07limited\x18\x02 \x01(\x08R\x07limited\x12\x14\n\x05limit\x18\x03 \x01(\x03R\x05limit\x12\x12\n\x04used\x18\x04 \x01(\x03R\x04used\x12\x1c\n\tremaining\x18\x05 \x01(\x03R\tremaining\"\xb9\x01\n\x14\x43reateChannelRequest\x12\x43\n\x06parent\x18\x01 \x01(\tB+\xe2\x41\x01\x02\xfa\x41$\x12\"broadcaster.googleapis.com/ChannelR\x06parent\x12\x37\n\x07\x63hannel\x18\x02 \x01(\x0b\x32\x17.broadcaster.v1.ChannelB\x04\xe2\x41\x01\x02R\x07\x63hannel\x12#\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\trequestId\"T\n\x11GetChannelRequest\x12?\n\x04name\x18\x01 \x01(\tB+\xe2\x41\x01\x02\xfa\x41$\n\"broadcaster.googleapis.com/ChannelR\x04name\"\xa2\x01\n\x13ListChannelsRequest\x12\x43\n\x06parent\x18\x01 \x01(\tB+\xe2\x41\x01\x02\xfa\x41$\x12\"broadcaster.googleapis.com/ChannelR\x06parent\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x08pageSize\x12#\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\tpageToken\"s\n\x14ListChannelsResponse\x12\x33\n\x08\x63hannels\x18\x01 \x03(\x0b\x32\x17.broadcaster.v1.ChannelR\x08\x63hannels\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"W\n\x14\x44\x65leteChannelRequest\x12?\n\x04name\x18\x01 \x01(\tB+\xe2\x41\x01\x02\xfa\x41$\n\"broadcaster.googleapis.com/ChannelR\x04name\"V\n\x13SyncContactsRequest\x12?\n\x04name\x18\x01 \x01(\tB+\xe2\x41\x01\x02\xfa\x41$\n\"broadcaster.googleapis.com/ChannelR\x04name\"2\n\x16GetChannelQuotaRequest\x12\x18\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x04name2\xa4\x06\n\x0e\x43hannelService\x12\x82\x01\n\rCreateChannel\x12$.broadcaster.v1.CreateChannelRequest\x1a\x17.broadcaster.v1.Channel\"2\x82\xd3\xe4\x93\x02,\"!/v1/{parent=merchants/*}/channels:\x07\x63hannel\x12s\n\nGetChannel\x12!.broadcaster.v1.GetChannelRequest\x1a\x17.broadcaster.v1.Channel\")\x82\xd3\xe4\x93\x02#\x12!/v1/{name=merchants/*/channels/*}\x12\x84\x01\n\x0cListChannels\x12#.broadcaster.v1.ListChannelsRequest\x1a$.broadcaster.v1.ListChannelsResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/{parent=merchants/*}/channels\x12x\n\rDeleteChannel\x12$.broadcaster.v1.DeleteChannelRequest\x1a\x16.google.protobuf.Empty\")\x82\xd3\xe4\x93\x02#*!/v1/{name=merchants/*/channels/*}\x12\x8b\x01\n\x0cSyncContacts\x12#.broadcaster.v1.SyncContactsRequest\x1a\x1b.broadcaster.v1.ContactSync\"9\x82\xd3\xe4\x93\x02\x33\"./v1/{name=merchants/*/channels/*}:syncContacts:\x01*\x12\x88\x01\n\x0fGetChannelQuota\x12&.broadcaster.v1.GetChannelQuotaRequest\x1a\x1c.broadcaster.v1.ChannelQuota\"/\x82\xd3\xe4\x93\x02)\x12\'/v1/{name=merchants/*/channels/*/quota}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$broadcaster/v1/channel_service.proto\x12\x0e\x62roadcaster.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x0f\n\x07\x43hannel\x12\x18\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08R\x04name\x12\x19\n\x04type\x18\x02 \x01(\tB\x05\xe2\x41\x02\x02\x05R\x04type\x12P\n\x0b\x63redentials\x18\x03 \x03(\x0b\x32(.broadcaster.v1.Channel.CredentialsEntryB\x04\xe2\x41\x01\x04R\x0b\x63redentials\x12\'\n\x0c\x64isplay_name\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03R\x0b\x64isplayName\x12#\n\naccount_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03R\taccountId\x12\x1c\n\x06handle\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03R\x06handle\x12%\n\x0bpicture_uri\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03R\npictureUri\x12\x36\n\x04tier\x18\x08 \x01(\x0e\x32\x1c.broadcaster.v1.Channel.TierB\x04\xe2\x41\x01\x03R\x04tier\x12\x39\n\x05state\x18\t \x01(\x0e\x32\x1d.broadcaster.v1.Channel.StateB\x04\xe2\x41\x01\x03R\x05state\x12M\n\x0c\x63\x61pabilities\x18\n \x01(\x0b\x32#.broadcaster.v1.ChannelCapabilitiesB\x04\xe2\x41\x01\x03R\x0c\x63\x61pabilities\x12>\n\tlast_sync\x18\x0b \x01(\x0b\x32\x1b.broadcaster.v1.ContactSyncB\x04\xe2\x41\x01\x03R\x08lastSync\x12\'\n\x0cwebhook_path\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03R\x0bwebhookPath\x12\x41\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x41\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\nupdateTime\x12%\n\x0bwebhook_url\x18\x0f \x01(\tB\x04\xe2\x41\x01\x03R\nwebhookUrl\x12=\n\x07webhook\x18\x10 \x01(\x0b\x32\x1d.broadcaster.v1.WebhookStatusB\x04\xe2\x41\x01\x03R\x07webhook\x12M\n\rfollower_sync\x18\x11 \x01(\x0b\x32\".broadcaster.v1.FollowerSyncStatusB\x04\xe2\x41\x01\x03R\x0c\x66ollowerSync\x12\x38\n\x05quota\x18\x12 \x01(\x0b\x32\x1c.broadcaster.v1.ChannelQuotaB\x04\xe2\x41\x01\x03R\x05quota\x12?\n\nquota_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\tquotaTime\x12;\n\x06health\x18\x14 \x01(\x0b\x32\x1d.broadcaster.v1.ChannelHealthB\x04\xe2\x41\x01\x03R\x06health\x12X\n\x10\x63redential_state\x18\x19 \x01(\x0e\x32\'.broadcaster.v1.Channel.CredentialStateB\x04\xe2\x41\x01\x03R\x0f\x63redentialState\x12U\n\x0f\x63redential_kind\x18\x1a \x01(\x0e\x32&.broadcaster.v1.Channel.CredentialKindB\x04\xe2\x41\x01\x03R\x0e\x63redentialKind\x12V\n\x16\x63redential_expire_time\x18\x1b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\x14\x63redentialExpireTime\x12T\n\x15\x63redential_renew_time\x18\x1c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\x13\x63redentialRenewTime\x12T\n\x15\x63redential_issue_time\x18\x1d \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\x13\x63redentialIssueTime\x1a>\n\x10\x43redentialsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"F\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\r\n\tCONNECTED\x10\x01\x12\x17\n\x13\x43REDENTIALS_INVALID\x10\x02\"E\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x0c\n\x08STANDARD\x10\x01\x12\x0c\n\x08VERIFIED\x10\x02\x12\x0b\n\x07PREMIUM\x10\x03\"z\n\x0f\x43redentialState\x12 \n\x1c\x43REDENTIAL_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43REDENTIAL_VALID\x10\x01\x12\x17\n\x13\x43REDENTIAL_EXPIRING\x10\x02\x12\x16\n\x12\x43REDENTIAL_REFUSED\x10\x03\"R\n\x0e\x43redentialKind\x12\x1f\n\x1b\x43REDENTIAL_KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nLONG_LIVED\x10\x01\x12\x0f\n\x0bSHORT_LIVED\x10\x02:c\xea\x41`\n\"broadcaster.googleapis.com/Channel\x12\'merchants/{merchant}/channels/{channel}*\x08\x63hannels2\x07\x63hannel\"\xcb\x02\n\rWebhookStatus\x12\x39\n\x05state\x18\x01 \x01(\x0e\x32#.broadcaster.v1.WebhookStatus.StateR\x05state\x12\x1a\n\x08\x65ndpoint\x18\x02 \x01(\tR\x08\x65ndpoint\x12\x16\n\x06\x64\x65tail\x18\x03 \x01(\tR\x06\x64\x65tail\x12\x37\n\ttest_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08testTime\x12\x42\n\x0flast_event_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rlastEventTime\"N\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06MANUAL\x10\x01\x12\x07\n\x03SET\x10\x02\x12\x0c\n\x08VERIFIED\x10\x03\x12\x0b\n\x07\x46\x41ILING\x10\x04\"\xab\x01\n\x12\x46ollowerSyncStatus\x12\x1a\n\x08\x63omplete\x18\x01 \x01(\x08R\x08\x63omplete\x12\x37\n\tsync_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08syncTime\x12@\n\x0enext_sync_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0cnextSyncTime\"\xa0\x01\n\rChannelHealth\x12\'\n\x0fneeds_attention\x18\x01 \x01(\x08R\x0eneedsAttention\x12\x34\n\x06issues\x18\x02 \x03(\x0b\x32\x1c.broadcaster.v1.ChannelIssueR\x06issues\x12\x30\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x05since\"\x8a\x02\n\x0c\x43hannelIssue\x12\x35\n\x04kind\x18\x01 \x01(\x0e\x32!.broadcaster.v1.ChannelIssue.KindR\x04kind\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\"\xa8\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43REDENTIALS_REFUSED\x10\x01\x12\x13\n\x0fWEBHOOK_FAILING\x10\x02\x12\x18\n\x14\x46OLLOWER_SYNC_FAILED\x10\x03\x12\x13\n\x0f\x46OLLOWERS_STALE\x10\x04\x12\x13\n\x0fQUOTA_EXHAUSTED\x10\x05\x12\x18\n\x14\x43REDENTIALS_EXPIRING\x10\x06\"\xed\x01\n\x13\x43hannelCapabilities\x12;\n\x1amax_recipients_per_request\x18\x01 \x01(\x05R\x17maxRecipientsPerRequest\x12.\n\x13requests_per_second\x18\x02 \x01(\x01R\x11requestsPerSecond\x12!\n\x0cmax_messages\x18\x03 \x01(\x05R\x0bmaxMessages\x12\x46\n\rmessage_kinds\x18\x04 \x03(\x0b\x32!.broadcaster.v1.MessageKindLimitsR\x0cmessageKinds\"\xa9\x01\n\x11MessageKindLimits\x12\x12\n\x04kind\x18\x01 \x01(\tR\x04kind\x12\x45\n\x06limits\x18\x02 \x03(\x0b\x32-.broadcaster.v1.MessageKindLimits.LimitsEntryR\x06limits\x1a\x39\n\x0bLimitsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x02\x38\x01\"\xa9\x04\n\x0b\x43ontactSync\x12\x37\n\x05state\x18\x01 \x01(\x0e\x32!.broadcaster.v1.ContactSync.StateR\x05state\x12\'\n\x0f\x63ontacts_synced\x18\x02 \x01(\x03R\x0e\x63ontactsSynced\x12)\n\x10profiles_fetched\x18\x03 \x01(\x03R\x0fprofilesFetched\x12)\n\x10\x63ontacts_created\x18\x04 \x01(\x03R\x0f\x63ontactsCreated\x12/\n\x13\x63ontacts_unfollowed\x18\x05 \x01(\x03R\x12\x63ontactsUnfollowed\x12\x39\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12!\n\x0c\x65rror_reason\x18\x08 \x01(\tR\x0b\x65rrorReason\x12\x18\n\x07message\x18\t \x01(\tR\x07message\x12-\n\x12\x66ollowers_complete\x18\n \x01(\x08R\x11\x66ollowersComplete\"S\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07RUNNING\x10\x01\x12\r\n\tSUCCEEDED\x10\x02\x12\n\n\x06\x46\x41ILED\x10\x03\x12\x0b\n\x07SKIPPED\x10\x04\"\x84\x01\n\x0c\x43hannelQuota\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07limited\x18\x02 \x01(\x08R\x07limited\x12\x14\n\x05limit\x18\x03 \x01(\x03R\x05limit\x12\x12\n\x04used\x18\x04 \x01(\x03R\x04used\x12\x1c\n\tremaining\x18\x05 \x01(\x03R\tremaining\"\xb9\x01\n\x14\x43reateChannelRequest\x12\x43\n\x06parent\x18\x01 \x01(\tB+\xe2\x41\x01\x02\xfa\x41$\x12\"broadcaster.googleapis.com/ChannelR\x06parent\x12\x37\n\x07\x63hannel\x18\x02 \x01(\x0b\x32\x17.broadcaster.v1.ChannelB\x04\xe2\x41\x01\x02R\x07\x63hannel\x12#\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\trequestId\"T\n\x11GetChannelRequest\x12?\n\x04name\x18\x01 \x01(\tB+\xe2\x41\x01\x02\xfa\x41$\n\"broadcaster.googleapis.com/ChannelR\x04name\"\xd1\x01\n\x13ListChannelsRequest\x12\x43\n\x06parent\x18\x01 \x01(\tB+\xe2\x41\x01\x02\xfa\x41$\x12\"broadcaster.googleapis.com/ChannelR\x06parent\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x08pageSize\x12#\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\tpageToken\x12-\n\x0fneeds_attention\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01R\x0eneedsAttention\"s\n\x14ListChannelsResponse\x12\x33\n\x08\x63hannels\x18\x01 \x03(\x0b\x32\x17.broadcaster.v1.ChannelR\x08\x63hannels\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"W\n\x14\x44\x65leteChannelRequest\x12?\n\x04name\x18\x01 \x01(\tB+\xe2\x41\x01\x02\xfa\x41$\n\"broadcaster.googleapis.com/ChannelR\x04name\"V\n\x13SyncContactsRequest\x12?\n\x04name\x18\x01 \x01(\tB+\xe2\x41\x01\x02\xfa\x41$\n\"broadcaster.googleapis.com/ChannelR\x04name\"2\n\x16GetChannelQuotaRequest\x12\x18\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x04name2\xa4\x06\n\x0e\x43hannelService\x12\x82\x01\n\rCreateChannel\x12$.broadcaster.v1.CreateChannelRequest\x1a\x17.broadcaster.v1.Channel\"2\x82\xd3\xe4\x93\x02,\"!/v1/{parent=merchants/*}/channels:\x07\x63hannel\x12s\n\nGetChannel\x12!.broadcaster.v1.GetChannelRequest\x1a\x17.broadcaster.v1.Channel\")\x82\xd3\xe4\x93\x02#\x12!/v1/{name=merchants/*/channels/*}\x12\x84\x01\n\x0cListChannels\x12#.broadcaster.v1.ListChannelsRequest\x1a$.broadcaster.v1.ListChannelsResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/{parent=merchants/*}/channels\x12x\n\rDeleteChannel\x12$.broadcaster.v1.DeleteChannelRequest\x1a\x16.google.protobuf.Empty\")\x82\xd3\xe4\x93\x02#*!/v1/{name=merchants/*/channels/*}\x12\x8b\x01\n\x0cSyncContacts\x12#.broadcaster.v1.SyncContactsRequest\x1a\x1b.broadcaster.v1.ContactSync\"9\x82\xd3\xe4\x93\x02\x33\"./v1/{name=merchants/*/channels/*}:syncContacts:\x01*\x12\x88\x01\n\x0fGetChannelQuota\x12&.broadcaster.v1.GetChannelQuotaRequest\x1a\x1c.broadcaster.v1.ChannelQuota\"/\x82\xd3\xe4\x93\x02)\x12\'/v1/{name=merchants/*/channels/*/quota}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -66,6 +66,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHANNEL'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
   _globals['_CHANNEL'].fields_by_name['update_time']._loaded_options = None
   _globals['_CHANNEL'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_CHANNEL'].fields_by_name['webhook_url']._loaded_options = None
+  _globals['_CHANNEL'].fields_by_name['webhook_url']._serialized_options = b'\342A\001\003'
+  _globals['_CHANNEL'].fields_by_name['webhook']._loaded_options = None
+  _globals['_CHANNEL'].fields_by_name['webhook']._serialized_options = b'\342A\001\003'
+  _globals['_CHANNEL'].fields_by_name['follower_sync']._loaded_options = None
+  _globals['_CHANNEL'].fields_by_name['follower_sync']._serialized_options = b'\342A\001\003'
+  _globals['_CHANNEL'].fields_by_name['quota']._loaded_options = None
+  _globals['_CHANNEL'].fields_by_name['quota']._serialized_options = b'\342A\001\003'
+  _globals['_CHANNEL'].fields_by_name['quota_time']._loaded_options = None
+  _globals['_CHANNEL'].fields_by_name['quota_time']._serialized_options = b'\342A\001\003'
+  _globals['_CHANNEL'].fields_by_name['health']._loaded_options = None
+  _globals['_CHANNEL'].fields_by_name['health']._serialized_options = b'\342A\001\003'
   _globals['_CHANNEL'].fields_by_name['credential_state']._loaded_options = None
   _globals['_CHANNEL'].fields_by_name['credential_state']._serialized_options = b'\342A\001\003'
   _globals['_CHANNEL'].fields_by_name['credential_kind']._loaded_options = None
@@ -94,6 +106,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTCHANNELSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
   _globals['_LISTCHANNELSREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTCHANNELSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTCHANNELSREQUEST'].fields_by_name['needs_attention']._loaded_options = None
+  _globals['_LISTCHANNELSREQUEST'].fields_by_name['needs_attention']._serialized_options = b'\342A\001\001'
   _globals['_DELETECHANNELREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_DELETECHANNELREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A$\n\"broadcaster.googleapis.com/Channel'
   _globals['_SYNCCONTACTSREQUEST'].fields_by_name['name']._loaded_options = None
@@ -113,43 +127,55 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHANNELSERVICE'].methods_by_name['GetChannelQuota']._loaded_options = None
   _globals['_CHANNELSERVICE'].methods_by_name['GetChannelQuota']._serialized_options = b'\202\323\344\223\002)\022\'/v1/{name=merchants/*/channels/*/quota}'
   _globals['_CHANNEL']._serialized_start=209
-  _globals['_CHANNEL']._serialized_end=1886
-  _globals['_CHANNEL_CREDENTIALSENTRY']._serialized_start=1372
-  _globals['_CHANNEL_CREDENTIALSENTRY']._serialized_end=1434
-  _globals['_CHANNEL_STATE']._serialized_start=1436
-  _globals['_CHANNEL_STATE']._serialized_end=1506
-  _globals['_CHANNEL_TIER']._serialized_start=1508
-  _globals['_CHANNEL_TIER']._serialized_end=1577
-  _globals['_CHANNEL_CREDENTIALSTATE']._serialized_start=1579
-  _globals['_CHANNEL_CREDENTIALSTATE']._serialized_end=1701
-  _globals['_CHANNEL_CREDENTIALKIND']._serialized_start=1703
-  _globals['_CHANNEL_CREDENTIALKIND']._serialized_end=1785
-  _globals['_CHANNELCAPABILITIES']._serialized_start=1889
-  _globals['_CHANNELCAPABILITIES']._serialized_end=2126
-  _globals['_MESSAGEKINDLIMITS']._serialized_start=2129
-  _globals['_MESSAGEKINDLIMITS']._serialized_end=2298
-  _globals['_MESSAGEKINDLIMITS_LIMITSENTRY']._serialized_start=2241
-  _globals['_MESSAGEKINDLIMITS_LIMITSENTRY']._serialized_end=2298
-  _globals['_CONTACTSYNC']._serialized_start=2301
-  _globals['_CONTACTSYNC']._serialized_end=2854
-  _globals['_CONTACTSYNC_STATE']._serialized_start=2771
-  _globals['_CONTACTSYNC_STATE']._serialized_end=2854
-  _globals['_CHANNELQUOTA']._serialized_start=2857
-  _globals['_CHANNELQUOTA']._serialized_end=2989
-  _globals['_CREATECHANNELREQUEST']._serialized_start=2992
-  _globals['_CREATECHANNELREQUEST']._serialized_end=3177
-  _globals['_GETCHANNELREQUEST']._serialized_start=3179
-  _globals['_GETCHANNELREQUEST']._serialized_end=3263
-  _globals['_LISTCHANNELSREQUEST']._serialized_start=3266
-  _globals['_LISTCHANNELSREQUEST']._serialized_end=3428
-  _globals['_LISTCHANNELSRESPONSE']._serialized_start=3430
-  _globals['_LISTCHANNELSRESPONSE']._serialized_end=3545
-  _globals['_DELETECHANNELREQUEST']._serialized_start=3547
-  _globals['_DELETECHANNELREQUEST']._serialized_end=3634
-  _globals['_SYNCCONTACTSREQUEST']._serialized_start=3636
-  _globals['_SYNCCONTACTSREQUEST']._serialized_end=3722
-  _globals['_GETCHANNELQUOTAREQUEST']._serialized_start=3724
-  _globals['_GETCHANNELQUOTAREQUEST']._serialized_end=3774
-  _globals['_CHANNELSERVICE']._serialized_start=3777
-  _globals['_CHANNELSERVICE']._serialized_end=4581
+  _globals['_CHANNEL']._serialized_end=2251
+  _globals['_CHANNEL_CREDENTIALSENTRY']._serialized_start=1737
+  _globals['_CHANNEL_CREDENTIALSENTRY']._serialized_end=1799
+  _globals['_CHANNEL_STATE']._serialized_start=1801
+  _globals['_CHANNEL_STATE']._serialized_end=1871
+  _globals['_CHANNEL_TIER']._serialized_start=1873
+  _globals['_CHANNEL_TIER']._serialized_end=1942
+  _globals['_CHANNEL_CREDENTIALSTATE']._serialized_start=1944
+  _globals['_CHANNEL_CREDENTIALSTATE']._serialized_end=2066
+  _globals['_CHANNEL_CREDENTIALKIND']._serialized_start=2068
+  _globals['_CHANNEL_CREDENTIALKIND']._serialized_end=2150
+  _globals['_WEBHOOKSTATUS']._serialized_start=2254
+  _globals['_WEBHOOKSTATUS']._serialized_end=2585
+  _globals['_WEBHOOKSTATUS_STATE']._serialized_start=2507
+  _globals['_WEBHOOKSTATUS_STATE']._serialized_end=2585
+  _globals['_FOLLOWERSYNCSTATUS']._serialized_start=2588
+  _globals['_FOLLOWERSYNCSTATUS']._serialized_end=2759
+  _globals['_CHANNELHEALTH']._serialized_start=2762
+  _globals['_CHANNELHEALTH']._serialized_end=2922
+  _globals['_CHANNELISSUE']._serialized_start=2925
+  _globals['_CHANNELISSUE']._serialized_end=3191
+  _globals['_CHANNELISSUE_KIND']._serialized_start=3023
+  _globals['_CHANNELISSUE_KIND']._serialized_end=3191
+  _globals['_CHANNELCAPABILITIES']._serialized_start=3194
+  _globals['_CHANNELCAPABILITIES']._serialized_end=3431
+  _globals['_MESSAGEKINDLIMITS']._serialized_start=3434
+  _globals['_MESSAGEKINDLIMITS']._serialized_end=3603
+  _globals['_MESSAGEKINDLIMITS_LIMITSENTRY']._serialized_start=3546
+  _globals['_MESSAGEKINDLIMITS_LIMITSENTRY']._serialized_end=3603
+  _globals['_CONTACTSYNC']._serialized_start=3606
+  _globals['_CONTACTSYNC']._serialized_end=4159
+  _globals['_CONTACTSYNC_STATE']._serialized_start=4076
+  _globals['_CONTACTSYNC_STATE']._serialized_end=4159
+  _globals['_CHANNELQUOTA']._serialized_start=4162
+  _globals['_CHANNELQUOTA']._serialized_end=4294
+  _globals['_CREATECHANNELREQUEST']._serialized_start=4297
+  _globals['_CREATECHANNELREQUEST']._serialized_end=4482
+  _globals['_GETCHANNELREQUEST']._serialized_start=4484
+  _globals['_GETCHANNELREQUEST']._serialized_end=4568
+  _globals['_LISTCHANNELSREQUEST']._serialized_start=4571
+  _globals['_LISTCHANNELSREQUEST']._serialized_end=4780
+  _globals['_LISTCHANNELSRESPONSE']._serialized_start=4782
+  _globals['_LISTCHANNELSRESPONSE']._serialized_end=4897
+  _globals['_DELETECHANNELREQUEST']._serialized_start=4899
+  _globals['_DELETECHANNELREQUEST']._serialized_end=4986
+  _globals['_SYNCCONTACTSREQUEST']._serialized_start=4988
+  _globals['_SYNCCONTACTSREQUEST']._serialized_end=5074
+  _globals['_GETCHANNELQUOTAREQUEST']._serialized_start=5076
+  _globals['_GETCHANNELQUOTAREQUEST']._serialized_end=5126
+  _globals['_CHANNELSERVICE']._serialized_start=5129
+  _globals['_CHANNELSERVICE']._serialized_end=5933
 # @@protoc_insertion_point(module_scope)

@@ -172,6 +172,12 @@ class Channel(_message.Message):
     WEBHOOK_PATH_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    WEBHOOK_URL_FIELD_NUMBER: _builtins.int
+    WEBHOOK_FIELD_NUMBER: _builtins.int
+    FOLLOWER_SYNC_FIELD_NUMBER: _builtins.int
+    QUOTA_FIELD_NUMBER: _builtins.int
+    QUOTA_TIME_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
     CREDENTIAL_STATE_FIELD_NUMBER: _builtins.int
     CREDENTIAL_KIND_FIELD_NUMBER: _builtins.int
     CREDENTIAL_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
@@ -196,6 +202,11 @@ class Channel(_message.Message):
     webhook_path: _builtins.str
     """Path on the HTTP port where the channel posts its webhooks; set it in the channel's console
     (prefixed with this service's public URL).
+    """
+    webhook_url: _builtins.str
+    """The full URL where the channel must post its webhooks: the service's public URL
+    (`BROADCASTER_PUBLIC_URL`) followed by `webhook_path`. Empty when no public URL is
+    configured (then prefix `webhook_path` with the URL the service is reached at).
     """
     credential_state: Global___Channel.CredentialState.ValueType
     """How the channel's credential stands."""
@@ -224,6 +235,30 @@ class Channel(_message.Message):
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the channel last changed."""
+
+    @_builtins.property
+    def webhook(self) -> Global___WebhookStatus:
+        """The channel's webhook: whether the service set it up and verified it, or what to set by
+        hand, and when the channel last posted an event.
+        """
+
+    @_builtins.property
+    def follower_sync(self) -> Global___FollowerSyncStatus:
+        """The follower list's upkeep: when it was last read whole, when it is next re-synced."""
+
+    @_builtins.property
+    def quota(self) -> Global___ChannelQuota:
+        """The monthly quota when the service last read it (unset if never); GetChannelQuota reads it
+        now.
+        """
+
+    @_builtins.property
+    def quota_time(self) -> _timestamp_pb2.Timestamp:
+        """When `quota` was read."""
+
+    @_builtins.property
+    def health(self) -> Global___ChannelHealth:
+        """Whether the channel needs attention, and why."""
 
     @_builtins.property
     def credential_expire_time(self) -> _timestamp_pb2.Timestamp:
@@ -256,19 +291,243 @@ class Channel(_message.Message):
         webhook_path: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        webhook_url: _builtins.str = ...,
+        webhook: Global___WebhookStatus | None = ...,
+        follower_sync: Global___FollowerSyncStatus | None = ...,
+        quota: Global___ChannelQuota | None = ...,
+        quota_time: _timestamp_pb2.Timestamp | None = ...,
+        health: Global___ChannelHealth | None = ...,
         credential_state: Global___Channel.CredentialState.ValueType = ...,
         credential_kind: Global___Channel.CredentialKind.ValueType = ...,
         credential_expire_time: _timestamp_pb2.Timestamp | None = ...,
         credential_renew_time: _timestamp_pb2.Timestamp | None = ...,
         credential_issue_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "create_time", b"create_time", "credential_expire_time", b"credential_expire_time", "credential_issue_time", b"credential_issue_time", "credential_renew_time", b"credential_renew_time", "last_sync", b"last_sync", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "create_time", b"create_time", "credential_expire_time", b"credential_expire_time", "credential_issue_time", b"credential_issue_time", "credential_renew_time", b"credential_renew_time", "follower_sync", b"follower_sync", "health", b"health", "last_sync", b"last_sync", "quota", b"quota", "quota_time", b"quota_time", "update_time", b"update_time", "webhook", b"webhook"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "capabilities", b"capabilities", "create_time", b"create_time", "credential_expire_time", b"credential_expire_time", "credential_issue_time", b"credential_issue_time", "credential_kind", b"credential_kind", "credential_renew_time", b"credential_renew_time", "credential_state", b"credential_state", "credentials", b"credentials", "display_name", b"display_name", "handle", b"handle", "last_sync", b"last_sync", "name", b"name", "picture_uri", b"picture_uri", "state", b"state", "tier", b"tier", "type", b"type", "update_time", b"update_time", "webhook_path", b"webhook_path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "capabilities", b"capabilities", "create_time", b"create_time", "credential_expire_time", b"credential_expire_time", "credential_issue_time", b"credential_issue_time", "credential_kind", b"credential_kind", "credential_renew_time", b"credential_renew_time", "credential_state", b"credential_state", "credentials", b"credentials", "display_name", b"display_name", "follower_sync", b"follower_sync", "handle", b"handle", "health", b"health", "last_sync", b"last_sync", "name", b"name", "picture_uri", b"picture_uri", "quota", b"quota", "quota_time", b"quota_time", "state", b"state", "tier", b"tier", "type", b"type", "update_time", b"update_time", "webhook", b"webhook", "webhook_path", b"webhook_path", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Channel: _TypeAlias = Channel  # noqa: Y015
+
+@_typing.final
+class WebhookStatus(_message.Message):
+    """A channel's webhook set-up."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _State:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[WebhookStatus._State.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATE_UNSPECIFIED: WebhookStatus._State.ValueType  # 0
+        """Not known (connected before the service set webhooks up)."""
+        MANUAL: WebhookStatus._State.ValueType  # 1
+        """The service does not set it up: set `webhook_url` (or `webhook_path` behind the
+        service's URL) in the channel's console by hand; `detail` says so.
+        """
+        SET: WebhookStatus._State.ValueType  # 2
+        """Set through the channel, not verified yet."""
+        VERIFIED: WebhookStatus._State.ValueType  # 3
+        """Set, and the channel's test request reached the service."""
+        FAILING: WebhookStatus._State.ValueType  # 4
+        """The channel could not set it, or its test did not reach the service (`detail`)."""
+
+    class State(_State, metaclass=_StateEnumTypeWrapper):
+        """Where the webhook stands."""
+
+    STATE_UNSPECIFIED: WebhookStatus.State.ValueType  # 0
+    """Not known (connected before the service set webhooks up)."""
+    MANUAL: WebhookStatus.State.ValueType  # 1
+    """The service does not set it up: set `webhook_url` (or `webhook_path` behind the
+    service's URL) in the channel's console by hand; `detail` says so.
+    """
+    SET: WebhookStatus.State.ValueType  # 2
+    """Set through the channel, not verified yet."""
+    VERIFIED: WebhookStatus.State.ValueType  # 3
+    """Set, and the channel's test request reached the service."""
+    FAILING: WebhookStatus.State.ValueType  # 4
+    """The channel could not set it, or its test did not reach the service (`detail`)."""
+
+    STATE_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    TEST_TIME_FIELD_NUMBER: _builtins.int
+    LAST_EVENT_TIME_FIELD_NUMBER: _builtins.int
+    state: Global___WebhookStatus.State.ValueType
+    """Where the webhook stands."""
+    endpoint: _builtins.str
+    """The endpoint the channel posts to, as set through it."""
+    detail: _builtins.str
+    """For FAILING: what the channel answered (for example `statusCode 404: Not Found`); for
+    MANUAL: what to set by hand.
+    """
+    @_builtins.property
+    def test_time(self) -> _timestamp_pb2.Timestamp:
+        """When the channel last tested the endpoint."""
+
+    @_builtins.property
+    def last_event_time(self) -> _timestamp_pb2.Timestamp:
+        """When the channel last posted an event that checked out."""
+
+    def __init__(
+        self,
+        *,
+        state: Global___WebhookStatus.State.ValueType = ...,
+        endpoint: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        test_time: _timestamp_pb2.Timestamp | None = ...,
+        last_event_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_event_time", b"last_event_time", "test_time", b"test_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "endpoint", b"endpoint", "last_event_time", b"last_event_time", "state", b"state", "test_time", b"test_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebhookStatus: _TypeAlias = WebhookStatus  # noqa: Y015
+
+@_typing.final
+class FollowerSyncStatus(_message.Message):
+    """The upkeep of a channel's follower list."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMPLETE_FIELD_NUMBER: _builtins.int
+    SYNC_TIME_FIELD_NUMBER: _builtins.int
+    NEXT_SYNC_TIME_FIELD_NUMBER: _builtins.int
+    complete: _builtins.bool
+    """Whether every follower is a contact: the whole list was read within twice the re-sync
+    interval (false for accounts that may not list their followers).
+    """
+    @_builtins.property
+    def sync_time(self) -> _timestamp_pb2.Timestamp:
+        """When a sync last finished reading the whole follower list; unset if never."""
+
+    @_builtins.property
+    def next_sync_time(self) -> _timestamp_pb2.Timestamp:
+        """When the follower list is next re-synced (by whichever replica claims it)."""
+
+    def __init__(
+        self,
+        *,
+        complete: _builtins.bool = ...,
+        sync_time: _timestamp_pb2.Timestamp | None = ...,
+        next_sync_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["next_sync_time", b"next_sync_time", "sync_time", b"sync_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["complete", b"complete", "next_sync_time", b"next_sync_time", "sync_time", b"sync_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FollowerSyncStatus: _TypeAlias = FollowerSyncStatus  # noqa: Y015
+
+@_typing.final
+class ChannelHealth(_message.Message):
+    """Whether a channel needs attention."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NEEDS_ATTENTION_FIELD_NUMBER: _builtins.int
+    ISSUES_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    needs_attention: _builtins.bool
+    """Whether any issue is open."""
+    @_builtins.property
+    def issues(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChannelIssue]:
+        """The open issues."""
+
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """Since when the channel needs attention; unset when it does not."""
+
+    def __init__(
+        self,
+        *,
+        needs_attention: _builtins.bool = ...,
+        issues: _abc.Iterable[Global___ChannelIssue] | None = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issues", b"issues", "needs_attention", b"needs_attention", "since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelHealth: _TypeAlias = ChannelHealth  # noqa: Y015
+
+@_typing.final
+class ChannelIssue(_message.Message):
+    """Something about a channel that needs the merchant's or the operator's attention."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ChannelIssue._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: ChannelIssue._Kind.ValueType  # 0
+        """Not used."""
+        CREDENTIALS_REFUSED: ChannelIssue._Kind.ValueType  # 1
+        """The channel refused the stored credentials (the channel's `state` is CREDENTIALS_INVALID)."""
+        WEBHOOK_FAILING: ChannelIssue._Kind.ValueType  # 2
+        """The webhook could not be set, or its test failed (`webhook.state` FAILING)."""
+        FOLLOWER_SYNC_FAILED: ChannelIssue._Kind.ValueType  # 3
+        """The last contact sync failed (`last_sync`)."""
+        FOLLOWERS_STALE: ChannelIssue._Kind.ValueType  # 4
+        """The follower list was not read whole within twice the re-sync interval."""
+        QUOTA_EXHAUSTED: ChannelIssue._Kind.ValueType  # 5
+        """The monthly quota, when last read, was used up."""
+        CREDENTIALS_EXPIRING: ChannelIssue._Kind.ValueType  # 6
+        """A short-lived credential is past its renewal time and not renewed yet (the channel's
+        `credential_state` is CREDENTIAL_EXPIRING).
+        """
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
+        """What is wrong."""
+
+    KIND_UNSPECIFIED: ChannelIssue.Kind.ValueType  # 0
+    """Not used."""
+    CREDENTIALS_REFUSED: ChannelIssue.Kind.ValueType  # 1
+    """The channel refused the stored credentials (the channel's `state` is CREDENTIALS_INVALID)."""
+    WEBHOOK_FAILING: ChannelIssue.Kind.ValueType  # 2
+    """The webhook could not be set, or its test failed (`webhook.state` FAILING)."""
+    FOLLOWER_SYNC_FAILED: ChannelIssue.Kind.ValueType  # 3
+    """The last contact sync failed (`last_sync`)."""
+    FOLLOWERS_STALE: ChannelIssue.Kind.ValueType  # 4
+    """The follower list was not read whole within twice the re-sync interval."""
+    QUOTA_EXHAUSTED: ChannelIssue.Kind.ValueType  # 5
+    """The monthly quota, when last read, was used up."""
+    CREDENTIALS_EXPIRING: ChannelIssue.Kind.ValueType  # 6
+    """A short-lived credential is past its renewal time and not renewed yet (the channel's
+    `credential_state` is CREDENTIAL_EXPIRING).
+    """
+
+    KIND_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    kind: Global___ChannelIssue.Kind.ValueType
+    """What is wrong."""
+    message: _builtins.str
+    """What it means and what to do."""
+    def __init__(
+        self,
+        *,
+        kind: Global___ChannelIssue.Kind.ValueType = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelIssue: _TypeAlias = ChannelIssue  # noqa: Y015
 
 @_typing.final
 class ChannelCapabilities(_message.Message):
@@ -557,22 +816,26 @@ class ListChannelsRequest(_message.Message):
     PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    NEEDS_ATTENTION_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """The merchant, `merchants/{merchant}`."""
     page_size: _builtins.int
     """Maximum number of channels to return. Default 50, maximum 1,000."""
     page_token: _builtins.str
     """`next_page_token` of a previous call with the same other fields."""
+    needs_attention: _builtins.bool
+    """Only channels that need attention (`health.needs_attention`)."""
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        needs_attention: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["needs_attention", b"needs_attention", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

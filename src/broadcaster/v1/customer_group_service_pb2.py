@@ -26,10 +26,11 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+broadcaster/v1/customer_group_service.proto\x12\x0e\x62roadcaster.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x03\n\rCustomerGroup\x12\x18\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08R\x04name\x12\'\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x0b\x64isplayName\x12&\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\x0b\x64\x65scription\x12\'\n\x0cmember_count\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03R\x0bmemberCount\x12\x41\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x41\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\nupdateTime:\x82\x01\xea\x41\x7f\n(broadcaster.googleapis.com/CustomerGroup\x12\x34merchants/{merchant}/customerGroups/{customer_group}*\x0e\x63ustomerGroups2\rcustomerGroup\"\xd8\x01\n\x1a\x43reateCustomerGroupRequest\x12I\n\x06parent\x18\x01 \x01(\tB1\xe2\x41\x01\x02\xfa\x41*\x12(broadcaster.googleapis.com/CustomerGroupR\x06parent\x12J\n\x0e\x63ustomer_group\x18\x02 \x01(\x0b\x32\x1d.broadcaster.v1.CustomerGroupB\x04\xe2\x41\x01\x02R\rcustomerGroup\x12#\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\trequestId\"`\n\x17GetCustomerGroupRequest\x12\x45\n\x04name\x18\x01 \x01(\tB1\xe2\x41\x01\x02\xfa\x41*\n(broadcaster.googleapis.com/CustomerGroupR\x04name\"\xe8\x01\n\x19ListCustomerGroupsRequest\x12I\n\x06parent\x18\x01 \x01(\tB1\xe2\x41\x01\x02\xfa\x41*\x12(broadcaster.googleapis.com/CustomerGroupR\x06parent\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x08pageSize\x12#\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\tpageToken\x12\x38\n\x15\x64isplay_name_contains\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01R\x13\x64isplayNameContains\"\x8c\x01\n\x1aListCustomerGroupsResponse\x12\x46\n\x0f\x63ustomer_groups\x18\x01 \x03(\x0b\x32\x1d.broadcaster.v1.CustomerGroupR\x0e\x63ustomerGroups\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"c\n\x1a\x44\x65leteCustomerGroupRequest\x12\x45\n\x04name\x18\x01 \x01(\tB1\xe2\x41\x01\x02\xfa\x41*\n(broadcaster.googleapis.com/CustomerGroupR\x04name\"\xa3\x01\n\x1e\x41\x64\x64\x43ustomerGroupMembersRequest\x12X\n\x0e\x63ustomer_group\x18\x01 \x01(\tB1\xe2\x41\x01\x02\xfa\x41*\n(broadcaster.googleapis.com/CustomerGroupR\rcustomerGroup\x12\'\n\x0c\x63ustomer_ids\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02R\x0b\x63ustomerIds\"e\n\x1f\x41\x64\x64\x43ustomerGroupMembersResponse\x12\x1f\n\x0b\x61\x64\x64\x65\x64_count\x18\x01 \x01(\x03R\naddedCount\x12!\n\x0cmember_count\x18\x02 \x01(\x03R\x0bmemberCount\"\xa6\x01\n!RemoveCustomerGroupMembersRequest\x12X\n\x0e\x63ustomer_group\x18\x01 \x01(\tB1\xe2\x41\x01\x02\xfa\x41*\n(broadcaster.googleapis.com/CustomerGroupR\rcustomerGroup\x12\'\n\x0c\x63ustomer_ids\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02R\x0b\x63ustomerIds\"l\n\"RemoveCustomerGroupMembersResponse\x12#\n\rremoved_count\x18\x01 \x01(\x03R\x0cremovedCount\x12!\n\x0cmember_count\x18\x02 \x01(\x03R\x0bmemberCount2\x8c\x08\n\x14\x43ustomerGroupService\x12\xa1\x01\n\x13\x43reateCustomerGroup\x12*.broadcaster.v1.CreateCustomerGroupRequest\x1a\x1d.broadcaster.v1.CustomerGroup\"?\x82\xd3\xe4\x93\x02\x39\"\'/v1/{parent=merchants/*}/customerGroups:\x0e\x63ustomer_group\x12\x8b\x01\n\x10GetCustomerGroup\x12\'.broadcaster.v1.GetCustomerGroupRequest\x1a\x1d.broadcaster.v1.CustomerGroup\"/\x82\xd3\xe4\x93\x02)\x12\'/v1/{name=merchants/*/customerGroups/*}\x12\x9c\x01\n\x12ListCustomerGroups\x12).broadcaster.v1.ListCustomerGroupsRequest\x1a*.broadcaster.v1.ListCustomerGroupsResponse\"/\x82\xd3\xe4\x93\x02)\x12\'/v1/{parent=merchants/*}/customerGroups\x12\x8a\x01\n\x13\x44\x65leteCustomerGroup\x12*.broadcaster.v1.DeleteCustomerGroupRequest\x1a\x16.google.protobuf.Empty\"/\x82\xd3\xe4\x93\x02)*\'/v1/{name=merchants/*/customerGroups/*}\x12\xc3\x01\n\x17\x41\x64\x64\x43ustomerGroupMembers\x12..broadcaster.v1.AddCustomerGroupMembersRequest\x1a/.broadcaster.v1.AddCustomerGroupMembersResponse\"G\x82\xd3\xe4\x93\x02\x41\"</v1/{customer_group=merchants/*/customerGroups/*}:addMembers:\x01*\x12\xcf\x01\n\x1aRemoveCustomerGroupMembers\x12\x31.broadcaster.v1.RemoveCustomerGroupMembersRequest\x1a\x32.broadcaster.v1.RemoveCustomerGroupMembersResponse\"J\x82\xd3\xe4\x93\x02\x44\"?/v1/{customer_group=merchants/*/customerGroups/*}:removeMembers:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+broadcaster/v1/customer_group_service.proto\x12\x0e\x62roadcaster.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x03\n\rCustomerGroup\x12\x18\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08R\x04name\x12\'\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x0b\x64isplayName\x12&\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\x0b\x64\x65scription\x12\'\n\x0cmember_count\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03R\x0bmemberCount\x12\x41\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x41\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\nupdateTime:\x82\x01\xea\x41\x7f\n(broadcaster.googleapis.com/CustomerGroup\x12\x34merchants/{merchant}/customerGroups/{customer_group}*\x0e\x63ustomerGroups2\rcustomerGroup\"\xd8\x01\n\x1a\x43reateCustomerGroupRequest\x12I\n\x06parent\x18\x01 \x01(\tB1\xe2\x41\x01\x02\xfa\x41*\x12(broadcaster.googleapis.com/CustomerGroupR\x06parent\x12J\n\x0e\x63ustomer_group\x18\x02 \x01(\x0b\x32\x1d.broadcaster.v1.CustomerGroupB\x04\xe2\x41\x01\x02R\rcustomerGroup\x12#\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\trequestId\"`\n\x17GetCustomerGroupRequest\x12\x45\n\x04name\x18\x01 \x01(\tB1\xe2\x41\x01\x02\xfa\x41*\n(broadcaster.googleapis.com/CustomerGroupR\x04name\"\xe8\x01\n\x19ListCustomerGroupsRequest\x12I\n\x06parent\x18\x01 \x01(\tB1\xe2\x41\x01\x02\xfa\x41*\x12(broadcaster.googleapis.com/CustomerGroupR\x06parent\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x08pageSize\x12#\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\tpageToken\x12\x38\n\x15\x64isplay_name_contains\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01R\x13\x64isplayNameContains\"\x8c\x01\n\x1aListCustomerGroupsResponse\x12\x46\n\x0f\x63ustomer_groups\x18\x01 \x03(\x0b\x32\x1d.broadcaster.v1.CustomerGroupR\x0e\x63ustomerGroups\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xab\x01\n\x1aUpdateCustomerGroupRequest\x12J\n\x0e\x63ustomer_group\x18\x01 \x01(\x0b\x32\x1d.broadcaster.v1.CustomerGroupB\x04\xe2\x41\x01\x02R\rcustomerGroup\x12\x41\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02R\nupdateMask\"\xc3\x01\n\x1fListCustomerGroupMembersRequest\x12X\n\x0e\x63ustomer_group\x18\x01 \x01(\tB1\xe2\x41\x01\x02\xfa\x41*\n(broadcaster.googleapis.com/CustomerGroupR\rcustomerGroup\x12!\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x08pageSize\x12#\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\tpageToken\"6\n\x13\x43ustomerGroupMember\x12\x1f\n\x0b\x63ustomer_id\x18\x01 \x01(\tR\ncustomerId\"\x89\x01\n ListCustomerGroupMembersResponse\x12=\n\x07members\x18\x01 \x03(\x0b\x32#.broadcaster.v1.CustomerGroupMemberR\x07members\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"c\n\x1a\x44\x65leteCustomerGroupRequest\x12\x45\n\x04name\x18\x01 \x01(\tB1\xe2\x41\x01\x02\xfa\x41*\n(broadcaster.googleapis.com/CustomerGroupR\x04name\"\xa3\x01\n\x1e\x41\x64\x64\x43ustomerGroupMembersRequest\x12X\n\x0e\x63ustomer_group\x18\x01 \x01(\tB1\xe2\x41\x01\x02\xfa\x41*\n(broadcaster.googleapis.com/CustomerGroupR\rcustomerGroup\x12\'\n\x0c\x63ustomer_ids\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02R\x0b\x63ustomerIds\"e\n\x1f\x41\x64\x64\x43ustomerGroupMembersResponse\x12\x1f\n\x0b\x61\x64\x64\x65\x64_count\x18\x01 \x01(\x03R\naddedCount\x12!\n\x0cmember_count\x18\x02 \x01(\x03R\x0bmemberCount\"\xa6\x01\n!RemoveCustomerGroupMembersRequest\x12X\n\x0e\x63ustomer_group\x18\x01 \x01(\tB1\xe2\x41\x01\x02\xfa\x41*\n(broadcaster.googleapis.com/CustomerGroupR\rcustomerGroup\x12\'\n\x0c\x63ustomer_ids\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02R\x0b\x63ustomerIds\"l\n\"RemoveCustomerGroupMembersResponse\x12#\n\rremoved_count\x18\x01 \x01(\x03R\x0cremovedCount\x12!\n\x0cmember_count\x18\x02 \x01(\x03R\x0bmemberCount2\x82\x0b\n\x14\x43ustomerGroupService\x12\xa1\x01\n\x13\x43reateCustomerGroup\x12*.broadcaster.v1.CreateCustomerGroupRequest\x1a\x1d.broadcaster.v1.CustomerGroup\"?\x82\xd3\xe4\x93\x02\x39\"\'/v1/{parent=merchants/*}/customerGroups:\x0e\x63ustomer_group\x12\x8b\x01\n\x10GetCustomerGroup\x12\'.broadcaster.v1.GetCustomerGroupRequest\x1a\x1d.broadcaster.v1.CustomerGroup\"/\x82\xd3\xe4\x93\x02)\x12\'/v1/{name=merchants/*/customerGroups/*}\x12\x9c\x01\n\x12ListCustomerGroups\x12).broadcaster.v1.ListCustomerGroupsRequest\x1a*.broadcaster.v1.ListCustomerGroupsResponse\"/\x82\xd3\xe4\x93\x02)\x12\'/v1/{parent=merchants/*}/customerGroups\x12\xb0\x01\n\x13UpdateCustomerGroup\x12*.broadcaster.v1.UpdateCustomerGroupRequest\x1a\x1d.broadcaster.v1.CustomerGroup\"N\x82\xd3\xe4\x93\x02H26/v1/{customer_group.name=merchants/*/customerGroups/*}:\x0e\x63ustomer_group\x12\xc0\x01\n\x18ListCustomerGroupMembers\x12/.broadcaster.v1.ListCustomerGroupMembersRequest\x1a\x30.broadcaster.v1.ListCustomerGroupMembersResponse\"A\x82\xd3\xe4\x93\x02;\x12\x39/v1/{customer_group=merchants/*/customerGroups/*}/members\x12\x8a\x01\n\x13\x44\x65leteCustomerGroup\x12*.broadcaster.v1.DeleteCustomerGroupRequest\x1a\x16.google.protobuf.Empty\"/\x82\xd3\xe4\x93\x02)*\'/v1/{name=merchants/*/customerGroups/*}\x12\xc3\x01\n\x17\x41\x64\x64\x43ustomerGroupMembers\x12..broadcaster.v1.AddCustomerGroupMembersRequest\x1a/.broadcaster.v1.AddCustomerGroupMembersResponse\"G\x82\xd3\xe4\x93\x02\x41\"</v1/{customer_group=merchants/*/customerGroups/*}:addMembers:\x01*\x12\xcf\x01\n\x1aRemoveCustomerGroupMembers\x12\x31.broadcaster.v1.RemoveCustomerGroupMembersRequest\x1a\x32.broadcaster.v1.RemoveCustomerGroupMembersResponse\"J\x82\xd3\xe4\x93\x02\x44\"?/v1/{customer_group=merchants/*/customerGroups/*}:removeMembers:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -66,6 +67,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTCUSTOMERGROUPSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
   _globals['_LISTCUSTOMERGROUPSREQUEST'].fields_by_name['display_name_contains']._loaded_options = None
   _globals['_LISTCUSTOMERGROUPSREQUEST'].fields_by_name['display_name_contains']._serialized_options = b'\342A\001\001'
+  _globals['_UPDATECUSTOMERGROUPREQUEST'].fields_by_name['customer_group']._loaded_options = None
+  _globals['_UPDATECUSTOMERGROUPREQUEST'].fields_by_name['customer_group']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATECUSTOMERGROUPREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATECUSTOMERGROUPREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\002'
+  _globals['_LISTCUSTOMERGROUPMEMBERSREQUEST'].fields_by_name['customer_group']._loaded_options = None
+  _globals['_LISTCUSTOMERGROUPMEMBERSREQUEST'].fields_by_name['customer_group']._serialized_options = b'\342A\001\002\372A*\n(broadcaster.googleapis.com/CustomerGroup'
+  _globals['_LISTCUSTOMERGROUPMEMBERSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTCUSTOMERGROUPMEMBERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTCUSTOMERGROUPMEMBERSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTCUSTOMERGROUPMEMBERSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
   _globals['_DELETECUSTOMERGROUPREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_DELETECUSTOMERGROUPREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A*\n(broadcaster.googleapis.com/CustomerGroup'
   _globals['_ADDCUSTOMERGROUPMEMBERSREQUEST'].fields_by_name['customer_group']._loaded_options = None
@@ -82,32 +93,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CUSTOMERGROUPSERVICE'].methods_by_name['GetCustomerGroup']._serialized_options = b'\202\323\344\223\002)\022\'/v1/{name=merchants/*/customerGroups/*}'
   _globals['_CUSTOMERGROUPSERVICE'].methods_by_name['ListCustomerGroups']._loaded_options = None
   _globals['_CUSTOMERGROUPSERVICE'].methods_by_name['ListCustomerGroups']._serialized_options = b'\202\323\344\223\002)\022\'/v1/{parent=merchants/*}/customerGroups'
+  _globals['_CUSTOMERGROUPSERVICE'].methods_by_name['UpdateCustomerGroup']._loaded_options = None
+  _globals['_CUSTOMERGROUPSERVICE'].methods_by_name['UpdateCustomerGroup']._serialized_options = b'\202\323\344\223\002H26/v1/{customer_group.name=merchants/*/customerGroups/*}:\016customer_group'
+  _globals['_CUSTOMERGROUPSERVICE'].methods_by_name['ListCustomerGroupMembers']._loaded_options = None
+  _globals['_CUSTOMERGROUPSERVICE'].methods_by_name['ListCustomerGroupMembers']._serialized_options = b'\202\323\344\223\002;\0229/v1/{customer_group=merchants/*/customerGroups/*}/members'
   _globals['_CUSTOMERGROUPSERVICE'].methods_by_name['DeleteCustomerGroup']._loaded_options = None
   _globals['_CUSTOMERGROUPSERVICE'].methods_by_name['DeleteCustomerGroup']._serialized_options = b'\202\323\344\223\002)*\'/v1/{name=merchants/*/customerGroups/*}'
   _globals['_CUSTOMERGROUPSERVICE'].methods_by_name['AddCustomerGroupMembers']._loaded_options = None
   _globals['_CUSTOMERGROUPSERVICE'].methods_by_name['AddCustomerGroupMembers']._serialized_options = b'\202\323\344\223\002A\"</v1/{customer_group=merchants/*/customerGroups/*}:addMembers:\001*'
   _globals['_CUSTOMERGROUPSERVICE'].methods_by_name['RemoveCustomerGroupMembers']._loaded_options = None
   _globals['_CUSTOMERGROUPSERVICE'].methods_by_name['RemoveCustomerGroupMembers']._serialized_options = b'\202\323\344\223\002D\"?/v1/{customer_group=merchants/*/customerGroups/*}:removeMembers:\001*'
-  _globals['_CUSTOMERGROUP']._serialized_start=216
-  _globals['_CUSTOMERGROUP']._serialized_end=646
-  _globals['_CREATECUSTOMERGROUPREQUEST']._serialized_start=649
-  _globals['_CREATECUSTOMERGROUPREQUEST']._serialized_end=865
-  _globals['_GETCUSTOMERGROUPREQUEST']._serialized_start=867
-  _globals['_GETCUSTOMERGROUPREQUEST']._serialized_end=963
-  _globals['_LISTCUSTOMERGROUPSREQUEST']._serialized_start=966
-  _globals['_LISTCUSTOMERGROUPSREQUEST']._serialized_end=1198
-  _globals['_LISTCUSTOMERGROUPSRESPONSE']._serialized_start=1201
-  _globals['_LISTCUSTOMERGROUPSRESPONSE']._serialized_end=1341
-  _globals['_DELETECUSTOMERGROUPREQUEST']._serialized_start=1343
-  _globals['_DELETECUSTOMERGROUPREQUEST']._serialized_end=1442
-  _globals['_ADDCUSTOMERGROUPMEMBERSREQUEST']._serialized_start=1445
-  _globals['_ADDCUSTOMERGROUPMEMBERSREQUEST']._serialized_end=1608
-  _globals['_ADDCUSTOMERGROUPMEMBERSRESPONSE']._serialized_start=1610
-  _globals['_ADDCUSTOMERGROUPMEMBERSRESPONSE']._serialized_end=1711
-  _globals['_REMOVECUSTOMERGROUPMEMBERSREQUEST']._serialized_start=1714
-  _globals['_REMOVECUSTOMERGROUPMEMBERSREQUEST']._serialized_end=1880
-  _globals['_REMOVECUSTOMERGROUPMEMBERSRESPONSE']._serialized_start=1882
-  _globals['_REMOVECUSTOMERGROUPMEMBERSRESPONSE']._serialized_end=1990
-  _globals['_CUSTOMERGROUPSERVICE']._serialized_start=1993
-  _globals['_CUSTOMERGROUPSERVICE']._serialized_end=3029
+  _globals['_CUSTOMERGROUP']._serialized_start=250
+  _globals['_CUSTOMERGROUP']._serialized_end=680
+  _globals['_CREATECUSTOMERGROUPREQUEST']._serialized_start=683
+  _globals['_CREATECUSTOMERGROUPREQUEST']._serialized_end=899
+  _globals['_GETCUSTOMERGROUPREQUEST']._serialized_start=901
+  _globals['_GETCUSTOMERGROUPREQUEST']._serialized_end=997
+  _globals['_LISTCUSTOMERGROUPSREQUEST']._serialized_start=1000
+  _globals['_LISTCUSTOMERGROUPSREQUEST']._serialized_end=1232
+  _globals['_LISTCUSTOMERGROUPSRESPONSE']._serialized_start=1235
+  _globals['_LISTCUSTOMERGROUPSRESPONSE']._serialized_end=1375
+  _globals['_UPDATECUSTOMERGROUPREQUEST']._serialized_start=1378
+  _globals['_UPDATECUSTOMERGROUPREQUEST']._serialized_end=1549
+  _globals['_LISTCUSTOMERGROUPMEMBERSREQUEST']._serialized_start=1552
+  _globals['_LISTCUSTOMERGROUPMEMBERSREQUEST']._serialized_end=1747
+  _globals['_CUSTOMERGROUPMEMBER']._serialized_start=1749
+  _globals['_CUSTOMERGROUPMEMBER']._serialized_end=1803
+  _globals['_LISTCUSTOMERGROUPMEMBERSRESPONSE']._serialized_start=1806
+  _globals['_LISTCUSTOMERGROUPMEMBERSRESPONSE']._serialized_end=1943
+  _globals['_DELETECUSTOMERGROUPREQUEST']._serialized_start=1945
+  _globals['_DELETECUSTOMERGROUPREQUEST']._serialized_end=2044
+  _globals['_ADDCUSTOMERGROUPMEMBERSREQUEST']._serialized_start=2047
+  _globals['_ADDCUSTOMERGROUPMEMBERSREQUEST']._serialized_end=2210
+  _globals['_ADDCUSTOMERGROUPMEMBERSRESPONSE']._serialized_start=2212
+  _globals['_ADDCUSTOMERGROUPMEMBERSRESPONSE']._serialized_end=2313
+  _globals['_REMOVECUSTOMERGROUPMEMBERSREQUEST']._serialized_start=2316
+  _globals['_REMOVECUSTOMERGROUPMEMBERSREQUEST']._serialized_end=2482
+  _globals['_REMOVECUSTOMERGROUPMEMBERSRESPONSE']._serialized_start=2484
+  _globals['_REMOVECUSTOMERGROUPMEMBERSRESPONSE']._serialized_end=2592
+  _globals['_CUSTOMERGROUPSERVICE']._serialized_start=2595
+  _globals['_CUSTOMERGROUPSERVICE']._serialized_end=4005
 # @@protoc_insertion_point(module_scope)

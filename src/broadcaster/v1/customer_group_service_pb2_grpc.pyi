@@ -42,6 +42,10 @@ class CustomerGroupServiceStub:
     """Gets a customer group, with its member count."""
     ListCustomerGroups: _grpc.UnaryUnaryMultiCallable[_customer_group_service_pb2.ListCustomerGroupsRequest, _customer_group_service_pb2.ListCustomerGroupsResponse]
     """Lists a merchant's customer groups, newest first, optionally searched by display name."""
+    UpdateCustomerGroup: _grpc.UnaryUnaryMultiCallable[_customer_group_service_pb2.UpdateCustomerGroupRequest, _customer_group_service_pb2.CustomerGroup]
+    """Renames a customer group or changes its description (the fields in `update_mask`)."""
+    ListCustomerGroupMembers: _grpc.UnaryUnaryMultiCallable[_customer_group_service_pb2.ListCustomerGroupMembersRequest, _customer_group_service_pb2.ListCustomerGroupMembersResponse]
+    """Lists the customer ids of a group, in ascending order of customer id, page by page."""
     DeleteCustomerGroup: _grpc.UnaryUnaryMultiCallable[_customer_group_service_pb2.DeleteCustomerGroupRequest, _empty_pb2.Empty]
     """Deletes a customer group and its memberships."""
     AddCustomerGroupMembers: _grpc.UnaryUnaryMultiCallable[_customer_group_service_pb2.AddCustomerGroupMembersRequest, _customer_group_service_pb2.AddCustomerGroupMembersResponse]
@@ -64,6 +68,10 @@ class CustomerGroupServiceAsyncStub(CustomerGroupServiceStub):
     """Gets a customer group, with its member count."""
     ListCustomerGroups: _aio.UnaryUnaryMultiCallable[_customer_group_service_pb2.ListCustomerGroupsRequest, _customer_group_service_pb2.ListCustomerGroupsResponse]  # type: ignore[assignment]
     """Lists a merchant's customer groups, newest first, optionally searched by display name."""
+    UpdateCustomerGroup: _aio.UnaryUnaryMultiCallable[_customer_group_service_pb2.UpdateCustomerGroupRequest, _customer_group_service_pb2.CustomerGroup]  # type: ignore[assignment]
+    """Renames a customer group or changes its description (the fields in `update_mask`)."""
+    ListCustomerGroupMembers: _aio.UnaryUnaryMultiCallable[_customer_group_service_pb2.ListCustomerGroupMembersRequest, _customer_group_service_pb2.ListCustomerGroupMembersResponse]  # type: ignore[assignment]
+    """Lists the customer ids of a group, in ascending order of customer id, page by page."""
     DeleteCustomerGroup: _aio.UnaryUnaryMultiCallable[_customer_group_service_pb2.DeleteCustomerGroupRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes a customer group and its memberships."""
     AddCustomerGroupMembers: _aio.UnaryUnaryMultiCallable[_customer_group_service_pb2.AddCustomerGroupMembersRequest, _customer_group_service_pb2.AddCustomerGroupMembersResponse]  # type: ignore[assignment]
@@ -101,6 +109,22 @@ class CustomerGroupServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_customer_group_service_pb2.ListCustomerGroupsResponse, _abc.Awaitable[_customer_group_service_pb2.ListCustomerGroupsResponse]]:
         """Lists a merchant's customer groups, newest first, optionally searched by display name."""
+
+    @_abc_1.abstractmethod
+    def UpdateCustomerGroup(
+        self,
+        request: _customer_group_service_pb2.UpdateCustomerGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_group_service_pb2.CustomerGroup, _abc.Awaitable[_customer_group_service_pb2.CustomerGroup]]:
+        """Renames a customer group or changes its description (the fields in `update_mask`)."""
+
+    @_abc_1.abstractmethod
+    def ListCustomerGroupMembers(
+        self,
+        request: _customer_group_service_pb2.ListCustomerGroupMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_group_service_pb2.ListCustomerGroupMembersResponse, _abc.Awaitable[_customer_group_service_pb2.ListCustomerGroupMembersResponse]]:
+        """Lists the customer ids of a group, in ascending order of customer id, page by page."""
 
     @_abc_1.abstractmethod
     def DeleteCustomerGroup(

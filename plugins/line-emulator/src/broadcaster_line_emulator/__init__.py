@@ -29,7 +29,13 @@ Messaging API (all under the base URL, bearer-authenticated by channel access to
 403 for tier "none"), ``GET /v2/bot/profile/{userId}`` (404 "Not found" for unknown or blocked
 users), ``GET /v2/bot/message/quota`` and ``/quota/consumption``,
 ``POST /v2/bot/message/validate/multicast`` (``{"messages": [...]}`` checked as a multicast's:
-200 ``{}`` or 400 naming each bad property; nothing sent or counted).
+200 ``{}`` or 400 naming each bad property; nothing sent or counted), ``GET`` and ``PUT
+/v2/bot/channel/webhook/endpoint`` (404 "Not found" until a URL is set; ``active`` is the
+account's ``webhook_active``, on by default; a URL must be HTTPS and at most 500 characters, or
+plain HTTP to a loopback host for local tests), ``POST /v2/bot/channel/webhook/test`` (posts a
+signed webhook with no events to the given ``endpoint`` or the one set, and answers ``success``
+(status 200), ``timestamp``, ``statusCode`` (0 when nothing answered, -1 after a 10 s timeout),
+``reason`` and ``detail``; 400 when no URL is set).
 
 - 401 for a missing or unknown token, with LINE's messages.
 - 400 in LINE's shape for bad bodies: 1-5 messages, text 1-5,000 UTF-16 code units, image and

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -34,7 +35,8 @@ class Endpoint:
     name: str
     method: str
     path: str
-    handler: Callable[[Call], web.Response]
+    # Synchronous, but for the few that wait on something outside (the webhook test's POST).
+    handler: Callable[[Call], web.Response | Awaitable[web.Response]]
     retry_key: bool = False
 
 
@@ -55,6 +57,24 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("profile", "GET", "/v2/bot/profile/{userId}", handlers.profile),
     Endpoint("followers", "GET", "/v2/bot/followers/ids", handlers.followers),
     Endpoint("bot_info", "GET", "/v2/bot/info", handlers.bot_info),
+    Endpoint(
+        "get_webhook_endpoint",
+        "GET",
+        "/v2/bot/channel/webhook/endpoint",
+        handlers.get_webhook_endpoint,
+    ),
+    Endpoint(
+        "set_webhook_endpoint",
+        "PUT",
+        "/v2/bot/channel/webhook/endpoint",
+        handlers.set_webhook_endpoint,
+    ),
+    Endpoint(
+        "test_webhook_endpoint",
+        "POST",
+        "/v2/bot/channel/webhook/test",
+        handlers.test_webhook_endpoint,
+    ),
 )
 ENDPOINT_NAMES = frozenset(e.name for e in ENDPOINTS)
 
@@ -94,7 +114,12 @@ async def _serve(runtime: Runtime, endpoint: Endpoint, request: web.Request) -> 
     elif decision.reset and decision.reset_phase is Phase.BEFORE:
         reset = True
     else:
-        response = _process(runtime, endpoint, request, body, request_id, token, account)
+        checked = _process(runtime, endpoint, request, body, request_id, token, account)
+        if isinstance(checked, Call):
+            handled = endpoint.handler(checked)
+            response = await handled if inspect.isawaitable(handled) else handled
+        else:
+            response = checked
         accepted = 200 <= response.status < 300
         response, reset = _after(decision, response, request_id)
 
@@ -130,7 +155,8 @@ def _process(
     request_id: str,
     token: str | None,
     account: Account | None,
-) -> web.Response:
+) -> web.Response | Call:
+    """The refusal of a request that does not get to its handler, or the call to hand it."""
     if token is None:
         return r.error(401, r.AUTH_REQUIRED, request_id)
     if account is None:
@@ -159,8 +185,7 @@ def _process(
             )
             headers = {r.ACCEPTED_REQUEST_ID_HEADER: previous.request_id}
             return r.error(409, r.RETRY_KEY_ACCEPTED, request_id, headers=headers, extra=extra)
-    call = Call(runtime, account, request, body, request_id, retry_key, endpoint.name)
-    return endpoint.handler(call)
+    return Call(runtime, account, request, body, request_id, retry_key, endpoint.name)
 
 
 def _exchange(

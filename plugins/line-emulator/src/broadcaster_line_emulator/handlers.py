@@ -1,6 +1,7 @@
 """The Messaging API endpoints, one function each. Handlers are synchronous: between reading
 state and recording a delivery nothing else runs, so quota, retry keys and deliveries stay
-consistent under concurrent requests."""
+consistent under concurrent requests. The webhook test alone waits (on its POST to the webhook
+URL), after reading what it needs and before changing nothing."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import re
 from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 
 from . import responses as r
@@ -26,6 +30,7 @@ from .validation import (
     validate_multicast,
     validate_push,
 )
+from .webhooks import SIGNATURE_HEADER, callback_body, sign
 
 FOLLOWERS_DEFAULT_LIMIT = 300
 FOLLOWERS_MAX_LIMIT = 1_000
@@ -240,3 +245,100 @@ def followers(call: Call) -> web.Response:
     if next_position is not None:
         body["next"] = _continuation(account.channel_id, next_position, now)
     return r.ok(body, call.request_id)
+
+
+# -- webhook settings ------------------------------------------------------------------------
+
+WEBHOOK_URL_MAX = 500
+WEBHOOK_TEST_TIMEOUT = 10.0  # how long the test waits for the webhook URL to answer
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _webhook_url(value: Any, prop: str) -> str | ErrorDetail:
+    """A webhook URL LINE accepts: a string of at most 500 characters, an absolute HTTPS URL.
+    The emulator also takes plain HTTP to a loopback host, so local tests can reach a server
+    without TLS (LINE itself takes HTTPS only)."""
+    if not isinstance(value, str):
+        return ErrorDetail("Must be a string", prop)
+    if len(value) > WEBHOOK_URL_MAX:
+        return ErrorDetail(f"Length must be between 0 and {WEBHOOK_URL_MAX}", prop)
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        return ErrorDetail("Invalid webhook endpoint URL", prop)
+    https = parts.scheme == "https"
+    local_http = parts.scheme == "http" and host in _LOOPBACK
+    if not host or not (https or local_http):
+        return ErrorDetail("Invalid webhook endpoint URL: use an HTTPS URL", prop)
+    return value
+
+
+def get_webhook_endpoint(call: Call) -> web.Response:
+    endpoint = call.account.webhook_endpoint
+    if endpoint is None:  # no webhook URL was ever set for the channel
+        return r.error(404, r.NOT_FOUND, call.request_id)
+    return r.ok({"endpoint": endpoint, "active": call.account.webhook_active}, call.request_id)
+
+
+def set_webhook_endpoint(call: Call) -> web.Response:
+    body = _json_object(call)
+    if isinstance(body, web.Response):
+        return body
+    if "endpoint" not in body:
+        return r.bad_request(call.request_id, [ErrorDetail("Must not be null", "endpoint")])
+    url = _webhook_url(body["endpoint"], "endpoint")
+    if isinstance(url, ErrorDetail):
+        return r.bad_request(call.request_id, [url])
+    call.account.webhook_endpoint = url
+    return r.ok({}, call.request_id)
+
+
+async def test_webhook_endpoint(call: Call) -> web.Response:
+    """POST a signed webhook with no events to the URL given, or to the channel's, as LINE's
+    "Verify" does, and report how it answered."""
+    body: dict[str, Any] = {}
+    if call.body.strip():
+        parsed = _json_object(call)
+        if isinstance(parsed, web.Response):
+            return parsed
+        body = parsed
+    given = body.get("endpoint")
+    if given is None:
+        if call.account.webhook_endpoint is None:
+            return r.error(400, "The webhook endpoint URL is not set", call.request_id)
+        url: str | ErrorDetail = call.account.webhook_endpoint
+    else:
+        url = _webhook_url(given, "endpoint")
+    if isinstance(url, ErrorDetail):
+        return r.bad_request(call.request_id, [url])
+    account = call.account
+    payload = callback_body(account.bot_user_id, [])
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "User-Agent": "LineBotWebhook/2.0",
+        SIGNATURE_HEADER: sign(account.channel_secret, payload),
+    }
+    sent_at = call.runtime.clock.time()
+    status, reason, detail = 0, "", ""
+    try:
+        timeout = aiohttp.ClientTimeout(total=WEBHOOK_TEST_TIMEOUT)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(url, data=payload, headers=headers, allow_redirects=False) as resp,
+        ):
+            await resp.read()
+            status, reason, detail = resp.status, resp.reason or "", str(resp.status)
+    except TimeoutError:
+        status, reason, detail = -1, "REQUEST_TIMEOUT", "The webhook URL did not answer in time"
+    except aiohttp.ClientError as exc:
+        status, reason, detail = 0, "COULD_NOT_CONNECT", str(exc) or type(exc).__name__
+    stamp = datetime.fromtimestamp(sent_at, UTC).isoformat(timespec="milliseconds")
+    result = {
+        "success": status == 200,
+        "timestamp": stamp.replace("+00:00", "Z"),
+        "statusCode": status,
+        "reason": reason,
+        "detail": detail,
+    }
+    return r.ok(result, call.request_id)

@@ -38,6 +38,9 @@ DEFAULT_RATES: Mapping[str, Rate] = {
     "bot_info": Rate(2_000),
     "quota": Rate(2_000),
     "quota_consumption": Rate(2_000),
+    "get_webhook_endpoint": Rate(2_000),
+    "set_webhook_endpoint": Rate(2_000),
+    "test_webhook_endpoint": Rate(2_000),
     "validate_multicast": Rate(2_000),
 }
 

@@ -65,6 +65,10 @@ class Account:
     quota: Quota = field(default_factory=Quota)
     followers: FollowerRegistry = field(default_factory=FollowerRegistry)
     deliveries: DeliveryLog = field(default_factory=DeliveryLog)
+    # The webhook URL set in the console or through the API (None: never set), and whether the
+    # console's "Use webhook" is on.
+    webhook_endpoint: str | None = None
+    webhook_active: bool = True
 
     def bot_info(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -94,6 +98,8 @@ class Account:
             "quota": self.quota.to_json(),
             "sends": len(self.deliveries.sends),
             "deliveries": self.deliveries.total_deliveries,
+            "webhookEndpoint": self.webhook_endpoint,
+            "webhookActive": self.webhook_active,
         }
 
 

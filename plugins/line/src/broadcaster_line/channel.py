@@ -32,9 +32,11 @@ from broadcaster.channels import (
     SendBatch,
     SendOutcome,
     SendStatus,
+    SetsWebhooks,
+    WebhookSetup,
 )
 from broadcaster_line import account as line_account
-from broadcaster_line import native, rules, sending, tokens, webhook
+from broadcaster_line import native, rules, sending, tokens, webhook, webhook_setup
 from broadcaster_line.client import DEFAULT_API_BASE, LineClient
 from broadcaster_line.contacts import ContactSync
 from broadcaster_line.pacing import SYNC_BURST, SYNC_REQUESTS_PER_SECOND, TokenBucket
@@ -274,6 +276,9 @@ class LineChannel:
     ) -> list[InteractionEvent | RefusedEvent]:
         return webhook.parse_webhook(self._secret, headers, body)
 
+    async def set_webhook(self, url: str) -> WebhookSetup:
+        return await webhook_setup.set_webhook(self._client, url, self._retry)
+
 
 def _issuer(
     credentials: Mapping[str, str], channel_id: str, secret: str, env: Mapping[str, str]
@@ -291,4 +296,5 @@ def _issuer(
 
 # mypy checks here that LineChannel satisfies the Channel protocol (and renews its tokens).
 _conforms: type[Channel] = LineChannel
+_sets_webhooks: type[SetsWebhooks] = LineChannel
 _renews: type[RenewsCredentials] = LineChannel

@@ -152,6 +152,8 @@ class LineClient:
         self._consumption = self._base / "v2/bot/message/quota/consumption"
         self._multicast = self._base / "v2/bot/message/multicast"
         self._push = self._base / "v2/bot/message/push"
+        self._webhook_endpoint = self._base / "v2/bot/channel/webhook/endpoint"
+        self._webhook_test = self._base / "v2/bot/channel/webhook/test"
         self._validate_multicast = self._base / "v2/bot/message/validate/multicast"
 
     def __repr__(self) -> str:  # never show the token
@@ -211,6 +213,20 @@ class LineClient:
         """POST an already serialised push body (one recipient); `retry_key` is a UUID."""
         headers = {**self._json_auth, RETRY_KEY: retry_key}
         async with self._session.post(self._push, data=body, headers=headers) as resp:
+            return await _reply(resp)
+
+    async def set_webhook_endpoint(self, endpoint: str) -> LineReply:
+        body = json.dumps({"endpoint": endpoint}).encode()
+        async with self._session.put(
+            self._webhook_endpoint, data=body, headers=self._json_auth
+        ) as resp:
+            return await _reply(resp)
+
+    async def test_webhook_endpoint(self, endpoint: str) -> LineReply:
+        body = json.dumps({"endpoint": endpoint}).encode()
+        async with self._session.post(
+            self._webhook_test, data=body, headers=self._json_auth
+        ) as resp:
             return await _reply(resp)
 
     async def validate_multicast(self, body: bytes) -> LineReply:

@@ -76,8 +76,9 @@ class ChannelServiceServicer:
 
     def CreateChannel(self, request, context):
         """Connects a channel account: verifies the credentials with the channel, learns the account's
-        name and tier, and stores the credentials encrypted. A repeated `request_id` returns the
-        channel the first call connected.
+        name and tier, and stores the credentials encrypted. Then starts the first contact sync
+        (re-synced on a schedule from then on) and sets up the webhook where it can (see
+        `webhook`). A repeated `request_id` returns the channel the first call connected.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,7 +92,8 @@ class ChannelServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListChannels(self, request, context):
-        """Lists a merchant's connected channels, newest first.
+        """Lists a merchant's connected channels, newest first; optionally only those that need
+        attention.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,13 +38,16 @@ class ChannelServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ChannelServiceAsyncStub: ...
     CreateChannel: _grpc.UnaryUnaryMultiCallable[_channel_service_pb2.CreateChannelRequest, _channel_service_pb2.Channel]
     """Connects a channel account: verifies the credentials with the channel, learns the account's
-    name and tier, and stores the credentials encrypted. A repeated `request_id` returns the
-    channel the first call connected.
+    name and tier, and stores the credentials encrypted. Then starts the first contact sync
+    (re-synced on a schedule from then on) and sets up the webhook where it can (see
+    `webhook`). A repeated `request_id` returns the channel the first call connected.
     """
     GetChannel: _grpc.UnaryUnaryMultiCallable[_channel_service_pb2.GetChannelRequest, _channel_service_pb2.Channel]
     """Gets a connected channel. Credentials are never returned."""
     ListChannels: _grpc.UnaryUnaryMultiCallable[_channel_service_pb2.ListChannelsRequest, _channel_service_pb2.ListChannelsResponse]
-    """Lists a merchant's connected channels, newest first."""
+    """Lists a merchant's connected channels, newest first; optionally only those that need
+    attention.
+    """
     DeleteChannel: _grpc.UnaryUnaryMultiCallable[_channel_service_pb2.DeleteChannelRequest, _empty_pb2.Empty]
     """Disconnects a channel: its credentials are destroyed and its contacts forgotten."""
     SyncContacts: _grpc.UnaryUnaryMultiCallable[_channel_service_pb2.SyncContactsRequest, _channel_service_pb2.ContactSync]
@@ -64,13 +67,16 @@ class ChannelServiceAsyncStub(ChannelServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateChannel: _aio.UnaryUnaryMultiCallable[_channel_service_pb2.CreateChannelRequest, _channel_service_pb2.Channel]  # type: ignore[assignment]
     """Connects a channel account: verifies the credentials with the channel, learns the account's
-    name and tier, and stores the credentials encrypted. A repeated `request_id` returns the
-    channel the first call connected.
+    name and tier, and stores the credentials encrypted. Then starts the first contact sync
+    (re-synced on a schedule from then on) and sets up the webhook where it can (see
+    `webhook`). A repeated `request_id` returns the channel the first call connected.
     """
     GetChannel: _aio.UnaryUnaryMultiCallable[_channel_service_pb2.GetChannelRequest, _channel_service_pb2.Channel]  # type: ignore[assignment]
     """Gets a connected channel. Credentials are never returned."""
     ListChannels: _aio.UnaryUnaryMultiCallable[_channel_service_pb2.ListChannelsRequest, _channel_service_pb2.ListChannelsResponse]  # type: ignore[assignment]
-    """Lists a merchant's connected channels, newest first."""
+    """Lists a merchant's connected channels, newest first; optionally only those that need
+    attention.
+    """
     DeleteChannel: _aio.UnaryUnaryMultiCallable[_channel_service_pb2.DeleteChannelRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Disconnects a channel: its credentials are destroyed and its contacts forgotten."""
     SyncContacts: _aio.UnaryUnaryMultiCallable[_channel_service_pb2.SyncContactsRequest, _channel_service_pb2.ContactSync]  # type: ignore[assignment]
@@ -93,8 +99,9 @@ class ChannelServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_channel_service_pb2.Channel, _abc.Awaitable[_channel_service_pb2.Channel]]:
         """Connects a channel account: verifies the credentials with the channel, learns the account's
-        name and tier, and stores the credentials encrypted. A repeated `request_id` returns the
-        channel the first call connected.
+        name and tier, and stores the credentials encrypted. Then starts the first contact sync
+        (re-synced on a schedule from then on) and sets up the webhook where it can (see
+        `webhook`). A repeated `request_id` returns the channel the first call connected.
         """
 
     @_abc_1.abstractmethod
@@ -111,7 +118,9 @@ class ChannelServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _channel_service_pb2.ListChannelsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_channel_service_pb2.ListChannelsResponse, _abc.Awaitable[_channel_service_pb2.ListChannelsResponse]]:
-        """Lists a merchant's connected channels, newest first."""
+        """Lists a merchant's connected channels, newest first; optionally only those that need
+        attention.
+        """
 
     @_abc_1.abstractmethod
     def DeleteChannel(

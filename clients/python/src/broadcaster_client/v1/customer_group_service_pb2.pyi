@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -183,6 +184,118 @@ class ListCustomerGroupsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListCustomerGroupsResponse: _TypeAlias = ListCustomerGroupsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateCustomerGroupRequest(_message.Message):
+    """Request for UpdateCustomerGroup."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_GROUP_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def customer_group(self) -> Global___CustomerGroup:
+        """The group with `name` set and new values for the fields in `update_mask`."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change: `display_name`, `description` (`*` for both)."""
+
+    def __init__(
+        self,
+        *,
+        customer_group: Global___CustomerGroup | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer_group", b"customer_group", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_group", b"customer_group", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateCustomerGroupRequest: _TypeAlias = UpdateCustomerGroupRequest  # noqa: Y015
+
+@_typing.final
+class ListCustomerGroupMembersRequest(_message.Message):
+    """Request for ListCustomerGroupMembers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_GROUP_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    customer_group: _builtins.str
+    """Resource name of the group, `merchants/{merchant}/customerGroups/{customer_group}`."""
+    page_size: _builtins.int
+    """Maximum number of members to return. Default 100, maximum 1,000 (larger values are
+    lowered).
+    """
+    page_token: _builtins.str
+    """`next_page_token` of a previous call with the same other fields."""
+    def __init__(
+        self,
+        *,
+        customer_group: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_group", b"customer_group", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCustomerGroupMembersRequest: _TypeAlias = ListCustomerGroupMembersRequest  # noqa: Y015
+
+@_typing.final
+class CustomerGroupMember(_message.Message):
+    """A customer id in a group."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    """The merchant's customer id."""
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomerGroupMember: _TypeAlias = CustomerGroupMember  # noqa: Y015
+
+@_typing.final
+class ListCustomerGroupMembersResponse(_message.Message):
+    """Response of ListCustomerGroupMembers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when there are no more."""
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___CustomerGroupMember]:
+        """The members, in ascending order of customer id."""
+
+    def __init__(
+        self,
+        *,
+        members: _abc.Iterable[Global___CustomerGroupMember] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCustomerGroupMembersResponse: _TypeAlias = ListCustomerGroupMembersResponse  # noqa: Y015
 
 @_typing.final
 class DeleteCustomerGroupRequest(_message.Message):

@@ -52,6 +52,16 @@ class CustomerGroupServiceStub:
                 request_serializer=broadcaster_dot_v1_dot_customer__group__service__pb2.ListCustomerGroupsRequest.SerializeToString,
                 response_deserializer=broadcaster_dot_v1_dot_customer__group__service__pb2.ListCustomerGroupsResponse.FromString,
                 _registered_method=True)
+        self.UpdateCustomerGroup = channel.unary_unary(
+                '/broadcaster.v1.CustomerGroupService/UpdateCustomerGroup',
+                request_serializer=broadcaster_dot_v1_dot_customer__group__service__pb2.UpdateCustomerGroupRequest.SerializeToString,
+                response_deserializer=broadcaster_dot_v1_dot_customer__group__service__pb2.CustomerGroup.FromString,
+                _registered_method=True)
+        self.ListCustomerGroupMembers = channel.unary_unary(
+                '/broadcaster.v1.CustomerGroupService/ListCustomerGroupMembers',
+                request_serializer=broadcaster_dot_v1_dot_customer__group__service__pb2.ListCustomerGroupMembersRequest.SerializeToString,
+                response_deserializer=broadcaster_dot_v1_dot_customer__group__service__pb2.ListCustomerGroupMembersResponse.FromString,
+                _registered_method=True)
         self.DeleteCustomerGroup = channel.unary_unary(
                 '/broadcaster.v1.CustomerGroupService/DeleteCustomerGroup',
                 request_serializer=broadcaster_dot_v1_dot_customer__group__service__pb2.DeleteCustomerGroupRequest.SerializeToString,
@@ -90,6 +100,20 @@ class CustomerGroupServiceServicer:
 
     def ListCustomerGroups(self, request, context):
         """Lists a merchant's customer groups, newest first, optionally searched by display name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCustomerGroup(self, request, context):
+        """Renames a customer group or changes its description (the fields in `update_mask`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCustomerGroupMembers(self, request, context):
+        """Lists the customer ids of a group, in ascending order of customer id, page by page.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -134,6 +158,16 @@ def add_CustomerGroupServiceServicer_to_server(servicer, server):
                     servicer.ListCustomerGroups,
                     request_deserializer=broadcaster_dot_v1_dot_customer__group__service__pb2.ListCustomerGroupsRequest.FromString,
                     response_serializer=broadcaster_dot_v1_dot_customer__group__service__pb2.ListCustomerGroupsResponse.SerializeToString,
+            ),
+            'UpdateCustomerGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCustomerGroup,
+                    request_deserializer=broadcaster_dot_v1_dot_customer__group__service__pb2.UpdateCustomerGroupRequest.FromString,
+                    response_serializer=broadcaster_dot_v1_dot_customer__group__service__pb2.CustomerGroup.SerializeToString,
+            ),
+            'ListCustomerGroupMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCustomerGroupMembers,
+                    request_deserializer=broadcaster_dot_v1_dot_customer__group__service__pb2.ListCustomerGroupMembersRequest.FromString,
+                    response_serializer=broadcaster_dot_v1_dot_customer__group__service__pb2.ListCustomerGroupMembersResponse.SerializeToString,
             ),
             'DeleteCustomerGroup': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteCustomerGroup,
@@ -234,6 +268,60 @@ class CustomerGroupService:
             '/broadcaster.v1.CustomerGroupService/ListCustomerGroups',
             broadcaster_dot_v1_dot_customer__group__service__pb2.ListCustomerGroupsRequest.SerializeToString,
             broadcaster_dot_v1_dot_customer__group__service__pb2.ListCustomerGroupsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCustomerGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/broadcaster.v1.CustomerGroupService/UpdateCustomerGroup',
+            broadcaster_dot_v1_dot_customer__group__service__pb2.UpdateCustomerGroupRequest.SerializeToString,
+            broadcaster_dot_v1_dot_customer__group__service__pb2.CustomerGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCustomerGroupMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/broadcaster.v1.CustomerGroupService/ListCustomerGroupMembers',
+            broadcaster_dot_v1_dot_customer__group__service__pb2.ListCustomerGroupMembersRequest.SerializeToString,
+            broadcaster_dot_v1_dot_customer__group__service__pb2.ListCustomerGroupMembersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,12 @@ class Event(_message.Message):
         """When a broadcast is scheduled to be sent later."""
         BROADCAST_UNSCHEDULED: Event._Kind.ValueType  # 8
         """When a broadcast is unscheduled (back to a draft)."""
+        CHANNEL_UNHEALTHY: Event._Kind.ValueType  # 9
+        """A channel turned to need attention (its `health` lists the issues); `failure_reason`
+        names the first issue (for example `WEBHOOK_FAILING`). No broadcast, no counters.
+        """
+        CHANNEL_HEALTHY: Event._Kind.ValueType  # 10
+        """A channel that needed attention no longer does. No broadcast, no counters."""
 
     class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
         """What happened."""
@@ -73,6 +79,12 @@ class Event(_message.Message):
     """When a broadcast is scheduled to be sent later."""
     BROADCAST_UNSCHEDULED: Event.Kind.ValueType  # 8
     """When a broadcast is unscheduled (back to a draft)."""
+    CHANNEL_UNHEALTHY: Event.Kind.ValueType  # 9
+    """A channel turned to need attention (its `health` lists the issues); `failure_reason`
+    names the first issue (for example `WEBHOOK_FAILING`). No broadcast, no counters.
+    """
+    CHANNEL_HEALTHY: Event.Kind.ValueType  # 10
+    """A channel that needed attention no longer does. No broadcast, no counters."""
 
     CURSOR_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
@@ -94,10 +106,13 @@ class Event(_message.Message):
     broadcast's lifecycle events (kinds BROADCAST_SENDING and after).
     """
     broadcast: _builtins.str
-    """The broadcast, `merchants/{merchant}/broadcasts/{broadcast}`."""
+    """The broadcast, `merchants/{merchant}/broadcasts/{broadcast}`; empty for a channel's events
+    (CHANNEL_UNHEALTHY, CHANNEL_HEALTHY).
+    """
     failure_reason: _builtins.str
     """For BROADCAST_FAILED: a stable reason, as the broadcast's `failure_reason` (for example
-    `QUOTA_EXHAUSTED`, `CHANNEL_REJECTED`, `CHANNEL_NOT_CONNECTED`). Empty otherwise.
+    `QUOTA_EXHAUSTED`, `CHANNEL_REJECTED`, `CHANNEL_NOT_CONNECTED`). For CHANNEL_UNHEALTHY:
+    the first of the channel's issues (a ChannelIssue.Kind name). Empty otherwise.
     """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
