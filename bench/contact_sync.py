@@ -32,7 +32,9 @@ def run(backend: str, followers: int, profile_seconds: float) -> None:
         fresh_database(backend, Path(tmp)) as url,
         emulator("--token", TOKEN, "--secret", SECRET, "--tier", "verified",
                  "--followers", str(followers)) as (line_api, _),
-        service(url, Path(tmp) / "serve.log", line_api) as server,
+        service(  # CreateChannel starts the sync
+            url, Path(tmp) / "serve.log", line_api, {"BROADCASTER_FOLLOWER_SYNC_INTERVAL": "86400"}
+        ) as server,
         grpc.insecure_channel(server.target) as channel,
     ):  # fmt: skip
         stub = pb_grpc.ChannelServiceStub(channel)

@@ -39,7 +39,7 @@ from typing import Any
 import grpc
 
 from bench.dispatch import ENGINE, _connect, _control, _draft, _seed_contacts
-from bench.live import ADMIN, emulator, scrape
+from bench.live import ADMIN, NO_AUTOMATIC_SYNCS, emulator, scrape
 from bench.results import record
 from broadcaster.store import migrate
 from broadcaster.store.database import Database
@@ -67,7 +67,11 @@ class Replica:
         self.server = live.start(
             self.url,
             self.logs / f"serve-{self.n}-{self.starts}.log",
-            extra_env={"BROADCASTER_PLUGINS": "line", "BROADCASTER_LINE_API_BASE": self.api},
+            extra_env={
+                "BROADCASTER_PLUGINS": "line",
+                "BROADCASTER_LINE_API_BASE": self.api,
+                **NO_AUTOMATIC_SYNCS,
+            },
         )
         self.starts += 1
 

@@ -41,17 +41,23 @@ def emulator(*args: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         process.wait(timeout=20)
 
 
+NO_AUTOMATIC_SYNCS = {"BROADCASTER_FOLLOWER_SYNC_INTERVAL": "off"}
+
+
 @contextmanager
 def service(
     database_url: str, log: Path, line_api: str, env: dict[str, str] | None = None
 ) -> Iterator[live.Server]:
-    """`broadcaster serve` with the LINE plugin pointed at `line_api`; `env`: more settings."""
+    """`broadcaster serve` with the LINE plugin pointed at `line_api`; `env`: more settings.
+    Follower syncs are not automatic (a benchmark seeds its contacts itself, and a sync listing
+    the same followers beside what it measures would measure both) unless `env` says so."""
     running = live.start(
         database_url,
         log,
         extra_env={
             "BROADCASTER_PLUGINS": "line",
             "BROADCASTER_LINE_API_BASE": line_api,
+            **NO_AUTOMATIC_SYNCS,
             **(env or {}),
         },
     )

@@ -110,7 +110,9 @@ class App:
             db,
             metrics=metrics,
             pages=PageTokens(config.page_token_key()),
-            follower_sync_interval=timedelta(seconds=config.follower_sync_interval),
+            follower_sync_interval=None
+            if config.follower_sync_interval is None
+            else timedelta(seconds=config.follower_sync_interval),
         )
         keys = config.sealing_keys()
         hub = ChannelHub(registry, Sealer(keys), db, config.env, ctx=ctx)

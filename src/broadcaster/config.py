@@ -173,6 +173,17 @@ def parse_seconds(value: str, name: str) -> float:
     return seconds
 
 
+def parse_seconds_or_off(value: str, name: str) -> float | None:
+    """A number of seconds above 0, or `off` (None)."""
+    if value.strip().lower() == "off":
+        return None
+    try:
+        return parse_seconds(value, name)
+    except ConfigError:
+        problem = f"{name} must be a number of seconds above 0 or off, got {value!r}"
+        raise ConfigError(problem) from None
+
+
 def parse_public_url(value: str, name: str) -> str:
     """An absolute http(s) URL without query or fragment, kept without a trailing slash; ""
     when unset."""
@@ -311,8 +322,9 @@ class Config:
     # On SIGTERM, seconds for calls in progress to finish and for batches with the channel to
     # be answered and recorded; what is still going then is cut off.
     drain_grace: float = 10.0
-    # Seconds between re-syncs of a channel's follower list (a day).
-    follower_sync_interval: float = 86_400.0
+    # Seconds between re-syncs of a channel's follower list (a day); None ("off"): no automatic
+    # syncs at all, neither the first at connection nor re-syncs (SyncContacts only).
+    follower_sync_interval: float | None = 86_400.0
     # The URL this service's HTTP port is reached at from the internet (https://…), to set
     # channels' webhooks up; "" when not known (the merchant sets them by hand).
     public_url: str = ""
@@ -359,7 +371,7 @@ class Config:
             sqlite_write_cache_mb=parse_count(*read("BROADCASTER_SQLITE_WRITE_CACHE_MB", "64")),
             schedule_min_lead=parse_seconds(*read("BROADCASTER_SCHEDULE_MIN_LEAD", "60")),
             drain_grace=parse_seconds(*read("BROADCASTER_DRAIN_GRACE", "10")),
-            follower_sync_interval=parse_seconds(
+            follower_sync_interval=parse_seconds_or_off(
                 *read("BROADCASTER_FOLLOWER_SYNC_INTERVAL", "86400")
             ),
             public_url=parse_public_url(*read("BROADCASTER_PUBLIC_URL")),

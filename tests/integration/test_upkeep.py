@@ -93,6 +93,19 @@ async def test_connecting_starts_the_first_sync_and_schedules_the_next(rig: Rig)
     assert standard.upkeep.issues == Issue(0)  # not stale: there is no list to keep
 
 
+async def test_with_syncs_off_connecting_starts_none_and_nothing_turns_stale(rig: Rig) -> None:
+    """BROADCASTER_FOLLOWER_SYNC_INTERVAL=off: no first sync, no re-sync scheduled, no upkeep
+    loop; a list never read is not called stale (SyncContacts is the only way to read it)."""
+    rig.ctx.follower_sync_interval = None
+    account = await rig.connect(tier="verified", followers="50")
+    assert account.last_sync is None and account.upkeep.next_sync_time is None
+    rig.ctx.clock = lambda: account.create_time + timedelta(days=30)
+    await refresh_health(rig.ctx, account.id)
+    assert (await rig.get(account.id)).upkeep.issues == Issue(0)
+    rig.upkeep.start()
+    assert rig.upkeep._loop is None
+
+
 async def test_a_due_resync_is_claimed_by_one_replica_and_moved_on(rig: Rig) -> None:
     account = await rig.settle((await rig.connect(tier="verified", followers="120")).id)
     assert account.last_sync is not None

@@ -365,6 +365,8 @@ def test_channel_upkeep_settings() -> None:
         }
     )
     assert config.follower_sync_interval == 3600.0
+    off = Config.from_env({"BROADCASTER_FOLLOWER_SYNC_INTERVAL": "off"})
+    assert off.follower_sync_interval is None  # no automatic syncs
     assert config.public_url == "https://hooks.example.com/base"  # no trailing slash
     for variable, value in [
         ("BROADCASTER_FOLLOWER_SYNC_INTERVAL", "0"),

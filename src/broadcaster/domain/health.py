@@ -70,18 +70,19 @@ class HealthInputs:
     followers_listable: bool
     create_time: datetime
     now: datetime
-    # A follower list older than this is stale.
-    stale_after: timedelta
+    # A follower list older than this is stale (None: never; syncs are not automatic).
+    stale_after: timedelta | None
     # A credential the channel issues for itself is past its renewal time, not renewed yet.
     credentials_expiring: bool = False
 
 
 def followers_complete(
-    listable: bool, read: datetime | None, now: datetime, stale_after: timedelta
+    listable: bool, read: datetime | None, now: datetime, stale_after: timedelta | None
 ) -> bool:
     """Whether every follower is a contact: the account may list its followers, and the whole
     list was read (at `read`) recently enough."""
-    return listable and read is not None and now - read <= stale_after
+    fresh = stale_after is None or (read is not None and now - read <= stale_after)
+    return listable and read is not None and fresh
 
 
 def _credentials(i: HealthInputs) -> Issue | None:
@@ -105,7 +106,7 @@ def _sync_failed(i: HealthInputs) -> Issue | None:
 def _stale(i: HealthInputs) -> Issue | None:
     """A follower list not read whole within the stale period (counted from the connection
     when it never was), while the account may list it."""
-    if not i.followers_listable:
+    if not i.followers_listable or i.stale_after is None:
         return None
     since = i.upkeep.followers_sync_time or i.create_time
     return Issue.FOLLOWERS_STALE if i.now - since > i.stale_after else None

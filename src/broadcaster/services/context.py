@@ -29,12 +29,14 @@ class ServiceContext:
     # watchers at once (the event feed sets it; other replicas hear through PostgreSQL).
     events_recorded: Callable[[str | None], None] = field(default=lambda _merchant: None)
     # How often a channel's follower list is re-synced (BROADCASTER_FOLLOWER_SYNC_INTERVAL); a
-    # list not read whole within twice this is stale.
-    follower_sync_interval: timedelta = timedelta(days=1)
+    # list not read whole within twice this is stale. None: followers are synced only when asked
+    # (SyncContacts), and a list read whole once is never stale.
+    follower_sync_interval: timedelta | None = timedelta(days=1)
 
     @property
-    def followers_stale_after(self) -> timedelta:
-        return 2 * self.follower_sync_interval
+    def followers_stale_after(self) -> timedelta | None:
+        interval = self.follower_sync_interval
+        return None if interval is None else 2 * interval
 
     def now(self) -> datetime:
         return self.clock()

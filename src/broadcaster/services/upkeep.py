@@ -77,7 +77,8 @@ class ChannelUpkeep:
         self._loop: asyncio.Task[None] | None = None
 
     @property
-    def interval(self) -> timedelta:
+    def interval(self) -> timedelta | None:
+        """Between a channel's re-syncs; None when syncs are not automatic."""
         return self._ctx.follower_sync_interval
 
     def webhook_url(self, account: ChannelAccount) -> str:
@@ -93,7 +94,7 @@ class ChannelUpkeep:
         nothing: the channel has had its first sync and its webhook set-up already."""
         if account.upkeep.webhook_state == WebhookState.UNKNOWN:
             await self.set_up_webhook(account)
-        if account.last_sync is None:
+        if account.last_sync is None and self.interval is not None:
             await self._syncer.start_for(account.id)
             await self._ctx.db.write(
                 repo.schedule_sync, account.id, self._ctx.now() + self.interval
@@ -141,6 +142,9 @@ class ChannelUpkeep:
         await mark_refused(self._ctx, self._hub, account.id, account.type)
 
     def start(self) -> None:
+        if self.interval is None:
+            log.info("follower syncs are not automatic (BROADCASTER_FOLLOWER_SYNC_INTERVAL=off)")
+            return
         self._loop = asyncio.create_task(self._run(), name="channel-upkeep")
 
     async def stop(self) -> None:
@@ -171,7 +175,8 @@ class ChannelUpkeep:
     async def _resync(self, channel_id: str) -> None:
         found = await self._ctx.db.read(get_any_merchant, channel_id)
         run, started = await self._syncer.start_for(channel_id)
-        await self._ctx.db.write(repo.schedule_sync, channel_id, self._ctx.now() + self.interval)
+        interval = self.interval or timedelta(days=1)  # (the loop runs only with one)
+        await self._ctx.db.write(repo.schedule_sync, channel_id, self._ctx.now() + interval)
         channel_type = found[0].type if found is not None else "unknown"
         self._ctx.metrics.follower_resync(channel_type, "started" if started else "running")
         await refresh_health(self._ctx, channel_id)

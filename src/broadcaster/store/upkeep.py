@@ -156,7 +156,7 @@ class HealthChange:
 
 
 def refresh_health(
-    conn: Connection, channel_id: str, now: datetime, stale_after: timedelta
+    conn: Connection, channel_id: str, now: datetime, stale_after: timedelta | None
 ) -> HealthChange | None:
     """Assess the channel's health from what is stored, keep it, and record a lifecycle event
     when it turns unhealthy (CHANNEL_UNHEALTHY) or healthy again (CHANNEL_HEALTHY). None for a
