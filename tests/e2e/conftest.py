@@ -9,8 +9,25 @@ from pathlib import Path
 import grpc
 import pytest
 
+from broadcaster.store import migrate
+from broadcaster.store.database import Database
 from broadcaster.v1 import contact_service_pb2_grpc, customer_group_service_pb2_grpc
+from tests.databases import fresh_database
 from tests.e2e import server as live
+
+
+@pytest.fixture(scope="session")
+def database_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The live servers' own database, of the run's backend, apart from the in-process tests'
+    one: a server's dispatcher and firing loop work on every channel of their database, and the
+    in-process tests' channels (whose plugin the servers lack) would otherwise be claimed and
+    held up by them."""
+    backend = "postgresql" if database_url.startswith("postgresql") else "sqlite"
+    with fresh_database(backend, tmp_path_factory.mktemp(f"e2e-{backend}")) as url:
+        db = Database.from_url(url, threads=1)
+        migrate.upgrade(db.engine)
+        db.close()
+        yield url
 
 
 @pytest.fixture(scope="session")

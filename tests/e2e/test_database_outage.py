@@ -142,7 +142,9 @@ def test_a_database_restart_mid_send(outage: tuple[PgProxy, str, str], tmp_path:
                 api.draft(parent, channels[0], "during the outage")
             got = failure(refused.value)
             assert (got.code, got.reason) == (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE")
-            assert _ready(api) == 503
+            # Readiness is checked at most once a second (probes share the check): it turns
+            # within a moment, not at once.
+            wait_for("the replica to be not ready", lambda: _ready(api) == 503, timeout=10)
             assert _health(api) == health_pb2.HealthCheckResponse.NOT_SERVING
             assert _ready_gauge(api) == 0
             time.sleep(OUTAGE)
