@@ -101,6 +101,11 @@ class _Due:
     batch_size: int = 0
     failure: str = ""
 
+    @property
+    def remaining(self) -> int | None:
+        """Messages left in the channel's quota; None without a quota (or a check)."""
+        return None if self.quota is None else self.quota.remaining
+
 
 def _locked(
     conn: Connection, n: BroadcastName, method: str, request_id: str, request_hash: str
@@ -448,7 +453,6 @@ class Sending:
             if group is not None and (b.merchant, group) not in present:
                 failures[b.id] = Reason.CUSTOMER_GROUP_NOT_FOUND
                 continue
-            remaining = None if d.quota is None else d.quota.remaining
             target = snapshot.Target(
                 broadcast=b.id,
                 merchant=b.merchant,
@@ -457,13 +461,13 @@ class Sending:
                 group=None if b.resend_of else group,
                 batch_size=d.batch_size,
                 resend_of=b.resend_of or None,
-                cap=None if b.recipient_limit is None else b.recipient_limit.cap(remaining),
+                cap=None if b.recipient_limit is None else b.recipient_limit.cap(d.remaining),
             )
             targets.append((d, target))
         counted = snapshot.count_many(conn, [t for _, t in targets])
         admitted: list[tuple[_Due, snapshot.Target]] = []
         for d, t in targets:
-            c, remaining = counted[t.broadcast], None if d.quota is None else d.quota.remaining
+            c, remaining = counted[t.broadcast], d.remaining
             expected = c.matched - c.opted_out - c.unreachable
             recipients = expected if t.cap is None else min(expected, t.cap)
             # As Send: more than the quota left, or none left (a limit of "the remaining
@@ -483,7 +487,7 @@ class Sending:
                 opted_out=c.opted_out,
                 unreachable=c.unreachable,
                 quota_limited=d.quota is not None and d.quota.limited,
-                quota_remaining=None if d.quota is None else d.quota.remaining,
+                quota_remaining=d.remaining,
                 eligible=True,
                 ineligible_reason="",
                 ineligible_message="",

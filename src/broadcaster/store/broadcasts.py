@@ -21,7 +21,6 @@ from sqlalchemy import (
     insert,
     literal_column,
     select,
-    text,
     tuple_,
     update,
 )
@@ -465,7 +464,7 @@ def _start_statement(conn: Connection, transition: Transition) -> TextClause:
     rule = lifecycle.TABLE[transition]
     sources = ", ".join(str(int(s)) for s in sorted(rule.sources))
     c = [bulk.json_text(conn, i) for i in range(7)]
-    return _text(
+    return bulk.statement(
         f"UPDATE broadcasts SET state = {int(rule.target)}, total = CAST(s.total AS BIGINT),"
         " excluded = CAST(s.excluded AS BIGINT), left_out_by_limit = CAST(s.left_out AS BIGINT),"
         " recipient_limit = CAST(s.recipient_limit AS BIGINT),"
@@ -476,11 +475,6 @@ def _start_statement(conn: Connection, transition: Transition) -> TextClause:
         f" FROM {bulk.json_table(conn, 'rows')}) s"
         f" WHERE broadcasts.id = s.id AND broadcasts.state IN ({sources})"
     )
-
-
-@functools.lru_cache(maxsize=16)
-def _text(statement: str) -> TextClause:
-    return text(statement)
 
 
 def schedule(

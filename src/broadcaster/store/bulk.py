@@ -7,11 +7,19 @@ whatever the number of rows.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, TextClause, text
+
+
+@functools.lru_cache(maxsize=128)
+def statement(sql: str) -> TextClause:
+    """`text(sql)`, parsed once: a bulk statement's SQL takes a handful of shapes (per dialect,
+    per criteria), and hot paths run them over and over."""
+    return text(sql)
 
 
 def json_param(values: list[Any]) -> str:

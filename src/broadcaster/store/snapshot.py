@@ -14,26 +14,18 @@ never attempted. A capped snapshot thus writes as many rows as the uncapped one 
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, TextClause, text
+from sqlalchemy import Connection
 
 from broadcaster.domain.deliveries import UNREACHED, DeliveryOutcome
 from broadcaster.domain.model import FollowerState
 from broadcaster.store import bulk
 from broadcaster.store.audience import Counts
 from broadcaster.store.clock import to_us
-
-
-@functools.lru_cache(maxsize=64)
-def _sql(statement: str) -> TextClause:
-    """`text(statement)`, parsed once: a Send's statements take a handful of shapes, and many
-    scheduled broadcasts firing together snapshot one after another."""
-    return text(statement)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +65,7 @@ def _source(since: int | None, group: str | None, resend_of: str | None) -> str:
 def _count(conn: Connection, source: str, params: Mapping[str, object]) -> Counts:
     blocked = int(FollowerState.BLOCKED)
     matched, opted_out, unreachable = conn.execute(
-        _sql(
+        bulk.statement(
             "SELECT COUNT(*), COALESCE(SUM(CASE WHEN c.opted_out THEN 1 ELSE 0 END), 0),"
             f" COALESCE(SUM(CASE WHEN NOT c.opted_out AND c.follower_state = {blocked}"
             f" THEN 1 ELSE 0 END), 0) {source}"
@@ -122,7 +114,7 @@ def take(
     reachable = f"{source} AND NOT c.opted_out AND c.follower_state <> {blocked}"
     if cap is None:
         recipients = conn.execute(
-            _sql(
+            bulk.statement(
                 "INSERT INTO deliveries"
                 " (broadcast_id, seq, contact_id, external_id, outcome, reason)"
                 " SELECT :b, row_number() OVER (ORDER BY c.id) - 1, c.id, c.external_id, 0, ''"
@@ -134,7 +126,7 @@ def take(
     else:
         limited = int(DeliveryOutcome.NOT_SENT_LIMIT)
         written = conn.execute(
-            _sql(
+            bulk.statement(
                 "INSERT INTO deliveries"
                 " (broadcast_id, seq, contact_id, external_id, outcome, reason)"
                 f" SELECT :b, r.n, r.id, r.external_id,"
@@ -167,7 +159,7 @@ def _insert_batches(
     if rows:
         c = [bulk.json_text(conn, i) for i in range(6)]
         conn.execute(
-            _sql(
+            bulk.statement(
                 "INSERT INTO batches (broadcast_id, batch, channel_id, idempotency_key, first_seq,"
                 " size, state, attempts, due_time, first_attempt_time, lease_owner, lease_expiry)"
                 f" SELECT {c[0]}, CAST({c[2]} AS INTEGER), {c[1]}, {c[3]},"
@@ -267,7 +259,7 @@ def count_many(conn: Connection, targets: Sequence[Target]) -> dict[str, Counts]
     for shape, some in _by_shape(targets).items():
         table, param = _targets(conn, some)
         found = conn.execute(
-            _sql(
+            bulk.statement(
                 "SELECT s.b, COUNT(*), COALESCE(SUM(CASE WHEN c.opted_out THEN 1 ELSE 0 END), 0),"
                 f" COALESCE(SUM(CASE WHEN NOT c.opted_out AND c.follower_state = {blocked}"
                 f" THEN 1 ELSE 0 END), 0) {_targets_source(table, shape)} GROUP BY s.b"
@@ -314,7 +306,7 @@ def take_many(
                     f" - 1 AS n {reachable}) r"
                 )
             conn.execute(
-                _sql(
+                bulk.statement(
                     "INSERT INTO deliveries"
                     f" (broadcast_id, seq, contact_id, external_id, outcome, reason) {select}"
                 ),
@@ -325,7 +317,7 @@ def take_many(
     ids = [t.broadcast for t in targets]
     if ids:
         found = conn.execute(
-            _sql(
+            bulk.statement(
                 "SELECT broadcast_id, COUNT(*),"
                 f" COALESCE(SUM(CASE WHEN outcome = {limited} THEN 1 ELSE 0 END), 0)"
                 f" FROM deliveries WHERE {bulk.in_strings(conn, 'broadcast_id', 'ids')}"
