@@ -11,13 +11,20 @@ from broadcaster.channels.errors import (
     WebhookRejected,
 )
 from broadcaster.channels.hookspecs import hookimpl
-from broadcaster.channels.protocol import Channel, RenewsCredentials, SetsWebhooks
+from broadcaster.channels.protocol import (
+    Channel,
+    RenewsCredentials,
+    ReportsStatistics,
+    SetsWebhooks,
+)
 from broadcaster.channels.registry import ChannelRegistry, PluginError, UnknownChannelType
 from broadcaster.channels.types import (
     AccountInfo,
+    BubbleStatistics,
     Capabilities,
     ChannelContact,
     ChannelRuntime,
+    ChannelStatistics,
     ContactPage,
     CredentialField,
     Eligibility,
@@ -32,6 +39,7 @@ from broadcaster.channels.types import (
     SendBatch,
     SendOutcome,
     SendStatus,
+    UrlStatistics,
     WebhookSetup,
 )
 from broadcaster.domain.audience import Audience, InteractionWindow
@@ -56,6 +64,7 @@ __all__ = [
     "AccountTier",
     "Audience",
     "AudioMessage",
+    "BubbleStatistics",
     "Capabilities",
     "Channel",
     "ChannelContact",
@@ -63,6 +72,7 @@ __all__ = [
     "ChannelNativeMessage",
     "ChannelRegistry",
     "ChannelRuntime",
+    "ChannelStatistics",
     "ChannelUnavailable",
     "ContactPage",
     "ContactsNotListable",
@@ -85,6 +95,7 @@ __all__ = [
     "Reason",
     "RefusedEvent",
     "RenewsCredentials",
+    "ReportsStatistics",
     "SendBatch",
     "SendOutcome",
     "SendStatus",
@@ -93,6 +104,7 @@ __all__ = [
     "TextEmoji",
     "TextMessage",
     "UnknownChannelType",
+    "UrlStatistics",
     "VideoMessage",
     "WebhookRejected",
     "WebhookSetup",

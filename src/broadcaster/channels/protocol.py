@@ -8,6 +8,7 @@ The core never imports a plugin's modules.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import ClassVar, Protocol, Self, runtime_checkable
 
 from broadcaster.channels.types import (
@@ -15,6 +16,7 @@ from broadcaster.channels.types import (
     Capabilities,
     ChannelContact,
     ChannelRuntime,
+    ChannelStatistics,
     ContactPage,
     CredentialField,
     Eligibility,
@@ -141,4 +143,33 @@ class RenewsCredentials(Protocol):
     async def disconnect(self) -> None:
         """The channel was disconnected (DeleteChannel, committed): revoke what it issued, best
         effort. `ChannelRuntime.credentials.current()` still answers the last credential."""
+        ...
+
+
+@runtime_checkable
+class ReportsStatistics(Protocol):
+    """Optional, for a channel that can say how a broadcast's messages fared (opens, clicks).
+    The core tags every batch of a broadcast with `statistics_unit(broadcast_id)` in
+    `SendBatch.statistics_unit`, then reads the figures back with `fetch_statistics` in the
+    background while they still change. A channel without it reports "statistics unavailable"
+    and nothing else changes."""
+
+    #: How long after a send the channel's figures can be read and keep changing (LINE: 14 days).
+    statistics_window: ClassVar[timedelta]
+    #: The channel's ceiling for `fetch_statistics` calls, per account (LINE: its insight
+    #: endpoint's rate limit). The core paces its collection within it across replicas.
+    statistics_requests_per_hour: ClassVar[float]
+
+    def statistics_unit(self, broadcast_id: str) -> str:
+        """The unit the broadcast's sends are counted under: derived from the broadcast's id
+        alone (the same on every replica and attempt), within the channel's naming rules. No
+        I/O. When the channel cannot count a batch under it (LINE: the account's monthly unit
+        allowance is used up), the plugin sends the batch without it and says so in
+        `SendOutcome.statistics_unavailable`; it never fails a send for statistics."""
+        ...
+
+    async def fetch_statistics(self, unit: str, sent: datetime) -> ChannelStatistics | None:
+        """The figures so far for the sends counted under `unit`, the first of which went out
+        at `sent`. None when the channel has none for the unit (yet). Raises ChannelUnavailable
+        (try later: unreachable, rate limited) or CredentialsInvalid."""
         ...

@@ -116,6 +116,9 @@ class SendBatch:
     messages: Sequence[Message]
     idempotency_key: str  # a UUID, the same for every attempt of this batch
     notification_disabled: bool = False  # a silent send: no notification where the channel can
+    # The broadcast's statistics unit (`ReportsStatistics.statistics_unit`): the channel counts
+    # the batch's opens and clicks under it. "" when the channel keeps no statistics.
+    statistics_unit: str = ""
 
 
 class SendStatus(enum.Enum):
@@ -140,6 +143,9 @@ class SendOutcome:
     rate_limited: bool = False  # RETRY_LATER because the channel said "too many requests"
     invalid_recipients: tuple[str, ...] = ()
     detail: str = ""  # for operators; never message bodies or secrets
+    # Set when an accepted batch went out without its statistics unit: the Reason why
+    # (Reason.STATISTICS_ALLOWANCE_USED_UP). The send itself is not affected by it.
+    statistics_unavailable: str = ""
 
 
 class InteractionKind(enum.Enum):
@@ -236,3 +242,37 @@ class ChannelRuntime:
     http: aiohttp.ClientSession
     env: Mapping[str, str]
     credentials: IssuedCredentials | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BubbleStatistics:
+    """How one bubble of a broadcast fared. None: the channel withholds the figure (too few
+    people to report it) or has none for this kind of bubble; never a stand-in for zero."""
+
+    seq: int  # the bubble's position in the broadcast, from 1
+    impressions: int | None = None  # times it was shown
+    media_plays: int | None = None  # times a video or audio bubble was played
+    unique_media_plays: int | None = None  # people who played it
+    unique_media_plays_completed: int | None = None  # people who played it to the end
+
+
+@dataclass(frozen=True, slots=True)
+class UrlStatistics:
+    """Clicks on one URL of one bubble. None as in BubbleStatistics."""
+
+    seq: int  # the bubble's position, from 1
+    url: str
+    clicks: int | None = None
+    unique_clicks: int | None = None  # people who clicked it
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStatistics:
+    """A broadcast's engagement as its channel reports it at one moment (figures keep changing
+    for days after a send). None: withheld or not reported, never zero."""
+
+    unique_impressions: int | None  # people who opened it
+    unique_clicks: int | None  # people who clicked any URL in it
+    unique_media_plays: int | None = None  # people who played any video or audio in it
+    bubbles: tuple[BubbleStatistics, ...] = ()
+    urls: tuple[UrlStatistics, ...] = ()

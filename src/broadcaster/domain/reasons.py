@@ -83,6 +83,12 @@ class Reason(enum.StrEnum):
     INVALID_RECIPIENT = "INVALID_RECIPIENT"  # the channel named this recipient's id invalid
     KEY_EXPIRED = "KEY_EXPIRED"  # unconfirmed, and too late to retry without a duplicate
 
+    # --- statistics: why a broadcast's figures, or one of them, are unavailable
+    STATISTICS_NOT_SUPPORTED = "STATISTICS_NOT_SUPPORTED"  # its channel keeps no statistics
+    STATISTICS_ALLOWANCE_USED_UP = "STATISTICS_ALLOWANCE_USED_UP"  # sent without a unit
+    STATISTICS_WITHHELD = "STATISTICS_WITHHELD"  # too few people for the channel to report it
+    STATISTICS_NOT_YET = "STATISTICS_NOT_YET"  # not collected yet: the channel reports later
+
     # --- test sends: why a named contact was not sent to (a test send's recipient reason)
     CONTACT_OPTED_OUT = "CONTACT_OPTED_OUT"  # the contact opted out of the merchant's messages
     CONTACT_BLOCKED = "CONTACT_BLOCKED"  # the contact blocked (unfollowed) the account
