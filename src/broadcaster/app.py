@@ -131,7 +131,7 @@ class App:
             scheduled=lambda: firing.wake(),
             window=ScheduleWindow(min_lead=timedelta(seconds=config.schedule_min_lead)),
         )
-        firing = Firing(ctx, sending.fire_many, listener=listener)
+        firing = Firing(ctx, sending.fire_many, listener=listener, aside=hub.not_openable)
         contact_sync = ContactSyncer(ctx, hub, channels)
         services = Services(
             customer_groups=CustomerGroups(ctx),

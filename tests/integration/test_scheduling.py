@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from broadcaster.channels import Quota
+from broadcaster.channels.manager import PluginManager
 from broadcaster.dispatch.firing import Firing, FiringSettings
 from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.auth import LOCAL
@@ -24,7 +25,7 @@ from broadcaster.domain.errors import FailedPrecondition, InvalidArgument, NotFo
 from broadcaster.domain.messages import TextMessage
 from broadcaster.domain.names import BroadcastName, ChannelName
 from broadcaster.domain.scheduling import ScheduleWindow
-from broadcaster.services.broadcasts import DraftInput, ListQuery
+from broadcaster.services.broadcasts import Broadcasts, DraftInput, ListQuery
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import Channels
 from broadcaster.services.context import ServiceContext
@@ -33,6 +34,7 @@ from broadcaster.services.sending import Sending
 from broadcaster.store import events as events_repo
 from broadcaster.store import groups as group_repo
 from broadcaster.store import schedules
+from broadcaster.store.sealing import Sealer
 from tests.integration.test_sending import Shop, _exactly_once, _shop
 
 # Each test's clock starts 400 days before the previous test's: what one leaves scheduled (at
@@ -156,6 +158,39 @@ async def test_a_claim_that_lapses_is_taken_over(shop: Shop, clock: Clock) -> No
     assert await firing.fire_due() == 1
     assert (await shop.finished(name)).state is BroadcastState.SENT
     _exactly_once(shop)
+
+
+async def test_a_replica_that_cannot_open_the_channel_leaves_its_broadcasts_to_another(
+    shop: Shop, clock: Clock
+) -> None:
+    """A replica without the channel's plugin (a rolling deploy that adds one, half done) gives
+    up its claim at once, so that a replica with it fires the broadcast now rather than a claim
+    term later, and does not claim that channel's broadcasts again for a while."""
+    registry = PluginManager.load((), []).register_channels()  # no channel type installed
+    bare = ChannelHub(registry, Sealer(("k" * 32,)), shop.ctx.db, {})
+    lacking = Sending(shop.ctx, Broadcasts(shop.ctx, bare), shop.dispatcher.wake)
+    lacking_firing = Firing(
+        shop.ctx, lacking.fire_many, FiringSettings(lease_seconds=30), aside=bare.not_openable
+    )
+    name = await shop.draft()
+    at = clock.start + timedelta(minutes=2)
+    await shop.sending.schedule(LOCAL, name, at, "")
+    clock.now = at
+    try:
+        assert await lacking_firing.fire_due() == 1  # claimed, and found it cannot open it
+        channel_id = ChannelName.parse(shop.channel).channel
+        assert bare.not_openable() == {channel_id}
+        assert (await shop.broadcasts.get(LOCAL, name)).state is BroadcastState.SCHEDULED
+        # The claim is given up: it is due now for every replica, but not for this one.
+        assert await shop.ctx.db.read(schedules.next_due, clock.now) == at
+        assert await shop.ctx.db.read(schedules.next_due, clock.now, {channel_id}) != at
+        assert await lacking_firing.fire_due() == 0
+        # A replica that can open it fires it at once, not a claim term later.
+        assert await _firing(shop).fire_due() == 1
+        assert (await shop.finished(name)).state is BroadcastState.SENT
+        _exactly_once(shop)
+    finally:
+        await bare.close()
 
 
 async def test_unschedule_edit_reschedule_cancel(shop: Shop, clock: Clock) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -56,12 +56,15 @@ class Firing:
         settings: FiringSettings | None = None,
         *,
         listener: Listener | None = None,
+        aside: Callable[[], Collection[str]] = frozenset,
     ) -> None:
         """`fire([(merchant, broadcast_id), …])` sends due broadcasts (Sending.fire_many);
-        `listener`:
-        the process's PostgreSQL listener (by default one of its own on PostgreSQL)."""
+        `listener`: the process's PostgreSQL listener (by default one of its own on
+        PostgreSQL); `aside()`: the channel ids this process cannot open now, whose broadcasts
+        it leaves to other replicas (Sending.channels_aside)."""
         self._ctx = ctx
         self._fire = fire
+        self._aside = aside
         self.settings = settings or FiringSettings()
         self._subscription = notifications.Subscription(
             ctx.db, notifications.SCHEDULE_CHANNEL, lambda _payload: self.wake(), listener
@@ -100,7 +103,11 @@ class Firing:
         now = self._ctx.now()
         until = now + timedelta(seconds=self.settings.lease_seconds)
         due = await self._ctx.db.write(
-            schedules.claim_due, now=now, lease_until=until, limit=self.settings.claim_limit
+            schedules.claim_due,
+            now=now,
+            lease_until=until,
+            limit=self.settings.claim_limit,
+            skip_channels=self._aside(),
         )
         if due:
             try:
@@ -112,7 +119,7 @@ class Firing:
     async def _next_wait(self) -> float:
         """Seconds until the next broadcast is due, at most the safety poll."""
         now = self._ctx.now()
-        nxt = await self._ctx.db.read(schedules.next_due, now)
+        nxt = await self._ctx.db.read(schedules.next_due, now, self._aside())
         poll = self.settings.safety_poll_seconds
         if nxt is None:
             return poll

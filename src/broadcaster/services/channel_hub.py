@@ -19,16 +19,34 @@ from collections.abc import Callable, Mapping
 import aiohttp
 
 from broadcaster.channels import Channel, ChannelRegistry, ChannelRuntime, IssuedCredentials
+from broadcaster.channels.registry import UnknownChannelType
+from broadcaster.domain.errors import Unavailable
 from broadcaster.domain.model import ChannelAccount
+from broadcaster.domain.reasons import Reason
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.credentials import StoredCredentials
 from broadcaster.store import channels as repo
 from broadcaster.store.database import Database
-from broadcaster.store.sealing import Sealer
+from broadcaster.store.sealing import Sealer, SecretKeyError
 
 CACHE_SECONDS = 5.0
 UNKNOWN_SECONDS = 2.0
 MAX_UNKNOWN = 10_000  # remembered unknown ids; the oldest go first
+NOT_OPENABLE_SECONDS = 60.0  # how long a channel this process cannot open is left to others
+
+
+class NotOpenableHere(Unavailable):
+    """The channel exists, but this process cannot open it: its channel type's plugin is not
+    installed here, or its credentials are sealed under a key this process lacks (a rolling
+    deploy that adds a plugin or a key, half done). Another replica may well open it: callers
+    get UNAVAILABLE, and background work leaves the channel to the other replicas."""
+
+    def __init__(self, channel_id: str, why: str) -> None:
+        super().__init__(
+            f"This server cannot open channel {channel_id}: {why}",
+            reason=Reason.CHANNEL_UNAVAILABLE,
+        )
+        self.channel_id = channel_id
 
 
 class ChannelHub:
@@ -55,6 +73,7 @@ class ChannelHub:
         self._cache: dict[str, tuple[float, ChannelAccount, Channel]] = {}
         self._gone_listeners: list[Callable[[str], None]] = []
         self._unknown: dict[str, float] = {}  # id -> until when it is taken as unknown
+        self._not_openable: dict[str, float] = {}  # id -> until when it is left to others
 
     def runtime(self, issued: IssuedCredentials | None = None) -> ChannelRuntime:
         if self._session is None or self._session.closed:
@@ -81,7 +100,8 @@ class ChannelHub:
         return StoredCredentials(self._ctx, self.sealer, channel_id, channel_type, self.owner)
 
     async def get(self, channel_id: str) -> tuple[ChannelAccount, Channel] | None:
-        """The live channel with this id (any merchant), or None once disconnected."""
+        """The live channel with this id (any merchant), or None once disconnected. Raises
+        NotOpenableHere for one this process cannot open."""
         now = self._clock()
         cached = self._cache.get(channel_id)
         if cached is not None and cached[0] > now:
@@ -96,9 +116,26 @@ class ChannelHub:
         self._unknown.pop(channel_id, None)
         account, sealed = found
         issued = self.issued_credentials(channel_id, account.type)
-        instance = self.build(account.type, self.sealer.open(sealed), issued=issued)
+        try:
+            instance = self.build(account.type, self.sealer.open(sealed), issued=issued)
+        except UnknownChannelType:
+            self._not_openable[channel_id] = now + NOT_OPENABLE_SECONDS
+            raise NotOpenableHere(
+                channel_id, f"no plugin for channel type {account.type!r} is installed"
+            ) from None
+        except SecretKeyError as e:
+            self._not_openable[channel_id] = now + NOT_OPENABLE_SECONDS
+            raise NotOpenableHere(channel_id, str(e)) from None
         self._cache[channel_id] = (now + CACHE_SECONDS, account, instance)
         return account, instance
+
+    def not_openable(self) -> frozenset[str]:
+        """The channels this process found it cannot open in the last minute: background work
+        (the firing of scheduled broadcasts) leaves them to other replicas meanwhile."""
+        now = self._clock()
+        for channel_id in [c for c, until in self._not_openable.items() if until <= now]:
+            del self._not_openable[channel_id]
+        return frozenset(self._not_openable)
 
     def _remember_unknown(self, channel_id: str, now: float) -> None:
         self._unknown.pop(channel_id, None)

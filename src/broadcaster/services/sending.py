@@ -42,12 +42,13 @@ from broadcaster.domain.paging import fingerprint
 from broadcaster.domain.reasons import Reason
 from broadcaster.domain.scheduling import ScheduleWindow, check_schedule_time
 from broadcaster.services.broadcasts import Broadcasts, not_found, window_start
+from broadcaster.services.channel_hub import NotOpenableHere
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.idempotent import earlier_result, recall, request_fingerprint
 from broadcaster.services.quotas import QuotaCache
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import deliveries as delivery_repo
-from broadcaster.store import dispatch, idempotency, notifications, snapshot
+from broadcaster.store import dispatch, idempotency, notifications, schedules, snapshot
 from broadcaster.store import groups as group_repo
 from broadcaster.tracing import current_traceparent
 
@@ -403,6 +404,12 @@ class Sending:
         try:
             account, instance = await self._broadcasts.live(channel)
             quota = await self._broadcasts.quota(channel, instance, self._fire_quotas)
+        except NotOpenableHere as e:
+            # Another replica may open it (a plugin or a key this one lacks): give up the claim
+            # at once, so that one fires them now, and leave the channel to it for a while.
+            log.warning("scheduled broadcasts of %s: %s; leaving them to others", channel, e)
+            await self._ctx.db.write(_release_claims, [b.id for b in due])
+            return []
         except Unavailable as e:
             now = self._ctx.now()
             late = [
@@ -578,3 +585,8 @@ class Sending:
         )
         token = self._ctx.pages.next([str(d.seq) for d in found], page, key)
         return broadcast, found[: page.size], token
+
+
+def _release_claims(conn: Connection, broadcast_ids: list[str]) -> None:
+    schedules.release(conn, broadcast_ids)
+    notifications.notify(conn, notifications.SCHEDULE_CHANNEL)  # the other replicas look now
