@@ -21,7 +21,7 @@ from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.auth import LOCAL
 from broadcaster.domain.broadcasts import Broadcast, BroadcastState, RecipientLimit
 from broadcaster.domain.deliveries import LIFECYCLE_KINDS, START, EventFilter, EventKind
-from broadcaster.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from broadcaster.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from broadcaster.domain.messages import TextMessage
 from broadcaster.domain.names import BroadcastName, ChannelName
 from broadcaster.domain.scheduling import ScheduleWindow
@@ -189,6 +189,13 @@ async def test_a_replica_that_cannot_open_the_channel_leaves_its_broadcasts_to_a
         assert await _firing(shop).fire_due() == 1
         assert (await shop.finished(name)).state is BroadcastState.SENT
         _exactly_once(shop)
+        # A caller asking that replica about the channel is told to try again (another
+        # replica may answer), not INTERNAL.
+        with pytest.raises(Unavailable) as e:
+            await Broadcasts(shop.ctx, bare).estimate(
+                LOCAL, shop.parent, "", shop.channel, InteractionWindow.ALL_CONTACTS, (), True
+            )
+        assert e.value.reason == "CHANNEL_UNAVAILABLE"
     finally:
         await bare.close()
 
