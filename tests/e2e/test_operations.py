@@ -1,16 +1,18 @@
 """Running it like a product: /metrics moves with the work, the log is JSON lines carrying the
 request's ids, and the operator commands (`broadcasts list`, `broadcasts watch`, `channels sync`)
-work against a live server."""
+work against a live server; a second SIGTERM cuts a drain short."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import grpc
 import pytest
@@ -20,6 +22,9 @@ from broadcaster.v1 import broadcast_service_pb2 as pb
 from broadcaster.v1 import broadcast_service_pb2_grpc as pb_grpc
 from broadcaster.v1 import channel_service_pb2 as cpb
 from broadcaster.v1 import channel_service_pb2_grpc as cpb_grpc
+from broadcaster.v1 import event_service_pb2 as epb
+from broadcaster.v1.event_service_pb2_grpc import EventServiceStub
+from tests.e2e import server as live
 from tests.e2e.server import ADMIN, ALPHA, Server, auth, connect_fake
 from tests.e2e.test_channels import _post, _wait_sync
 from tests.fakechannel import sign
@@ -321,3 +326,28 @@ def test_cli_lists_channels_with_their_health_and_a_groups_members(
     assert members.returncode == 0, members.stderr
     assert members.stdout.splitlines() == ids  # every page, in order
     assert "1,500 members" in members.stderr
+
+
+def test_a_second_signal_cuts_the_drain_short(database_url: str, tmp_log: Path) -> None:
+    """SIGTERM drains for up to the grace period (here a WatchEvents stream would keep it for
+    all of it); a second SIGTERM stops at once."""
+    running = live.start(database_url, tmp_log, extra_env={"BROADCASTER_DRAIN_GRACE": "60"})
+    try:
+        with grpc.insecure_channel(running.target) as ch:
+            stream = EventServiceStub(ch).WatchEvents(
+                epb.WatchEventsRequest(parent="merchants/drain-cut"), metadata=live.auth(live.ADMIN)
+            )
+            time.sleep(0.5)  # the stream is open
+            running.process.send_signal(signal.SIGTERM)
+            time.sleep(1.0)
+            assert running.process.poll() is None  # draining: the stream may still end by itself
+            cut = time.monotonic()
+            running.process.send_signal(signal.SIGTERM)
+            code = running.process.wait(timeout=15)
+            assert time.monotonic() - cut < 10
+            stream.cancel()
+    finally:
+        if running.process.poll() is None:
+            running.process.kill()
+    assert code == 0, tmp_log.read_text()
+    assert "second signal" in tmp_log.read_text()
