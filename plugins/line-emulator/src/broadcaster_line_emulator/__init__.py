@@ -36,6 +36,14 @@ plain HTTP to a loopback host for local tests), ``POST /v2/bot/channel/webhook/t
 signed webhook with no events to the given ``endpoint`` or the one set, and answers ``success``
 (status 200), ``timestamp``, ``statusCode`` (0 when nothing answered, -1 after a 10 s timeout),
 ``reason`` and ``detail``; 400 when no URL is set).
+Statistics per unit (aggregation.py): ``customAggregationUnits`` on push and multicast (one
+name, ``^[a-zA-Z0-9_]{1,30}$``; a name new this month past the channel's allowance, 1,000 by
+default, is a 400 naming ``customAggregationUnits``), ``GET /v2/bot/message/aggregation/info``
+and ``/list`` (``limit`` default and max 100, ``start`` = previous ``next``), and ``GET
+/v2/bot/insight/message/event/aggregation`` (``customAggregationUnit``, ``from`` and ``to`` as
+JST ``yyyyMMdd`` at most 30 days apart, else 400 with LINE's all-null body; 60 requests an
+hour): seeded opens, clicks on the URI actions of the messages, and plays of video and audio,
+arriving over hours after each send, frozen after 14 days, null below 20.
 
 - 401 for a missing or unknown token, with LINE's messages.
 - 400 in LINE's shape for bad bodies: 1-5 messages, text 1-5,000 UTF-16 code units, image and
@@ -77,6 +85,9 @@ Control API (``/_emulator/``, JSON; ``{channel}`` is the channel id)
 - ``POST /_emulator/accounts/{channel}/block`` and ``.../unblock``: ``{"userIds": [...]}``.
 - ``PUT /_emulator/accounts/{channel}/quota``: ``{"limit": n or null, "usage": n}``.
 - ``PUT /_emulator/accounts/{channel}/tier``: ``{"tier": "none" | "verified" | "premium"}``.
+- ``GET`` and ``PUT /_emulator/accounts/{channel}/statistics``: ``{"engagement": {"openRate",
+  "clickRate", "playRate", "arrivalHours", "seed"}, "unitAllowance": n}`` (each optional);
+  answers the settings and this month's unit names.
 - ``POST /_emulator/accounts/{channel}/token``: rotate (optional ``{"accessToken"}``);
   ``DELETE`` revokes.
 - ``GET /_emulator/accounts/{channel}/issued-tokens``: the valid tokens issued through the
@@ -140,6 +151,7 @@ concurrency=1)`` sends several events per request (overlapping requests if ``con
 and ``connectivity_check`` sends LINE's empty ``events`` request.
 """
 
+from .aggregation import Engagement
 from .clock import Clock, ManualClock, SystemClock
 from .deliveries import Delivery, DeliveryLog, SendRecord
 from .emulator import LineEmulator
@@ -157,6 +169,7 @@ __all__ = [
     "Clock",
     "Delivery",
     "DeliveryLog",
+    "Engagement",
     "EventFactory",
     "Exchange",
     "Faults",

@@ -52,6 +52,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint("quota", "GET", "/v2/bot/message/quota", handlers.quota),
     Endpoint(
+        "aggregation_info", "GET", "/v2/bot/message/aggregation/info", handlers.aggregation_info
+    ),
+    Endpoint(
+        "aggregation_list", "GET", "/v2/bot/message/aggregation/list", handlers.aggregation_list
+    ),
+    Endpoint(
+        "statistics_per_unit",
+        "GET",
+        "/v2/bot/insight/message/event/aggregation",
+        handlers.statistics_per_unit,
+    ),
+    Endpoint(
         "quota_consumption", "GET", "/v2/bot/message/quota/consumption", handlers.quota_consumption
     ),
     Endpoint("profile", "GET", "/v2/bot/profile/{userId}", handlers.profile),

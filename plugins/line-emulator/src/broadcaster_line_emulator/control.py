@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .aggregation import Engagement
 from .clock import ManualClock
 from .faults import Faults
 from .ratelimit import Rate
@@ -130,6 +131,30 @@ class _Control:
             raise ControlError(400, "limit is required (null for no limit)")
         self.emu.set_quota(account, b["limit"], usage=b.get("usage"))
         return _json(account.quota.to_json())
+
+    async def statistics(self, request: web.Request) -> web.Response:
+        """`{"engagement": {"openRate", "clickRate", "playRate", "arrivalHours", "seed"},
+        "unitAllowance": n}`, each optional; answers the account's settings."""
+        account = self._account(request)
+        if request.method == "PUT":
+            b = await _body(request)
+            given = b.get("engagement")
+            engagement = None
+            if given is not None:
+                merged = {**account.engagement.to_json(), **given}
+                engagement = Engagement.from_json(merged)
+            allowance = b.get("unitAllowance")
+            self.emu.set_engagement(
+                account, engagement, unit_allowance=None if allowance is None else int(allowance)
+            )
+        now = self.emu.clock.time()
+        return _json(
+            {
+                "engagement": account.engagement.to_json(),
+                "unitAllowance": account.units.allowance,
+                "unitsThisMonth": account.units.used(now),
+            }
+        )
 
     async def set_tier(self, request: web.Request) -> web.Response:
         account, b = self._account(request), await _body(request)
@@ -308,6 +333,8 @@ def add_routes(app: web.Application, emulator: LineEmulator) -> None:
         ("POST", acc + "/{action:block|unblock}", c.block),
         ("PUT", acc + "/quota", c.set_quota),
         ("PUT", acc + "/tier", c.set_tier),
+        ("GET", acc + "/statistics", c.statistics),
+        ("PUT", acc + "/statistics", c.statistics),
         ("POST", acc + "/token", c.token),
         ("DELETE", acc + "/token", c.token),
         ("GET", acc + "/issued-tokens", c.issued_tokens),

@@ -25,6 +25,7 @@ class SendRecord:
     accepted_at: float
     notification_disabled: bool
     recipients: array[int]
+    unit: str | None = None  # the customAggregationUnits name it was counted under
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,7 @@ class DeliveryLog:
         accepted_at: float,
         notification_disabled: bool,
         recipients: array[int],
+        unit: str | None = None,
     ) -> SendRecord:
         send = SendRecord(
             index=len(self._sends),
@@ -80,6 +82,7 @@ class DeliveryLog:
             accepted_at=accepted_at,
             notification_disabled=notification_disabled,
             recipients=recipients,
+            unit=unit,
         )
         self._sends.append(send)
         if recipients:

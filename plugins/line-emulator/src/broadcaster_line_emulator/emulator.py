@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from . import api, control
+from .aggregation import Engagement
 from .clock import Clock, SystemClock
 from .deliveries import Delivery
 from .faults import FaultInjector, Faults
@@ -150,6 +151,22 @@ class LineEmulator:
         account.quota.limit = limit
         if usage is not None:
             account.quota.usage = usage
+
+    def set_engagement(
+        self,
+        account: Account,
+        engagement: Engagement | None = None,
+        *,
+        unit_allowance: int | None = None,
+    ) -> None:
+        """How the account's recipients engage with sends under a unit (None keeps it), and
+        how many unit names it may use a month (LINE: 1,000)."""
+        if engagement is not None:
+            account.engagement = engagement
+        if unit_allowance is not None:
+            if unit_allowance < 0:
+                raise ValueError("unit_allowance must not be negative")
+            account.units.allowance = unit_allowance
 
     def set_tier(self, account: Account, tier: Tier | str) -> None:
         account.tier = Tier(tier)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from . import aggregation as agg
 from . import responses as r
 from .ids import is_user_id
 from .runtime import Runtime
@@ -86,11 +87,20 @@ def _deliver(
     reply: Mapping[str, Any],
     sent_messages: tuple[Mapping[str, str], ...] | None = None,
 ) -> web.Response:
-    """Charge the quota, record the delivery, remember the retry key, answer 200."""
+    """Charge the quota, record the delivery (and its unit), remember the retry key, answer
+    200. A unit name new this month past the channel's allowance is refused with 400."""
     account, stats = call.account, call.runtime.stats
+    now = call.runtime.clock.time()
+    units = body.get("customAggregationUnits") or []
+    unit = units[0] if units else None
+    if unit is not None and not account.units.admits(unit, now):
+        detail = ErrorDetail(agg.UNIT_LIMIT_MESSAGE, "customAggregationUnits")
+        return r.bad_request(call.request_id, [detail])
     if not account.quota.allows(len(recipients)):
         stats.quota_rejected[call.endpoint] += 1
         return r.error(429, r.MONTHLY_LIMIT, call.request_id)
+    if unit is not None:
+        account.units.record(unit, now)
     account.quota.usage += len(recipients)
     stats.undelivered[call.endpoint] += undelivered
     account.deliveries.record(
@@ -101,6 +111,7 @@ def _deliver(
         accepted_at=call.runtime.clock.time(),
         notification_disabled=bool(body.get("notificationDisabled", False)),
         recipients=recipients,
+        unit=unit,
     )
     if call.retry_key is not None:
         account.retry_keys.remember(call.retry_key, call.request_id, sent_messages)
@@ -342,3 +353,63 @@ async def test_webhook_endpoint(call: Call) -> web.Response:
         "detail": detail,
     }
     return r.ok(result, call.request_id)
+
+
+# -- statistics per unit ---------------------------------------------------------------------
+
+
+def aggregation_info(call: Call) -> web.Response:
+    used = call.account.units.used(call.runtime.clock.time())
+    return r.ok({"numOfCustomAggregationUnits": len(used)}, call.request_id)
+
+
+def aggregation_list(call: Call) -> web.Response:
+    """This month's unit names, `limit` at a time, continued with `start` = the last `next`."""
+    account, query = call.account, call.request.query
+    limit = agg.LIST_DEFAULT_LIMIT
+    if "limit" in query:
+        try:
+            limit = int(query["limit"])
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= agg.LIST_MAX_LIMIT:
+            detail = ErrorDetail(f"Must be between 1 and {agg.LIST_MAX_LIMIT}", "limit")
+            return r.error(400, "Invalid limit param", call.request_id, [detail])
+    now = call.runtime.clock.time()
+    start = 0
+    if "start" in query:
+        parsed = _parse_continuation(query["start"], account.channel_id, now)
+        if parsed is None:
+            return r.error(400, r.INVALID_START, call.request_id)
+        start = parsed
+    used = account.units.used(now)
+    body: dict[str, Any] = {"customAggregationUnits": used[start : start + limit]}
+    if start + limit < len(used):
+        body["next"] = _continuation(account.channel_id, start + limit, now)
+    return r.ok(body, call.request_id)
+
+
+def _insight_error(call: Call) -> web.Response:
+    return web.json_response(
+        dict(agg.INSIGHT_ERROR_BODY),
+        status=400,
+        headers={r.REQUEST_ID_HEADER: call.request_id},
+        dumps=r.dumps,
+    )
+
+
+def statistics_per_unit(call: Call) -> web.Response:
+    """The unit's figures for sends made from `from` to `to` (JST dates, at most 30 days
+    apart); 400 with LINE's empty error body for a missing or bad unit or period."""
+    query = call.request.query
+    unit = query.get("customAggregationUnit", "")
+    start = agg.parse_day(query.get("from", ""))
+    end = agg.parse_day(query.get("to", ""))
+    if agg.UNIT_NAME.fullmatch(unit) is None or start is None or end is None:
+        return _insight_error(call)
+    if end < start or (end - start).days > agg.MAX_PERIOD_DAYS:
+        return _insight_error(call)
+    account = call.account
+    sends = agg.sends_in_period(account.deliveries.sends, unit, start, end)
+    body = agg.statistics(sends, account.engagement, call.runtime.clock.time())
+    return r.ok(body, call.request_id)

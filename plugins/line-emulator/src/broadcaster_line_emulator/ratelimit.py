@@ -28,7 +28,8 @@ class Rate:
 
 
 # https://developers.line.biz/en/reference/messaging-api/#rate-limits and each endpoint's
-# "Rate limit" section: multicast 200/s, narrowcast and broadcast 60/h, everything else 2,000/s.
+# "Rate limit" section: multicast 200/s, narrowcast, broadcast and statistics per unit 60/h,
+# everything else 2,000/s.
 DEFAULT_RATES: Mapping[str, Rate] = {
     "multicast": Rate(200),
     "push": Rate(2_000),
@@ -42,6 +43,9 @@ DEFAULT_RATES: Mapping[str, Rate] = {
     "set_webhook_endpoint": Rate(2_000),
     "test_webhook_endpoint": Rate(2_000),
     "validate_multicast": Rate(2_000),
+    "aggregation_info": Rate(2_000),
+    "aggregation_list": Rate(2_000),
+    "statistics_per_unit": Rate(60, 3_600.0),
 }
 
 

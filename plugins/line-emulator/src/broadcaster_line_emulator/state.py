@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .aggregation import Engagement, UnitLedger
 from .deliveries import DeliveryLog
 from .followers import FollowerRegistry
 from .retrykeys import RetryKeyStore
@@ -69,6 +70,9 @@ class Account:
     # console's "Use webhook" is on.
     webhook_endpoint: str | None = None
     webhook_active: bool = True
+    # Unit names used per month (statistics per unit) and how recipients engage with sends.
+    units: UnitLedger = field(default_factory=UnitLedger)
+    engagement: Engagement = field(default_factory=Engagement)
 
     def bot_info(self) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -357,7 +357,7 @@ def validate_push(body: Mapping[str, Any]) -> list[ErrorDetail]:
     elif not isinstance(to, str) or to == "":
         errors.append(ErrorDetail("Must be a non-empty string", "to"))
     errors.extend(validate_messages(body))
-    _common(body, errors, max_units=None)
+    _common(body, errors, max_units=1)  # "only one unit name per send" (LINE's guide)
     return errors
 
 

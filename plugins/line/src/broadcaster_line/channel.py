@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Self, TypeVar
 
 from broadcaster.channels import (
@@ -17,6 +19,7 @@ from broadcaster.channels import (
     ChannelContact,
     ChannelNativeMessage,
     ChannelRuntime,
+    ChannelStatistics,
     ChannelUnavailable,
     ContactPage,
     CredentialField,
@@ -27,8 +30,10 @@ from broadcaster.channels import (
     Message,
     MessageKind,
     Quota,
+    Reason,
     RefusedEvent,
     RenewsCredentials,
+    ReportsStatistics,
     SendBatch,
     SendOutcome,
     SendStatus,
@@ -36,7 +41,15 @@ from broadcaster.channels import (
     WebhookSetup,
 )
 from broadcaster_line import account as line_account
-from broadcaster_line import native, rules, sending, tokens, webhook, webhook_setup
+from broadcaster_line import (
+    native,
+    rules,
+    sending,
+    statistics,
+    tokens,
+    webhook,
+    webhook_setup,
+)
 from broadcaster_line.client import DEFAULT_API_BASE, LineClient
 from broadcaster_line.contacts import ContactSync
 from broadcaster_line.pacing import SYNC_BURST, SYNC_REQUESTS_PER_SECOND, TokenBucket
@@ -90,6 +103,8 @@ class LineChannel:
         idempotency_window_seconds=24 * 60 * 60,
         sync_requests_per_second=2_000.0,
     )
+    statistics_window: ClassVar[timedelta] = statistics.STATISTICS_WINDOW
+    statistics_requests_per_hour: ClassVar[float] = statistics.STATISTICS_REQUESTS_PER_HOUR
     credential_fields: ClassVar[tuple[CredentialField, ...]] = (
         CredentialField(
             ACCESS_TOKEN,
@@ -140,6 +155,7 @@ class LineChannel:
         self._keeper = keeper  # None: a long-lived token the merchant gave
         bucket = TokenBucket(SYNC_REQUESTS_PER_SECOND, SYNC_BURST)
         self._contacts = ContactSync(client, bucket, retry)
+        self._units = statistics.UnitAllowance(client)
 
     def __repr__(self) -> str:  # never show the credentials
         return f"LineChannel({self._client!r})"
@@ -260,10 +276,27 @@ class LineChannel:
         if not_ready is not None:
             return not_ready
         token = self._client.token
-        outcome = await sending.send_batch(self._client, batch)
+        unit = batch.statistics_unit
+        unavailable = ""
+        if unit and not await self._units.admits(unit):
+            unit, unavailable = "", Reason.STATISTICS_ALLOWANCE_USED_UP
+        outcome = await sending.send_batch(self._client, batch, unit)
         if outcome.status is SendStatus.CREDENTIALS_REFUSED and self._keeper is not None:
             self._keeper.last_refused = token
+        if outcome.statistics_unavailable:
+            self._units.used_up()
+        elif outcome.status is SendStatus.ACCEPTED and unit:
+            self._units.used(unit)
+        if unavailable and outcome.status is SendStatus.ACCEPTED:
+            outcome = replace(outcome, statistics_unavailable=unavailable)
         return outcome
+
+    def statistics_unit(self, broadcast_id: str) -> str:
+        return statistics.unit_name(broadcast_id)
+
+    async def fetch_statistics(self, unit: str, sent: datetime) -> ChannelStatistics | None:
+        now = datetime.now(UTC)
+        return await self._renewing(lambda: statistics.fetch(self._client, unit, sent, now))
 
     async def send_test(self, batch: SendBatch) -> list[SendOutcome]:
         not_ready = await self._ready_to_send()
@@ -298,3 +331,4 @@ def _issuer(
 _conforms: type[Channel] = LineChannel
 _sets_webhooks: type[SetsWebhooks] = LineChannel
 _renews: type[RenewsCredentials] = LineChannel
+_reports: type[ReportsStatistics] = LineChannel

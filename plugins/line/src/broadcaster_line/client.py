@@ -155,6 +155,9 @@ class LineClient:
         self._webhook_endpoint = self._base / "v2/bot/channel/webhook/endpoint"
         self._webhook_test = self._base / "v2/bot/channel/webhook/test"
         self._validate_multicast = self._base / "v2/bot/message/validate/multicast"
+        self._aggregation_info = self._base / "v2/bot/message/aggregation/info"
+        self._aggregation_list = self._base / "v2/bot/message/aggregation/list"
+        self._unit_statistics = self._base / "v2/bot/insight/message/event/aggregation"
 
     def __repr__(self) -> str:  # never show the token
         return f"LineClient({str(self._base)!r})"
@@ -235,6 +238,22 @@ class LineClient:
             self._validate_multicast, data=body, headers=self._json_auth
         ) as resp:
             return await _reply(resp)
+
+    async def aggregation_info(self) -> LineReply:
+        """How many statistics unit names the channel used this month."""
+        return await self._get(self._aggregation_info)
+
+    async def aggregation_list(self, *, limit: int, start: str | None = None) -> LineReply:
+        """This month's unit names, `limit` at a time; `start` continues a list."""
+        query = {"limit": str(limit)}
+        if start is not None:
+            query["start"] = start
+        return await self._get(self._aggregation_list.with_query(query))
+
+    async def statistics_per_unit(self, unit: str, start: str, end: str) -> LineReply:
+        """The figures of what was sent under `unit` from `start` to `end` (JST yyyyMMdd)."""
+        query = {"customAggregationUnit": unit, "from": start, "to": end}
+        return await self._get(self._unit_statistics.with_query(query))
 
     async def _get(self, url: URL) -> LineReply:
         async with self._session.get(url, headers=self._auth) as resp:

@@ -12,9 +12,12 @@ unless LINE names some of them as invalid.
 | other 429                                      | RETRY_LATER, rate limited, Retry-After or 1 s |
 | 5xx, timeout, reset, connection error          | RETRY_LATER (no delay: the core backs off) |
 | 400 naming `to[i]`                             | INVALID_RECIPIENTS with those ids         |
+| 400 naming `customAggregationUnits`            | sent again without the unit, same key     |
 | other 400, 404, 413, other 4xx                 | FATAL with LINE's message                 |
 | 401                                            | CREDENTIALS_REFUSED: the token was refused |
 | 403                                            | FATAL: the credentials may not do this     |
+
+A batch sent again without its unit that is accepted is marked STATISTICS_ALLOWANCE_USED_UP.
 
 A test send (`send_test`) pushes to each of its few recipients: one request and one outcome
 per recipient, so one bad id fails alone. Each push carries its own retry key, derived from the
@@ -33,11 +36,13 @@ import logging
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 
 from broadcaster.channels import (
     ChannelUnavailable,
     FieldViolation,
     Message,
+    Reason,
     SendBatch,
     SendOutcome,
     SendStatus,
@@ -45,6 +50,7 @@ from broadcaster.channels import (
 from broadcaster_line.client import LineClient, LineReply, failure
 from broadcaster_line.retry import NETWORK_ERRORS
 from broadcaster_line.rules import to_line_messages, violations_from_line
+from broadcaster_line.statistics import is_unit_refusal
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +68,24 @@ def _silent(notification_disabled: bool) -> str:
     return ',"notificationDisabled":true' if notification_disabled else ""
 
 
+def _unit(unit: str) -> str:
+    return f',"customAggregationUnits":{json.dumps([unit])}' if unit else ""
+
+
 def encode_multicast(
-    recipients: Sequence[str], messages: Sequence[Message], notification_disabled: bool = False
+    recipients: Sequence[str],
+    messages: Sequence[Message],
+    notification_disabled: bool = False,
+    unit: str = "",
 ) -> bytes:
     """The multicast request body `{"to": [...], "messages": [...]}` as UTF-8 JSON, with
-    `"notificationDisabled": true` for a silent send."""
+    `"notificationDisabled": true` for a silent send and `"customAggregationUnits": [unit]`
+    for a send counted under a statistics unit."""
     to = recipients if isinstance(recipients, list | tuple) else list(recipients)
     to_json = json.dumps(to, separators=(",", ":"))
     # ASCII JSON (non-ASCII escaped), so encoding cannot fail whatever the text holds.
     body = f'{{"to":{to_json},"messages":{_messages_json(tuple(messages))}'
-    return f"{body}{_silent(notification_disabled)}}}".encode("ascii")
+    return f"{body}{_silent(notification_disabled)}{_unit(unit)}}}".encode("ascii")
 
 
 def encode_push(
@@ -155,11 +169,28 @@ def outcome_of(reply: LineReply, recipients: Sequence[str]) -> SendOutcome:
     )
 
 
-async def send_batch(client: LineClient, batch: SendBatch) -> SendOutcome:
-    """Send one batch with its retry key. Never raises for network trouble: RETRY_LATER."""
-    body = encode_multicast(batch.recipients, batch.messages, batch.notification_disabled)
+async def send_batch(client: LineClient, batch: SendBatch, unit: str = "") -> SendOutcome:
+    """Send one batch with its retry key, counted under the statistics `unit` if given. Never
+    raises for network trouble: RETRY_LATER.
+
+    When LINE refuses the unit (400 naming `customAggregationUnits`: the month's allowance of
+    unit names is spent), the batch goes again at once without it, with the same retry key: a
+    refused request is not accepted, so LINE does not remember its key, and keeping it keeps
+    the batch safe from a second delivery. The outcome then says the batch is not counted."""
+    body = encode_multicast(batch.recipients, batch.messages, batch.notification_disabled, unit)
     try:
         reply = await client.multicast(body, batch.idempotency_key)
+        if unit and is_unit_refusal(reply):
+            plain = SendBatch(
+                batch.recipients,
+                batch.messages,
+                batch.idempotency_key,
+                batch.notification_disabled,
+            )
+            outcome = await send_batch(client, plain)
+            if outcome.status is SendStatus.ACCEPTED:
+                return replace(outcome, statistics_unavailable=Reason.STATISTICS_ALLOWANCE_USED_UP)
+            return outcome
     except NETWORK_ERRORS as exc:
         # A timeout or reset may strike after LINE accepted the batch: the retry key makes the
         # next attempt safe (409 rather than a second delivery).
