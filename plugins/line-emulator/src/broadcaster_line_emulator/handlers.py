@@ -234,23 +234,10 @@ def followers(call: Call) -> web.Response:
     account = call.account
     if not account.tier.can_list_followers:
         return r.error(403, r.NOT_AVAILABLE, call.request_id)
-    query = call.request.query
-    limit = FOLLOWERS_DEFAULT_LIMIT
-    if "limit" in query:
-        try:
-            limit = int(query["limit"])
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= FOLLOWERS_MAX_LIMIT:
-            detail = ErrorDetail(f"Must be between 1 and {FOLLOWERS_MAX_LIMIT}", "limit")
-            return r.error(400, "Invalid limit param", call.request_id, [detail])
-    now = call.runtime.clock.time()
-    start = 0
-    if "start" in query:
-        parsed = _parse_continuation(query["start"], account.channel_id, now)
-        if parsed is None:
-            return r.error(400, r.INVALID_START, call.request_id)
-        start = parsed
+    paged = _page(call, FOLLOWERS_DEFAULT_LIMIT, FOLLOWERS_MAX_LIMIT)
+    if isinstance(paged, web.Response):
+        return paged
+    start, limit, now = paged
     user_ids, next_position = account.followers.page(start, limit)
     body: dict[str, Any] = {"userIds": user_ids}
     if next_position is not None:
@@ -363,25 +350,36 @@ def aggregation_info(call: Call) -> web.Response:
     return r.ok({"numOfCustomAggregationUnits": len(used)}, call.request_id)
 
 
-def aggregation_list(call: Call) -> web.Response:
-    """This month's unit names, `limit` at a time, continued with `start` = the last `next`."""
-    account, query = call.account, call.request.query
-    limit = agg.LIST_DEFAULT_LIMIT
+def _page(call: Call, default: int, maximum: int) -> tuple[int, int, float] | web.Response:
+    """A paged list's `start` (from its continuation token) and `limit`, and the time they were
+    read at; or LINE's 400 for a bad one."""
+    query = call.request.query
+    limit = default
     if "limit" in query:
         try:
             limit = int(query["limit"])
         except ValueError:
             limit = 0
-        if not 1 <= limit <= agg.LIST_MAX_LIMIT:
-            detail = ErrorDetail(f"Must be between 1 and {agg.LIST_MAX_LIMIT}", "limit")
+        if not 1 <= limit <= maximum:
+            detail = ErrorDetail(f"Must be between 1 and {maximum}", "limit")
             return r.error(400, "Invalid limit param", call.request_id, [detail])
     now = call.runtime.clock.time()
     start = 0
     if "start" in query:
-        parsed = _parse_continuation(query["start"], account.channel_id, now)
+        parsed = _parse_continuation(query["start"], call.account.channel_id, now)
         if parsed is None:
             return r.error(400, r.INVALID_START, call.request_id)
         start = parsed
+    return start, limit, now
+
+
+def aggregation_list(call: Call) -> web.Response:
+    """This month's unit names, `limit` at a time, continued with `start` = the last `next`."""
+    account = call.account
+    paged = _page(call, agg.LIST_DEFAULT_LIMIT, agg.LIST_MAX_LIMIT)
+    if isinstance(paged, web.Response):
+        return paged
+    start, limit, now = paged
     used = account.units.used(now)
     body: dict[str, Any] = {"customAggregationUnits": used[start : start + limit]}
     if start + limit < len(used):
