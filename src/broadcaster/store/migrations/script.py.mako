@@ -15,6 +15,9 @@ revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
 branch_labels = ${repr(branch_labels)}
 depends_on = ${repr(depends_on)}
+# "expand" (only adds: the version before runs on the schema it leaves) or "contract" (removes,
+# renames or changes what an earlier version uses): docs/operations.md, "Upgrade".
+kind = "expand"
 
 
 def upgrade() -> None:
