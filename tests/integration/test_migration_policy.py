@@ -81,7 +81,9 @@ def test_expand_migrations_only_add(tmp_path: Path) -> None:
 def test_each_revision_records_its_oldest_compatible_one(db: Database) -> None:
     scripts = ScriptDirectory.from_config(migrate.alembic_config(db.engine))
     with db.engine.connect() as conn:
-        recorded = dict(conn.execute(text("SELECT * FROM schema_compatibility")).all())
+        recorded: dict[str, str] = dict(
+            conn.execute(text("SELECT * FROM schema_compatibility")).all()
+        )
     assert recorded == migrate.oldest_compatible(scripts)
     head = migrate.head_revision(db.engine)
     assert head is not None and recorded[head] == "0014"

@@ -133,4 +133,6 @@ def test_serve_exits_2_naming_both_schemas(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 2, done.stderr
-    assert "schema 9002" in done.stderr and migrate.head_revision(db.engine) in done.stderr
+    assert (
+        "schema 9002" in done.stderr and f"schema {migrate.head_revision(db.engine)}" in done.stderr
+    )
