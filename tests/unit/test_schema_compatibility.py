@@ -19,11 +19,14 @@ from broadcaster.store.compatibility import Schema, judge
 @dataclass
 class _Script:
     revision: str
-    kind: str | None
+    kind: str | None  # "contract:0002": a contract migration compatible with 0002
 
     @property
     def module(self) -> Any:
-        return SimpleNamespace() if self.kind is None else SimpleNamespace(kind=self.kind)
+        if self.kind is None:
+            return SimpleNamespace()
+        kind, _, compatible_with = self.kind.partition(":")
+        return SimpleNamespace(kind=kind, compatible_with=compatible_with or None)
 
 
 class _Scripts:
@@ -54,6 +57,19 @@ def test_the_oldest_compatible_revision_is_the_last_contract_one() -> None:
         "0005": "0003",
     }
     assert _oldest("expand", "expand") == {"0001": "0001", "0002": "0001"}
+
+
+def test_a_contract_migration_may_keep_the_release_before_it_running() -> None:
+    """Release 0002 stopped using what 0003 removes: 0002's code runs on 0003 and after, not
+    0001's."""
+    assert _oldest("contract", "expand", "contract:0002", "expand") == {
+        "0001": "0001",
+        "0002": "0001",
+        "0003": "0002",
+        "0004": "0002",
+    }
+    with pytest.raises(ValueError, match="migration 0002 declares compatible_with='0003'"):
+        _oldest("contract", "contract:0003", "expand")
 
 
 @pytest.mark.parametrize("kind", [None, "additive"])

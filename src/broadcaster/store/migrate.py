@@ -2,8 +2,10 @@
 
 Each migration declares its `kind`: "expand" when it only adds (tables, nullable or defaulted
 columns, indexes), so the version before it runs on the schema it leaves; "contract" when it
-removes, renames or changes what an earlier version uses. From those, every revision has an
-oldest compatible revision: the latest contract migration at or before it. The migration
+removes, renames or changes what an earlier version uses. A contract migration runs on no
+earlier version's code, unless it declares `compatible_with`: the revision of the release that
+already stopped using what it removes (the first of the two releases a removal takes), which
+still runs on it. From those, every revision has an oldest compatible revision; the migration
 environment records it per revision in `schema_compatibility`, where a version that does not
 know the database's revision reads whether it may run on it (store.compatibility).
 """
@@ -64,8 +66,9 @@ def schema_version(conn: Connection) -> str | None:
 
 def oldest_compatible(scripts: ScriptDirectory) -> dict[str, str]:
     """Per revision, the oldest revision whose version runs on it: walking back over expand
-    migrations, the first contract one met. A migration without a valid `kind` fails here
-    (and so fails its tests and `migrate`)."""
+    migrations, the first contract one met (or the earlier revision it declares itself
+    `compatible_with`). A migration without a valid `kind`, or compatible with a revision that
+    is not before it, fails here (and so fails its tests and `migrate`)."""
     chain = list(reversed(list(scripts.walk_revisions())))  # oldest first; the chain is linear
     found: dict[str, str] = {}
     oldest = None
@@ -77,7 +80,12 @@ def oldest_compatible(scripts: ScriptDirectory) -> dict[str, str]:
                 f"{EXPAND!r} or {CONTRACT!r} is required"
             )
         if kind == CONTRACT or oldest is None:
-            oldest = script.revision
+            oldest = getattr(script.module, "compatible_with", None) or script.revision
+            if oldest != script.revision and oldest not in found:
+                raise ValueError(
+                    f"migration {script.revision} declares compatible_with={oldest!r}: "
+                    "an earlier revision is required"
+                )
         found[script.revision] = oldest
     return found
 

@@ -16,7 +16,8 @@ down_revision = ${repr(down_revision)}
 branch_labels = ${repr(branch_labels)}
 depends_on = ${repr(depends_on)}
 # "expand" (only adds: the version before runs on the schema it leaves) or "contract" (removes,
-# renames or changes what an earlier version uses): docs/operations.md, "Upgrade".
+# renames or changes what an earlier version uses; with `compatible_with = "<revision>"`, the
+# release at that revision, which no longer uses it, still runs): docs/operations.md, "Upgrade".
 kind = "expand"
 
 
