@@ -35,7 +35,7 @@ from broadcaster.services.sending import Sending
 from broadcaster.services.test_sends import TestSends
 from broadcaster.services.upkeep import ChannelUpkeep
 from broadcaster.services.webhooks import WebhookIngest
-from broadcaster.store import migrate
+from broadcaster.store import compatibility, migrate
 from broadcaster.store.database import Database
 from broadcaster.store.notifications import Listener
 from broadcaster.store.sealing import Sealer
@@ -48,6 +48,11 @@ class NeedsMigration(RuntimeError):
     """The database schema is older than this version of the service."""
 
 
+class IncompatibleSchema(RuntimeError):
+    """The database schema is newer than this version of the service, and a contract migration
+    came since (or it declares nothing): this version does not run on it."""
+
+
 def open_database(url: URL, *, write_cache_mb: int = 64) -> Database:
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -55,16 +60,21 @@ def open_database(url: URL, *, write_cache_mb: int = 64) -> Database:
 
 
 def prepare_schema(db: Database) -> None:
-    """Migrate an empty database; refuse to run on one that an older version left behind."""
+    """Migrate an empty database; refuse to run on one that an older version left behind, or
+    on a newer one this version is not compatible with (store.compatibility)."""
     current = migrate.current_revision(db.engine)
     if current is None:
         log.info("empty database: creating the schema")
         migrate.upgrade(db.engine)
-    elif current != migrate.head_revision(db.engine):
-        raise NeedsMigration(
-            f"the database is at schema {current}, this version needs "
-            f"{migrate.head_revision(db.engine)}: run `broadcaster migrate` first"
-        )
+        return
+    head, known = migrate.head_revision(db.engine), migrate.known_revisions(db.engine)
+    with db.engine.connect() as conn:
+        found = compatibility.at_revision(conn, current, known)
+    verdict = compatibility.judge(found, head, known)
+    if not verdict.runs:
+        raise (IncompatibleSchema if verdict.newer else NeedsMigration)(verdict.says)
+    if verdict.newer:
+        log.info(verdict.says)
 
 
 def load_plugins(config: Config) -> PluginManager:

@@ -78,7 +78,7 @@ def _cut(draining: asyncio.Task[None]) -> None:
 def _server_command(args: argparse.Namespace) -> int:
     """`serve` and `migrate`: configured from the environment and the flags, logging as it says.
     A setting that cannot be used ends the command with status 2 and one line naming it."""
-    from broadcaster.app import NeedsMigration, open_database
+    from broadcaster.app import IncompatibleSchema, NeedsMigration, open_database
     from broadcaster.channels import PluginError
     from broadcaster.config import Config, ConfigError
     from broadcaster.store import migrate
@@ -108,7 +108,7 @@ def _server_command(args: argparse.Namespace) -> int:
         sys.setswitchinterval(0.001)
         asyncio.run(_serve(config))
         return 0
-    except (ConfigError, NeedsMigration, PluginError, SecretKeyError) as e:
+    except (ConfigError, IncompatibleSchema, NeedsMigration, PluginError, SecretKeyError) as e:
         print(f"broadcaster: {e}", file=sys.stderr)
         return 2
     except Exception:  # logged as a record, so a crash is one JSON line too

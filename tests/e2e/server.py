@@ -52,7 +52,11 @@ def start(
     tokens: str = TOKENS,
     extra_env: dict[str, str] | None = None,
     credentials: grpc.ChannelCredentials | None = None,
+    command: list[str] | None = None,
+    cwd: Path | None = None,
 ) -> Server:
+    """`broadcaster serve` (by default this checkout's, in this interpreter; `command` and
+    `cwd` run another release's)."""
     env = {
         **os.environ,
         "BROADCASTER_DATABASE_URL": database_url,
@@ -67,8 +71,9 @@ def start(
     }
     out = log.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "broadcaster.cli", "serve"],
+        command or [sys.executable, "-m", "broadcaster.cli", "serve"],
         env=env,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=out,
         text=True,

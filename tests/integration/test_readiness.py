@@ -1,7 +1,7 @@
 """Readiness follows the database, the schema and draining: ready → the database cut → not
 ready → restored → ready again; draining → not ready for good; a schema this build does not
-expect → not ready, saying what it found. Listeners (the gRPC health service) hear each change
-once."""
+run on (older, or newer after a contract migration) → not ready, saying what it found.
+Listeners (the gRPC health service) hear each change once."""
 
 from __future__ import annotations
 
@@ -52,18 +52,32 @@ async def test_a_schema_older_than_this_build_needs(db: Database) -> None:
     assert at is not None
     report = await _readiness(db, told, expected="9999", known=frozenset({at})).check()
     assert not report.ready and report.database == "ok"
-    assert report.schema == f"at {at}, this build needs 9999"
+    assert report.schema == (
+        f"the database is at schema {at}, this version needs 9999: run `broadcaster migrate` first"
+    )
     assert told == [False]
 
 
-async def test_a_schema_newer_than_this_build_knows(db: Database) -> None:
-    """A newer version migrated the database (the first step of a rolling upgrade): replicas
-    of this version stay ready until they are replaced."""
+async def test_a_newer_schema_declared_compatible(db: Database) -> None:
+    """A newer version migrated the database with expand migrations only (the first step of a
+    rolling upgrade): replicas of this version stay ready until they are replaced. (The
+    database's revisions since 0014 are all expand ones: a build at 0016 runs on them.)"""
     told: list[bool] = []
     at = migrate.head_revision(db.engine)
-    report = await _readiness(db, told, expected="0001", known=frozenset({"0001"})).check()
+    known = frozenset({"0014", "0015", "0016"})
+    report = await _readiness(db, told, expected="0016", known=known).check()
     assert report.ready and report.schema == "ok" and report.schema_version == at
     assert told == [True]
+
+
+async def test_a_newer_schema_after_a_contract_migration(db: Database) -> None:
+    """0014 was a contract migration: a build at 0013 does not run on what came after it."""
+    told: list[bool] = []
+    at = migrate.head_revision(db.engine)
+    report = await _readiness(db, told, expected="0013", known=frozenset({"0013"})).check()
+    assert not report.ready and report.schema_version == at
+    assert f"at schema {at}, which runs versions from schema 0014 on" in report.schema
+    assert told == [False]
 
 
 async def test_not_ready_while_the_database_is_away(database_url: str) -> None:

@@ -4,7 +4,7 @@
 `/healthz` is liveness: 200 whenever the process answers (its event loop runs), whatever the
 state of the database, which a restart would not mend. `/readyz` is readiness
 (services.readiness): 200 when the replica should take calls, 503 when not (the database does
-not answer, its schema is not the one this build needs, or the replica is draining), with a
+not answer, this build does not run on its schema, or the replica is draining), with a
 JSON body naming each part's state.
 
 Webhook answers: 200 once the events are committed, with how many were recorded and how many

@@ -3,18 +3,19 @@ orchestrators (`GET /readyz`, and the gRPC health service's status for every ser
 
 Ready means all of:
 - database: it answers, within `timeout` seconds;
-- schema: it is at the migration this build expects, or at one this build does not know: a
-  newer version's `broadcaster migrate` ran, and migrations keep the previous version working
-  on the schema they leave (expand, then contract a release later), so a rolling upgrade
-  migrates first and then replaces replicas that stay ready meanwhile. A schema this build
-  knows but is not at yet is older: the build needs `broadcaster migrate` and is not ready;
+- schema: this build runs on it, by the rule `serve` starts by (store.compatibility): at the
+  migration this build expects, or at a newer one that declares itself compatible with it
+  (only expand migrations since: a rolling upgrade migrates first and then replaces replicas
+  that stay ready meanwhile). An older schema needs `broadcaster migrate`; a newer one after a
+  contract migration, or one that declares nothing, needs a newer build;
 - dispatcher: it is running, not draining (a replica that received SIGTERM finishes its work
   and hands its channels over; it takes no new calls meanwhile).
 
 Liveness is not readiness: a replica whose database is away is alive (`/healthz`), and
 restarting it would not bring the database back.
 
-A check is one statement (the schema's version, which also proves the database answers). Its
+A check is one statement (the schema's version, which also proves the database answers; at a
+version this build does not know, its declared compatibility is read too). Its
 answer is kept for `max_age` seconds, so probes on many paths cost at most one statement per
 that time, and a check under way is shared by the probes that arrive meanwhile; besides the
 probes, the replica checks every `period` seconds, so that the gRPC health status (and its
@@ -31,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from broadcaster.domain.errors import Unavailable
-from broadcaster.store import migrate
+from broadcaster.store import compatibility
 from broadcaster.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -113,10 +114,11 @@ class Readiness:
         return await asyncio.shield(self._running)
 
     async def _check(self) -> Report:
-        database, schema, found = "ok", "ok", None
+        database, schema = "ok", "ok"
+        found: compatibility.Schema | None = None
         try:
             async with asyncio.timeout(self._timeout):
-                found = await self._db.read_point(migrate.schema_version)
+                found = await self._db.read_point(compatibility.read, self._known)
         except TimeoutError:
             database = schema = f"no answer within {self._timeout:g} s"
         except Unavailable:
@@ -125,9 +127,11 @@ class Readiness:
             log.warning("readiness: the database check failed", exc_info=True)
             database = schema = f"check failed: {type(e).__name__}"
         else:
-            if found != self._expected and found in self._known:  # older: not migrated yet
-                schema = f"at {found or 'no schema'}, this build needs {self._expected}"
-        report = Report(database, schema, "draining" if self._draining else "ok", found)
+            verdict = compatibility.judge(found, self._expected, self._known)
+            if not verdict.runs:
+                schema = verdict.says
+        version = None if found is None else found.revision
+        report = Report(database, schema, "draining" if self._draining else "ok", version)
         await self._publish(report)
         return report
 

@@ -594,3 +594,18 @@ class TestSendRow(SQLModel, table=True):
 
 
 test_sends = _table(TestSendRow)
+
+
+class SchemaCompatibilityRow(SQLModel, table=True):
+    """Per revision the database went through, the oldest revision whose version still runs on
+    it (every migration after that one only adds). Written by the migration environment, so a
+    version that does not know the database's revision can still tell whether it runs on it
+    (store.compatibility)."""
+
+    __tablename__ = "schema_compatibility"
+
+    revision: str = Field(primary_key=True, max_length=32)
+    oldest_compatible: str = Field(max_length=32)
+
+
+schema_compatibility = _table(SchemaCompatibilityRow)

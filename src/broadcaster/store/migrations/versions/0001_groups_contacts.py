@@ -14,6 +14,8 @@ revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+# Contract: the first schema, on which no earlier version runs.
+kind = "contract"
 
 
 def _time(name: str, nullable: bool = False) -> sa.Column[int]:

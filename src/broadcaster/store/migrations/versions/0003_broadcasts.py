@@ -14,6 +14,7 @@ revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
+kind = "expand"
 
 _AUDIENCE = ["last_interaction_time", "opted_out", "follower_state"]
 

@@ -15,6 +15,7 @@ revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
+kind = "expand"
 
 _COLUMNS = "group_id, contact_id, channel_id, last_interaction_time, opted_out, follower_state"
 # The groups of the contact's merchant that hold its customer.

@@ -17,6 +17,8 @@ revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
+# Contract: it drops events and renames conversations, which the versions before read.
+kind = "contract"
 
 _PENDING, _SENT = 0, 1  # delivery outcomes
 _BROADCAST_MESSAGE, _CONVERSATION_CREATED = 1, 2  # event kinds before this revision

@@ -16,6 +16,7 @@ revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
+kind = "expand"
 
 DAY_US = 86_400_000_000
 NEVER = -(2**31)  # the day of contacts who never interacted: before any real day

@@ -15,6 +15,7 @@ revision = "0013"
 down_revision = "0012"
 branch_labels = None
 depends_on = None
+kind = "expand"
 
 _SCHEDULED = "state = 6"
 

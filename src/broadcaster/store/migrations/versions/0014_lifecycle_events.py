@@ -17,6 +17,9 @@ revision = "0014"
 down_revision = "0013"
 branch_labels = None
 depends_on = None
+# Contract: lifecycle rows in the outbox, which the versions before would read as batches
+# delivered.
+kind = "contract"
 
 
 def upgrade() -> None:

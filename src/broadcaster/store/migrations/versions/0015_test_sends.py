@@ -14,6 +14,7 @@ revision = "0015"
 down_revision = "0014"
 branch_labels = None
 depends_on = None
+kind = "expand"
 
 
 def upgrade() -> None:
