@@ -5,9 +5,9 @@ replica; the old replica restarts on the migrated schema (it must start: only ex
 migrations came since); this checkout's `serve` starts beside it, and a broadcast goes out
 through the new one. Every recipient gets each broadcast exactly once.
 
-The previous release is the tag v0.1.0 where it exists, else the commit in releases/previous;
-it is exported from git (`git archive`) into a temporary directory and installed there from the
-lock file with uv (its packages come from uv's cache).
+The previous release is named in releases/previous: its tag where this clone has it, else its
+commit. It is exported from git (`git archive`) into a temporary directory and installed there
+from the lock file with uv (its packages come from uv's cache).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from tests.e2e.sending_rig import Api, merchant, reach
 pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parents[2]
-TAG = "v0.1.0"
 RECORDED = ROOT / "releases" / "previous"
 FOLLOWERS = 1_200  # three batches of LINE's 500
 
@@ -52,13 +51,12 @@ def previous_release() -> str:
         pytest.skip(f"no git metadata here, so no previous release to run: {e}")
     if shallow == "true":
         pytest.skip("a shallow clone: the previous release's commit may be missing from it")
-    try:
-        return _git("rev-parse", "--verify", "--quiet", f"refs/tags/{TAG}^{{commit}}")
-    except RuntimeError:
-        pass
     lines = [x.strip() for x in RECORDED.read_text().splitlines()]
-    recorded = next(x for x in lines if x and not x.startswith("#"))
-    return _git("rev-parse", "--verify", f"{recorded}^{{commit}}")
+    tag, commit = next(x for x in lines if x and not x.startswith("#")).split()
+    try:
+        return _git("rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}")
+    except RuntimeError:
+        return _git("rev-parse", "--verify", f"{commit}^{{commit}}")
 
 
 def _uv() -> str:
