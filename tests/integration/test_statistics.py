@@ -66,9 +66,10 @@ class Shop:
         full = f"{self.parent}/broadcasts/{made.id}"
         await self.sending.send(LOCAL, full, "")
         async with asyncio.timeout(30):
-            while (await self.broadcasts.get(LOCAL, full)).state is BroadcastState.SENDING:
+            while True:
+                if (await self.broadcasts.get(LOCAL, full)).state is not BroadcastState.SENDING:
+                    return made.id
                 await asyncio.sleep(0.02)
-        return made.id
 
 
 @pytest.fixture

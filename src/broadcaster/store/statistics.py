@@ -264,7 +264,8 @@ def record_failure(
     done = conn.execute(
         text(
             "UPDATE broadcast_statistics SET next_fetch_time = :at, lease_owner = '',"
-            " lease_expiry = 0, failures = failures + 1 WHERE broadcast_id = :b AND lease_owner = :o"
+            " lease_expiry = 0, failures = failures + 1"
+            " WHERE broadcast_id = :b AND lease_owner = :o"
         ),
         {"b": c.broadcast, "o": owner, "at": to_us(retry_at)},
     ).rowcount
