@@ -174,7 +174,10 @@ class Collector:
             self._ctx.metrics.statistics_read(kind, "failed", None)
 
     async def _next_wait(self) -> float:
-        poll = self.settings.safety_poll_seconds
+        # A broadcast sent meanwhile (on any replica) is first due one early interval after
+        # its send: looking no less often than that finds it in time, without being told.
+        early = self._ctx.statistics.early_interval.total_seconds()
+        poll = min(self.settings.safety_poll_seconds, early)
         if len(self._reading) >= self.settings.concurrent:
             return poll  # until a read ends (which wakes the loop)
         nxt = await self._ctx.db.read(repo.next_due)
