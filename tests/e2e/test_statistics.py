@@ -22,6 +22,7 @@ from broadcaster.v1 import contact_service_pb2_grpc as cpb_grpc
 from tests.databases import fresh_database
 from tests.e2e import server as live
 from tests.e2e.server import ADMIN, ALPHA, auth, connect_fake, failure
+from tests.e2e.test_operations import cli
 
 A = auth(ADMIN)
 
@@ -176,3 +177,22 @@ def test_another_merchants_broadcast_is_not_found(grpc_channel: grpc.Channel) ->
     with pytest.raises(grpc.RpcError) as e:
         stub.GetBroadcastStatistics(pb.GetBroadcastStatisticsRequest(name=broadcast), metadata=A)
     assert failure(e.value).code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_the_operator_command_shows_them(
+    stats_server: live.Server, grpc_channel: grpc.Channel
+) -> None:
+    _, broadcast = _sent(grpc_channel, "fake-stats", 40, withhold_below="10")
+    _until(lambda: _statistics(grpc_channel, broadcast).HasField("fetch_time"))
+    shown = cli(stats_server, "broadcasts", "stats", broadcast)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"{broadcast}: 40 delivered"
+    opened = next(line for line in lines if line.startswith("opened"))
+    clicked = next(line for line in lines if line.startswith("clicked"))
+    assert opened.split()[1:] == ["20", "50.0%"]
+    assert clicked.split()[1:] == ["withheld", "-"]  # never 0
+    assert any("https://shop.example/s" in line and "withheld" in line for line in lines)
+    _, plain = _sent(grpc_channel, "fake", 2)
+    shown = cli(stats_server, "broadcasts", "stats", plain)
+    assert "no figures: STATISTICS_NOT_SUPPORTED" in shown.stdout

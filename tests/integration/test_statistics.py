@@ -18,6 +18,7 @@ from broadcaster.dispatch.engine import Dispatcher, Settings
 from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.auth import LOCAL
 from broadcaster.domain.broadcasts import BroadcastState
+from broadcaster.domain.deliveries import DeliveryOutcome
 from broadcaster.domain.messages import TextMessage
 from broadcaster.domain.model import ContactImport, FollowerState
 from broadcaster.domain.reasons import Reason
@@ -167,6 +168,11 @@ async def test_batches_counted_under_the_unit_and_figures_stored_with_none_kept(
     ids = await ctx.db.read(_request_ids, broadcast)
     assert len(ids) == 3 and all(ids) and len(set(ids)) == 3
     assert set(ids) <= set(shop.ledger.accepted_keys.values())
+    # ListDeliveries shows each recipient's request id, filtered or not.
+    name = f"{shop.parent}/broadcasts/{broadcast}"
+    for outcome in (DeliveryOutcome.SENT, None):
+        _, shown, _ = await shop.sending.deliveries(LOCAL, name, 120, "", outcome)
+        assert [d.request_id for d in shown] == [ids[n // 50] for n in range(120)]
     row = await ctx.db.read(_row, broadcast)
     assert row is not None and row["unit"] == f"b{broadcast}" and row["unavailable_reason"] == ""
     assert row["fetch_time"] is None

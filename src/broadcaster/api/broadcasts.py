@@ -431,6 +431,7 @@ class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
                 external_id=d.external_id,
                 outcome=OUTCOMES_OUT[d.outcome],
                 reason=d.reason,
+                request_id=d.request_id,
             )
         return response
 

@@ -626,6 +626,8 @@ class ChannelDispatch:
                 outcome = await self._send(instance, sending)
                 if span is not None:
                     span.set_attribute("broadcaster.outcome", outcome.status.name)
+                    if outcome.request_id:  # the channel's id, to trace the batch with it
+                        span.set_attribute("broadcaster.request_id", outcome.request_id)
             took = time.monotonic() - started
             if outcome.status not in _ACCEPTED:  # an accepted batch counts once it is recorded
                 self._ctx.metrics.record_batch(self._kind, outcome, took)

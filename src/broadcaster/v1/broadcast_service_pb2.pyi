@@ -1465,6 +1465,7 @@ class Delivery(_message.Message):
     EXTERNAL_ID_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `merchants/{merchant}/broadcasts/{broadcast}/deliveries/{delivery}`; the
     delivery id is the recipient's position in the broadcast.
@@ -1479,6 +1480,11 @@ class Delivery(_message.Message):
     """A stable reason for FAILED and OUTCOME_UNKNOWN (for example `INVALID_RECIPIENT`,
     `KEY_EXPIRED`).
     """
+    request_id: _builtins.str
+    """For SENT: the channel's id for the request that sent it (LINE: the `X-Line-Request-Id` of
+    the multicast), to trace a message with the channel's support; empty when the channel
+    gave none.
+    """
     def __init__(
         self,
         *,
@@ -1487,10 +1493,11 @@ class Delivery(_message.Message):
         external_id: _builtins.str = ...,
         outcome: Global___Delivery.Outcome.ValueType = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact", "external_id", b"external_id", "name", b"name", "outcome", b"outcome", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact", "external_id", b"external_id", "name", b"name", "outcome", b"outcome", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
