@@ -326,6 +326,30 @@ async def test_a_dead_replicas_claim_comes_due_again_and_a_stopped_one_hands_bac
     assert row is not None and row["lease_owner"] == "" and row["next_fetch_time"] == to_us(now)
 
 
+async def test_a_replica_stopping_mid_read_hands_the_read_back(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    shop = await _one_shop(ctx, hub, merchant)
+    broadcast = await shop.send()
+    shop.ledger.statistics_script[:] = ["slow"]
+    shop.clock.shift += HOUR
+    stopping = Collector(ctx, hub)
+    assert await stopping.collect_due() == 1
+    async with asyncio.timeout(5):
+        while not shop.ledger.statistics_reads:
+            await asyncio.sleep(0.01)
+    await stopping.stop()
+    row = await ctx.db.read(_row, broadcast)
+    assert row is not None and row["lease_owner"] == "" and row["fetch_time"] is None
+    assert from_us(int(str(row["next_fetch_time"]))) <= ctx.now()
+    other = Collector(ctx, hub)
+    shop.clock.shift += timedelta(seconds=10)  # the channel's pace allows the next read
+    assert await other.collect_due() == 1
+    await other.idle()
+    row = await ctx.db.read(_row, broadcast)
+    assert row is not None and row["fetch_time"] is not None
+
+
 async def test_an_unreachable_channel_is_read_later_never_dropped(
     ctx: ServiceContext, hub: ChannelHub, merchant: str
 ) -> None:

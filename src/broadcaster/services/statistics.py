@@ -92,6 +92,9 @@ class Collector:
 
     async def stop(self) -> None:
         """Stop reading; the claims not read yet go back at once, for another replica."""
+        # Taken first: a read cut off below drops its claim as it ends. One that was recorded
+        # meanwhile no longer has this replica as its owner, so handing it back changes nothing.
+        left = list(self._claims.values())
         tasks = [t for t in (self._loop, *self._reading.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -99,7 +102,6 @@ class Collector:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._loop = None
-        left = list(self._claims.values())
         self._claims.clear()
         try:
             await self._ctx.db.write(repo.release, left, self.owner, self._ctx.now())
