@@ -336,7 +336,9 @@ async def test_a_replica_stopping_mid_read_hands_the_read_back(
     stopping = Collector(ctx, hub)
     assert await stopping.collect_due() == 1
     async with asyncio.timeout(5):
-        while not shop.ledger.statistics_reads:
+        while True:  # until the read is under way at the channel
+            if shop.ledger.statistics_reads:
+                break
             await asyncio.sleep(0.01)
     await stopping.stop()
     row = await ctx.db.read(_row, broadcast)
