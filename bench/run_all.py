@@ -57,6 +57,7 @@ BENCHES: dict[str, tuple[str, ...]] = {
     "dispatch_many": (),
     "schedule_firing": (),
     "drain": (),
+    "statistics_collection": (),
 }
 
 Numbers = Mapping[str, float]
@@ -284,6 +285,19 @@ ROWS = (
         "bulk_members",
         "import 10,000 contacts in one call (merge by external id)",
         "set-based",
+    ),
+    Row(
+        "statistics_collection",
+        "statistics_collection",
+        "statistics collection: 10,000 broadcasts sent over the last 14 days on 100 channel "
+        "accounts, two replicas, a day of collection (simulated time, a channel answering at "
+        "once); the service's CPU per hour of collection, and the most reads of one account "
+        "in any hour against its ceiling (100)",
+        "< 5 % of a core, reads ≤ the ceiling",
+        (
+            at_most("core_share", 0.05, after=" of a core"),
+            Check(lambda n, _backend: n["most_per_hour"] <= n["ceiling"]),
+        ),
     ),
 )
 assert {row.bench for row in ROWS} == set(BENCHES)

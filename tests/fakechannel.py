@@ -17,6 +17,16 @@ on the way back; "rate": too many requests; "reject": refused for good).
 A test send (`send_test`) goes to each recipient alone, under a key per recipient derived from
 its own, with the same rules (a `bad-` id refused, the quota enforced, a key answered "already
 accepted"); "fail" in the script fails the next recipient transiently.
+
+The `fake-stats` type is the same channel keeping statistics (ReportsStatistics): a batch sent
+under a unit is counted under it, and `fetch_statistics` reports deterministic figures from
+the recipients counted: people who opened (half of them) and clicked (a fifth), per bubble
+and per URL (an `https://` word in a text bubble); a figure below `withhold_below` (default
+5) is withheld (None), as are media plays (text bubbles have none). `statistics_units` caps
+the distinct units an account may use: past it, batches go out without one and say
+STATISTICS_ALLOWANCE_USED_UP. "unavailable" in `Ledger.statistics_script` fails the next read
+(ChannelUnavailable), "slow" makes it take 30 s; each read is kept in
+`Ledger.statistics_reads`.
 """
 
 from __future__ import annotations
@@ -25,23 +35,27 @@ import asyncio
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Self
 
 from broadcaster.channels import (
     AccountInfo,
     AccountTier,
     Audience,
+    BubbleStatistics,
     Capabilities,
     Channel,
     ChannelContact,
     ChannelNativeMessage,
     ChannelRegistry,
     ChannelRuntime,
+    ChannelStatistics,
+    ChannelUnavailable,
     ContactPage,
     ContactsNotListable,
     CredentialField,
@@ -54,10 +68,13 @@ from broadcaster.channels import (
     Message,
     MessageKind,
     Quota,
+    Reason,
+    ReportsStatistics,
     SendBatch,
     SendOutcome,
     SendStatus,
     TextMessage,
+    UrlStatistics,
     WebhookRejected,
     hookimpl,
 )
@@ -77,6 +94,12 @@ class Ledger:
     used: int = 0
     revoked: bool = False  # the account refuses its credentials from now on
     attempts: int = 0  # send requests received
+    # Statistics (fake-stats): recipients and bubbles counted under each unit, reads made
+    # (unit, monotonic time), and answers queued for the next reads ("unavailable").
+    units: Counter[str] = field(default_factory=Counter)
+    unit_messages: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    statistics_reads: list[tuple[str, float]] = field(default_factory=list)
+    statistics_script: list[str] = field(default_factory=list)
 
 
 LEDGERS: defaultdict[str, Ledger] = defaultdict(Ledger)
@@ -107,6 +130,12 @@ class FakeChannel:
             "page_delay_ms", "time each follower page takes", secret=False, required=False
         ),
         CredentialField("send_delay_ms", "time each send takes", secret=False, required=False),
+        CredentialField(
+            "statistics_units", "distinct statistics units allowed", secret=False, required=False
+        ),
+        CredentialField(
+            "withhold_below", "figures below this are withheld", secret=False, required=False
+        ),
     )
 
     def __init__(self, credentials: Mapping[str, str]) -> None:
@@ -205,9 +234,26 @@ class FakeChannel:
         ledger.accepted_keys[batch.idempotency_key] = request_id
         ledger.received.update(batch.recipients)
         ledger.used += len(batch.recipients)
+        unavailable = self._count_under(ledger, batch)
         if step == "lost":
             return SendOutcome(SendStatus.RETRY_LATER, detail="connection reset")
-        return SendOutcome(SendStatus.ACCEPTED, request_id=request_id)
+        return SendOutcome(
+            SendStatus.ACCEPTED, request_id=request_id, statistics_unavailable=unavailable
+        )
+
+    def _count_under(self, ledger: Ledger, batch: SendBatch) -> str:
+        """Count the batch under its statistics unit; the reason it is not, if it has one."""
+        unit = batch.statistics_unit
+        if not unit:
+            return ""
+        allowed = self._c.get("statistics_units")
+        if unit not in ledger.units and allowed is not None and len(ledger.units) >= int(allowed):
+            return Reason.STATISTICS_ALLOWANCE_USED_UP
+        ledger.units[unit] += len(batch.recipients)
+        ledger.unit_messages[unit] = tuple(
+            m.text if isinstance(m, TextMessage) else "" for m in batch.messages
+        )
+        return ""
 
     async def send_test(self, batch: SendBatch) -> list[SendOutcome]:
         ledger = LEDGERS[self._c["token"]]
@@ -252,10 +298,58 @@ class FakeChannel:
         ]
 
 
+class FakeStatsChannel(FakeChannel):
+    """The fake channel, keeping statistics."""
+
+    type: ClassVar[str] = "fake-stats"
+    display_name: ClassVar[str] = "Fake with statistics"
+    statistics_window: ClassVar[timedelta] = timedelta(days=14)
+    statistics_requests_per_hour: ClassVar[float] = 36_000.0
+
+    def statistics_unit(self, broadcast_id: str) -> str:
+        return f"b{broadcast_id}"[:30]
+
+    async def fetch_statistics(self, unit: str, sent: datetime) -> ChannelStatistics | None:
+        ledger = LEDGERS[self._c["token"]]
+        ledger.statistics_reads.append((unit, time.monotonic()))
+        step = ledger.statistics_script.pop(0) if ledger.statistics_script else ""
+        if step == "unavailable":
+            raise ChannelUnavailable("fake statistics unavailable")
+        if step == "slow":  # a read that takes a while (to be cut off)
+            await asyncio.sleep(30)
+        n = ledger.units.get(unit)
+        if n is None:
+            return None
+        floor = int(self._c.get("withhold_below", "5"))
+
+        def shown(value: int) -> int | None:
+            return value if value >= floor else None
+
+        texts = ledger.unit_messages.get(unit, ())
+        urls = tuple(
+            UrlStatistics(seq, word, clicks=shown(n // 4), unique_clicks=shown(n // 5))
+            for seq, text in enumerate(texts, 1)
+            for word in text.split()
+            if word.startswith("https://")
+        )
+        return ChannelStatistics(
+            unique_impressions=shown(n // 2),
+            unique_clicks=shown(n // 5) if urls else None,
+            unique_media_plays=None,
+            bubbles=tuple(
+                BubbleStatistics(seq, impressions=shown(n // 2 + n // 10))
+                for seq in range(1, len(texts) + 1)
+            ),
+            urls=urls,
+        )
+
+
 @hookimpl
 def broadcaster_register_channels(registry: ChannelRegistry) -> None:
     registry.add(FakeChannel)
+    registry.add(FakeStatsChannel)
 
 
-# mypy checks here that FakeChannel satisfies the Channel protocol.
+# mypy checks here that the fake channels satisfy the protocols.
 _conforms: type[Channel] = FakeChannel
+_reports: type[ReportsStatistics] = FakeStatsChannel

@@ -32,6 +32,7 @@ from broadcaster.services.event_cursors import EventCursors
 from broadcaster.services.events import EventFeed, Events
 from broadcaster.services.readiness import Readiness
 from broadcaster.services.sending import Sending
+from broadcaster.services.statistics import Collector
 from broadcaster.services.test_sends import TestSends
 from broadcaster.services.upkeep import ChannelUpkeep
 from broadcaster.services.webhooks import WebhookIngest
@@ -100,6 +101,7 @@ class App:
     loop_watch: LoopWatch | None = None  # the event-loop lag ticker, once started
     renewer: Renewer | None = None  # renews the credentials channels issue for themselves
     tracing: Tracing | None = None  # OpenTelemetry, when OTEL_EXPORTER_OTLP_ENDPOINT is set
+    collector: Collector | None = None  # reads broadcasts' statistics back from their channels
 
     @classmethod
     def build(cls, config: Config) -> App:
@@ -123,6 +125,7 @@ class App:
             follower_sync_interval=None
             if config.follower_sync_interval is None
             else timedelta(seconds=config.follower_sync_interval),
+            statistics=config.statistics_schedule(),
         )
         keys = config.sealing_keys()
         hub = ChannelHub(registry, Sealer(keys), db, config.env, ctx=ctx)
@@ -168,6 +171,7 @@ class App:
             listener,
             renewer=Renewer(ctx, hub),
             tracing=tracing,
+            collector=Collector(ctx, hub),
         )
 
     async def start(self) -> tuple[RunningServer, RunningHttp]:
@@ -207,6 +211,8 @@ class App:
         self.firing.start()
         if self.renewer is not None:
             self.renewer.start()
+        if self.collector is not None:
+            self.collector.start()
         self.loop_watch = self.metrics.watch_event_loop()
         await self.readiness.check()
         self.readiness.start()
@@ -234,6 +240,8 @@ class App:
         if self.listener is not None:
             await self.listener.close()
         await self.services.upkeep.stop()
+        if self.collector is not None:
+            await self.collector.stop()
         await self.services.contact_sync.stop()
         await self.webhooks.stop()
         await self.readiness.stop()

@@ -17,6 +17,7 @@ import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from broadcaster.domain.auth import Caller, TokenTable
+from broadcaster.domain.statistics import Schedule
 from broadcaster.logs import FORMATS as LOG_FORMATS
 from broadcaster.store.sealing import is_usable_key, key_beside
 
@@ -328,6 +330,12 @@ class Config:
     # The URL this service's HTTP port is reached at from the internet (https://…), to set
     # channels' webhooks up; "" when not known (the merchant sets them by hand).
     public_url: str = ""
+    # Broadcast statistics are read every `statistics_early_interval` seconds during the first
+    # `statistics_early_period` seconds after a send (an hour, a day), then every
+    # `statistics_late_interval` seconds (a day), until the channel's statistics window ends.
+    statistics_early_interval: float = 3_600.0
+    statistics_early_period: float = 86_400.0
+    statistics_late_interval: float = 86_400.0
 
     def __post_init__(self) -> None:
         refuse_exposure(self.grpc_listen, self.tokens, "BROADCASTER_GRPC_LISTEN")
@@ -375,6 +383,23 @@ class Config:
                 *read("BROADCASTER_FOLLOWER_SYNC_INTERVAL", "86400")
             ),
             public_url=parse_public_url(*read("BROADCASTER_PUBLIC_URL")),
+            statistics_early_interval=parse_seconds(
+                *read("BROADCASTER_STATISTICS_EARLY_INTERVAL", "3600")
+            ),
+            statistics_early_period=parse_seconds(
+                *read("BROADCASTER_STATISTICS_EARLY_PERIOD", "86400")
+            ),
+            statistics_late_interval=parse_seconds(
+                *read("BROADCASTER_STATISTICS_LATE_INTERVAL", "86400")
+            ),
+        )
+
+    def statistics_schedule(self) -> Schedule:
+        """When broadcasts' statistics are read."""
+        return Schedule(
+            early_interval=timedelta(seconds=self.statistics_early_interval),
+            early_period=timedelta(seconds=self.statistics_early_period),
+            late_interval=timedelta(seconds=self.statistics_late_interval),
         )
 
     def sealing_keys(self) -> tuple[str, ...]:

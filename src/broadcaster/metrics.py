@@ -241,6 +241,20 @@ class Metrics:
             ["channel_type", "outcome"],
             registry=r,
         )
+        self.statistics_reads = Counter(
+            "broadcaster_statistics_reads",
+            "Reads of broadcasts' statistics from their channels, by channel type and outcome "
+            "(read, none: the channel has no figures yet, failed: unreachable or refused, "
+            "stopped: the channel is gone).",
+            ["channel_type", "outcome"],
+            registry=r,
+        )
+        self.statistics_read_seconds = Histogram(
+            "broadcaster_statistics_read_seconds",
+            "Time a read of a broadcast's statistics took, by channel type.",
+            ["channel_type"],
+            registry=r,
+        )
         # The database (watch_database).
         self.db_statements = Counter(
             "broadcaster_db_statements",
@@ -413,6 +427,11 @@ class Metrics:
 
     def follower_resync(self, channel_type: str, outcome: str) -> None:
         self.follower_resyncs.labels(channel_type, outcome).inc()
+
+    def statistics_read(self, channel_type: str, outcome: str, seconds: float | None) -> None:
+        self.statistics_reads.labels(channel_type, outcome).inc()
+        if seconds is not None:
+            self.statistics_read_seconds.labels(channel_type).observe(seconds)
 
     # -- the database ----------------------------------------------------------------------
 

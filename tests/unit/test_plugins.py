@@ -25,7 +25,7 @@ def _plugin(name: str, *channels: type) -> types.ModuleType:
 
 def test_test_channel_registers_and_conforms() -> None:
     registry = PluginManager.load((), [fakechannel]).register_channels()
-    assert registry.types() == ["fake"]
+    assert registry.types() == ["fake", "fake-stats"]
     channel = registry.get("fake").from_credentials({"token": "t", "account": "a"}, None)  # type: ignore[arg-type]
     assert isinstance(channel, Channel)
 

@@ -150,6 +150,17 @@ def test_draft_estimate_send_watch(live: Live, client: Client, shop: dict[str, A
     )
     assert len(deliveries) == MEMBERS
     assert {d.outcome for d in deliveries} == {bpb.Delivery.SENT}
+    assert all(d.request_id for d in deliveries)  # the channel's id, to trace a message
+
+    # Its statistics: the singleton under the broadcast. None are read yet (the first read is an
+    # hour after the send), so every figure is unset (never 0) and a reason says why.
+    stats = client.broadcasts.GetBroadcastStatistics(
+        bpb.GetBroadcastStatisticsRequest(name=f"{draft.name}/statistics")
+    )
+    assert (stats.name, stats.delivered) == (f"{draft.name}/statistics", MEMBERS)
+    assert not stats.HasField("unique_impressions") and not stats.HasField("open_rate")
+    assert stats.unavailable_reason in ("STATISTICS_NOT_YET", "STATISTICS_NOT_SUPPORTED")
+    assert done.statistics_summary.unavailable_reason == stats.unavailable_reason
 
     summary = live.emulator(
         "GET", f"/_emulator/accounts/{shop['account']['channelId']}/deliveries/summary"

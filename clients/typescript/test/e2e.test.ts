@@ -471,6 +471,21 @@ test("group, channel, draft, estimate, send, watch to the end", { timeout: 120_0
     [[draft.name, 0]],
   );
 
+  // Its statistics: the singleton under the broadcast. None are read yet (the first read is an
+  // hour after the send), so every figure is unset (undefined, never 0) and a reason says why.
+  const stats = await unary(
+    api.broadcasts.getBroadcastStatistics.bind(api.broadcasts),
+    b.GetBroadcastStatisticsRequest.fromPartial({ name: `${draft.name}/statistics` }),
+  );
+  assert.equal(stats.name, `${draft.name}/statistics`);
+  assert.equal(stats.delivered, MEMBERS);
+  assert.equal(stats.uniqueImpressions, undefined);
+  assert.equal(stats.openRate, undefined);
+  assert.ok(["STATISTICS_NOT_YET", "STATISTICS_NOT_SUPPORTED"].includes(stats.unavailableReason));
+  const summary0 = listed.broadcasts[0].statisticsSummary;
+  assert.equal(summary0?.unavailableReason, stats.unavailableReason);
+  assert.equal(summary0?.openRate, undefined);
+
   // The same events, many to a message: WatchEventBatches from the start of the merchant's feed.
   const batches = api.events.watchEventBatches(e.WatchEventBatchesRequest.fromPartial({ parent }));
   const inBatches = new Set<string>();

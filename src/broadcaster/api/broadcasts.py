@@ -18,6 +18,8 @@ from broadcaster.api.convert_broadcasts import (
     limit_out,
     outcome_in,
     state_in,
+    statistics_out,
+    summary_out,
     window_in,
 )
 from broadcaster.api.guard import caller
@@ -257,6 +259,7 @@ def _build(b: Broadcast) -> pb.Broadcast:
         resend_of=str(BroadcastName(b.merchant, b.resend_of)) if b.resend_of else "",
         create_time=timestamp(b.create_time),
         update_time=timestamp(b.update_time),
+        statistics_summary=summary_out(b.statistics),
     )
     if b.send_estimate is not None:
         out.send_estimate.CopyFrom(estimate_out(b.send_estimate))
@@ -269,6 +272,22 @@ def _build(b: Broadcast) -> pb.Broadcast:
     if b.schedule_time is not None:
         out.schedule_time.CopyFrom(timestamp(b.schedule_time))
     return out
+
+
+STATISTICS = "/statistics"
+
+
+def statistics_of(name: str) -> str:
+    """The broadcast a statistics singleton's name names."""
+    if not name.endswith(STATISTICS):
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "name", "must be merchants/{merchant}/broadcasts/{broadcast}/statistics"
+                )
+            ]
+        )
+    return name.removesuffix(STATISTICS)
 
 
 def test_send_out(t: TestSend) -> pb.TestSend:
@@ -412,6 +431,7 @@ class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
                 external_id=d.external_id,
                 outcome=OUTCOMES_OUT[d.outcome],
                 reason=d.reason,
+                request_id=d.request_id,
             )
         return response
 
@@ -422,6 +442,13 @@ class BroadcastServicer(pb_grpc.BroadcastServiceServicer):
             caller(), request.name, list(request.contacts), request.request_id
         )
         return test_send_out(made)
+
+    async def GetBroadcastStatistics(
+        self, request: pb.GetBroadcastStatisticsRequest, context: Context
+    ) -> pb.BroadcastStatistics:
+        broadcast = statistics_of(request.name)
+        found = await self._broadcasts.statistics(caller(), broadcast)
+        return statistics_out(f"{broadcast}{STATISTICS}", found)
 
     async def ListTestSends(
         self, request: pb.ListTestSendsRequest, context: Context

@@ -9,10 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
+from google.protobuf.message import Message
+
+from broadcaster.api.timestamps import timestamp
 from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.broadcasts import BroadcastState, Counters, RecipientLimit
 from broadcaster.domain.deliveries import DeliveryOutcome, EventKind
 from broadcaster.domain.errors import FieldViolation, InvalidArgument
+from broadcaster.domain.reasons import Reason
+from broadcaster.domain.statistics import Statistics, Summary
 from broadcaster.domain.test_sends import TestOutcome
 from broadcaster.v1 import broadcast_service_pb2 as pb
 from broadcaster.v1 import event_service_pb2 as event_pb
@@ -152,3 +157,72 @@ def counters_out(c: Counters) -> pb.BroadcastCounters:
         excluded=c.excluded,
         left_out_by_limit=c.left_out_by_limit,
     )
+
+
+def summary_out(summary: Summary) -> pb.BroadcastStatisticsSummary:
+    out = pb.BroadcastStatisticsSummary(unavailable_reason=summary.unavailable_reason)
+    if summary.open_rate is not None:
+        out.open_rate = summary.open_rate
+    if summary.click_rate is not None:
+        out.click_rate = summary.click_rate
+    if summary.fetch_time is not None:
+        out.fetch_time.CopyFrom(timestamp(summary.fetch_time))
+    return out
+
+
+def _withheld(path: str, values: Mapping[str, int | None]) -> list[pb.UnavailableFigure]:
+    return [
+        pb.UnavailableFigure(field=f"{path}{name}", reason=Reason.STATISTICS_WITHHELD)
+        for name, value in values.items()
+        if value is None
+    ]
+
+
+def statistics_out(name: str, st: Statistics) -> pb.BroadcastStatistics:
+    """GetBroadcastStatistics' answer: a figure not known is left unset (proto3 `optional`),
+    never 0; with figures read, each one left unset is named in `unavailable_figures`."""
+    out = pb.BroadcastStatistics(
+        name=name, delivered=st.delivered, unavailable_reason=st.unavailable_reason
+    )
+    if st.fetch_time is not None:
+        out.fetch_time.CopyFrom(timestamp(st.fetch_time))
+    f = st.figures
+    if f is None:
+        return out
+    _set(out, "unique_impressions", f.unique_impressions)
+    _set(out, "unique_clicks", f.unique_clicks)
+    _set(out, "unique_media_plays", f.unique_media_plays)
+    _set(out, "open_rate", st.open_rate)
+    _set(out, "click_rate", st.click_rate)
+    missing = _withheld(
+        "",
+        {
+            "unique_impressions": f.unique_impressions,
+            "unique_clicks": f.unique_clicks,
+            "unique_media_plays": f.unique_media_plays,
+        },
+    )
+    for i, b in enumerate(f.bubbles):
+        bubble = out.bubbles.add(seq=b.seq)
+        values = {
+            "impressions": b.impressions,
+            "media_plays": b.media_plays,
+            "unique_media_plays": b.unique_media_plays,
+            "unique_media_plays_completed": b.unique_media_plays_completed,
+        }
+        for field, value in values.items():
+            _set(bubble, field, value)
+        missing += _withheld(f"bubbles[{i}].", values)
+    for i, u in enumerate(f.urls):
+        url = out.urls.add(seq=u.seq, url=u.url)
+        values = {"clicks": u.clicks, "unique_clicks": u.unique_clicks}
+        for field, value in values.items():
+            _set(url, field, value)
+        missing += _withheld(f"urls[{i}].", values)
+    out.unavailable_figures.extend(missing)
+    return out
+
+
+def _set(message: Message, field: str, value: float | None) -> None:
+    if value is not None:
+        setattr(message, field, value)

@@ -57,6 +57,7 @@ from broadcaster.channels import (
     Channel,
     ChannelUnavailable,
     RenewsCredentials,
+    ReportsStatistics,
     SendBatch,
     SendOutcome,
     SendStatus,
@@ -66,11 +67,12 @@ from broadcaster.dispatch.recorder import Recorder
 from broadcaster.domain.deliveries import DeliveryOutcome
 from broadcaster.domain.reasons import Reason
 from broadcaster.domain.retries import WINDOW_MARGIN, OutcomeUnknown, Rekey, next_step
+from broadcaster.domain.statistics import pace_step
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
 from broadcaster.store import channels as channel_repo
 from broadcaster.store import dispatch as store
-from broadcaster.store import dispatch_work, notifications
+from broadcaster.store import dispatch_work, notifications, statistics
 from broadcaster.store.database import goes_first
 from broadcaster.store.notifications import Listener
 
@@ -419,6 +421,7 @@ class ChannelDispatch:
         self.handing_over = False
         self.released = False  # the lease (and the batches claimed, not sent) let go
         self._kind = ""  # the channel's type, once known
+        self._reports = False  # the channel keeps statistics (ReportsStatistics)
         self._sends: set[asyncio.Task[None]] = set()
         self._record = needs.record
         self._room = asyncio.Event()
@@ -480,6 +483,7 @@ class ChannelDispatch:
             return
         _, instance = found
         self._kind = type(instance).type
+        self._reports = isinstance(instance, ReportsStatistics)
         caps = type(instance).capabilities
         ceiling = caps.requests_per_second
         bucket = TokenBucket(
@@ -598,7 +602,11 @@ class ChannelDispatch:
                 return  # the next lease holder takes this batch over, key and all
             started = time.monotonic()
             sending = SendBatch(
-                recipients, batch.messages, batch.idempotency_key, batch.notification_disabled
+                recipients,
+                batch.messages,
+                batch.idempotency_key,
+                batch.notification_disabled,
+                statistics_unit=self._unit(instance, batch.broadcast),
             )
             # One span per request to the channel, in the trace of the call that started the
             # broadcast; the plugin's HTTP request is its child (aiohttp's instrumentation).
@@ -618,13 +626,15 @@ class ChannelDispatch:
                 outcome = await self._send(instance, sending)
                 if span is not None:
                     span.set_attribute("broadcaster.outcome", outcome.status.name)
+                    if outcome.request_id:  # the channel's id, to trace the batch with it
+                        span.set_attribute("broadcaster.request_id", outcome.request_id)
             took = time.monotonic() - started
             if outcome.status not in _ACCEPTED:  # an accepted batch counts once it is recorded
                 self._ctx.metrics.record_batch(self._kind, outcome, took)
             match outcome.status:
                 case SendStatus.ACCEPTED | SendStatus.ALREADY_ACCEPTED:
                     bucket.succeeded()
-                    await self._accepted(batch, outcome, took)
+                    await self._accepted(instance, batch, outcome, took)
                     return
                 case SendStatus.INVALID_RECIPIENTS:
                     bucket.succeeded()
@@ -731,10 +741,34 @@ class ChannelDispatch:
             log.exception("dispatch of channel %s: the channel's send raised", self.channel)
             return SendOutcome(SendStatus.RETRY_LATER, detail=f"send raised {type(e).__name__}")
 
-    async def _accepted(self, batch: store.ClaimedBatch, outcome: SendOutcome, took: float) -> None:
+    def _unit(self, instance: Channel, broadcast: str) -> str:
+        """The broadcast's statistics unit on a channel that keeps statistics; "" otherwise."""
+        if not self._reports:
+            return ""
+        assert isinstance(instance, ReportsStatistics)
+        return instance.statistics_unit(broadcast)
+
+    def _tag(
+        self, instance: Channel, batch: store.ClaimedBatch, outcome: SendOutcome
+    ) -> statistics.Tag:
+        """What the accepted batch says of its broadcast's statistics."""
+        if not isinstance(instance, ReportsStatistics):
+            return statistics.Tag()
+        step = pace_step(type(instance).statistics_requests_per_hour)
+        return statistics.Tag(
+            unit=instance.statistics_unit(batch.broadcast),
+            unavailable=outcome.statistics_unavailable,
+            first_fetch=self._ctx.statistics.first(self._ctx.now()),
+            step_us=int(step.total_seconds() * 1_000_000),
+        )
+
+    async def _accepted(
+        self, instance: Channel, batch: store.ClaimedBatch, outcome: SendOutcome, took: float
+    ) -> None:
         """The channel took the batch (now, or on an attempt whose answer was lost)."""
         now = self._ctx.now()
-        sent = await self._record.write_together(store.record_sent, (batch, now))
+        said = store.Acceptance(outcome.request_id, self._tag(instance, batch, outcome))
+        sent = await self._record.write_together(store.record_sent, (batch, now, said))
         self._ctx.metrics.record_batch(self._kind, outcome, took, recipients_sent=sent)
         self._needs.delivered()  # its recipients' events, or the broadcast's completion
 

@@ -15,6 +15,7 @@ from broadcaster.domain.lifecycle import Transition
 from broadcaster.domain.messages import Message, preview
 from broadcaster.domain.reasons import Reason
 from broadcaster.domain.rules import MAX_DISPLAY_NAME
+from broadcaster.domain.statistics import Summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,8 @@ class Broadcast:
     recipient_limit: RecipientLimit | None = None  # the limit it was sent with
     schedule_time: datetime | None = None  # while SCHEDULED, and kept once it fired
     notification_disabled: bool = False  # a silent send
+    # Its statistics in brief, as last read from its channel.
+    statistics: Summary = field(default_factory=Summary)
 
     @property
     def previews(self) -> tuple[str, ...]:

@@ -41,6 +41,9 @@ class Delivery:
     external_id: str
     outcome: DeliveryOutcome
     reason: str
+    # The channel's id for the request that sent it (LINE: X-Line-Request-Id), once its batch
+    # was accepted: what the channel's support traces a message with. "" otherwise.
+    request_id: str = ""
 
 
 class EventKind(enum.IntEnum):

@@ -50,6 +50,7 @@ from broadcaster.domain.messages import (
 from broadcaster.domain.model import ChannelAccount
 from broadcaster.domain.names import BroadcastName, ChannelName, CustomerGroupName, MerchantName
 from broadcaster.domain.reasons import Reason
+from broadcaster.domain.statistics import Statistics
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import credentials_invalid, unavailable
 from broadcaster.services.context import ServiceContext
@@ -60,6 +61,7 @@ from broadcaster.store import audience as audience_repo
 from broadcaster.store import broadcasts as repo
 from broadcaster.store import groups as group_repo
 from broadcaster.store import snapshot
+from broadcaster.store import statistics as statistics_repo
 from broadcaster.store import test_sends as test_send_repo
 from broadcaster.store import upkeep as upkeep_repo
 
@@ -375,6 +377,14 @@ class Broadcasts:
     async def get(self, caller: Caller, name: str) -> Broadcast:
         n = self.name_of(caller, name)
         found = await self._ctx.db.read_point(repo.get, n.merchant, n.broadcast)
+        if found is None:
+            raise not_found(name)
+        return found
+
+    async def statistics(self, caller: Caller, name: str) -> Statistics:
+        """The broadcast's statistics as last read from its channel (GetBroadcastStatistics)."""
+        n = self.name_of(caller, name)
+        found = await self._ctx.db.read_point(statistics_repo.get, n.merchant, n.broadcast)
         if found is None:
             raise not_found(name)
         return found

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from broadcaster.domain.paging import PageTokens
+from broadcaster.domain.statistics import Schedule
 from broadcaster.metrics import Metrics
 from broadcaster.store.database import Database
 
@@ -32,6 +33,8 @@ class ServiceContext:
     # list not read whole within twice this is stale. None: followers are synced only when asked
     # (SyncContacts), and a list read whole once is never stale.
     follower_sync_interval: timedelta | None = timedelta(days=1)
+    # When broadcasts' statistics are read (BROADCASTER_STATISTICS_*).
+    statistics: Schedule = field(default_factory=Schedule)
 
     @property
     def followers_stale_after(self) -> timedelta | None:

@@ -28,7 +28,7 @@ def page(
     if outcome in _BY_BATCH:
         rows = conn.execute(
             text(
-                "SELECT d.seq, d.contact_id, d.external_id, d.reason FROM batches b"
+                "SELECT d.seq, d.contact_id, d.external_id, d.reason, b.request_id FROM batches b"
                 " JOIN deliveries d ON d.broadcast_id = b.broadcast_id"
                 " AND d.seq BETWEEN b.first_seq AND b.first_seq + b.size - 1"
                 " AND d.outcome = :as_batch AND d.seq > :after"
@@ -37,7 +37,10 @@ def page(
             ),
             {**params, "as_batch": _AS_BATCH, "state": _BY_BATCH[outcome]},
         )
-        return [Delivery(int(r.seq), r.contact_id, r.external_id, outcome, r.reason) for r in rows]
+        return [
+            Delivery(int(r.seq), r.contact_id, r.external_id, outcome, r.reason, r.request_id)
+            for r in rows
+        ]
     # `outcome <> 0` spelled out, so the partial index of resolved deliveries serves the filter.
     where = "" if outcome is None else " AND outcome = :o AND outcome <> 0"
     stored_rows = conn.execute(
@@ -51,18 +54,19 @@ def page(
     size, done = _done_batches(conn, broadcast, pending)
     out = []
     for r in stored_rows:
-        stored = DeliveryOutcome(r.outcome)
+        stored, request_id = DeliveryOutcome(r.outcome), ""
         if stored is DeliveryOutcome.PENDING and r.seq // size in done:
-            stored = DeliveryOutcome.SENT
-        out.append(Delivery(int(r.seq), r.contact_id, r.external_id, stored, r.reason))
+            stored, request_id = DeliveryOutcome.SENT, done[r.seq // size]
+        out.append(Delivery(int(r.seq), r.contact_id, r.external_id, stored, r.reason, request_id))
     return out
 
 
-def _done_batches(conn: Connection, broadcast: str, seqs: list[int]) -> tuple[int, set[int]]:
-    """The broadcast's batch size and which of the batches holding `seqs` are done. Batch k
-    holds seq [k*size, (k+1)*size), size being batch 0's (the snapshot numbers them so)."""
+def _done_batches(conn: Connection, broadcast: str, seqs: list[int]) -> tuple[int, dict[int, str]]:
+    """The broadcast's batch size and which of the batches holding `seqs` are done, with the
+    channel's request ids. Batch k holds seq [k*size, (k+1)*size), size being batch 0's (the
+    snapshot numbers them so)."""
     if not seqs:
-        return 0, set()
+        return 0, {}
     size = int(
         conn.execute(
             text("SELECT size FROM batches WHERE broadcast_id = :b AND batch = 0"), {"b": broadcast}
@@ -70,9 +74,9 @@ def _done_batches(conn: Connection, broadcast: str, seqs: list[int]) -> tuple[in
     )
     rows = conn.execute(
         text(
-            "SELECT batch FROM batches WHERE broadcast_id = :b AND state = :done"
+            "SELECT batch, request_id FROM batches WHERE broadcast_id = :b AND state = :done"
             " AND batch BETWEEN :lo AND :hi"
         ),
         {"b": broadcast, "done": DONE, "lo": min(seqs) // size, "hi": max(seqs) // size},
     )
-    return size, {int(n) for (n,) in rows}
+    return size, {int(n): str(r) for (n, r) in rows}

@@ -29,7 +29,7 @@ from broadcaster.domain import lifecycle
 from broadcaster.domain.deliveries import DeliveryOutcome
 from broadcaster.domain.lifecycle import BroadcastState, Transition
 from broadcaster.domain.messages import Message
-from broadcaster.store import bulk, events
+from broadcaster.store import bulk, events, statistics
 from broadcaster.store.bubbles import decode_messages
 from broadcaster.store.clock import from_us, to_us
 
@@ -279,8 +279,23 @@ def _count(
     return bool(completed)
 
 
+@dataclass(frozen=True, slots=True)
+class Acceptance:
+    """What the channel said of an accepted batch besides accepting it: its id for the request
+    (kept on the batch), and the broadcast's statistics (store.statistics)."""
+
+    request_id: str = ""
+    statistics: statistics.Tag | None = None
+
+
+_NOTHING = Acceptance()
+
+
 def record_sent(
-    conn: Connection, accepted_at: Sequence[tuple[ClaimedBatch, datetime]]
+    conn: Connection,
+    accepted_at: Sequence[
+        tuple[ClaimedBatch, datetime] | tuple[ClaimedBatch, datetime, Acceptance]
+    ],
 ) -> list[int]:
     """The channel accepted these batches (each with the time it did; now or on an earlier
     attempt): their pending recipients are sent, with their Message Center events. Returns how
@@ -291,14 +306,24 @@ def record_sent(
     Their delivery rows stay as they are (PENDING, "as its batch"): the done batches say they
     were sent, so 500 recipients cost one batch row, the conversations they open and a share
     of one outbox row, rather than 500 updated rows and up to 1,000 event rows."""
-    accepted = [c for c, _ in accepted_at]
-    now = to_us(max(t for _, t in accepted_at))
+    accepted = [item[0] for item in accepted_at]
+    when = max(item[1] for item in accepted_at)
+    now = to_us(when)
+    said = {
+        (item[0].broadcast, item[0].batch): item[2] if len(item) > 2 else _NOTHING
+        for item in accepted_at
+    }
     sent: dict[tuple[str, int], int] = {}
     by_broadcast: dict[str, list[ClaimedBatch]] = {}
     for c in accepted:
         by_broadcast.setdefault(c.broadcast, []).append(c)
     for broadcast, batches in by_broadcast.items():
-        closed = _close_batches(conn, broadcast, [c.batch for c in batches])
+        request_ids = {
+            c.batch: said[(broadcast, c.batch)].request_id
+            for c in batches
+            if said[(broadcast, c.batch)].request_id
+        }
+        closed = _close_batches(conn, broadcast, [c.batch for c in batches], request_ids)
         done = sorted((c for c in batches if c.batch in closed), key=lambda c: c.first_seq)
         if not done:
             continue
@@ -311,6 +336,16 @@ def record_sent(
             )
         total = sum(sent[(broadcast, c.batch)] for c in done)
         completed = _count(conn, broadcast, now, sent=total, batches=len(done))
+        tags = [t for c in done if (t := said[(broadcast, c.batch)].statistics) is not None]
+        if tags and total:
+            statistics.noted(
+                conn,
+                broadcast=broadcast,
+                channel=done[0].channel,
+                tags=tags,
+                now=when,
+                first=completed or done[0].batch == 0,
+            )
         if total:
             first = done[0]
             events.record_delivered(
@@ -326,15 +361,27 @@ def record_sent(
     return [sent.get((c.broadcast, c.batch), 0) for c in accepted]
 
 
-def _close_batches(conn: Connection, broadcast: str, numbers: list[int]) -> set[int]:
-    """Mark the open ones of these batches done; returns which (the others were recorded
-    already, by another process)."""
+def _close_batches(
+    conn: Connection, broadcast: str, numbers: list[int], request_ids: dict[int, str] | None = None
+) -> set[int]:
+    """Mark the open ones of these batches done, with the channel's ids for their accepted
+    requests (`request_ids`, by batch); returns which (the others were recorded already, by
+    another process)."""
+    params: dict[str, Any] = {"done": DONE, "open": OPEN, "b": broadcast, "n": numbers}
+    ids = ""
+    if request_ids:  # one statement whatever their number: the ids as a JSON table
+        pair = bulk.json_table(conn, "ids")
+        ids = (
+            f", request_id = COALESCE((SELECT {bulk.json_text(conn, 1)} FROM {pair}"
+            f" WHERE CAST({bulk.json_text(conn, 0)} AS INTEGER) = batches.batch), request_id)"
+        )
+        params["ids"] = bulk.json_param([[n, r] for n, r in request_ids.items()])
     rows = conn.execute(
         text(
-            "UPDATE batches SET state = :done, lease_owner = '', lease_expiry = 0"
+            f"UPDATE batches SET state = :done, lease_owner = '', lease_expiry = 0{ids}"
             " WHERE broadcast_id = :b AND batch IN :n AND state = :open RETURNING batch"
         ).bindparams(bindparam("n", expanding=True)),
-        {"done": DONE, "open": OPEN, "b": broadcast, "n": numbers},
+        params,
     )
     return {int(n) for (n,) in rows}
 

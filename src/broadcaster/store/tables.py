@@ -480,6 +480,11 @@ class BatchRow(SQLModel, table=True):
     first_attempt_time: int | None = Field(default=None, sa_column=_time(nullable=True))
     lease_owner: str = Field(default="", max_length=64)
     lease_expiry: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # The channel's id for the request that was accepted (LINE: X-Line-Request-Id), for
+    # operators tracing a batch; "" until accepted, or when the channel gave none.
+    request_id: str = Field(
+        default="", sa_column=Column(String(128), nullable=False, server_default="")
+    )
 
 
 deliveries = _table(DeliveryRow)
@@ -609,3 +614,64 @@ class SchemaCompatibilityRow(SQLModel, table=True):
 
 
 schema_compatibility = _table(SchemaCompatibilityRow)
+
+
+class BroadcastStatisticsRow(SQLModel, table=True):
+    """A sent broadcast's statistics: its channel's unit for it, why figures are unavailable
+    ("" when they are not), the figures as last read (NULL: withheld or not reported, never
+    zero) and when, and the collection's state: when they are read next (NULL: no more) and
+    the replica reading them (`lease_owner`, until `lease_expiry`; a claim also moves
+    `next_fetch_time` to the lease's expiry, so a claim that lapses comes due again by itself).
+    Written when the broadcast's first batch is accepted (store.dispatch.record_sent)."""
+
+    __tablename__ = "broadcast_statistics"
+    __table_args__ = (
+        Index(
+            "ix_broadcast_statistics_due",
+            "channel_id",
+            "next_fetch_time",
+            sqlite_where=text("next_fetch_time IS NOT NULL"),
+            postgresql_where=text("next_fetch_time IS NOT NULL"),
+        ),
+    )
+
+    broadcast_id: str = Field(primary_key=True, max_length=32)
+    channel_id: str = Field(max_length=32)
+    unit: str = Field(default="", sa_column=Column(String(128), nullable=False, server_default=""))
+    unavailable_reason: str = Field(
+        default="", sa_column=Column(String(64), nullable=False, server_default="")
+    )
+    send_time: int = Field(sa_column=_time())  # when its first batch was accepted
+    next_fetch_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+    lease_owner: str = Field(
+        default="", sa_column=Column(String(64), nullable=False, server_default="")
+    )
+    lease_expiry: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
+    failures: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    fetch_time: int | None = Field(default=None, sa_column=_time(nullable=True))
+    unique_impressions: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True)
+    )
+    unique_clicks: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    unique_media_plays: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True)
+    )
+    # Per bubble and per URL, as JSON (store.statistics); NULL before the first read.
+    details: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class StatisticsPacingRow(SQLModel, table=True):
+    """When statistics of a channel account may next be read (`next_time`), `step` apart: its
+    channel's ceiling for reads, shared by every replica."""
+
+    __tablename__ = "statistics_pacing"
+
+    channel_id: str = Field(primary_key=True, max_length=32)
+    next_time: int = Field(sa_column=_time())
+    step: int = Field(sa_column=Column(BigInteger, nullable=False))  # microseconds
+
+
+broadcast_statistics = _table(BroadcastStatisticsRow)
+statistics_pacing = _table(StatisticsPacingRow)

@@ -6,6 +6,7 @@
     broadcaster broadcasts watch NAME            a live progress bar until it stops sending
     broadcaster broadcasts schedule NAME --at T  send a draft at T (ISO 8601, or +90s/+2h/+3d)
     broadcaster broadcasts unschedule NAME       a scheduled broadcast back to a draft
+    broadcaster broadcasts stats NAME            its statistics as last read from its channel
     broadcaster channels sync NAME               sync a channel's contacts, showing progress
     broadcaster channels list --merchant M       channels with their webhook, follower list and
                                                  health (--needs-attention: only those)
@@ -104,6 +105,11 @@ def add_commands(sub: Any) -> None:
         "unschedule", parents=[common], help="take a scheduled broadcast back to a draft"
     )
     unschedule.add_argument("name", help="merchants/M/broadcasts/B (or B with --merchant)")
+    stats = b.add_parser(
+        "stats", parents=[common], help="a broadcast's statistics as last read from its channel"
+    )
+    stats.add_argument("name", help="merchants/M/broadcasts/B (or B with --merchant)")
+    stats.add_argument("--merchant", help="merchant id, to give NAME as a bare id")
     for parser in (schedule, unschedule):
         parser.add_argument("--merchant", help="merchant id, to give NAME as a bare id")
         parser.add_argument("--request-id", default="", help="idempotency key, to retry safely")
@@ -143,6 +149,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 return schedule_broadcast(calls, args, out)
             if args.command == "broadcasts" and args.action == "unschedule":
                 return unschedule_broadcast(calls, args, out)
+            if args.command == "broadcasts" and args.action == "stats":
+                return broadcast_statistics(calls, args, out)
             if args.command == "channels" and args.action == "list":
                 return list_channels(calls, args, out)
             if args.command == "groups":
@@ -323,6 +331,55 @@ def list_broadcasts(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
     print(table(headers, rows, limits=[0, 40, 0, 50, 0, 0]), file=out)
     if more:
         print(f"… and more: raise --limit (now {args.limit})", file=out)
+    return 0
+
+
+def _figure(message: Any, field: str) -> str:
+    """A figure as the operator reads it: withheld (unset) is never shown as 0."""
+    return f"{getattr(message, field):,}" if message.HasField(field) else "withheld"
+
+
+def _rate(message: Any, field: str) -> str:
+    return f"{getattr(message, field):.1%}" if message.HasField(field) else "-"
+
+
+def broadcast_statistics(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
+    name = _resource(args.name, args.merchant, "broadcasts")
+    s = calls.call(
+        calls.broadcasts.GetBroadcastStatistics,
+        bpb.GetBroadcastStatisticsRequest(name=f"{name}/statistics"),
+    )
+    print(f"{name}: {s.delivered:,} delivered", file=out)
+    if s.unavailable_reason:
+        print(f"no figures: {s.unavailable_reason}", file=out)
+        return 0
+    read = s.fetch_time.ToDatetime(UTC).astimezone().isoformat(timespec="seconds")
+    print(f"read from the channel at {read}", file=out)
+    rows = [
+        ["opened", _figure(s, "unique_impressions"), _rate(s, "open_rate")],
+        ["clicked", _figure(s, "unique_clicks"), _rate(s, "click_rate")],
+        ["played media", _figure(s, "unique_media_plays"), "-"],
+    ]
+    print(table(["PEOPLE", "COUNT", "RATE"], rows, limits=[0, 0, 0]), file=out)
+    if s.bubbles:
+        bubbles = [
+            [
+                str(b.seq),
+                _figure(b, "impressions"),
+                _figure(b, "media_plays"),
+                _figure(b, "unique_media_plays"),
+                _figure(b, "unique_media_plays_completed"),
+            ]
+            for b in s.bubbles
+        ]
+        headers = ["BUBBLE", "IMPRESSIONS", "PLAYS", "PEOPLE PLAYED", "PLAYED TO THE END"]
+        print(table(headers, bubbles, limits=[0, 0, 0, 0, 0]), file=out)
+    if s.urls:
+        urls = [
+            [str(u.seq), u.url, _figure(u, "clicks"), _figure(u, "unique_clicks")] for u in s.urls
+        ]
+        headers = ["BUBBLE", "URL", "CLICKS", "PEOPLE CLICKED"]
+        print(table(headers, urls, limits=[0, 60, 0, 0]), file=out)
     return 0
 
 

@@ -604,6 +604,7 @@ class Broadcast(_message.Message):
     SCHEDULE_TIME_FIELD_NUMBER: _builtins.int
     NOTIFICATION_DISABLED_FIELD_NUMBER: _builtins.int
     PREVIEWS_FIELD_NUMBER: _builtins.int
+    STATISTICS_SUMMARY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `merchants/{merchant}/broadcasts/{broadcast}`."""
     display_name: _builtins.str
@@ -674,6 +675,10 @@ class Broadcast(_message.Message):
         `altText`, with the number of items of a carousel).
         """
 
+    @_builtins.property
+    def statistics_summary(self) -> Global___BroadcastStatisticsSummary:
+        """What a list shows of its statistics (GetBroadcastStatistics has them all)."""
+
     def __init__(
         self,
         *,
@@ -697,14 +702,288 @@ class Broadcast(_message.Message):
         schedule_time: _timestamp_pb2.Timestamp | None = ...,
         notification_disabled: _builtins.bool = ...,
         previews: _abc.Iterable[_builtins.str] | None = ...,
+        statistics_summary: Global___BroadcastStatisticsSummary | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "complete_time", b"complete_time", "counters", b"counters", "create_time", b"create_time", "recipient_limit", b"recipient_limit", "schedule_time", b"schedule_time", "send_estimate", b"send_estimate", "send_time", b"send_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "complete_time", b"complete_time", "counters", b"counters", "create_time", b"create_time", "recipient_limit", b"recipient_limit", "schedule_time", b"schedule_time", "send_estimate", b"send_estimate", "send_time", b"send_time", "statistics_summary", b"statistics_summary", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "channel", b"channel", "complete_time", b"complete_time", "copied_from", b"copied_from", "counters", b"counters", "create_time", b"create_time", "display_name", b"display_name", "failure_reason", b"failure_reason", "messages", b"messages", "name", b"name", "notification_disabled", b"notification_disabled", "previews", b"previews", "recipient_limit", b"recipient_limit", "resend_of", b"resend_of", "schedule_time", b"schedule_time", "send_estimate", b"send_estimate", "send_time", b"send_time", "state", b"state", "target_summary", b"target_summary", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "channel", b"channel", "complete_time", b"complete_time", "copied_from", b"copied_from", "counters", b"counters", "create_time", b"create_time", "display_name", b"display_name", "failure_reason", b"failure_reason", "messages", b"messages", "name", b"name", "notification_disabled", b"notification_disabled", "previews", b"previews", "recipient_limit", b"recipient_limit", "resend_of", b"resend_of", "schedule_time", b"schedule_time", "send_estimate", b"send_estimate", "send_time", b"send_time", "state", b"state", "statistics_summary", b"statistics_summary", "target_summary", b"target_summary", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Broadcast: _TypeAlias = Broadcast  # noqa: Y015
+
+@_typing.final
+class BroadcastStatisticsSummary(_message.Message):
+    """A broadcast's statistics in brief, as last read from its channel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPEN_RATE_FIELD_NUMBER: _builtins.int
+    CLICK_RATE_FIELD_NUMBER: _builtins.int
+    FETCH_TIME_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_REASON_FIELD_NUMBER: _builtins.int
+    open_rate: _builtins.float
+    """Recipients who opened it, of those the channel accepted (0 to 1); unset when not known
+    (not read yet, withheld, unavailable, or nobody received it).
+    """
+    click_rate: _builtins.float
+    """Recipients who clicked a URL in it, of those the channel accepted (0 to 1); unset as
+    `open_rate`.
+    """
+    unavailable_reason: _builtins.str
+    """Why there are no figures at all: `STATISTICS_NOT_SUPPORTED`, `STATISTICS_ALLOWANCE_USED_UP`
+    or `STATISTICS_NOT_YET`; empty when there are.
+    """
+    @_builtins.property
+    def fetch_time(self) -> _timestamp_pb2.Timestamp:
+        """When the figures were read from the channel; unset before the first read."""
+
+    def __init__(
+        self,
+        *,
+        open_rate: _builtins.float | None = ...,
+        click_rate: _builtins.float | None = ...,
+        fetch_time: _timestamp_pb2.Timestamp | None = ...,
+        unavailable_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_click_rate", b"_click_rate", "_open_rate", b"_open_rate", "click_rate", b"click_rate", "fetch_time", b"fetch_time", "open_rate", b"open_rate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_click_rate", b"_click_rate", "_open_rate", b"_open_rate", "click_rate", b"click_rate", "fetch_time", b"fetch_time", "open_rate", b"open_rate", "unavailable_reason", b"unavailable_reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__click_rate: _TypeAlias = _typing.Literal["click_rate"]  # noqa: Y015
+    _WhichOneofArgType__click_rate: _TypeAlias = _typing.Literal["_click_rate", b"_click_rate"]  # noqa: Y015
+    _WhichOneofReturnType__open_rate: _TypeAlias = _typing.Literal["open_rate"]  # noqa: Y015
+    _WhichOneofArgType__open_rate: _TypeAlias = _typing.Literal["_open_rate", b"_open_rate"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__click_rate) -> _WhichOneofReturnType__click_rate | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__open_rate) -> _WhichOneofReturnType__open_rate | None: ...
+
+Global___BroadcastStatisticsSummary: _TypeAlias = BroadcastStatisticsSummary  # noqa: Y015
+
+@_typing.final
+class BroadcastStatistics(_message.Message):
+    """A broadcast's statistics: how its messages fared as its channel reports them, at one moment
+    (`fetch_time`). Figures keep changing for days after a send.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DELIVERED_FIELD_NUMBER: _builtins.int
+    UNIQUE_IMPRESSIONS_FIELD_NUMBER: _builtins.int
+    OPEN_RATE_FIELD_NUMBER: _builtins.int
+    UNIQUE_CLICKS_FIELD_NUMBER: _builtins.int
+    CLICK_RATE_FIELD_NUMBER: _builtins.int
+    UNIQUE_MEDIA_PLAYS_FIELD_NUMBER: _builtins.int
+    BUBBLES_FIELD_NUMBER: _builtins.int
+    URLS_FIELD_NUMBER: _builtins.int
+    FETCH_TIME_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_REASON_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_FIGURES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`merchants/{merchant}/broadcasts/{broadcast}/statistics`."""
+    delivered: _builtins.int
+    """Recipients the channel accepted (the broadcast's `counters.sent`): what the rates divide by."""
+    unique_impressions: _builtins.int
+    """People who opened it (saw at least one of its bubbles); unset when not known."""
+    open_rate: _builtins.float
+    """`unique_impressions` over `delivered` (0 to 1); unset when either is not known or 0
+    recipients were delivered.
+    """
+    unique_clicks: _builtins.int
+    """People who clicked any URL in it; unset when not known (or it has no URL)."""
+    click_rate: _builtins.float
+    """`unique_clicks` over `delivered` (0 to 1); unset as `open_rate`."""
+    unique_media_plays: _builtins.int
+    """People who played any video or audio in it; unset when not known (or it has none)."""
+    unavailable_reason: _builtins.str
+    """Why there are no figures at all: `STATISTICS_NOT_SUPPORTED` (its channel keeps none),
+    `STATISTICS_ALLOWANCE_USED_UP` (it went out without a statistics unit) or
+    `STATISTICS_NOT_YET` (not read yet); empty when there are figures.
+    """
+    @_builtins.property
+    def bubbles(self) -> _containers.RepeatedCompositeFieldContainer[Global___BubbleStatistics]:
+        """Per bubble, in `messages` order."""
+
+    @_builtins.property
+    def urls(self) -> _containers.RepeatedCompositeFieldContainer[Global___UrlStatistics]:
+        """Per URL, by bubble."""
+
+    @_builtins.property
+    def fetch_time(self) -> _timestamp_pb2.Timestamp:
+        """When the figures were read from the channel; unset before the first read."""
+
+    @_builtins.property
+    def unavailable_figures(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnavailableFigure]:
+        """Each figure left unset although the others were read, with why: the field's path in this
+        message (`unique_clicks`, `bubbles[0].media_plays`, `urls[1].clicks`) and a reason
+        (`STATISTICS_WITHHELD`: the channel withholds it, too few people being behind it, or
+        reports none for that kind of bubble).
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        delivered: _builtins.int = ...,
+        unique_impressions: _builtins.int | None = ...,
+        open_rate: _builtins.float | None = ...,
+        unique_clicks: _builtins.int | None = ...,
+        click_rate: _builtins.float | None = ...,
+        unique_media_plays: _builtins.int | None = ...,
+        bubbles: _abc.Iterable[Global___BubbleStatistics] | None = ...,
+        urls: _abc.Iterable[Global___UrlStatistics] | None = ...,
+        fetch_time: _timestamp_pb2.Timestamp | None = ...,
+        unavailable_reason: _builtins.str = ...,
+        unavailable_figures: _abc.Iterable[Global___UnavailableFigure] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_click_rate", b"_click_rate", "_open_rate", b"_open_rate", "_unique_clicks", b"_unique_clicks", "_unique_impressions", b"_unique_impressions", "_unique_media_plays", b"_unique_media_plays", "click_rate", b"click_rate", "fetch_time", b"fetch_time", "open_rate", b"open_rate", "unique_clicks", b"unique_clicks", "unique_impressions", b"unique_impressions", "unique_media_plays", b"unique_media_plays"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_click_rate", b"_click_rate", "_open_rate", b"_open_rate", "_unique_clicks", b"_unique_clicks", "_unique_impressions", b"_unique_impressions", "_unique_media_plays", b"_unique_media_plays", "bubbles", b"bubbles", "click_rate", b"click_rate", "delivered", b"delivered", "fetch_time", b"fetch_time", "name", b"name", "open_rate", b"open_rate", "unavailable_figures", b"unavailable_figures", "unavailable_reason", b"unavailable_reason", "unique_clicks", b"unique_clicks", "unique_impressions", b"unique_impressions", "unique_media_plays", b"unique_media_plays", "urls", b"urls"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__click_rate: _TypeAlias = _typing.Literal["click_rate"]  # noqa: Y015
+    _WhichOneofArgType__click_rate: _TypeAlias = _typing.Literal["_click_rate", b"_click_rate"]  # noqa: Y015
+    _WhichOneofReturnType__open_rate: _TypeAlias = _typing.Literal["open_rate"]  # noqa: Y015
+    _WhichOneofArgType__open_rate: _TypeAlias = _typing.Literal["_open_rate", b"_open_rate"]  # noqa: Y015
+    _WhichOneofReturnType__unique_clicks: _TypeAlias = _typing.Literal["unique_clicks"]  # noqa: Y015
+    _WhichOneofArgType__unique_clicks: _TypeAlias = _typing.Literal["_unique_clicks", b"_unique_clicks"]  # noqa: Y015
+    _WhichOneofReturnType__unique_impressions: _TypeAlias = _typing.Literal["unique_impressions"]  # noqa: Y015
+    _WhichOneofArgType__unique_impressions: _TypeAlias = _typing.Literal["_unique_impressions", b"_unique_impressions"]  # noqa: Y015
+    _WhichOneofReturnType__unique_media_plays: _TypeAlias = _typing.Literal["unique_media_plays"]  # noqa: Y015
+    _WhichOneofArgType__unique_media_plays: _TypeAlias = _typing.Literal["_unique_media_plays", b"_unique_media_plays"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__click_rate) -> _WhichOneofReturnType__click_rate | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__open_rate) -> _WhichOneofReturnType__open_rate | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__unique_clicks) -> _WhichOneofReturnType__unique_clicks | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__unique_impressions) -> _WhichOneofReturnType__unique_impressions | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__unique_media_plays) -> _WhichOneofReturnType__unique_media_plays | None: ...
+
+Global___BroadcastStatistics: _TypeAlias = BroadcastStatistics  # noqa: Y015
+
+@_typing.final
+class BubbleStatistics(_message.Message):
+    """How one bubble of a broadcast fared. Unset: withheld or not reported, never 0."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    IMPRESSIONS_FIELD_NUMBER: _builtins.int
+    MEDIA_PLAYS_FIELD_NUMBER: _builtins.int
+    UNIQUE_MEDIA_PLAYS_FIELD_NUMBER: _builtins.int
+    UNIQUE_MEDIA_PLAYS_COMPLETED_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    """The bubble's position in the broadcast's `messages`, from 1."""
+    impressions: _builtins.int
+    """Times it was shown."""
+    media_plays: _builtins.int
+    """Times a video or audio bubble was played."""
+    unique_media_plays: _builtins.int
+    """People who played it."""
+    unique_media_plays_completed: _builtins.int
+    """People who played it to the end."""
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        impressions: _builtins.int | None = ...,
+        media_plays: _builtins.int | None = ...,
+        unique_media_plays: _builtins.int | None = ...,
+        unique_media_plays_completed: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_impressions", b"_impressions", "_media_plays", b"_media_plays", "_unique_media_plays", b"_unique_media_plays", "_unique_media_plays_completed", b"_unique_media_plays_completed", "impressions", b"impressions", "media_plays", b"media_plays", "unique_media_plays", b"unique_media_plays", "unique_media_plays_completed", b"unique_media_plays_completed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_impressions", b"_impressions", "_media_plays", b"_media_plays", "_unique_media_plays", b"_unique_media_plays", "_unique_media_plays_completed", b"_unique_media_plays_completed", "impressions", b"impressions", "media_plays", b"media_plays", "seq", b"seq", "unique_media_plays", b"unique_media_plays", "unique_media_plays_completed", b"unique_media_plays_completed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__impressions: _TypeAlias = _typing.Literal["impressions"]  # noqa: Y015
+    _WhichOneofArgType__impressions: _TypeAlias = _typing.Literal["_impressions", b"_impressions"]  # noqa: Y015
+    _WhichOneofReturnType__media_plays: _TypeAlias = _typing.Literal["media_plays"]  # noqa: Y015
+    _WhichOneofArgType__media_plays: _TypeAlias = _typing.Literal["_media_plays", b"_media_plays"]  # noqa: Y015
+    _WhichOneofReturnType__unique_media_plays: _TypeAlias = _typing.Literal["unique_media_plays"]  # noqa: Y015
+    _WhichOneofArgType__unique_media_plays: _TypeAlias = _typing.Literal["_unique_media_plays", b"_unique_media_plays"]  # noqa: Y015
+    _WhichOneofReturnType__unique_media_plays_completed: _TypeAlias = _typing.Literal["unique_media_plays_completed"]  # noqa: Y015
+    _WhichOneofArgType__unique_media_plays_completed: _TypeAlias = _typing.Literal["_unique_media_plays_completed", b"_unique_media_plays_completed"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__impressions) -> _WhichOneofReturnType__impressions | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__media_plays) -> _WhichOneofReturnType__media_plays | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__unique_media_plays) -> _WhichOneofReturnType__unique_media_plays | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__unique_media_plays_completed) -> _WhichOneofReturnType__unique_media_plays_completed | None: ...
+
+Global___BubbleStatistics: _TypeAlias = BubbleStatistics  # noqa: Y015
+
+@_typing.final
+class UrlStatistics(_message.Message):
+    """Clicks on one URL of one bubble. Unset: withheld, never 0."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    CLICKS_FIELD_NUMBER: _builtins.int
+    UNIQUE_CLICKS_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    """The bubble's position in the broadcast's `messages`, from 1."""
+    url: _builtins.str
+    """The URL."""
+    clicks: _builtins.int
+    """Clicks on it."""
+    unique_clicks: _builtins.int
+    """People who clicked it."""
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        url: _builtins.str = ...,
+        clicks: _builtins.int | None = ...,
+        unique_clicks: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_clicks", b"_clicks", "_unique_clicks", b"_unique_clicks", "clicks", b"clicks", "unique_clicks", b"unique_clicks"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_clicks", b"_clicks", "_unique_clicks", b"_unique_clicks", "clicks", b"clicks", "seq", b"seq", "unique_clicks", b"unique_clicks", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__clicks: _TypeAlias = _typing.Literal["clicks"]  # noqa: Y015
+    _WhichOneofArgType__clicks: _TypeAlias = _typing.Literal["_clicks", b"_clicks"]  # noqa: Y015
+    _WhichOneofReturnType__unique_clicks: _TypeAlias = _typing.Literal["unique_clicks"]  # noqa: Y015
+    _WhichOneofArgType__unique_clicks: _TypeAlias = _typing.Literal["_unique_clicks", b"_unique_clicks"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__clicks) -> _WhichOneofReturnType__clicks | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__unique_clicks) -> _WhichOneofReturnType__unique_clicks | None: ...
+
+Global___UrlStatistics: _TypeAlias = UrlStatistics  # noqa: Y015
+
+@_typing.final
+class UnavailableFigure(_message.Message):
+    """A figure of BroadcastStatistics left unset, and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """The field's path in BroadcastStatistics, like `unique_clicks` or `urls[1].clicks`."""
+    reason: _builtins.str
+    """Why it is unset: `STATISTICS_WITHHELD`."""
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["field", b"field", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnavailableFigure: _TypeAlias = UnavailableFigure  # noqa: Y015
 
 @_typing.final
 class CreateBroadcastRequest(_message.Message):
@@ -1186,6 +1465,7 @@ class Delivery(_message.Message):
     EXTERNAL_ID_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `merchants/{merchant}/broadcasts/{broadcast}/deliveries/{delivery}`; the
     delivery id is the recipient's position in the broadcast.
@@ -1200,6 +1480,11 @@ class Delivery(_message.Message):
     """A stable reason for FAILED and OUTCOME_UNKNOWN (for example `INVALID_RECIPIENT`,
     `KEY_EXPIRED`).
     """
+    request_id: _builtins.str
+    """For SENT: the channel's id for the request that sent it (LINE: the `X-Line-Request-Id` of
+    the multicast), to trace a message with the channel's support; empty when the channel
+    gave none.
+    """
     def __init__(
         self,
         *,
@@ -1208,10 +1493,11 @@ class Delivery(_message.Message):
         external_id: _builtins.str = ...,
         outcome: Global___Delivery.Outcome.ValueType = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact", "external_id", b"external_id", "name", b"name", "outcome", b"outcome", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact", "external_id", b"external_id", "name", b"name", "outcome", b"outcome", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1467,3 +1753,25 @@ class ListTestSendsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListTestSendsResponse: _TypeAlias = ListTestSendsResponse  # noqa: Y015
+
+@_typing.final
+class GetBroadcastStatisticsRequest(_message.Message):
+    """Request for GetBroadcastStatistics."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`merchants/{merchant}/broadcasts/{broadcast}/statistics`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBroadcastStatisticsRequest: _TypeAlias = GetBroadcastStatisticsRequest  # noqa: Y015

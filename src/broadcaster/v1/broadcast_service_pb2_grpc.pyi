@@ -115,6 +115,14 @@ class BroadcastServiceStub:
     """
     ListTestSends: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.ListTestSendsRequest, _broadcast_service_pb2.ListTestSendsResponse]
     """Lists a broadcast's test sends, newest first."""
+    GetBroadcastStatistics: _grpc.UnaryUnaryMultiCallable[_broadcast_service_pb2.GetBroadcastStatisticsRequest, _broadcast_service_pb2.BroadcastStatistics]
+    """Gets a broadcast's statistics (opens, clicks) as last read from its channel, a singleton
+    under the broadcast (`…/broadcasts/{broadcast}/statistics`). The service reads them in the
+    background while the channel still updates them (LINE: hourly the first day after the
+    send, then daily, for 14 days); `fetch_time` says when. A figure the channel withholds or
+    does not report is unset, never 0, and `unavailable_figures` names it; where there are no
+    figures at all, `unavailable_reason` says why. Another merchant's broadcast is NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class BroadcastServiceAsyncStub(BroadcastServiceStub):
@@ -202,6 +210,14 @@ class BroadcastServiceAsyncStub(BroadcastServiceStub):
     """
     ListTestSends: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.ListTestSendsRequest, _broadcast_service_pb2.ListTestSendsResponse]  # type: ignore[assignment]
     """Lists a broadcast's test sends, newest first."""
+    GetBroadcastStatistics: _aio.UnaryUnaryMultiCallable[_broadcast_service_pb2.GetBroadcastStatisticsRequest, _broadcast_service_pb2.BroadcastStatistics]  # type: ignore[assignment]
+    """Gets a broadcast's statistics (opens, clicks) as last read from its channel, a singleton
+    under the broadcast (`…/broadcasts/{broadcast}/statistics`). The service reads them in the
+    background while the channel still updates them (LINE: hourly the first day after the
+    send, then daily, for 14 days); `fetch_time` says when. A figure the channel withholds or
+    does not report is unset, never 0, and `unavailable_figures` names it; where there are no
+    figures at all, `unavailable_reason` says why. Another merchant's broadcast is NOT_FOUND.
+    """
 
 class BroadcastServiceServicer(metaclass=_abc_1.ABCMeta):
     """Broadcasts: one message of up to five bubbles, sent to many of a merchant's contacts on one
@@ -370,5 +386,19 @@ class BroadcastServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_broadcast_service_pb2.ListTestSendsResponse, _abc.Awaitable[_broadcast_service_pb2.ListTestSendsResponse]]:
         """Lists a broadcast's test sends, newest first."""
+
+    @_abc_1.abstractmethod
+    def GetBroadcastStatistics(
+        self,
+        request: _broadcast_service_pb2.GetBroadcastStatisticsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broadcast_service_pb2.BroadcastStatistics, _abc.Awaitable[_broadcast_service_pb2.BroadcastStatistics]]:
+        """Gets a broadcast's statistics (opens, clicks) as last read from its channel, a singleton
+        under the broadcast (`…/broadcasts/{broadcast}/statistics`). The service reads them in the
+        background while the channel still updates them (LINE: hourly the first day after the
+        send, then daily, for 14 days); `fetch_time` says when. A figure the channel withholds or
+        does not report is unset, never 0, and `unavailable_figures` names it; where there are no
+        figures at all, `unavailable_reason` says why. Another merchant's broadcast is NOT_FOUND.
+        """
 
 def add_BroadcastServiceServicer_to_server(servicer: BroadcastServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

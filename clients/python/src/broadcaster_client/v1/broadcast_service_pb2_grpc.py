@@ -108,6 +108,11 @@ class BroadcastServiceStub:
                 request_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ListTestSendsRequest.SerializeToString,
                 response_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ListTestSendsResponse.FromString,
                 _registered_method=True)
+        self.GetBroadcastStatistics = channel.unary_unary(
+                '/broadcaster.v1.BroadcastService/GetBroadcastStatistics',
+                request_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.GetBroadcastStatisticsRequest.SerializeToString,
+                response_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.BroadcastStatistics.FromString,
+                _registered_method=True)
 
 
 class BroadcastServiceServicer:
@@ -253,6 +258,18 @@ class BroadcastServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBroadcastStatistics(self, request, context):
+        """Gets a broadcast's statistics (opens, clicks) as last read from its channel, a singleton
+        under the broadcast (`…/broadcasts/{broadcast}/statistics`). The service reads them in the
+        background while the channel still updates them (LINE: hourly the first day after the
+        send, then daily, for 14 days); `fetch_time` says when. A figure the channel withholds or
+        does not report is unset, never 0, and `unavailable_figures` names it; where there are no
+        figures at all, `unavailable_reason` says why. Another merchant's broadcast is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BroadcastServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -325,6 +342,11 @@ def add_BroadcastServiceServicer_to_server(servicer, server):
                     servicer.ListTestSends,
                     request_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ListTestSendsRequest.FromString,
                     response_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.ListTestSendsResponse.SerializeToString,
+            ),
+            'GetBroadcastStatistics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBroadcastStatistics,
+                    request_deserializer=broadcaster_dot_v1_dot_broadcast__service__pb2.GetBroadcastStatisticsRequest.FromString,
+                    response_serializer=broadcaster_dot_v1_dot_broadcast__service__pb2.BroadcastStatistics.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -708,6 +730,33 @@ class BroadcastService:
             '/broadcaster.v1.BroadcastService/ListTestSends',
             broadcaster_dot_v1_dot_broadcast__service__pb2.ListTestSendsRequest.SerializeToString,
             broadcaster_dot_v1_dot_broadcast__service__pb2.ListTestSendsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBroadcastStatistics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/broadcaster.v1.BroadcastService/GetBroadcastStatistics',
+            broadcaster_dot_v1_dot_broadcast__service__pb2.GetBroadcastStatisticsRequest.SerializeToString,
+            broadcaster_dot_v1_dot_broadcast__service__pb2.BroadcastStatistics.FromString,
             options,
             channel_credentials,
             insecure,
