@@ -90,15 +90,25 @@ def test_demo_sends_a_broadcast_and_shows_the_results(database_args: list[str]) 
     assert (state, failed) == ("SENT", 0)
     assert count == total == everyone[3]
 
-    # The broadcast list: the sent broadcast with its numbers, and the copy of it, scheduled for
-    # the next day, which then goes back to a draft.
-    assert re.search(r"ID\s+NAME\s+SENT AT\s+TARGET\s+STATE\s+SENT / TOTAL", out), out
+    # Its statistics, read from LINE (the emulator's friends open about 40 % of what they get,
+    # and click about 7 %, each send a little off that): whole percentages.
+    figures = re.search(r"of ([\d,]+) delivered, opened (\d+)%, clicked (\d+)%", out)
+    assert figures, out
+    assert _number(figures.group(1)) == total
+    assert 30 <= int(figures.group(2)) <= 50 and 4 <= int(figures.group(3)) <= 10, out
+
+    # The broadcast list: the sent broadcast with its numbers and rates, and the copy of it,
+    # scheduled for the next day, which then goes back to a draft.
+    assert re.search(
+        r"ID\s+NAME\s+SENT AT\s+TARGET\s+STATE\s+SENT / TOTAL\s+OPENED / CLICKED", out
+    ), out
     listed = re.search(
         r"Summer sale: 30% off\s+\d{4}-\d\d-\d\d \d\d:\d\d\s+All contacts · All customers"
-        r"\s+sent\s+([\d,]+) / ([\d,]+)",
+        r"\s+sent\s+([\d,]+) / ([\d,]+)\s+(\d+\.\d)% / (\d+\.\d)%",
         out,
     )
     assert listed and _number(listed.group(1)) == _number(listed.group(2)) == total, out
+    assert abs(float(listed.group(3)) - int(figures.group(2))) <= 1, out
     when = re.search(r"the follow-up scheduled for (\d{4}-\d\d-\d\d \d\d:\d\d): SCHEDULED", out)
     assert when, out
     assert re.search(

@@ -324,11 +324,12 @@ def list_broadcasts(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:
             b.target_summary,
             _state(b),
             _sent(b),
+            _engagement(b.statistics_summary),
         ]
         for b in found
     ]
-    headers = ["ID", "NAME", "SENT AT", "TARGET", "STATE", "SENT / TOTAL"]
-    print(table(headers, rows, limits=[0, 40, 0, 50, 0, 0]), file=out)
+    headers = ["ID", "NAME", "SENT AT", "TARGET", "STATE", "SENT / TOTAL", "OPENED / CLICKED"]
+    print(table(headers, rows, limits=[0, 40, 0, 50, 0, 0, 0]), file=out)
     if more:
         print(f"… and more: raise --limit (now {args.limit})", file=out)
     return 0
@@ -341,6 +342,13 @@ def _figure(message: Any, field: str) -> str:
 
 def _rate(message: Any, field: str) -> str:
     return f"{getattr(message, field):.1%}" if message.HasField(field) else "-"
+
+
+def _engagement(summary: bpb.BroadcastStatisticsSummary) -> str:
+    """The open and click rates of a broadcast's summary, as a list shows them."""
+    if not summary.HasField("fetch_time"):
+        return "-"
+    return f"{_rate(summary, 'open_rate')} / {_rate(summary, 'click_rate')}"
 
 
 def broadcast_statistics(calls: Calls, args: argparse.Namespace, out: TextIO) -> int:

@@ -224,6 +224,7 @@ def _play(shop: Shop, followers: int) -> int:
         ],
     )
     sent = broadcast.send(shop, line)
+    broadcast.statistics(shop, sent)
     follow_up = broadcast.schedule(shop, broadcast.copy_as_draft(shop, sent))
     broadcast.broadcast_list(shop)
     broadcast.unschedule(shop, follow_up)

@@ -229,6 +229,34 @@ def unschedule(shop: Shop, scheduled: bpb.Broadcast) -> None:
     shop.story.step(f"the follow-up unscheduled again: {state}, nothing left to send later")
 
 
+STATISTICS_WAIT = 20.0  # seconds to wait for the first read of a broadcast's statistics
+
+
+def statistics(shop: Shop, sent: bpb.Broadcast) -> bpb.BroadcastStatistics:
+    """How the broadcast did, once the service has read its figures from LINE (a second after
+    it was sent, in the demo): people who opened it and who clicked, as counts and rates."""
+    request = bpb.GetBroadcastStatisticsRequest(name=f"{sent.name}/statistics")
+    deadline = time.monotonic() + STATISTICS_WAIT
+    while True:
+        s = shop.client.broadcasts.GetBroadcastStatistics(request, timeout=CALL_TIMEOUT)
+        if s.HasField("fetch_time") or s.unavailable_reason not in ("", "STATISTICS_NOT_YET"):
+            break
+        if time.monotonic() > deadline:
+            break
+        time.sleep(POLL_SECONDS)
+    if s.unavailable_reason:
+        shop.story.step(f"statistics of the broadcast: none yet ({s.unavailable_reason})")
+        return s
+    opened = f"{s.open_rate:.0%}" if s.HasField("open_rate") else "withheld"
+    clicked = f"{s.click_rate:.0%}" if s.HasField("click_rate") else "withheld"
+    shop.story.step(
+        f"statistics of the broadcast, read from LINE: of {s.delivered:,} delivered, "
+        f"opened {opened}, clicked {clicked} "
+        f"(`broadcaster broadcasts stats` shows them per bubble and per link)"
+    )
+    return s
+
+
 def broadcast_list(shop: Shop) -> None:
     """The merchant's broadcasts, as `broadcaster broadcasts list` shows them."""
     shop.story.step("the broadcast list (as the admin UI shows it):")

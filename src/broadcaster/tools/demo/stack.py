@@ -87,6 +87,9 @@ class Stack:
             "BROADCASTER_HTTP_LISTEN": "127.0.0.1:0",
             "BROADCASTER_PLUGINS": "line",
             "BROADCASTER_LINE_API_BASE": base_url,
+            # A broadcast's opens and clicks are read from LINE a second after it is sent
+            # (a server reads them hourly for a day, then daily), so the story can show them.
+            "BROADCASTER_STATISTICS_EARLY_INTERVAL": "1",
         }
         if self.secret_key:
             env["BROADCASTER_SECRET_KEY"] = self.secret_key
