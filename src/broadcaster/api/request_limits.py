@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +36,7 @@ from broadcaster.domain.reasons import Reason
 from broadcaster.services.channels import MAX_CREDENTIAL
 from broadcaster.services.contacts import MAX_IMPORT
 from broadcaster.services.customer_groups import MAX_MEMBERS_PER_CALL
-from broadcaster.services.offload import off_loop
+from broadcaster.services.offload import give_back_memory, off_loop
 
 # Requests larger than this are parsed in a worker thread: parsing 256 KiB takes about a
 # millisecond, so smaller ones cost the event loop less than the hand-off would.
@@ -242,10 +242,22 @@ class LargeTurns:
 
     def __init__(self, at_once: int = LARGE_AT_ONCE) -> None:
         self._turns = asyncio.Semaphore(at_once)
+        self._in = 0  # large requests holding or waiting for a turn
 
     def turn(self, limit: Limit, raw: Any) -> AbstractAsyncContextManager[Any]:
         """What to hold while `raw` is parsed and handled."""
-        return self._turns if is_large(limit, raw) else contextlib.nullcontext()
+        return self._large() if is_large(limit, raw) else contextlib.nullcontext()
+
+    @contextlib.asynccontextmanager
+    async def _large(self) -> AsyncIterator[None]:
+        self._in += 1
+        try:
+            async with self._turns:
+                yield
+        finally:
+            self._in -= 1
+            if not self._in:  # the last of a burst: its memory goes back to the system
+                await give_back_memory()
 
 
 async def decode(method: str, limit: Limit, parse: Callable[[bytes], Any], raw: Any) -> Any:

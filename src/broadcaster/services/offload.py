@@ -9,6 +9,8 @@ longer for its turn each time it wants to run (every other call, webhook and sen
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -21,3 +23,24 @@ _worker = ThreadPoolExecutor(1, thread_name_prefix="bulk")
 async def off_loop(fn: Callable[..., T], *args: object) -> T:
     """`fn(*args)` in the bulk worker thread."""
     return await asyncio.get_running_loop().run_in_executor(_worker, fn, *args)
+
+
+def _malloc_trim() -> Callable[[], object] | None:
+    """glibc's `malloc_trim(0)`, where the C library has it."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
+    return None if trim is None else (lambda: trim(0))
+
+
+_trim = _malloc_trim()
+
+
+async def give_back_memory() -> None:
+    """Hand the memory large requests freed back to the system (glibc keeps freed memory of
+    each thread's arena for reuse; after a burst of bulk calls that is hundreds of MB), in the
+    bulk worker, after the work queued there."""
+    if _trim is not None:
+        await off_loop(_trim)
