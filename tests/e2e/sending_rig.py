@@ -200,7 +200,8 @@ class Servers:
     running: list[live.Server] = field(default_factory=list)
     apis: list[Api] = field(default_factory=list)
 
-    def start(self) -> Api:
+    def start(self, env: dict[str, str] | None = None) -> Api:
+        """Another server; `env`: more settings."""
         log = self.logs / f"serve-{len(self.running)}.log"
         server = live.start(
             self.database_url,
@@ -210,6 +211,7 @@ class Servers:
                 "BROADCASTER_LINE_API_BASE": self.emulator.base_url,
                 # ScheduleBroadcast takes times a second ahead, so tests see them fire.
                 "BROADCASTER_SCHEDULE_MIN_LEAD": "1",
+                **(env or {}),
             },
         )
         self.running.append(server)

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broadcaster.channels import (
+    ChannelStatistics,
     ChannelUnavailable,
     CredentialsInvalid,
     Reason,
@@ -121,7 +122,7 @@ async def test_figures_are_read_back_withheld_as_none_and_growing(
     clock.advance(46 * HOUR)
     later = await channel.fetch_statistics(unit, sent)
 
-    assert nothing is None
+    assert nothing == ChannelStatistics(None, None)  # withheld alike: nothing counted yet
     assert early is not None and later is not None
     assert early.unique_impressions is not None and later.unique_impressions is not None
     assert 0 < early.unique_impressions < later.unique_impressions

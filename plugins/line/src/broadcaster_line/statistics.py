@@ -161,8 +161,8 @@ def _count(item: Any, name: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def statistics_of(body: Any) -> ChannelStatistics | None:
-    """LINE's "statistics per unit" answer as the core's figures; None when LINE has none."""
+def statistics_of(body: Any) -> ChannelStatistics:
+    """LINE's "statistics per unit" answer as the core's figures, null ones None."""
     if not isinstance(body, dict):
         raise ChannelUnavailable("LINE's statistics answer was not a JSON object")
     overview = body.get("overview")
@@ -190,21 +190,19 @@ def statistics_of(body: Any) -> ChannelStatistics | None:
         for c in clicks
         if isinstance(c, dict) and isinstance(c.get("seq"), int) and isinstance(c.get("url"), str)
     )
-    figures = ChannelStatistics(
+    # Every figure null, and no bubble or URL: LINE answers so alike for too few people to
+    # report anything (its privacy threshold) and for nothing counted yet. Both are figures
+    # LINE withholds, not zeros; a later read brings them if there come to be enough.
+    return ChannelStatistics(
         unique_impressions=_count(overview, "uniqueImpression"),
         unique_clicks=_count(overview, "uniqueClick"),
         unique_media_plays=_count(overview, "uniqueMediaPlayed"),
         bubbles=bubbles,
         urls=urls,
     )
-    if figures == ChannelStatistics(None, None):
-        return None  # nothing sent under the unit in the period, or nothing yet
-    return figures
 
 
-async def fetch(
-    client: LineClient, unit: str, sent: datetime, now: datetime
-) -> ChannelStatistics | None:
+async def fetch(client: LineClient, unit: str, sent: datetime, now: datetime) -> ChannelStatistics:
     """One read of the insight endpoint (no retries: it allows 60 an hour). Raises
     ChannelUnavailable (network trouble, 429, 5xx, any answer not expected) or
     CredentialsInvalid (401, 403) through the client's one table."""
