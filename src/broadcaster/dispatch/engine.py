@@ -70,6 +70,7 @@ from broadcaster.domain.retries import WINDOW_MARGIN, OutcomeUnknown, Rekey, nex
 from broadcaster.domain.statistics import pace_step
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
+from broadcaster.services.waiting import wait_or_wake
 from broadcaster.store import channels as channel_repo
 from broadcaster.store import dispatch as store
 from broadcaster.store import dispatch_work, notifications, statistics
@@ -105,14 +106,6 @@ class Settings:
     def lease_margin(self) -> float:
         """How long a lease taken now is ours for sure: its term less a safety margin."""
         return self.lease_seconds * 0.6
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    """Until `event` is set or `seconds` pass. Not `asyncio.wait_for`, which on Python 3.11 can
-    swallow a cancellation that arrives as the event is set, leaving a task that never stops."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +312,7 @@ class Dispatcher:
                 pause = min(pause, await self._take_channels())
             except Exception:
                 log.exception("dispatcher: could not look for work")
-            await _wait(self._wake, pause)
+            await wait_or_wake(self._wake, pause)
 
     async def _take_channels(self) -> float:
         """Start a run for each channel with work that nobody dispatches, up to this process's
@@ -558,7 +551,7 @@ class ChannelDispatch:
                 await asyncio.sleep(self._settings.poll_seconds)
                 continue
             self._room.clear()
-            await _wait(self._room, self._settings.poll_seconds)
+            await wait_or_wake(self._room, self._settings.poll_seconds)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._sends.discard(task)
@@ -804,7 +797,7 @@ class ChannelDispatch:
         if isinstance(step, Rekey):
             await self._rekey(batch, step.delay)
             return False
-        await _wait(self._halt, step.delay)  # cut short if the channel goes meanwhile
+        await wait_or_wake(self._halt, step.delay)  # cut short if the channel goes meanwhile
         return True
 
     async def _rekey(self, batch: store.ClaimedBatch, delay: float) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from broadcaster.services.context import ServiceContext
+from broadcaster.services.waiting import seconds_until, wait_or_wake
 from broadcaster.store import notifications, schedules
 from broadcaster.store.notifications import Listener
 
@@ -40,12 +41,6 @@ class FiringSettings:
     lease_seconds: float = 30.0  # a claim; also the pause before a channel is tried again
     claim_limit: int = 200  # due broadcasts claimed in one statement
     safety_poll_seconds: float = 10.0  # the longest sleep, whatever the next due time
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()
 
 
 class Firing:
@@ -120,10 +115,7 @@ class Firing:
         """Seconds until the next broadcast is due, at most the safety poll."""
         now = self._ctx.now()
         nxt = await self._ctx.db.read(schedules.next_due, now, self._aside())
-        poll = self.settings.safety_poll_seconds
-        if nxt is None:
-            return poll
-        return min(poll, max(0.005, (nxt - now).total_seconds()))
+        return seconds_until(nxt, now, self.settings.safety_poll_seconds, 0.005)
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -135,4 +127,4 @@ class Firing:
             except Exception:
                 log.exception("firing: looking for due broadcasts failed")
                 delay = 1.0
-            await _wait(self._wake, delay)
+            await wait_or_wake(self._wake, delay)

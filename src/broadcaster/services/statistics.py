@@ -39,6 +39,7 @@ from broadcaster.channels import (
 from broadcaster.domain.statistics import BubbleFigures, Figures, UrlFigures
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
+from broadcaster.services.waiting import seconds_until, wait_or_wake
 from broadcaster.store import statistics as repo
 
 log = logging.getLogger(__name__)
@@ -183,9 +184,7 @@ class Collector:
         if len(self._reading) >= self.settings.concurrent:
             return poll  # until a read ends (which wakes the loop)
         nxt = await self._ctx.db.read(repo.next_due)
-        if nxt is None:
-            return poll
-        return min(poll, max(0.05, (nxt - self._ctx.now()).total_seconds()))
+        return seconds_until(nxt, self._ctx.now(), poll, 0.05)
 
     async def _run(self) -> None:
         while True:
@@ -197,10 +196,4 @@ class Collector:
             except Exception:
                 log.exception("statistics: looking for due reads failed")
                 delay = 5.0
-            await _wait(self._wake, delay)
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()
+            await wait_or_wake(self._wake, delay)

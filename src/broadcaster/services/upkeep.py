@@ -37,6 +37,7 @@ from broadcaster.services.contact_sync import ContactSyncer
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.credentials import mark_refused
 from broadcaster.services.health import refresh_health
+from broadcaster.services.waiting import seconds_until, wait_or_wake
 from broadcaster.store import upkeep as repo
 from broadcaster.store.channels import get_any_merchant
 
@@ -48,12 +49,6 @@ class UpkeepSettings:
     lease_seconds: float = 60.0  # a claim of a due channel
     concurrent: int = 2  # re-syncs this replica runs at once
     safety_poll_seconds: float = 60.0  # the longest sleep, whatever the next due time
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()
 
 
 class ChannelUpkeep:
@@ -194,9 +189,7 @@ class ChannelUpkeep:
         if len(self._running) >= self.settings.concurrent:
             return poll  # until a slot frees (which wakes the loop)
         nxt = await self._ctx.db.read(repo.next_sync_due)
-        if nxt is None:
-            return poll
-        return min(poll, max(0.01, (nxt - self._ctx.now()).total_seconds()))
+        return seconds_until(nxt, self._ctx.now(), poll, 0.01)
 
     async def _run(self) -> None:
         while True:
@@ -207,4 +200,4 @@ class ChannelUpkeep:
             except Exception:
                 log.exception("channel upkeep: looking for due re-syncs failed")
                 delay = 5.0
-            await _wait(self._wake, delay)
+            await wait_or_wake(self._wake, delay)
