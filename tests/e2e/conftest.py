@@ -14,6 +14,7 @@ from broadcaster.store.database import Database
 from broadcaster.v1 import contact_service_pb2_grpc, customer_group_service_pb2_grpc
 from tests.databases import fresh_database
 from tests.e2e import server as live
+from tests.e2e.emulator_thread import EmulatorThread
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +66,24 @@ def contacts(channel: grpc.Channel) -> contact_service_pb2_grpc.ContactServiceSt
 @pytest.fixture
 def tmp_log(tmp_path: Path) -> Path:
     return tmp_path / "serve.log"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorThread]:
+    """A LINE emulator of the test module's own, on a thread of its own."""
+    running = EmulatorThread()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def own_database(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A database of the test module's own, of the run's backend: the session's other servers
+    dispatch, fire, collect and take over every channel of their database, so a module whose
+    servers use the LINE emulator (or are killed mid-send) keeps its channels apart."""
+    backend = "postgresql" if database_url.startswith("postgresql") else "sqlite"
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    with fresh_database(backend, tmp_path_factory.mktemp(f"{module}-{backend}")) as url:
+        yield url

@@ -21,7 +21,6 @@ from broadcaster.v1 import broadcast_service_pb2 as bpb
 from broadcaster.v1 import channel_service_pb2 as pb
 from broadcaster.v1 import customer_group_service_pb2 as gpb
 from broadcaster.v1 import customer_group_service_pb2_grpc as gpb_grpc
-from tests.databases import fresh_database
 from tests.e2e.emulator_thread import EmulatorThread
 from tests.e2e.sending_rig import (
     A,
@@ -42,24 +41,9 @@ IN_FLIGHT = 32  # the dispatcher's sends outstanding per channel (engine.Setting
 LATENCY = 1.0
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorThread]:
-    running = EmulatorThread()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def races_database(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A database of this module's own: other modules' servers would dispatch its channels."""
-    backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
-    with fresh_database(backend, tmp_path_factory.mktemp(f"races-{backend}")) as url:
-        yield url
-
-
 @pytest.fixture
-def servers(races_database: str, emulator: EmulatorThread, tmp_path: Path) -> Iterator[Servers]:
-    made = Servers(races_database, emulator, tmp_path)
+def servers(own_database: str, emulator: EmulatorThread, tmp_path: Path) -> Iterator[Servers]:
+    made = Servers(own_database, emulator, tmp_path)
     yield made
     made.stop_all()
     emulator.call(emulator.emulator.clear_faults)

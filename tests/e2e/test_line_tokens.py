@@ -28,7 +28,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from broadcaster.v1 import broadcast_service_pb2 as bpb
 from broadcaster.v1 import channel_service_pb2 as pb
-from tests.databases import fresh_database
 from tests.e2e import server as live
 from tests.e2e.emulator_thread import EmulatorThread
 from tests.e2e.sending_rig import A, Api, MulticastRecorder, merchant, reach
@@ -37,28 +36,12 @@ LIFETIME, MARGIN = 4, 2  # seconds: v2.1 tokens in the long-send test
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorThread]:
-    running = EmulatorThread()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def tokens_database(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """This module's own database: the session's other servers dispatch any channel with open
-    batches in theirs, against other emulators."""
-    backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
-    with fresh_database(backend, tmp_path_factory.mktemp(f"tokens-{backend}")) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def api(
-    tokens_database: str, emulator: EmulatorThread, tmp_path_factory: pytest.TempPathFactory
+    own_database: str, emulator: EmulatorThread, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Api]:
     log = tmp_path_factory.mktemp("tokens-server") / "serve.log"
     server = live.start(
-        tokens_database,
+        own_database,
         log,
         extra_env={
             "BROADCASTER_PLUGINS": "line",

@@ -159,13 +159,6 @@ KINDS: dict[str, tuple[bpb.BroadcastMessage, dict[str, Any], str]] = {
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorThread]:
-    running = EmulatorThread()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def api(
     database_url: str, emulator: EmulatorThread, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Api]:

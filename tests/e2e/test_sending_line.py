@@ -30,7 +30,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from broadcaster.v1 import broadcast_service_pb2 as bpb
 from broadcaster.v1 import event_service_pb2 as epb
-from tests.databases import fresh_database
 from tests.e2e.emulator_thread import EmulatorThread
 from tests.e2e.sending_rig import (
     SENDING,
@@ -52,34 +51,17 @@ BATCH = 500  # LINE's multicast maximum: the batch size
 RATE_CEILING = 200  # LINE's multicast requests per second per channel
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorThread]:
-    running = EmulatorThread()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def sending_database(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A database of the same backend for this module alone. The session's other servers
-    (the fake-channel one, test_line's LINE one on another emulator) dispatch any channel with
-    open batches in their database: here they would take over a killed server's broadcast."""
-    backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
-    with fresh_database(backend, tmp_path_factory.mktemp(f"sending-{backend}")) as url:
-        yield url
-
-
 @pytest.fixture
-def shared_database(sending_database: str) -> str:
+def shared_database(own_database: str) -> str:
     """The module's database, for tests of several replicas sharing it (PostgreSQL)."""
-    if not sending_database.startswith("postgresql"):
+    if not own_database.startswith("postgresql"):
         pytest.skip("several replicas share PostgreSQL only; SQLite is for one process")
-    return sending_database
+    return own_database
 
 
 @pytest.fixture
-def servers(sending_database: str, emulator: EmulatorThread, tmp_path: Path) -> Iterator[Servers]:
-    made = Servers(sending_database, emulator, tmp_path)
+def servers(own_database: str, emulator: EmulatorThread, tmp_path: Path) -> Iterator[Servers]:
+    made = Servers(own_database, emulator, tmp_path)
     yield made
     made.stop_all()
     emulator.call(emulator.emulator.clear_faults)
@@ -676,7 +658,7 @@ KILLS = 5
 
 
 def test_killed_mid_send_every_follower_receives_it_exactly_once(
-    sending_database: str, emulator: EmulatorThread, servers: Servers
+    own_database: str, emulator: EmulatorThread, servers: Servers
 ) -> None:
     emu = emulator.emulator
     people = 20_000
@@ -696,7 +678,7 @@ def test_killed_mid_send_every_follower_receives_it_exactly_once(
     broadcast = resource_id(draft.name)
     seed = int(os.environ.get("BROADCASTER_CRASH_SEED") or random.randrange(2**32))
     rng = random.Random(seed)
-    tables = Tables(sending_database)
+    tables = Tables(own_database)
     kills: list[tuple[str, float, int]] = []  # how, after how long, sent when killed
     try:
         sending = api.send(draft.name)

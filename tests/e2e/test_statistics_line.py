@@ -17,7 +17,6 @@ import pytest
 from broadcaster_line_emulator import Account, Engagement
 
 from broadcaster.v1 import broadcast_service_pb2 as bpb
-from tests.databases import fresh_database
 from tests.e2e.emulator_thread import EmulatorThread
 from tests.e2e.sending_rig import A, Api, Servers, merchant, reach, wait_for
 
@@ -25,29 +24,9 @@ QUICK_READS = {"BROADCASTER_STATISTICS_EARLY_INTERVAL": "1"}
 FAST = Engagement(arrival_hours=0.1 / 3600)
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorThread]:
-    running = EmulatorThread()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def statistics_database(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """This module's own database: the session's other servers dispatch (and collect) every
-    channel of theirs."""
-    backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
-    with fresh_database(backend, tmp_path_factory.mktemp(f"statistics-{backend}")) as url:
-        yield url
-
-
 @pytest.fixture
-def servers(
-    statistics_database: str, emulator: EmulatorThread, tmp_path: Path
-) -> Iterator[Servers]:
-    made = Servers(statistics_database, emulator, tmp_path)
+def servers(own_database: str, emulator: EmulatorThread, tmp_path: Path) -> Iterator[Servers]:
+    made = Servers(own_database, emulator, tmp_path)
     yield made
     made.stop_all()
 

@@ -20,33 +20,15 @@ from grpc_status import rpc_status
 from broadcaster.v1 import broadcast_service_pb2 as bpb
 from broadcaster.v1 import contact_service_pb2 as cpb
 from broadcaster.v1 import event_service_pb2 as epb
-from tests.databases import fresh_database
 from tests.e2e.emulator_thread import EmulatorThread
 from tests.e2e.sending_rig import A, Api, Servers, merchant, quota_failure, reach
 
 R = bpb.TestSendRecipient
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorThread]:
-    running = EmulatorThread()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def test_send_database(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """A database of this module alone: no other server dispatches its channels."""
-    backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
-    with fresh_database(backend, tmp_path_factory.mktemp(f"test-sends-{backend}")) as url:
-        yield url
-
-
 @pytest.fixture
-def api(test_send_database: str, emulator: EmulatorThread, tmp_path: Path) -> Iterator[Api]:
-    servers = Servers(test_send_database, emulator, tmp_path)
+def api(own_database: str, emulator: EmulatorThread, tmp_path: Path) -> Iterator[Api]:
+    servers = Servers(own_database, emulator, tmp_path)
     yield servers.start()
     servers.stop_all()
 

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -86,13 +85,6 @@ def previous(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=600,
     )
     return where
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorThread]:
-    running = EmulatorThread()
-    yield running
-    running.stop()
 
 
 def _broadcaster(previous: Path | None) -> list[str]:

@@ -30,13 +30,6 @@ INTERVAL = 2
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorThread]:
-    running = EmulatorThread()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def upkeep_channel(
     database_url: str, emulator: EmulatorThread, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[grpc.Channel]:
