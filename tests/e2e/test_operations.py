@@ -178,7 +178,10 @@ def test_cli_lists_broadcasts(server: Server, channel: grpc.Channel, merchant: s
     done = cli(server, "broadcasts", "list", "--merchant", merchant)
     assert done.returncode == 0, done.stderr
     header, *rows = done.stdout.splitlines()
-    assert header.split() == ["ID", "NAME", "SENT", "AT", "TARGET", "STATE", "SENT", "/", "TOTAL"]
+    assert header.split() == [
+        "ID", "NAME", "SENT", "AT", "TARGET", "STATE",
+        "SENT", "/", "TOTAL", "OPENED", "/", "CLICKED",
+    ]  # fmt: skip
     assert len(rows) == 2
     assert "春季特賣 VIP" in rows[0] and "Spring sale" in rows[1]  # newest first
     assert all("draft" in r and "Interacted in the last 7 days" in r for r in rows)
