@@ -394,3 +394,42 @@ async def test_reads_follow_the_schedule_and_stop_after_the_window(
     row = await ctx.db.read(_row, broadcast)
     assert row is not None and row["next_fetch_time"] is None
     assert await ctx.db.read(repo.next_due) is None  # nothing left to read
+
+
+async def test_a_claim_takes_no_more_channels_than_its_limit(db: Database) -> None:
+    """On PostgreSQL too, where a locking subquery in `IN (…)` could be run again per row and
+    take every due channel: at most `limit` reads are claimed at once."""
+    early = datetime(1971, 1, 1, tzinfo=UTC)  # nothing of the other tests is due this early
+    channels = [f"limit-{uuid.uuid4().hex[:12]}" for _ in range(200)]
+
+    def seed(conn: Connection) -> None:
+        for n, channel in enumerate(channels):
+            conn.execute(
+                text(
+                    "INSERT INTO broadcast_statistics (broadcast_id, channel_id, unit, send_time,"
+                    " next_fetch_time) VALUES (:b, :ch, 'u', :t, :t)"
+                ),
+                {"b": f"{channel}-b{n}", "ch": channel, "t": to_us(early)},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO statistics_pacing (channel_id, next_time, step) VALUES (:ch, 0, 1)"
+                ),
+                {"ch": channel},
+            )
+
+    def clean(conn: Connection) -> None:
+        for table in ("broadcast_statistics", "statistics_pacing"):
+            conn.execute(text(f"DELETE FROM {table} WHERE channel_id LIKE 'limit-%'"))
+
+    await db.write(seed)
+    try:
+        now = early + timedelta(hours=1)
+        until = now + timedelta(minutes=5)
+        first = await db.write(repo.claim, owner="a", now=now, lease_until=until, limit=2)
+        assert len(first) == 2 and {c.channel for c in first} <= set(channels)
+        rest = await db.write(repo.claim, owner="b", now=now, lease_until=until, limit=10)
+        ours = {c.channel for c in rest} & set(channels)
+        assert len(ours) == 10 and not ours & {c.channel for c in first}
+    finally:
+        await db.write(clean)

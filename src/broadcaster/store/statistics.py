@@ -110,15 +110,19 @@ def claim(
     each channel's next read moves one step on."""
     now_us, until_us = to_us(now), to_us(lease_until)
     lock = " FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
+    # The channels are chosen once, in a CTE: as a plain `IN (subquery)`, PostgreSQL may run a
+    # locking subquery again for each row it updates, skipping the rows the runs before it
+    # locked, and so take every due channel whatever the limit.
     channels = [
         str(r[0])
         for r in conn.execute(
             text(
-                "UPDATE statistics_pacing SET next_time = :now + step WHERE channel_id IN ("
-                "SELECT p.channel_id FROM statistics_pacing p WHERE p.next_time <= :now"
-                " AND EXISTS (SELECT 1 FROM broadcast_statistics s"
+                "WITH due AS (SELECT p.channel_id FROM statistics_pacing p"
+                " WHERE p.next_time <= :now AND EXISTS (SELECT 1 FROM broadcast_statistics s"
                 " WHERE s.channel_id = p.channel_id AND s.next_fetch_time <= :now)"
-                f" ORDER BY p.next_time LIMIT :limit{lock}) RETURNING channel_id"
+                f" ORDER BY p.next_time LIMIT :limit{lock})"
+                " UPDATE statistics_pacing SET next_time = :now + step"
+                " WHERE channel_id IN (SELECT channel_id FROM due) RETURNING channel_id"
             ),
             {"now": now_us, "limit": limit},
         )
