@@ -60,6 +60,14 @@ class _Checker:
     def add(self, path: str, problem: str) -> None:
         self.found.append(FieldViolation(path, problem))
 
+    def field(self, o: Mapping[str, Any], key: str, path: str, required: bool) -> tuple[str, Any]:
+        """`o[key]`'s path and value; a missing one is None, and a violation if `required`."""
+        where = f"{path}.{key}"
+        value = o.get(key)
+        if value is None and required:
+            self.add(where, "is required")
+        return where, value
+
     def obj(self, value: Any, path: str) -> dict[str, Any] | None:
         if not isinstance(value, dict):
             self.add(path, "must be an object")
@@ -76,11 +84,8 @@ class _Checker:
         max_len: int | None = None,
         choices: tuple[str, ...] = (),
     ) -> str | None:
-        where = f"{path}.{key}"
-        value = o.get(key)
+        where, value = self.field(o, key, path, required)
         if value is None:
-            if required:
-                self.add(where, "is required")
             return None
         if not isinstance(value, str):
             self.add(where, "must be a string")
@@ -109,11 +114,8 @@ class _Checker:
         schemes: tuple[str, ...] = ("https",),
         max_len: int = MAX_URL_LENGTH,
     ) -> None:
-        where = f"{path}.{key}"
-        value = o.get(key)
+        where, value = self.field(o, key, path, required)
         if value is None:
-            if required:
-                self.add(where, "is required")
             return
         problem = url_problem(value, schemes, max_len)
         if problem:
@@ -129,11 +131,8 @@ class _Checker:
         minimum: int | None = None,
         maximum: int | None = None,
     ) -> int | None:
-        where = f"{path}.{key}"
-        value = o.get(key)
+        where, value = self.field(o, key, path, required)
         if value is None:
-            if required:
-                self.add(where, "is required")
             return None
         if not isinstance(value, int) or isinstance(value, bool):
             self.add(where, "must be an integer")
@@ -154,11 +153,8 @@ class _Checker:
         min_items: int = 1,
         max_items: int | None = None,
     ) -> list[Any]:
-        where = f"{path}.{key}"
-        value = o.get(key)
+        where, value = self.field(o, key, path, required)
         if value is None:
-            if required:
-                self.add(where, "is required")
             return []
         if not isinstance(value, list):
             self.add(where, "must be an array")
