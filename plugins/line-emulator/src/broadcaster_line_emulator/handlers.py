@@ -10,7 +10,7 @@ import binascii
 import json
 import re
 from array import array
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -118,6 +118,17 @@ def _deliver(
     return r.ok(reply, call.request_id)
 
 
+def _checked(
+    call: Call, validate: Callable[[Mapping[str, Any]], list[ErrorDetail]]
+) -> dict[str, Any] | web.Response:
+    """The request's JSON object if `validate` finds nothing wrong with it; else LINE's 400."""
+    body = _json_object(call)
+    if isinstance(body, web.Response):
+        return body
+    errors = validate(body)
+    return r.bad_request(call.request_id, errors) if errors else body
+
+
 def multicast(call: Call) -> web.Response:
     body = _json_object(call)
     if isinstance(body, web.Response):
@@ -139,22 +150,16 @@ def multicast(call: Call) -> web.Response:
 def validate_multicast_messages(call: Call) -> web.Response:
     """`{"messages": [...]}` checked as a multicast's would be: 200 `{}`, or 400 naming each
     bad property; nothing is sent or counted."""
-    body = _json_object(call)
+    body = _checked(call, validate_messages)
     if isinstance(body, web.Response):
         return body
-    errors = validate_messages(body)
-    if errors:
-        return r.bad_request(call.request_id, errors)
     return r.ok({}, call.request_id)
 
 
 def push(call: Call) -> web.Response:
-    body = _json_object(call)
+    body = _checked(call, validate_push)
     if isinstance(body, web.Response):
         return body
-    errors = validate_push(body)
-    if errors:
-        return r.bad_request(call.request_id, errors)
     to = body["to"]
     followers = call.account.followers
     if not is_user_id(to):
@@ -177,12 +182,9 @@ def push(call: Call) -> web.Response:
 
 
 def broadcast(call: Call) -> web.Response:
-    body = _json_object(call)
+    body = _checked(call, validate_broadcast)
     if isinstance(body, web.Response):
         return body
-    errors = validate_broadcast(body)
-    if errors:
-        return r.bad_request(call.request_id, errors)
     recipients: array[int] = array("I", call.account.followers.following_positions())
     return _deliver(call, body, recipients, 0, {})
 
