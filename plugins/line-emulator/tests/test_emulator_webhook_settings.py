@@ -5,32 +5,16 @@ success, statusCode, reason and detail."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 from broadcaster_line_emulator import Account, LineEmulator
 from broadcaster_line_emulator.conformance import ConformanceRecorder, check_webhook_body
 from emulator_support import LineApi
 from test_emulator_webhooks import Receiver
+from test_emulator_webhooks import receiver as receiver
 
 ENDPOINT = "/v2/bot/channel/webhook/endpoint"
 TEST = "/v2/bot/channel/webhook/test"
-
-
-@pytest.fixture
-async def receiver(shop: Account) -> AsyncIterator[Receiver]:
-    bot = Receiver(shop.channel_secret)
-    app = web.Application()
-    app.router.add_post("/webhooks/line/shop", bot.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    bot.url = f"http://{host}:{port}/webhooks/line/shop"
-    yield bot
-    await runner.cleanup()
 
 
 async def test_set_get_and_test_the_endpoint(
