@@ -1,8 +1,9 @@
 """Live channel instances: built from the registry and opened credentials, shared per process.
 
 The hub owns the process's one aiohttp session (channels borrow it through ChannelRuntime) and
-caches an instance per channel for a few seconds, so webhooks and sends do not open credentials
-on every call, while a disconnect elsewhere takes effect quickly.
+caches an instance per channel, so webhooks and sends do not open credentials on every call.
+Every few seconds the channel is read again, so a disconnect elsewhere takes effect quickly; the
+instance is kept while its stored credentials stay the same, with what it keeps across calls.
 
 Unknown channel ids are remembered too, for a shorter while (and only so many of them), so
 posts to a made-up webhook path do not reach the database each time. Channel ids are chosen by
@@ -70,7 +71,9 @@ class ChannelHub:
         self._env = dict(env)
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
-        self._cache: dict[str, tuple[float, ChannelAccount, Channel]] = {}
+        # id -> (until when it is fresh, the account, its instance, the sealed credentials the
+        # instance was built from)
+        self._cache: dict[str, tuple[float, ChannelAccount, Channel, str]] = {}
         self._gone_listeners: list[Callable[[str], None]] = []
         self._unknown: dict[str, float] = {}  # id -> until when it is taken as unknown
         self._not_openable: dict[str, float] = {}  # id -> until when it is left to others
@@ -115,6 +118,11 @@ class ChannelHub:
             return None
         self._unknown.pop(channel_id, None)
         account, sealed = found
+        if cached is not None and cached[3] == sealed:
+            # The same credentials: the same instance, with what it keeps (its token, its
+            # pace, what it knows of the account) rather than a new one every few seconds.
+            self._cache[channel_id] = (now + CACHE_SECONDS, account, cached[2], sealed)
+            return account, cached[2]
         issued = self.issued_credentials(channel_id, account.type)
         try:
             instance = self.build(account.type, self.sealer.open(sealed), issued=issued)
@@ -126,7 +134,7 @@ class ChannelHub:
         except SecretKeyError as e:
             self._not_openable[channel_id] = now + NOT_OPENABLE_SECONDS
             raise NotOpenableHere(channel_id, str(e)) from None
-        self._cache[channel_id] = (now + CACHE_SECONDS, account, instance)
+        self._cache[channel_id] = (now + CACHE_SECONDS, account, instance, sealed)
         return account, instance
 
     def not_openable(self) -> frozenset[str]:
