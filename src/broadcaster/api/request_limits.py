@@ -257,7 +257,7 @@ class LargeTurns:
         finally:
             self._in -= 1
             if not self._in:  # the last of a burst: its memory goes back to the system
-                await give_back_memory()
+                give_back_memory()
 
 
 async def decode(method: str, limit: Limit, parse: Callable[[bytes], Any], raw: Any) -> Any:

@@ -38,9 +38,9 @@ def _malloc_trim() -> Callable[[], object] | None:
 _trim = _malloc_trim()
 
 
-async def give_back_memory() -> None:
+def give_back_memory() -> None:
     """Hand the memory large requests freed back to the system (glibc keeps freed memory of
     each thread's arena for reuse; after a burst of bulk calls that is hundreds of MB), in the
-    bulk worker, after the work queued there."""
+    bulk worker once the work queued there is done; returns at once, so no answer waits."""
     if _trim is not None:
-        await off_loop(_trim)
+        _worker.submit(_trim)
