@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from broadcaster.domain.reasons import Reason
 from broadcaster.domain.statistics import (
-    Figures,
+    ChannelStatistics,
     Schedule,
     Statistics,
     pace_step,
@@ -72,7 +72,8 @@ def test_rates_are_unknown_rather_than_made_up() -> None:
 
 
 def test_withheld_figures_give_no_rate_and_no_reason_for_the_whole() -> None:
-    s = Statistics(delivered=40, figures=Figures(unique_impressions=20, unique_clicks=None))
+    figures = ChannelStatistics(unique_impressions=20, unique_clicks=None)
+    s = Statistics(delivered=40, figures=figures)
     assert (s.open_rate, s.click_rate) == (0.5, None)
     assert whole_reason("", s.figures) == ""
     nothing = Statistics(delivered=40)

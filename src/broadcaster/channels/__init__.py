@@ -20,11 +20,9 @@ from broadcaster.channels.protocol import (
 from broadcaster.channels.registry import ChannelRegistry, PluginError, UnknownChannelType
 from broadcaster.channels.types import (
     AccountInfo,
-    BubbleStatistics,
     Capabilities,
     ChannelContact,
     ChannelRuntime,
-    ChannelStatistics,
     ContactPage,
     CredentialField,
     Eligibility,
@@ -39,7 +37,6 @@ from broadcaster.channels.types import (
     SendBatch,
     SendOutcome,
     SendStatus,
-    UrlStatistics,
     WebhookSetup,
 )
 from broadcaster.domain.audience import Audience, InteractionWindow
@@ -58,6 +55,7 @@ from broadcaster.domain.messages import (
 )
 from broadcaster.domain.model import AccountTier, FollowerState
 from broadcaster.domain.reasons import Reason
+from broadcaster.domain.statistics import BubbleStatistics, ChannelStatistics, UrlStatistics
 
 __all__ = [
     "AccountInfo",

@@ -16,7 +16,6 @@ from broadcaster.channels.types import (
     Capabilities,
     ChannelContact,
     ChannelRuntime,
-    ChannelStatistics,
     ContactPage,
     CredentialField,
     Eligibility,
@@ -30,6 +29,7 @@ from broadcaster.channels.types import (
 from broadcaster.domain.audience import Audience
 from broadcaster.domain.errors import FieldViolation
 from broadcaster.domain.messages import ChannelNativeMessage, Message
+from broadcaster.domain.statistics import ChannelStatistics
 
 
 @runtime_checkable

@@ -242,37 +242,3 @@ class ChannelRuntime:
     http: aiohttp.ClientSession
     env: Mapping[str, str]
     credentials: IssuedCredentials | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BubbleStatistics:
-    """How one bubble of a broadcast fared. None: the channel withholds the figure (too few
-    people to report it) or has none for this kind of bubble; never a stand-in for zero."""
-
-    seq: int  # the bubble's position in the broadcast, from 1
-    impressions: int | None = None  # times it was shown
-    media_plays: int | None = None  # times a video or audio bubble was played
-    unique_media_plays: int | None = None  # people who played it
-    unique_media_plays_completed: int | None = None  # people who played it to the end
-
-
-@dataclass(frozen=True, slots=True)
-class UrlStatistics:
-    """Clicks on one URL of one bubble. None as in BubbleStatistics."""
-
-    seq: int  # the bubble's position, from 1
-    url: str
-    clicks: int | None = None
-    unique_clicks: int | None = None  # people who clicked it
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelStatistics:
-    """A broadcast's engagement as its channel reports it at one moment (figures keep changing
-    for days after a send). None: withheld or not reported, never zero."""
-
-    unique_impressions: int | None  # people who opened it
-    unique_clicks: int | None  # people who clicked any URL in it
-    unique_media_plays: int | None = None  # people who played any video or audio in it
-    bubbles: tuple[BubbleStatistics, ...] = ()
-    urls: tuple[UrlStatistics, ...] = ()

@@ -65,31 +65,37 @@ def rate(part: int | None, whole: int) -> float | None:
 
 
 @dataclass(frozen=True, slots=True)
-class BubbleFigures:
-    seq: int  # the bubble's position, from 1
-    impressions: int | None = None
-    media_plays: int | None = None
-    unique_media_plays: int | None = None
-    unique_media_plays_completed: int | None = None
+class BubbleStatistics:
+    """How one bubble of a broadcast fared. None: the channel withholds the figure (too few
+    people to report it) or has none for this kind of bubble; never a stand-in for zero."""
+
+    seq: int  # the bubble's position in the broadcast, from 1
+    impressions: int | None = None  # times it was shown
+    media_plays: int | None = None  # times a video or audio bubble was played
+    unique_media_plays: int | None = None  # people who played it
+    unique_media_plays_completed: int | None = None  # people who played it to the end
 
 
 @dataclass(frozen=True, slots=True)
-class UrlFigures:
-    seq: int
+class UrlStatistics:
+    """Clicks on one URL of one bubble. None as in BubbleStatistics."""
+
+    seq: int  # the bubble's position, from 1
     url: str
     clicks: int | None = None
-    unique_clicks: int | None = None
+    unique_clicks: int | None = None  # people who clicked it
 
 
 @dataclass(frozen=True, slots=True)
-class Figures:
-    """What the channel reported at one read. None: withheld or not reported."""
+class ChannelStatistics:
+    """A broadcast's engagement as its channel reports it at one moment (figures keep changing
+    for days after a send). None: withheld or not reported, never zero."""
 
-    unique_impressions: int | None = None
-    unique_clicks: int | None = None
-    unique_media_plays: int | None = None
-    bubbles: tuple[BubbleFigures, ...] = ()
-    urls: tuple[UrlFigures, ...] = ()
+    unique_impressions: int | None = None  # people who opened it
+    unique_clicks: int | None = None  # people who clicked any URL in it
+    unique_media_plays: int | None = None  # people who played any video or audio in it
+    bubbles: tuple[BubbleStatistics, ...] = ()
+    urls: tuple[UrlStatistics, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +114,7 @@ class Statistics:
     accepted; `figures` None when none were read yet (or none can be)."""
 
     delivered: int
-    figures: Figures | None = None
+    figures: ChannelStatistics | None = None
     fetch_time: datetime | None = None
     # Why the broadcast has no figures at all: Reason.STATISTICS_NOT_SUPPORTED,
     # _ALLOWANCE_USED_UP or _NOT_YET. "" when it has them.
@@ -125,7 +131,7 @@ class Statistics:
         return None if f is None else rate(f.unique_clicks, self.delivered)
 
 
-def whole_reason(stored: str, figures: Figures | None) -> str:
+def whole_reason(stored: str, figures: ChannelStatistics | None) -> str:
     """Why a broadcast has no figures: the reason stored for it, else STATISTICS_NOT_YET while
     nothing was read; "" once figures are there."""
     if stored:
@@ -144,7 +150,7 @@ def summary_of(
     figures = (
         None
         if fetch_time is None
-        else Figures(unique_impressions=unique_impressions, unique_clicks=unique_clicks)
+        else ChannelStatistics(unique_impressions=unique_impressions, unique_clicks=unique_clicks)
     )
     return Summary(
         open_rate=None if figures is None else rate(unique_impressions, delivered),

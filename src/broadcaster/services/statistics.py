@@ -31,12 +31,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from broadcaster.channels import (
-    ChannelStatistics,
     ChannelUnavailable,
     CredentialsInvalid,
     ReportsStatistics,
 )
-from broadcaster.domain.statistics import BubbleFigures, Figures, UrlFigures
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.waiting import seconds_until, wait_or_wake
@@ -50,26 +48,6 @@ class CollectorSettings:
     lease_seconds: float = 120.0  # a claim of a due read
     concurrent: int = 8  # reads this replica makes at once (each of another channel account)
     safety_poll_seconds: float = 60.0  # the longest sleep, whatever the next due time
-
-
-def figures_of(s: ChannelStatistics) -> Figures:
-    """The channel's figures in the core's terms."""
-    return Figures(
-        unique_impressions=s.unique_impressions,
-        unique_clicks=s.unique_clicks,
-        unique_media_plays=s.unique_media_plays,
-        bubbles=tuple(
-            BubbleFigures(
-                b.seq,
-                b.impressions,
-                b.media_plays,
-                b.unique_media_plays,
-                b.unique_media_plays_completed,
-            )
-            for b in s.bubbles
-        ),
-        urls=tuple(UrlFigures(u.seq, u.url, u.clicks, u.unique_clicks) for u in s.urls),
-    )
 
 
 class Collector:
@@ -167,8 +145,7 @@ class Collector:
             now = self._ctx.now()
             window = type(instance).statistics_window
             following = self._ctx.statistics.after(c.send_time, now, window)
-            figures = None if read is None else figures_of(read)
-            await self._ctx.db.write(repo.record_figures, c, self.owner, figures, now, following)
+            await self._ctx.db.write(repo.record_figures, c, self.owner, read, now, following)
             self._ctx.metrics.statistics_read(kind, "none" if read is None else "read", took)
         except asyncio.CancelledError:
             raise

@@ -25,10 +25,10 @@ from sqlalchemy import Connection, bindparam, text
 
 from broadcaster.domain.reasons import Reason
 from broadcaster.domain.statistics import (
-    BubbleFigures,
-    Figures,
+    BubbleStatistics,
+    ChannelStatistics,
     Statistics,
-    UrlFigures,
+    UrlStatistics,
     whole_reason,
 )
 from broadcaster.store.clock import from_us, maybe_from_us, to_us
@@ -163,7 +163,7 @@ def next_due(conn: Connection) -> datetime | None:
     return None if row is None else from_us(int(row))
 
 
-def encode_details(f: Figures) -> str:
+def encode_details(f: ChannelStatistics) -> str:
     def clean(d: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in d.items() if v is not None}
 
@@ -197,12 +197,14 @@ def encode_details(f: Figures) -> str:
     )
 
 
-def decode_details(raw: str | None) -> tuple[tuple[BubbleFigures, ...], tuple[UrlFigures, ...]]:
+def decode_details(
+    raw: str | None,
+) -> tuple[tuple[BubbleStatistics, ...], tuple[UrlStatistics, ...]]:
     if not raw:
         return (), ()
     d = json.loads(raw)
     bubbles = tuple(
-        BubbleFigures(
+        BubbleStatistics(
             seq=b["seq"],
             impressions=b.get("impressions"),
             media_plays=b.get("media_plays"),
@@ -212,7 +214,7 @@ def decode_details(raw: str | None) -> tuple[tuple[BubbleFigures, ...], tuple[Ur
         for b in d.get("bubbles", ())
     )
     urls = tuple(
-        UrlFigures(
+        UrlStatistics(
             seq=u["seq"],
             url=u["url"],
             clicks=u.get("clicks"),
@@ -227,7 +229,7 @@ def record_figures(
     conn: Connection,
     c: Claimed,
     owner: str,
-    figures: Figures | None,
+    figures: ChannelStatistics | None,
     now: datetime,
     next_fetch: datetime | None,
 ) -> bool:
@@ -325,7 +327,7 @@ def get(conn: Connection, merchant: str, broadcast: str) -> Statistics | None:
     figures = None
     if fetched is not None:
         bubbles, urls = decode_details(details)
-        figures = Figures(imp, clk, plays, bubbles, urls)
+        figures = ChannelStatistics(imp, clk, plays, bubbles, urls)
     return Statistics(
         delivered=int(sent),
         figures=figures,
