@@ -250,7 +250,8 @@ async def test_operations_outside_the_table_change_nothing(
             limit=1,
         )
         cancelled = await shop.sending.cancel(LOCAL, name)
-        assert await ctx.db.write(dispatch.record_sent, [(in_flight, ctx.now())]) == [50]
+        recorded = [(in_flight, ctx.now(), dispatch.Acceptance())]
+        assert await ctx.db.write(dispatch.record_sent, recorded) == [50]
         done = await shop.broadcasts.get(LOCAL, name)
         assert (done.state, done.counters.sent) == (BroadcastState.CANCELLED, 50)
         assert not await ctx.db.read(dispatch.sending_on, shop.channel_id)

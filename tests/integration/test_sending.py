@@ -483,7 +483,8 @@ async def test_deliveries_read_as_their_batch(
         )
         refused = first.recipients[3][1]
         await ctx.db.write(dispatch.record_invalid, first, [refused], "INVALID_RECIPIENT", now)
-        await ctx.db.write(dispatch.record_sent, [(first, now)])  # batch 1 is still in flight
+        # batch 1 is still in flight
+        await ctx.db.write(dispatch.record_sent, [(first, now, dispatch.Acceptance())])
 
         people = sorted(shop.people)
         sent = [(p, DeliveryOutcome.SENT) for p in people[:50] if p != refused]

@@ -583,7 +583,9 @@ class ChannelDispatch:
                     await self._rekey(batch, 0.0)
                 return
             if not recipients:  # every one failed on an earlier attempt
-                await self._record.write_together(store.record_sent, (batch, self._ctx.now()))
+                await self._record.write_together(
+                    store.record_sent, (batch, self._ctx.now(), store.Acceptance())
+                )
                 return
             if not self._holding and self._gone is None:
                 return  # stopping: it does not wait for a slot, and the next holder sends it

@@ -288,14 +288,9 @@ class Acceptance:
     statistics: statistics.Tag | None = None
 
 
-_NOTHING = Acceptance()
-
-
 def record_sent(
     conn: Connection,
-    accepted_at: Sequence[
-        tuple[ClaimedBatch, datetime] | tuple[ClaimedBatch, datetime, Acceptance]
-    ],
+    accepted_at: Sequence[tuple[ClaimedBatch, datetime, Acceptance]],
 ) -> list[int]:
     """The channel accepted these batches (each with the time it did; now or on an earlier
     attempt): their pending recipients are sent, with their Message Center events. Returns how
@@ -306,13 +301,10 @@ def record_sent(
     Their delivery rows stay as they are (PENDING, "as its batch"): the done batches say they
     were sent, so 500 recipients cost one batch row, the conversations they open and a share
     of one outbox row, rather than 500 updated rows and up to 1,000 event rows."""
-    accepted = [item[0] for item in accepted_at]
-    when = max(item[1] for item in accepted_at)
+    accepted = [c for c, _, _ in accepted_at]
+    when = max(t for _, t, _ in accepted_at)
     now = to_us(when)
-    said = {
-        (item[0].broadcast, item[0].batch): item[2] if len(item) > 2 else _NOTHING
-        for item in accepted_at
-    }
+    said = {(c.broadcast, c.batch): a for c, _, a in accepted_at}
     sent: dict[tuple[str, int], int] = {}
     by_broadcast: dict[str, list[ClaimedBatch]] = {}
     for c in accepted:
