@@ -747,11 +747,12 @@ class ChannelDispatch:
         self, instance: Channel, batch: store.ClaimedBatch, outcome: SendOutcome
     ) -> statistics.Tag:
         """What the accepted batch says of its broadcast's statistics."""
-        if not isinstance(instance, ReportsStatistics):
+        if not self._reports:
             return statistics.Tag()
+        assert isinstance(instance, ReportsStatistics)
         step = pace_step(type(instance).statistics_requests_per_hour)
         return statistics.Tag(
-            unit=instance.statistics_unit(batch.broadcast),
+            unit=self._unit(instance, batch.broadcast),
             unavailable=outcome.statistics_unavailable,
             first_fetch=self._ctx.statistics.first(self._ctx.now()),
             step_us=int(step.total_seconds() * 1_000_000),
