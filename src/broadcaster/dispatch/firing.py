@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from broadcaster.services.context import ServiceContext
-from broadcaster.services.waiting import seconds_until, wait_or_wake
+from broadcaster.services.waiting import run_due, seconds_until
 from broadcaster.store import notifications, schedules
 from broadcaster.store.notifications import Listener
 
@@ -117,14 +117,17 @@ class Firing:
         nxt = await self._ctx.db.read(schedules.next_due, now, self._aside())
         return seconds_until(nxt, now, self.settings.safety_poll_seconds, 0.005)
 
+    async def _step(self) -> float:
+        if await self.fire_due() >= self.settings.claim_limit:
+            return 0.0  # more may be due
+        return await self._next_wait()
+
     async def _run(self) -> None:
-        while not self._stopping:
-            self._wake.clear()  # before looking: a schedule from now on wakes the wait below
-            try:
-                if await self.fire_due() >= self.settings.claim_limit:
-                    continue  # more may be due
-                delay = await self._next_wait()
-            except Exception:
-                log.exception("firing: looking for due broadcasts failed")
-                delay = 1.0
-            await wait_or_wake(self._wake, delay)
+        await run_due(
+            self._step,
+            self._wake,
+            log,
+            "firing: looking for due broadcasts",
+            retry=1.0,
+            running=lambda: not self._stopping,
+        )

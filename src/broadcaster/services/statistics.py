@@ -37,7 +37,7 @@ from broadcaster.channels import (
 )
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
-from broadcaster.services.waiting import seconds_until, wait_or_wake
+from broadcaster.services.waiting import run_due, seconds_until
 from broadcaster.store import statistics as repo
 
 log = logging.getLogger(__name__)
@@ -163,14 +163,10 @@ class Collector:
         nxt = await self._ctx.db.read(repo.next_due)
         return seconds_until(nxt, self._ctx.now(), poll, 0.05)
 
+    async def _step(self) -> float:
+        if await self.collect_due():
+            return 0.0  # there may be more due on other channels
+        return await self._next_wait()
+
     async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                if await self.collect_due():
-                    continue  # there may be more due on other channels
-                delay = await self._next_wait()
-            except Exception:
-                log.exception("statistics: looking for due reads failed")
-                delay = 5.0
-            await wait_or_wake(self._wake, delay)
+        await run_due(self._step, self._wake, log, "statistics: looking for due reads")

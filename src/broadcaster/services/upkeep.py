@@ -37,7 +37,7 @@ from broadcaster.services.contact_sync import ContactSyncer
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.credentials import mark_refused
 from broadcaster.services.health import refresh_health
-from broadcaster.services.waiting import seconds_until, wait_or_wake
+from broadcaster.services.waiting import run_due, seconds_until
 from broadcaster.store import upkeep as repo
 from broadcaster.store.channels import get_any_merchant
 
@@ -191,13 +191,9 @@ class ChannelUpkeep:
         nxt = await self._ctx.db.read(repo.next_sync_due)
         return seconds_until(nxt, self._ctx.now(), poll, 0.01)
 
+    async def _step(self) -> float:
+        await self.resync_due()
+        return await self._next_wait()
+
     async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.resync_due()
-                delay = await self._next_wait()
-            except Exception:
-                log.exception("channel upkeep: looking for due re-syncs failed")
-                delay = 5.0
-            await wait_or_wake(self._wake, delay)
+        await run_due(self._step, self._wake, log, "channel upkeep: looking for due re-syncs")
