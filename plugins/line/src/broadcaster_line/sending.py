@@ -181,13 +181,7 @@ async def send_batch(client: LineClient, batch: SendBatch, unit: str = "") -> Se
     try:
         reply = await client.multicast(body, batch.idempotency_key)
         if unit and is_unit_refusal(reply):
-            plain = SendBatch(
-                batch.recipients,
-                batch.messages,
-                batch.idempotency_key,
-                batch.notification_disabled,
-            )
-            outcome = await send_batch(client, plain)
+            outcome = await send_batch(client, batch)  # without the unit
             if outcome.status is SendStatus.ACCEPTED:
                 return replace(outcome, statistics_unavailable=Reason.STATISTICS_ALLOWANCE_USED_UP)
             return outcome
