@@ -144,7 +144,11 @@ async def _stop_shops(db: Database) -> AsyncIterator[None]:
 
 
 def _row(conn: Connection, broadcast: str) -> dict[str, object] | None:
-    return repo.row_of(conn, broadcast)
+    """The broadcast's statistics row as stored."""
+    row = conn.execute(
+        text("SELECT * FROM broadcast_statistics WHERE broadcast_id = :b"), {"b": broadcast}
+    ).first()
+    return None if row is None else dict(row._mapping)
 
 
 def _request_ids(conn: Connection, broadcast: str) -> list[str]:

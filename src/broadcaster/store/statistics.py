@@ -334,11 +334,3 @@ def get(conn: Connection, merchant: str, broadcast: str) -> Statistics | None:
         fetch_time=maybe_from_us(fetched),
         unavailable_reason=whole_reason(stored or "", figures),
     )
-
-
-def row_of(conn: Connection, broadcast: str) -> dict[str, Any] | None:
-    """The stored row as it is (operators, tests)."""
-    row = conn.execute(
-        text("SELECT * FROM broadcast_statistics WHERE broadcast_id = :b"), {"b": broadcast}
-    ).first()
-    return None if row is None else dict(row._mapping)
