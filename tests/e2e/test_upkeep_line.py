@@ -31,14 +31,17 @@ INTERVAL = 2
 
 @pytest.fixture(scope="module")
 def upkeep_channel(
-    database_url: str, emulator: EmulatorThread, tmp_path_factory: pytest.TempPathFactory
+    own_database: str, emulator: EmulatorThread, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[grpc.Channel]:
+    """A LINE server on a database of this module's own: the session's fake-channel server
+    would otherwise claim the LINE channels' due re-syncs too, and, lacking the LINE plugin,
+    hold them for a claim's minute."""
     log = tmp_path_factory.mktemp("upkeep-server") / "serve.log"
     with socket.socket() as probe:  # a free port, known before the server starts
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     running = live.start(
-        database_url,
+        own_database,
         log,
         extra_env={
             "BROADCASTER_PLUGINS": "line",
