@@ -507,7 +507,7 @@ def _open_batch_owners(tables: Tables, broadcast_id: str) -> list[str]:
         return [
             str(owner)
             for owner in conn.execute(
-                sa.text("SELECT lease_owner FROM batches WHERE broadcast_id = :b AND state = 0"),
+                sa.text("SELECT lease_owner FROM batches WHERE broadcast_id = :b AND state <> 1"),
                 {"b": broadcast_id},
             ).scalars()
             if owner

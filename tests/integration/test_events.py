@@ -34,7 +34,8 @@ from broadcaster.services.events import EventFeed, Events
 from broadcaster.store import channels, contacts, events, snapshot
 from broadcaster.store.clock import from_us
 from broadcaster.store.database import Database
-from broadcaster.store.tables import batches, deliveries
+from broadcaster.store.tables import batches
+from tests.integration.recipients_rig import resolve
 from tests.integration.test_sending import _shop
 
 CURSORS = EventCursors(["integration-secret-key-0123456789abcdef"])
@@ -73,11 +74,7 @@ async def _delivered(db: Database, merchant: str, people: int, chatted: set[int]
         )  # fmt: skip
         # Recipient 1 was refused by the channel; the rest were sent with their batches.
         conn.execute(update(batches).where(batches.c.broadcast_id == broadcast).values(state=1))
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.broadcast_id == broadcast, deliveries.c.seq == 1)
-            .values(outcome=int(DeliveryOutcome.FAILED))
-        )
+        resolve(conn, broadcast, [1], DeliveryOutcome.FAILED)
         for lo in range(0, people, 4):
             events.record_delivered(
                 conn, merchant=merchant, channel=channel, broadcast=broadcast,

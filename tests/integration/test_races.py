@@ -270,7 +270,7 @@ def _batch_row(conn: Connection, broadcast: str, batch: int) -> tuple[str, int, 
 
 def _due_now(conn: Connection, broadcast: str) -> None:
     conn.execute(
-        text("UPDATE batches SET due_time = 0 WHERE broadcast_id = :b AND state = 0"),
+        text("UPDATE batches SET due_time = 0 WHERE broadcast_id = :b AND state <> 1"),
         {"b": broadcast},
     )
 

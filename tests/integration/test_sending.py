@@ -74,7 +74,7 @@ class Shop:
 def _open_batches(conn: Connection, broadcast: str) -> int:
     return int(
         conn.execute(
-            text("SELECT COUNT(*) FROM batches WHERE broadcast_id = :b AND state = 0"),
+            text("SELECT COUNT(*) FROM batches WHERE broadcast_id = :b AND state <> 1"),
             {"b": broadcast},
         ).scalar_one()
     )
@@ -510,7 +510,7 @@ def _held(conn: Connection, channel_id: str) -> tuple[list[str], list[str]]:
         text("SELECT owner FROM channel_leases WHERE channel_id = :c"), {"c": channel_id}
     ).scalars()
     batches = conn.execute(
-        text("SELECT lease_owner FROM batches WHERE channel_id = :c AND state = 0"),
+        text("SELECT lease_owner FROM batches WHERE channel_id = :c AND state <> 1"),
         {"c": channel_id},
     ).scalars()
     return list(leases), [owner for owner in batches if owner]

@@ -16,7 +16,8 @@ from broadcaster.domain.model import FollowerState
 from broadcaster.store import snapshot
 from broadcaster.store.clock import to_us
 from broadcaster.store.database import Database
-from broadcaster.store.tables import batches, contacts, deliveries
+from broadcaster.store.tables import batches, contacts
+from tests.integration.recipients_rig import every_delivery, resolve
 from tests.integration.test_audience import CUSTOMERS, NOW, _brute, _contact, seed_people
 
 
@@ -59,11 +60,7 @@ async def test_snapshot_fixes_the_reachable_audience(
     assert taken.recipients == matched - opted_out - unreachable
 
     def read(conn):  # type: ignore[no-untyped-def]
-        rows = conn.execute(
-            select(deliveries)
-            .where(deliveries.c.broadcast_id == broadcast)
-            .order_by(deliveries.c.seq)
-        ).all()
+        rows = every_delivery(conn, broadcast)
         cut = conn.execute(
             select(batches).where(batches.c.broadcast_id == broadcast).order_by(batches.c.batch)
         ).all()
@@ -75,8 +72,14 @@ async def test_snapshot_fixes_the_reachable_audience(
     )
     assert sorted(r.external_id for r in rows) == expected
     assert [r.seq for r in rows] == list(range(len(rows)))
-    assert [r.contact_id for r in rows] == sorted(r.contact_id for r in rows)
-    assert all(r.outcome == 0 for r in rows)
+    # Batches are cut in contact id order (within one, recipients come in any order).
+    by_id = sorted(r.contact for r in rows)
+    assert all(
+        sorted(r.contact for r in rows[b.first_seq : b.first_seq + b.size])
+        == by_id[b.first_seq : b.first_seq + b.size]
+        for b in cut
+    )
+    assert all(r.outcome is DeliveryOutcome.PENDING for r in rows)
     covered = [s for b in cut for s in range(b.first_seq, b.first_seq + b.size)]
     assert covered == list(range(len(rows))) and len(cut) == taken.batches
     assert all(1 <= b.size <= batch_size for b in cut)
@@ -128,11 +131,7 @@ async def test_a_capped_snapshot_takes_the_most_recent_and_leaves_out_the_rest(
                 c.follower_state != int(FollowerState.BLOCKED),
             )
         ).all()
-        rows = conn.execute(
-            select(deliveries)
-            .where(deliveries.c.broadcast_id == broadcast)
-            .order_by(deliveries.c.seq)
-        ).all()
+        rows = every_delivery(conn, broadcast)
         cut = conn.execute(select(batches).where(batches.c.broadcast_id == broadcast)).all()
         return reachable, rows, cut
 
@@ -143,11 +142,17 @@ async def test_a_capped_snapshot_takes_the_most_recent_and_leaves_out_the_rest(
     )
     sent = min(cap, len(expected))
     assert (taken.recipients, taken.left_out_by_limit) == (sent, len(expected) - sent)
-    assert [r.contact_id for r in rows] == [r.id for r in expected]
+    # The batches take the most recent first (within one, in any order); the rest follow.
     assert [r.seq for r in rows] == list(range(len(rows)))
-    assert [r.outcome for r in rows] == [0] * sent + [int(DeliveryOutcome.NOT_SENT_LIMIT)] * (
-        len(rows) - sent
+    assert all(
+        sorted(r.contact for r in rows[b.first_seq : b.first_seq + b.size])
+        == sorted(r.id for r in expected[b.first_seq : b.first_seq + b.size])
+        for b in cut
     )
+    assert [r.contact for r in rows[sent:]] == [r.id for r in expected[sent:]]
+    assert [r.outcome for r in rows] == [DeliveryOutcome.PENDING] * sent + [
+        DeliveryOutcome.NOT_SENT_LIMIT
+    ] * (len(rows) - sent)
     covered = sorted(s for b in cut for s in range(b.first_seq, b.first_seq + b.size))
     assert covered == list(range(sent)) and len(cut) == taken.batches
 
@@ -195,11 +200,8 @@ async def test_many_snapshots_at_once_fix_what_each_alone_would(
                 batch_size=3,
                 now=NOW,
             )
-            conn.execute(
-                deliveries.update()
-                .where(deliveries.c.broadcast_id == source)
-                .values(outcome=int(DeliveryOutcome.NOT_SENT_STOPPED))
-            )
+            stopped = [d.seq for d in every_delivery(conn, source)]
+            resolve(conn, source, stopped, DeliveryOutcome.NOT_SENT_STOPPED)
         targets, alone = [], []
         for window, grouped, cap, size in wanted + ([(None, False, None, 2)] if resend else []):
             many, one = new_id(), new_id()
@@ -226,15 +228,16 @@ async def test_many_snapshots_at_once_fix_what_each_alone_would(
 
 
 def _written(conn, broadcast: str):  # type: ignore[no-untyped-def]
-    """A broadcast's deliveries and batches, without its id or the batches' keys."""
-    rows = conn.execute(
-        select(deliveries.c.seq, deliveries.c.contact_id, deliveries.c.outcome)
-        .where(deliveries.c.broadcast_id == broadcast)
-        .order_by(deliveries.c.seq)
-    ).all()
+    """A broadcast's batches (without the keys), each with its recipients and their outcomes
+    (in any order within it), and the recipients after its last batch."""
+    rows = every_delivery(conn, broadcast)
     cut = conn.execute(
         select(batches.c.batch, batches.c.first_seq, batches.c.size, batches.c.channel_id)
         .where(batches.c.broadcast_id == broadcast)
         .order_by(batches.c.batch)
     ).all()
-    return [tuple(r) for r in rows], [tuple(b) for b in cut]
+    end = max((b.first_seq + b.size for b in cut), default=0)
+    return [
+        (*b, sorted((r.contact, r.outcome) for r in rows[b.first_seq : b.first_seq + b.size]))
+        for b in cut
+    ], [(r.seq, r.contact, r.outcome) for r in rows[end:]]

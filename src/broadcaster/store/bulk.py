@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, TextClause, text
@@ -68,11 +69,11 @@ def strings_param(conn: Connection, values: list[str]) -> list[str] | str:
     return values if conn.dialect.name == "postgresql" else json_param(values)
 
 
-def rows(conn: Connection, statement: str, args: Sequence[Any]) -> list[Any]:
-    """The rows of a read with `%s` placeholders, as tuples straight from the connection's DBAPI
-    cursor: for reads of hundreds of rows on hot paths, where building SQLAlchemy rows would
-    cost more than the query."""
-    sql = statement.replace("%s", "?") if conn.dialect.name == "sqlite" else statement
+def rows(conn: Connection, statement: str, args: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
+    """The rows of a read with `%s` placeholders (or `%(name)s` ones, with `args` a mapping), as
+    tuples straight from the connection's DBAPI cursor: for reads of hundreds of rows on hot
+    paths, where building SQLAlchemy rows would cost more than the query."""
+    sql = _placeholders(statement) if conn.dialect.name == "sqlite" else statement
     cursor = conn.connection.cursor()
     try:
         cursor.execute(sql, args)
@@ -80,6 +81,18 @@ def rows(conn: Connection, statement: str, args: Sequence[Any]) -> list[Any]:
     except Exception:
         # Again through SQLAlchemy, for its handling of errors (a connection the server
         # dropped invalidates the pool) and its exception types.
-        return list(conn.exec_driver_sql(sql, tuple(args)).tuples())
+        params = dict(args) if isinstance(args, Mapping) else tuple(args)
+        return list(conn.exec_driver_sql(sql, params).tuples())
     finally:
         cursor.close()
+
+
+def named(statement: str) -> str:
+    """`%(name)s` placeholders as `:name` (SQLAlchemy's, and SQLite's)."""
+    return re.sub(r"%\((\w+)\)s", r":\1", statement)
+
+
+@functools.lru_cache(maxsize=128)
+def _placeholders(statement: str) -> str:
+    """`%s` and `%(name)s` placeholders as SQLite's `?` and `:name`."""
+    return named(statement).replace("%s", "?")

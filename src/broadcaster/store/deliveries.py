@@ -1,19 +1,23 @@
 """Reading a broadcast's deliveries: what became of each recipient.
 
-A delivery stored PENDING is "as its batch" (see tables.DeliveryRow): SENT once its batch is
-done, PENDING while the batch is open. Filtering on either is driven from the broadcast's
-batches in that state; every other outcome is stored on the delivery itself.
+A recipient without an outcome of its own is "as its batch" (store.batch_recipients): SENT once
+its batch is done, PENDING while the batch is open. Reading them, or filtering on either, is
+driven from the broadcast's batches (in that state); every other outcome is stored on a
+delivery row of its own, read by itself when filtered on.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Connection, text
 
 from broadcaster.domain.deliveries import Delivery, DeliveryOutcome
-from broadcaster.store.dispatch import DONE, OPEN
+from broadcaster.store import batch_recipients
+from broadcaster.store.batch_recipients import DONE, OPEN_ROWS
 
 _AS_BATCH = int(DeliveryOutcome.PENDING)
-_BY_BATCH = {DeliveryOutcome.PENDING: OPEN, DeliveryOutcome.SENT: DONE}
+_BY_BATCH = {DeliveryOutcome.PENDING: OPEN_ROWS, DeliveryOutcome.SENT: DONE}
 
 
 def page(
@@ -24,7 +28,18 @@ def page(
     limit: int,
 ) -> list[Delivery]:
     """Up to `limit` deliveries after seq `after`, in seq order; index ranges either way."""
-    params = {"b": broadcast, "after": -1 if after is None else after, "limit": limit}
+    start = -1 if after is None else after
+    params = {"b": broadcast, "after": start, "limit": limit}
+    if outcome is None or outcome in _BY_BATCH:
+        first = conn.execute(
+            text(
+                "SELECT size, recipients IS NOT NULL FROM batches"
+                " WHERE broadcast_id = :b AND batch = 0"
+            ),
+            params,
+        ).first()
+        if first is not None and first[1]:
+            return _from_batches(conn, broadcast, outcome, start, limit, int(first[0]))
     if outcome in _BY_BATCH:
         rows = conn.execute(
             text(
@@ -80,3 +95,96 @@ def _done_batches(conn: Connection, broadcast: str, seqs: list[int]) -> tuple[in
         {"b": broadcast, "done": DONE, "lo": min(seqs) // size, "hi": max(seqs) // size},
     )
     return size, {int(n): str(r) for (n, r) in rows}
+
+
+def _from_batches(
+    conn: Connection,
+    broadcast: str,
+    outcome: DeliveryOutcome | None,
+    after: int,
+    limit: int,
+    size: int,
+) -> list[Delivery]:
+    """`page` of a broadcast whose recipients are kept on its batches (each `size` but the
+    last): a few batches at a time (of the state `outcome` names, if any), each recipient as
+    its batch unless it has a delivery row of its own; then, unfiltered, the rows past the
+    last batch (recipients a limit left out)."""
+    state = ""
+    if outcome is DeliveryOutcome.PENDING:
+        state = f" AND {batch_recipients.IS_OPEN}"
+    elif outcome is DeliveryOutcome.SENT:
+        state = f" AND state = {DONE}"
+    step = limit // size + 2
+    out: list[Delivery] = []
+    number = (after + 1) // size
+    end = 0
+    while len(out) < limit:
+        batches = conn.execute(
+            text(
+                "SELECT batch, first_seq, size, state, request_id, recipients FROM batches"
+                f" WHERE broadcast_id = :b AND batch >= :n{state} ORDER BY batch LIMIT :step"
+            ),
+            {"b": broadcast, "n": number, "step": step},
+        ).all()
+        if not batches:
+            break
+        lo, hi = int(batches[0].first_seq), int(batches[-1].first_seq) + int(batches[-1].size) - 1
+        own = _own_rows(conn, broadcast, max(lo, after + 1), hi)
+        for b in batches:
+            done = int(b.state) == DONE
+            first = int(b.first_seq)
+            end = max(end, first + int(b.size))
+            for i, (contact, external) in enumerate(batch_recipients.decode(b.recipients)):
+                seq = first + i
+                if seq <= after:
+                    continue
+                row = own.get(seq)
+                if row is not None:
+                    if outcome is None:
+                        out.append(row)
+                elif done:
+                    out.append(Delivery(seq, contact, external, DeliveryOutcome.SENT, "",
+                                        b.request_id))  # fmt: skip
+                else:
+                    out.append(Delivery(seq, contact, external, DeliveryOutcome.PENDING, ""))
+        number = int(batches[-1].batch) + 1
+        if len(batches) < step:
+            break
+    del out[limit:]
+    if outcome is None and len(out) < limit:
+        # Past the last batch: the recipients a limit left out, rows of their own.
+        if not end:
+            end = int(
+                conn.execute(
+                    text(
+                        "SELECT COALESCE(MAX(first_seq + size), 0) FROM batches"
+                        " WHERE broadcast_id = :b"
+                    ),
+                    {"b": broadcast},
+                ).scalar_one()
+            )
+        past = _own_rows(conn, broadcast, max(end, after + 1), None, limit - len(out))
+        out.extend(past.values())
+    return out
+
+
+def _own_rows(
+    conn: Connection, broadcast: str, lo: int, hi: int | None, limit: int | None = None
+) -> dict[int, Delivery]:
+    """The delivery rows of the broadcast with seq from `lo` (to `hi`), by seq."""
+    params: dict[str, Any] = {"b": broadcast, "lo": lo, "hi": hi, "limit": limit}
+    where = "" if hi is None else " AND seq <= :hi"
+    tail = "" if limit is None else " LIMIT :limit"
+    rows = conn.execute(
+        text(
+            "SELECT seq, contact_id, external_id, outcome, reason FROM deliveries"
+            f" WHERE broadcast_id = :b AND seq >= :lo{where} ORDER BY seq{tail}"
+        ),
+        params,
+    )
+    return {
+        int(r.seq): Delivery(
+            int(r.seq), r.contact_id, r.external_id, DeliveryOutcome(r.outcome), r.reason
+        )
+        for r in rows
+    }

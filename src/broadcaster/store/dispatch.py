@@ -29,11 +29,11 @@ from broadcaster.domain import lifecycle
 from broadcaster.domain.deliveries import DeliveryOutcome
 from broadcaster.domain.lifecycle import BroadcastState, Transition
 from broadcaster.domain.messages import Message
-from broadcaster.store import bulk, events, statistics
+from broadcaster.store import batch_recipients, bulk, events, statistics
 from broadcaster.store.bubbles import decode_messages
 from broadcaster.store.clock import from_us, to_us
 
-OPEN, DONE = 0, 1  # batch states
+OPEN, DONE = batch_recipients.OPEN, batch_recipients.DONE  # batch states
 _PENDING = int(DeliveryOutcome.PENDING)
 _RESOLVED = [int(o) for o in DeliveryOutcome if o is not DeliveryOutcome.PENDING]
 _SENDING = int(BroadcastState.SENDING)
@@ -124,9 +124,9 @@ def leave_channel(conn: Connection, channel: str, owner: str) -> None:
     conn.execute(
         text(
             "UPDATE batches SET lease_owner = '', lease_expiry = 0"
-            " WHERE channel_id = :ch AND state = :open AND lease_owner = :o"
+            " WHERE channel_id = :ch AND state <> 1 AND lease_owner = :o"
         ),
-        {"ch": channel, "open": OPEN, "o": owner},
+        {"ch": channel, "o": owner},
     )
     release_channel(conn, channel, owner)
 
@@ -157,27 +157,28 @@ def claim(
     rows = conn.execute(
         text(
             "SELECT b.broadcast_id, b.batch, b.idempotency_key, b.first_seq, b.size, b.attempts,"
-            " b.first_attempt_time, br.merchant_id, br.messages, br.trace_parent,"
+            " b.first_attempt_time, b.recipients, br.merchant_id, br.messages, br.trace_parent,"
             " br.notification_disabled"
             " FROM batches b JOIN broadcasts br ON br.id = b.broadcast_id"
-            " WHERE b.channel_id = :ch AND b.state = :open AND b.due_time <= :now"
+            " WHERE b.channel_id = :ch AND b.state <> 1 AND b.due_time <= :now"
             " AND (b.lease_expiry < :now OR b.lease_owner <> :owner)"
             f" AND (br.state = {_SENDING} OR b.first_attempt_time IS NOT NULL)"
             f" AND {_LIVE_CHANNEL}"
             f" ORDER BY b.batch, b.broadcast_id LIMIT :limit{lock}"
         ),
-        {"ch": channel, "open": OPEN, "now": now_us, "owner": owner, "limit": limit},
+        {"ch": channel, "now": now_us, "owner": owner, "limit": limit},
     ).all()
     by_broadcast: dict[str, list[Row[Any]]] = {}
     for r in rows:
         by_broadcast.setdefault(r.broadcast_id, []).append(r)
-    recipients: dict[tuple[str, int], tuple[tuple[int, str], ...]] = {}
+    pending: dict[tuple[str, int], tuple[tuple[int, str], ...]] = {}
     messages: dict[str, tuple[Message, ...]] = {}
     for broadcast, claimed in by_broadcast.items():
         messages[broadcast] = decode_messages(claimed[0].messages)
-        # One statement leases all of a broadcast's claimed batches; one range read per run of
-        # adjacent batches (usually one) fetches their recipients, as plain tuples in seq
-        # order, which each batch then takes a slice of.
+        # One statement leases all of a broadcast's claimed batches. Their recipients come
+        # with them (store.batch_recipients), less those resolved one by one since (one range read
+        # per run of adjacent batches, usually none found); a batch of the earlier layout takes
+        # its slice of one range read of delivery rows per run instead.
         conn.execute(
             text(
                 "UPDATE batches SET lease_owner = :owner, lease_expiry = :until,"
@@ -192,16 +193,32 @@ def claim(
                 "now": now_us,
             },
         )
-        spans = sorted((int(r.first_seq), int(r.first_seq) + int(r.size) - 1) for r in claimed)
-        found: list[tuple[int, str]] = []
-        for lo, hi in _runs(spans):
-            found += bulk.rows(conn, _PENDING_SQL, (broadcast, lo, hi, _PENDING))
-        seqs = [seq for seq, _ in found]
-        for r in claimed:
-            first = int(r.first_seq)
-            at = bisect.bisect_left(seqs, first)
-            to = bisect.bisect_right(seqs, first + int(r.size) - 1, lo=at)
-            recipients[(broadcast, int(r.batch))] = tuple(found[at:to])
+        on_batch = [r for r in claimed if r.recipients is not None]
+        as_rows = [r for r in claimed if r.recipients is None]
+        if on_batch:
+            # Recipients kept on the batch: all of them but those resolved one by one since.
+            spans = [(int(r.first_seq), int(r.first_seq) + int(r.size) - 1) for r in on_batch]
+            resolved = set(_resolved_seqs(conn, broadcast, _runs(sorted(spans))))
+            for r in on_batch:
+                first = int(r.first_seq)
+                stored = batch_recipients.decode(r.recipients)
+                pending[(broadcast, int(r.batch))] = tuple(
+                    (first + i, external)
+                    for i, (_, external) in enumerate(stored)
+                    if first + i not in resolved
+                )
+        if as_rows:
+            # The earlier layout: recipients as delivery rows, still PENDING.
+            spans = sorted((int(r.first_seq), int(r.first_seq) + int(r.size) - 1) for r in as_rows)
+            found: list[tuple[int, str]] = []
+            for lo, hi in _runs(spans):
+                found += bulk.rows(conn, _PENDING_SQL, (broadcast, lo, hi, _PENDING))
+            seqs = [seq for seq, _ in found]
+            for r in as_rows:
+                first = int(r.first_seq)
+                at = bisect.bisect_left(seqs, first)
+                to = bisect.bisect_right(seqs, first + int(r.size) - 1, lo=at)
+                pending[(broadcast, int(r.batch))] = tuple(found[at:to])
     return [
         ClaimedBatch(
             merchant=r.merchant_id,
@@ -216,7 +233,7 @@ def claim(
                 now if r.first_attempt_time is None else from_us(r.first_attempt_time)
             ),
             messages=messages[r.broadcast_id],
-            recipients=recipients[(r.broadcast_id, int(r.batch))],
+            recipients=pending[(r.broadcast_id, int(r.batch))],
             trace_parent=r.trace_parent,
             notification_disabled=bool(r.notification_disabled),
         )
@@ -236,24 +253,39 @@ def _close_batch(conn: Connection, broadcast: str, batch: int) -> bool:
 
 
 def _set_pending(
-    conn: Connection, broadcast: str, lo: int, hi: int, outcome: DeliveryOutcome, reason: str
+    conn: Connection,
+    broadcast: str,
+    lo: int,
+    hi: int,
+    outcome: DeliveryOutcome,
+    reason: str,
+    external_ids: Sequence[str] | None = None,
 ) -> int:
-    return int(
-        conn.execute(
-            text(
-                "UPDATE deliveries SET outcome = :o, reason = :r WHERE broadcast_id = :b"
-                " AND seq BETWEEN :lo AND :hi AND outcome = :pending"
-            ),
-            {
-                "o": int(outcome),
-                "r": reason,
-                "b": broadcast,
-                "lo": lo,
-                "hi": hi,
-                "pending": _PENDING,
-            },
-        ).rowcount
-    )
+    """Give the recipients in seq [lo, hi] still "as their batch" (of them, those named by
+    `external_ids`, if given) an outcome of their own; returns how many. Rows of the earlier
+    layout are updated; recipients kept on their batch get a row."""
+    params: dict[str, Any] = {"o": int(outcome), "r": reason, "b": broadcast, "lo": lo, "hi": hi}
+    named = named_x = ""
+    if external_ids is not None:
+        named = f" AND {bulk.in_strings(conn, 'external_id', 'ids')}"
+        named_x = f" WHERE {bulk.in_strings(conn, 'x.external_id', 'ids')}"
+        params["ids"] = bulk.strings_param(conn, list(external_ids))
+    updated = conn.execute(
+        bulk.statement(
+            "UPDATE deliveries SET outcome = :o, reason = :r WHERE broadcast_id = :b"
+            f" AND seq BETWEEN :lo AND :hi AND outcome = {_PENDING}{named}"
+        ),
+        params,
+    ).rowcount
+    inserted = conn.execute(
+        bulk.statement(
+            "INSERT INTO deliveries (broadcast_id, seq, contact_id, external_id, outcome, reason)"
+            " SELECT :b, x.seq, x.contact_id, x.external_id, :o, :r"
+            f" FROM ({bulk.named(batch_recipients.as_batch(conn.dialect.name))}) x{named_x}"
+        ),
+        params,
+    ).rowcount
+    return int(updated) + int(inserted)
 
 
 def _count(
@@ -359,7 +391,7 @@ def _close_batches(
     """Mark the open ones of these batches done, with the channel's ids for their accepted
     requests (`request_ids`, by batch); returns which (the others were recorded already, by
     another process)."""
-    params: dict[str, Any] = {"done": DONE, "open": OPEN, "b": broadcast, "n": numbers}
+    params: dict[str, Any] = {"done": DONE, "b": broadcast, "n": numbers}
     ids = ""
     if request_ids:  # one statement whatever their number: the ids as a JSON table
         pair = bulk.json_table(conn, "ids")
@@ -371,7 +403,7 @@ def _close_batches(
     rows = conn.execute(
         text(
             f"UPDATE batches SET state = :done, lease_owner = '', lease_expiry = 0{ids}"
-            " WHERE broadcast_id = :b AND batch IN :n AND state = :open RETURNING batch"
+            " WHERE broadcast_id = :b AND batch IN :n AND state <> 1 RETURNING batch"
         ).bindparams(bindparam("n", expanding=True)),
         params,
     )
@@ -398,23 +430,14 @@ def record_invalid(
 ) -> int:
     """The channel named some recipients invalid (and sent nothing): they fail with `reason`;
     the batch stays open for the rest. Returns how many failed."""
-    failed = int(
-        conn.execute(
-            text(
-                "UPDATE deliveries SET outcome = :failed, reason = :r WHERE broadcast_id = :b"
-                " AND seq BETWEEN :lo AND :hi AND outcome = :pending"
-                f" AND {bulk.in_strings(conn, 'external_id', 'ids')}"
-            ),
-            {
-                "failed": int(DeliveryOutcome.FAILED),
-                "r": reason,
-                "b": c.broadcast,
-                "lo": c.first_seq,
-                "hi": c.last_seq,
-                "pending": _PENDING,
-                "ids": bulk.strings_param(conn, list(external_ids)),
-            },
-        ).rowcount
+    failed = _set_pending(
+        conn,
+        c.broadcast,
+        c.first_seq,
+        c.last_seq,
+        DeliveryOutcome.FAILED,
+        reason,
+        external_ids=external_ids,
     )
     conn.execute(
         text("UPDATE broadcasts SET failed = failed + :n, update_time = :now WHERE id = :b"),
@@ -486,14 +509,13 @@ def rekey(conn: Connection, c: ClaimedBatch, owner: str, due: datetime) -> bool:
             text(
                 "UPDATE batches SET idempotency_key = :k, attempts = 0, first_attempt_time = NULL,"
                 " due_time = :due, lease_owner = '', lease_expiry = 0"
-                " WHERE broadcast_id = :b AND batch = :n AND state = :open AND lease_owner = :o"
+                " WHERE broadcast_id = :b AND batch = :n AND state <> 1 AND lease_owner = :o"
             ),
             {
                 "k": str(uuid.uuid4()),
                 "due": to_us(due),
                 "b": c.broadcast,
                 "n": c.batch,
-                "open": OPEN,
                 "o": owner,
             },
         ).rowcount
@@ -507,9 +529,9 @@ def abandon_channel(conn: Connection, channel: str, reason: str, now: datetime) 
     attempted = conn.execute(
         text(
             "SELECT broadcast_id, batch, first_seq, size FROM batches"
-            " WHERE channel_id = :ch AND state = :open"
+            " WHERE channel_id = :ch AND state <> 1"
         ),
-        {"ch": channel, "open": OPEN},
+        {"ch": channel},
     ).all()
     for b, n, first, size in attempted:
         if _close_batch(conn, b, n):
@@ -550,10 +572,10 @@ def stop(
     # then skips them (attempted now), so only batches that will never be sent are closed.
     closed = conn.execute(
         text(
-            "UPDATE batches SET state = :done WHERE broadcast_id = :b AND state = :open"
+            "UPDATE batches SET state = :done WHERE broadcast_id = :b AND state <> 1"
             " AND first_attempt_time IS NULL RETURNING first_seq, size"
         ),
-        {"b": broadcast, "open": OPEN, "done": DONE},
+        {"b": broadcast, "done": DONE},
     ).all()
     ranges = sorted((int(f), int(f) + int(n) - 1) for f, n in closed)
     for lo, hi in _runs(ranges):
@@ -580,7 +602,7 @@ def _runs(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 def sending_on(conn: Connection, channel: str) -> list[str]:
     """Broadcasts with open batches on the channel."""
     rows = conn.execute(
-        text("SELECT DISTINCT broadcast_id FROM batches WHERE channel_id = :ch AND state = :open"),
-        {"ch": channel, "open": OPEN},
+        text("SELECT DISTINCT broadcast_id FROM batches WHERE channel_id = :ch AND state <> 1"),
+        {"ch": channel},
     )
     return [str(r[0]) for r in rows]

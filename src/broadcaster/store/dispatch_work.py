@@ -11,7 +11,6 @@ from datetime import datetime
 from sqlalchemy import Connection, text
 
 from broadcaster.store.clock import from_us, to_us
-from broadcaster.store.dispatch import OPEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +31,9 @@ def look(conn: Connection, now: datetime) -> Work:
     rows = conn.execute(
         text(
             "SELECT w.channel_id, l.expiry FROM"
-            " (SELECT DISTINCT channel_id FROM batches WHERE state = :open) w"
+            " (SELECT DISTINCT channel_id FROM batches WHERE state <> 1) w"
             " LEFT JOIN channel_leases l ON l.channel_id = w.channel_id"
-        ),
-        {"open": OPEN},
+        )
     )
     channels = [OpenChannel(str(c), None if e is None else from_us(int(e))) for c, e in rows]
     if not channels:

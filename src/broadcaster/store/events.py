@@ -37,7 +37,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, TextClause, bindparam, text
 
 from broadcaster.domain import lifecycle
 from broadcaster.domain.broadcasts import Counters
@@ -51,7 +51,7 @@ from broadcaster.domain.deliveries import (
 )
 from broadcaster.domain.lifecycle import Transition
 from broadcaster.domain.messages import Message
-from broadcaster.store import bulk
+from broadcaster.store import batch_recipients, bulk
 from broadcaster.store.bubbles import decode_messages
 from broadcaster.store.clock import from_us
 
@@ -90,16 +90,7 @@ def record_delivered(
     _serialize_writers(conn, merchant)
     for lo, hi in spans:
         params = {"m": merchant, "ch": channel, "b": broadcast, "lo": lo, "hi": hi, "now": now}
-        conn.execute(
-            text(
-                "INSERT INTO conversations (contact_id, broadcast_id, seq)"
-                " SELECT d.contact_id, d.broadcast_id, d.seq FROM deliveries d"
-                " JOIN contacts c ON c.id = d.contact_id"
-                " WHERE d.broadcast_id = :b AND d.seq BETWEEN :lo AND :hi AND d.outcome = 0"
-                " AND NOT c.has_conversation ON CONFLICT (contact_id) DO NOTHING"
-            ),
-            params,
-        )
+        conn.execute(_conversations_sql(conn.dialect.name), params)
         conn.execute(
             text(
                 "INSERT INTO outbox (merchant_id, channel_id, broadcast_id, first_seq, last_seq,"
@@ -107,6 +98,16 @@ def record_delivered(
             ),
             params,
         )
+
+
+@functools.cache
+def _conversations_sql(dialect: str) -> TextClause:
+    return text(
+        "INSERT INTO conversations (contact_id, broadcast_id, seq)"
+        f" SELECT d.contact_id, :b, d.seq FROM ({bulk.named(batch_recipients.as_batch(dialect))}) d"
+        " JOIN contacts c ON c.id = d.contact_id"
+        " WHERE NOT c.has_conversation ON CONFLICT (contact_id) DO NOTHING"
+    )
 
 
 def record_transitions(
@@ -198,15 +199,19 @@ def _rows_sql(dialect: str, recipients: bool, kinds: frozenset[EventKind] | None
     return f"SELECT {_COLUMNS} FROM outbox{hint} WHERE {' AND '.join(where)} ORDER BY seq LIMIT %s"
 
 
-_RECIPIENTS_SQL = (
-    "SELECT d.seq, d.contact_id, v.contact_id IS NOT NULL"
-    " FROM deliveries d LEFT JOIN conversations v ON v.contact_id = d.contact_id"
-    " AND v.broadcast_id = d.broadcast_id AND v.seq = d.seq"
-    " WHERE d.broadcast_id = %s AND d.seq BETWEEN %s AND %s AND d.outcome = 0"
-    " ORDER BY d.seq LIMIT %s"
-)
-# Only the recipients whose conversation the delivery created.
-_CREATED_SQL = _RECIPIENTS_SQL.replace("LEFT JOIN", "JOIN")
+@functools.cache
+def _recipients_sql(dialect: str, only_created: bool) -> str:
+    """An outbox row's delivered recipients (`%(b)s`, seq [`%(lo)s`, `%(hi)s`]) with whether
+    their delivery created their conversation; `only_created`: only those."""
+    join = "JOIN" if only_created else "LEFT JOIN"
+    source = batch_recipients.as_batch(dialect)
+    return (
+        f"SELECT d.seq, d.contact_id, v.contact_id IS NOT NULL FROM ({source})"
+        f" d {join} conversations v ON v.contact_id = d.contact_id AND v.broadcast_id = %(b)s"
+        " AND v.seq = d.seq ORDER BY d.seq LIMIT %(limit)s"
+    )
+
+
 # One backward index probe per merchant (a GROUP BY would read every row of each).
 _HEAD_SQL = "SELECT CAST(%s AS VARCHAR), (SELECT max(seq) FROM outbox WHERE merchant_id = %s)"
 
@@ -318,14 +323,16 @@ def _expand(
     resumes = row == position.row
     if resumes:
         first = position.seq
-    statement = _RECIPIENTS_SQL if with_message else _CREATED_SQL
-    recipients = bulk.rows(conn, statement, (broadcast, first, last_seq, limit + 1))
+    statement = _recipients_sql(conn.dialect.name, not with_message)
+    found = bulk.rows(
+        conn, statement, {"b": broadcast, "lo": first, "hi": last_seq, "limit": limit + 1}
+    )
     when = from_us(create_time)
     created, message = EventKind.CONVERSATION_CREATED, EventKind.BROADCAST_MESSAGE
-    sent = bubbles.of(broadcast) if with_message and bubbles is not None and recipients else ()
+    sent = bubbles.of(broadcast) if with_message and bubbles is not None and found else ()
     start = len(out)
     append = out.append
-    for seq, contact, opened in recipients:
+    for seq, contact, opened in found:
         if opened and with_created:
             append(Event(EventPosition(row, seq, 0), merchant, channel, contact, broadcast,
                          created, when))  # fmt: skip

@@ -1,20 +1,20 @@
 """The recipient snapshot ("Snapshot first" in docs/architecture.md): when Send is accepted,
-the audience's reachable contacts become the broadcast's deliveries, numbered and split into
-batches, in one set-based statement each; nothing is sent before this commits.
+the audience's reachable contacts are numbered and split into batches, each batch written with
+its recipients (store.batch_recipients) in one set-based statement; nothing is sent before this
+commits. A broadcast of 100,000 recipients writes 200 rows.
 
 Recipients come from the authoritative join of contacts and group members (not the derived
-group_contacts table), and are ordered by contact id so the batches are stable.
+group_contacts table), and are numbered by contact id so the batches are stable.
 
 With a recipient limit (`cap`), they are numbered instead by most recent interaction (never
 interacted last), ties by contact id, in the same statement: the first `cap` are the recipients
-(PENDING, in batches) and the rest are written NOT_SENT_LIMIT, after them and in no batch, so
-ListDeliveries names them and a resend (unsent_only) goes to them like to any other recipient
-never attempted. A capped snapshot thus writes as many rows as the uncapped one would.
+(in batches) and the rest are written as NOT_SENT_LIMIT deliveries, after them and in no batch,
+so ListDeliveries names them and a resend (unsent_only) goes to them like to any other
+recipient never attempted.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +23,7 @@ from sqlalchemy import Connection
 
 from broadcaster.domain.deliveries import UNREACHED, DeliveryOutcome
 from broadcaster.domain.model import FollowerState
-from broadcaster.store import bulk
+from broadcaster.store import batch_recipients, bulk
 from broadcaster.store.audience import Counts
 from broadcaster.store.clock import to_us
 
@@ -95,10 +95,9 @@ def take(
     resend_of: str | None = None,
     cap: int | None = None,
 ) -> Snapshot:
-    """Write the deliveries and batches of `broadcast`; returns what was fixed. A resend
-    (`resend_of`) goes to the source's unreached recipients instead of the audience; `cap`
-    (a recipient limit) takes at most that many, most recent interaction first."""
-    now_us = to_us(now)
+    """Write the batches of `broadcast`, each with its recipients; returns what was fixed. A
+    resend (`resend_of`) goes to the source's unreached recipients instead of the audience;
+    `cap` (a recipient limit) takes at most that many, most recent interaction first."""
     since_us = None if since is None else to_us(since)
     source = _source(since_us, group, resend_of)
     params = {
@@ -108,67 +107,98 @@ def take(
         "group": group,
         "b": broadcast,
         "source": resend_of,
+        "size": batch_size,
+        "cap": cap,
     }
     blocked = int(FollowerState.BLOCKED)
     counted = _count(conn, source, params)
     reachable = f"{source} AND NOT c.opted_out AND c.follower_state <> {blocked}"
-    if cap is None:
-        recipients = conn.execute(
-            bulk.statement(
-                "INSERT INTO deliveries"
-                " (broadcast_id, seq, contact_id, external_id, outcome, reason)"
-                " SELECT :b, row_number() OVER (ORDER BY c.id) - 1, c.id, c.external_id, 0, ''"
-                f" {reachable}"
-            ),
-            params,
-        ).rowcount
-        left_out = 0
+    numbered = (
+        "SELECT CAST(:b AS VARCHAR) AS b, CAST(:ch AS VARCHAR) AS ch,"
+        " CAST(:size AS BIGINT) AS size, CAST(:cap AS BIGINT) AS cap,"
+        f" row_number() OVER (ORDER BY {_order(cap is not None)}) - 1 AS n,"
+        f" c.id AS id, c.external_id AS external_id {reachable}"
+    )
+    _write(conn, numbered, cap is not None, params, to_us(now))
+    return _fixed(conn, [broadcast], {broadcast: counted})[broadcast]
+
+
+def _order(capped: bool) -> str:
+    """The order recipients are numbered in: by contact id, or with a limit by most recent
+    interaction (never interacted last), ties by contact id."""
+    return "c.last_interaction_time DESC NULLS LAST, c.id" if capped else "c.id"
+
+
+def _write(
+    conn: Connection, numbered: str, capped: bool, params: Mapping[str, object], now_us: int
+) -> None:
+    """Write the batches of the recipients `numbered` selects (b, ch, size, cap, n, id,
+    external_id: `n` numbers each broadcast's from 0), each batch with its recipients (batch k
+    holds n in [k*size, (k+1)*size)) and a fresh idempotency key; those numbered past `cap`
+    become NOT_SENT_LIMIT deliveries, after the last batch and in none. One statement on
+    PostgreSQL (the numbering is read once); on SQLite, whose one writer keeps the contacts
+    still between the two, two."""
+    dialect = conn.dialect.name
+    batches = (
+        "INSERT INTO batches (broadcast_id, batch, channel_id, idempotency_key, first_seq, size,"
+        " state, attempts, due_time, first_attempt_time, lease_owner, lease_expiry, recipients)"
+        f" SELECT r.b, r.n / r.size, r.ch, {batch_recipients.new_key(dialect)},"
+        f" (r.n / r.size) * r.size, COUNT(*), {batch_recipients.OPEN}, 0, :now, NULL, '', 0,"
+        f" {batch_recipients.aggregate(dialect, 'r.id', 'r.external_id')}"
+        " FROM {r} r WHERE r.cap IS NULL OR r.n < r.cap"
+        " GROUP BY r.b, r.ch, r.size, r.n / r.size"
+    )
+    left_out = (
+        "INSERT INTO deliveries (broadcast_id, seq, contact_id, external_id, outcome, reason)"
+        f" SELECT r.b, r.n, r.id, r.external_id, {int(DeliveryOutcome.NOT_SENT_LIMIT)}, ''"
+        " FROM {r} r WHERE r.n >= r.cap"
+    )
+    args = {**params, "now": now_us}
+    if not capped:
+        conn.execute(bulk.statement(batches.format(r=f"({numbered})")), args)
+    elif dialect == "postgresql":
+        statement = (
+            f"WITH r AS ({numbered}), left_out AS ({left_out.format(r='r')})"
+            f" {batches.format(r='r')}"
+        )
+        conn.execute(bulk.statement(statement), args)
     else:
-        limited = int(DeliveryOutcome.NOT_SENT_LIMIT)
-        written = conn.execute(
-            bulk.statement(
-                "INSERT INTO deliveries"
-                " (broadcast_id, seq, contact_id, external_id, outcome, reason)"
-                f" SELECT :b, r.n, r.id, r.external_id,"
-                f" CASE WHEN r.n < :cap THEN 0 ELSE {limited} END, ''"
-                " FROM (SELECT c.id, c.external_id, row_number() OVER"
-                " (ORDER BY c.last_interaction_time DESC NULLS LAST, c.id) - 1 AS n"
-                f" {reachable}) r"
-            ),
-            {**params, "cap": cap},
-        ).rowcount
-        recipients = min(written, cap)
-        left_out = written - recipients
-    count = _insert_batches(conn, [(broadcast, channel, recipients, batch_size)], now_us)[broadcast]
-    return Snapshot(int(recipients), counted.opted_out, counted.unreachable, count, left_out)
+        conn.execute(bulk.statement(left_out.format(r=f"({numbered})")), args)
+        conn.execute(bulk.statement(batches.format(r=f"({numbered})")), args)
 
 
-def _insert_batches(
-    conn: Connection, fixed: Sequence[tuple[str, str, int, int]], now_us: int
-) -> dict[str, int]:
-    """The batches of each (broadcast, channel, recipients, batch size), in one statement; how
-    many each broadcast has."""
-    rows: list[list[object]] = []
-    counts: dict[str, int] = {}
-    for broadcast, channel, recipients, size in fixed:
-        counts[broadcast] = count = -(-recipients // size)
-        rows.extend(
-            [broadcast, channel, n, str(uuid.uuid4()), n * size, min(size, recipients - n * size)]
-            for n in range(count)
-        )
-    if rows:
-        c = [bulk.json_text(conn, i) for i in range(6)]
-        conn.execute(
-            bulk.statement(
-                "INSERT INTO batches (broadcast_id, batch, channel_id, idempotency_key, first_seq,"
-                " size, state, attempts, due_time, first_attempt_time, lease_owner, lease_expiry)"
-                f" SELECT {c[0]}, CAST({c[2]} AS INTEGER), {c[1]}, {c[3]},"
-                f" CAST({c[4]} AS BIGINT), CAST({c[5]} AS INTEGER), 0, 0, :now, NULL, '', 0"
-                f" FROM {bulk.json_table(conn, 'rows')}"
-            ),
-            {"now": now_us, "rows": bulk.json_param(rows)},
-        )
-    return counts
+def _fixed(
+    conn: Connection, broadcasts: Sequence[str], counted: Mapping[str, Counts]
+) -> dict[str, Snapshot]:
+    """What `_write` fixed for each broadcast, read back (contacts may have changed since they
+    were counted): its recipients and batches, and how many its limit left out."""
+    ids = bulk.strings_param(conn, list(broadcasts))
+    written = {b: (0, 0) for b in broadcasts}
+    found = conn.execute(
+        bulk.statement(
+            "SELECT broadcast_id, COUNT(*), COALESCE(SUM(size), 0) FROM batches"
+            f" WHERE {bulk.in_strings(conn, 'broadcast_id', 'ids')} GROUP BY broadcast_id"
+        ),
+        {"ids": ids},
+    )
+    written.update({b: (int(n), int(total)) for b, n, total in found})
+    limited = int(DeliveryOutcome.NOT_SENT_LIMIT)
+    left_out = dict.fromkeys(broadcasts, 0)
+    found = conn.execute(
+        bulk.statement(
+            f"SELECT broadcast_id, COUNT(*) FROM deliveries WHERE outcome = {limited}"
+            f" AND outcome <> 0 AND {bulk.in_strings(conn, 'broadcast_id', 'ids')}"
+            " GROUP BY broadcast_id"
+        ),
+        {"ids": ids},
+    )
+    left_out.update({b: int(n) for b, n in found})
+    fixed = {}
+    for b in broadcasts:
+        batches, total = written[b]
+        c = counted.get(b, Counts(0, 0, 0))
+        fixed[b] = Snapshot(total, c.opted_out, c.unreachable, batches, left_out[b])
+    return fixed
 
 
 # Many broadcasts at once: scheduled broadcasts due at the same moment start together, a few
@@ -198,12 +228,13 @@ class Target:
 
 
 def _targets(conn: Connection, targets: Sequence[Target]) -> tuple[str, str]:
-    """(SQL for the targets as a table `s` (b, m, ch, since, grp, src, cap), its parameter)."""
-    c = [bulk.json_text(conn, i) for i in range(7)]
+    """(SQL for the targets as a table `s` (b, m, ch, since, grp, src, cap, size), its
+    parameter)."""
+    c = [bulk.json_text(conn, i) for i in range(8)]
     table = (
         f"(SELECT {c[0]} AS b, {c[1]} AS m, {c[2]} AS ch, CAST({c[3]} AS BIGINT) AS since,"
-        f" {c[4]} AS grp, {c[5]} AS src, CAST({c[6]} AS BIGINT) AS cap"
-        f" FROM {bulk.json_table(conn, 'targets')}) s"
+        f" {c[4]} AS grp, {c[5]} AS src, CAST({c[6]} AS BIGINT) AS cap,"
+        f" CAST({c[7]} AS BIGINT) AS size FROM {bulk.json_table(conn, 'targets')}) s"
     )
     rows = [
         [
@@ -214,6 +245,7 @@ def _targets(conn: Connection, targets: Sequence[Target]) -> tuple[str, str]:
             t.group,
             t.resend_of,
             t.cap,
+            t.batch_size,
         ]
         for t in targets
     ]
@@ -271,70 +303,25 @@ def count_many(conn: Connection, targets: Sequence[Target]) -> dict[str, Counts]
     return counted
 
 
-def _sent_to(written: tuple[int, int]) -> int:
-    """Recipients of a broadcast's deliveries written (all, left out by its limit)."""
-    return written[0] - written[1]
-
-
 def take_many(
     conn: Connection, targets: Sequence[Target], counted: Mapping[str, Counts], now: datetime
 ) -> dict[str, Snapshot]:
-    """`take` for many broadcasts: the deliveries of every target in one statement per shape
-    (numbered per broadcast as `take` numbers them), then all their batches in one. `counted`:
-    their counts from `count_many`, in this transaction."""
+    """`take` for many broadcasts: the batches of every target, with their recipients, in one
+    statement per shape (numbered per broadcast as `take` numbers them). `counted`: their
+    counts from `count_many`, in this transaction."""
     blocked = int(FollowerState.BLOCKED)
-    limited = int(DeliveryOutcome.NOT_SENT_LIMIT)
-    for (since, group, resend), some in _by_shape(targets).items():
+    for shape, some in _by_shape(targets).items():
         for capped in (False, True):
             chosen = [t for t in some if (t.cap is not None) == capped]
             if not chosen:
                 continue
             table, param = _targets(conn, chosen)
-            source = _targets_source(table, (since, group, resend))
-            reachable = f"{source} WHERE NOT c.opted_out AND c.follower_state <> {blocked}"
-            if not capped:
-                select = (
-                    "SELECT s.b, row_number() OVER (PARTITION BY s.b ORDER BY c.id) - 1, c.id,"
-                    f" c.external_id, 0, '' {reachable}"
-                )
-            else:
-                select = (
-                    f"SELECT r.b, r.n, r.id, r.external_id,"
-                    f" CASE WHEN r.n < r.cap THEN 0 ELSE {limited} END, ''"
-                    " FROM (SELECT s.b, s.cap, c.id, c.external_id, row_number() OVER"
-                    " (PARTITION BY s.b ORDER BY c.last_interaction_time DESC NULLS LAST, c.id)"
-                    f" - 1 AS n {reachable}) r"
-                )
-            conn.execute(
-                bulk.statement(
-                    "INSERT INTO deliveries"
-                    f" (broadcast_id, seq, contact_id, external_id, outcome, reason) {select}"
-                ),
-                {"targets": param},
+            source = _targets_source(table, shape)
+            numbered = (
+                "SELECT s.b AS b, s.ch AS ch, s.size AS size, s.cap AS cap,"
+                f" row_number() OVER (PARTITION BY s.b ORDER BY {_order(capped)}) - 1 AS n,"
+                f" c.id AS id, c.external_id AS external_id {source}"
+                f" WHERE NOT c.opted_out AND c.follower_state <> {blocked}"
             )
-    # What each broadcast was given: read back, as contacts may have changed since the counts.
-    written = dict.fromkeys((t.broadcast for t in targets), (0, 0))
-    ids = [t.broadcast for t in targets]
-    if ids:
-        found = conn.execute(
-            bulk.statement(
-                "SELECT broadcast_id, COUNT(*),"
-                f" COALESCE(SUM(CASE WHEN outcome = {limited} THEN 1 ELSE 0 END), 0)"
-                f" FROM deliveries WHERE {bulk.in_strings(conn, 'broadcast_id', 'ids')}"
-                " GROUP BY broadcast_id"
-            ),
-            {"ids": bulk.strings_param(conn, ids)},
-        )
-        written.update({b: (int(n), int(out)) for b, n, out in found})
-    sizes = [
-        (t.broadcast, t.channel, _sent_to(written[t.broadcast]), t.batch_size) for t in targets
-    ]
-    batches = _insert_batches(conn, sizes, to_us(now))
-    fixed: dict[str, Snapshot] = {}
-    for t in targets:
-        n, left_out = written[t.broadcast]
-        c = counted.get(t.broadcast, Counts(0, 0, 0))
-        fixed[t.broadcast] = Snapshot(
-            n - left_out, c.opted_out, c.unreachable, batches[t.broadcast], left_out
-        )
-    return fixed
+            _write(conn, numbered, capped, {"targets": param}, to_us(now))
+    return _fixed(conn, [t.broadcast for t in targets], counted)

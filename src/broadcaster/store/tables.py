@@ -427,17 +427,18 @@ audience_counts = AudienceCountRow.__table__  # type: ignore[attr-defined]
 
 
 class DeliveryRow(SQLModel, table=True):
-    """One recipient of a sent broadcast, fixed when Send is accepted, and what became of it.
+    """A recipient of a sent broadcast resolved one by one (failed, not sent, unknown, left out
+    by a limit) and what became of it; the others are their batch's (store.batch_recipients).
 
-    `seq` numbers the recipients 0..total-1; batch k holds seq in [k*size, (k+1)*size).
-    `outcome` is written only for recipients resolved one by one (failed, not sent, unknown):
-    PENDING (0) means "as its batch": sent once the batch is done, pending while it is open, so
-    an accepted batch of 500 updates one batch row, not 500 delivery rows."""
+    `seq` numbers the recipients 0..total-1; batch k holds seq in [k*size, (k+1)*size). A row
+    overrides "as its batch" for its recipient. Batches written before recipients were kept on
+    the batch have a row per recipient here, PENDING (stored 0) while "as its batch": sent once
+    the batch is done, pending while it is open."""
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        # Only deliveries resolved one by one (few, except after a stop): a snapshot inserts
-        # PENDING rows, which this index leaves out, so it costs the snapshot nothing.
+        # Only deliveries resolved one by one (the PENDING rows of batches in the earlier
+        # layout are left out).
         Index(
             "ix_deliveries_resolved",
             "broadcast_id",
@@ -458,7 +459,9 @@ class DeliveryRow(SQLModel, table=True):
 
 class BatchRow(SQLModel, table=True):
     """A batch of a broadcast's recipients: one send request, its idempotency key (fixed at
-    snapshot time, reused by every attempt) and its lease."""
+    snapshot time, reused by every attempt), its lease, and its recipients (store.batch_recipients:
+    a JSON array; NULL for batches written before they were kept here, whose recipients are
+    rows of `deliveries`)."""
 
     __tablename__ = "batches"
     __table_args__ = (
@@ -466,6 +469,15 @@ class BatchRow(SQLModel, table=True):
         Index("ix_batches_turn", "channel_id", "state", "batch", "broadcast_id"),
         # Few batches are open at a time: the dispatcher finds their channels on this index.
         Index("ix_batches_open", "state", "channel_id"),
+        # Open batches in either layout (store.batch_recipients), in turn order: the claim's index.
+        Index(
+            "ix_batches_open_turn",
+            "channel_id",
+            "batch",
+            "broadcast_id",
+            sqlite_where=text("state <> 1"),
+            postgresql_where=text("state <> 1"),
+        ),
     )
 
     broadcast_id: str = Field(primary_key=True, max_length=32)
@@ -485,6 +497,7 @@ class BatchRow(SQLModel, table=True):
     request_id: str = Field(
         default="", sa_column=Column(String(128), nullable=False, server_default="")
     )
+    recipients: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 deliveries = _table(DeliveryRow)

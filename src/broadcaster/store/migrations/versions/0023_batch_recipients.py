@@ -1,0 +1,58 @@
+"""Recipients per batch: each batch keeps its recipients (`batches.recipients`, a JSON array),
+written by the snapshot instead of a `deliveries` row per recipient; and a partial index of
+open batches in turn order for the claim.
+
+Batches in this layout are open in a state of their own (2), which releases before it do not
+claim; their own open batches (state 0, recipients as rows) are still read and sent.
+
+Revision ID: 0023
+Revises: 0022
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0023"
+down_revision = "0022"
+branch_labels = None
+depends_on = None
+kind = "expand"
+
+
+def upgrade() -> None:
+    op.add_column("batches", sa.Column("recipients", sa.Text(), nullable=True))
+    op.create_index(
+        "ix_batches_open_turn",
+        "batches",
+        ["channel_id", "batch", "broadcast_id"],
+        sqlite_where=sa.text("state <> 1"),
+        postgresql_where=sa.text("state <> 1"),
+    )
+
+
+def downgrade() -> None:
+    # Back to a row per recipient: each batch's recipients without a row of their own get one,
+    # PENDING ("as its batch"), and its open batches take the earlier layout's open state.
+    if op.get_bind().dialect.name == "postgresql":
+        expand = (
+            "CROSS JOIN LATERAL json_array_elements(CAST(b.recipients AS json))"
+            " WITH ORDINALITY AS e(v, i)"
+        )
+        seq, contact, external = "b.first_seq + e.i - 1", "e.v->>0", "e.v->>1"
+    else:
+        expand = "JOIN json_each(b.recipients) AS e"
+        seq = "b.first_seq + e.key"
+        contact, external = "json_extract(e.value, '$[0]')", "json_extract(e.value, '$[1]')"
+    op.execute(
+        "INSERT INTO deliveries (broadcast_id, seq, contact_id, external_id, outcome, reason)"
+        f" SELECT b.broadcast_id, {seq}, {contact}, {external}, 0, '' FROM batches b {expand}"
+        " WHERE b.recipients IS NOT NULL AND NOT EXISTS (SELECT 1 FROM deliveries r"
+        f" WHERE r.broadcast_id = b.broadcast_id AND r.seq = {seq})"
+    )
+    op.execute("UPDATE batches SET state = 0 WHERE state = 2")
+    op.drop_index("ix_batches_open_turn", "batches")
+    with op.batch_alter_table("batches") as b:
+        b.drop_column("recipients")
