@@ -1,18 +1,21 @@
 """A batch's recipients, stored on the batch ("Recipients per batch" in docs/architecture.md).
 
-The snapshot writes each batch with its recipients as one JSON array of `[contact id, external
-id]` pairs (`batches.recipients`): recipient `i` of the array is seq `first_seq + i`. A broadcast
-of 100,000 recipients is 200 rows, not 100,000, which is what lets many merchants' snapshots and
-sends share one database. A recipient resolved one by one (refused, not sent, unknown) gets a
-row of its own in `deliveries`, with its outcome, which overrides "as its batch"; so do the
-recipients a limit left out, numbered after the last batch.
+The snapshot writes each batch with its recipients as two JSON arrays of the same length:
+`batches.contact_ids` and `batches.external_ids`; recipient `i` of the batch is seq
+`first_seq + i`. A broadcast of 100,000 recipients is 200 rows, not 100,000, which is what lets
+many merchants' snapshots and sends share one database. Two flat arrays rather than one of
+pairs: the reads that need only one of them (a claim, the external ids; the Message Center
+feed and the conversations a batch opens, the contact ids) expand plain strings. A recipient
+resolved one by one (refused, not sent, unknown) gets a row of its own in `deliveries`, with
+its outcome, which overrides "as its batch"; so do the recipients a limit left out, numbered
+after the last batch.
 
-Batches written before this layout (state OPEN_ROWS while open, `recipients` NULL) keep their
+Batches written before this layout (state OPEN_ROWS while open, the arrays NULL) keep their
 recipients as rows of `deliveries`, PENDING (stored 0) while "as their batch". Every read here
 takes both, so broadcasts snapshotted by an earlier release finish and stay readable.
 
-The SQL pieces are written once per dialect: `json_each` on SQLite, `json_array_elements` on
-PostgreSQL. Statements use `%(name)s` parameters (bulk.named turns them into `:name`).
+The SQL pieces are written once per dialect: `json_each` on SQLite, `json_array_elements_text`
+on PostgreSQL. Statements use `%(name)s` parameters (bulk.named turns them into `:name`).
 """
 
 from __future__ import annotations
@@ -29,15 +32,12 @@ OPEN, DONE, OPEN_ROWS = 2, 1, 0
 IS_OPEN = "state <> 1"
 
 
-def is_open(alias: str) -> str:
-    return f"{alias}.{IS_OPEN}"
-
-
-def aggregate(dialect: str, contact: str, external: str) -> str:
-    """SQL aggregate: the group's recipients as the stored JSON array."""
+def aggregate(dialect: str, column: str) -> str:
+    """SQL aggregate: the group's values of `column` as a stored JSON array. Two of them in one
+    GROUP BY see the same rows in the same order, so their arrays line up."""
     if dialect == "postgresql":
-        return f"CAST(json_agg(json_build_array({contact}, {external})) AS TEXT)"
-    return f"json_group_array(json_array({contact}, {external}))"
+        return f"CAST(json_agg({column}) AS TEXT)"
+    return f"json_group_array({column})"
 
 
 def new_key(dialect: str) -> str:
@@ -52,47 +52,56 @@ def new_key(dialect: str) -> str:
     )
 
 
-def _expanded(dialect: str) -> tuple[str, str, str, str]:
-    """(join, seq, contact id, external id): SQL that expands the recipients of batch `b`."""
+def _expanded(dialect: str, externals: bool) -> tuple[str, str, str, str]:
+    """(join, seq, contact id, external id): SQL that expands the recipients of batch `b`; the
+    external id only if `externals` (else NULL)."""
     if dialect == "postgresql":
+        if not externals:
+            return (
+                "CROSS JOIN LATERAL json_array_elements_text(CAST(b.contact_ids AS json))"
+                " WITH ORDINALITY AS e(contact_id, i)",
+                "b.first_seq + e.i - 1",
+                "e.contact_id",
+                "NULL",
+            )
         return (
-            "CROSS JOIN LATERAL json_array_elements(CAST(b.recipients AS json))"
-            " WITH ORDINALITY AS e(v, i)",
+            "CROSS JOIN LATERAL ROWS FROM (json_array_elements_text(CAST(b.contact_ids AS json)),"
+            " json_array_elements_text(CAST(b.external_ids AS json)))"
+            " WITH ORDINALITY AS e(contact_id, external_id, i)",
             "b.first_seq + e.i - 1",
-            "(e.v->>0)",
-            "(e.v->>1)",
+            "e.contact_id",
+            "e.external_id",
         )
-    return (
-        "JOIN json_each(b.recipients) AS e",
-        "b.first_seq + e.key",
-        "json_extract(e.value, '$[0]')",
-        "json_extract(e.value, '$[1]')",
-    )
+    # SQLite pairs the arrays by index: the same array's parse is kept for the statement.
+    external = "json_extract(b.external_ids, '$[' || e.key || ']')" if externals else "NULL"
+    return ("JOIN json_each(b.contact_ids) AS e", "b.first_seq + e.key", "e.value", external)
 
 
 @functools.cache
-def as_batch(dialect: str) -> str:
+def as_batch(dialect: str, externals: bool = False) -> str:
     """SQL: the recipients of broadcast `%(b)s` with seq in [`%(lo)s`, `%(hi)s`] that are "as
-    their batch" (no outcome of their own), as (seq, contact_id, external_id), in either layout.
-    The batches are found by number (batch k starts at k times batch 0's size), one index
-    range read; the range is expected to lie within one run of batches, as an outbox row's or a
-    claim's does."""
-    join, seq, contact, external = _expanded(dialect)
+    their batch" (no outcome of their own), as (seq, contact_id, external_id), in either layout;
+    external_id only if `externals`. The batches are found by number (batch k starts at k times
+    batch 0's size), one index range read; the range is expected to lie within one run of
+    batches, as an outbox row's or a claim's does."""
+    join, seq, contact, external = _expanded(dialect, externals)
     return (
         "SELECT d.seq, d.contact_id, d.external_id FROM deliveries d"
         " WHERE d.broadcast_id = %(b)s AND d.seq BETWEEN %(lo)s AND %(hi)s AND d.outcome = 0"
         " UNION ALL SELECT x.seq, x.contact_id, x.external_id FROM"
         f" (SELECT {seq} AS seq, {contact} AS contact_id, {external} AS external_id"
-        " FROM batches b0 JOIN batches b ON b.broadcast_id = b0.broadcast_id"
-        " AND b.batch BETWEEN %(lo)s / b0.size AND %(hi)s / b0.size"
+        " FROM batches b"
         f" {join}"
-        " WHERE b0.broadcast_id = %(b)s AND b0.batch = 0 AND b.recipients IS NOT NULL) x"
+        " WHERE b.broadcast_id = %(b)s AND b.contact_ids IS NOT NULL AND b.batch BETWEEN"
+        " %(lo)s / (SELECT b0.size FROM batches b0 WHERE b0.broadcast_id = %(b)s"
+        " AND b0.batch = 0) AND %(hi)s / (SELECT b0.size FROM batches b0"
+        " WHERE b0.broadcast_id = %(b)s AND b0.batch = 0)) x"
         " WHERE x.seq BETWEEN %(lo)s AND %(hi)s AND x.seq NOT IN"
         " (SELECT r.seq FROM deliveries r WHERE r.broadcast_id = %(b)s"
         " AND r.seq BETWEEN %(lo)s AND %(hi)s)"
     )
 
 
-def decode(stored: str) -> list[tuple[str, str]]:
-    """A batch's stored recipients: (contact id, external id) in seq order."""
-    return [(c, e) for c, e in json.loads(stored)]
+def decode(stored: str) -> list[str]:
+    """One of a batch's stored arrays, in seq order."""
+    return list(json.loads(stored))

@@ -33,7 +33,7 @@ def page(
     if outcome is None or outcome in _BY_BATCH:
         first = conn.execute(
             text(
-                "SELECT size, recipients IS NOT NULL FROM batches"
+                "SELECT size, contact_ids IS NOT NULL FROM batches"
                 " WHERE broadcast_id = :b AND batch = 0"
             ),
             params,
@@ -121,7 +121,8 @@ def _from_batches(
     while len(out) < limit:
         batches = conn.execute(
             text(
-                "SELECT batch, first_seq, size, state, request_id, recipients FROM batches"
+                "SELECT batch, first_seq, size, state, request_id, contact_ids, external_ids"
+                " FROM batches"
                 f" WHERE broadcast_id = :b AND batch >= :n{state} ORDER BY batch LIMIT :step"
             ),
             {"b": broadcast, "n": number, "step": step},
@@ -134,7 +135,12 @@ def _from_batches(
             done = int(b.state) == DONE
             first = int(b.first_seq)
             end = max(end, first + int(b.size))
-            for i, (contact, external) in enumerate(batch_recipients.decode(b.recipients)):
+            stored = zip(
+                batch_recipients.decode(b.contact_ids),
+                batch_recipients.decode(b.external_ids),
+                strict=True,
+            )
+            for i, (contact, external) in enumerate(stored):
                 seq = first + i
                 if seq <= after:
                     continue

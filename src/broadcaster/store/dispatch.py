@@ -157,7 +157,7 @@ def claim(
     rows = conn.execute(
         text(
             "SELECT b.broadcast_id, b.batch, b.idempotency_key, b.first_seq, b.size, b.attempts,"
-            " b.first_attempt_time, b.recipients, br.merchant_id, br.messages, br.trace_parent,"
+            " b.first_attempt_time, b.external_ids, br.merchant_id, br.messages, br.trace_parent,"
             " br.notification_disabled"
             " FROM batches b JOIN broadcasts br ON br.id = b.broadcast_id"
             " WHERE b.channel_id = :ch AND b.state <> 1 AND b.due_time <= :now"
@@ -193,18 +193,18 @@ def claim(
                 "now": now_us,
             },
         )
-        on_batch = [r for r in claimed if r.recipients is not None]
-        as_rows = [r for r in claimed if r.recipients is None]
+        on_batch = [r for r in claimed if r.external_ids is not None]
+        as_rows = [r for r in claimed if r.external_ids is None]
         if on_batch:
             # Recipients kept on the batch: all of them but those resolved one by one since.
             spans = [(int(r.first_seq), int(r.first_seq) + int(r.size) - 1) for r in on_batch]
             resolved = set(_resolved_seqs(conn, broadcast, _runs(sorted(spans))))
             for r in on_batch:
                 first = int(r.first_seq)
-                stored = batch_recipients.decode(r.recipients)
+                stored = batch_recipients.decode(r.external_ids)
                 pending[(broadcast, int(r.batch))] = tuple(
                     (first + i, external)
-                    for i, (_, external) in enumerate(stored)
+                    for i, external in enumerate(stored)
                     if first + i not in resolved
                 )
         if as_rows:
@@ -277,11 +277,11 @@ def _set_pending(
         ),
         params,
     ).rowcount
+    pending = bulk.named(batch_recipients.as_batch(conn.dialect.name, externals=True))
     inserted = conn.execute(
         bulk.statement(
             "INSERT INTO deliveries (broadcast_id, seq, contact_id, external_id, outcome, reason)"
-            " SELECT :b, x.seq, x.contact_id, x.external_id, :o, :r"
-            f" FROM ({bulk.named(batch_recipients.as_batch(conn.dialect.name))}) x{named_x}"
+            f" SELECT :b, x.seq, x.contact_id, x.external_id, :o, :r FROM ({pending}) x{named_x}"
         ),
         params,
     ).rowcount

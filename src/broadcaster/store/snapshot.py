@@ -141,10 +141,12 @@ def _write(
     dialect = conn.dialect.name
     batches = (
         "INSERT INTO batches (broadcast_id, batch, channel_id, idempotency_key, first_seq, size,"
-        " state, attempts, due_time, first_attempt_time, lease_owner, lease_expiry, recipients)"
+        " state, attempts, due_time, first_attempt_time, lease_owner, lease_expiry, contact_ids,"
+        " external_ids)"
         f" SELECT r.b, r.n / r.size, r.ch, {batch_recipients.new_key(dialect)},"
         f" (r.n / r.size) * r.size, COUNT(*), {batch_recipients.OPEN}, 0, :now, NULL, '', 0,"
-        f" {batch_recipients.aggregate(dialect, 'r.id', 'r.external_id')}"
+        f" {batch_recipients.aggregate(dialect, 'r.id')},"
+        f" {batch_recipients.aggregate(dialect, 'r.external_id')}"
         " FROM {r} r WHERE r.cap IS NULL OR r.n < r.cap"
         " GROUP BY r.b, r.ch, r.size, r.n / r.size"
     )

@@ -460,7 +460,7 @@ class DeliveryRow(SQLModel, table=True):
 class BatchRow(SQLModel, table=True):
     """A batch of a broadcast's recipients: one send request, its idempotency key (fixed at
     snapshot time, reused by every attempt), its lease, and its recipients (store.batch_recipients:
-    a JSON array; NULL for batches written before they were kept here, whose recipients are
+    two JSON arrays; NULL for batches written before they were kept here, whose recipients are
     rows of `deliveries`)."""
 
     __tablename__ = "batches"
@@ -497,7 +497,8 @@ class BatchRow(SQLModel, table=True):
     request_id: str = Field(
         default="", sa_column=Column(String(128), nullable=False, server_default="")
     )
-    recipients: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    contact_ids: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    external_ids: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 deliveries = _table(DeliveryRow)

@@ -1,4 +1,5 @@
-"""Recipients per batch: each batch keeps its recipients (`batches.recipients`, a JSON array),
+"""Recipients per batch: each batch keeps its recipients (`batches.contact_ids` and
+`batches.external_ids`, JSON arrays),
 written by the snapshot instead of a `deliveries` row per recipient; and a partial index of
 open batches in turn order for the claim.
 
@@ -23,7 +24,8 @@ kind = "expand"
 
 
 def upgrade() -> None:
-    op.add_column("batches", sa.Column("recipients", sa.Text(), nullable=True))
+    op.add_column("batches", sa.Column("contact_ids", sa.Text(), nullable=True))
+    op.add_column("batches", sa.Column("external_ids", sa.Text(), nullable=True))
     op.create_index(
         "ix_batches_open_turn",
         "batches",
@@ -38,21 +40,23 @@ def downgrade() -> None:
     # PENDING ("as its batch"), and its open batches take the earlier layout's open state.
     if op.get_bind().dialect.name == "postgresql":
         expand = (
-            "CROSS JOIN LATERAL json_array_elements(CAST(b.recipients AS json))"
-            " WITH ORDINALITY AS e(v, i)"
+            "CROSS JOIN LATERAL ROWS FROM (json_array_elements_text(CAST(b.contact_ids AS json)),"
+            " json_array_elements_text(CAST(b.external_ids AS json)))"
+            " WITH ORDINALITY AS e(contact_id, external_id, i)"
         )
-        seq, contact, external = "b.first_seq + e.i - 1", "e.v->>0", "e.v->>1"
+        seq, contact, external = "b.first_seq + e.i - 1", "e.contact_id", "e.external_id"
     else:
-        expand = "JOIN json_each(b.recipients) AS e"
-        seq = "b.first_seq + e.key"
-        contact, external = "json_extract(e.value, '$[0]')", "json_extract(e.value, '$[1]')"
+        expand = "JOIN json_each(b.contact_ids) AS e"
+        seq, contact = "b.first_seq + e.key", "e.value"
+        external = "json_extract(b.external_ids, '$[' || e.key || ']')"
     op.execute(
         "INSERT INTO deliveries (broadcast_id, seq, contact_id, external_id, outcome, reason)"
         f" SELECT b.broadcast_id, {seq}, {contact}, {external}, 0, '' FROM batches b {expand}"
-        " WHERE b.recipients IS NOT NULL AND NOT EXISTS (SELECT 1 FROM deliveries r"
+        " WHERE b.contact_ids IS NOT NULL AND NOT EXISTS (SELECT 1 FROM deliveries r"
         f" WHERE r.broadcast_id = b.broadcast_id AND r.seq = {seq})"
     )
     op.execute("UPDATE batches SET state = 0 WHERE state = 2")
     op.drop_index("ix_batches_open_turn", "batches")
     with op.batch_alter_table("batches") as b:
-        b.drop_column("recipients")
+        b.drop_column("external_ids")
+        b.drop_column("contact_ids")
