@@ -140,3 +140,53 @@ def test_contacts_known_before_0010_are_counted(backend: str, tmp_path: Path) ->
     for (window, group), counts in got.items():
         expected = _brute(people, window, None if group is None else members)
         assert (counts.matched, counts.opted_out, counts.unreachable) == expected
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_recipients_kept_on_batches_go_back_to_rows_on_downgrade(
+    backend: str, tmp_path: Path
+) -> None:
+    """0023 keeps a batch's recipients on the batch; going back below it writes them as the
+    delivery rows the earlier layout reads, each once, refused ones keeping their outcome, and
+    an open batch reopens in the earlier layout's state."""
+    from alembic import command
+    from sqlalchemy import insert
+
+    from broadcaster.domain.ids import new_id
+    from broadcaster.store import snapshot
+    from broadcaster.store.tables import deliveries as delivery_rows
+
+    with fresh_database(backend, tmp_path) as url:
+        db = Database.from_url(url, threads=1)
+        migrate.upgrade(db.engine)
+        broadcast = new_id()
+        with db.writing() as conn:
+            seed_people(conn, "m", "ch", [_person(n) for n in range(7)], None)
+            snapshot.take(
+                conn, merchant="m", channel="ch", broadcast=broadcast, since=None,
+                group=None, batch_size=3, now=NOW,
+            )  # fmt: skip
+            before = deliveries.page(conn, broadcast, None, None, 100)
+            conn.execute(text("UPDATE batches SET state = 1 WHERE batch = 0"))
+            refused = before[4]
+            conn.execute(
+                insert(delivery_rows).values(
+                    broadcast_id=broadcast, seq=4, contact_id=refused.contact,
+                    external_id=refused.external_id, outcome=int(DeliveryOutcome.FAILED),
+                    reason="INVALID_RECIPIENT",
+                )
+            )  # fmt: skip
+        command.downgrade(migrate.alembic_config(db.engine), "0022")
+        with db.reading() as conn:
+            rows = conn.execute(
+                text("SELECT seq, contact_id, outcome FROM deliveries ORDER BY seq")
+            ).all()
+            states = conn.execute(text("SELECT batch, state FROM batches ORDER BY batch")).all()
+        db.close()
+    assert [(r.seq, r.contact_id) for r in rows] == [(d.seq, d.contact) for d in before]
+    assert [r.outcome for r in rows] == [0, 0, 0, 0, int(DeliveryOutcome.FAILED), 0, 0]
+    assert [tuple(s) for s in states] == [(0, 1), (1, 0), (2, 0)]
+
+
+def _person(n: int) -> dict[str, object]:
+    return {"hours_ago": 1, "opted_out": False, "state": FollowerState.FOLLOWING, "customer": None}

@@ -21,11 +21,22 @@ down_revision = "0022"
 branch_labels = None
 depends_on = None
 kind = "expand"
+# Whether this PostgreSQL server can compress with lz4 (version 14 on, built with it).
+_LZ4 = (
+    "SELECT COALESCE(bool_or('lz4' = ANY(enumvals)), false) FROM pg_settings"
+    " WHERE name = 'default_toast_compression'"
+)
 
 
 def upgrade() -> None:
     op.add_column("batches", sa.Column("contact_ids", sa.Text(), nullable=True))
     op.add_column("batches", sa.Column("external_ids", sa.Text(), nullable=True))
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql" and bind.execute(sa.text(_LZ4)).scalar():
+        # The arrays (about 15 kB each) are compressed out of line; lz4 is several times
+        # cheaper than the default pglz to write and to read, which every claim and feed read do.
+        for column in ("contact_ids", "external_ids"):
+            op.execute(f"ALTER TABLE batches ALTER COLUMN {column} SET COMPRESSION lz4")
     op.create_index(
         "ix_batches_open_turn",
         "batches",
