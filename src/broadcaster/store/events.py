@@ -201,14 +201,22 @@ def _rows_sql(dialect: str, recipients: bool, kinds: frozenset[EventKind] | None
 
 @functools.cache
 def _recipients_sql(dialect: str, only_created: bool) -> str:
-    """An outbox row's delivered recipients (`%(b)s`, seq [`%(lo)s`, `%(hi)s`]) with whether
-    their delivery created their conversation; `only_created`: only those."""
-    join = "JOIN" if only_created else "LEFT JOIN"
+    """An outbox row's delivered recipients (`%(b)s`, seq [`%(lo)s`, `%(hi)s`]), the first
+    `%(limit)s`, with whether their delivery created their conversation; `only_created`: only
+    those. All of them are taken (and limited) before their conversations are looked up, one
+    index probe each: a page that ends inside a row probes only the recipients it returns."""
     source = batch_recipients.as_batch(dialect)
+    if only_created:
+        return (
+            f"SELECT d.seq, d.contact_id, true FROM ({source}) d JOIN conversations v"
+            " ON v.contact_id = d.contact_id AND v.broadcast_id = %(b)s AND v.seq = d.seq"
+            " ORDER BY d.seq LIMIT %(limit)s"
+        )
     return (
-        f"SELECT d.seq, d.contact_id, v.contact_id IS NOT NULL FROM ({source})"
-        f" d {join} conversations v ON v.contact_id = d.contact_id AND v.broadcast_id = %(b)s"
-        " AND v.seq = d.seq ORDER BY d.seq LIMIT %(limit)s"
+        "SELECT d.seq, d.contact_id, v.contact_id IS NOT NULL"
+        f" FROM (SELECT a.seq, a.contact_id FROM ({source}) a ORDER BY a.seq LIMIT %(limit)s) d"
+        " LEFT JOIN conversations v ON v.contact_id = d.contact_id AND v.broadcast_id = %(b)s"
+        " AND v.seq = d.seq ORDER BY d.seq"
     )
 
 
