@@ -547,6 +547,9 @@ class OutboxRow(SQLModel, table=True):
     failed: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     excluded: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     failure_reason: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    # Of a row of recipients: the seqs whose delivery created the contact's conversation, as a
+    # JSON array (NULL on rows written before it was kept, whose readers look each one up).
+    opened: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 outbox = _table(OutboxRow)

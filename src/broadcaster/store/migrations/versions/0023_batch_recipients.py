@@ -1,7 +1,7 @@
 """Recipients per batch: each batch keeps its recipients (`batches.contact_ids` and
-`batches.external_ids`, JSON arrays),
-written by the snapshot instead of a `deliveries` row per recipient; and a partial index of
-open batches in turn order for the claim.
+`batches.external_ids`, JSON arrays), written by the snapshot instead of a `deliveries` row per
+recipient; a partial index of open batches in turn order for the claim; and, on each Message
+Center outbox row, the recipients whose conversation it created (`outbox.opened`).
 
 Batches in this layout are open in a state of their own (2), which releases before it do not
 claim; their own open batches (state 0, recipients as rows) are still read and sent.
@@ -31,6 +31,7 @@ _LZ4 = (
 def upgrade() -> None:
     op.add_column("batches", sa.Column("contact_ids", sa.Text(), nullable=True))
     op.add_column("batches", sa.Column("external_ids", sa.Text(), nullable=True))
+    op.add_column("outbox", sa.Column("opened", sa.Text(), nullable=True))
     bind = op.get_bind()
     if bind.dialect.name == "postgresql" and bind.execute(sa.text(_LZ4)).scalar():
         # The arrays (about 15 kB each) are compressed out of line; lz4 is several times
@@ -68,6 +69,8 @@ def downgrade() -> None:
     )
     op.execute("UPDATE batches SET state = 0 WHERE state = 2")
     op.drop_index("ix_batches_open_turn", "batches")
+    with op.batch_alter_table("outbox") as o:
+        o.drop_column("opened")
     with op.batch_alter_table("batches") as b:
         b.drop_column("external_ids")
         b.drop_column("contact_ids")
