@@ -30,10 +30,10 @@ from broadcaster.domain.deliveries import DeliveryOutcome
 from broadcaster.domain.lifecycle import BroadcastState, Transition
 from broadcaster.domain.messages import Message
 from broadcaster.store import batch_recipients, bulk, events, statistics
+from broadcaster.store.batch_recipients import DONE
 from broadcaster.store.bubbles import decode_messages
 from broadcaster.store.clock import from_us, to_us
 
-OPEN, DONE = batch_recipients.OPEN, batch_recipients.DONE  # batch states
 _PENDING = int(DeliveryOutcome.PENDING)
 _RESOLVED = [int(o) for o in DeliveryOutcome if o is not DeliveryOutcome.PENDING]
 _SENDING = int(BroadcastState.SENDING)
