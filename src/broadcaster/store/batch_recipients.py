@@ -27,8 +27,8 @@ import json
 # `deliveries` (batches written before this layout; a release before it claims only those, so
 # it never takes a batch whose recipients it could not read).
 OPEN, DONE, OPEN_ROWS = 2, 1, 0
-# SQL: the batch (`batches` as `alias`) is open, in either layout; the partial index of open
-# batches has this very condition, so both databases may read it.
+# SQL: the batch is open, in either layout. The partial index of open batches has this very
+# condition, so both databases may read it: every query of open batches spells it so.
 IS_OPEN = "state <> 1"
 
 
@@ -104,4 +104,5 @@ def as_batch(dialect: str, externals: bool = False) -> str:
 
 def decode(stored: str) -> list[str]:
     """One of a batch's stored arrays, in seq order."""
-    return list(json.loads(stored))
+    found: list[str] = json.loads(stored)
+    return found

@@ -30,7 +30,7 @@ from broadcaster.domain.deliveries import DeliveryOutcome
 from broadcaster.domain.lifecycle import BroadcastState, Transition
 from broadcaster.domain.messages import Message
 from broadcaster.store import batch_recipients, bulk, events, statistics
-from broadcaster.store.batch_recipients import DONE
+from broadcaster.store.batch_recipients import DONE, IS_OPEN
 from broadcaster.store.bubbles import decode_messages
 from broadcaster.store.clock import from_us, to_us
 
@@ -124,7 +124,7 @@ def leave_channel(conn: Connection, channel: str, owner: str) -> None:
     conn.execute(
         text(
             "UPDATE batches SET lease_owner = '', lease_expiry = 0"
-            " WHERE channel_id = :ch AND state <> 1 AND lease_owner = :o"
+            f" WHERE channel_id = :ch AND {IS_OPEN} AND lease_owner = :o"
         ),
         {"ch": channel, "o": owner},
     )
@@ -160,7 +160,7 @@ def claim(
             " b.first_attempt_time, b.external_ids, br.merchant_id, br.messages, br.trace_parent,"
             " br.notification_disabled"
             " FROM batches b JOIN broadcasts br ON br.id = b.broadcast_id"
-            " WHERE b.channel_id = :ch AND b.state <> 1 AND b.due_time <= :now"
+            f" WHERE b.channel_id = :ch AND b.{IS_OPEN} AND b.due_time <= :now"
             " AND (b.lease_expiry < :now OR b.lease_owner <> :owner)"
             f" AND (br.state = {_SENDING} OR b.first_attempt_time IS NOT NULL)"
             f" AND {_LIVE_CHANNEL}"
@@ -403,7 +403,7 @@ def _close_batches(
     rows = conn.execute(
         text(
             f"UPDATE batches SET state = :done, lease_owner = '', lease_expiry = 0{ids}"
-            " WHERE broadcast_id = :b AND batch IN :n AND state <> 1 RETURNING batch"
+            f" WHERE broadcast_id = :b AND batch IN :n AND {IS_OPEN} RETURNING batch"
         ).bindparams(bindparam("n", expanding=True)),
         params,
     )
@@ -509,7 +509,7 @@ def rekey(conn: Connection, c: ClaimedBatch, owner: str, due: datetime) -> bool:
             text(
                 "UPDATE batches SET idempotency_key = :k, attempts = 0, first_attempt_time = NULL,"
                 " due_time = :due, lease_owner = '', lease_expiry = 0"
-                " WHERE broadcast_id = :b AND batch = :n AND state <> 1 AND lease_owner = :o"
+                f" WHERE broadcast_id = :b AND batch = :n AND {IS_OPEN} AND lease_owner = :o"
             ),
             {
                 "k": str(uuid.uuid4()),
@@ -529,7 +529,7 @@ def abandon_channel(conn: Connection, channel: str, reason: str, now: datetime) 
     attempted = conn.execute(
         text(
             "SELECT broadcast_id, batch, first_seq, size FROM batches"
-            " WHERE channel_id = :ch AND state <> 1"
+            f" WHERE channel_id = :ch AND {IS_OPEN}"
         ),
         {"ch": channel},
     ).all()
@@ -572,7 +572,7 @@ def stop(
     # then skips them (attempted now), so only batches that will never be sent are closed.
     closed = conn.execute(
         text(
-            "UPDATE batches SET state = :done WHERE broadcast_id = :b AND state <> 1"
+            f"UPDATE batches SET state = :done WHERE broadcast_id = :b AND {IS_OPEN}"
             " AND first_attempt_time IS NULL RETURNING first_seq, size"
         ),
         {"b": broadcast, "done": DONE},
@@ -602,7 +602,7 @@ def _runs(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 def sending_on(conn: Connection, channel: str) -> list[str]:
     """Broadcasts with open batches on the channel."""
     rows = conn.execute(
-        text("SELECT DISTINCT broadcast_id FROM batches WHERE channel_id = :ch AND state <> 1"),
+        text(f"SELECT DISTINCT broadcast_id FROM batches WHERE channel_id = :ch AND {IS_OPEN}"),
         {"ch": channel},
     )
     return [str(r[0]) for r in rows]

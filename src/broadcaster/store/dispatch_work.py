@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, text
 
+from broadcaster.store.batch_recipients import IS_OPEN
 from broadcaster.store.clock import from_us, to_us
 
 
@@ -31,7 +32,7 @@ def look(conn: Connection, now: datetime) -> Work:
     rows = conn.execute(
         text(
             "SELECT w.channel_id, l.expiry FROM"
-            " (SELECT DISTINCT channel_id FROM batches WHERE state <> 1) w"
+            f" (SELECT DISTINCT channel_id FROM batches WHERE {IS_OPEN}) w"
             " LEFT JOIN channel_leases l ON l.channel_id = w.channel_id"
         )
     )

@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
+from broadcaster.store.batch_recipients import IS_OPEN
+
 
 def _time(nullable: bool = False) -> Column[int]:
     return Column(BigInteger, nullable=nullable)
@@ -475,8 +477,8 @@ class BatchRow(SQLModel, table=True):
             "channel_id",
             "batch",
             "broadcast_id",
-            sqlite_where=text("state <> 1"),
-            postgresql_where=text("state <> 1"),
+            sqlite_where=text(IS_OPEN),
+            postgresql_where=text(IS_OPEN),
         ),
     )
 
