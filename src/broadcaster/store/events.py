@@ -218,8 +218,8 @@ def _rows_sql(dialect: str, recipients: bool, kinds: frozenset[EventKind] | None
 def _recipients_sql(dialect: str, only_created: bool) -> str:
     """An outbox row's delivered recipients (`%(b)s`, seq [`%(lo)s`, `%(hi)s`]), the first
     `%(limit)s`, with whether their delivery created their conversation; `only_created`: only
-    those. All of them are taken (and limited) before their conversations are looked up, one
-    index probe each: a page that ends inside a row probes only the recipients it returns."""
+    those. Otherwise they are limited (`_limited_sql`) before their conversations are looked
+    up, one index probe each: a page that ends inside a row probes only what it returns."""
     source = batch_recipients.as_batch(dialect)
     if only_created:
         return (
@@ -228,8 +228,7 @@ def _recipients_sql(dialect: str, only_created: bool) -> str:
             " ORDER BY d.seq LIMIT %(limit)s"
         )
     return (
-        "SELECT d.seq, d.contact_id, v.contact_id IS NOT NULL"
-        f" FROM (SELECT a.seq, a.contact_id FROM ({source}) a ORDER BY a.seq LIMIT %(limit)s) d"
+        f"SELECT d.seq, d.contact_id, v.contact_id IS NOT NULL FROM ({_limited_sql(dialect)}) d"
         " LEFT JOIN conversations v ON v.contact_id = d.contact_id AND v.broadcast_id = %(b)s"
         " AND v.seq = d.seq ORDER BY d.seq"
     )
@@ -357,16 +356,16 @@ def _expand(
     if resumes:
         first = position.seq
     args = {"b": broadcast, "lo": first, "hi": last_seq, "limit": limit + 1}
-    if r[12] is None:  # written before rows named what they opened: look each recipient up
+    if r[12] is None:  # no list of what it opened (SQLite, or an earlier release): look up
         found = bulk.rows(conn, _recipients_sql(conn.dialect.name, not with_message), args)
     else:
-        opened = set(json.loads(r[12]))
+        listed = set(json.loads(r[12]))
         if with_message:
             taken = bulk.rows(conn, _limited_sql(conn.dialect.name), args)
         else:  # only those it opened conversations for: the row's all, then filtered
             taken = bulk.rows(conn, _limited_sql(conn.dialect.name), {**args, "limit": None})
-            taken = [t for t in taken if t[0] in opened][: limit + 1]
-        found = [(seq, contact, seq in opened) for seq, contact in taken]
+            taken = [t for t in taken if t[0] in listed][: limit + 1]
+        found = [(seq, contact, seq in listed) for seq, contact in taken]
     when = from_us(create_time)
     created, message = EventKind.CONVERSATION_CREATED, EventKind.BROADCAST_MESSAGE
     sent = bubbles.of(broadcast) if with_message and bubbles is not None and found else ()
