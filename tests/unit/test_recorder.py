@@ -85,3 +85,43 @@ async def test_outcomes_of_one_kind_are_written_together() -> None:
     )
     await recorder.close()
     assert isinstance(results[0], ValueError) and results[1] == 800
+
+
+class CountingDb(FakeDb):
+    """FakeDb that also tracks how many transactions run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = self.most_at_once = 0
+
+    async def write(self, fn: Callable[[Any], Any]) -> Any:
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            return await super().write(fn)
+        finally:
+            self.running -= 1
+
+
+async def test_lanes_commit_at_once_and_keep_a_key_to_one_lane() -> None:
+    db = CountingDb()
+    recorder = Recorder(cast(Database, db), lanes=3)
+    keys = [f"merchant-{k}" for k in range(12)]
+    results = await asyncio.gather(
+        *(recorder.write(_outcome, n, key=keys[n % 12]) for n in range(60))
+    )
+    await recorder.close()
+    assert results == [n * 10 for n in range(60)]
+    assert db.most_at_once > 1  # lanes overlap
+    # Each transaction holds the outcomes of one lane: never two keys of different lanes.
+    lane_of = {k: recorder._lane(k) for k in keys}
+    for t in db.transactions:
+        assert len({id(lane_of[keys[n % 12]]) for n in t}) == 1
+
+
+async def test_one_lane_commits_one_transaction_at_a_time() -> None:
+    db = CountingDb()
+    recorder = Recorder(cast(Database, db))
+    await asyncio.gather(*(recorder.write(_outcome, n, key=f"m{n}") for n in range(30)))
+    await recorder.close()
+    assert db.most_at_once == 1

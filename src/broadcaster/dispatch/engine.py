@@ -83,6 +83,9 @@ log = logging.getLogger(__name__)
 
 _ACCEPTED = frozenset({SendStatus.ACCEPTED, SendStatus.ALREADY_ACCEPTED})
 _LAPSE_MARGIN = 0.05  # seconds past a lease's expiry before trying for it
+# Group commits of outcomes that run at once on PostgreSQL (dispatch.recorder); SQLite has one
+# writer. Each takes one of the threads that go first (store.database.FIRST_THREADS).
+RECORDING_LANES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +181,9 @@ class Dispatcher:
         self._kept: set[str] = set()  # taken past our share: nobody else took them
         # One group commit for every channel: outcomes of all the channels sending at once share
         # transactions (on SQLite, turns at its one writer).
-        self._record = Recorder(ctx.db, first=True)
+        self._record = Recorder(
+            ctx.db, first=True, lanes=RECORDING_LANES if ctx.db.dialect == "postgresql" else 1
+        )
         hub.on_gone(self.channel_gone)
 
     def channel_gone(self, channel: str) -> None:
@@ -585,7 +590,9 @@ class ChannelDispatch:
                 return
             if not recipients:  # every one failed on an earlier attempt
                 await self._record.write_together(
-                    store.record_sent, (batch, self._ctx.now(), store.Acceptance())
+                    store.record_sent,
+                    (batch, self._ctx.now(), store.Acceptance()),
+                    key=batch.merchant,
                 )
                 return
             if not self._holding and self._gone is None:
@@ -724,7 +731,7 @@ class ChannelDispatch:
         else:
             outcome, why = DeliveryOutcome.NOT_SENT_STOPPED, ""
         failed = await self._record.write(
-            store.record_unresolved, batch, outcome, why, self._ctx.now()
+            store.record_unresolved, batch, outcome, why, self._ctx.now(), key=batch.merchant
         )
         self._needs.delivered()  # the broadcast may have completed
         if maybe_accepted:
@@ -765,14 +772,21 @@ class ChannelDispatch:
         """The channel took the batch (now, or on an attempt whose answer was lost)."""
         now = self._ctx.now()
         said = store.Acceptance(outcome.request_id, self._tag(instance, batch, outcome))
-        sent = await self._record.write_together(store.record_sent, (batch, now, said))
+        sent = await self._record.write_together(
+            store.record_sent, (batch, now, said), key=batch.merchant
+        )
         self._ctx.metrics.record_batch(self._kind, outcome, took, recipients_sent=sent)
         self._needs.delivered()  # its recipients' events, or the broadcast's completion
 
     async def _invalid(self, batch: store.ClaimedBatch, named: set[str]) -> None:
         """The channel named these recipients invalid and sent nothing: they fail alone."""
         failed = await self._record.write(
-            store.record_invalid, batch, sorted(named), Reason.INVALID_RECIPIENT, self._ctx.now()
+            store.record_invalid,
+            batch,
+            sorted(named),
+            Reason.INVALID_RECIPIENT,
+            self._ctx.now(),
+            key=batch.merchant,
         )
         self._ctx.metrics.recipients(self._kind, failed=failed)
 
@@ -815,7 +829,7 @@ class ChannelDispatch:
             delay,
         )
         due = self._ctx.now() + timedelta(seconds=delay)
-        await self._record.write(store.rekey, batch, self.owner, due)
+        await self._record.write(store.rekey, batch, self.owner, due, key=batch.merchant)
 
     async def _unknown(self, batch: store.ClaimedBatch, window: int) -> None:
         log.warning(
@@ -831,6 +845,7 @@ class ChannelDispatch:
             DeliveryOutcome.UNKNOWN,
             Reason.KEY_EXPIRED,
             self._ctx.now(),
+            key=batch.merchant,
         )
         self._needs.delivered()  # the broadcast may have completed
         self._ctx.metrics.recipients(self._kind, failed=failed)
@@ -845,7 +860,7 @@ class ChannelDispatch:
         )
         quota = outcome.status is SendStatus.QUOTA_EXHAUSTED  # its recipients can be resent
         record = functools.partial(store.record_stop, quota=quota)
-        await self._record.write(record, batch, reason, self._ctx.now())
+        await self._record.write(record, batch, reason, self._ctx.now(), key=batch.merchant)
         self._needs.delivered()  # its lifecycle event
 
     async def _abandon(self) -> None:

@@ -9,6 +9,12 @@ dispatch in docs/architecture.md); if a shared transaction fails, its outcomes a
 per transaction, so one bad outcome cannot hold the others back. Outcomes of one kind (accepted
 batches) can be handed to one function together, which records them with a few set-based
 statements instead of a few each.
+
+On PostgreSQL several group commits run at once (`lanes`), each on a database connection and
+server process of its own, so that recording can use more than one of the server's cores. An
+outcome's lane is chosen by its key, the merchant: a merchant's outcomes share one lane, so two
+lanes never wait for each other's hold on a merchant's events lock (store.events), nor take
+two merchants' locks in opposite orders.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,8 +44,38 @@ class _Item:
 
 
 class Recorder:
-    def __init__(self, db: Database, *, most: int = 64, first: bool = False) -> None:
-        """`first`: its transactions go first (store.database.goes_first)."""
+    def __init__(
+        self, db: Database, *, most: int = 64, first: bool = False, lanes: int = 1
+    ) -> None:
+        """`first`: its transactions go first (store.database.goes_first); `lanes`: group
+        commits that may run at once."""
+        self._lanes = [_Lane(db, most=most, first=first) for _ in range(max(1, lanes))]
+
+    def _lane(self, key: str) -> _Lane:
+        if len(self._lanes) == 1:
+            return self._lanes[0]
+        return self._lanes[zlib.crc32(key.encode()) % len(self._lanes)]
+
+    async def write(self, fn: Callable[..., Any], *args: Any, key: str = "") -> Any:
+        """Run `fn(conn, *args)` in a transaction, possibly shared with other outcomes of the
+        lane of `key`; returns its result."""
+        return await self._lane(key).write(fn, *args)
+
+    async def write_together(self, fn: Many, item: Any, *, key: str = "") -> Any:
+        """Have `fn(conn, items)` record `item` in a transaction, possibly shared; the items
+        queued for the same `fn` in the lane of `key` meanwhile go to one call, which returns a
+        result per item. Returns this item's."""
+        return await self._lane(key).write_together(fn, item)
+
+    async def close(self) -> None:
+        for lane in self._lanes:
+            await lane.close()
+
+
+class _Lane:
+    """One group commit: the outcomes queued while a transaction is written go into the next."""
+
+    def __init__(self, db: Database, *, most: int, first: bool) -> None:
         self._db = db
         self._first = first
         self._most = most

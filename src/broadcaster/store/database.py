@@ -42,7 +42,7 @@ from broadcaster.domain.errors import Unavailable
 from broadcaster.domain.reasons import Reason
 
 T = TypeVar("T")
-FIRST_THREADS = 4  # threads of the calls that go first (goes_first)
+FIRST_THREADS = 6  # threads of the calls that go first (goes_first)
 _FIRST: ContextVar[bool] = ContextVar("database_first", default=False)
 
 
