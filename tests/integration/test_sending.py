@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 
 from broadcaster.dispatch.engine import Dispatcher, Settings
 from broadcaster.domain.audience import InteractionWindow
@@ -21,7 +21,8 @@ from broadcaster.domain.broadcasts import Broadcast, BroadcastState
 from broadcaster.domain.deliveries import START, DeliveryOutcome, EventKind
 from broadcaster.domain.errors import FailedPrecondition
 from broadcaster.domain.messages import TextMessage
-from broadcaster.domain.model import ContactImport, FollowerState
+from broadcaster.domain.model import ContactFilter, ContactImport, FollowerState
+from broadcaster.domain.paging import Page
 from broadcaster.services.broadcasts import Broadcasts, DraftInput
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import Channels
@@ -499,6 +500,57 @@ async def test_deliveries_read_as_their_batch(
         )
         broadcast = await shop.broadcasts.get(LOCAL, name)
         assert (broadcast.counters.sent, broadcast.counters.failed) == (49, 1)
+
+
+async def test_who_had_a_conversation_is_judged_when_the_recipients_are_fixed(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """A recipient whose contact had a conversation at Send gets no conversation-created event;
+    one who starts one between Send and delivery still gets it (their delivery is the
+    broadcast's, fixed at Send); the others get theirs, each once."""
+    async for shop in _shop(ctx, hub, merchant, 60, start=False):  # batches of 50 and 10
+        people = sorted(shop.people)
+        had, later = people[:3], people[10:12]
+
+        def chatted(conn: Connection, channel: str, who: list[str]) -> None:
+            conn.execute(
+                text(
+                    "UPDATE contacts SET has_conversation = true WHERE channel_id = :ch"
+                    " AND external_id IN :who"
+                ).bindparams(bindparam("who", expanding=True)),
+                {"ch": channel, "who": who},
+            )
+
+        await ctx.db.write(chatted, shop.channel_id, had)
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        await ctx.db.write(chatted, shop.channel_id, later)
+        now = ctx.now()
+        claimed = await ctx.db.write(
+            dispatch.claim,
+            channel=shop.channel_id,
+            owner="test",
+            lease_until=now + timedelta(seconds=1000),
+            now=now,
+            limit=2,
+        )
+        sent = await ctx.db.write(
+            dispatch.record_sent, [(c, now, dispatch.Acceptance()) for c in claimed]
+        )
+        assert sent == [50, 10]
+        found = await ctx.db.read(events.after, merchant, START, 1000)
+        by_id = await ctx.db.read(
+            contacts.list_page, merchant, shop.channel_id, ContactFilter(), Page(1000, None)
+        )
+        external = {c.id: c.external_id for c in by_id}
+        created = Counter(
+            external[e.contact] for e in found if e.kind is EventKind.CONVERSATION_CREATED
+        )
+        assert created == Counter(p for p in people if p not in had)
+        messages = Counter(
+            external[e.contact] for e in found if e.kind is EventKind.BROADCAST_MESSAGE
+        )
+        assert messages == Counter(people)
 
 
 # -- drain (SIGTERM) ------------------------------------------------------------------------------

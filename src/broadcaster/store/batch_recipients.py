@@ -102,6 +102,20 @@ def as_batch(dialect: str, externals: bool = False) -> str:
     )
 
 
+def talked(dialect: str) -> str:
+    """SQL aggregate over the snapshot's numbered recipients (`r`): the seqs (`r.n`) of those
+    whose contact had a conversation, as a stored JSON array (`[]` when none)."""
+    if dialect == "postgresql":
+        return "COALESCE(CAST(json_agg(r.n) FILTER (WHERE r.talked) AS TEXT), '[]')"
+    return "json_group_array(r.n) FILTER (WHERE r.talked)"
+
+
+def decode_seqs(stored: str | None) -> list[int] | None:
+    """A stored array of seqs (`batches.talked`); None if not noted (a batch written by an
+    earlier release)."""
+    return None if stored is None else [int(s) for s in json.loads(stored)]
+
+
 def decode(stored: str) -> list[str]:
     """One of a batch's stored arrays, in seq order."""
     found: list[str] = json.loads(stored)

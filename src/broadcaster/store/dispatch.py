@@ -372,6 +372,7 @@ def record_sent(
             )
         if total:
             first = done[0]
+            noted = [closed[c.batch] for c in done]
             events.record_delivered(
                 conn,
                 merchant=first.merchant,
@@ -379,6 +380,7 @@ def record_sent(
                 broadcast=broadcast,
                 spans=spans,
                 now=now,
+                talked=None if None in noted else [s for t in noted if t for s in t],
             )
         if completed:  # after its last recipients' events
             events.record_transitions(conn, [broadcast], Transition.COMPLETE, now)
@@ -387,10 +389,12 @@ def record_sent(
 
 def _close_batches(
     conn: Connection, broadcast: str, numbers: list[int], request_ids: dict[int, str] | None = None
-) -> set[int]:
+) -> dict[int, list[int] | None]:
     """Mark the open ones of these batches done, with the channel's ids for their accepted
     requests (`request_ids`, by batch); returns which (the others were recorded already, by
-    another process)."""
+    another process), each with the seqs of its recipients who had a conversation when the
+    snapshot was taken (None for a batch written by an earlier release, which did not note
+    them)."""
     params: dict[str, Any] = {"done": DONE, "b": broadcast, "n": numbers}
     ids = ""
     if request_ids:  # one statement whatever their number: the ids as a JSON table
@@ -403,11 +407,15 @@ def _close_batches(
     rows = conn.execute(
         text(
             f"UPDATE batches SET state = :done, lease_owner = '', lease_expiry = 0{ids}"
-            f" WHERE broadcast_id = :b AND batch IN :n AND {IS_OPEN} RETURNING batch"
+            f" WHERE broadcast_id = :b AND batch IN :n AND {IS_OPEN}"
+            " RETURNING batch, talked, contact_ids IS NULL"
         ).bindparams(bindparam("n", expanding=True)),
         params,
     )
-    return {int(n) for (n,) in rows}
+    return {
+        int(n): None if rows_layout else batch_recipients.decode_seqs(talked)
+        for n, talked, rows_layout in rows
+    }
 
 
 def _resolved_seqs(conn: Connection, broadcast: str, spans: list[tuple[int, int]]) -> list[int]:

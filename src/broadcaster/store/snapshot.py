@@ -117,7 +117,7 @@ def take(
         "SELECT CAST(:b AS VARCHAR) AS b, CAST(:ch AS VARCHAR) AS ch,"
         " CAST(:size AS BIGINT) AS size, CAST(:cap AS BIGINT) AS cap,"
         f" row_number() OVER (ORDER BY {_order(cap is not None)}) - 1 AS n,"
-        f" c.id AS id, c.external_id AS external_id {reachable}"
+        f" c.id AS id, c.external_id AS external_id, c.has_conversation AS talked {reachable}"
     )
     _write(conn, numbered, cap is not None, params, to_us(now))
     return _fixed(conn, [broadcast], {broadcast: counted})[broadcast]
@@ -133,8 +133,9 @@ def _write(
     conn: Connection, numbered: str, capped: bool, params: Mapping[str, object], now_us: int
 ) -> None:
     """Write the batches of the recipients `numbered` selects (b, ch, size, cap, n, id,
-    external_id: `n` numbers each broadcast's from 0), each batch with its recipients (batch k
-    holds n in [k*size, (k+1)*size)) and a fresh idempotency key; those numbered past `cap`
+    external_id, talked: `n` numbers each broadcast's from 0), each batch with its recipients
+    (batch k holds n in [k*size, (k+1)*size)), those of them who had a conversation and a fresh
+    idempotency key; those numbered past `cap`
     become NOT_SENT_LIMIT deliveries, after the last batch and in none. One statement on
     PostgreSQL (the numbering is read once); on SQLite, whose one writer keeps the contacts
     still between the two, two."""
@@ -142,11 +143,12 @@ def _write(
     batches = (
         "INSERT INTO batches (broadcast_id, batch, channel_id, idempotency_key, first_seq, size,"
         " state, attempts, due_time, first_attempt_time, lease_owner, lease_expiry, contact_ids,"
-        " external_ids)"
+        " external_ids, talked)"
         f" SELECT r.b, r.n / r.size, r.ch, {batch_recipients.new_key(dialect)},"
         f" (r.n / r.size) * r.size, COUNT(*), {batch_recipients.OPEN}, 0, :now, NULL, '', 0,"
         f" {batch_recipients.aggregate(dialect, 'r.id')},"
-        f" {batch_recipients.aggregate(dialect, 'r.external_id')}"
+        f" {batch_recipients.aggregate(dialect, 'r.external_id')},"
+        f" {batch_recipients.talked(dialect)}"
         " FROM {r} r WHERE r.cap IS NULL OR r.n < r.cap"
         " GROUP BY r.b, r.ch, r.size, r.n / r.size"
     )
@@ -322,7 +324,8 @@ def take_many(
             numbered = (
                 "SELECT s.b AS b, s.ch AS ch, s.size AS size, s.cap AS cap,"
                 f" row_number() OVER (PARTITION BY s.b ORDER BY {_order(capped)}) - 1 AS n,"
-                f" c.id AS id, c.external_id AS external_id {source}"
+                " c.id AS id, c.external_id AS external_id, c.has_conversation AS talked"
+                f" {source}"
                 f" WHERE NOT c.opted_out AND c.follower_state <> {blocked}"
             )
             _write(conn, numbered, capped, {"targets": param}, to_us(now))
