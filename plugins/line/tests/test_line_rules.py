@@ -176,3 +176,10 @@ def test_valid_messages_always_make_a_spec_conforming_request(texts: list[str]) 
 
     assert check_request("POST", "/v2/bot/message/multicast", headers=AUTH, body=body) == []
     assert [m["text"] for m in json.loads(body)["messages"]] == texts
+
+
+@given(st.lists(st.one_of(st.from_regex(r"U[0-9a-f]{32}", fullmatch=True), st.text()), max_size=20))
+def test_recipient_ids_are_written_as_json_whatever_they_hold(ids: list[str]) -> None:
+    """The multicast body names the recipients exactly, with or without escaping."""
+    body = json.loads(encode_multicast(ids, (TextMessage("hi"),)))
+    assert body["to"] == ids

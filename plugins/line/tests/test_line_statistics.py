@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from broadcaster_line import statistics
@@ -146,3 +146,15 @@ async def test_errors_map_through_the_one_table(
     emulator.revoke_token(shop)
     with pytest.raises(CredentialsInvalid):
         await channel.fetch_statistics("b_x", sent)
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2999, 12, 1), timezones=st.just(UTC)
+    )
+)
+def test_a_jst_month_ends_when_the_next_begins(when: datetime) -> None:
+    end = statistics.month_end(when)
+    assert end > when
+    assert statistics.jst_month(end) != statistics.jst_month(when)
+    assert statistics.jst_month(end - timedelta(microseconds=1)) == statistics.jst_month(when)

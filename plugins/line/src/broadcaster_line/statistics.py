@@ -59,6 +59,13 @@ def jst_month(when: datetime) -> str:
     return when.astimezone(JST).strftime("%Y%m")
 
 
+def month_end(when: datetime) -> datetime:
+    """When the JST month of `when` ends (the next one's first instant)."""
+    local = when.astimezone(JST)
+    first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return (first + timedelta(days=32)).replace(day=1)
+
+
 def period(sent: datetime, now: datetime) -> tuple[str, str]:
     """`from` and `to` (JST `yyyyMMdd`): the send's day to today, at most 30 days on."""
     start: date = sent.astimezone(JST).date()
@@ -89,6 +96,7 @@ class UnitAllowance:
         self._allowance = allowance
         self._clock = clock
         self._month = ""
+        self._month_ends = 0.0  # when `_month` ends, as the clock reads
         self._count = 0
         self._names: set[str] | None = None  # read only once the allowance is used up
         self._read_at: float | None = None
@@ -99,10 +107,12 @@ class UnitAllowance:
     async def admits(self, unit: str) -> bool:
         """Whether a send may carry `unit`. When LINE cannot say, True: a refusal is still
         caught (`is_unit_refusal`) and the batch sent again without it."""
-        now = self._now()
-        month = jst_month(now)
-        if month != self._month:
-            self._month, self._count, self._names, self._read_at = month, 0, None, None
+        if self._clock() >= self._month_ends:  # once a month, not on every send
+            now = self._now()
+            month = jst_month(now)
+            self._month_ends = month_end(now).timestamp()
+            if month != self._month:
+                self._month, self._count, self._names, self._read_at = month, 0, None, None
         if self._names is not None and unit in self._names:
             return True
         stale = self._read_at is None or self._clock() - self._read_at > ALLOWANCE_TTL
