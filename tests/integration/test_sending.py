@@ -107,6 +107,21 @@ async def _claimed_by_the_dead(
     return claimed
 
 
+async def _claim(
+    ctx: ServiceContext, channel_id: str, owner: str, lease: timedelta, limit: int
+) -> list[dispatch.ClaimedBatch]:
+    """Claim up to `limit` due batches of the channel for `owner`, leased for `lease`."""
+    now = ctx.now()
+    return await ctx.db.write(
+        dispatch.claim,
+        channel=channel_id,
+        owner=owner,
+        lease_until=now + lease,
+        now=now,
+        limit=limit,
+    )
+
+
 async def _shop(
     ctx: ServiceContext,
     hub: ChannelHub,
@@ -389,15 +404,7 @@ async def test_a_dead_dispatchers_batches_are_taken_over_with_their_keys(
             dispatch.acquire_channel, shop.channel_id, "dead", now + timedelta(seconds=600), now
         )
         sent = await shop.sending.send(LOCAL, name, "")
-        now = ctx.now()
-        claimed = await ctx.db.write(
-            dispatch.claim,
-            channel=shop.channel_id,
-            owner="dead",
-            lease_until=now + timedelta(seconds=600),
-            now=now,
-            limit=2,
-        )
+        claimed = await _claim(ctx, shop.channel_id, "dead", timedelta(seconds=600), 2)
         first = claimed[0]
         shop.ledger.accepted_keys[first.idempotency_key] = "earlier"
         shop.ledger.received.update(e for _, e in first.recipients)
@@ -473,15 +480,8 @@ async def test_deliveries_read_as_their_batch(
     async for shop in _shop(ctx, hub, merchant, 120, start=False):  # batches of 50, 50, 20
         name = await shop.draft()
         await shop.sending.send(LOCAL, name, "")
+        first, _ = await _claim(ctx, shop.channel_id, "test", timedelta(seconds=1000), 2)
         now = ctx.now()
-        first, _ = await ctx.db.write(
-            dispatch.claim,
-            channel=shop.channel_id,
-            owner="test",
-            lease_until=now + timedelta(seconds=1000),
-            now=now,
-            limit=2,
-        )
         refused = first.recipients[3][1]
         await ctx.db.write(dispatch.record_invalid, first, [refused], "INVALID_RECIPIENT", now)
         # batch 1 is still in flight
@@ -525,15 +525,8 @@ async def test_who_had_a_conversation_is_judged_when_the_recipients_are_fixed(
         name = await shop.draft()
         await shop.sending.send(LOCAL, name, "")
         await ctx.db.write(chatted, shop.channel_id, later)
+        claimed = await _claim(ctx, shop.channel_id, "test", timedelta(seconds=1000), 2)
         now = ctx.now()
-        claimed = await ctx.db.write(
-            dispatch.claim,
-            channel=shop.channel_id,
-            owner="test",
-            lease_until=now + timedelta(seconds=1000),
-            now=now,
-            limit=2,
-        )
         sent = await ctx.db.write(
             dispatch.record_sent, [(c, now, dispatch.Acceptance()) for c in claimed]
         )
