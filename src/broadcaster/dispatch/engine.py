@@ -179,8 +179,9 @@ class Dispatcher:
         self._replicas = 1  # dispatchers running, this one included (heartbeats)
         self._unheld: dict[str, float] = {}  # channel -> monotonic time first seen unheld
         self._kept: set[str] = set()  # taken past our share: nobody else took them
-        # One group commit for every channel: outcomes of all the channels sending at once share
-        # transactions (on SQLite, turns at its one writer).
+        # Group commits shared by every channel: outcomes of all the channels sending at once
+        # share transactions (on SQLite, turns at its one writer; on PostgreSQL, a lane per
+        # merchant's outcomes, several committing at once).
         self._record = Recorder(
             ctx.db, first=True, lanes=RECORDING_LANES if ctx.db.dialect == "postgresql" else 1
         )
