@@ -27,6 +27,8 @@ from broadcaster.store import batch_recipients, bulk
 from broadcaster.store.audience import Counts
 from broadcaster.store.clock import to_us
 
+SORT_MEMORY = "32MB"  # PostgreSQL's work_mem for a snapshot's transaction
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -140,6 +142,11 @@ def _write(
     PostgreSQL (the numbering is read once); on SQLite, whose one writer keeps the contacts
     still between the two, two."""
     dialect = conn.dialect.name
+    if dialect == "postgresql":
+        # Numbering and grouping 100,000 recipients sorts about 6 MB: past the default
+        # work_mem (4 MB) both spill to disk (EXPLAIN ANALYZE: "external merge"); in memory the
+        # snapshot of 100,000 takes 0.12 s instead of 0.15. For this transaction only.
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{SORT_MEMORY}'")
     batches = (
         "INSERT INTO batches (broadcast_id, batch, channel_id, idempotency_key, first_seq, size,"
         " state, attempts, due_time, first_attempt_time, lease_owner, lease_expiry, contact_ids,"
