@@ -11,8 +11,8 @@ its outcome, which overrides "as its batch"; so do the recipients a limit left o
 after the last batch.
 
 The snapshot also notes on each batch the seqs of its recipients whose contact had a
-conversation (`batches.talked`, `talked`): recording the delivered batch opens conversations
-for the others without reading their contacts.
+conversation (`batches.talked`, written by `talked`): recording the delivered batch opens
+conversations for the others without reading their contacts.
 
 Batches written before this layout (state OPEN_ROWS while open, the arrays NULL) keep their
 recipients as rows of `deliveries`, PENDING (stored 0) while "as their batch". Every read here

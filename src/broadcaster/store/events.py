@@ -100,10 +100,12 @@ def record_delivered(
     _serialize_writers(conn, merchant)
     returning = conn.dialect.name == "postgresql"
     statement = _conversations_sql(conn.dialect.name, returning, _noted(talked))
+    # Seqs outside a span exclude nothing in it: one list serves every span.
+    noted = bulk.json_param(list(talked)) if talked else None
     for lo, hi in spans:
         params = {"m": merchant, "ch": channel, "b": broadcast, "lo": lo, "hi": hi, "now": now}
-        if talked:
-            params["talked"] = bulk.json_param([s for s in talked if lo <= s <= hi])
+        if noted is not None:
+            params["talked"] = noted
         opened = None
         if returning:
             opened = bulk.json_param(sorted(seq for (seq,) in bulk.rows(conn, statement, params)))

@@ -137,10 +137,9 @@ def _write(
     """Write the batches of the recipients `numbered` selects (b, ch, size, cap, n, id,
     external_id, talked: `n` numbers each broadcast's from 0), each batch with its recipients
     (batch k holds n in [k*size, (k+1)*size)), those of them who had a conversation and a fresh
-    idempotency key; those numbered past `cap`
-    become NOT_SENT_LIMIT deliveries, after the last batch and in none. One statement on
-    PostgreSQL (the numbering is read once); on SQLite, whose one writer keeps the contacts
-    still between the two, two."""
+    idempotency key; those numbered past `cap` become NOT_SENT_LIMIT deliveries, after the last
+    batch and in none. One statement on PostgreSQL (the numbering is read once); on SQLite,
+    whose one writer keeps the contacts still between the two, two."""
     dialect = conn.dialect.name
     if dialect == "postgresql":
         # Numbering and grouping 100,000 recipients sorts about 6 MB: past the default

@@ -502,7 +502,8 @@ class BatchRow(SQLModel, table=True):
     contact_ids: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     external_ids: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # The seqs of its recipients whose contact had a conversation when the snapshot was taken
-    # (JSON array, NULL when none): their delivery opens none (store.events).
+    # (JSON array, `[]` when none; NULL on batches written before it was noted, whose contacts
+    # are read when the batch is recorded): their delivery opens none (store.events).
     talked: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
