@@ -407,7 +407,7 @@ async def test_a_dead_dispatchers_batches_are_taken_over_with_their_keys(
         claimed = await _claim(ctx, shop.channel_id, "dead", timedelta(seconds=600), 2)
         first = claimed[0]
         shop.ledger.accepted_keys[first.idempotency_key] = "earlier"
-        shop.ledger.received.update(e for _, e in first.recipients)
+        shop.ledger.received.update(first.recipients)
         await ctx.db.write(dispatch.release_channel, shop.channel_id, "dead")  # as if expired
         shop.dispatcher.start()
         done = await shop.finished(name)
@@ -472,6 +472,24 @@ async def _listed(
             return seen
 
 
+async def test_a_batch_taken_over_leaves_out_the_recipients_refused_one_by_one(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """A batch claimed again (its holder died after the channel refused some recipients) comes
+    with the rest of its recipients, in seq order; the next batch comes whole."""
+    async for shop in _shop(ctx, hub, merchant, 120, start=False):  # batches of 50, 50, 20
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        first = await _claimed_by_the_dead(ctx, shop.channel_id)
+        assert first.recipients == tuple(sorted(shop.people)[:50])
+        refused = [first.recipients[3], first.recipients[49]]
+        await ctx.db.write(dispatch.record_invalid, first, refused, "INVALID_RECIPIENT", ctx.now())
+        again, second = await _claim(ctx, shop.channel_id, "next", timedelta(seconds=60), 2)
+        assert (again.batch, second.batch) == (first.batch, first.batch + 1)
+        assert again.recipients == tuple(r for r in first.recipients if r not in refused)
+        assert second.recipients == tuple(sorted(shop.people)[50:100])
+
+
 async def test_deliveries_read_as_their_batch(
     ctx: ServiceContext, hub: ChannelHub, merchant: str
 ) -> None:
@@ -482,7 +500,7 @@ async def test_deliveries_read_as_their_batch(
         await shop.sending.send(LOCAL, name, "")
         first, _ = await _claim(ctx, shop.channel_id, "test", timedelta(seconds=1000), 2)
         now = ctx.now()
-        refused = first.recipients[3][1]
+        refused = first.recipients[3]
         await ctx.db.write(dispatch.record_invalid, first, [refused], "INVALID_RECIPIENT", now)
         # batch 1 is still in flight
         await ctx.db.write(dispatch.record_sent, [(first, now, dispatch.Acceptance())])

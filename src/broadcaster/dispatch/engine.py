@@ -575,7 +575,7 @@ class ChannelDispatch:
         logs.merchant.set(batch.merchant)  # this task's log lines name the broadcast
         logs.broadcast.set(batch.broadcast)
         logs.channel.set(self.channel)
-        recipients = [external for _, external in batch.recipients]
+        recipients = list(batch.recipients)
         attempts = batch.attempts
         # Whether an attempt may have been accepted: one by an earlier claim (its answer is
         # unknown here), or one of ours that met a timeout, a reset or a 5xx.

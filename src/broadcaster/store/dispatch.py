@@ -17,13 +17,14 @@ datetimes; the tables hold integer microseconds.
 from __future__ import annotations
 
 import bisect
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, text
+from sqlalchemy import Connection, Row, TextClause, bindparam, text
 
 from broadcaster.domain import lifecycle
 from broadcaster.domain.deliveries import DeliveryOutcome
@@ -62,7 +63,7 @@ class ClaimedBatch:
     attempts: int  # this attempt included
     first_attempt_time: datetime
     messages: tuple[Message, ...]  # the broadcast's bubbles
-    recipients: tuple[tuple[int, str], ...]  # (seq, external id) still pending
+    recipients: tuple[str, ...]  # the external ids still pending, in seq order
     # The W3C traceparent of the call that started the broadcast, if it was traced.
     trace_parent: str | None = None
     notification_disabled: bool = False  # the broadcast is a silent send
@@ -171,7 +172,7 @@ def claim(
     by_broadcast: dict[str, list[Row[Any]]] = {}
     for r in rows:
         by_broadcast.setdefault(r.broadcast_id, []).append(r)
-    pending: dict[tuple[str, int], tuple[tuple[int, str], ...]] = {}
+    pending: dict[tuple[str, int], tuple[str, ...]] = {}
     messages: dict[str, tuple[Message, ...]] = {}
     for broadcast, claimed in by_broadcast.items():
         messages[broadcast] = decode_messages(claimed[0].messages)
@@ -202,10 +203,11 @@ def claim(
             for r in on_batch:
                 first = int(r.first_seq)
                 stored = batch_recipients.decode(r.external_ids)
+                if resolved.isdisjoint(range(first, first + len(stored))):  # as a rule
+                    pending[(broadcast, int(r.batch))] = tuple(stored)
+                    continue
                 pending[(broadcast, int(r.batch))] = tuple(
-                    (first + i, external)
-                    for i, external in enumerate(stored)
-                    if first + i not in resolved
+                    external for i, external in enumerate(stored) if first + i not in resolved
                 )
         if as_rows:
             # The earlier layout: recipients as delivery rows, still PENDING.
@@ -218,7 +220,7 @@ def claim(
                 first = int(r.first_seq)
                 at = bisect.bisect_left(seqs, first)
                 to = bisect.bisect_right(seqs, first + int(r.size) - 1, lo=at)
-                pending[(broadcast, int(r.batch))] = tuple(found[at:to])
+                pending[(broadcast, int(r.batch))] = tuple(e for _, e in found[at:to])
     return [
         ClaimedBatch(
             merchant=r.merchant_id,
@@ -295,14 +297,14 @@ def _count(
     it. Returns whether it completed (its lifecycle event is the caller's to record, after the
     recipient events of these batches)."""
     conn.execute(
-        text(
+        bulk.statement(
             "UPDATE broadcasts SET sent = sent + :sent, failed = failed + :failed,"
             " open_batches = open_batches - :closed, update_time = :now WHERE id = :b"
         ),
         {"sent": sent, "failed": failed, "closed": batches, "now": now, "b": broadcast},
     )
     completed = conn.execute(
-        text(
+        bulk.statement(
             f"UPDATE broadcasts SET state = {int(_COMPLETE.target)}, complete_time = :now"
             f" WHERE id = :b AND state IN ({_states(_COMPLETE.sources)}) AND open_batches = 0"
         ),
@@ -404,33 +406,38 @@ def _close_batches(
             f" WHERE CAST({bulk.json_text(conn, 0)} AS INTEGER) = batches.batch), request_id)"
         )
         params["ids"] = bulk.json_param([[n, r] for n, r in request_ids.items()])
-    rows = conn.execute(
-        text(
-            f"UPDATE batches SET state = :done, lease_owner = '', lease_expiry = 0{ids}"
-            f" WHERE broadcast_id = :b AND batch IN :n AND {IS_OPEN}"
-            " RETURNING batch, talked, contact_ids IS NULL"
-        ).bindparams(bindparam("n", expanding=True)),
-        params,
-    )
+    rows = conn.execute(_closing(ids), params)
     return {
         int(n): None if rows_layout else batch_recipients.decode_seqs(talked)
         for n, talked, rows_layout in rows
     }
 
 
+@functools.lru_cache(maxsize=8)
+def _closing(ids: str) -> TextClause:
+    """`_close_batches`' statement, built once per shape."""
+    return text(
+        f"UPDATE batches SET state = :done, lease_owner = '', lease_expiry = 0{ids}"
+        f" WHERE broadcast_id = :b AND batch IN :n AND {IS_OPEN}"
+        " RETURNING batch, talked, contact_ids IS NULL"
+    ).bindparams(bindparam("n", expanding=True))
+
+
 def _resolved_seqs(conn: Connection, broadcast: str, spans: list[tuple[int, int]]) -> list[int]:
     """Seqs in `spans` whose delivery has an outcome of its own (not PENDING)."""
     found: list[int] = []
     for lo, hi in spans:
-        found += conn.execute(
-            text(
-                "SELECT seq FROM deliveries WHERE broadcast_id = :b AND outcome IN :resolved"
-                " AND outcome <> 0"
-                " AND seq BETWEEN :lo AND :hi"
-            ).bindparams(bindparam("resolved", expanding=True)),
-            {"b": broadcast, "lo": lo, "hi": hi, "resolved": _RESOLVED},
-        ).scalars()
+        found += conn.execute(_RESOLVED_SQL, {"b": broadcast, "lo": lo, "hi": hi}).scalars()
     return found
+
+
+# Built once: it runs for every recorded batch, and building the clause (with an expanding
+# list) each time cost more than running it (py-spy).
+_RESOLVED_SQL = text(
+    "SELECT seq FROM deliveries WHERE broadcast_id = :b"
+    f" AND outcome IN ({', '.join(map(str, _RESOLVED))}) AND outcome <> 0"
+    " AND seq BETWEEN :lo AND :hi"
+)
 
 
 def record_invalid(
