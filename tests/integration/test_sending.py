@@ -20,6 +20,7 @@ from broadcaster.domain.auth import LOCAL
 from broadcaster.domain.broadcasts import Broadcast, BroadcastState
 from broadcaster.domain.deliveries import START, DeliveryOutcome, EventKind
 from broadcaster.domain.errors import FailedPrecondition
+from broadcaster.domain.ids import new_id
 from broadcaster.domain.messages import TextMessage
 from broadcaster.domain.model import ContactFilter, ContactImport, FollowerState
 from broadcaster.domain.paging import Page
@@ -470,6 +471,32 @@ async def _listed(
         seen += [(d.external_id, d.outcome) for d in page]
         if not token:
             return seen
+
+
+async def test_leases_of_many_channels_are_taken_in_one_call(ctx: ServiceContext) -> None:
+    """The channels whose lease is free, lapsed or already the owner's are taken; one another
+    process holds is not."""
+    free, held, lapsed, mine = (new_id() for _ in range(4))
+    now = ctx.now()
+    later, past = now + timedelta(seconds=60), now - timedelta(seconds=1)
+    await ctx.db.write(dispatch.acquire_channel, held, "other", later, now)
+    await ctx.db.write(dispatch.acquire_channel, lapsed, "other", past, past)
+    await ctx.db.write(dispatch.acquire_channel, mine, "me:2", later, now)
+    wanted = [(free, "me:1"), (held, "me:2"), (lapsed, "me:3"), (mine, "me:2")]
+    taken = await ctx.db.write(dispatch.acquire_channels, wanted, later, now)
+    assert taken == [free, lapsed, mine]
+    owners = await ctx.db.read(_lease_owners, [free, held, lapsed, mine])
+    assert owners == {free: "me:1", held: "other", lapsed: "me:3", mine: "me:2"}
+
+
+def _lease_owners(conn: Connection, channels: list[str]) -> dict[str, str]:
+    found = conn.execute(
+        text("SELECT channel_id, owner FROM channel_leases WHERE channel_id IN :ids").bindparams(
+            bindparam("ids", expanding=True)
+        ),
+        {"ids": channels},
+    )
+    return dict(found.tuples().all())
 
 
 async def test_a_batch_taken_over_leaves_out_the_recipients_refused_one_by_one(

@@ -82,3 +82,41 @@ def test_an_ordinary_writer_is_not_held_up_for_long_by_first_ones() -> None:
     for t in streams:
         t.join(5)
     assert served_at[0] - asked < 1.0  # about the patience, not never
+
+
+def test_a_burst_of_overdue_ordinary_writers_takes_turns_with_a_first_one() -> None:
+    """Ordinary writers past their patience go ahead of first ones, but not all of them in a
+    row: a first writer waiting gets every other turn (a burst of Sends, each writing a
+    snapshot, must not stop every channel's dispatch until the last is written)."""
+    turns = _Turns(patience=0.01)
+    order: list[str] = []
+    holding = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with turns.hold(first=False):
+            holding.set()
+            release.wait()
+
+    def writer(name: str, first: bool) -> None:
+        with turns.hold(first):
+            order.append(name)
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=holder)]
+    threads[0].start()
+    holding.wait()
+    for n in range(4):
+        t = threading.Thread(target=writer, args=(f"ordinary-{n}", False))
+        t.start()
+        threads.append(t)
+    time.sleep(0.05)  # all four are overdue
+    first = threading.Thread(target=writer, args=("first", True))
+    first.start()
+    threads.append(first)
+    time.sleep(0.05)
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert len(order) == 5
+    assert order.index("first") <= 1  # after at most one of the overdue ones

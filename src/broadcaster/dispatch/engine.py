@@ -125,11 +125,14 @@ class Needs:
     record: Recorder  # the process's group commit, shared by every channel it dispatches
 
 
-async def take_lease(ctx: ServiceContext, settings: Settings, channel: str, owner: str) -> bool:
-    """Take or renew the channel's dispatch lease for one term; False if another holds it."""
+async def take_leases(
+    ctx: ServiceContext, settings: Settings, wanted: list[tuple[str, str]]
+) -> list[str]:
+    """Take or renew the dispatch leases of these (channel, owner) for one term, in one
+    transaction; returns the channels taken (the others another process holds)."""
     now = ctx.now()
     until = now + timedelta(seconds=settings.lease_seconds)
-    return bool(await ctx.db.write(store.acquire_channel, channel, owner, until, now))
+    return list(await ctx.db.write(store.acquire_channels, wanted, until, now))
 
 
 async def renew_lease(ctx: ServiceContext, settings: Settings, channel: str, owner: str) -> bool:
@@ -339,6 +342,7 @@ class Dispatcher:
         for gone in self._unheld.keys() - {f.channel for f in found}:
             del self._unheld[gone]
         lapses = math.inf
+        wanted: dict[str, tuple[str, bool]] = {}  # channel -> (owner, kept past our share)
         for f in found:
             channel = f.channel
             if channel in self._channels or self._aside.get(channel, 0.0) > clock:
@@ -351,15 +355,24 @@ class Dispatcher:
             orphaned = f.lease_expiry is not None  # its holder stopped renewing: it died
             since = self._unheld.setdefault(channel, clock)
             overdue = clock - since > settings.lease_seconds
-            if not (orphaned or overdue) and len(self._channels) >= share:
+            if not (orphaned or overdue) and len(self._channels) + len(wanted) >= share:
                 # Another dispatcher's share: look again when it would be overdue.
                 lapses = min(lapses, since + settings.lease_seconds - clock + _LAPSE_MARGIN)
                 continue
             # Each run has its own owner id, so a run that ends (its lease lapsed, an error)
             # leaves its batches to the next run as it would to another replica.
-            owner = f"{self.owner}:{uuid.uuid4().hex[:8]}"
-            if not await take_lease(self._ctx, settings, channel, owner):
-                lapses = min(lapses, settings.lease_seconds)  # taken meanwhile
+            wanted[channel] = (f"{self.owner}:{uuid.uuid4().hex[:8]}", orphaned or overdue)
+        taken: set[str] = set()
+        if wanted:  # one transaction for all: many channels start together, not one by one
+            taken = set(
+                await take_leases(
+                    self._ctx, settings, [(c, owner) for c, (owner, _) in wanted.items()]
+                )
+            )
+        if len(taken) < len(wanted):
+            lapses = min(lapses, settings.lease_seconds)  # some taken meanwhile
+        for channel, (owner, kept) in wanted.items():
+            if channel not in taken:
                 continue
             needs = Needs(
                 self._ctx,
@@ -375,7 +388,7 @@ class Dispatcher:
             self._channels[channel] = task
             self._runs[channel] = run
             self._unheld.pop(channel, None)
-            if orphaned or overdue:
+            if kept:
                 self._kept.add(channel)
             task.add_done_callback(functools.partial(self._done, channel))
         excess = len(self._runs) - share

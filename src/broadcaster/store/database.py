@@ -60,7 +60,10 @@ class _Turns:
     on SQLite's busy handler, which retries by sleeping up to 100 ms a time and would idle a
     busy writer). A writer that goes first is served before the ordinary writers waiting,
     unless one of those has waited `patience` seconds: then it goes next, so that a stream of
-    first writers cannot hold an ordinary one (a Send) up for long."""
+    first writers cannot hold an ordinary one (a Send) up for long. But the next turn is a first
+    writer's again: the two take turns while both wait, so that a burst of ordinary writers
+    (thirty-two Sends at once, each writing a snapshot) cannot hold every channel's dispatch up
+    until the last of them is written either."""
 
     def __init__(self, patience: float = 0.25) -> None:
         self._changed = threading.Condition()
@@ -68,9 +71,10 @@ class _Turns:
         self._first_waiting = 0
         self._waiting: list[float] = []  # when each ordinary writer waiting began, oldest first
         self._patience = patience
+        self._owed = False  # an ordinary writer went ahead of first ones: theirs is the next turn
 
     def _overdue(self, now: float) -> bool:
-        return bool(self._waiting) and now - self._waiting[0] >= self._patience
+        return not self._owed and bool(self._waiting) and now - self._waiting[0] >= self._patience
 
     @contextmanager
     def hold(self, first: bool) -> Iterator[None]:
@@ -93,6 +97,7 @@ class _Turns:
                         self._changed.wait(self._patience)
                 finally:
                     self._waiting.remove(began)
+            self._owed = not first and self._first_waiting > 0
             self._busy = True
         try:
             yield

@@ -79,7 +79,7 @@ def acquire_channel(
     """Take or renew the channel's dispatch lease until `until`; False while another owner
     holds it."""
     done = conn.execute(
-        text(
+        bulk.statement(
             "INSERT INTO channel_leases (channel_id, owner, expiry) VALUES (:ch, :o, :until)"
             " ON CONFLICT (channel_id) DO UPDATE SET owner = :o, expiry = :until"
             " WHERE channel_leases.owner = :o OR channel_leases.expiry < :now"
@@ -87,6 +87,15 @@ def acquire_channel(
         {"ch": channel, "o": owner, "until": to_us(until), "now": to_us(now)},
     ).rowcount
     return bool(done)
+
+
+def acquire_channels(
+    conn: Connection, wanted: Sequence[tuple[str, str]], until: datetime, now: datetime
+) -> list[str]:
+    """`acquire_channel` for each (channel, owner) of `wanted`, in one transaction: a process
+    taking many channels at once (many merchants sent at the same moment) waits for the
+    writer once, not once per channel. Returns the channels it took."""
+    return [c for c, owner in wanted if acquire_channel(conn, c, owner, until, now)]
 
 
 def renew_channel(conn: Connection, channel: str, owner: str, until: datetime) -> bool:
