@@ -23,6 +23,8 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
+from sqlalchemy import Connection
+
 from broadcaster.domain.auth import Caller
 from broadcaster.domain.deliveries import EVERY_EVENT, Event, EventFilter, EventKind, EventPosition
 from broadcaster.domain.errors import (
@@ -218,8 +220,7 @@ class Events:
             start if page.after is None else self._cursors.open(merchant, page.after, "page_token")
         )
         wanted = await self._filter(merchant, kinds, by, broadcast)
-        found = await self._read(merchant, after, page.size + 1, wanted)
-        cursors = self._cursors.seal(merchant, [e.position for e in found])
+        found, cursors = await self._read(merchant, after, page.size + 1, wanted)
         return found[: page.size], cursors[: page.size], self._ctx.pages.next(cursors, page, query)
 
     async def watch(
@@ -243,7 +244,7 @@ class Events:
         position: EventPosition = self._cursors.open(merchant, after_cursor, "after_cursor")
         wanted = await self._filter(merchant, kinds, by, broadcast)
         with self.feed.stream(merchant):
-            read: asyncio.Future[list[Event]] | None = None
+            read: asyncio.Future[tuple[list[Event], list[str]]] | None = None
             try:
                 while True:
                     if read is None:
@@ -251,7 +252,7 @@ class Events:
                         read = asyncio.ensure_future(
                             self._read(merchant, position, WATCH_BATCH, wanted)
                         )
-                    found = await read
+                    found, cursors = await read
                     read = None
                     if found:
                         position = found[-1].position
@@ -260,7 +261,7 @@ class Events:
                             read = asyncio.ensure_future(
                                 self._read(merchant, position, WATCH_BATCH, wanted)
                             )
-                        yield found, self._cursors.seal(merchant, [e.position for e in found])
+                        yield found, cursors
                     if len(found) < WATCH_BATCH:
                         await self.feed.wait(merchant, max(seen, position.row))
             finally:
@@ -285,5 +286,12 @@ class Events:
 
     async def _read(
         self, merchant: str, position: EventPosition, limit: int, wanted: EventFilter
-    ) -> list[Event]:
-        return await self._ctx.db.read(repo.after, merchant, position, limit, wanted)
+    ) -> tuple[list[Event], list[str]]:
+        """The events after `position`, with their cursors: sealed on the thread that read them,
+        not on the event loop (a thousand at a time held it up for the sends under way)."""
+
+        def read(conn: Connection) -> tuple[list[Event], list[str]]:
+            found = repo.after(conn, merchant, position, limit, wanted)
+            return found, self._cursors.seal(merchant, [e.position for e in found])
+
+        return await self._ctx.db.read(read)
