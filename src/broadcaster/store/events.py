@@ -142,17 +142,17 @@ def _noted(talked: Sequence[int] | None) -> str:
 @functools.cache
 def _conversations_sql(dialect: str, returning: bool, noted: str) -> str:
     """The conversations a delivered range (`%(b)s`, [`%(lo)s`, `%(hi)s`]) opened, inserted;
-    with `returning`, their seqs come back. Who had
-    a conversation already: `noted` "read", as their contacts say now; "none", no one; "some",
-    those whose seqs `%(talked)s` lists (a JSON array); and those a conversation row names.
+    with `returning`, their seqs come back. Who had a conversation already: `noted` "read", as
+    their contacts say now; "none", no one; "some", those whose seqs `%(talked)s` lists (a JSON
+    array); and, whatever `noted`, those a conversation row names.
 
     On PostgreSQL the rows already there are left out by an anti-join rather than `ON CONFLICT
     DO NOTHING`, whose speculative insertion (a row inserted, then confirmed against the key)
-    cost 60-80 % more per row inserted. It is safe because every insert into `conversations`
-    is made here, by a transaction holding the merchant's lock (`_serialize_writers`), and a
-    contact is one merchant's: no other transaction can insert the same contact meanwhile, and
-    each statement sees what the previous holder committed. A range names each contact once,
-    so no statement inserts a contact twice."""
+    cost more per row (alone, 200,000 rows: 740-970 ms against 430-730). It is safe because
+    every insert into `conversations` is made here, by a transaction holding the merchant's
+    lock (`_serialize_writers`), and a contact is one merchant's: no other transaction can
+    insert the same contact meanwhile, and each statement sees what the previous holder
+    committed. A range names each contact once, so no statement inserts a contact twice."""
     source = f"({batch_recipients.as_batch(dialect)}) d"
     if noted == "read":
         source += " JOIN contacts c ON c.id = d.contact_id WHERE NOT c.has_conversation"
@@ -170,7 +170,7 @@ def _conversations_sql(dialect: str, returning: bool, noted: str) -> str:
             " AND NOT EXISTS (SELECT 1 FROM conversations v WHERE v.contact_id = d.contact_id)"
         )
         conflict = ""
-    else:  # SQLite has one writer at a time
+    else:  # SQLite keeps ON CONFLICT (the anti-join was measured on PostgreSQL only)
         conflict = " ON CONFLICT (contact_id) DO NOTHING"
     return (
         "INSERT INTO conversations (contact_id, broadcast_id, seq)"
