@@ -8,8 +8,10 @@ import time
 from broadcaster.store.database import _Turns
 
 
-def test_a_first_writer_goes_ahead_of_ordinary_ones_waiting() -> None:
-    turns = _Turns()
+def _served(turns: _Turns, arrivals: list[tuple[str, bool, float]], hold: float) -> list[str]:
+    """Writers that arrive while another holds the writer, in order (each its name, whether it
+    goes first, and the seconds before the next arrives), each holding it `hold` seconds once
+    served: the order they were served in after it lets go."""
     order: list[str] = []
     holding = threading.Event()
     release = threading.Event()
@@ -22,18 +24,26 @@ def test_a_first_writer_goes_ahead_of_ordinary_ones_waiting() -> None:
     def writer(name: str, first: bool) -> None:
         with turns.hold(first):
             order.append(name)
+            time.sleep(hold)
 
     threads = [threading.Thread(target=holder)]
     threads[0].start()
     holding.wait()
-    for name, first in (("ordinary-1", False), ("ordinary-2", False), ("first", True)):
+    for name, first, pause in arrivals:
         t = threading.Thread(target=writer, args=(name, first))
         t.start()
         threads.append(t)
-        time.sleep(0.05)  # each is waiting before the next comes
+        time.sleep(pause)
     release.set()
     for t in threads:
         t.join(5)
+    return order
+
+
+def test_a_first_writer_goes_ahead_of_ordinary_ones_waiting() -> None:
+    # each is waiting before the next comes
+    arrivals = [("ordinary-1", False, 0.05), ("ordinary-2", False, 0.05), ("first", True, 0.05)]
+    order = _served(_Turns(), arrivals, hold=0.0)
     assert order[0] == "first" and sorted(order[1:]) == ["ordinary-1", "ordinary-2"]
 
 
@@ -88,35 +98,9 @@ def test_a_burst_of_overdue_ordinary_writers_takes_turns_with_a_first_one() -> N
     """Ordinary writers past their patience go ahead of first ones, but not all of them in a
     row: a first writer waiting gets every other turn (a burst of Sends, each writing a
     snapshot, must not stop every channel's dispatch until the last is written)."""
-    turns = _Turns(patience=0.01)
-    order: list[str] = []
-    holding = threading.Event()
-    release = threading.Event()
-
-    def holder() -> None:
-        with turns.hold(first=False):
-            holding.set()
-            release.wait()
-
-    def writer(name: str, first: bool) -> None:
-        with turns.hold(first):
-            order.append(name)
-            time.sleep(0.01)
-
-    threads = [threading.Thread(target=holder)]
-    threads[0].start()
-    holding.wait()
-    for n in range(4):
-        t = threading.Thread(target=writer, args=(f"ordinary-{n}", False))
-        t.start()
-        threads.append(t)
-    time.sleep(0.05)  # all four are overdue
-    first = threading.Thread(target=writer, args=("first", True))
-    first.start()
-    threads.append(first)
-    time.sleep(0.05)
-    release.set()
-    for t in threads:
-        t.join(5)
+    burst = [(f"ordinary-{n}", False, 0.0) for n in range(4)]
+    # All four are overdue when the first writer comes, and it waits before the holder lets go.
+    arrivals = [*burst[:-1], (burst[-1][0], False, 0.05), ("first", True, 0.05)]
+    order = _served(_Turns(patience=0.01), arrivals, hold=0.01)
     assert len(order) == 5
     assert order.index("first") <= 1  # after at most one of the overdue ones
