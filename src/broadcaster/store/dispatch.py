@@ -78,24 +78,31 @@ def acquire_channel(
 ) -> bool:
     """Take or renew the channel's dispatch lease until `until`; False while another owner
     holds it."""
-    done = conn.execute(
-        bulk.statement(
-            "INSERT INTO channel_leases (channel_id, owner, expiry) VALUES (:ch, :o, :until)"
-            " ON CONFLICT (channel_id) DO UPDATE SET owner = :o, expiry = :until"
-            " WHERE channel_leases.owner = :o OR channel_leases.expiry < :now"
-        ),
-        {"ch": channel, "o": owner, "until": to_us(until), "now": to_us(now)},
-    ).rowcount
-    return bool(done)
+    return bool(acquire_channels(conn, [(channel, owner)], until, now))
 
 
 def acquire_channels(
     conn: Connection, wanted: Sequence[tuple[str, str]], until: datetime, now: datetime
 ) -> list[str]:
-    """`acquire_channel` for each (channel, owner) of `wanted`, in one transaction: a process
-    taking many channels at once (many merchants sent at the same moment) waits for the
-    writer once, not once per channel. Returns the channels it took."""
-    return [c for c, owner in wanted if acquire_channel(conn, c, owner, until, now)]
+    """Take or renew the dispatch lease of each (channel, owner) of `wanted` (each channel
+    once) until `until`, in one statement: a process taking many channels at once (many
+    merchants sent at the same moment) waits for the writer once, not once per channel. A
+    lease another owner holds and has not let lapse stays theirs. Returns the channels taken,
+    in the order asked."""
+    if not wanted:
+        return []
+    statement = bulk.statement(
+        "INSERT INTO channel_leases (channel_id, owner, expiry)"
+        f" SELECT {bulk.json_text(conn, 0)}, {bulk.json_text(conn, 1)}, :until"
+        f" FROM {bulk.json_table(conn, 'w')} WHERE true"
+        " ON CONFLICT (channel_id) DO UPDATE SET owner = excluded.owner, expiry = excluded.expiry"
+        " WHERE channel_leases.owner = excluded.owner OR channel_leases.expiry < :now"
+        " RETURNING channel_id"
+    )
+    pairs = bulk.json_param([list(w) for w in wanted])
+    found = conn.execute(statement, {"w": pairs, "until": to_us(until), "now": to_us(now)})
+    taken = set(found.scalars())
+    return [c for c, _ in wanted if c in taken]
 
 
 def renew_channel(conn: Connection, channel: str, owner: str, until: datetime) -> bool:
