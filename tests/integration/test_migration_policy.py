@@ -73,7 +73,7 @@ def test_expand_migrations_only_add(tmp_path: Path) -> None:
                 flagged[script.revision] = problems
             before = after
         db.close()
-    kinds = {s.revision: s.module.kind for s in _scripts(db.engine)}
+    kinds = {s.revision: migrate.kind_of(s.module, "sqlite") for s in _scripts(db.engine)}
     assert {r for r in flagged if kinds[r] != migrate.CONTRACT} == set(), flagged
     assert "0008" in flagged  # the check sees a contract migration's removals
 
@@ -84,9 +84,11 @@ def test_each_revision_records_its_oldest_compatible_one(db: Database) -> None:
         recorded: dict[str, str] = dict(
             conn.execute(text("SELECT * FROM schema_compatibility")).all()
         )
-    assert recorded == migrate.oldest_compatible(scripts)
+    assert recorded == migrate.oldest_compatible(scripts, db.engine.dialect.name)
     head = migrate.head_revision(db.engine)
-    assert head is not None and recorded[head] == "0014"
+    # 0025 moved SQLite's batch recipients to a table of their own: a contract there only.
+    oldest = "0025" if db.engine.dialect.name == "sqlite" else "0014"
+    assert head is not None and recorded[head] == oldest
 
 
 @pytest.mark.postgres

@@ -61,7 +61,12 @@ async def test_a_schema_older_than_this_build_needs(db: Database) -> None:
 async def test_a_newer_schema_declared_compatible(db: Database) -> None:
     """A newer version migrated the database with expand migrations only (the first step of a
     rolling upgrade): replicas of this version stay ready until they are replaced. (The
-    database's revisions since 0014 are all expand ones: a build at 0016 runs on them.)"""
+    database's revisions since 0014 are all expand ones on PostgreSQL: a build at 0016 runs on
+    them.)"""
+    if db.engine.dialect.name == "sqlite":
+        pytest.skip(
+            "on SQLite the head (0025) is a contract migration: no earlier build runs on it"
+        )
     told: list[bool] = []
     at = migrate.head_revision(db.engine)
     known = frozenset({"0014", "0015", "0016"})
@@ -71,12 +76,14 @@ async def test_a_newer_schema_declared_compatible(db: Database) -> None:
 
 
 async def test_a_newer_schema_after_a_contract_migration(db: Database) -> None:
-    """0014 was a contract migration: a build at 0013 does not run on what came after it."""
+    """0014 was a contract migration (and on SQLite, 0025): a build at 0013 does not run on
+    what came after it."""
     told: list[bool] = []
     at = migrate.head_revision(db.engine)
+    oldest = "0025" if db.engine.dialect.name == "sqlite" else "0014"
     report = await _readiness(db, told, expected="0013", known=frozenset({"0013"})).check()
     assert not report.ready and report.schema_version == at
-    assert f"at schema {at}, which runs versions from schema 0014 on" in report.schema
+    assert f"at schema {at}, which runs versions from schema {oldest} on" in report.schema
     assert told == [False]
 
 

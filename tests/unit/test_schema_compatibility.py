@@ -19,33 +19,37 @@ from broadcaster.store.compatibility import Schema, judge
 @dataclass
 class _Script:
     revision: str
-    kind: str | None  # "contract:0002": a contract migration compatible with 0002
+    # "contract:0002": a contract migration compatible with 0002; a dict: a kind per dialect
+    kind: str | dict[str, str] | None
 
     @property
     def module(self) -> Any:
         if self.kind is None:
             return SimpleNamespace()
+        if isinstance(self.kind, dict):
+            return SimpleNamespace(kind=self.kind)
         kind, _, compatible_with = self.kind.partition(":")
         return SimpleNamespace(kind=kind, compatible_with=compatible_with or None)
 
 
 class _Scripts:
-    def __init__(self, *kinds: str | None) -> None:
+    def __init__(self, *kinds: str | dict[str, str] | None) -> None:
         self._scripts = [_Script(f"{n + 1:04d}", kind) for n, kind in enumerate(kinds)]
 
     def walk_revisions(self) -> list[_Script]:
         return list(reversed(self._scripts))  # newest first, as alembic walks
 
 
-def _oldest(*kinds: str | None) -> dict[str, str]:
-    return migrate.oldest_compatible(cast(ScriptDirectory, _Scripts(*kinds)))
+def _oldest(*kinds: str | dict[str, str] | None, dialect: str = "sqlite") -> dict[str, str]:
+    return migrate.oldest_compatible(cast(ScriptDirectory, _Scripts(*kinds)), dialect)
 
 
 def test_every_migration_declares_expand_or_contract() -> None:
     scripts = ScriptDirectory.from_config(migrate.alembic_config(create_engine("sqlite://")))
-    kinds = {s.revision: getattr(s.module, "kind", None) for s in scripts.walk_revisions()}
-    assert set(kinds.values()) <= set(migrate.KINDS), kinds
-    assert migrate.oldest_compatible(scripts)["0021"] == "0014"
+    for dialect in ("sqlite", "postgresql"):
+        kinds = {s.revision: migrate.kind_of(s.module, dialect) for s in scripts.walk_revisions()}
+        assert set(kinds.values()) <= set(migrate.KINDS), kinds
+        assert migrate.oldest_compatible(scripts, dialect)["0021"] == "0014"
 
 
 def test_the_oldest_compatible_revision_is_the_last_contract_one() -> None:
@@ -57,6 +61,26 @@ def test_the_oldest_compatible_revision_is_the_last_contract_one() -> None:
         "0005": "0003",
     }
     assert _oldest("expand", "expand") == {"0001": "0001", "0002": "0001"}
+
+
+def test_a_migration_may_contract_on_one_database_and_expand_on_the_other() -> None:
+    """As one that moves where SQLite keeps data and leaves PostgreSQL's layout as it was: the
+    release before it keeps running on PostgreSQL only."""
+    kinds = ("contract", "expand", {"sqlite": "contract", "postgresql": "expand"}, "expand")
+    assert _oldest(*kinds, dialect="sqlite") == {
+        "0001": "0001",
+        "0002": "0001",
+        "0003": "0003",
+        "0004": "0003",
+    }
+    assert _oldest(*kinds, dialect="postgresql") == {
+        "0001": "0001",
+        "0002": "0001",
+        "0003": "0001",
+        "0004": "0001",
+    }
+    with pytest.raises(ValueError, match="on postgresql"):
+        _oldest("contract", {"sqlite": "expand"}, dialect="postgresql")
 
 
 def test_a_contract_migration_may_keep_the_release_before_it_running() -> None:

@@ -31,10 +31,11 @@ def page(
     start = -1 if after is None else after
     params = {"b": broadcast, "after": start, "limit": limit}
     if outcome is None or outcome in _BY_BATCH:
+        batches, arrays = batch_recipients.with_arrays(conn.dialect.name)
         first = conn.execute(
             text(
-                "SELECT size, contact_ids IS NOT NULL FROM batches"
-                " WHERE broadcast_id = :b AND batch = 0"
+                f"SELECT b.size, {arrays}.contact_ids IS NOT NULL FROM {batches}"
+                " WHERE b.broadcast_id = :b AND b.batch = 0"
             ),
             params,
         ).first()
@@ -111,9 +112,10 @@ def _from_batches(
     last batch (recipients a limit left out)."""
     state = ""
     if outcome is DeliveryOutcome.PENDING:
-        state = f" AND {batch_recipients.IS_OPEN}"
+        state = f" AND b.{batch_recipients.IS_OPEN}"
     elif outcome is DeliveryOutcome.SENT:
-        state = f" AND state = {DONE}"
+        state = f" AND b.state = {DONE}"
+    source, arrays = batch_recipients.with_arrays(conn.dialect.name)
     step = limit // size + 2
     out: list[Delivery] = []
     number = (after + 1) // size
@@ -121,9 +123,9 @@ def _from_batches(
     while len(out) < limit:
         batches = conn.execute(
             text(
-                "SELECT batch, first_seq, size, state, request_id, contact_ids, external_ids"
-                " FROM batches"
-                f" WHERE broadcast_id = :b AND batch >= :n{state} ORDER BY batch LIMIT :step"
+                "SELECT b.batch, b.first_seq, b.size, b.state, b.request_id,"
+                f" {arrays}.contact_ids, {arrays}.external_ids FROM {source}"
+                f" WHERE b.broadcast_id = :b AND b.batch >= :n{state} ORDER BY b.batch LIMIT :step"
             ),
             {"b": broadcast, "n": number, "step": step},
         ).all()

@@ -171,12 +171,13 @@ def claim(
     accepted, so it is resolved with the same key rather than abandoned."""
     now_us, until_us = to_us(now), to_us(lease_until)
     lock = " FOR UPDATE OF b SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
+    batches, arrays = batch_recipients.with_arrays(conn.dialect.name)
     rows = conn.execute(
         text(
             "SELECT b.broadcast_id, b.batch, b.idempotency_key, b.first_seq, b.size, b.attempts,"
-            " b.first_attempt_time, b.external_ids, br.merchant_id, br.messages, br.trace_parent,"
-            " br.notification_disabled"
-            " FROM batches b JOIN broadcasts br ON br.id = b.broadcast_id"
+            f" b.first_attempt_time, {arrays}.external_ids, br.merchant_id, br.messages,"
+            " br.trace_parent, br.notification_disabled"
+            f" FROM {batches} JOIN broadcasts br ON br.id = b.broadcast_id"
             f" WHERE b.channel_id = :ch AND b.{IS_OPEN} AND b.due_time <= :now"
             " AND (b.lease_expiry < :now OR b.lease_owner <> :owner)"
             f" AND (br.state = {_SENDING} OR b.first_attempt_time IS NOT NULL)"
@@ -422,7 +423,7 @@ def _close_batches(
             f" WHERE CAST({bulk.json_text(conn, 0)} AS INTEGER) = batches.batch), request_id)"
         )
         params["ids"] = bulk.json_param([[n, r] for n, r in request_ids.items()])
-    rows = conn.execute(_closing(ids), params)
+    rows = conn.execute(_closing(conn.dialect.name, ids), params)
     return {
         int(n): None if rows_layout else batch_recipients.decode_seqs(talked)
         for n, talked, rows_layout in rows
@@ -430,12 +431,21 @@ def _close_batches(
 
 
 @functools.lru_cache(maxsize=8)
-def _closing(ids: str) -> TextClause:
-    """`_close_batches`' statement, built once per shape."""
+def _closing(dialect: str, ids: str) -> TextClause:
+    """`_close_batches`' statement, built once per shape. It returns each closed batch's
+    `talked` and whether it is of the earliest layout (no arrays), from where its dialect keeps
+    them (store.batch_recipients)."""
+    returned = "talked, contact_ids IS NULL"
+    if dialect != "postgresql":
+        arrays = (
+            "FROM batch_recipients a WHERE a.broadcast_id = batches.broadcast_id"
+            " AND a.batch = batches.batch"
+        )
+        returned = f"(SELECT a.talked {arrays}), NOT EXISTS (SELECT 1 {arrays})"
     return text(
         f"UPDATE batches SET state = :done, lease_owner = '', lease_expiry = 0{ids}"
         f" WHERE broadcast_id = :b AND batch IN :n AND {IS_OPEN}"
-        " RETURNING batch, talked, contact_ids IS NULL"
+        f" RETURNING batch, {returned}"
     ).bindparams(bindparam("n", expanding=True))
 
 

@@ -8,6 +8,10 @@ already stopped using what it removes (the first of the two releases a removal t
 still runs on it. From those, every revision has an oldest compatible revision; the migration
 environment records it per revision in `schema_compatibility`, where a version that does not
 know the database's revision reads whether it may run on it (store.compatibility).
+
+A migration whose kind depends on the database declares it per dialect (`kind = {"sqlite":
+"contract", "postgresql": "expand"}`): one that changes where SQLite keeps data while
+PostgreSQL's layout, and so its rolling deploys, stay as they were.
 """
 
 from __future__ import annotations
@@ -64,19 +68,25 @@ def schema_version(conn: Connection) -> str | None:
     return None if found is None else str(found)
 
 
-def oldest_compatible(scripts: ScriptDirectory) -> dict[str, str]:
-    """Per revision, the oldest revision whose version runs on it: walking back over expand
-    migrations, the first contract one met (or the earlier revision it declares itself
-    `compatible_with`). A migration without a valid `kind`, or compatible with a revision that
-    is not before it, fails here (and so fails its tests and `migrate`)."""
+def kind_of(module: object, dialect: str) -> object:
+    """A migration module's kind on `dialect`: its `kind`, or that dialect's entry of it."""
+    kind = getattr(module, "kind", None)
+    return kind.get(dialect) if isinstance(kind, dict) else kind
+
+
+def oldest_compatible(scripts: ScriptDirectory, dialect: str) -> dict[str, str]:
+    """Per revision, the oldest revision whose version runs on it, on `dialect`: walking back
+    over expand migrations, the first contract one met (or the earlier revision it declares
+    itself `compatible_with`). A migration without a valid `kind`, or compatible with a
+    revision that is not before it, fails here (and so fails its tests and `migrate`)."""
     chain = list(reversed(list(scripts.walk_revisions())))  # oldest first; the chain is linear
     found: dict[str, str] = {}
     oldest = None
     for script in chain:
-        kind = getattr(script.module, "kind", None)
+        kind = kind_of(script.module, dialect)
         if kind not in KINDS:
             raise ValueError(
-                f"migration {script.revision} declares kind={kind!r}: "
+                f"migration {script.revision} declares kind={kind!r} on {dialect}: "
                 f"{EXPAND!r} or {CONTRACT!r} is required"
             )
         if kind == CONTRACT or oldest is None:
@@ -96,7 +106,7 @@ def record_compatibility(conn: Connection, scripts: ScriptDirectory, current: st
     the table exists, there is nothing to write."""
     if current is None or not inspect(conn).has_table(schema_compatibility.name):
         return
-    compatible = oldest_compatible(scripts)
+    compatible = oldest_compatible(scripts, conn.dialect.name)
     applied = [s.revision for s in scripts.iterate_revisions(current, "base")]
     conn.execute(delete(schema_compatibility))
     conn.execute(

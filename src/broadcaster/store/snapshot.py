@@ -121,7 +121,8 @@ def take(
         f" row_number() OVER (ORDER BY {_order(cap is not None)}) - 1 AS n,"
         f" c.id AS id, c.external_id AS external_id, c.has_conversation AS talked {reachable}"
     )
-    _write(conn, numbered, cap is not None, params, to_us(now))
+    target = "(SELECT CAST(:b AS VARCHAR) AS b, CAST(:ch AS VARCHAR) AS ch, :size AS size) s"
+    _write(conn, numbered, target, cap is not None, params, to_us(now))
     return _fixed(conn, [broadcast], {broadcast: counted})[broadcast]
 
 
@@ -132,49 +133,74 @@ def _order(capped: bool) -> str:
 
 
 def _write(
-    conn: Connection, numbered: str, capped: bool, params: Mapping[str, object], now_us: int
+    conn: Connection,
+    numbered: str,
+    targets: str,
+    capped: bool,
+    params: Mapping[str, object],
+    now_us: int,
 ) -> None:
     """Write the batches of the recipients `numbered` selects (b, ch, size, cap, n, id,
-    external_id, talked: `n` numbers each broadcast's from 0), each batch with its recipients
+    external_id, talked: `n` numbers each broadcast's from 0; `targets`, the broadcasts as a
+    table `s` of (b, ch, size)), each batch with its recipients
     (batch k holds n in [k*size, (k+1)*size)), those of them who had a conversation and a fresh
     idempotency key; those numbered past `cap` become NOT_SENT_LIMIT deliveries, after the last
     batch and in none. One statement on PostgreSQL (the numbering is read once); on SQLite,
-    whose one writer keeps the contacts still between the two, two."""
+    whose one writer keeps the contacts still between them, up to three: the recipients go to
+    rows of their own (store.batch_recipients), then the batches are made from those."""
     dialect = conn.dialect.name
     if dialect == "postgresql":
         # Numbering and grouping 100,000 recipients sorts about 6 MB: past the default
         # work_mem (4 MB) both spill to disk (EXPLAIN ANALYZE: "external merge"); in memory the
         # snapshot of 100,000 takes 0.12 s instead of 0.15. For this transaction only.
         conn.exec_driver_sql(f"SET LOCAL work_mem = '{SORT_MEMORY}'")
-    batches = (
-        "INSERT INTO batches (broadcast_id, batch, channel_id, idempotency_key, first_seq, size,"
-        " state, attempts, due_time, first_attempt_time, lease_owner, lease_expiry, contact_ids,"
-        " external_ids, talked)"
-        f" SELECT r.b, r.n / r.size, r.ch, {batch_recipients.new_key(dialect)},"
-        f" (r.n / r.size) * r.size, COUNT(*), {batch_recipients.OPEN}, 0, :now, NULL, '', 0,"
-        f" {batch_recipients.aggregate(dialect, 'r.id')},"
+    arrays = (
+        f"{batch_recipients.aggregate(dialect, 'r.id')},"
         f" {batch_recipients.aggregate(dialect, 'r.external_id')},"
         f" {batch_recipients.talked(dialect)}"
-        " FROM {r} r WHERE r.cap IS NULL OR r.n < r.cap"
-        " GROUP BY r.b, r.ch, r.size, r.n / r.size"
     )
+    columns = (
+        "INSERT INTO batches (broadcast_id, batch, channel_id, idempotency_key, first_seq, size,"
+        " state, attempts, due_time, first_attempt_time, lease_owner, lease_expiry"
+    )
+    if dialect == "postgresql":
+        batches = (
+            f"{columns}, contact_ids, external_ids, talked)"
+            f" SELECT r.b, r.n / r.size, r.ch, {batch_recipients.new_key(dialect)},"
+            f" (r.n / r.size) * r.size, COUNT(*), {batch_recipients.OPEN}, 0, :now, NULL, '', 0,"
+            f" {arrays} FROM {{r}} r WHERE r.cap IS NULL OR r.n < r.cap"
+            " GROUP BY r.b, r.ch, r.size, r.n / r.size"
+        )
+    else:
+        recipients = (
+            "INSERT INTO batch_recipients (broadcast_id, batch, contact_ids, external_ids, talked)"
+            f" SELECT r.b, r.n / r.size, {arrays} FROM {{r}} r WHERE r.cap IS NULL OR r.n < r.cap"
+            " GROUP BY r.b, r.n / r.size"
+        )
+        made = (
+            f"{columns}) SELECT a.broadcast_id, a.batch, s.ch, {batch_recipients.new_key(dialect)},"
+            f" a.batch * s.size, json_array_length(a.contact_ids), {batch_recipients.OPEN}, 0,"
+            f" :now, NULL, '', 0 FROM {targets} JOIN batch_recipients a ON a.broadcast_id = s.b"
+        )
     left_out = (
         "INSERT INTO deliveries (broadcast_id, seq, contact_id, external_id, outcome, reason)"
         f" SELECT r.b, r.n, r.id, r.external_id, {int(DeliveryOutcome.NOT_SENT_LIMIT)}, ''"
         " FROM {r} r WHERE r.n >= r.cap"
     )
     args = {**params, "now": now_us}
-    if not capped:
-        conn.execute(bulk.statement(batches.format(r=f"({numbered})")), args)
-    elif dialect == "postgresql":
-        statement = (
-            f"WITH r AS ({numbered}), left_out AS ({left_out.format(r='r')})"
-            f" {batches.format(r='r')}"
-        )
+    if dialect == "postgresql":
+        statement = batches.format(r=f"({numbered})")
+        if capped:
+            statement = (
+                f"WITH r AS ({numbered}), left_out AS ({left_out.format(r='r')})"
+                f" {batches.format(r='r')}"
+            )
         conn.execute(bulk.statement(statement), args)
-    else:
+        return
+    if capped:
         conn.execute(bulk.statement(left_out.format(r=f"({numbered})")), args)
-        conn.execute(bulk.statement(batches.format(r=f"({numbered})")), args)
+    conn.execute(bulk.statement(recipients.format(r=f"({numbered})")), args)
+    conn.execute(bulk.statement(made), args)
 
 
 def _fixed(
@@ -334,5 +360,5 @@ def take_many(
                 f" {source}"
                 f" WHERE NOT c.opted_out AND c.follower_state <> {blocked}"
             )
-            _write(conn, numbered, capped, {"targets": param}, to_us(now))
+            _write(conn, numbered, table, capped, {"targets": param}, to_us(now))
     return _fixed(conn, [t.broadcast for t in targets], counted)

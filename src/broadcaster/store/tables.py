@@ -463,7 +463,7 @@ class BatchRow(SQLModel, table=True):
     """A batch of a broadcast's recipients: one send request, its idempotency key (fixed at
     snapshot time, reused by every attempt), its lease, and its recipients (store.batch_recipients:
     two JSON arrays; NULL for batches written before they were kept here, whose recipients are
-    rows of `deliveries`)."""
+    rows of `deliveries`, and on SQLite, where they are rows of `batch_recipients`)."""
 
     __tablename__ = "batches"
     __table_args__ = (
@@ -507,8 +507,26 @@ class BatchRow(SQLModel, table=True):
     talked: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
+class BatchRecipientsRow(SQLModel, table=True):
+    """On SQLite, a batch's recipients and who of them had a conversation, apart from the batch
+    row (store.batch_recipients): SQLite rewrites an updated row whole, so leasing and closing
+    a batch whose row held the arrays wrote about 37 kB each time. Written once, by the
+    snapshot. PostgreSQL keeps them on `batches` (its updates leave out-of-line values where
+    they are) and has no such table."""
+
+    __tablename__ = "batch_recipients"
+
+    broadcast_id: str = Field(primary_key=True, max_length=32)
+    batch: int = Field(sa_column=Column(Integer, primary_key=True))
+    contact_ids: str = Field(sa_column=Column(Text, nullable=False))
+    external_ids: str = Field(sa_column=Column(Text, nullable=False))
+    talked: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
 deliveries = _table(DeliveryRow)
 batches = _table(BatchRow)
+# Tables that only a SQLite database has (their migrations make them there only).
+SQLITE_ONLY = frozenset({BatchRecipientsRow.__tablename__})
 
 
 class OutboxRow(SQLModel, table=True):
