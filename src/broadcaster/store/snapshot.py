@@ -121,8 +121,15 @@ def take(
         f" row_number() OVER (ORDER BY {_order(cap is not None)}) - 1 AS n,"
         f" c.id AS id, c.external_id AS external_id, c.has_conversation AS talked {reachable}"
     )
-    target = "(SELECT CAST(:b AS VARCHAR) AS b, CAST(:ch AS VARCHAR) AS ch, :size AS size) s"
-    _write(conn, numbered, target, cap is not None, params, to_us(now))
+    if conn.dialect.name == "sqlite":
+        ordered = (
+            "SELECT c.id, c.external_id, c.has_conversation"
+            f" {reachable} ORDER BY {_order(cap is not None)}"
+        )
+        _write_in_order(conn, ordered, cap is not None, params, to_us(now))
+    else:
+        target = "(SELECT CAST(:b AS VARCHAR) AS b, CAST(:ch AS VARCHAR) AS ch, :size AS size) s"
+        _write(conn, numbered, target, cap is not None, params, to_us(now))
     return _fixed(conn, [broadcast], {broadcast: counted})[broadcast]
 
 
@@ -177,11 +184,7 @@ def _write(
             f" SELECT r.b, r.n / r.size, {arrays} FROM {{r}} r WHERE r.cap IS NULL OR r.n < r.cap"
             " GROUP BY r.b, r.n / r.size"
         )
-        made = (
-            f"{columns}) SELECT a.broadcast_id, a.batch, s.ch, {batch_recipients.new_key(dialect)},"
-            f" a.batch * s.size, json_array_length(a.contact_ids), {batch_recipients.OPEN}, 0,"
-            f" :now, NULL, '', 0 FROM {targets} JOIN batch_recipients a ON a.broadcast_id = s.b"
-        )
+        made = _batches_made(targets)
     left_out = (
         "INSERT INTO deliveries (broadcast_id, seq, contact_id, external_id, outcome, reason)"
         f" SELECT r.b, r.n, r.id, r.external_id, {int(DeliveryOutcome.NOT_SENT_LIMIT)}, ''"
@@ -201,6 +204,68 @@ def _write(
         conn.execute(bulk.statement(left_out.format(r=f"({numbered})")), args)
     conn.execute(bulk.statement(recipients.format(r=f"({numbered})")), args)
     conn.execute(bulk.statement(made), args)
+
+
+def _batches_made(targets: str) -> str:
+    """SQLite: INSERT the batches of the broadcasts `targets` (a table `s` of (b, ch, size))
+    from their rows of `batch_recipients`."""
+    return (
+        "INSERT INTO batches (broadcast_id, batch, channel_id, idempotency_key, first_seq, size,"
+        " state, attempts, due_time, first_attempt_time, lease_owner, lease_expiry)"
+        f" SELECT a.broadcast_id, a.batch, s.ch, {batch_recipients.new_key('sqlite')},"
+        f" a.batch * s.size, json_array_length(a.contact_ids), {batch_recipients.OPEN}, 0,"
+        f" :now, NULL, '', 0 FROM {targets} JOIN batch_recipients a ON a.broadcast_id = s.b"
+    )
+
+
+# SQLite numbers one broadcast's recipients by inserting them, in order, into this table of
+# its writer connection: its rowid (`n`, from 1) is then seq + 1, and each batch's arrays are a
+# rowid range read. A window function (row_number) numbering 100,000 recipients buffered them
+# all in a table of its own and then sorted them again to group them: 0.17 s alone, against
+# 0.07 s this way.
+_NUMBERED = "temp.snapshot_recipients"
+
+
+def _write_in_order(
+    conn: Connection, ordered: str, capped: bool, params: Mapping[str, object], now_us: int
+) -> None:
+    """`_write` for one broadcast on SQLite: `ordered` selects (id, external_id,
+    has_conversation) of its recipients in seq order."""
+    conn.exec_driver_sql(
+        f"CREATE TABLE IF NOT EXISTS {_NUMBERED}"
+        " (n INTEGER PRIMARY KEY, id TEXT, external_id TEXT, talked BOOLEAN)"
+    )
+    conn.exec_driver_sql(f"DELETE FROM {_NUMBERED}")
+    args = {**params, "now": now_us}
+    conn.execute(
+        bulk.statement(f"INSERT INTO {_NUMBERED} (id, external_id, talked) {ordered}"), args
+    )
+    if capped:
+        conn.execute(
+            bulk.statement(
+                "INSERT INTO deliveries (broadcast_id, seq, contact_id, external_id, outcome,"
+                f" reason) SELECT :b, n - 1, id, external_id,"
+                f" {int(DeliveryOutcome.NOT_SENT_LIMIT)}, '' FROM {_NUMBERED} WHERE n > :cap"
+            ),
+            args,
+        )
+    # Batch v holds n in [v*size + 1, v*size + size], up to the last kept (the cap, if any).
+    kept = f"(SELECT MIN(MAX(n), COALESCE(:cap, MAX(n))) FROM {_NUMBERED})"
+    part = f"FROM {_NUMBERED} WHERE n BETWEEN k.v * :size + 1 AND MIN(k.v * :size + :size, {kept})"
+    conn.execute(
+        bulk.statement(
+            "INSERT INTO batch_recipients (broadcast_id, batch, contact_ids, external_ids, talked)"
+            f" WITH RECURSIVE k(v) AS (SELECT 0 WHERE {kept} > 0"
+            f" UNION ALL SELECT v + 1 FROM k WHERE (v + 1) * :size < {kept})"
+            f" SELECT :b, k.v, (SELECT json_group_array(id) {part}),"
+            f" (SELECT json_group_array(external_id) {part}),"
+            f" (SELECT json_group_array(n - 1) FILTER (WHERE talked) {part}) FROM k"
+        ),
+        args,
+    )
+    target = "(SELECT CAST(:b AS VARCHAR) AS b, CAST(:ch AS VARCHAR) AS ch, :size AS size) s"
+    conn.execute(bulk.statement(_batches_made(target)), args)
+    conn.exec_driver_sql(f"DELETE FROM {_NUMBERED}")
 
 
 def _fixed(
