@@ -3,17 +3,18 @@ gaps in contact-id order, cut into batches that cover them once, each with its o
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, text, update
 
 from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.deliveries import DeliveryOutcome
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.model import FollowerState
-from broadcaster.store import snapshot
+from broadcaster.store import batch_recipients, snapshot
 from broadcaster.store.clock import to_us
 from broadcaster.store.database import Database
 from broadcaster.store.tables import batches, contacts
@@ -40,8 +41,16 @@ async def test_snapshot_fixes_the_reachable_audience(
 ) -> None:
     channel, broadcast = new_id(), new_id()
 
+    talking = [f"U{n}" for n in range(0, len(people), 3)]  # every third had a conversation
+
     def seed_and_snapshot(conn):  # type: ignore[no-untyped-def]
         group_id = seed_people(conn, merchant, channel, people, members)
+        if talking:
+            conn.execute(
+                update(contacts)
+                .where(contacts.c.channel_id == channel, contacts.c.external_id.in_(talking))
+                .values(has_conversation=True)
+            )
         since = None if window.value is None else NOW - window.value
         return snapshot.take(
             conn,
@@ -64,9 +73,16 @@ async def test_snapshot_fixes_the_reachable_audience(
         cut = conn.execute(
             select(batches).where(batches.c.broadcast_id == broadcast).order_by(batches.c.batch)
         ).all()
-        return rows, cut
+        source, arrays = batch_recipients.with_arrays(conn.dialect.name)
+        noted = conn.execute(
+            text(f"SELECT {arrays}.talked FROM {source} WHERE b.broadcast_id = :b"),
+            {"b": broadcast},
+        ).scalars()
+        return rows, cut, sorted(s for t in noted for s in json.loads(t))
 
-    rows, cut = await db.read(read)
+    rows, cut, talked = await db.read(read)
+    # The seqs noted as having had a conversation are exactly those recipients'.
+    assert talked == [r.seq for r in rows if r.external_id in talking]
     expected = sorted(
         f"U{n}" for n, p in enumerate(people) if _brute([p], window, members) == (1, 0, 0)
     )
