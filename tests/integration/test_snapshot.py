@@ -205,6 +205,13 @@ async def test_many_snapshots_at_once_fix_what_each_alone_would(
 
     def both(conn):  # type: ignore[no-untyped-def]
         group = seed_people(conn, merchant, channel, people, members)
+        talking = [f"U{n}" for n in range(0, len(people), 3)]  # every third had a conversation
+        if talking:
+            conn.execute(
+                update(contacts)
+                .where(contacts.c.channel_id == channel, contacts.c.external_id.in_(talking))
+                .values(has_conversation=True)
+            )
         if resend:  # a source broadcast, none of whose recipients were reached
             snapshot.take(
                 conn,
@@ -244,16 +251,28 @@ async def test_many_snapshots_at_once_fix_what_each_alone_would(
 
 
 def _written(conn, broadcast: str):  # type: ignore[no-untyped-def]
-    """A broadcast's batches (without the keys), each with its recipients and their outcomes
-    (in any order within it), and the recipients after its last batch."""
+    """A broadcast's batches (without the keys), each with its recipients and their outcomes in
+    seq order and the seqs noted as having had a conversation, and the recipients after its
+    last batch."""
     rows = every_delivery(conn, broadcast)
     cut = conn.execute(
         select(batches.c.batch, batches.c.first_seq, batches.c.size, batches.c.channel_id)
         .where(batches.c.broadcast_id == broadcast)
         .order_by(batches.c.batch)
     ).all()
+    source, arrays = batch_recipients.with_arrays(conn.dialect.name)
+    noted = dict(
+        conn.execute(
+            text(f"SELECT b.batch, {arrays}.talked FROM {source} WHERE b.broadcast_id = :b"),
+            {"b": broadcast},
+        ).all()
+    )
     end = max((b.first_seq + b.size for b in cut), default=0)
     return [
-        (*b, sorted((r.contact, r.outcome) for r in rows[b.first_seq : b.first_seq + b.size]))
+        (
+            *b,
+            [(r.contact, r.outcome) for r in rows[b.first_seq : b.first_seq + b.size]],
+            json.loads(noted[b.batch]),
+        )
         for b in cut
     ], [(r.seq, r.contact, r.outcome) for r in rows[end:]]
