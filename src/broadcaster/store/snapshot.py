@@ -115,12 +115,6 @@ def take(
     blocked = int(FollowerState.BLOCKED)
     counted = _count(conn, source, params)
     reachable = f"{source} AND NOT c.opted_out AND c.follower_state <> {blocked}"
-    numbered = (
-        "SELECT CAST(:b AS VARCHAR) AS b, CAST(:ch AS VARCHAR) AS ch,"
-        " CAST(:size AS BIGINT) AS size, CAST(:cap AS BIGINT) AS cap,"
-        f" row_number() OVER (ORDER BY {_order(cap is not None)}) - 1 AS n,"
-        f" c.id AS id, c.external_id AS external_id, c.has_conversation AS talked {reachable}"
-    )
     if conn.dialect.name == "sqlite":
         ordered = (
             "SELECT c.id, c.external_id, c.has_conversation"
@@ -128,6 +122,12 @@ def take(
         )
         _write_in_order(conn, ordered, cap is not None, params, to_us(now))
     else:
+        numbered = (
+            "SELECT CAST(:b AS VARCHAR) AS b, CAST(:ch AS VARCHAR) AS ch,"
+            " CAST(:size AS BIGINT) AS size, CAST(:cap AS BIGINT) AS cap,"
+            f" row_number() OVER (ORDER BY {_order(cap is not None)}) - 1 AS n,"
+            f" c.id AS id, c.external_id AS external_id, c.has_conversation AS talked {reachable}"
+        )
         target = "(SELECT CAST(:b AS VARCHAR) AS b, CAST(:ch AS VARCHAR) AS ch, :size AS size) s"
         _write(conn, numbered, target, cap is not None, params, to_us(now))
     return _fixed(conn, [broadcast], {broadcast: counted})[broadcast]
@@ -152,9 +152,10 @@ def _write(
     table `s` of (b, ch, size)), each batch with its recipients
     (batch k holds n in [k*size, (k+1)*size)), those of them who had a conversation and a fresh
     idempotency key; those numbered past `cap` become NOT_SENT_LIMIT deliveries, after the last
-    batch and in none. One statement on PostgreSQL (the numbering is read once); on SQLite,
-    whose one writer keeps the contacts still between them, up to three: the recipients go to
-    rows of their own (store.batch_recipients), then the batches are made from those."""
+    batch and in none. One statement on PostgreSQL (the numbering is read once); on SQLite
+    (broadcasts fired together: a Send's is `_write_in_order`), whose one writer keeps the
+    contacts still between them, up to three: the recipients go to rows of their own
+    (store.batch_recipients), then the batches are made from those."""
     dialect = conn.dialect.name
     if dialect == "postgresql":
         # Numbering and grouping 100,000 recipients sorts about 6 MB: past the default

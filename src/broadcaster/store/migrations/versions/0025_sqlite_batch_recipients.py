@@ -10,7 +10,7 @@ would take a batch without them for one of the earliest layout, whose recipients
 
 Revision ID: 0025
 Revises: 0024
-Create Date: 2026-12-03
+Create Date: 2026-12-02
 """
 
 from __future__ import annotations
