@@ -238,8 +238,9 @@ def test_recipients_on_the_batch_row_move_apart_on_sqlite_with_0025(
                     "INSERT INTO batches (broadcast_id, batch, channel_id, idempotency_key,"
                     " first_seq, size, state, attempts, due_time, lease_owner, lease_expiry,"
                     " contact_ids, external_ids, talked) VALUES ('b1', 0, 'ch', 'k0', 0, 3, 2, 0,"
-                    " 0, '', 0, '[\"c0\",\"c1\",\"c2\"]', '[\"U0\",\"U1\",\"U2\"]', '[1]')"
-                )
+                    " 0, '', 0, :contacts, :externals, '[1]')"
+                ),
+                {"contacts": '["c0","c1","c2"]', "externals": '["U0","U1","U2"]'},
             )
         migrate.upgrade(db.engine)
         with db.writing() as conn:
