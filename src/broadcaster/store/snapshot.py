@@ -128,8 +128,7 @@ def take(
             f" row_number() OVER (ORDER BY {_order(cap is not None)}) - 1 AS n,"
             f" c.id AS id, c.external_id AS external_id, c.has_conversation AS talked {reachable}"
         )
-        target = "(SELECT CAST(:b AS VARCHAR) AS b, CAST(:ch AS VARCHAR) AS ch, :size AS size) s"
-        _write(conn, numbered, target, cap is not None, params, to_us(now))
+        _write(conn, numbered, _ONE_TARGET, cap is not None, params, to_us(now))
     return _fixed(conn, [broadcast], {broadcast: counted})[broadcast]
 
 
@@ -137,6 +136,15 @@ def _order(capped: bool) -> str:
     """The order recipients are numbered in: by contact id, or with a limit by most recent
     interaction (never interacted last), ties by contact id."""
     return "c.last_interaction_time DESC NULLS LAST, c.id" if capped else "c.id"
+
+
+# A batch's own columns, as the snapshot writes them (and on PostgreSQL its arrays after them).
+_BATCH_COLUMNS = (
+    "broadcast_id, batch, channel_id, idempotency_key, first_seq, size, state, attempts,"
+    " due_time, first_attempt_time, lease_owner, lease_expiry"
+)
+# The one broadcast of a Send's snapshot as `_write`'s table of targets.
+_ONE_TARGET = "(SELECT CAST(:b AS VARCHAR) AS b, CAST(:ch AS VARCHAR) AS ch, :size AS size) s"
 
 
 def _write(
@@ -167,13 +175,9 @@ def _write(
         f" {batch_recipients.aggregate(dialect, 'r.external_id')},"
         f" {batch_recipients.talked(dialect)}"
     )
-    columns = (
-        "INSERT INTO batches (broadcast_id, batch, channel_id, idempotency_key, first_seq, size,"
-        " state, attempts, due_time, first_attempt_time, lease_owner, lease_expiry"
-    )
     if dialect == "postgresql":
         batches = (
-            f"{columns}, contact_ids, external_ids, talked)"
+            f"INSERT INTO batches ({_BATCH_COLUMNS}, contact_ids, external_ids, talked)"
             f" SELECT r.b, r.n / r.size, r.ch, {batch_recipients.new_key(dialect)},"
             f" (r.n / r.size) * r.size, COUNT(*), {batch_recipients.OPEN}, 0, :now, NULL, '', 0,"
             f" {arrays} FROM {{r}} r WHERE r.cap IS NULL OR r.n < r.cap"
@@ -211,8 +215,7 @@ def _batches_made(targets: str) -> str:
     """SQLite: INSERT the batches of the broadcasts `targets` (a table `s` of (b, ch, size))
     from their rows of `batch_recipients`."""
     return (
-        "INSERT INTO batches (broadcast_id, batch, channel_id, idempotency_key, first_seq, size,"
-        " state, attempts, due_time, first_attempt_time, lease_owner, lease_expiry)"
+        f"INSERT INTO batches ({_BATCH_COLUMNS})"
         f" SELECT a.broadcast_id, a.batch, s.ch, {batch_recipients.new_key('sqlite')},"
         f" a.batch * s.size, json_array_length(a.contact_ids), {batch_recipients.OPEN}, 0,"
         f" :now, NULL, '', 0 FROM {targets} JOIN batch_recipients a ON a.broadcast_id = s.b"
@@ -264,8 +267,7 @@ def _write_in_order(
         ),
         args,
     )
-    target = "(SELECT CAST(:b AS VARCHAR) AS b, CAST(:ch AS VARCHAR) AS ch, :size AS size) s"
-    conn.execute(bulk.statement(_batches_made(target)), args)
+    conn.execute(bulk.statement(_batches_made(_ONE_TARGET)), args)
     conn.exec_driver_sql(f"DELETE FROM {_NUMBERED}")
 
 
