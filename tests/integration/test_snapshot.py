@@ -41,16 +41,9 @@ async def test_snapshot_fixes_the_reachable_audience(
 ) -> None:
     channel, broadcast = new_id(), new_id()
 
-    talking = [f"U{n}" for n in range(0, len(people), 3)]  # every third had a conversation
-
     def seed_and_snapshot(conn):  # type: ignore[no-untyped-def]
         group_id = seed_people(conn, merchant, channel, people, members)
-        if talking:
-            conn.execute(
-                update(contacts)
-                .where(contacts.c.channel_id == channel, contacts.c.external_id.in_(talking))
-                .values(has_conversation=True)
-            )
+        _some_talked(conn, channel, len(people))
         since = None if window.value is None else NOW - window.value
         return snapshot.take(
             conn,
@@ -73,16 +66,11 @@ async def test_snapshot_fixes_the_reachable_audience(
         cut = conn.execute(
             select(batches).where(batches.c.broadcast_id == broadcast).order_by(batches.c.batch)
         ).all()
-        source, arrays = batch_recipients.with_arrays(conn.dialect.name)
-        noted = conn.execute(
-            text(f"SELECT {arrays}.talked FROM {source} WHERE b.broadcast_id = :b"),
-            {"b": broadcast},
-        ).scalars()
-        return rows, cut, sorted(s for t in noted for s in json.loads(t))
+        return rows, cut, sorted(s for seqs in _noted(conn, broadcast).values() for s in seqs)
 
     rows, cut, talked = await db.read(read)
     # The seqs noted as having had a conversation are exactly those recipients'.
-    assert talked == [r.seq for r in rows if r.external_id in talking]
+    assert talked == [r.seq for r in rows if r.external_id in _talking(len(people))]
     expected = sorted(
         f"U{n}" for n, p in enumerate(people) if _brute([p], window, members) == (1, 0, 0)
     )
@@ -205,13 +193,7 @@ async def test_many_snapshots_at_once_fix_what_each_alone_would(
 
     def both(conn):  # type: ignore[no-untyped-def]
         group = seed_people(conn, merchant, channel, people, members)
-        talking = [f"U{n}" for n in range(0, len(people), 3)]  # every third had a conversation
-        if talking:
-            conn.execute(
-                update(contacts)
-                .where(contacts.c.channel_id == channel, contacts.c.external_id.in_(talking))
-                .values(has_conversation=True)
-            )
+        _some_talked(conn, channel, len(people))
         if resend:  # a source broadcast, none of whose recipients were reached
             snapshot.take(
                 conn,
@@ -260,19 +242,39 @@ def _written(conn, broadcast: str):  # type: ignore[no-untyped-def]
         .where(batches.c.broadcast_id == broadcast)
         .order_by(batches.c.batch)
     ).all()
-    source, arrays = batch_recipients.with_arrays(conn.dialect.name)
-    noted = dict(
-        conn.execute(
-            text(f"SELECT b.batch, {arrays}.talked FROM {source} WHERE b.broadcast_id = :b"),
-            {"b": broadcast},
-        ).all()
-    )
+    noted = _noted(conn, broadcast)
     end = max((b.first_seq + b.size for b in cut), default=0)
     return [
         (
             *b,
             [(r.contact, r.outcome) for r in rows[b.first_seq : b.first_seq + b.size]],
-            json.loads(noted[b.batch]),
+            noted[b.batch],
         )
         for b in cut
     ], [(r.seq, r.contact, r.outcome) for r in rows[end:]]
+
+
+def _talking(people: int) -> list[str]:
+    """The contacts (external ids) `_some_talked` gives a conversation: every third."""
+    return [f"U{n}" for n in range(0, people, 3)]
+
+
+def _some_talked(conn, channel: str, people: int) -> None:  # type: ignore[no-untyped-def]
+    """Give every third of the channel's `people` contacts a conversation."""
+    if people:
+        conn.execute(
+            update(contacts)
+            .where(contacts.c.channel_id == channel, contacts.c.external_id.in_(_talking(people)))
+            .values(has_conversation=True)
+        )
+
+
+def _noted(conn, broadcast: str) -> dict[int, list[int]]:  # type: ignore[no-untyped-def]
+    """Per batch, the seqs the snapshot noted as having had a conversation, read where the
+    dialect keeps them."""
+    source, arrays = batch_recipients.with_arrays(conn.dialect.name)
+    found = conn.execute(
+        text(f"SELECT b.batch, {arrays}.talked FROM {source} WHERE b.broadcast_id = :b"),
+        {"b": broadcast},
+    )
+    return {int(batch): json.loads(talked) for batch, talked in found}
