@@ -489,6 +489,40 @@ async def test_leases_of_many_channels_are_taken_in_one_call(ctx: ServiceContext
     assert owners == {free: "me:1", held: "other", lapsed: "me:3", mine: "me:2"}
 
 
+async def test_leases_of_many_channels_are_renewed_in_one_call(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """Each lease still the owner's, of a channel still connected, runs to the new expiry; one
+    another process holds, or of a deleted channel, is not renewed."""
+    channels = Channels(ctx, hub)
+    made = []
+    for n in range(4):
+        settings = {"token": uuid.uuid4().hex, "account": f"{merchant}-{n}", "tier": "verified"}
+        made.append(await channels.create(LOCAL, f"merchants/{merchant}", "fake", settings, ""))
+    mine, also_mine, theirs, deleted = made_ids = [c.id for c in made]
+    now = ctx.now()
+    soon, later = now + timedelta(seconds=5), now + timedelta(seconds=60)
+    taken = [(mine, "me:1"), (also_mine, "me:2"), (theirs, "other"), (deleted, "me:4")]
+    assert await ctx.db.write(dispatch.acquire_channels, taken, soon, now) == made_ids
+    await channels.delete(LOCAL, f"merchants/{merchant}/channels/{deleted}")
+    held = [(mine, "me:1"), (also_mine, "me:2"), (theirs, "me:3"), (deleted, "me:4")]
+    assert await ctx.db.write(dispatch.renew_channels, held, later) == {mine, also_mine}
+    assert await ctx.db.read(_lease_expiries, [mine, also_mine, theirs]) == {
+        mine: to_us(later), also_mine: to_us(later), theirs: to_us(soon),
+    }  # fmt: skip
+    assert await ctx.db.write(dispatch.renew_channels, [], later) == set()
+
+
+def _lease_expiries(conn: Connection, channels: list[str]) -> dict[str, int]:
+    found = conn.execute(
+        text("SELECT channel_id, expiry FROM channel_leases WHERE channel_id IN :ids").bindparams(
+            bindparam("ids", expanding=True)
+        ),
+        {"ids": channels},
+    )
+    return {channel: expiry for channel, expiry in found}
+
+
 def _lease_owners(conn: Connection, channels: list[str]) -> dict[str, str]:
     found = conn.execute(
         text("SELECT channel_id, owner FROM channel_leases WHERE channel_id IN :ids").bindparams(

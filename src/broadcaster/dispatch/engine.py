@@ -4,9 +4,10 @@ in docs/architecture.md.
 One `Dispatcher` runs in each `broadcaster serve` process. It looks for channels with open
 batches and, for each channel whose dispatch lease (`channel_leases`) it can take, runs a
 `ChannelDispatch`: one dispatcher per channel account across all replicas, so the channel's rate
-ceiling holds. A channel dispatch renews its lease, claims due batches under batch leases, keeps
-a bounded number of sends in flight behind a token bucket at the channel's ceiling, and records
-each batch's outcome in one transaction (store.dispatch).
+ceiling holds. A channel dispatch holds its lease (renewed with the process's others:
+dispatch.leases), claims due batches under batch leases, keeps a bounded number of sends in
+flight behind a token bucket at the channel's ceiling, and records each batch's outcome in one
+transaction (store.dispatch).
 
 Failures:
 - transient (5xx, timeout, reset, 429): retried with backoff and jitter, with the batch's key;
@@ -63,6 +64,7 @@ from broadcaster.channels import (
     SendOutcome,
     SendStatus,
 )
+from broadcaster.dispatch.leases import LeaseKeeper
 from broadcaster.dispatch.ratelimit import TokenBucket
 from broadcaster.dispatch.recorder import Recorder
 from broadcaster.domain.deliveries import DeliveryOutcome
@@ -123,6 +125,7 @@ class Needs:
     set_aside: Callable[[str], None]  # leave a channel to other replicas for a while
     delivered: Callable[[], None]  # Message Center events were recorded
     record: Recorder  # the process's group commit, shared by every channel it dispatches
+    leases: LeaseKeeper  # renews the leases of every channel it dispatches, together
 
 
 async def take_leases(
@@ -133,12 +136,6 @@ async def take_leases(
     now = ctx.now()
     until = now + timedelta(seconds=settings.lease_seconds)
     return list(await ctx.db.write(store.acquire_channels, wanted, until, now))
-
-
-async def renew_lease(ctx: ServiceContext, settings: Settings, channel: str, owner: str) -> bool:
-    """Renew the lease `owner` holds for one term; False if it is lost or the channel deleted."""
-    until = ctx.now() + timedelta(seconds=settings.lease_seconds)
-    return bool(await ctx.db.write(store.renew_channel, channel, owner, until))
 
 
 class Dispatcher:
@@ -188,6 +185,7 @@ class Dispatcher:
         self._record = Recorder(
             ctx.db, first=True, lanes=RECORDING_LANES if ctx.db.dialect == "postgresql" else 1
         )
+        self._leases = LeaseKeeper(ctx, lambda: self.settings)
         hub.on_gone(self.channel_gone)
 
     def channel_gone(self, channel: str) -> None:
@@ -211,13 +209,14 @@ class Dispatcher:
         # Contexts of their own, so their log lines do not carry the ids of whatever started
         # them; and their database calls (and those of the channel dispatches they start) go
         # first.
-        supervising, beating = contextvars.Context(), contextvars.Context()
-        for context in (supervising, beating):
+        supervising, beating, renewing = (contextvars.Context() for _ in range(3))
+        for context in (supervising, beating, renewing):
             context.run(goes_first)
         self._loop = asyncio.create_task(self._supervise(), name="dispatcher", context=supervising)
         self._beating = asyncio.create_task(
             self._beat(), name="dispatcher-heartbeat", context=beating
         )
+        self._leases.start(renewing)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Drain, then stop (SIGTERM): look for no more work, and withdraw this dispatcher's
@@ -261,6 +260,7 @@ class Dispatcher:
             except Exception:
                 log.warning("dispatcher: could not release channel %s", channel, exc_info=True)
         await self._record.close()
+        await self._leases.close()
         if runs:  # their leases were released with work perhaps left: others may take it now
             self._tell_others()
         for task in list(self._handing):
@@ -382,6 +382,7 @@ class Dispatcher:
                 self.set_aside,
                 self.delivered,
                 self._record,
+                self._leases,
             )
             run = ChannelDispatch(needs, channel, owner, time.monotonic() + settings.lease_margin)
             task = asyncio.create_task(run.run(), name=f"dispatch-{channel}")
@@ -504,7 +505,7 @@ class ChannelDispatch:
             burst=1.0,
             window=max(1, math.floor(ceiling * self._settings.window_share)),
         )
-        renewing = asyncio.create_task(self._renew(), name=f"lease-{self.channel}")
+        self._needs.leases.hold(self)
         try:
             await self._dispatch(instance, bucket, caps.idempotency_window_seconds)
         finally:
@@ -516,33 +517,19 @@ class ChannelDispatch:
                 if self._sends:  # (each records its outcome before it ends)
                     await asyncio.gather(*self._sends, return_exceptions=True)
             finally:
-                renewing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewing
+                self._needs.leases.release(self)
             if not self._lost:
                 await self._ctx.db.write(store.leave_channel, self.channel, self.owner)
                 self.released = True
 
-    async def _renew(self) -> None:
-        period = self._settings.lease_seconds / 5
-        while True:
-            await asyncio.sleep(period)
-            started = time.monotonic()
-            try:
-                kept = await renew_lease(self._ctx, self._settings, self.channel, self.owner)
-                live = kept or await self._ctx.db.read(store.channel_live, self.channel)
-            except Exception:
-                log.exception("dispatch of channel %s: could not renew its lease", self.channel)
-                continue  # keep trying while the current term lasts
-            if not live:  # deleted (on another replica): its broadcasts were failed there
-                log.warning("dispatch of channel %s: the channel was deleted", self.channel)
-                self.gone(Reason.CHANNEL_NOT_CONNECTED)
-                return
-            if not kept:
-                log.warning("dispatch of channel %s: lease taken over", self.channel)
-                self._lost = True
-                return
-            self._lease_valid = started + self._settings.lease_margin
+    def renewed(self, valid_until: float) -> None:
+        """The lease was renewed (LeaseKeeper): sending is safe until `valid_until`."""
+        self._lease_valid = valid_until
+
+    def lose(self) -> None:
+        """The lease was not renewed: another process holds it now."""
+        self._lost = True
+        self._room.set()
 
     async def _dispatch(self, instance: Channel, bucket: TokenBucket, window: int) -> None:
         limit = self._settings.in_flight

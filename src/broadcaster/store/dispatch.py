@@ -109,14 +109,25 @@ def renew_channel(conn: Connection, channel: str, owner: str, until: datetime) -
     """Extend the lease `owner` holds until `until`; False if it lost it, or if the channel was
     disconnected since (a replica learns of a DeleteChannel elsewhere this way, within one
     renewal period)."""
-    done = conn.execute(
-        text(
-            "UPDATE channel_leases SET expiry = :until WHERE channel_id = :ch AND owner = :o"
-            f" AND {_LIVE_CHANNEL}"
-        ),
-        {"ch": channel, "o": owner, "until": to_us(until)},
-    ).rowcount
-    return bool(done)
+    return channel in renew_channels(conn, [(channel, owner)], until)
+
+
+def renew_channels(conn: Connection, held: Sequence[tuple[str, str]], until: datetime) -> set[str]:
+    """Extend each lease of `held` (channel, owner) until `until`, in one statement: a process
+    sending on many channels renews them all with one write per renewal period, not one per
+    channel. Returns the channels renewed; a channel left out lost its lease to another owner,
+    or was disconnected (`channel_live` tells which)."""
+    if not held:
+        return set()
+    statement = bulk.statement(
+        "UPDATE channel_leases SET expiry = :until WHERE (channel_id, owner) IN"
+        f" (SELECT {bulk.json_text(conn, 0)}, {bulk.json_text(conn, 1)}"
+        f" FROM {bulk.json_table(conn, 'w')}) AND EXISTS (SELECT 1 FROM channels ch"
+        " WHERE ch.id = channel_leases.channel_id AND ch.delete_time IS NULL)"
+        " RETURNING channel_id"
+    )
+    pairs = bulk.json_param([list(h) for h in held])
+    return set(conn.execute(statement, {"w": pairs, "until": to_us(until)}).scalars())
 
 
 def channel_live(conn: Connection, channel: str) -> bool:
