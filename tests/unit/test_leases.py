@@ -125,3 +125,18 @@ async def test_a_failed_renewal_keeps_every_run_as_it_was_and_is_tried_again() -
     await asyncio.sleep(Terms.lease_seconds)  # more than a fifth of a term
     await keeper.close()
     assert a.valid > 0 and db.writes
+
+
+class Broken(Run):
+    def renewed(self, valid_until: float) -> None:
+        raise RuntimeError("a dispatch that cannot take the news")
+
+
+async def test_one_channels_error_does_not_keep_the_others_from_being_renewed() -> None:
+    db = FakeDb(kept={"a", "b"})
+    keeper = _keeper(db)
+    keeper.hold(Broken("a", "me:1"))
+    b = Run("b", "me:2")
+    keeper.hold(b)
+    await keeper.renew()
+    assert b.valid > 0

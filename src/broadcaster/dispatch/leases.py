@@ -104,17 +104,16 @@ class LeaseKeeper:
             log.exception("dispatch: could not renew the leases of %d channels", len(held))
             return  # tried again next period, while each dispatch's last renewal holds
         for run in held:
-            if run.channel in kept:
-                run.renewed(started + terms.lease_margin)
-            elif self._held.get(run.channel) is run:  # (not released meanwhile)
-                await self._not_renewed(run)
+            try:  # one channel's trouble is not the others'
+                if run.channel in kept:
+                    run.renewed(started + terms.lease_margin)
+                elif self._held.get(run.channel) is run:  # (not released meanwhile)
+                    await self._not_renewed(run)
+            except Exception:
+                log.exception("dispatch of channel %s: could not renew its lease", run.channel)
 
     async def _not_renewed(self, run: Held) -> None:
-        try:
-            live = await self._ctx.db.read(store.channel_live, run.channel)
-        except Exception:
-            log.exception("dispatch of channel %s: could not renew its lease", run.channel)
-            return
+        live = await self._ctx.db.read(store.channel_live, run.channel)  # (raises: next period)
         self.release(run)
         if not live:  # deleted (on another replica): its broadcasts were failed there
             log.warning("dispatch of channel %s: the channel was deleted", run.channel)
