@@ -47,8 +47,15 @@ def _states(states: frozenset[BroadcastState]) -> str:
 
 
 _COMPLETE = lifecycle.TABLE[Transition.COMPLETE]
+
+
+def _live(channel: str) -> str:
+    """SQL: the channel whose id is the SQL expression `channel` is connected (not deleted)."""
+    return f"EXISTS (SELECT 1 FROM channels ch WHERE ch.id = {channel} AND ch.delete_time IS NULL)"
+
+
 # The channel `:ch` is connected: nothing is claimed or sent for a deleted one.
-_LIVE_CHANNEL = "EXISTS (SELECT 1 FROM channels ch WHERE ch.id = :ch AND ch.delete_time IS NULL)"
+_LIVE_CHANNEL = _live(":ch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +129,7 @@ def renew_channels(conn: Connection, held: Sequence[tuple[str, str]], until: dat
     statement = bulk.statement(
         "UPDATE channel_leases SET expiry = :until WHERE (channel_id, owner) IN"
         f" (SELECT {bulk.json_text(conn, 0)}, {bulk.json_text(conn, 1)}"
-        f" FROM {bulk.json_table(conn, 'w')}) AND EXISTS (SELECT 1 FROM channels ch"
-        " WHERE ch.id = channel_leases.channel_id AND ch.delete_time IS NULL)"
+        f" FROM {bulk.json_table(conn, 'w')}) AND {_live('channel_leases.channel_id')}"
         " RETURNING channel_id"
     )
     pairs = bulk.json_param([list(h) for h in held])
