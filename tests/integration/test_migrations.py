@@ -264,3 +264,35 @@ def test_recipients_on_the_batch_row_move_apart_on_sqlite_with_0025(
             back = conn.execute(text("SELECT external_ids, talked FROM batches")).one()
         db.close()
     assert tuple(back) == ('["U0","U1","U2"]', "[1]")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conversations_keep_their_rows_through_0026(backend: str, tmp_path: Path) -> None:
+    """0026 writes `conversations` again on SQLite, without rowids; its rows stay as they were,
+    up and back down, and its key still refuses a second conversation for a contact."""
+    from alembic import command
+    from sqlalchemy.exc import IntegrityError
+
+    rows = [("c0", "b1", 0), ("c1", "b1", 1), ("c9", "b2", 7)]
+    with fresh_database(backend, tmp_path) as url:
+        db = Database.from_url(url, threads=1)
+        migrate.upgrade(db.engine, "0025")
+        insert = text("INSERT INTO conversations VALUES (:c, :b, :s)")
+        with db.writing() as conn:
+            conn.execute(insert, [{"c": c, "b": b, "s": s} for c, b, s in rows])
+        migrate.upgrade(db.engine)
+        declared = "SELECT sql FROM sqlite_master WHERE name = 'conversations'"
+        with db.reading() as conn:
+            after = conn.execute(text("SELECT * FROM conversations ORDER BY contact_id")).all()
+            shape = conn.execute(text(declared)).scalar() if backend == "sqlite" else ""
+        with pytest.raises(IntegrityError), db.writing() as conn:
+            conn.execute(insert, {"c": "c1", "b": "b3", "s": 2})
+        command.downgrade(migrate.alembic_config(db.engine), "0025")
+        with db.reading() as conn:
+            back = conn.execute(text("SELECT * FROM conversations ORDER BY contact_id")).all()
+            shape_back = conn.execute(text(declared)).scalar() if backend == "sqlite" else ""
+        db.close()
+    assert [tuple(r) for r in after] == rows
+    assert [tuple(r) for r in back] == rows
+    assert ("WITHOUT ROWID" in shape) == (backend == "sqlite")
+    assert "WITHOUT ROWID" not in shape_back

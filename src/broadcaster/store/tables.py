@@ -609,9 +609,12 @@ dispatchers = _table(DispatcherRow)
 class ConversationRow(SQLModel, table=True):
     """Contacts whose conversation a broadcast created, and the delivery that created it. Kept
     apart from `contacts` so that recording a delivered batch inserts narrow rows instead of
-    rewriting wide, much-indexed contact rows; a contact has a conversation if either says so."""
+    rewriting wide, much-indexed contact rows; a contact has a conversation if either says so.
+    On SQLite the rows live in the key's b-tree (WITHOUT ROWID): one b-tree to insert into per
+    row rather than a table and its key's index."""
 
     __tablename__ = "conversations"
+    __table_args__ = {"sqlite_with_rowid": False}
 
     contact_id: str = Field(primary_key=True, max_length=32)
     broadcast_id: str = Field(max_length=32)
