@@ -13,9 +13,10 @@ all K drafts are sent from K threads at once.
 Reported, from the emulator's own clock: the aggregate rate (every accepted multicast request
 over the span from the first to the last, plus one request's duration), each channel's rate over
 its own span (min / median / max), 429s; the service's CPU-seconds per 1,000 requests (from the
-Sends to the last broadcast done, snapshots included), its database statements per request and
-peak RSS; on PostgreSQL, the database server's CPU-seconds too. And that every follower of every
-account received its broadcast exactly once.
+Sends to the last broadcast done, snapshots included), its database statements per request, the
+seconds its write transactions took per 1,000 requests and as a share of that time (on SQLite,
+how busy the one writer was), and peak RSS; on PostgreSQL, the database server's CPU-seconds
+too. And that every follower of every account received its broadcast exactly once.
 
 Beside it, the anchor: a bare `aiohttp` loop in this process posting the same 500-id bodies to
 the other K accounts of the same emulator, each paced at the same share of its ceiling, with no
@@ -70,6 +71,11 @@ def _statements(http_port: int) -> float:
     """The service's `broadcaster_db_statements_total`, reads and writes."""
     found = scrape(http_port)
     return sum(v for k, v in found.items() if k.startswith("broadcaster_db_statements_total{"))
+
+
+def _writing(http_port: int) -> float:
+    """The service's `broadcaster_db_write_seconds_total`: time spent in write transactions."""
+    return scrape(http_port).get("broadcaster_db_write_seconds_total", 0.0)
 
 
 def _accounts(prefix: str, count: int, followers: int) -> list[str]:
@@ -186,10 +192,12 @@ def run(backend: str, channels: int, recipients: int) -> None:
 
         pid = server.process.pid
         cpu, db_cpu, statements = cpu_seconds(pid), _postgres_cpu(), _statements(server.http_port)
+        writing = _writing(server.http_port)
         took = _send_all(channel, drafts)
         cpu = cpu_seconds(pid) - cpu
         db_cpu = _postgres_cpu() - db_cpu if backend == "postgresql" else float("nan")
         statements = _statements(server.http_port) - statements
+        writing = _writing(server.http_port) - writing
         rss = memory_mb(pid)
         stats = _control(api, "stats")
         spans = [stats["acceptedSpans"][f"{a['channelId']}/multicast"] for a in ours]
@@ -219,6 +227,7 @@ def run(backend: str, channels: int, recipients: int) -> None:
             + ", ".join(f"{s['first'] - origin:.1f}-{s['last'] - origin:.1f}" for s in spans)
         )
         per_k = 1000 * cpu / requests
+        written_per_k = 1000 * writing / requests
         median = statistics.median(rates)
         print(
             f"{backend}: K={channels} x {recipients:,}: aggregate {aggregate:,.0f} multicast req/s "
@@ -226,7 +235,9 @@ def run(backend: str, channels: int, recipients: int) -> None:
             f"min {rates[0]:.0f} / median {median:.0f} / max {rates[-1]:.0f} req/s "
             f"(min = {rates[0] / median:.0%} of median); {limited} x 429; all done "
             f"{took:.1f} s after the Sends; service {cpu:.1f} CPU-s = {per_k:.2f} per 1,000 "
-            f"requests, {statements / requests:.1f} statements per request, peak RSS {rss:.0f} MB"
+            f"requests, {statements / requests:.1f} statements per request, write transactions "
+            f"{writing:.1f} s = {written_per_k:.2f} s per 1,000 requests ({writing / took:.0%} of "
+            f"the time), peak RSS {rss:.0f} MB"
             + (f"; PostgreSQL {db_cpu:.1f} CPU-s" if backend == "postgresql" else "")
             + "; each follower exactly once"
         )
@@ -250,6 +261,7 @@ def run(backend: str, channels: int, recipients: int) -> None:
             min_share=rates[0] / median,
             cpu_per_1000=per_k,
             statements_per_request=statements / requests,
+            write_seconds_per_1000=written_per_k,
             rate_limited=limited,
             rss_mb=rss,
             anchor_req_per_s=anchor,

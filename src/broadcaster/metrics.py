@@ -263,6 +263,13 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.db_write_seconds = Counter(
+            "broadcaster_db_write_seconds",
+            "Seconds this process spent in write transactions, from BEGIN to the end of COMMIT, "
+            "summed. On SQLite, whose writes take turns at one writer, its rate is the share of "
+            "time the writer was busy: near 1, the writer is what limits this replica.",
+            registry=r,
+        )
         # The event loop (watch_event_loop): how late a 50 ms ticker wakes up.
         self.loop_lag = Histogram(
             "broadcaster_event_loop_lag_seconds",
@@ -437,9 +444,11 @@ class Metrics:
 
     def watch_database(self, db: Database) -> None:
         """Count the statements `db` runs (`broadcaster_db_statements`): what an operator divides
-        by requests sent, or watches on an idle replica."""
+        by requests sent, or watches on an idle replica; and the time spent writing
+        (`broadcaster_db_write_seconds`)."""
         written = self.db_statements.labels("write")
         read = self.db_statements.labels("read")
+        db.time_writes(self.db_write_seconds.inc)
 
         def executed(conn: Any, *_: Any) -> None:
             (written if conn.get_execution_options().get("write") else read).inc()

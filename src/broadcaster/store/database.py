@@ -230,6 +230,7 @@ class Database:
         self._inline: Connection | None = None
         self._writer: Connection | None = None  # SQLite: the connection every write uses
         self._turns = _Turns()  # SQLite's one writer
+        self._wrote: Callable[[float], None] = lambda _: None  # time_writes
         # PostgreSQL point reads run on the event loop through SQLAlchemy's asyncio layer (the
         # same synchronous repository code, driven by greenlets), with no hop to a thread.
         self._async: AsyncEngine | None = None
@@ -255,6 +256,12 @@ class Database:
         """The engines this handle runs statements on (for instrumentation)."""
         return [self.engine] + ([self._async.sync_engine] if self._async is not None else [])
 
+    def time_writes(self, wrote: Callable[[float], None]) -> None:
+        """Have `wrote(seconds)` called after each write transaction with how long it held its
+        connection, from BEGIN to the end of COMMIT or ROLLBACK (on SQLite, its turn at the
+        one writer; the wait for the turn is not counted)."""
+        self._wrote = wrote
+
     @contextmanager
     def reading(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():
@@ -263,8 +270,13 @@ class Database:
     @contextmanager
     def writing(self, first: bool = False) -> Iterator[Connection]:
         if self.dialect != "sqlite":
-            with self.engine.connect().execution_options(write=True) as conn, conn.begin():
-                yield conn
+            with self.engine.connect().execution_options(write=True) as conn:
+                began = time.perf_counter()
+                try:
+                    with conn.begin():
+                        yield conn
+                finally:
+                    self._wrote(time.perf_counter() - began)
             return
         # SQLite: every write of this process goes through one connection, held for the
         # purpose. Writes take turns anyway; and a connection that finds the database changed by
@@ -281,8 +293,12 @@ class Database:
                 cursor = held.connection.cursor()
                 cursor.execute(f"PRAGMA cache_size=-{1024 * self._write_cache_mb}")
                 cursor.close()
-            with held.begin():
-                yield held
+            began = time.perf_counter()
+            try:
+                with held.begin():
+                    yield held
+            finally:
+                self._wrote(time.perf_counter() - began)
 
     def _in_transaction(
         self,
