@@ -251,7 +251,8 @@ def run(backend: str, channels: int, recipients: int) -> None:
             backend,
             f"{aggregate:,.0f} req/s ({aggregate / anchor:.0%} of bare aiohttp's "
             f"{anchor:,.0f}); channels {rates[0]:.0f}/{median:.0f}/{rates[-1]:.0f}; "
-            f"{per_k:.2f} CPU-s per 1,000; {limited} × 429; {rss:.0f} MB",  # noqa: RUF001
+            f"{per_k:.2f} CPU-s per 1,000; writes {written_per_k:.2f} s per 1,000 "
+            f"({writing / took:.0%} of the time); {limited} × 429; {rss:.0f} MB",  # noqa: RUF001
             req_per_s=aggregate,
             channels=channels,
             recipients=recipients,

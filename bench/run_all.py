@@ -55,6 +55,7 @@ BENCHES: dict[str, tuple[str, ...]] = {
     "snapshot": (),
     "dispatch": ("--plot", "docs/dispatch-throughput.png"),
     "dispatch_many": (),
+    "recording": (),
     "schedule_firing": (),
     "drain": (),
     "statistics_collection": (),
@@ -254,6 +255,20 @@ ROWS = (
         "idle replica: 1,000 connected channels, nothing to send, one minute",
         "≤ 2 % of a core",
         (at_most("core_share", 0.02, after=" of a core"),),
+    ),
+    Row(
+        "recording.k8",
+        "recording",
+        "the database's share of sending, alone: 8 channels × 100,000 recipients, batches of 500 "  # noqa: RUF001
+        "claimed 8 at a time per channel and recorded as accepted in group commits of 16, in one "
+        "thread (no channel, HTTP or event loop); per 1,000 batches, median of 3",
+        "(what the writes alone allow a replica)",
+    ),
+    Row(
+        "recording.k32",
+        "recording",
+        "… 32 channels × 25,000 recipients",  # noqa: RUF001
+        "(what the writes alone allow a replica)",
     ),
     Row(
         "schedule_firing",
