@@ -23,6 +23,7 @@ from broadcaster.domain.errors import FailedPrecondition
 from broadcaster.domain.ids import new_id
 from broadcaster.domain.messages import TextMessage
 from broadcaster.domain.model import ContactFilter, ContactImport, FollowerState
+from broadcaster.domain.names import BroadcastName
 from broadcaster.domain.paging import Page
 from broadcaster.services.broadcasts import Broadcasts, DraftInput
 from broadcaster.services.channel_hub import ChannelHub
@@ -623,6 +624,65 @@ async def test_who_had_a_conversation_is_judged_when_the_recipients_are_fixed(
             external[e.contact] for e in found if e.kind is EventKind.BROADCAST_MESSAGE
         )
         assert messages == Counter(people)
+
+
+async def test_two_broadcasts_reaching_a_contact_create_its_conversation_once(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """Two broadcasts of a channel are sent before either is delivered, to the same contacts,
+    none of whom had a conversation: whichever delivery reaches a contact first creates its
+    conversation, and the other's delivery is recorded all the same, without creating it
+    again; so is a third broadcast, sent after. (On PostgreSQL the first write of a range does
+    not look for such conversations: the key refuses it, and the range is written again with
+    the look-up.)"""
+    async for shop in _shop(ctx, hub, merchant, 60, start=False):  # batches of 50 and 10
+        people = sorted(shop.people)
+        first, second = await shop.draft(), await shop.draft()
+        for name in (first, second):
+            await shop.sending.send(LOCAL, name, "")
+        claimed = await _claim(ctx, shop.channel_id, "test", timedelta(seconds=1000), 4)
+        by = {(c.broadcast, c.batch): c for c in claimed}
+        ids = [BroadcastName.parse(n, "name").broadcast for n in (first, second)]
+        a0, a1, b0, b1 = (by[(b, n)] for b in ids for n in (0, 1))
+        now = ctx.now()
+        recorded = []
+        # The second broadcast's first 50 first; then the first broadcast's 60, in one group
+        # (its 50 have conversations now, its last 10 not); then the second's last 10.
+        for group in ([b0], [a0, a1], [b1]):
+            recorded += await ctx.db.write(
+                dispatch.record_sent, [(c, now, dispatch.Acceptance()) for c in group]
+            )
+        assert recorded == [50, 50, 10, 10]
+        third = await shop.draft()
+        await shop.sending.send(LOCAL, third, "")
+        late = await _claim(ctx, shop.channel_id, "test", timedelta(seconds=1000), 2)
+        sent = await ctx.db.write(
+            dispatch.record_sent, [(c, now, dispatch.Acceptance()) for c in late]
+        )
+        assert sent == [50, 10]
+
+        found = await ctx.db.read(events.after, merchant, START, 1000)
+        by_id = await ctx.db.read(
+            contacts.list_page, merchant, shop.channel_id, ContactFilter(), Page(1000, None)
+        )
+        external = {c.id: c.external_id for c in by_id}
+        created = {
+            external[e.contact]: e.broadcast
+            for e in found
+            if e.kind is EventKind.CONVERSATION_CREATED
+        }
+        created_count = Counter(
+            external[e.contact] for e in found if e.kind is EventKind.CONVERSATION_CREATED
+        )
+        messages = Counter(
+            external[e.contact] for e in found if e.kind is EventKind.BROADCAST_MESSAGE
+        )
+        assert created_count == Counter(people)  # each once
+        assert created == {p: ids[1] if i < 50 else ids[0] for i, p in enumerate(people)}
+        assert messages == Counter({p: 3 for p in people})
+        for name in (first, second, third):
+            broadcast = await shop.broadcasts.get(LOCAL, name)
+            assert broadcast.counters.sent == 60
 
 
 # -- drain (SIGTERM) ------------------------------------------------------------------------------

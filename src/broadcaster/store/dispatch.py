@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, TextClause, bindparam, text
+from sqlalchemy.exc import IntegrityError
 
 from broadcaster.domain import lifecycle
 from broadcaster.domain.deliveries import DeliveryOutcome
@@ -407,20 +408,58 @@ def record_sent(
                 first=completed or done[0].batch == 0,
             )
         if total:
-            first = done[0]
             noted = [closed[c.batch] for c in done]
-            events.record_delivered(
-                conn,
-                merchant=first.merchant,
-                channel=first.channel,
-                broadcast=broadcast,
-                spans=spans,
-                now=now,
-                talked=None if None in noted else [s for t in noted if t for s in t],
-            )
+            talked = None if None in noted else [s for t in noted if t for s in t]
+            _delivered(conn, done[0], spans, now, talked)
         if completed:  # after its last recipients' events
             events.record_transitions(conn, [broadcast], Transition.COMPLETE, now)
     return [sent.get((c.broadcast, c.batch), 0) for c in accepted]
+
+
+# PostgreSQL: broadcasts whose recipients were found to have conversations from other
+# broadcasts (`_delivered`), whose deliveries in this process look them up from then on. A
+# cache: lost on a restart, emptied when it grows past its bound; races between threads only
+# cost a savepoint.
+_LOOKED_UP: dict[str, None] = {}
+_LOOKED_UP_MOST = 10_000
+
+
+def _delivered(
+    conn: Connection,
+    first: ClaimedBatch,
+    spans: list[tuple[int, int]],
+    now: int,
+    talked: list[int] | None,
+) -> None:
+    """`events.record_delivered` for the broadcast of batch `first`. On PostgreSQL the
+    conversations of its recipients are first written without looking for conversations
+    created since the snapshot (by another broadcast of the channel reaching the same contact),
+    in a savepoint: the table's key refuses one found, the savepoint is rolled back and the
+    range recorded again with the look-up. A broadcast found so is looked up from then on. One
+    savepoint per broadcast of a group commit, up to 64 (the recorder's group): within the 64
+    subtransactions a PostgreSQL backend keeps track of cheaply."""
+    delivered = functools.partial(
+        events.record_delivered,
+        conn,
+        merchant=first.merchant,
+        channel=first.channel,
+        broadcast=first.broadcast,
+        spans=spans,
+        now=now,
+        talked=talked,
+    )
+    if conn.dialect.name != "postgresql" or talked is None or first.broadcast in _LOOKED_UP:
+        delivered()
+        return
+    try:
+        with conn.begin_nested():
+            delivered(looked_up=False)
+        return
+    except IntegrityError:
+        if len(_LOOKED_UP) >= _LOOKED_UP_MOST:
+            _LOOKED_UP.clear()
+        _LOOKED_UP[first.broadcast] = None
+    delivered()
 
 
 def _close_batches(
