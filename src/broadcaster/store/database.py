@@ -270,13 +270,8 @@ class Database:
     @contextmanager
     def writing(self, first: bool = False) -> Iterator[Connection]:
         if self.dialect != "sqlite":
-            with self.engine.connect().execution_options(write=True) as conn:
-                began = time.perf_counter()
-                try:
-                    with conn.begin():
-                        yield conn
-                finally:
-                    self._wrote(time.perf_counter() - began)
+            with self.engine.connect().execution_options(write=True) as conn, self._timed(conn):
+                yield conn
             return
         # SQLite: every write of this process goes through one connection, held for the
         # purpose. Writes take turns anyway; and a connection that finds the database changed by
@@ -293,12 +288,18 @@ class Database:
                 cursor = held.connection.cursor()
                 cursor.execute(f"PRAGMA cache_size=-{1024 * self._write_cache_mb}")
                 cursor.close()
-            began = time.perf_counter()
-            try:
-                with held.begin():
-                    yield held
-            finally:
-                self._wrote(time.perf_counter() - began)
+            with self._timed(held):
+                yield held
+
+    @contextmanager
+    def _timed(self, conn: Connection) -> Iterator[None]:
+        """A write transaction on `conn`, its time told to `time_writes`' callback."""
+        began = time.perf_counter()
+        try:
+            with conn.begin():
+                yield
+        finally:
+            self._wrote(time.perf_counter() - began)
 
     def _in_transaction(
         self,
