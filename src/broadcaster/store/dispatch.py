@@ -432,11 +432,13 @@ def _delivered(
     talked: list[int] | None,
 ) -> None:
     """`events.record_delivered` for the broadcast of batch `first`. On PostgreSQL the
-    conversations of its recipients are first written without looking for conversations
-    created since the snapshot (by another broadcast of the channel reaching the same contact),
-    in a savepoint: the table's key refuses one found, the savepoint is rolled back and the
-    range recorded again with the look-up. A broadcast found so is looked up from then on. One
-    savepoint per broadcast of a group commit, up to 64 (the recorder's group): within the 64
+    conversations of its recipients are first written without looking for conversation rows
+    (those another broadcast created: an earlier one, or one that reached the contact since
+    the snapshot; the snapshot notes only conversations of the contact's own), in a savepoint:
+    the table's key refuses a recipient who has one, the savepoint is rolled back and the
+    ranges written again with the look-up. A broadcast found so is looked up from then on (a
+    repeat broadcast to the same audience, after its first group commit). One savepoint per
+    broadcast of a group commit, up to 64 (the recorder's group): within the 64
     subtransactions a PostgreSQL backend keeps track of cheaply."""
     delivered = functools.partial(
         events.record_delivered,
