@@ -69,13 +69,17 @@ def _postgres_cpu() -> float:
 
 def _statements(http_port: int) -> float:
     """The service's `broadcaster_db_statements_total`, reads and writes."""
+    return _database_work(http_port)[0]
+
+
+def _database_work(http_port: int) -> tuple[float, float]:
+    """From one scrape: the service's statements (`_statements`) and the seconds its write
+    transactions took (`broadcaster_db_write_seconds_total`)."""
     found = scrape(http_port)
-    return sum(v for k, v in found.items() if k.startswith("broadcaster_db_statements_total{"))
-
-
-def _writing(http_port: int) -> float:
-    """The service's `broadcaster_db_write_seconds_total`: time spent in write transactions."""
-    return scrape(http_port).get("broadcaster_db_write_seconds_total", 0.0)
+    statements = sum(
+        v for k, v in found.items() if k.startswith("broadcaster_db_statements_total{")
+    )
+    return statements, found.get("broadcaster_db_write_seconds_total", 0.0)
 
 
 def _accounts(prefix: str, count: int, followers: int) -> list[str]:
@@ -191,13 +195,13 @@ def run(backend: str, channels: int, recipients: int) -> None:
         _control(api, "faults", {"latency": LATENCY})
 
         pid = server.process.pid
-        cpu, db_cpu, statements = cpu_seconds(pid), _postgres_cpu(), _statements(server.http_port)
-        writing = _writing(server.http_port)
+        cpu, db_cpu = cpu_seconds(pid), _postgres_cpu()
+        statements, writing = _database_work(server.http_port)
         took = _send_all(channel, drafts)
         cpu = cpu_seconds(pid) - cpu
         db_cpu = _postgres_cpu() - db_cpu if backend == "postgresql" else float("nan")
-        statements = _statements(server.http_port) - statements
-        writing = _writing(server.http_port) - writing
+        statements_after, writing_after = _database_work(server.http_port)
+        statements, writing = statements_after - statements, writing_after - writing
         rss = memory_mb(pid)
         stats = _control(api, "stats")
         spans = [stats["acceptedSpans"][f"{a['channelId']}/multicast"] for a in ours]

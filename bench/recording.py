@@ -60,9 +60,7 @@ def _setup(db: Database, url: str, channels: int, recipients: int) -> list[str]:
                 )
             )  # fmt: skip
         ids = [f"U{i:04d}{n:028x}" for n in range(recipients)]
-        _seed_contacts(
-            str(db.engine.url.render_as_string(hide_password=False)), merchant, channel, ids
-        )
+        _seed_contacts(url, merchant, channel, ids)
         with db.writing() as conn:
             conn.execute(
                 insert(metadata.tables["broadcasts"]).values(
