@@ -318,6 +318,33 @@ async def test_a_small_broadcast_is_not_stuck_behind_a_big_one_on_its_channel(
         assert max(shop.ledger.received.values()) == 2  # the regulars got both
 
 
+async def test_a_run_still_ending_does_not_hold_a_new_channel_back(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """A process's share is of the channels with work: a run whose channel has nothing left
+    to send, still ending (its last writes waiting for their turn), does not count in it. A
+    channel sent meanwhile starts at once, not after a lease term (thirty-two merchants sent
+    at once: the last channel had waited a second behind runs that were ending)."""
+    slow = Settings(lease_seconds=30.0, poll_seconds=0.02, safety_poll_seconds=0.05)
+    async for shop in _shop(ctx, hub, merchant, 230, settings=slow):
+        ending = asyncio.create_task(asyncio.Event().wait())
+        shop.dispatcher._channels["a-channel-with-nothing-left"] = ending
+        try:
+            name = await shop.draft()
+            await shop.sending.send(LOCAL, name, "")
+            async with asyncio.timeout(5):  # a sixth of the lease term
+                while True:
+                    if (await shop.broadcasts.get(LOCAL, name)).state is BroadcastState.SENT:
+                        break
+                    await asyncio.sleep(0.02)
+            done = await shop.finished(name)
+            assert (done.state, done.counters.sent) == (BroadcastState.SENT, 230)
+            _exactly_once(shop)
+        finally:
+            del shop.dispatcher._channels["a-channel-with-nothing-left"]
+            ending.cancel()
+
+
 def _holders(conn: Connection) -> dict[str, str]:
     rows = conn.execute(text("SELECT channel_id, owner FROM channel_leases")).all()
     return {str(channel): str(owner).split(":")[0] for channel, owner in rows}

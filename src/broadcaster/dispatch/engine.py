@@ -339,8 +339,12 @@ class Dispatcher:
         if work.dispatchers is not None:
             self._replicas = work.dispatchers
         share = -(-len(found) // self._replicas)
-        for gone in self._unheld.keys() - {f.channel for f in found}:
+        with_work = {f.channel for f in found}
+        for gone in self._unheld.keys() - with_work:
             del self._unheld[gone]
+        # The share is of channels with work: a run whose channel has none left, still ending
+        # (its last writes waiting for their turn), takes none of it.
+        held = len(with_work & self._channels.keys())
         lapses = math.inf
         wanted: dict[str, tuple[str, bool]] = {}  # channel -> (owner, kept past our share)
         for f in found:
@@ -355,7 +359,7 @@ class Dispatcher:
             orphaned = f.lease_expiry is not None  # its holder stopped renewing: it died
             since = self._unheld.setdefault(channel, clock)
             overdue = clock - since > settings.lease_seconds
-            if not (orphaned or overdue) and len(self._channels) + len(wanted) >= share:
+            if not (orphaned or overdue) and held + len(wanted) >= share:
                 # Another dispatcher's share: look again when it would be overdue.
                 lapses = min(lapses, since + settings.lease_seconds - clock + _LAPSE_MARGIN)
                 continue
@@ -392,12 +396,12 @@ class Dispatcher:
             if kept:
                 self._kept.add(channel)
             task.add_done_callback(functools.partial(self._done, channel))
-        excess = len(self._runs) - share
+        excess = len(with_work & self._runs.keys()) - share
         if self._replicas > 1 and excess > 0:
             for channel, run in list(self._runs.items()):
                 if excess <= 0:
                     break
-                if channel not in self._kept and not run.handing_over:
+                if channel in with_work and channel not in self._kept and not run.handing_over:
                     log.info("dispatch of channel %s: handed over to another replica", channel)
                     run.hand_over()
                     excess -= 1
