@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from broadcaster.domain.errors import Unavailable
 from broadcaster.domain.reasons import Reason
+from broadcaster.store import checkpoints
 
 T = TypeVar("T")
 FIRST_THREADS = 6  # threads of the calls that go first (goes_first)
@@ -186,8 +187,9 @@ def make_engine(url: str | URL, *, pool_size: int = 8) -> Engine:
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
             # Besides the threads' connections (the ordinary ones and those going first): the
-            # one every write uses and the one point reads use (Database), each held for good.
-            pool_size=pool_size + FIRST_THREADS + 2,
+            # one every write uses, the one point reads use and the checkpointer's (Database),
+            # each held for good.
+            pool_size=pool_size + FIRST_THREADS + 3,
             max_overflow=0,
             hide_parameters=True,
         )
@@ -230,6 +232,8 @@ class Database:
         self._inline: Connection | None = None
         self._writer: Connection | None = None  # SQLite: the connection every write uses
         self._turns = _Turns()  # SQLite's one writer
+        # SQLite: the write-ahead log copied into the database file beside the writer.
+        self._checkpoints = checkpoints.Checkpointer(engine) if self.dialect == "sqlite" else None
         self._wrote: Callable[[float], None] = lambda _: None  # time_writes
         # PostgreSQL point reads run on the event loop through SQLAlchemy's asyncio layer (the
         # same synchronous repository code, driven by greenlets), with no hop to a thread.
@@ -287,9 +291,14 @@ class Database:
                 # once markedly faster (write_cache_mb).
                 cursor = held.connection.cursor()
                 cursor.execute(f"PRAGMA cache_size=-{1024 * self._write_cache_mb}")
+                # Its commits leave the log to the checkpointer (store.checkpoints), up to a
+                # backstop.
+                cursor.execute(f"PRAGMA wal_autocheckpoint={checkpoints.BACKSTOP}")
                 cursor.close()
             with self._timed(held):
                 yield held
+        if self._checkpoints is not None:
+            self._checkpoints.wrote()
 
     @contextmanager
     def _timed(self, conn: Connection) -> Iterator[None]:
@@ -376,6 +385,8 @@ class Database:
         return await loop.run_in_executor(self._first if first else self._executor, call)
 
     def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.close()
         for held in (self._inline, self._writer):
             if held is not None:
                 held.close()
