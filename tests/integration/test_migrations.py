@@ -256,8 +256,8 @@ def test_recipients_on_the_batch_row_move_apart_on_sqlite_with_0025(
             (1, "c1", "U1"),
             (2, "c2", "U2"),
         ]
-        assert [c.recipients for c in claimed] == [("U0", "U1", "U2")]
-        assert closed == {0: [1]}
+        assert [(c.recipients, c.talked) for c in claimed] == [(("U0", "U1", "U2"), (1,))]
+        assert closed == {0}
         assert (on_row is None) == (backend == "sqlite")
         command.downgrade(migrate.alembic_config(db.engine), "0024")
         with db.reading() as conn:

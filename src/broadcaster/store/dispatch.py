@@ -75,6 +75,10 @@ class ClaimedBatch:
     # The W3C traceparent of the call that started the broadcast, if it was traced.
     trace_parent: str | None = None
     notification_disabled: bool = False  # the broadcast is a silent send
+    # The seqs of its recipients whose contact had a conversation when the snapshot was taken
+    # (store.batch_recipients.talked); None if not noted (a batch of an earlier layout). Read
+    # with the recipients, so that recording the batch reads nothing more of it.
+    talked: tuple[int, ...] | None = None
 
     @property
     def last_seq(self) -> int:
@@ -193,7 +197,8 @@ def claim(
     rows = conn.execute(
         text(
             "SELECT b.broadcast_id, b.batch, b.idempotency_key, b.first_seq, b.size, b.attempts,"
-            f" b.first_attempt_time, {arrays}.external_ids, br.merchant_id, br.messages,"
+            f" b.first_attempt_time, {arrays}.external_ids, {arrays}.talked, br.merchant_id,"
+            " br.messages,"
             " br.trace_parent, br.notification_disabled"
             f" FROM {batches} JOIN broadcasts br ON br.id = b.broadcast_id"
             f" WHERE b.channel_id = :ch AND b.{IS_OPEN} AND b.due_time <= :now"
@@ -273,9 +278,19 @@ def claim(
             recipients=pending[(r.broadcast_id, int(r.batch))],
             trace_parent=r.trace_parent,
             notification_disabled=bool(r.notification_disabled),
+            talked=_talked(r),
         )
         for r in rows
     ]
+
+
+def _talked(r: Row[Any]) -> tuple[int, ...] | None:
+    """A claimed batch's `talked` (ClaimedBatch): None for a batch whose recipients are rows
+    of `deliveries` (the earliest layout), or whose snapshot did not note them."""
+    if r.external_ids is None:
+        return None
+    noted = batch_recipients.decode_seqs(r.talked)
+    return None if noted is None else tuple(noted)
 
 
 _PENDING_SQL = (
@@ -408,7 +423,7 @@ def record_sent(
                 first=completed or done[0].batch == 0,
             )
         if total:
-            noted = [closed[c.batch] for c in done]
+            noted = [c.talked for c in done]
             talked = None if None in noted else [s for t in noted if t for s in t]
             _delivered(conn, done[0], spans, now, talked)
         if completed:  # after its last recipients' events
@@ -466,12 +481,10 @@ def _delivered(
 
 def _close_batches(
     conn: Connection, broadcast: str, numbers: list[int], request_ids: dict[int, str] | None = None
-) -> dict[int, list[int] | None]:
+) -> set[int]:
     """Mark the open ones of these batches done, with the channel's ids for their accepted
     requests (`request_ids`, by batch); returns which (the others were recorded already, by
-    another process), each with the seqs of its recipients who had a conversation when the
-    snapshot was taken (None for a batch written by an earlier release, which did not note
-    them)."""
+    another process)."""
     params: dict[str, Any] = {"done": DONE, "b": broadcast, "n": numbers}
     ids = ""
     if request_ids:  # one statement whatever their number: the ids as a JSON table
@@ -481,29 +494,18 @@ def _close_batches(
             f" WHERE CAST({bulk.json_text(conn, 0)} AS INTEGER) = batches.batch), request_id)"
         )
         params["ids"] = bulk.json_param([[n, r] for n, r in request_ids.items()])
-    rows = conn.execute(_closing(conn.dialect.name, ids), params)
-    return {
-        int(n): None if rows_layout else batch_recipients.decode_seqs(talked)
-        for n, talked, rows_layout in rows
-    }
+    return {int(n) for n in conn.execute(_closing(ids), params).scalars()}
 
 
 @functools.lru_cache(maxsize=8)
-def _closing(dialect: str, ids: str) -> TextClause:
-    """`_close_batches`' statement, built once per shape. It returns each closed batch's
-    `talked` and whether it is of the earliest layout (no arrays), from where its dialect keeps
-    them (store.batch_recipients)."""
-    returned = "talked, contact_ids IS NULL"
-    if dialect != "postgresql":
-        arrays = (
-            "FROM batch_recipients a WHERE a.broadcast_id = batches.broadcast_id"
-            " AND a.batch = batches.batch"
-        )
-        returned = f"(SELECT a.talked {arrays}), NOT EXISTS (SELECT 1 {arrays})"
+def _closing(ids: str) -> TextClause:
+    """`_close_batches`' statement, built once per shape. It reads nothing of the batches'
+    recipients: what recording needs of them came with the claim (ClaimedBatch.talked). (On
+    SQLite `talked` is the last column of a `batch_recipients` row, after two arrays that span
+    overflow pages: returning it here read the row a second time.)"""
     return text(
         f"UPDATE batches SET state = :done, lease_owner = '', lease_expiry = 0{ids}"
-        f" WHERE broadcast_id = :b AND batch IN :n AND {IS_OPEN}"
-        f" RETURNING batch, {returned}"
+        f" WHERE broadcast_id = :b AND batch IN :n AND {IS_OPEN} RETURNING batch"
     ).bindparams(bindparam("n", expanding=True))
 
 
