@@ -35,7 +35,6 @@ class Checkpointer:
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.copied = 0  # checkpoints run (for tests and instrumentation)
 
     def wrote(self) -> None:
         """A write transaction committed: the log has more to copy."""
@@ -70,7 +69,6 @@ class Checkpointer:
                 try:
                     cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
                     cursor.fetchall()
-                    self.copied += 1
                 except Exception:  # the writer checkpoints past BACKSTOP meanwhile
                     log.warning("checkpoint of the write-ahead log failed", exc_info=True)
                 finally:
