@@ -250,14 +250,14 @@ def test_recipients_on_the_batch_row_move_apart_on_sqlite_with_0025(
                 conn, channel="ch", owner="me", lease_until=NOW + timedelta(seconds=30),
                 now=NOW, limit=5,
             )  # fmt: skip
-            closed = dispatch._close_batches(conn, "b1", [0])
+            closed = dispatch._close_batches(conn, [("b1", 0)])
         assert [(d.seq, d.contact, d.external_id) for d in listed] == [
             (0, "c0", "U0"),
             (1, "c1", "U1"),
             (2, "c2", "U2"),
         ]
         assert [(c.recipients, c.talked) for c in claimed] == [(("U0", "U1", "U2"), (1,))]
-        assert closed == {0}
+        assert closed == {("b1", 0)}
         assert (on_row is None) == (backend == "sqlite")
         command.downgrade(migrate.alembic_config(db.engine), "0024")
         with db.reading() as conn:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -301,7 +301,7 @@ _PENDING_SQL = (
 
 def _close_batch(conn: Connection, broadcast: str, batch: int) -> bool:
     """Mark the batch done; False if it was done already (recorded by another process)."""
-    return bool(_close_batches(conn, broadcast, [batch]))
+    return bool(_close_batches(conn, [(broadcast, batch)]))
 
 
 def _set_pending(
@@ -346,21 +346,34 @@ def _count(
     """Add to the counters of closed batches' broadcast (`now` in µs); the last batch completes
     it. Returns whether it completed (its lifecycle event is the caller's to record, after the
     recipient events of these batches)."""
+    return broadcast in _count_many(conn, {broadcast: (sent, failed, batches)}, now)
+
+
+def _count_many(conn: Connection, counts: dict[str, tuple[int, int, int]], now: int) -> set[str]:
+    """`_count` for many broadcasts, two statements whatever their number: `counts` gives each
+    broadcast's (sent, failed, batches closed). Returns those that completed."""
+    c = [bulk.json_text(conn, i) for i in range(4)]
     conn.execute(
         bulk.statement(
-            "UPDATE broadcasts SET sent = sent + :sent, failed = failed + :failed,"
-            " open_batches = open_batches - :closed, update_time = :now WHERE id = :b"
+            "UPDATE broadcasts SET sent = broadcasts.sent + CAST(s.more_sent AS BIGINT),"
+            " failed = broadcasts.failed + CAST(s.more_failed AS BIGINT),"
+            " open_batches = broadcasts.open_batches - CAST(s.closed AS INTEGER),"
+            " update_time = :now"
+            f" FROM (SELECT {c[0]} AS id, {c[1]} AS more_sent, {c[2]} AS more_failed,"
+            f" {c[3]} AS closed"
+            f" FROM {bulk.json_table(conn, 'rows')}) s WHERE broadcasts.id = s.id"
         ),
-        {"sent": sent, "failed": failed, "closed": batches, "now": now, "b": broadcast},
+        {"rows": bulk.json_param([[b, *n] for b, n in counts.items()]), "now": now},
     )
     completed = conn.execute(
         bulk.statement(
             f"UPDATE broadcasts SET state = {int(_COMPLETE.target)}, complete_time = :now"
-            f" WHERE id = :b AND state IN ({_states(_COMPLETE.sources)}) AND open_batches = 0"
+            f" WHERE {bulk.in_strings(conn, 'id', 'ids')}"
+            f" AND state IN ({_states(_COMPLETE.sources)}) AND open_batches = 0 RETURNING id"
         ),
-        {"now": now, "b": broadcast},
-    ).rowcount
-    return bool(completed)
+        {"now": now, "ids": bulk.strings_param(conn, list(counts))},
+    )
+    return set(completed.scalars())
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,8 +392,10 @@ def record_sent(
     """The channel accepted these batches (each with the time it did; now or on an earlier
     attempt): their pending recipients are sent, with their Message Center events. Returns how
     many recipients each batch sent (0: it was recorded already). Several batches take a few
-    statements per broadcast rather than per batch: at the channel's ceiling, per-statement
-    round trips are what limit recording.
+    statements in all rather than per batch (closing the batches, reading their refused
+    recipients and moving the counters, for every broadcast at once), then the conversations
+    and events of each broadcast's ranges: at the channels' ceilings, per-statement round trips
+    (and on SQLite, each statement's turn at the interpreter) are what limit recording.
 
     Their delivery rows stay as they are (PENDING, "as its batch"): the done batches say they
     were sent, so 500 recipients cost one batch row, the conversations they open and a share
@@ -389,29 +404,35 @@ def record_sent(
     when = max(t for _, t, _ in accepted_at)
     now = to_us(when)
     said = {(c.broadcast, c.batch): a for c, _, a in accepted_at}
-    sent: dict[tuple[str, int], int] = {}
+    closed = _close_batches(
+        conn, [(c.broadcast, c.batch) for c in accepted], {k: a.request_id for k, a in said.items()}
+    )
     by_broadcast: dict[str, list[ClaimedBatch]] = {}
     for c in accepted:
-        by_broadcast.setdefault(c.broadcast, []).append(c)
-    for broadcast, batches in by_broadcast.items():
-        request_ids = {
-            c.batch: said[(broadcast, c.batch)].request_id
-            for c in batches
-            if said[(broadcast, c.batch)].request_id
-        }
-        closed = _close_batches(conn, broadcast, [c.batch for c in batches], request_ids)
-        done = sorted((c for c in batches if c.batch in closed), key=lambda c: c.first_seq)
-        if not done:
-            continue
-        spans = _runs([(c.first_seq, c.last_seq) for c in done])
-        # In a claimed batch, recipients resolved one by one are those refused as invalid.
-        refused = _resolved_seqs(conn, broadcast, spans)
+        if (c.broadcast, c.batch) in closed:
+            by_broadcast.setdefault(c.broadcast, []).append(c)
+    for done in by_broadcast.values():
+        done.sort(key=lambda c: c.first_seq)
+    spans = {
+        b: _runs([(c.first_seq, c.last_seq) for c in done]) for b, done in by_broadcast.items()
+    }
+    # In a claimed batch, recipients resolved one by one are those refused as invalid.
+    refused = _resolved_in(conn, spans)
+    sent: dict[tuple[str, int], int] = {}
+    totals: dict[str, int] = {}
+    for broadcast, done in by_broadcast.items():
         for c in done:
             sent[(broadcast, c.batch)] = c.size - sum(
-                c.first_seq <= q <= c.last_seq for q in refused
+                c.first_seq <= q <= c.last_seq for q in refused.get(broadcast, ())
             )
-        total = sum(sent[(broadcast, c.batch)] for c in done)
-        completed = _count(conn, broadcast, now, sent=total, batches=len(done))
+        totals[broadcast] = sum(sent[(broadcast, c.batch)] for c in done)
+    completed = (
+        _count_many(conn, {b: (totals[b], 0, len(done)) for b, done in by_broadcast.items()}, now)
+        if by_broadcast
+        else set()
+    )
+    for broadcast, done in by_broadcast.items():
+        total = totals[broadcast]
         tags = [t for c in done if (t := said[(broadcast, c.batch)].statistics) is not None]
         if tags and total:
             statistics.noted(
@@ -420,14 +441,15 @@ def record_sent(
                 channel=done[0].channel,
                 tags=tags,
                 now=when,
-                first=completed or done[0].batch == 0,
+                first=broadcast in completed or done[0].batch == 0,
             )
         if total:
             noted = [c.talked for c in done]
             talked = None if None in noted else [s for t in noted if t for s in t]
-            _delivered(conn, done[0], spans, now, talked)
-        if completed:  # after its last recipients' events
-            events.record_transitions(conn, [broadcast], Transition.COMPLETE, now)
+            _delivered(conn, done[0], spans[broadcast], now, talked)
+    finished = [b for b in by_broadcast if b in completed]
+    if finished:  # each after its last recipients' events
+        events.record_transitions(conn, finished, Transition.COMPLETE, now)
     return [sent.get((c.broadcast, c.batch), 0) for c in accepted]
 
 
@@ -480,50 +502,67 @@ def _delivered(
 
 
 def _close_batches(
-    conn: Connection, broadcast: str, numbers: list[int], request_ids: dict[int, str] | None = None
-) -> set[int]:
-    """Mark the open ones of these batches done, with the channel's ids for their accepted
-    requests (`request_ids`, by batch); returns which (the others were recorded already, by
-    another process)."""
-    params: dict[str, Any] = {"done": DONE, "b": broadcast, "n": numbers}
-    ids = ""
-    if request_ids:  # one statement whatever their number: the ids as a JSON table
-        pair = bulk.json_table(conn, "ids")
-        ids = (
-            f", request_id = COALESCE((SELECT {bulk.json_text(conn, 1)} FROM {pair}"
-            f" WHERE CAST({bulk.json_text(conn, 0)} AS INTEGER) = batches.batch), request_id)"
-        )
-        params["ids"] = bulk.json_param([[n, r] for n, r in request_ids.items()])
-    return {int(n) for n in conn.execute(_closing(ids), params).scalars()}
+    conn: Connection,
+    batches: Sequence[tuple[str, int]],
+    request_ids: Mapping[tuple[str, int], str] | None = None,
+) -> set[tuple[str, int]]:
+    """Mark the open ones of these (broadcast, batch) done, in one statement whatever their
+    number, each with the channel's id for its accepted request (`request_ids`; an empty id
+    leaves the batch's as it was); returns which (the others were recorded already, by another
+    process). It reads nothing of the batches' recipients: what recording needs of them came
+    with the claim (ClaimedBatch.talked). (On SQLite `talked` is the last column of a
+    `batch_recipients` row, after two arrays that span overflow pages: returning it here read
+    the row a second time.)"""
+    ids = request_ids or {}
+    rows = [[b, n, ids.get((b, n)) or None] for b, n in batches]
+    closed = conn.execute(_closing(conn.dialect.name), {"done": DONE, "w": bulk.json_param(rows)})
+    return {(str(b), int(n)) for b, n in closed}
 
 
-@functools.lru_cache(maxsize=8)
-def _closing(ids: str) -> TextClause:
-    """`_close_batches`' statement, built once per shape. It reads nothing of the batches'
-    recipients: what recording needs of them came with the claim (ClaimedBatch.talked). (On
-    SQLite `talked` is the last column of a `batch_recipients` row, after two arrays that span
-    overflow pages: returning it here read the row a second time.)"""
+@functools.lru_cache(maxsize=2)
+def _closing(dialect: str) -> TextClause:
+    """`_close_batches`' statement, built once per dialect."""
+    c = [bulk.json_text_for(dialect, i) for i in range(3)]
     return text(
-        f"UPDATE batches SET state = :done, lease_owner = '', lease_expiry = 0{ids}"
-        f" WHERE broadcast_id = :b AND batch IN :n AND {IS_OPEN} RETURNING batch"
-    ).bindparams(bindparam("n", expanding=True))
+        "UPDATE batches SET state = :done, lease_owner = '', lease_expiry = 0,"
+        " request_id = COALESCE(w.r, batches.request_id)"
+        f" FROM (SELECT {c[0]} AS b, CAST({c[1]} AS INTEGER) AS n, {c[2]} AS r"
+        f" FROM {bulk.json_table_for(dialect, 'w')}) w"
+        f" WHERE batches.broadcast_id = w.b AND batches.batch = w.n AND batches.{IS_OPEN}"
+        " RETURNING batches.broadcast_id, batches.batch"
+    )
 
 
 def _resolved_seqs(conn: Connection, broadcast: str, spans: list[tuple[int, int]]) -> list[int]:
     """Seqs in `spans` whose delivery has an outcome of its own (not PENDING)."""
-    found: list[int] = []
-    for lo, hi in spans:
-        found += conn.execute(_RESOLVED_SQL, {"b": broadcast, "lo": lo, "hi": hi}).scalars()
+    return _resolved_in(conn, {broadcast: spans}).get(broadcast, [])
+
+
+def _resolved_in(
+    conn: Connection, spans: Mapping[str, Sequence[tuple[int, int]]]
+) -> dict[str, list[int]]:
+    """`_resolved_seqs` for many broadcasts' spans, in one read (usually finding nothing)."""
+    rows = [[b, lo, hi] for b, runs in spans.items() for lo, hi in runs]
+    if not rows:
+        return {}
+    found: dict[str, list[int]] = {}
+    for b, seq in conn.execute(_resolving(conn.dialect.name), {"s": bulk.json_param(rows)}):
+        found.setdefault(str(b), []).append(int(seq))
     return found
 
 
-# Built once, its list written in: it runs for every recorded batch, and a new clause with an
-# expanding list, prepared again on every call, had taken most of this read's time (py-spy).
-_RESOLVED_SQL = text(
-    "SELECT seq FROM deliveries WHERE broadcast_id = :b"
-    f" AND outcome IN ({', '.join(map(str, _RESOLVED))}) AND outcome <> 0"
-    " AND seq BETWEEN :lo AND :hi"
-)
+@functools.lru_cache(maxsize=2)
+def _resolving(dialect: str) -> TextClause:
+    """`_resolved_in`'s statement, built once per dialect, its list of outcomes written in: it
+    runs for every group of recorded batches, and a new clause with an expanding list, prepared
+    again on every call, had taken most of this read's time (py-spy)."""
+    c = [bulk.json_text_for(dialect, i) for i in range(3)]
+    return text(
+        f"SELECT d.broadcast_id, d.seq FROM (SELECT {c[0]} AS b, CAST({c[1]} AS BIGINT) AS lo,"
+        f" CAST({c[2]} AS BIGINT) AS hi FROM {bulk.json_table_for(dialect, 's')}) s"
+        " JOIN deliveries d ON d.broadcast_id = s.b AND d.seq BETWEEN s.lo AND s.hi"
+        f" WHERE d.outcome IN ({', '.join(map(str, _RESOLVED))}) AND d.outcome <> 0"
+    )
 
 
 def record_invalid(
