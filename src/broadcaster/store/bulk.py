@@ -29,24 +29,14 @@ def json_param(values: list[Any]) -> str:
 
 def json_table(conn: Connection, param: str) -> str:
     """SQL for a table with one column `value` holding the elements of the JSON array `:param`."""
-    return json_table_for(conn.dialect.name, param)
-
-
-def json_table_for(dialect: str, param: str) -> str:
-    """`json_table` for a dialect by name (statements built once per dialect)."""
-    if dialect == "postgresql":
+    if conn.dialect.name == "postgresql":
         return f"jsonb_array_elements(CAST(:{param} AS jsonb)) AS j(value)"
     return f"json_each(:{param}) AS j"
 
 
 def json_text(conn: Connection, index: int) -> str:
     """SQL for element `index` (as text) of the JSON array in column `j.value`."""
-    return json_text_for(conn.dialect.name, index)
-
-
-def json_text_for(dialect: str, index: int) -> str:
-    """`json_text` for a dialect by name."""
-    if dialect == "postgresql":
+    if conn.dialect.name == "postgresql":
         return f"(j.value->>{index})"
     return f"json_extract(j.value, '$[{index}]')"
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, TextClause, bindparam, text
+from sqlalchemy import Connection, Row, bindparam, text
 from sqlalchemy.exc import IntegrityError
 
 from broadcaster.domain import lifecycle
@@ -515,22 +515,17 @@ def _close_batches(
     the row a second time.)"""
     ids = request_ids or {}
     rows = [[b, n, ids.get((b, n)) or None] for b, n in batches]
-    closed = conn.execute(_closing(conn.dialect.name), {"done": DONE, "w": bulk.json_param(rows)})
-    return {(str(b), int(n)) for b, n in closed}
-
-
-@functools.lru_cache(maxsize=2)
-def _closing(dialect: str) -> TextClause:
-    """`_close_batches`' statement, built once per dialect."""
-    c = [bulk.json_text_for(dialect, i) for i in range(3)]
-    return text(
+    c = [bulk.json_text(conn, i) for i in range(3)]
+    closing = bulk.statement(
         "UPDATE batches SET state = :done, lease_owner = '', lease_expiry = 0,"
         " request_id = COALESCE(w.r, batches.request_id)"
         f" FROM (SELECT {c[0]} AS b, CAST({c[1]} AS INTEGER) AS n, {c[2]} AS r"
-        f" FROM {bulk.json_table_for(dialect, 'w')}) w"
+        f" FROM {bulk.json_table(conn, 'w')}) w"
         f" WHERE batches.broadcast_id = w.b AND batches.batch = w.n AND batches.{IS_OPEN}"
         " RETURNING batches.broadcast_id, batches.batch"
     )
+    closed = conn.execute(closing, {"done": DONE, "w": bulk.json_param(rows)})
+    return {(str(b), int(n)) for b, n in closed}
 
 
 def _resolved_seqs(conn: Connection, broadcast: str, spans: list[tuple[int, int]]) -> list[int]:
@@ -545,24 +540,19 @@ def _resolved_in(
     rows = [[b, lo, hi] for b, runs in spans.items() for lo, hi in runs]
     if not rows:
         return {}
-    found: dict[str, list[int]] = {}
-    for b, seq in conn.execute(_resolving(conn.dialect.name), {"s": bulk.json_param(rows)}):
-        found.setdefault(str(b), []).append(int(seq))
-    return found
-
-
-@functools.lru_cache(maxsize=2)
-def _resolving(dialect: str) -> TextClause:
-    """`_resolved_in`'s statement, built once per dialect, its list of outcomes written in: it
-    runs for every group of recorded batches, and a new clause with an expanding list, prepared
-    again on every call, had taken most of this read's time (py-spy)."""
-    c = [bulk.json_text_for(dialect, i) for i in range(3)]
-    return text(
+    # The list of outcomes is written in: a clause with an expanding list, prepared again on
+    # every call, had taken most of this read's time (py-spy).
+    c = [bulk.json_text(conn, i) for i in range(3)]
+    resolving = bulk.statement(
         f"SELECT d.broadcast_id, d.seq FROM (SELECT {c[0]} AS b, CAST({c[1]} AS BIGINT) AS lo,"
-        f" CAST({c[2]} AS BIGINT) AS hi FROM {bulk.json_table_for(dialect, 's')}) s"
+        f" CAST({c[2]} AS BIGINT) AS hi FROM {bulk.json_table(conn, 's')}) s"
         " JOIN deliveries d ON d.broadcast_id = s.b AND d.seq BETWEEN s.lo AND s.hi"
         f" WHERE d.outcome IN ({', '.join(map(str, _RESOLVED))}) AND d.outcome <> 0"
     )
+    found: dict[str, list[int]] = {}
+    for b, seq in conn.execute(resolving, {"s": bulk.json_param(rows)}):
+        found.setdefault(str(b), []).append(int(seq))
+    return found
 
 
 def record_invalid(
