@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, bindparam, text
@@ -25,12 +26,13 @@ from broadcaster.domain.messages import TextMessage
 from broadcaster.domain.model import ContactFilter, ContactImport, FollowerState
 from broadcaster.domain.names import BroadcastName
 from broadcaster.domain.paging import Page
+from broadcaster.services import sending
 from broadcaster.services.broadcasts import Broadcasts, DraftInput
 from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.channels import Channels
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.sending import Sending
-from broadcaster.store import contacts, dispatch, events
+from broadcaster.store import contacts, dispatch, events, snapshot
 from broadcaster.store import deliveries as delivery_repo
 from broadcaster.store.clock import from_us, to_us
 from tests.fakechannel import LEDGERS, Ledger
@@ -400,6 +402,35 @@ async def test_two_replicas_share_eight_channels_and_one_takes_over_the_others(
         await second.stop()
         for m in made:
             await m.aclose()
+
+
+async def test_a_send_past_the_prepared_budget_numbers_its_recipients_itself(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite a reader numbers a Send's recipients before the Send's transaction
+    (store.snapshot `prepare`), while the Sends holding theirs stay within
+    PREPARED_RECIPIENTS; past it, the transaction numbers them itself. Either way every
+    recipient gets the broadcast once."""
+    if not snapshot.prepares(shop.ctx.db.dialect):
+        pytest.skip("PostgreSQL numbers a Send's recipients in its transaction")
+    prepared: list[str] = []
+    real = snapshot.prepare
+
+    def counted(conn: Connection, **kwargs: Any) -> snapshot.Prepared:
+        prepared.append(kwargs["channel"])
+        return real(conn, **kwargs)
+
+    monkeypatch.setattr(snapshot, "prepare", counted)
+    first = await shop.draft()
+    await shop.sending.send(LOCAL, first, "")
+    monkeypatch.setattr(sending, "PREPARED_RECIPIENTS", len(shop.people) - 1)
+    second = await shop.draft()
+    await shop.sending.send(LOCAL, second, "")
+    assert prepared == [shop.channel_id]
+    for name in (first, second):
+        done = await shop.finished(name)
+        assert (done.counters.total, done.counters.sent) == (230, 230)
+    assert dict(shop.ledger.received) == dict.fromkeys(shop.people, 2)
 
 
 async def test_concurrent_sends_start_one_dispatch(shop: Shop) -> None:

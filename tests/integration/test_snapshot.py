@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text, update
@@ -230,6 +231,64 @@ async def test_many_snapshots_at_once_fix_what_each_alone_would(
 
     for many, alone in await db.write(both):
         assert many == alone
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    people=st.lists(_contact, max_size=30),
+    members=st.one_of(st.none(), st.sets(st.sampled_from(CUSTOMERS))),
+    window=st.sampled_from(list(InteractionWindow)),
+    prepared_for=st.sampled_from(list(InteractionWindow)),
+    batch_size=st.integers(1, 7),
+)
+async def test_a_prepared_snapshot_writes_what_take_alone_writes(
+    db: Database,
+    merchant: str,
+    people: list[dict],  # type: ignore[type-arg]
+    members: set[str] | None,
+    window: InteractionWindow,
+    prepared_for: InteractionWindow,
+    batch_size: int,
+) -> None:
+    """SQLite: recipients numbered and batched by a reader ahead of the Send's transaction
+    (prepare) are written as take numbers them itself; prepared for another audience (here
+    another window), they are not used, and take numbers this one's."""
+    if not snapshot.prepares(db.dialect):
+        pytest.skip("PostgreSQL numbers a Send's recipients in its one statement")
+    channel, prepared_one, alone = new_id(), new_id(), new_id()
+
+    def since(w: InteractionWindow):  # type: ignore[no-untyped-def]
+        return None if w.value is None else NOW - w.value
+
+    def seed(conn):  # type: ignore[no-untyped-def]
+        group = seed_people(conn, merchant, channel, people, members)
+        _some_talked(conn, channel, len(people))
+        return group
+
+    group = await db.write(seed)
+    prepared = await db.read(
+        snapshot.prepare,
+        merchant=merchant,
+        channel=channel,
+        since=since(prepared_for),
+        group=group,
+        batch_size=batch_size,
+    )
+    common = {"merchant": merchant, "channel": channel, "group": group, "now": NOW}
+
+    def both(conn):  # type: ignore[no-untyped-def]
+        common["since"] = since(window)
+        common["batch_size"] = batch_size
+        with_it = snapshot.take(conn, broadcast=prepared_one, prepared=prepared, **common)
+        itself = snapshot.take(conn, broadcast=alone, **common)
+        return (with_it, _written(conn, prepared_one)), (itself, _written(conn, alone))
+
+    with_prepared, taken_alone = await db.write(both)
+    assert with_prepared == taken_alone
+    matched, opted_out, unreachable = _brute(people, window, members)
+    assert with_prepared[0].recipients == matched - opted_out - unreachable
 
 
 def _written(conn, broadcast: str):  # type: ignore[no-untyped-def]

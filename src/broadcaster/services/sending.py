@@ -15,8 +15,9 @@ met fails the broadcast with its reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -61,6 +62,9 @@ FIRE_QUOTA_SECONDS = 1.0
 # How long past its time a scheduled broadcast whose channel cannot be reached is tried again
 # (each try a firing lease apart) before it fails with CHANNEL_UNAVAILABLE.
 FIRE_RETRY_FOR = timedelta(minutes=15)
+# Recipients of Sends whose snapshots a reader prepared and that wait to be written, at most:
+# each holds its batches' arrays in memory, about 7 MB per 100,000 recipients.
+PREPARED_RECIPIENTS = 2_000_000
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 
 
@@ -144,6 +148,7 @@ class Sending:
         self._scheduled = scheduled
         self.window = window or ScheduleWindow()
         self._fire_quotas = QuotaCache(ttl=FIRE_QUOTA_SECONDS)
+        self._prepared_recipients = 0  # held by Sends now (`_prepared`)
 
     async def _checked(
         self,
@@ -199,22 +204,55 @@ class Sending:
         now = self._ctx.now()
         trace_parent = current_traceparent()  # its batches continue this call's trace
 
-        def tx(conn: Connection) -> Broadcast:
+        def tx(conn: Connection, prepared: snapshot.Prepared | None) -> Broadcast:
             latest, done = _locked(conn, n, SEND, request_id, request_hash)
             if done:
                 return latest
             latest.require_draft()
             if trace_parent is not None:
                 repo.set_trace_parent(conn, latest.id, trace_parent)
-            sending = self._start(conn, latest, estimate, batch_size, now, limit=limit)
+            sending = self._start(
+                conn, latest, estimate, batch_size, now, limit=limit, prepared=prepared
+            )
             if request_id:
                 idempotency.remember(conn, n.merchant, SEND, request_id, name, request_hash, now)
             return sending
 
-        sent = await self._ctx.db.write(tx)
+        async with self._prepared(draft, estimate, batch_size, now) as prepared:
+            sent = await self._ctx.db.write(tx, prepared)
         self._ctx.events_recorded(n.merchant)  # its lifecycle event
         self._wake()
         return sent
+
+    @contextlib.asynccontextmanager
+    async def _prepared(
+        self, draft: Broadcast, estimate: Estimate, batch_size: int, now: datetime
+    ) -> AsyncIterator[snapshot.Prepared | None]:
+        """The draft's recipients numbered and batched by a reader ahead of the Send's
+        transaction, where the database prepares them (store.snapshot `prepare`); held until the
+        block ends. None (numbered in that transaction) for a recipient limit or a resend, and
+        when Sends already hold PREPARED_RECIPIENTS."""
+        expected = estimate.expected_recipients
+        if (
+            not snapshot.prepares(self._ctx.db.dialect)
+            or estimate.limit is not None
+            or draft.resend_of
+            or self._prepared_recipients + expected > PREPARED_RECIPIENTS
+        ):
+            yield None
+            return
+        self._prepared_recipients += expected
+        try:
+            yield await self._ctx.db.read(
+                snapshot.prepare,
+                merchant=draft.merchant,
+                channel=draft.channel,
+                since=window_start(now, draft.audience.window),
+                group=draft.audience.customer_group,
+                batch_size=batch_size,
+            )
+        finally:
+            self._prepared_recipients -= expected
 
     def _start(
         self,
@@ -226,9 +264,11 @@ class Sending:
         *,
         limit: RecipientLimit | None = None,
         scheduled: bool = False,
+        prepared: snapshot.Prepared | None = None,
     ) -> Broadcast:
         """In the transaction that holds `latest` locked: fix its recipients (up to `limit`, as
-        `estimate` resolved it) and start it (SEND, or FIRE when `scheduled`)."""
+        `estimate` resolved it) and start it (SEND, or FIRE when `scheduled`). `prepared`: its
+        recipients as a reader numbered them, if they still fit its audience."""
         # The group is read in this transaction, and kept from deletion until it commits: a
         # group deleted since the estimate is NOT_FOUND here, never a send to nobody.
         self._broadcasts.require_group(conn, latest)
@@ -243,6 +283,7 @@ class Sending:
             now=now,
             resend_of=latest.resend_of or None,
             cap=estimate.limit,
+            prepared=prepared,
         )
         remaining = estimate.quota_remaining
         if remaining is not None and fixed.recipients > remaining:

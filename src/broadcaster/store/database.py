@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from broadcaster.domain.errors import Unavailable
 from broadcaster.domain.reasons import Reason
-from broadcaster.store import checkpoints
+from broadcaster.store import checkpoints, sqlite_library
 
 T = TypeVar("T")
 FIRST_THREADS = 6  # threads of the calls that go first (goes_first)
@@ -183,6 +183,7 @@ def _sqlite_begin(conn: Connection) -> None:
 def make_engine(url: str | URL, *, pool_size: int = 8) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        sqlite_library.tune()  # before this process's first connection, if it is that
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
