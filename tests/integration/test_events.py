@@ -6,11 +6,14 @@ idle ones issue no statement; a merchant's streams are capped."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event, update
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import event, text, update
 
 from broadcaster.domain.auth import LOCAL
 from broadcaster.domain.broadcasts import Counters
@@ -31,7 +34,7 @@ from broadcaster.services.channel_hub import ChannelHub
 from broadcaster.services.context import ServiceContext
 from broadcaster.services.event_cursors import EventCursors
 from broadcaster.services.events import EventFeed, Events
-from broadcaster.store import channels, contacts, events, snapshot
+from broadcaster.store import batch_recipients, channels, contacts, events, snapshot
 from broadcaster.store.clock import from_us
 from broadcaster.store.database import Database
 from broadcaster.store.tables import batches
@@ -100,6 +103,150 @@ async def test_events_for_delivered_recipients(db: Database, merchant: str) -> N
         contacts.list_page, merchant, found[0].channel, ContactFilter(), Page(1000, None)
     )
     assert sum(c.has_conversation for c in stored) == 9
+
+
+_recording = st.fixed_dictionaries(
+    {
+        "people": st.integers(1, 14),
+        "chatted": st.sets(st.integers(0, 13)),
+        "sizes": st.tuples(st.integers(1, 4), st.integers(1, 4)),  # each broadcast's batches
+        "refused": st.tuples(st.sets(st.integers(0, 13)), st.sets(st.integers(0, 13))),
+        "order": st.randoms(use_true_random=False),
+    }
+)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(case=_recording)
+async def test_runs_recorded_together_read_as_recorded_one_by_one(
+    db: Database,
+    case: dict,  # type: ignore[type-arg]
+) -> None:
+    """SQLite: two broadcasts to the same contacts (some of whom had a conversation; some
+    recipients refused one by one), their batches recorded in groups in a random order, give
+    the same Message Center events recorded together (`record_delivered_together`, a few
+    statements a group) as recorded range by range (`record_delivered`)."""
+    if not events.together(db.dialect):
+        pytest.skip("PostgreSQL records each broadcast's ranges under its merchant's lock")
+    people = case["people"]
+    chatted = {n for n in case["chatted"] if n < people}
+    # Each broadcast's batches (all its contacts follow), recorded in groups, in a random order.
+    every = [(b, n) for b, size in enumerate(case["sizes"]) for n in range(-(-people // size))]
+    case["order"].shuffle(every)
+    cut = sorted(case["order"].sample(range(1, len(every)), min(3, len(every) - 1)))
+    groups = [every[i:j] for i, j in zip([0, *cut], [*cut, len(every)], strict=True)]
+    streams = [await _recorded(db, case, chatted, groups, together) for together in (False, True)]
+    assert streams[0] == streams[1]
+    # Everyone not refused got each broadcast's message, and no contact two conversations.
+    messages = [b for kind, _, b in streams[1] if kind is EventKind.BROADCAST_MESSAGE]
+    assert [messages.count(b) for b in range(2)] == [
+        people - len({n for n in refused if n < people}) for refused in case["refused"]
+    ]
+    opened = [who for kind, who, _ in streams[1] if kind is EventKind.CONVERSATION_CREATED]
+    assert len(opened) == len(set(opened))
+    assert not set(opened) & {f"U{n:03d}" for n in chatted}
+
+
+async def _recorded(
+    db: Database,
+    case: dict,  # type: ignore[type-arg]
+    chatted: set[int],
+    groups: list[list[tuple[int, int]]],
+    together: bool,
+) -> list[tuple[EventKind, str, int]]:
+    """`test_runs_recorded_together_read_as_recorded_one_by_one`'s case on a merchant of its
+    own, recorded together or range by range: its events as (kind, external id, broadcast)."""
+    people = case["people"]
+    merchant, channel = f"m-{new_id()}", new_id()
+    names = [new_id(), new_id()]
+
+    def seed(conn):  # type: ignore[no-untyped-def]
+        channels.create(
+            conn, merchant, channel, "fake", (AccountTier.VERIFIED, channel, "", "", ""),
+            "x", from_us(1),
+        )  # fmt: skip
+        items = [
+            ContactImport(
+                f"U{n:03d}", "", "", FollowerState.FOLLOWING, None, False, None, from_us(1)
+            )
+            for n in range(people)
+        ]
+        contacts.merge(conn, merchant, channel, items, from_us(1))
+        conn.execute(
+            update(contacts.t)
+            .where(contacts.t.c.external_id.in_([f"U{n:03d}" for n in chatted]))
+            .values(has_conversation=True)
+        )
+        for name, size, refused in zip(names, case["sizes"], case["refused"], strict=True):
+            snapshot.take(
+                conn, merchant=merchant, channel=channel, broadcast=name, since=None,
+                group=None, batch_size=size, now=from_us(1),
+            )  # fmt: skip
+            resolve(conn, name, sorted(n for n in refused if n < people), DeliveryOutcome.FAILED)
+        # Accepted: done, so that no dispatcher of another test finds work on this channel.
+        conn.execute(update(batches).where(batches.c.broadcast_id.in_(names)).values(state=1))
+        return _batches_of(conn, names)
+
+    found = await db.write(seed)
+
+    def record(conn, group):  # type: ignore[no-untyped-def]
+        runs = []
+        for b, n in sorted(group):
+            first, last, talked, refused = found[b][n]
+            skip = tuple(sorted(set(talked) | set(refused)))
+            if together:
+                runs.append(
+                    events.DeliveredRun(merchant, channel, names[b], n, n, first, last, skip)
+                )
+            else:
+                events.record_delivered(
+                    conn, merchant=merchant, channel=channel, broadcast=names[b],
+                    spans=[(first, last)], now=2, talked=talked,
+                )  # fmt: skip
+        events.record_delivered_together(conn, runs, 2)
+
+    for group in groups:
+        await db.write(record, group)
+    stream = await db.read(events.after, merchant, START, 1000)
+    listed = await db.read(contacts.list_page, merchant, channel, ContactFilter(), Page(1000, None))
+    by_id = {c.id: c.external_id for c in listed}
+    return [(e.kind, by_id[e.contact], names.index(e.broadcast)) for e in stream]
+
+
+def _batches_of(conn, names: list[str]) -> list[list[tuple[int, int, list[int], list[int]]]]:  # type: ignore[no-untyped-def]
+    """Per broadcast, its batches in order: (first seq, last seq, seqs noted as having had a
+    conversation, seqs resolved one by one)."""
+    source, arrays = batch_recipients.with_arrays(conn.dialect.name)
+    made = []
+    for name in names:
+        rows = conn.execute(
+            text(
+                f"SELECT b.first_seq, b.size, {arrays}.talked FROM {source}"
+                " WHERE b.broadcast_id = :b ORDER BY b.batch"
+            ),
+            {"b": name},
+        ).all()
+        resolved = {
+            int(q)
+            for (q,) in conn.execute(
+                text("SELECT seq FROM deliveries WHERE broadcast_id = :b AND outcome <> 0"),
+                {"b": name},
+            )
+        }
+        made.append(
+            [
+                (
+                    int(f),
+                    int(f) + int(n) - 1,
+                    json.loads(t),
+                    sorted(q for q in resolved if int(f) <= q < int(f) + int(n)),
+                )
+                for f, n, t in rows
+            ]
+        )
+    return made
 
 
 async def test_cursor_pages_resume_exactly(ctx: ServiceContext, merchant: str) -> None:

@@ -431,6 +431,7 @@ def record_sent(
         if by_broadcast
         else set()
     )
+    together: list[events.DeliveredRun] = []
     for broadcast, done in by_broadcast.items():
         total = totals[broadcast]
         tags = [t for c in done if (t := said[(broadcast, c.batch)].statistics) is not None]
@@ -443,10 +444,15 @@ def record_sent(
                 now=when,
                 first=broadcast in completed or done[0].batch == 0,
             )
-        if total:
-            noted = [c.talked for c in done]
-            talked = None if None in noted else [s for t in noted if t for s in t]
-            _delivered(conn, done[0], spans[broadcast], now, talked)
+        if not total:
+            continue
+        noted = [c.talked for c in done]
+        if None not in noted and events.together(conn.dialect.name):
+            together += _delivered_runs(done, refused.get(broadcast, ()))
+            continue
+        talked = None if None in noted else [s for t in noted if t for s in t]
+        _delivered(conn, done[0], spans[broadcast], now, talked)
+    events.record_delivered_together(conn, together, now)
     finished = [b for b in by_broadcast if b in completed]
     if finished:  # each after its last recipients' events
         events.record_transitions(conn, finished, Transition.COMPLETE, now)
@@ -459,6 +465,38 @@ def record_sent(
 # cost a savepoint.
 _LOOKED_UP: dict[str, None] = {}
 _LOOKED_UP_MOST = 10_000
+
+
+def _delivered_runs(
+    done: Sequence[ClaimedBatch], refused: Sequence[int]
+) -> list[events.DeliveredRun]:
+    """A broadcast's accepted batches (in seq order, each with `talked` noted) as runs of
+    adjacent batches, each skipping the seqs of its contacts that had a conversation and of
+    its recipients refused one by one (`refused`)."""
+    runs: list[list[ClaimedBatch]] = []
+    for c in done:
+        if runs and runs[-1][-1].last_seq + 1 == c.first_seq:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    made = []
+    for run in runs:
+        lo, hi = run[0].first_seq, run[-1].last_seq
+        skip = [q for c in run for q in c.talked or ()] + [q for q in refused if lo <= q <= hi]
+        first = run[0]
+        made.append(
+            events.DeliveredRun(
+                merchant=first.merchant,
+                channel=first.channel,
+                broadcast=first.broadcast,
+                first_batch=first.batch,
+                last_batch=run[-1].batch,
+                first_seq=lo,
+                last_seq=hi,
+                skip=tuple(skip),
+            )
+        )
+    return made
 
 
 def _delivered(
