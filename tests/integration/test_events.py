@@ -45,32 +45,31 @@ CURSORS = EventCursors(["integration-secret-key-0123456789abcdef"])
 NEVER = 3600.0  # a safety poll that never fires during a test
 
 
+def _contacts(conn, merchant: str, channel: str, people: int, chatted: set[int]) -> None:  # type: ignore[no-untyped-def]
+    """A connected channel of `merchant` with `people` contacts (U000, U001, …), those numbered
+    in `chatted` having had a conversation."""
+    channels.create(
+        conn, merchant, channel, "fake", (AccountTier.VERIFIED, channel, "", "", ""), "x",
+        from_us(1),
+    )  # fmt: skip
+    items = [
+        ContactImport(f"U{n:03d}", "", "", FollowerState.FOLLOWING, None, False, None, from_us(1))
+        for n in range(people)
+    ]
+    contacts.merge(conn, merchant, channel, items, from_us(1))
+    conn.execute(
+        update(contacts.t)
+        .where(contacts.t.c.external_id.in_([f"U{n:03d}" for n in chatted]))
+        .values(has_conversation=True)
+    )
+
+
 async def _delivered(db: Database, merchant: str, people: int, chatted: set[int]) -> str:
     """A broadcast to `people` contacts whose recipients 0..people-1 were all sent to."""
     channel, broadcast = new_id(), new_id()
 
     def seed(conn):  # type: ignore[no-untyped-def]
-        channels.create(
-            conn,
-            merchant,
-            channel,
-            "fake",
-            (AccountTier.VERIFIED, channel, "", "", ""),
-            "x",
-            from_us(1),
-        )
-        items = [
-            ContactImport(
-                f"U{n:03d}", "", "", FollowerState.FOLLOWING, None, False, None, from_us(1)
-            )
-            for n in range(people)
-        ]
-        contacts.merge(conn, merchant, channel, items, from_us(1))
-        conn.execute(
-            update(contacts.t)
-            .where(contacts.t.c.external_id.in_([f"U{n:03d}" for n in chatted]))
-            .values(has_conversation=True)
-        )
+        _contacts(conn, merchant, channel, people, chatted)
         snapshot.take(
             conn, merchant=merchant, channel=channel, broadcast=broadcast, since=None,
             group=None, batch_size=4, now=from_us(1),
@@ -163,22 +162,7 @@ async def _recorded(
     names = [new_id(), new_id()]
 
     def seed(conn):  # type: ignore[no-untyped-def]
-        channels.create(
-            conn, merchant, channel, "fake", (AccountTier.VERIFIED, channel, "", "", ""),
-            "x", from_us(1),
-        )  # fmt: skip
-        items = [
-            ContactImport(
-                f"U{n:03d}", "", "", FollowerState.FOLLOWING, None, False, None, from_us(1)
-            )
-            for n in range(people)
-        ]
-        contacts.merge(conn, merchant, channel, items, from_us(1))
-        conn.execute(
-            update(contacts.t)
-            .where(contacts.t.c.external_id.in_([f"U{n:03d}" for n in chatted]))
-            .values(has_conversation=True)
-        )
+        _contacts(conn, merchant, channel, people, chatted)
         for name, size, refused in zip(names, case["sizes"], case["refused"], strict=True):
             snapshot.take(
                 conn, merchant=merchant, channel=channel, broadcast=name, since=None,
