@@ -4,6 +4,7 @@ connected channels and nothing to send.
 
     ./dev run python -m bench.dispatch_many [--backend sqlite|postgresql|both] [--smoke]
         [--channels K ...] [--recipients N ...] [--idle CHANNELS] [--idle-seconds S]
+        [--timeout S]
 
 The LINE emulator runs in its own process with 30 ms of latency on every request and 2K verified
 accounts; `broadcaster serve` runs in another on a fresh database. Each merchant's account gets N
@@ -144,9 +145,11 @@ def _aggregate(spans: list[dict[str, float]]) -> float:
     return sum(s["count"] for s in spans) / (last - first + LATENCY)
 
 
-def _send_all(channel: grpc.Channel, drafts: list[str]) -> float:
+def _send_all(channel: grpc.Channel, drafts: list[str], log: Path, timeout: float) -> float:
     """Send every draft from a thread of its own at the same moment; wait until none is SENDING.
-    Returns the seconds from the Sends to the last one done."""
+    Returns the seconds from the Sends to the last one done. A broadcast still SENDING after
+    `timeout` seconds fails the run, with the progress of each and the end of the service's
+    log."""
     stub = bpb_grpc.BroadcastServiceStub(channel)
     ready = threading.Barrier(len(drafts) + 1)
 
@@ -170,10 +173,26 @@ def _send_all(channel: grpc.Channel, drafts: list[str]) -> float:
             if b.state != bpb.Broadcast.SENDING:
                 assert b.state == bpb.Broadcast.SENT, b
                 waiting.discard(name)
+        if waiting and time.perf_counter() - started > timeout:
+            _give_up(stub, sorted(waiting), log, timeout)
     return time.perf_counter() - started
 
 
-def run(backend: str, channels: int, recipients: int) -> None:
+def _give_up(
+    stub: bpb_grpc.BroadcastServiceStub, waiting: list[str], log: Path, timeout: float
+) -> None:
+    """Print what the unfinished broadcasts had reached and the end of the service's log, and
+    fail the run."""
+    for name in waiting:
+        b = stub.GetBroadcast(bpb.GetBroadcastRequest(name=name), metadata=ADMIN)
+        print(f"  {name}: {bpb.Broadcast.State.Name(b.state)}; {b.counters}".replace("\n", " "))
+    print("  the service's log, last lines:")
+    for line in log.read_text(errors="replace").splitlines()[-40:]:
+        print(f"    {line}")
+    raise SystemExit(f"{len(waiting)} broadcasts still SENDING after {timeout:.0f} s")
+
+
+def run(backend: str, channels: int, recipients: int, timeout: float) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
         fresh_database(backend, Path(tmp)) as url,
@@ -197,7 +216,7 @@ def run(backend: str, channels: int, recipients: int) -> None:
         pid = server.process.pid
         cpu, db_cpu = cpu_seconds(pid), _postgres_cpu()
         statements, writing = _database_work(server.http_port)
-        took = _send_all(channel, drafts)
+        took = _send_all(channel, drafts, Path(tmp) / "serve.log", timeout)
         cpu = cpu_seconds(pid) - cpu
         db_cpu = _postgres_cpu() - db_cpu if backend == "postgresql" else float("nan")
         statements_after, writing_after = _database_work(server.http_port)
@@ -314,6 +333,9 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=1000, help="channels of the idle run (0: none)")
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--no-sends", action="store_true", help="the idle run only")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds a run's broadcasts may take"
+    )
     args = parser.parse_args()
     if args.smoke:
         runs, idle_channels, idle_seconds = [(4, 5_000)], 50, 5.0
@@ -326,7 +348,7 @@ def main() -> None:
         runs = []
     for backend in ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]:
         for k, n in runs:
-            run(backend, k, n)
+            run(backend, k, n, args.timeout)
         if idle_channels:
             idle(backend, idle_channels, idle_seconds)
 

@@ -35,7 +35,7 @@ from tests.e2e.sending_rig import (
 
 MULTICAST = frozenset({"multicast"})
 BATCH = 500  # LINE's multicast maximum
-IN_FLIGHT = 32  # the dispatcher's sends outstanding per channel (engine.Settings.in_flight)
+IN_FLIGHT = 32  # the dispatcher's sends unanswered per channel (engine.Settings.in_flight)
 # Every multicast answer takes this long: at 32 requests in flight a broadcast of 60 batches
 # takes two waves and more, so the call lands mid-send with requests on the wire.
 LATENCY = 1.0

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Connection, bindparam, text
 
 from broadcaster.dispatch.engine import Dispatcher, Settings
+from broadcaster.dispatch.recorder import Recorder
 from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.auth import LOCAL
 from broadcaster.domain.broadcasts import Broadcast, BroadcastState
@@ -35,6 +36,7 @@ from broadcaster.services.sending import Sending
 from broadcaster.store import contacts, dispatch, events, snapshot
 from broadcaster.store import deliveries as delivery_repo
 from broadcaster.store.clock import from_us, to_us
+from broadcaster.store.database import Database
 from tests.fakechannel import LEDGERS, Ledger
 
 FAST = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=8)
@@ -318,6 +320,48 @@ async def test_a_small_broadcast_is_not_stuck_behind_a_big_one_on_its_channel(
         finished = await shop.finished(big)
         assert finished.counters.sent == 5010
         assert max(shop.ledger.received.values()) == 2  # the regulars got both
+
+
+class _HeldRecorder(Recorder):
+    """The process's group commit, with accepted batches held back until `open` is set: a
+    recorder falling behind."""
+
+    def __init__(self, db: Database, open: asyncio.Event) -> None:
+        super().__init__(db)
+        self._open = open
+
+    async def write_together(self, fn: Any, item: Any, *, key: str = "") -> Any:
+        await self._open.wait()
+        return await super().write_together(fn, item, key=key)
+
+
+async def test_answered_batches_waiting_for_their_record_do_not_hold_the_next_sends(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """A channel's sends on the wire are bounded (`in_flight`), and so are its batches not yet
+    recorded (`unrecorded`): a batch the channel took leaves the wire while it waits for its
+    group commit, and the next goes meanwhile. (A slot held until the record had kept eight
+    channels at half their ceiling while the recorder caught up.)"""
+    held = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2, unrecorded=6)
+    async for shop in _shop(ctx, hub, merchant, 1000, settings=held, start=False):
+        open = asyncio.Event()
+        shop.dispatcher._record = _HeldRecorder(ctx.db, open)
+        shop.dispatcher.start()
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        async with asyncio.timeout(10):
+            while True:
+                if shop.ledger.attempts >= held.unrecorded:
+                    break
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # no more go while six wait for their record
+        assert shop.ledger.attempts == held.unrecorded
+        assert sum(shop.ledger.received.values()) == 50 * held.unrecorded
+        assert (await shop.broadcasts.get(LOCAL, name)).counters.sent == 0
+        open.set()
+        done = await shop.finished(name)
+        assert (done.state, done.counters.sent) == (BroadcastState.SENT, 1000)
+        _exactly_once(shop)
 
 
 async def test_a_run_still_ending_does_not_hold_a_new_channel_back(

@@ -88,6 +88,9 @@ _LAPSE_MARGIN = 0.05  # seconds past a lease's expiry before trying for it
 # Group commits of outcomes that run at once on PostgreSQL (dispatch.recorder); SQLite has one
 # writer. Each takes one of the threads that go first (store.database.FIRST_THREADS).
 RECORDING_LANES = 3
+# The most outcomes one group commit records. At eight channels' ceilings a commit of 64 left
+# the recorder behind and each channel's sends waiting on it; 256 keeps up.
+RECORDED_AT_ONCE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +104,11 @@ class Settings:
     # process and through PostgreSQL in the others; a channel whose lease another replica
     # holds is looked at again when that lease would lapse, in case that replica died.
     safety_poll_seconds: float = 5.0
-    in_flight: int = 32  # sends outstanding per channel
+    # Per channel: batches claimed and not yet answered by the channel (on the wire, or about
+    # to be: what a deleted channel or a refused credential can still let through), and
+    # batches claimed and not yet recorded (answered ones waiting for their group commit too).
+    in_flight: int = 32
+    unrecorded: int = 128
     # The pace, below the ceiling; and a cap on any one-second window, a little below the
     # ceiling too, so that no window as the channel measures it (requests arrive with some
     # jitter) ever holds more than the ceiling, even after a stall.
@@ -183,7 +190,10 @@ class Dispatcher:
         # share transactions (on SQLite, turns at its one writer; on PostgreSQL, a lane per
         # merchant's outcomes, several committing at once).
         self._record = Recorder(
-            ctx.db, first=True, lanes=RECORDING_LANES if ctx.db.dialect == "postgresql" else 1
+            ctx.db,
+            most=RECORDED_AT_ONCE,
+            first=True,
+            lanes=RECORDING_LANES if ctx.db.dialect == "postgresql" else 1,
         )
         self._leases = LeaseKeeper(ctx, lambda: self.settings)
         hub.on_gone(self.channel_gone)
@@ -440,7 +450,8 @@ class ChannelDispatch:
         self.released = False  # the lease (and the batches claimed, not sent) let go
         self._kind = ""  # the channel's type, once known
         self._reports = False  # the channel keeps statistics (ReportsStatistics)
-        self._sends: set[asyncio.Task[None]] = set()
+        self._sends: set[asyncio.Task[None]] = set()  # claimed, not yet recorded
+        self._unanswered: set[asyncio.Task[None]] = set()  # of those, not yet answered
         self._record = needs.record
         self._room = asyncio.Event()
         # Set when the channel can send no more (deleted, credentials refused); its result, the
@@ -536,9 +547,13 @@ class ChannelDispatch:
         self._room.set()
 
     async def _dispatch(self, instance: Channel, bucket: TokenBucket, window: int) -> None:
-        limit = self._settings.in_flight
+        """Claim batches while the channel has room for them: fewer than `in_flight` of its
+        batches unanswered, and fewer than `unrecorded` not yet recorded. An answered batch
+        waiting for its group commit leaves the wire, so the next one can go meanwhile."""
+        settings = self._settings
+        limit = settings.in_flight
         while self._holding:
-            room = limit - len(self._sends)
+            room = min(limit - len(self._unanswered), settings.unrecorded - len(self._sends))
             claimed: list[store.ClaimedBatch] = []
             if room >= max(1, limit // 4) or not self._sends:
                 now = self._ctx.now()
@@ -553,6 +568,7 @@ class ChannelDispatch:
             for batch in claimed:
                 task = asyncio.create_task(self._deliver(instance, bucket, window, batch))
                 self._sends.add(task)
+                self._unanswered.add(task)
                 task.add_done_callback(self._finished)
             if not claimed and not self._sends:
                 if not await self._ctx.db.read(store.sending_on, self.channel):
@@ -564,8 +580,17 @@ class ChannelDispatch:
             self._room.clear()
             await wait_or_wake(self._room, self._settings.poll_seconds)
 
+    def _answered(self) -> None:
+        """The running send's batch was taken by the channel: it is off the wire, waiting for
+        its record."""
+        task = asyncio.current_task()
+        if task in self._unanswered:
+            self._unanswered.discard(cast(asyncio.Task[None], task))
+            self._room.set()
+
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._sends.discard(task)
+        self._unanswered.discard(task)
         self._room.set()
         if not task.cancelled() and task.exception() is not None:
             log.error(
@@ -642,6 +667,7 @@ class ChannelDispatch:
             match outcome.status:
                 case SendStatus.ACCEPTED | SendStatus.ALREADY_ACCEPTED:
                     bucket.succeeded()
+                    self._answered()
                     await self._accepted(instance, batch, outcome, took)
                     return
                 case SendStatus.INVALID_RECIPIENTS:
