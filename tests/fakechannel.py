@@ -94,6 +94,8 @@ class Ledger:
     used: int = 0
     revoked: bool = False  # the account refuses its credentials from now on
     attempts: int = 0  # send requests received
+    sending: int = 0  # send requests not yet answered
+    most_sending: int = 0  # the most at once
     # Statistics (fake-stats): recipients and bubbles counted under each unit, reads made
     # (unit, monotonic time), and answers queued for the next reads ("unavailable").
     units: Counter[str] = field(default_factory=Counter)
@@ -205,6 +207,14 @@ class FakeChannel:
 
     async def send(self, batch: SendBatch) -> SendOutcome:
         ledger = LEDGERS[self._c["token"]]
+        ledger.sending += 1
+        ledger.most_sending = max(ledger.most_sending, ledger.sending)
+        try:
+            return await self._send(ledger, batch)
+        finally:
+            ledger.sending -= 1
+
+    async def _send(self, ledger: Ledger, batch: SendBatch) -> SendOutcome:
         ledger.keys_seen[batch.idempotency_key] += 1
         ledger.attempts += 1
         delay = int(self._c.get("send_delay_ms", "0")) / 1000

@@ -263,7 +263,7 @@ async def test_quota_running_out_mid_send_fails_with_resendable_recipients(
 async def test_cancel_stops_new_batches_with_exact_counters(
     ctx: ServiceContext, hub: ChannelHub, merchant: str
 ) -> None:
-    slow = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2)
+    slow = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2, ahead=2)
     async for shop in _shop(ctx, hub, merchant, 1000, settings=slow, send_delay_ms="50"):
         name = await shop.draft()
         await shop.sending.send(LOCAL, name, "")
@@ -289,7 +289,7 @@ async def test_a_small_broadcast_is_not_stuck_behind_a_big_one_on_its_channel(
 ) -> None:
     """The channel's broadcasts take turns by batch number: one sent while another is half-way
     starts at once instead of waiting for the other's remaining batches."""
-    slow = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2)
+    slow = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2, ahead=2)
     async for shop in _shop(ctx, hub, merchant, 5000, settings=slow, send_delay_ms="20"):
         recent = [
             ContactImport(f"recent-{n}", "", "", FollowerState.FOLLOWING, ctx.now(), False,
@@ -314,9 +314,11 @@ async def test_a_small_broadcast_is_not_stuck_behind_a_big_one_on_its_channel(
         done = await shop.finished(small)
         meanwhile = await shop.broadcasts.get(LOCAL, big)
         assert done.state is BroadcastState.SENT and done.counters.sent == 10
-        # It went within a batch or two of the big one's, not after its remaining ~90.
+        # It went after the big one's batches already claimed (in flight and claimed ahead)
+        # and a few more, not after its remaining ~90.
         assert meanwhile.state is BroadcastState.SENDING
-        assert meanwhile.counters.sent <= 500 + 50 * 6, meanwhile.counters
+        claimed = slow.in_flight + slow.ahead
+        assert meanwhile.counters.sent <= 500 + 50 * (claimed + 6), meanwhile.counters
         finished = await shop.finished(big)
         assert finished.counters.sent == 5010
         assert max(shop.ledger.received.values()) == 2  # the regulars got both
@@ -361,6 +363,41 @@ async def test_answered_batches_waiting_for_their_record_do_not_hold_the_next_se
         open.set()
         done = await shop.finished(name)
         assert (done.state, done.counters.sent) == (BroadcastState.SENT, 1000)
+        _exactly_once(shop)
+
+
+def _leased_open(conn: Connection, broadcast: str) -> int:
+    return int(
+        conn.execute(
+            text(
+                "SELECT COUNT(*) FROM batches WHERE broadcast_id = :b AND state <> 1"
+                " AND lease_owner <> ''"
+            ),
+            {"b": broadcast},
+        ).scalar_one()
+    )
+
+
+async def test_batches_are_claimed_ahead_of_the_sends_on_the_wire(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """A channel claims `ahead` batches more than it has sends (so that the next go while a
+    claim waits its turn at the database's writer: 50-300 ms at eight channels' ceilings),
+    and still never has more than `in_flight` requests with the channel at once."""
+    settings = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2, ahead=3)
+    async for shop in _shop(ctx, hub, merchant, 1000, settings=settings, send_delay_ms="100"):
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        broadcast = name.rsplit("/", 1)[1]
+        most = 0
+        async with asyncio.timeout(10):
+            while most < settings.in_flight + settings.ahead:
+                most = max(most, await ctx.db.read(_leased_open, broadcast))
+                await asyncio.sleep(0.01)
+        assert most == settings.in_flight + settings.ahead
+        done = await shop.finished(name)
+        assert (done.state, done.counters.sent) == (BroadcastState.SENT, 1000)
+        assert shop.ledger.most_sending == settings.in_flight
         _exactly_once(shop)
 
 

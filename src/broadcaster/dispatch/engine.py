@@ -104,10 +104,14 @@ class Settings:
     # process and through PostgreSQL in the others; a channel whose lease another replica
     # holds is looked at again when that lease would lapse, in case that replica died.
     safety_poll_seconds: float = 5.0
-    # Per channel: batches claimed and not yet answered by the channel (on the wire, or about
-    # to be: what a deleted channel or a refused credential can still let through), and
-    # batches claimed and not yet recorded (answered ones waiting for their group commit too).
+    # Per channel: batches in flight, from before their bucket slot until the channel takes
+    # them (waiting for the slot, the answer or a retry: what a deleted channel or a refused
+    # credential can still let through); batches claimed ahead of those, waiting for a place
+    # (so that a claim waiting its turn at the database's writer does not leave the channel
+    # idle: 50-320 ms at eight channels' ceilings on SQLite); and batches claimed and not yet
+    # recorded (answered ones waiting for their group commit too).
     in_flight: int = 32
+    ahead: int = 32
     unrecorded: int = 128
     # The pace, below the ceiling; and a cap on any one-second window, a little below the
     # ceiling too, so that no window as the channel measures it (requests arrive with some
@@ -452,6 +456,7 @@ class ChannelDispatch:
         self._reports = False  # the channel keeps statistics (ReportsStatistics)
         self._sends: set[asyncio.Task[None]] = set()  # claimed, not yet recorded
         self._unanswered: set[asyncio.Task[None]] = set()  # of those, not yet answered
+        self._wire = asyncio.Semaphore(self._settings.in_flight)
         self._record = needs.record
         self._room = asyncio.Event()
         # Set when the channel can send no more (deleted, credentials refused); its result, the
@@ -547,13 +552,16 @@ class ChannelDispatch:
         self._room.set()
 
     async def _dispatch(self, instance: Channel, bucket: TokenBucket, window: int) -> None:
-        """Claim batches while the channel has room for them: fewer than `in_flight` of its
-        batches unanswered, and fewer than `unrecorded` not yet recorded. An answered batch
-        waiting for its group commit leaves the wire, so the next one can go meanwhile."""
+        """Claim batches while the channel has room for them: fewer than `in_flight` + `ahead`
+        of its batches unanswered, and fewer than `unrecorded` not yet recorded. An answered
+        batch waiting for its group commit leaves the wire, so the next one can go meanwhile."""
         settings = self._settings
         limit = settings.in_flight
         while self._holding:
-            room = min(limit - len(self._unanswered), settings.unrecorded - len(self._sends))
+            room = min(
+                limit + settings.ahead - len(self._unanswered),
+                settings.unrecorded - len(self._sends),
+            )
             claimed: list[store.ClaimedBatch] = []
             if room >= max(1, limit // 4) or not self._sends:
                 now = self._ctx.now()
@@ -581,11 +589,12 @@ class ChannelDispatch:
             await wait_or_wake(self._room, self._settings.poll_seconds)
 
     def _answered(self) -> None:
-        """The running send's batch was taken by the channel: it is off the wire, waiting for
-        its record."""
+        """The running send's batch was taken by the channel (it is off the wire, waiting for
+        its record), or it ended otherwise: its slot in flight goes to the next."""
         task = asyncio.current_task()
         if task in self._unanswered:
             self._unanswered.discard(cast(asyncio.Task[None], task))
+            self._wire.release()
             self._room.set()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
@@ -600,7 +609,18 @@ class ChannelDispatch:
     async def _deliver(
         self, instance: Channel, bucket: TokenBucket, window: int, batch: store.ClaimedBatch
     ) -> None:
-        """Send one batch until it has an outcome, and record it."""
+        """Send one batch until it has an outcome, and record it. It holds one of the channel's
+        `in_flight` slots from before its first attempt until the channel takes it, or until it
+        ends otherwise (a batch waiting to retry keeps its slot)."""
+        await self._wire.acquire()
+        try:
+            await self._attempts(instance, bucket, window, batch)
+        finally:
+            self._answered()
+
+    async def _attempts(
+        self, instance: Channel, bucket: TokenBucket, window: int, batch: store.ClaimedBatch
+    ) -> None:
         logs.merchant.set(batch.merchant)  # this task's log lines name the broadcast
         logs.broadcast.set(batch.broadcast)
         logs.channel.set(self.channel)
@@ -627,7 +647,8 @@ class ChannelDispatch:
                 return
             if not self._holding and self._gone is None:
                 return  # stopping: it does not wait for a slot, and the next holder sends it
-            self._ctx.metrics.rate_limit_wait(self._kind, await bucket.acquire())
+            if self._gone is None:
+                self._ctx.metrics.rate_limit_wait(self._kind, await bucket.acquire())
             if self._gone is not None:
                 await self._left(batch, await self._gone, maybe_accepted)
                 return
