@@ -142,6 +142,7 @@ class App:
             broadcasts,
             dispatcher.wake,
             scheduled=lambda: firing.wake(),
+            cancelled=dispatcher.cancelled,
             window=ScheduleWindow(min_lead=timedelta(seconds=config.schedule_min_lead)),
         )
         firing = Firing(ctx, sending.fire_many, listener=listener, aside=hub.not_openable)

@@ -157,7 +157,8 @@ async def _shop(
         dispatcher.start()
     try:
         yield Shop(
-            ctx, broadcasts, Sending(ctx, broadcasts, dispatcher.wake), dispatcher, parent,
+            ctx, broadcasts, Sending(ctx, broadcasts, dispatcher.wake,
+                                     cancelled=dispatcher.cancelled), dispatcher, parent,
             f"{parent}/channels/{made.id}", made.id, LEDGERS[token], ids,
         )  # fmt: skip
     finally:
@@ -282,6 +283,29 @@ async def test_cancel_stops_new_batches_with_exact_counters(
         with pytest.raises(FailedPrecondition) as e:
             await shop.sending.cancel(LOCAL, name)
         assert e.value.reason == "BROADCAST_NOT_SENDING"
+
+
+async def test_a_cancel_keeps_the_batches_claimed_ahead_from_going(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """A channel claims batches ahead of its sends in flight (here every one of them at once);
+    cancelled in this process, those never sent stay unsent (NOT_SENT_CANCELLED), as the
+    batches not yet claimed do. (They had gone: the whole broadcast was delivered.)"""
+    slow = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2)
+    assert slow.ahead >= 20  # all 20 batches claimed at the first claim
+    async for shop in _shop(ctx, hub, merchant, 1000, settings=slow, send_delay_ms="50"):
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        await asyncio.sleep(0.15)
+        assert (await shop.sending.cancel(LOCAL, name)).state is BroadcastState.CANCELLED
+        done = await shop.finished(name)
+        got = sum(shop.ledger.received.values())
+        assert 0 < got <= 500 and done.counters.sent == got
+        assert await shop.outcomes(done.id) == {
+            DeliveryOutcome.SENT: got,
+            DeliveryOutcome.NOT_SENT_CANCELLED: 1000 - got,
+        }
+        _exactly_once(shop, [p for p in shop.people if shop.ledger.received[p]])
 
 
 async def test_a_small_broadcast_is_not_stuck_behind_a_big_one_on_its_channel(
@@ -490,8 +514,8 @@ async def test_a_send_past_the_prepared_budget_numbers_its_recipients_itself(
 ) -> None:
     """On SQLite a reader numbers a Send's recipients before the Send's transaction
     (store.snapshot `prepare`), while the Sends holding theirs stay within
-    PREPARED_RECIPIENTS; past it, the transaction numbers them itself. Either way every
-    recipient gets the broadcast once."""
+    PREPARED_RECIPIENTS and the Send itself within PREPARED_PER_SEND; past either, the
+    transaction numbers them itself. Either way every recipient gets the broadcast once."""
     if not snapshot.prepares(shop.ctx.db.dialect):
         pytest.skip("PostgreSQL numbers a Send's recipients in its transaction")
     prepared: list[str] = []
@@ -507,11 +531,16 @@ async def test_a_send_past_the_prepared_budget_numbers_its_recipients_itself(
     monkeypatch.setattr(sending, "PREPARED_RECIPIENTS", len(shop.people) - 1)
     second = await shop.draft()
     await shop.sending.send(LOCAL, second, "")
+    monkeypatch.undo()
+    monkeypatch.setattr(snapshot, "prepare", counted)
+    monkeypatch.setattr(sending, "PREPARED_PER_SEND", len(shop.people) - 1)
+    third = await shop.draft()
+    await shop.sending.send(LOCAL, third, "")
     assert prepared == [shop.channel_id]
-    for name in (first, second):
+    for name in (first, second, third):
         done = await shop.finished(name)
         assert (done.counters.total, done.counters.sent) == (230, 230)
-    assert dict(shop.ledger.received) == dict.fromkeys(shop.people, 2)
+    assert dict(shop.ledger.received) == dict.fromkeys(shop.people, 3)
 
 
 async def test_concurrent_sends_start_one_dispatch(shop: Shop) -> None:

@@ -213,6 +213,13 @@ class Dispatcher:
         """A broadcast was just sent: look for work now rather than at the next poll."""
         self._wake.set()
 
+    def cancelled(self, channel: str, broadcast: str) -> None:
+        """The broadcast was cancelled (its batches not yet claimed closed in the same
+        transaction): of those this process claimed, the ones never sent do not go."""
+        run = self._runs.get(channel)
+        if run is not None:
+            run.cancelled(broadcast)
+
     def _notified(self, _channel: str | None) -> None:
         """Another replica (or this one) made broadcasts dispatchable, or the listener
         reconnected and may have missed that: look for work now."""
@@ -463,6 +470,7 @@ class ChannelDispatch:
         # reason, once the channel's broadcasts are failed in the database.
         self._gone: asyncio.Future[Reason] | None = None
         self._halt = asyncio.Event()  # set with `_gone`: wakes batches waiting to retry
+        self._cancelled: set[str] = set()  # broadcasts cancelled in this process meanwhile
 
     @property
     def _holding(self) -> bool:
@@ -480,6 +488,10 @@ class ChannelDispatch:
             self._gone.set_result(reason)
         self._room.set()
         self._halt.set()
+
+    def cancelled(self, broadcast: str) -> None:
+        """The broadcast was cancelled: its batches claimed and never sent stay unsent."""
+        self._cancelled.add(broadcast)
 
     @property
     def lost(self) -> bool:
@@ -654,6 +666,9 @@ class ChannelDispatch:
                 return
             if not self._holding:
                 return  # the next lease holder takes this batch over, key and all
+            if attempts == 1 and batch.broadcast in self._cancelled:
+                await self._not_sent(batch, DeliveryOutcome.NOT_SENT_CANCELLED)
+                return  # never sent: it stays unsent, as the cancel left the batches not claimed
             started = time.monotonic()
             sending = SendBatch(
                 recipients,
@@ -788,6 +803,13 @@ class ChannelDispatch:
         self._needs.delivered()  # the broadcast may have completed
         if maybe_accepted:
             self._ctx.metrics.recipients(self._kind, failed=failed)
+
+    async def _not_sent(self, batch: store.ClaimedBatch, outcome: DeliveryOutcome) -> None:
+        """The batch was claimed and never sent, and will not be: its recipients get `outcome`
+        (resendable)."""
+        await self._record.write(
+            store.record_unresolved, batch, outcome, "", self._ctx.now(), key=batch.merchant
+        )
 
     async def _send(self, instance: Channel, batch: SendBatch) -> SendOutcome:
         try:
