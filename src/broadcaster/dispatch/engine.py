@@ -112,7 +112,7 @@ class Settings:
     # recorded (answered ones waiting for their group commit too).
     in_flight: int = 32
     ahead: int = 32
-    unrecorded: int = 128
+    unrecorded: int = 256
     # The pace, below the ceiling; and a cap on any one-second window, a little below the
     # ceiling too, so that no window as the channel measures it (requests arrive with some
     # jitter) ever holds more than the ceiling, even after a stall.
