@@ -308,6 +308,31 @@ async def test_a_cancel_keeps_the_batches_claimed_ahead_from_going(
         _exactly_once(shop, [p for p in shop.people if shop.ledger.received[p]])
 
 
+async def test_a_cancel_on_another_replica_keeps_the_batches_claimed_here_from_going(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """The cancel reaches a replica that is not dispatching the channel: the one that is hears
+    of it (a PostgreSQL notification) and its claimed batches that never went do not go."""
+    if ctx.db.dialect != "postgresql":
+        pytest.skip("several replicas share PostgreSQL only")
+    slow = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2)
+    async for shop in _shop(ctx, hub, merchant, 3000, settings=slow, send_delay_ms="50"):
+        elsewhere = Sending(ctx, shop.broadcasts, lambda: None)  # tells no dispatcher here
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        await asyncio.sleep(0.5)  # the dispatcher's listener is connected; 34 batches claimed
+        assert (await elsewhere.cancel(LOCAL, name)).state is BroadcastState.CANCELLED
+        at_cancel = sum(shop.ledger.received.values())
+        done = await shop.finished(name)
+        got = sum(shop.ledger.received.values())
+        assert got - at_cancel <= 50 * slow.in_flight  # those already with the channel
+        assert 0 < got < 3000 and done.counters.sent == got
+        assert await shop.outcomes(done.id) == {
+            DeliveryOutcome.SENT: got,
+            DeliveryOutcome.NOT_SENT_CANCELLED: 3000 - got,
+        }
+
+
 async def test_a_small_broadcast_is_not_stuck_behind_a_big_one_on_its_channel(
     ctx: ServiceContext, hub: ChannelHub, merchant: str
 ) -> None:

@@ -215,14 +215,20 @@ class Dispatcher:
 
     def cancelled(self, channel: str, broadcast: str) -> None:
         """The broadcast was cancelled (its batches not yet claimed closed in the same
-        transaction): of those this process claimed, the ones never sent do not go."""
+        transaction), in this process or (PostgreSQL) another: of those this process claimed,
+        the ones never sent do not go."""
         run = self._runs.get(channel)
         if run is not None:
             run.cancelled(broadcast)
 
-    def _notified(self, _channel: str | None) -> None:
+    def _notified(self, payload: str | None) -> None:
         """Another replica (or this one) made broadcasts dispatchable, or the listener
-        reconnected and may have missed that: look for work now."""
+        reconnected and may have missed that: look for work now. Or a replica cancelled a
+        broadcast: this one's claimed batches of it that never went do not go."""
+        cancelled = notifications.cancelled_in(payload)
+        if cancelled is not None:
+            self.cancelled(*cancelled)
+            return
         self._wake.set()
 
     def start(self) -> None:

@@ -595,6 +595,12 @@ class Sending:
                 outcome=DeliveryOutcome.NOT_SENT_CANCELLED,
                 now=self._ctx.now(),
             )
+            # The other replicas' batches of it claimed and never sent do not go either.
+            notifications.notify(
+                conn,
+                notifications.DISPATCH_CHANNEL,
+                notifications.cancelled_payload(found.channel, found.id),
+            )
             cancelled = repo.get(conn, n.merchant, n.broadcast)
             assert cancelled is not None
             return cancelled

@@ -22,8 +22,10 @@ from broadcaster.store.database import Database
 log = logging.getLogger(__name__)
 
 # Broadcasts became dispatchable (a Send, or a dispatch handed back with work left); the
-# payload names the channel, or is empty for any.
+# payload names the channel, or is empty for any. Or a sending broadcast was cancelled: the
+# payload is `cancelled_payload` (a replica older than that only looks for work).
 DISPATCH_CHANNEL = "broadcaster_dispatch"
+_CANCELLED = "cancelled "
 # A broadcast was scheduled: the firing loops look again when the next one is due.
 SCHEDULE_CHANNEL = "broadcaster_schedule"
 
@@ -37,6 +39,19 @@ def notify(conn: Connection, channel: str, payload: str = "") -> None:
         conn.execute(
             text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload}
         )
+
+
+def cancelled_payload(channel: str, broadcast: str) -> str:
+    """The DISPATCH_CHANNEL payload saying the broadcast of the channel was cancelled."""
+    return f"{_CANCELLED}{channel} {broadcast}"
+
+
+def cancelled_in(payload: str | None) -> tuple[str, str] | None:
+    """(channel, broadcast) if the payload says a broadcast was cancelled."""
+    if not payload or not payload.startswith(_CANCELLED):
+        return None
+    channel, _, broadcast = payload.removeprefix(_CANCELLED).partition(" ")
+    return (channel, broadcast) if channel and broadcast else None
 
 
 class Listener:
