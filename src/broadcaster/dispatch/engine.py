@@ -476,7 +476,7 @@ class ChannelDispatch:
         # reason, once the channel's broadcasts are failed in the database.
         self._gone: asyncio.Future[Reason] | None = None
         self._halt = asyncio.Event()  # set with `_gone`: wakes batches waiting to retry
-        self._cancelled: set[str] = set()  # broadcasts cancelled in this process meanwhile
+        self._cancelled: set[str] = set()  # broadcasts cancelled (here or elsewhere) meanwhile
 
     @property
     def _holding(self) -> bool:
