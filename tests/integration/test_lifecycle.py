@@ -76,6 +76,14 @@ class Watched:
         return getattr(self._db, name)
 
     async def write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await self._watched(self._db.write, fn, *args, **kwargs)
+
+    async def write_soon(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await self._watched(self._db.write_soon, fn, *args, **kwargs)
+
+    async def _watched(
+        self, write: Callable[..., Any], fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
         def watched(conn: Connection) -> tuple[Any, set[Edge]]:
             before, last = _states(conn, self._merchant), _last_row(conn)
             result = fn(conn, *args, **kwargs)
@@ -86,7 +94,7 @@ class Watched:
             self.events += len(written)
             return result, set(moved.values())
 
-        result, changed = await self._db.write(watched)
+        result, changed = await write(watched)
         self.seen |= changed  # once committed
         return result
 

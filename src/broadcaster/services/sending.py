@@ -225,7 +225,11 @@ class Sending:
             return sending
 
         async with self._prepared(draft, estimate, batch_size, now) as prepared:
-            sent = await self._ctx.db.write(tx, prepared)
+            # Prepared, its transaction is short (a few ms): it goes ahead of the writes of
+            # the channels already sending, instead of waiting behind them while its channel
+            # stays idle (32 Sends at once had waited 0.47 s at the median, 0.75 s at most).
+            write = self._ctx.db.write if prepared is None else self._ctx.db.write_soon
+            sent = await write(tx, prepared)
         self._ctx.events_recorded(n.merchant)  # its lifecycle event
         self._wake()
         return sent
