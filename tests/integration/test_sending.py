@@ -78,10 +78,14 @@ class Shop:
         return dict(Counter(d.outcome for d in found))
 
 
-def _open_batches(conn: Connection, broadcast: str) -> int:
+def _open_batches(conn: Connection, broadcast: str, *, leased: bool = False) -> int:
+    """The broadcast's open batches; `leased`: only those claimed by someone."""
     return int(
         conn.execute(
-            text("SELECT COUNT(*) FROM batches WHERE broadcast_id = :b AND state <> 1"),
+            text(
+                "SELECT COUNT(*) FROM batches WHERE broadcast_id = :b AND state <> 1"
+                + (" AND lease_owner <> ''" if leased else "")
+            ),
             {"b": broadcast},
         ).scalar_one()
     )
@@ -415,18 +419,6 @@ async def test_answered_batches_waiting_for_their_record_do_not_hold_the_next_se
         _exactly_once(shop)
 
 
-def _leased_open(conn: Connection, broadcast: str) -> int:
-    return int(
-        conn.execute(
-            text(
-                "SELECT COUNT(*) FROM batches WHERE broadcast_id = :b AND state <> 1"
-                " AND lease_owner <> ''"
-            ),
-            {"b": broadcast},
-        ).scalar_one()
-    )
-
-
 async def test_batches_are_claimed_ahead_of_the_sends_on_the_wire(
     ctx: ServiceContext, hub: ChannelHub, merchant: str
 ) -> None:
@@ -441,7 +433,7 @@ async def test_batches_are_claimed_ahead_of_the_sends_on_the_wire(
         most = 0
         async with asyncio.timeout(10):
             while most < settings.in_flight + settings.ahead:
-                most = max(most, await ctx.db.read(_leased_open, broadcast))
+                most = max(most, await ctx.db.read(_open_batches, broadcast, leased=True))
                 await asyncio.sleep(0.01)
         assert most == settings.in_flight + settings.ahead
         done = await shop.finished(name)

@@ -380,18 +380,20 @@ class Database:
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(conn, *args, **kwargs)` in a write transaction on the database thread pool."""
-        loop = asyncio.get_running_loop()
-        first = _FIRST.get()
-        call = functools.partial(self._in_transaction, True, fn, args, kwargs, first)
-        return await loop.run_in_executor(self._first if first else self._executor, call)
+        return await self._write(_FIRST.get(), fn, args, kwargs)
 
     async def write_soon(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`write`, taking SQLite's one writer ahead of the ordinary writers waiting, as the
         calls that go first do (on the ordinary threads, unless the caller goes first): for a
         short transaction that holds something up, such as a Send whose recipients a reader
         numbered already (its channel starts sending when it commits)."""
+        return await self._write(True, fn, args, kwargs)
+
+    async def _write(
+        self, turn_first: bool, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
         loop = asyncio.get_running_loop()
-        call = functools.partial(self._in_transaction, True, fn, args, kwargs, True)
+        call = functools.partial(self._in_transaction, True, fn, args, kwargs, turn_first)
         return await loop.run_in_executor(self._first if _FIRST.get() else self._executor, call)
 
     def close(self) -> None:
