@@ -209,9 +209,13 @@ class Dispatcher:
         if run is not None:
             run.gone(Reason.CHANNEL_NOT_CONNECTED)
 
-    def wake(self) -> None:
-        """A broadcast was just sent: look for work now rather than at the next poll."""
+    def wake(self, channel: str | None = None) -> None:
+        """A broadcast was just sent (on `channel`, when known): look for work now rather than
+        at the next poll, and the run already dispatching that channel claims again."""
         self._wake.set()
+        runs = self._runs.values() if channel is None else filter(None, [self._runs.get(channel)])
+        for run in runs:
+            run.woken()
 
     def cancelled(self, channel: str, broadcast: str) -> None:
         """The broadcast was cancelled (its batches not yet claimed closed in the same
@@ -229,7 +233,7 @@ class Dispatcher:
         if cancelled is not None:
             self.cancelled(*cancelled)
             return
-        self._wake.set()
+        self.wake(payload or None)  # a Send names its channel
 
     def start(self) -> None:
         self._subscription.start()
@@ -472,6 +476,10 @@ class ChannelDispatch:
         self._wire = asyncio.Semaphore(self._settings.in_flight)
         self._record = needs.record
         self._room = asyncio.Event()
+        # Until when (monotonic) the channel's claimable batches are all claimed: the last
+        # claim found fewer than it asked for. Batches ending meanwhile do not claim again;
+        # a Send (`woken`) or the poll does.
+        self._all_claimed_until = 0.0
         # Set when the channel can send no more (deleted, credentials refused); its result, the
         # reason, once the channel's broadcasts are failed in the database.
         self._gone: asyncio.Future[Reason] | None = None
@@ -498,6 +506,11 @@ class ChannelDispatch:
     def cancelled(self, broadcast: str) -> None:
         """The broadcast was cancelled: its batches claimed and never sent stay unsent."""
         self._cancelled.add(broadcast)
+
+    def woken(self) -> None:
+        """A broadcast was sent, perhaps on this channel: its batches may be there to claim."""
+        self._all_claimed_until = 0.0
+        self._room.set()
 
     @property
     def lost(self) -> bool:
@@ -581,7 +594,9 @@ class ChannelDispatch:
                 settings.unrecorded - len(self._sends),
             )
             claimed: list[store.ClaimedBatch] = []
-            if room >= max(1, limit // 4) or not self._sends:
+            if not self._sends or (
+                room >= max(1, limit // 4) and time.monotonic() >= self._all_claimed_until
+            ):
                 now = self._ctx.now()
                 claimed = await self._ctx.db.write(
                     store.claim,
@@ -591,6 +606,11 @@ class ChannelDispatch:
                     now=now,
                     limit=room,
                 )
+                if len(claimed) < room:
+                    # Nothing more to claim for now. Each batch ending had claimed again, and
+                    # found nothing: 32 channels of 50 batches made 930 claims for their 1,600
+                    # batches on PostgreSQL, each a write transaction.
+                    self._all_claimed_until = time.monotonic() + settings.poll_seconds
             for batch in claimed:
                 task = asyncio.create_task(self._deliver(instance, bucket, window, batch))
                 self._sends.add(task)

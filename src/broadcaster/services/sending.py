@@ -137,15 +137,15 @@ class Sending:
         self,
         ctx: ServiceContext,
         broadcasts: Broadcasts,
-        wake: Callable[[], None],
+        wake: Callable[[str], None],
         *,
         scheduled: Callable[[], None] = lambda: None,
         cancelled: Callable[[str, str], None] = lambda _channel, _broadcast: None,
         window: ScheduleWindow | None = None,
     ) -> None:
-        """`wake` tells this process's dispatcher that a broadcast is ready to go, and
-        `cancelled` (channel, broadcast) that one sending was cancelled; `scheduled` tells its
-        firing loop that a broadcast was scheduled. `window`: the times a broadcast may be
+        """`wake` tells this process's dispatcher that a broadcast of the channel is ready to go,
+        and `cancelled` (channel, broadcast) that one sending was cancelled; `scheduled` tells
+        its firing loop that a broadcast was scheduled. `window`: the times a broadcast may be
         scheduled for."""
         self._ctx = ctx
         self._broadcasts = broadcasts
@@ -231,7 +231,7 @@ class Sending:
             write = self._ctx.db.write if prepared is None else self._ctx.db.write_soon
             sent = await write(tx, prepared)
         self._ctx.events_recorded(n.merchant)  # its lifecycle event
-        self._wake()
+        self._wake(sent.channel)
         return sent
 
     @contextlib.asynccontextmanager
@@ -444,8 +444,8 @@ class Sending:
             ended.update(await self._ctx.db.write(self._fire_tx, ready[at : at + per_commit]))
         for merchant in {b.merchant for b in ended.values()}:
             self._ctx.events_recorded(merchant)  # their lifecycle events
-        if any(b.state is not BroadcastState.FAILED for b in ended.values()):
-            self._wake()
+        for channel in {b.channel for b in ended.values() if b.state is not BroadcastState.FAILED}:
+            self._wake(channel)
         return [ended.get(b) for _, b in due]
 
     async def _check_due(self, channel: ChannelName, due: list[Broadcast]) -> list[_Due]:
