@@ -337,6 +337,65 @@ async def test_a_cancel_on_another_replica_keeps_the_batches_claimed_here_from_g
         }
 
 
+def _drop_listeners(conn: Connection) -> list[int]:
+    """PostgreSQL: end the connections of this database that LISTEN (as a network fault
+    would); their process ids."""
+    found = conn.execute(
+        text(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+            " AND pid <> pg_backend_pid()"
+        )
+    )
+    return [int(pid) for pid, _ in found]
+
+
+def _alive(conn: Connection, pids: list[int]) -> bool:
+    found = conn.execute(
+        text("SELECT COUNT(*) FROM pg_stat_activity WHERE pid IN :p").bindparams(
+            bindparam("p", expanding=True)
+        ),
+        {"p": pids},
+    )
+    return bool(found.scalar_one())
+
+
+async def test_a_cancel_missed_while_the_listener_was_away_is_read_when_it_comes_back(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """The replica dispatching the channel has its listening connection down when another
+    cancels the broadcast, and so never gets the notification: once connected again it reads
+    which of the broadcasts it holds claimed batches of were cancelled, and those batches that
+    never went do not go. (They had gone: up to 64 batches after the cancel.)"""
+    if ctx.db.dialect != "postgresql":
+        pytest.skip("several replicas share PostgreSQL only")
+    slow = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2)
+    async for shop in _shop(ctx, hub, merchant, 3000, settings=slow, send_delay_ms="200"):
+        elsewhere = Sending(ctx, shop.broadcasts, lambda _channel: None)  # tells no dispatcher here
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        await asyncio.sleep(0.3)  # the dispatcher's listener is connected; 34 batches claimed
+        dropped = await ctx.db.write(_drop_listeners)
+        assert dropped
+        async with asyncio.timeout(5):
+            while True:
+                if not await ctx.db.read(_alive, dropped):
+                    break
+                await asyncio.sleep(0.01)
+        assert (await elsewhere.cancel(LOCAL, name)).state is BroadcastState.CANCELLED
+        at_cancel = sum(shop.ledger.received.values())
+        done = await shop.finished(name)
+        got = sum(shop.ledger.received.values())
+        # Those with the channel, and those sent until the listener is back (half a second
+        # later, ten batches a second): 7 batches, against the 32 claimed ahead.
+        assert got - at_cancel <= 50 * 16, (at_cancel, got)
+        assert 0 < got < 3000 and done.counters.sent == got
+        assert await shop.outcomes(done.id) == {
+            DeliveryOutcome.SENT: got,
+            DeliveryOutcome.NOT_SENT_CANCELLED: 3000 - got,
+        }
+
+
 async def test_a_small_broadcast_is_not_stuck_behind_a_big_one_on_its_channel(
     ctx: ServiceContext, hub: ChannelHub, merchant: str
 ) -> None:

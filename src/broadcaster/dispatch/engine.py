@@ -174,7 +174,8 @@ class Dispatcher:
         self._subscription = notifications.Subscription(
             ctx.db, notifications.DISPATCH_CHANNEL, self._notified, listener
         )
-        self._handing: set[asyncio.Task[None]] = set()  # notifying other replicas
+        # Tasks of its own: notifying other replicas, reading the cancels it may have missed.
+        self._handing: set[asyncio.Task[None]] = set()
         self.delivered = delivered
         self._hub = hub
         self.settings = settings or Settings()
@@ -234,6 +235,30 @@ class Dispatcher:
             self.cancelled(*cancelled)
             return
         self.wake(payload or None)  # a Send names its channel
+        if payload is None and self._runs:
+            # (Re)connected: a cancel taken elsewhere meanwhile was not heard of.
+            task = asyncio.create_task(self._cancelled_unheard())
+            self._handing.add(task)
+            task.add_done_callback(self._handing.discard)
+
+    async def _cancelled_unheard(self) -> None:
+        """Which of the broadcasts this process's runs hold claimed batches of were cancelled,
+        read once: those batches that never went do not go (the notification of the cancel may
+        have come while the listening connection was away)."""
+        runs = list(self._runs.values())
+        claimed: set[str] = set()
+        for run in runs:
+            claimed |= run.claimed_broadcasts()
+        if not claimed:
+            return
+        try:
+            found = await self._ctx.db.read(store.cancelled_among, sorted(claimed))
+        except Exception:
+            log.exception("dispatcher: could not look for broadcasts cancelled meanwhile")
+            return
+        for run in runs:
+            for broadcast in run.claimed_broadcasts() & found:
+                run.cancelled(broadcast)
 
     def start(self) -> None:
         self._subscription.start()
@@ -471,7 +496,8 @@ class ChannelDispatch:
         self.released = False  # the lease (and the batches claimed, not sent) let go
         self._kind = ""  # the channel's type, once known
         self._reports = False  # the channel keeps statistics (ReportsStatistics)
-        self._sends: set[asyncio.Task[None]] = set()  # claimed, not yet recorded
+        # Claimed, not yet recorded: each batch's send, with the broadcast it is of.
+        self._sends: dict[asyncio.Task[None], str] = {}
         self._unanswered: set[asyncio.Task[None]] = set()  # of those, not yet answered
         self._wire = asyncio.Semaphore(self._settings.in_flight)
         self._record = needs.record
@@ -506,6 +532,10 @@ class ChannelDispatch:
     def cancelled(self, broadcast: str) -> None:
         """The broadcast was cancelled: its batches claimed and never sent stay unsent."""
         self._cancelled.add(broadcast)
+
+    def claimed_broadcasts(self) -> set[str]:
+        """The broadcasts of the batches this run claimed and has not yet recorded."""
+        return set(self._sends.values())
 
     def woken(self) -> None:
         """A broadcast was sent, perhaps on this channel: its batches may be there to claim."""
@@ -613,7 +643,7 @@ class ChannelDispatch:
                     self._all_claimed_until = time.monotonic() + settings.poll_seconds
             for batch in claimed:
                 task = asyncio.create_task(self._deliver(instance, bucket, window, batch))
-                self._sends.add(task)
+                self._sends[task] = batch.broadcast
                 self._unanswered.add(task)
                 task.add_done_callback(self._finished)
             if not claimed and not self._sends:
@@ -636,7 +666,7 @@ class ChannelDispatch:
             self._room.set()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._sends.discard(task)
+        self._sends.pop(task, None)
         self._unanswered.discard(task)
         self._room.set()
         if not task.cancelled() and task.exception() is not None:

@@ -170,6 +170,19 @@ def leave_channel(conn: Connection, channel: str, owner: str) -> None:
     release_channel(conn, channel, owner)
 
 
+def cancelled_among(conn: Connection, broadcasts: list[str]) -> set[str]:
+    """Those of `broadcasts` that were cancelled."""
+    cancelled = int(BroadcastState.CANCELLED)
+    found = conn.execute(
+        bulk.statement(
+            f"SELECT id FROM broadcasts WHERE state = {cancelled}"
+            f" AND {bulk.in_strings(conn, 'id', 'ids')}"
+        ),
+        {"ids": bulk.strings_param(conn, broadcasts)},
+    )
+    return {str(b) for (b,) in found}
+
+
 def claim(
     conn: Connection,
     *,
