@@ -104,6 +104,46 @@ async def test_events_for_delivered_recipients(db: Database, merchant: str) -> N
     assert sum(c.has_conversation for c in stored) == 9
 
 
+def _chatted(conn, channel: str, external_ids: list[str]) -> None:  # type: ignore[no-untyped-def]
+    conn.execute(
+        update(contacts.t)
+        .where(contacts.t.c.channel_id == channel)
+        .where(contacts.t.c.external_id.in_(external_ids))
+        .values(has_conversation=True)
+    )
+
+
+def _conversations_of(conn, broadcast: str) -> int:  # type: ignore[no-untyped-def]
+    found = conn.execute(
+        text("SELECT COUNT(*) FROM conversations WHERE broadcast_id = :b"), {"b": broadcast}
+    )
+    return int(found.scalar_one())
+
+
+@pytest.mark.parametrize("talked", ["every", "half"])
+async def test_a_send_to_contacts_who_had_conversations_opens_none_for_them(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str, talked: str
+) -> None:
+    """Sent and recorded by the dispatcher: each recipient gets the broadcast's message, and a
+    conversation is created for those who had none, only. A repeat send to an audience whose
+    every contact had one writes the outbox rows alone (no seqs matched one by one)."""
+    async for shop in _shop(ctx, hub, merchant, 1000):
+        chatted = shop.people if talked == "every" else shop.people[::2]
+        await ctx.db.write(_chatted, shop.channel_id, chatted)
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        done = await shop.finished(name)
+        assert done.counters.sent == 1000
+        found = await ctx.db.read(events.after, merchant, START, 5000)
+        mine = [e for e in found if e.broadcast == done.id]
+        messages = [e for e in mine if e.kind is EventKind.BROADCAST_MESSAGE]
+        created = [e for e in mine if e.kind is EventKind.CONVERSATION_CREATED]
+        assert len(messages) == 1000 and len({e.contact for e in messages}) == 1000
+        assert len(created) == 1000 - len(chatted) == len({e.contact for e in created})
+        written = await ctx.db.read(_conversations_of, done.id)
+        assert written == 1000 - len(chatted)
+
+
 _recording = st.fixed_dictionaries(
     {
         "people": st.integers(1, 14),

@@ -33,6 +33,7 @@ than the reads themselves.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import zlib
@@ -105,15 +106,33 @@ def record_delivered(
     IntegrityError; the caller records again, in a savepoint, with True
     (store.dispatch.record_sent)."""
     _serialize_writers(conn, merchant)
-    statements = _delivered_sql(conn.dialect.name, _noted(talked), looked_up or talked is None)
-    # Seqs outside a span exclude nothing in it: one list serves every span.
-    noted = bulk.json_param(list(talked)) if talked else None
-    for lo, hi in spans:
-        params = {"m": merchant, "ch": channel, "b": broadcast, "lo": lo, "hi": hi, "now": now}
-        if noted is not None:
+    looked = looked_up or talked is None
+    statements = _delivered_sql(conn.dialect.name, _noted(talked), looked)
+    ranges = [
+        {"m": merchant, "ch": channel, "b": broadcast, "lo": lo, "hi": hi, "now": now}
+        for lo, hi in spans
+    ]
+    if talked and _every_one_talked(talked, spans):
+        # Every recipient had a conversation (a repeat send to an audience that talks): the
+        # rows alone, in one statement, no seqs matched one by one.
+        conn.execute(_delivered_sql(conn.dialect.name, "all", looked)[0], ranges)
+        return
+    noted: str | None = None  # seqs outside a span exclude nothing in it: one list for all
+    for params in ranges:
+        if talked:
+            noted = noted or bulk.json_param(list(talked))
             params["talked"] = noted
         for statement in statements:
             conn.execute(statement, params)
+
+
+def _every_one_talked(talked: Sequence[int], spans: Sequence[tuple[int, int]]) -> bool:
+    """Whether `talked` (distinct seqs) holds every seq of every span."""
+    seqs = sorted(talked)
+    return all(
+        bisect.bisect_right(seqs, hi) - bisect.bisect_left(seqs, lo) == hi - lo + 1
+        for lo, hi in spans
+    )
 
 
 @functools.cache
@@ -126,6 +145,15 @@ def _delivered_sql(dialect: str, noted: str, looked_up: bool) -> tuple[TextClaus
         "INSERT INTO outbox (merchant_id, channel_id, broadcast_id, first_seq, last_seq,"
         " create_time, opened)"
     )
+    if noted == "all":  # every recipient had a conversation: the row alone
+        opened = "'[]'" if dialect == "postgresql" else "NULL"
+        return (
+            text(
+                bulk.named(
+                    f"{outbox} VALUES (%(m)s, %(ch)s, %(b)s, %(lo)s, %(hi)s, %(now)s, {opened})"
+                )
+            ),
+        )
     if dialect == "postgresql":
         return (
             text(
@@ -144,7 +172,8 @@ def _delivered_sql(dialect: str, noted: str, looked_up: bool) -> tuple[TextClaus
 
 
 def _noted(talked: Sequence[int] | None) -> str:
-    """Which `_conversations_sql`: contacts read, none talked, or some talked (by seq)."""
+    """Which `_conversations_sql`: contacts read, none talked, or some talked (by seq). (A
+    range where every recipient talked is "all": no conversation is written, `_delivered_sql`.)"""
     return "read" if talked is None else "some" if talked else "none"
 
 
@@ -209,6 +238,12 @@ class DeliveredRun:
     first_seq: int
     last_seq: int
     skip: tuple[int, ...] = ()
+    opens: bool = True  # False: none of its recipients opens a conversation (`skip` unused)
+
+    @property
+    def opening(self) -> bool:
+        """Whether some recipient of the run may open a conversation."""
+        return self.opens and len(set(self.skip)) < self.last_seq - self.first_seq + 1
 
 
 def together(dialect: str) -> bool:
@@ -224,7 +259,16 @@ def record_delivered_together(conn: Connection, runs: Sequence[DeliveredRun], no
     for the one writer while the event loop sends."""
     if not runs:
         return
-    ranges = bulk.json_param(
+    opening = [r for r in runs if r.opening]
+    if opening:  # (a run whose every recipient had a conversation opens none: a repeat send)
+        skip = bulk.json_param([[r.broadcast, q] for r in opening for q in r.skip])
+        conn.execute(bulk.statement(_OPENED_TOGETHER), {"ranges": _ranges(opening), "skip": skip})
+    conn.execute(bulk.statement(_OUTBOX_TOGETHER), {"ranges": _ranges(runs), "now": now})
+
+
+def _ranges(runs: Sequence[DeliveredRun]) -> str:
+    """The runs as `_OPENED_TOGETHER`'s and `_OUTBOX_TOGETHER`'s `:ranges`."""
+    return bulk.json_param(
         [
             [
                 r.broadcast,
@@ -238,9 +282,6 @@ def record_delivered_together(conn: Connection, runs: Sequence[DeliveredRun], no
             for r in runs
         ]
     )
-    skip = bulk.json_param([[r.broadcast, q] for r in runs for q in r.skip])
-    conn.execute(bulk.statement(_OPENED_TOGETHER), {"ranges": ranges, "skip": skip})
-    conn.execute(bulk.statement(_OUTBOX_TOGETHER), {"ranges": ranges, "now": now})
 
 
 # The conversations of many runs (`:ranges`: [broadcast, first batch, last batch, …]) read
