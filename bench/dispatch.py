@@ -64,8 +64,11 @@ def _control(api: str, path: str, body: Any = None, method: str | None = None) -
         return json.loads(response.read())
 
 
-def _seed_contacts(url: str, merchant: str, channel_id: str, ids: list[str]) -> None:
-    """The followers as contacts, in one INSERT … SELECT over a JSON array."""
+def _seed_contacts(
+    url: str, merchant: str, channel_id: str, ids: list[str], *, talked: bool = False
+) -> None:
+    """The followers as contacts, in one INSERT … SELECT over a JSON array; `talked`: each has
+    had a conversation with the account."""
     db = Database.from_url(url, threads=1)
     with db.writing() as conn:
         if conn.dialect.name == "postgresql":
@@ -75,13 +78,14 @@ def _seed_contacts(url: str, merchant: str, channel_id: str, ids: list[str]) -> 
             source = "(SELECT value, key AS n FROM json_each(:ids)) AS j"
             padded = "printf('%012d', n)"
         false = "false" if conn.dialect.name == "postgresql" else "0"
+        chatted = ("true" if conn.dialect.name == "postgresql" else "1") if talked else false
         conn.execute(
             text(
                 "INSERT INTO contacts (id, merchant_id, channel_id, external_id, display_name,"
                 " picture_uri, follower_state, state_time, last_interaction_time, opted_out,"
                 " customer_id, has_conversation, observe_time, seen_sync, create_time,"
                 f" update_time) SELECT :m || '-' || {padded}, :m, :ch, value, '', '', 1, 0, NULL,"
-                f" {false}, NULL, {false}, 0, NULL, 0, 0 FROM {source}"
+                f" {false}, NULL, {chatted}, 0, NULL, 0, 0 FROM {source}"
             ),
             {"m": merchant, "ch": channel_id, "ids": json.dumps(ids)},
         )

@@ -4,7 +4,7 @@ connected channels and nothing to send.
 
     ./dev run python -m bench.dispatch_many [--backend sqlite|postgresql|both] [--smoke]
         [--channels K ...] [--recipients N ...] [--idle CHANNELS] [--idle-seconds S]
-        [--timeout S]
+        [--timeout S] [--talked]
 
 The LINE emulator runs in its own process with 30 ms of latency on every request and 2K verified
 accounts; `broadcaster serve` runs in another on a fresh database. Each merchant's account gets N
@@ -22,6 +22,10 @@ too. And that every follower of every account received its broadcast exactly onc
 Beside it, the anchor: a bare `aiohttp` loop in this process posting the same 500-id bodies to
 the other K accounts of the same emulator, each paced at the same share of its ceiling, with no
 database: what Python can send on this box. The engine is reported as a share of it.
+
+`--talked`: every contact has had a conversation with the account (a repeat send to an audience
+that talks), so the broadcasts open none; by default none has (a first send, every recipient's
+conversation created).
 
 `--idle C`: C connected channels, nothing to send, for `--idle-seconds` (60): the service's CPU
 as a share of one core and its database statements per second.
@@ -192,7 +196,7 @@ def _give_up(
     raise SystemExit(f"{len(waiting)} broadcasts still SENDING after {timeout:.0f} s")
 
 
-def run(backend: str, channels: int, recipients: int, timeout: float) -> None:
+def run(backend: str, channels: int, recipients: int, timeout: float, talked: bool = False) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
         fresh_database(backend, Path(tmp)) as url,
@@ -209,7 +213,7 @@ def run(backend: str, channels: int, recipients: int, timeout: float) -> None:
             merchant = f"shop-{i:03d}"
             name = _connect(channel, merchant, *_token("m", i))
             ids = _control(api, f"accounts/{account['channelId']}/followers")["userIds"]
-            _seed_contacts(url, merchant, name.rsplit("/", 1)[1], ids)
+            _seed_contacts(url, merchant, name.rsplit("/", 1)[1], ids, talked=talked)
             drafts.append(_draft(channel, merchant, name))
         _control(api, "faults", {"latency": LATENCY})
 
@@ -252,9 +256,11 @@ def run(backend: str, channels: int, recipients: int, timeout: float) -> None:
         per_k = 1000 * cpu / requests
         written_per_k = 1000 * writing / requests
         median = statistics.median(rates)
+        shape = " (every contact had a conversation)" if talked else ""
         print(
-            f"{backend}: K={channels} x {recipients:,}: aggregate {aggregate:,.0f} multicast req/s "
-            f"of {channels * CEILING:,} ({aggregate / (channels * CEILING):.1%}); per channel "
+            f"{backend}: K={channels} x {recipients:,}{shape}: aggregate {aggregate:,.0f} "
+            f"multicast req/s of {channels * CEILING:,} ({aggregate / (channels * CEILING):.1%});"
+            " per channel "
             f"min {rates[0]:.0f} / median {median:.0f} / max {rates[-1]:.0f} req/s "
             f"(min = {rates[0] / median:.0%} of median); {limited} x 429; all done "
             f"{took:.1f} s after the Sends; service {cpu:.1f} CPU-s = {per_k:.2f} per 1,000 "
@@ -269,6 +275,8 @@ def run(backend: str, channels: int, recipients: int, timeout: float) -> None:
             f"{1000 * anchor_cpu / anchor_requests:.2f} CPU-s per 1,000 requests; engine = "
             f"{aggregate / anchor:.0%} of the anchor"
         )
+        if talked:
+            return  # not a row of the table
         record(
             f"dispatch_many.k{channels}",
             backend,
@@ -334,6 +342,9 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--no-sends", action="store_true", help="the idle run only")
     parser.add_argument(
+        "--talked", action="store_true", help="every contact has had a conversation"
+    )
+    parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds a run's broadcasts may take"
     )
     args = parser.parse_args()
@@ -348,7 +359,7 @@ def main() -> None:
         runs = []
     for backend in ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]:
         for k, n in runs:
-            run(backend, k, n, args.timeout)
+            run(backend, k, n, args.timeout, args.talked)
         if idle_channels:
             idle(backend, idle_channels, idle_seconds)
 
