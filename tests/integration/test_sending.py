@@ -321,20 +321,43 @@ async def test_a_cancel_on_another_replica_keeps_the_batches_claimed_here_from_g
         pytest.skip("several replicas share PostgreSQL only")
     slow = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2)
     async for shop in _shop(ctx, hub, merchant, 3000, settings=slow, send_delay_ms="50"):
-        elsewhere = Sending(ctx, shop.broadcasts, lambda _channel: None)  # tells no dispatcher here
-        name = await shop.draft()
-        await shop.sending.send(LOCAL, name, "")
+        elsewhere, name = await _sent_beside_another_replica(shop)
         await asyncio.sleep(0.5)  # the dispatcher's listener is connected; 34 batches claimed
         assert (await elsewhere.cancel(LOCAL, name)).state is BroadcastState.CANCELLED
         at_cancel = sum(shop.ledger.received.values())
-        done = await shop.finished(name)
-        got = sum(shop.ledger.received.values())
+        got = await _ended_cancelled(shop, name, 3000)
         assert got - at_cancel <= 50 * slow.in_flight  # those already with the channel
-        assert 0 < got < 3000 and done.counters.sent == got
-        assert await shop.outcomes(done.id) == {
-            DeliveryOutcome.SENT: got,
-            DeliveryOutcome.NOT_SENT_CANCELLED: 3000 - got,
-        }
+
+
+async def _sent_until(shop: Shop, title: str, sent: int) -> str:
+    """A broadcast to everyone sent, once `sent` of its recipients were recorded sent."""
+    name = await shop.draft(title)
+    await shop.sending.send(LOCAL, name, "")
+    async with asyncio.timeout(30):
+        while True:
+            if (await shop.broadcasts.get(LOCAL, name)).counters.sent >= sent:
+                return name
+            await asyncio.sleep(0.01)
+
+
+async def _sent_beside_another_replica(shop: Shop) -> tuple[Sending, str]:
+    """A broadcast sent, and the Sending of another replica (it tells no dispatcher here)."""
+    name = await shop.draft()
+    await shop.sending.send(LOCAL, name, "")
+    return Sending(shop.ctx, shop.broadcasts, lambda _channel: None), name
+
+
+async def _ended_cancelled(shop: Shop, name: str, people: int) -> int:
+    """How many of its `people` recipients the cancelled broadcast `name` reached, once it
+    ended: those its counters say, the others NOT_SENT_CANCELLED."""
+    done = await shop.finished(name)
+    got = sum(shop.ledger.received.values())
+    assert 0 < got < people and done.counters.sent == got
+    assert await shop.outcomes(done.id) == {
+        DeliveryOutcome.SENT: got,
+        DeliveryOutcome.NOT_SENT_CANCELLED: people - got,
+    }
+    return got
 
 
 def _drop_listeners(conn: Connection) -> list[int]:
@@ -371,9 +394,7 @@ async def test_a_cancel_missed_while_the_listener_was_away_is_read_when_it_comes
         pytest.skip("several replicas share PostgreSQL only")
     slow = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2)
     async for shop in _shop(ctx, hub, merchant, 3000, settings=slow, send_delay_ms="200"):
-        elsewhere = Sending(ctx, shop.broadcasts, lambda _channel: None)  # tells no dispatcher here
-        name = await shop.draft()
-        await shop.sending.send(LOCAL, name, "")
+        elsewhere, name = await _sent_beside_another_replica(shop)
         await asyncio.sleep(0.3)  # the dispatcher's listener is connected; 34 batches claimed
         dropped = await ctx.db.write(_drop_listeners)
         assert dropped
@@ -384,16 +405,10 @@ async def test_a_cancel_missed_while_the_listener_was_away_is_read_when_it_comes
                 await asyncio.sleep(0.01)
         assert (await elsewhere.cancel(LOCAL, name)).state is BroadcastState.CANCELLED
         at_cancel = sum(shop.ledger.received.values())
-        done = await shop.finished(name)
-        got = sum(shop.ledger.received.values())
+        got = await _ended_cancelled(shop, name, 3000)
         # Those with the channel, and those sent until the listener is back (half a second
         # later, ten batches a second): 7 batches, against the 32 claimed ahead.
         assert got - at_cancel <= 50 * 16, (at_cancel, got)
-        assert 0 < got < 3000 and done.counters.sent == got
-        assert await shop.outcomes(done.id) == {
-            DeliveryOutcome.SENT: got,
-            DeliveryOutcome.NOT_SENT_CANCELLED: 3000 - got,
-        }
 
 
 async def test_a_small_broadcast_is_not_stuck_behind_a_big_one_on_its_channel(
@@ -410,13 +425,7 @@ async def test_a_small_broadcast_is_not_stuck_behind_a_big_one_on_its_channel(
         ]  # fmt: skip
         await ctx.db.write(contacts.merge, shop.parent.split("/")[1], shop.channel_id, recent,
                            ctx.now())  # fmt: skip
-        big = await shop.draft("Everyone")
-        await shop.sending.send(LOCAL, big, "")
-        async with asyncio.timeout(30):
-            while True:
-                if (await shop.broadcasts.get(LOCAL, big)).counters.sent >= 500:
-                    break
-                await asyncio.sleep(0.01)
+        big = await _sent_until(shop, "Everyone", 500)
         draft = DraftInput(
             "Regulars", shop.channel, InteractionWindow.LAST_24_HOURS, (), (TextMessage("hi"),)
         )
@@ -456,13 +465,7 @@ async def test_a_channel_with_every_batch_claimed_claims_again_when_a_send_comes
 
     monkeypatch.setattr(dispatch, "claim", counted)
     async for shop in _shop(ctx, hub, merchant, 1000, settings=settings, send_delay_ms="150"):
-        big = await shop.draft("Everyone")
-        await shop.sending.send(LOCAL, big, "")
-        async with asyncio.timeout(10):
-            while True:
-                if (await shop.broadcasts.get(LOCAL, big)).counters.sent >= 200:
-                    break
-                await asyncio.sleep(0.01)
+        big = await _sent_until(shop, "Everyone", 200)
         assert claims <= 2, claims  # not one per batch ended
         again = await shop.draft("Again")
         await shop.sending.send(LOCAL, again, "")
