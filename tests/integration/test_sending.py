@@ -317,16 +317,12 @@ async def test_a_cancel_on_another_replica_keeps_the_batches_claimed_here_from_g
 ) -> None:
     """The cancel reaches a replica that is not dispatching the channel: the one that is hears
     of it (a PostgreSQL notification) and its claimed batches that never went do not go."""
-    if ctx.db.dialect != "postgresql":
-        pytest.skip("several replicas share PostgreSQL only")
-    slow = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2)
-    async for shop in _shop(ctx, hub, merchant, 3000, settings=slow, send_delay_ms="50"):
-        elsewhere, name = await _sent_beside_another_replica(shop)
+    async for shop, elsewhere, name in _sent_beside_another_replica(ctx, hub, merchant, "50"):
         await asyncio.sleep(0.5)  # the dispatcher's listener is connected; 34 batches claimed
         assert (await elsewhere.cancel(LOCAL, name)).state is BroadcastState.CANCELLED
         at_cancel = sum(shop.ledger.received.values())
         got = await _ended_cancelled(shop, name, 3000)
-        assert got - at_cancel <= 50 * slow.in_flight  # those already with the channel
+        assert got - at_cancel <= 50 * _TWO_IN_FLIGHT.in_flight  # those already with the channel
 
 
 async def _sent_until(shop: Shop, title: str, sent: int) -> str:
@@ -340,11 +336,22 @@ async def _sent_until(shop: Shop, title: str, sent: int) -> str:
             await asyncio.sleep(0.01)
 
 
-async def _sent_beside_another_replica(shop: Shop) -> tuple[Sending, str]:
-    """A broadcast sent, and the Sending of another replica (it tells no dispatcher here)."""
-    name = await shop.draft()
-    await shop.sending.send(LOCAL, name, "")
-    return Sending(shop.ctx, shop.broadcasts, lambda _channel: None), name
+_TWO_IN_FLIGHT = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2)
+
+
+async def _sent_beside_another_replica(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str, send_delay_ms: str
+) -> AsyncIterator[tuple[Shop, Sending, str]]:
+    """PostgreSQL: a shop of 3,000 people whose channel has two batches in flight at most, a
+    broadcast to them sent, and the Sending of another replica (it tells no dispatcher here)."""
+    if ctx.db.dialect != "postgresql":
+        pytest.skip("several replicas share PostgreSQL only")
+    async for shop in _shop(
+        ctx, hub, merchant, 3000, settings=_TWO_IN_FLIGHT, send_delay_ms=send_delay_ms
+    ):
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        yield shop, Sending(ctx, shop.broadcasts, lambda _channel: None), name
 
 
 async def _ended_cancelled(shop: Shop, name: str, people: int) -> int:
@@ -390,11 +397,7 @@ async def test_a_cancel_missed_while_the_listener_was_away_is_read_when_it_comes
     cancels the broadcast, and so never gets the notification: once connected again it reads
     which of the broadcasts it holds claimed batches of were cancelled, and those batches that
     never went do not go. (They had gone: up to 64 batches after the cancel.)"""
-    if ctx.db.dialect != "postgresql":
-        pytest.skip("several replicas share PostgreSQL only")
-    slow = Settings(lease_seconds=1.0, poll_seconds=0.02, in_flight=2)
-    async for shop in _shop(ctx, hub, merchant, 3000, settings=slow, send_delay_ms="200"):
-        elsewhere, name = await _sent_beside_another_replica(shop)
+    async for shop, elsewhere, name in _sent_beside_another_replica(ctx, hub, merchant, "200"):
         await asyncio.sleep(0.3)  # the dispatcher's listener is connected; 34 batches claimed
         dropped = await ctx.db.write(_drop_listeners)
         assert dropped

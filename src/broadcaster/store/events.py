@@ -238,12 +238,7 @@ class DeliveredRun:
     first_seq: int
     last_seq: int
     skip: tuple[int, ...] = ()
-    opens: bool = True  # False: none of its recipients opens a conversation (`skip` unused)
-
-    @property
-    def opening(self) -> bool:
-        """Whether some recipient of the run may open a conversation."""
-        return self.opens and len(set(self.skip)) < self.last_seq - self.first_seq + 1
+    opens: bool = True  # False: every recipient had a conversation (`skip` unused)
 
 
 def together(dialect: str) -> bool:
@@ -259,7 +254,7 @@ def record_delivered_together(conn: Connection, runs: Sequence[DeliveredRun], no
     for the one writer while the event loop sends."""
     if not runs:
         return
-    opening = [r for r in runs if r.opening]
+    opening = [r for r in runs if r.opens]
     if opening:  # (a run whose every recipient had a conversation opens none: a repeat send)
         skip = bulk.json_param([[r.broadcast, q] for r in opening for q in r.skip])
         conn.execute(bulk.statement(_OPENED_TOGETHER), {"ranges": _ranges(opening), "skip": skip})
