@@ -55,6 +55,7 @@ from broadcaster.domain.messages import (
 )
 from broadcaster.domain.model import AccountTier, FollowerState
 from broadcaster.domain.reasons import Reason
+from broadcaster.domain.recipients import Recipients
 from broadcaster.domain.statistics import BubbleStatistics, ChannelStatistics, UrlStatistics
 
 __all__ = [
@@ -91,6 +92,7 @@ __all__ = [
     "PluginError",
     "Quota",
     "Reason",
+    "Recipients",
     "RefusedEvent",
     "RenewsCredentials",
     "ReportsStatistics",

@@ -112,7 +112,9 @@ class Quota:
 
 @dataclass(frozen=True, slots=True)
 class SendBatch:
-    recipients: Sequence[str]  # external ids, at most max_recipients_per_request
+    # External ids, at most max_recipients_per_request. From the dispatcher, a Recipients:
+    # `Recipients.json_array()` gives them as a JSON array without decoding each id.
+    recipients: Sequence[str]
     messages: Sequence[Message]
     idempotency_key: str  # a UUID, the same for every attempt of this batch
     notification_disabled: bool = False  # a silent send: no notification where the channel can

@@ -69,6 +69,7 @@ from broadcaster.dispatch.ratelimit import TokenBucket
 from broadcaster.dispatch.recorder import Recorder
 from broadcaster.domain.deliveries import DeliveryOutcome
 from broadcaster.domain.reasons import Reason
+from broadcaster.domain.recipients import Recipients
 from broadcaster.domain.retries import WINDOW_MARGIN, OutcomeUnknown, Rekey, next_step
 from broadcaster.domain.statistics import pace_step
 from broadcaster.services.channel_hub import ChannelHub
@@ -692,7 +693,7 @@ class ChannelDispatch:
         logs.merchant.set(batch.merchant)  # this task's log lines name the broadcast
         logs.broadcast.set(batch.broadcast)
         logs.channel.set(self.channel)
-        recipients = list(batch.recipients)
+        recipients = batch.recipients  # as stored until the channel names some invalid
         attempts = batch.attempts
         # Whether an attempt may have been accepted: one by an earlier claim (its answer is
         # unknown here), or one of ours that met a timeout, a reset or a 5xx.
@@ -769,7 +770,7 @@ class ChannelDispatch:
                         await self._stop(batch, outcome, Reason.CHANNEL_REJECTED)
                         return
                     await self._invalid(batch, named)
-                    recipients = [r for r in recipients if r not in named]
+                    recipients = Recipients(r for r in recipients if r not in named)
                 case SendStatus.RETRY_LATER:
                     if outcome.rate_limited:  # refused for rate: nothing was accepted
                         bucket.slow_down()

@@ -31,6 +31,7 @@ from broadcaster.domain import lifecycle
 from broadcaster.domain.deliveries import DeliveryOutcome
 from broadcaster.domain.lifecycle import BroadcastState, Transition
 from broadcaster.domain.messages import Message
+from broadcaster.domain.recipients import Recipients
 from broadcaster.store import batch_recipients, bulk, events, statistics
 from broadcaster.store.batch_recipients import DONE, IS_OPEN
 from broadcaster.store.bubbles import decode_messages
@@ -71,7 +72,7 @@ class ClaimedBatch:
     attempts: int  # this attempt included
     first_attempt_time: datetime
     messages: tuple[Message, ...]  # the broadcast's bubbles
-    recipients: tuple[str, ...]  # the external ids still pending, in seq order
+    recipients: Recipients  # the external ids still pending, in seq order
     # The W3C traceparent of the call that started the broadcast, if it was traced.
     trace_parent: str | None = None
     notification_disabled: bool = False  # the broadcast is a silent send
@@ -230,7 +231,7 @@ def claim(
     by_broadcast: dict[str, list[Row[Any]]] = {}
     for r in rows:
         by_broadcast.setdefault(r.broadcast_id, []).append(r)
-    pending: dict[tuple[str, int], tuple[str, ...]] = {}
+    pending: dict[tuple[str, int], Recipients] = {}
     messages: dict[str, tuple[Message, ...]] = {}
     for broadcast, claimed in by_broadcast.items():
         messages[broadcast] = decode_messages(claimed[0].messages)
@@ -256,15 +257,17 @@ def claim(
         as_rows = [r for r in claimed if r.external_ids is None]
         if on_batch:
             # Recipients kept on the batch: all of them but those resolved one by one since.
+            # As a rule that is all of them, and the stored array goes to the channel as it is
+            # (domain.recipients), decoded only if something reads the ids one by one.
             spans = [(int(r.first_seq), int(r.first_seq) + int(r.size) - 1) for r in on_batch]
             resolved = set(_resolved_seqs(conn, broadcast, _runs(sorted(spans))))
             for r in on_batch:
-                first = int(r.first_seq)
-                stored = batch_recipients.decode(r.external_ids)
-                if resolved.isdisjoint(range(first, first + len(stored))):  # as a rule
-                    pending[(broadcast, int(r.batch))] = tuple(stored)
+                first, size = int(r.first_seq), int(r.size)
+                if resolved.isdisjoint(range(first, first + size)):  # as a rule
+                    pending[(broadcast, int(r.batch))] = Recipients.stored(r.external_ids, size)
                     continue
-                pending[(broadcast, int(r.batch))] = tuple(
+                stored = batch_recipients.decode(r.external_ids)
+                pending[(broadcast, int(r.batch))] = Recipients(
                     external for i, external in enumerate(stored) if first + i not in resolved
                 )
         if as_rows:
@@ -278,7 +281,7 @@ def claim(
                 first = int(r.first_seq)
                 at = bisect.bisect_left(seqs, first)
                 to = bisect.bisect_right(seqs, first + int(r.size) - 1, lo=at)
-                pending[(broadcast, int(r.batch))] = tuple(e for _, e in found[at:to])
+                pending[(broadcast, int(r.batch))] = Recipients(e for _, e in found[at:to])
     return [
         ClaimedBatch(
             merchant=r.merchant_id,
