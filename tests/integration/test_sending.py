@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, bindparam, event, text
 
 from broadcaster.dispatch.engine import Dispatcher, Settings
 from broadcaster.dispatch.recorder import Recorder
@@ -970,6 +970,46 @@ async def test_two_broadcasts_reaching_a_contact_create_its_conversation_once(
         for name in (first, second, third):
             broadcast = await shop.broadcasts.get(LOCAL, name)
             assert broadcast.counters.sent == 60
+
+
+async def test_a_group_commit_opens_many_broadcasts_conversations_in_one_savepoint(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """PostgreSQL: the first conversations of several broadcasts recorded in one group commit
+    are written without looking for conversation rows in one savepoint, not one per broadcast
+    (a commit of 256 outcomes may hold as many broadcasts, and past 64 savepoints a backend's
+    transaction slows every other one's snapshots). Each recipient's conversation is still
+    created once, by its broadcast."""
+    if ctx.db.dialect != "postgresql":
+        pytest.skip("SQLite writes conversations without savepoints")
+    opened = [_shop(ctx, hub, merchant, 20, start=False, account=f"a{i}") for i in range(3)]
+    try:
+        shops = [await made.__anext__() for made in opened]
+        claimed = []
+        for shop in shops:
+            await shop.sending.send(LOCAL, await shop.draft(), "")
+            claimed += await _claim(ctx, shop.channel_id, "test", timedelta(seconds=1000), 1)
+        released = []
+        for engine in ctx.db.engines():
+            event.listen(engine, "release_savepoint", lambda *_: released.append(1))
+        now = ctx.now()
+        sent = await ctx.db.write(
+            dispatch.record_sent, [(c, now, dispatch.Acceptance()) for c in claimed]
+        )
+        assert sent == [20, 20, 20]
+        assert len(released) == 1
+        everyone = set()
+        for shop in shops:
+            page = await ctx.db.read(
+                contacts.list_page, merchant, shop.channel_id, ContactFilter(), Page(100, None)
+            )
+            everyone |= {c.id for c in page}
+        found = await ctx.db.read(events.after, merchant, START, 1000)
+        for kind in (EventKind.CONVERSATION_CREATED, EventKind.BROADCAST_MESSAGE):
+            assert Counter(e.contact for e in found if e.kind is kind) == dict.fromkeys(everyone, 1)
+    finally:
+        for made in opened:
+            await made.aclose()
 
 
 # -- drain (SIGTERM) ------------------------------------------------------------------------------

@@ -490,6 +490,7 @@ def record_sent(
         else set()
     )
     together: list[events.DeliveredRun] = []
+    singly: list[tuple[ClaimedBatch, list[tuple[int, int]], list[int] | None]] = []
     for broadcast, done in by_broadcast.items():
         total = totals[broadcast]
         tags = [t for c in done if (t := said[(broadcast, c.batch)].statistics) is not None]
@@ -509,7 +510,8 @@ def record_sent(
             together += _delivered_runs(done, refused.get(broadcast, ()))
             continue
         talked = None if None in noted else [s for t in noted if t for s in t]
-        _delivered(conn, done[0], spans[broadcast], now, talked)
+        singly.append((done[0], spans[broadcast], talked))
+    _delivered(conn, singly, now)
     events.record_delivered_together(conn, together, now)
     finished = [b for b in by_broadcast if b in completed]
     if finished:  # each after its last recipients' events
@@ -566,44 +568,71 @@ def _delivered_runs(
     return made
 
 
+# The most savepoints a group commit releases (`_delivered`): a PostgreSQL backend keeps track
+# of 64 subtransactions of its transaction cheaply; past that every other backend's snapshot
+# has to look them up on disk ("subtransaction overflow") until it commits.
+_SAVEPOINTS_MOST = 48
+
+
 def _delivered(
     conn: Connection,
-    first: ClaimedBatch,
-    spans: list[tuple[int, int]],
+    broadcasts: Sequence[tuple[ClaimedBatch, list[tuple[int, int]], list[int] | None]],
     now: int,
-    talked: list[int] | None,
 ) -> None:
-    """`events.record_delivered` for the broadcast of batch `first`. On PostgreSQL the
-    conversations of its recipients are first written without looking for conversation rows
-    (those another broadcast created: an earlier one, or one that reached the contact since
-    the snapshot; the snapshot notes only conversations of the contact's own), in a savepoint:
-    the table's key refuses a recipient who has one, the savepoint is rolled back and the
-    ranges written again with the look-up. A broadcast found so is looked up from then on (a
-    repeat broadcast to the same audience, after its first group commit). One savepoint per
-    broadcast of a group commit, up to 64 (the recorder's group): within the 64
-    subtransactions a PostgreSQL backend keeps track of cheaply."""
-    delivered = functools.partial(
-        events.record_delivered,
-        conn,
-        merchant=first.merchant,
-        channel=first.channel,
-        broadcast=first.broadcast,
-        spans=spans,
-        now=now,
-        talked=talked,
-    )
-    if conn.dialect.name != "postgresql" or talked is None or first.broadcast in _LOOKED_UP:
-        delivered()
+    """`events.record_delivered` for each broadcast (a batch of it, its accepted spans, the
+    seqs noted as having had a conversation). On PostgreSQL the conversations of recipients
+    are first written without looking for conversation rows (those another broadcast created:
+    an earlier one, or one that reached the contact since the snapshot; the snapshot notes
+    only conversations of the contact's own), all the broadcasts of the group commit in one
+    savepoint: the table's key refuses a recipient who has one. If it does, the savepoint is
+    rolled back and each broadcast is written again in a savepoint of its own, those refused
+    with the look-up; a broadcast found so is looked up from then on (a repeat broadcast to
+    the same audience, after its first group commit). A group commit of 256 outcomes can hold
+    that many broadcasts: past `_SAVEPOINTS_MOST`, the rest are written with the look-up at
+    once."""
+    writes = [
+        (
+            functools.partial(
+                events.record_delivered,
+                conn,
+                merchant=first.merchant,
+                channel=first.channel,
+                broadcast=first.broadcast,
+                spans=spans,
+                now=now,
+                talked=talked,
+            ),
+            first.broadcast,
+        )
+        for first, spans, talked in broadcasts
+    ]
+    postgresql = conn.dialect.name == "postgresql"
+    trying: list[tuple[functools.partial[None], str]] = []
+    for (write, b), (_, _, talked) in zip(writes, broadcasts, strict=True):
+        if postgresql and talked is not None and b not in _LOOKED_UP:
+            trying.append((write, b))
+        else:
+            write()
+    if not trying:
         return
     try:
         with conn.begin_nested():
-            delivered(looked_up=False)
+            for write, _ in trying:
+                write(looked_up=False)
         return
     except IntegrityError:
-        if len(_LOOKED_UP) >= _LOOKED_UP_MOST:
-            _LOOKED_UP.clear()
-        _LOOKED_UP[first.broadcast] = None
-    delivered()
+        pass
+    for i, (write, b) in enumerate(trying):
+        if i < _SAVEPOINTS_MOST:
+            try:
+                with conn.begin_nested():
+                    write(looked_up=False)
+                continue
+            except IntegrityError:
+                if len(_LOOKED_UP) >= _LOOKED_UP_MOST:
+                    _LOOKED_UP.clear()
+                _LOOKED_UP[b] = None
+        write()
 
 
 def _close_batches(
