@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -142,7 +142,7 @@ async def _shop(
     settings: Settings = FAST,
     start: bool = True,
     **credentials: str,
-) -> AsyncIterator[Shop]:
+) -> AsyncGenerator[Shop, None]:
     token = uuid.uuid4().hex
     parent = f"merchants/{merchant}"
     made = await Channels(ctx, hub).create(
@@ -559,7 +559,11 @@ async def test_a_run_still_ending_does_not_hold_a_new_channel_back(
     at once: the last channel had waited a second behind runs that were ending)."""
     slow = Settings(lease_seconds=30.0, poll_seconds=0.02, safety_poll_seconds=0.05)
     async for shop in _shop(ctx, hub, merchant, 230, settings=slow):
-        ending = asyncio.create_task(asyncio.Event().wait())
+
+        async def never() -> None:
+            await asyncio.Event().wait()
+
+        ending = asyncio.create_task(never())
         shop.dispatcher._channels["a-channel-with-nothing-left"] = ending
         try:
             name = await shop.draft()
