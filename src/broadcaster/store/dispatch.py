@@ -590,27 +590,21 @@ def _delivered(
     the same audience, after its first group commit). A group commit of 256 outcomes can hold
     that many broadcasts: past `_SAVEPOINTS_MOST`, the rest are written with the look-up at
     once."""
-    writes = [
-        (
-            functools.partial(
-                events.record_delivered,
-                conn,
-                merchant=first.merchant,
-                channel=first.channel,
-                broadcast=first.broadcast,
-                spans=spans,
-                now=now,
-                talked=talked,
-            ),
-            first.broadcast,
-        )
-        for first, spans, talked in broadcasts
-    ]
     postgresql = conn.dialect.name == "postgresql"
     trying: list[tuple[functools.partial[None], str]] = []
-    for (write, b), (_, _, talked) in zip(writes, broadcasts, strict=True):
-        if postgresql and talked is not None and b not in _LOOKED_UP:
-            trying.append((write, b))
+    for first, spans, talked in broadcasts:
+        write = functools.partial(
+            events.record_delivered,
+            conn,
+            merchant=first.merchant,
+            channel=first.channel,
+            broadcast=first.broadcast,
+            spans=spans,
+            now=now,
+            talked=talked,
+        )
+        if postgresql and talked is not None and first.broadcast not in _LOOKED_UP:
+            trying.append((write, first.broadcast))
         else:
             write()
     if not trying:

@@ -117,10 +117,10 @@ def record_delivered(
         # rows alone, in one statement, no seqs matched one by one.
         conn.execute(_delivered_sql(conn.dialect.name, "all", looked)[0], ranges)
         return
-    noted: str | None = None  # seqs outside a span exclude nothing in it: one list for all
+    # Seqs outside a span exclude nothing in it: one list serves every span.
+    noted = bulk.json_param(list(talked)) if talked else None
     for params in ranges:
-        if talked:
-            noted = noted or bulk.json_param(list(talked))
+        if noted is not None:
             params["talked"] = noted
         for statement in statements:
             conn.execute(statement, params)
