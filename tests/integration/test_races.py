@@ -6,6 +6,7 @@ rate limit that outlasts the key window."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -401,6 +402,131 @@ async def test_deleting_the_channel_on_another_replica_stops_this_one(
                 DeliveryOutcome.SENT: got,
                 DeliveryOutcome.NOT_SENT_STOPPED: 3000 - got,
             }
+
+
+async def test_a_run_letting_batches_go_after_its_channel_was_deleted_sends_none(
+    ctx: ServiceContext, merchant: str
+) -> None:
+    """The channel is deleted on another replica, and before this one's next renewal tells it,
+    its run lets its claimed batches go unsent (its lease lapsed, or it hands the channel
+    over). Those batches never went: NOT_SENT_STOPPED, not OUTCOME_UNKNOWN; and the channel's
+    dispatch ends with the run, rather than a run starting again and again until the hub
+    forgets the channel."""
+    async for hub in _hub(ctx):
+        async for shop in _shop(ctx, hub, merchant, 3000, settings=SLOW, send_delay_ms="30"):
+            name = await shop.draft()
+            await shop.sending.send(LOCAL, name, "")
+            await _sending(shop, name, 200)
+            leases = shop.dispatcher._leases
+            renew = leases.renew
+            leases.renew = _not_now  # type: ignore[method-assign]
+            try:
+                other = ChannelHub(hub.registry, hub.sealer, ctx.db, {})
+                try:
+                    await Channels(ctx, other).delete(LOCAL, shop.channel)
+                finally:
+                    await other.close()
+                shop.dispatcher.set_aside(shop.channel_id, 0.5)  # a next run comes after this
+                ending = shop.dispatcher._channels[shop.channel_id]
+                shop.dispatcher._runs[shop.channel_id].hand_over()
+                async with asyncio.timeout(10):
+                    await ending
+            finally:
+                leases.renew = renew  # type: ignore[method-assign]
+            done = await shop.finished(name)
+            assert (done.state, done.failure_reason) == (
+                BroadcastState.FAILED, "CHANNEL_NOT_CONNECTED",
+            )  # fmt: skip
+            got = sum(shop.ledger.received.values())
+            assert max(shop.ledger.received.values()) == 1 and got < 3000
+            assert await shop.outcomes(done.id) == {
+                DeliveryOutcome.SENT: got,
+                DeliveryOutcome.NOT_SENT_STOPPED: 3000 - got,
+            }
+            assert done.counters.failed == 0
+
+
+async def _not_now() -> None:
+    """A lease renewal that does not come in time."""
+
+
+async def test_a_claim_taken_back_counts_as_never_attempted(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """Store level: batches a run claimed and let go unsent have their claims taken back; the
+    next holder's claim is their first attempt, and if their broadcast was cancelled
+    meanwhile (the cancel left them open while claimed) they are closed as not sent."""
+    async for shop in _shop(ctx, hub, merchant, 230, start=False):
+        name = await shop.draft()
+        sent = await shop.sending.send(LOCAL, name, "")
+        now = ctx.now()
+        claim = functools.partial(
+            dispatch.claim,
+            channel=shop.channel_id,
+            lease_until=now + timedelta(seconds=600),
+            now=now,
+        )
+        assert await ctx.db.write(
+            dispatch.acquire_channel, shop.channel_id, "me", now + timedelta(seconds=5), now
+        )
+        first, second, third = await ctx.db.write(claim, owner="me", limit=3)
+        # The first was sent; the other two never were.
+        await ctx.db.write(
+            dispatch.leave_channel,
+            shop.channel_id,
+            "me",
+            [(second.broadcast, second.batch), (third.broadcast, third.batch)],
+        )
+        assert await ctx.db.write(
+            dispatch.acquire_channel, shop.channel_id, "next", now + timedelta(seconds=5), now
+        )
+        again = {c.batch: c.attempts for c in await ctx.db.write(claim, owner="next", limit=3)}
+        assert again == {first.batch: 2, second.batch: 1, third.batch: 1}
+        await ctx.db.write(dispatch.undo_claims, "next", [(second.broadcast, second.batch)])
+        cancelled = await shop.sending.cancel(LOCAL, name)
+        assert cancelled.state is BroadcastState.CANCELLED
+        # The cancel closed the batches never attempted; the other two are the holder's.
+        assert await ctx.db.read(_open_batches, sent.id) == 2
+        await ctx.db.write(
+            dispatch.leave_channel, shop.channel_id, "next", [(third.broadcast, third.batch)]
+        )
+        assert await ctx.db.read(_open_batches, sent.id) == 1  # the first, which may have gone
+        outcomes = await shop.outcomes(sent.id)
+        assert outcomes == {DeliveryOutcome.PENDING: 50, DeliveryOutcome.NOT_SENT_CANCELLED: 180}
+
+
+async def test_batches_let_go_unsent_after_the_channel_was_deleted_are_not_sent(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """Store level: the channel was deleted while a run held three batches, and the run let two
+    of them go unsent: those are closed as not sent when it leaves; the one it sent stays open
+    until abandoned, as OUTCOME_UNKNOWN."""
+    async for shop in _shop(ctx, hub, merchant, 230, start=False):
+        name = await shop.draft()
+        sent = await shop.sending.send(LOCAL, name, "")
+        now = ctx.now()
+        assert await ctx.db.write(
+            dispatch.acquire_channel, shop.channel_id, "me", now + timedelta(seconds=5), now
+        )
+        _, *unsent = await ctx.db.write(
+            dispatch.claim,
+            channel=shop.channel_id,
+            owner="me",
+            lease_until=now + timedelta(seconds=600),
+            now=now,
+            limit=3,
+        )
+        await Channels(ctx, hub).delete(LOCAL, shop.channel)
+        assert await ctx.db.read(_open_batches, sent.id) == 3
+        await ctx.db.write(
+            dispatch.leave_channel, shop.channel_id, "me", [(c.broadcast, c.batch) for c in unsent]
+        )
+        assert await ctx.db.read(_open_batches, sent.id) == 1
+        await ctx.db.write(dispatch.abandon_channel, shop.channel_id, "CHANNEL_NOT_CONNECTED", now)
+        assert await ctx.db.read(_open_batches, sent.id) == 0
+        outcomes = await shop.outcomes(sent.id)
+        assert outcomes == {DeliveryOutcome.UNKNOWN: 50, DeliveryOutcome.NOT_SENT_STOPPED: 180}
+        assert (await shop.broadcasts.get(LOCAL, name)).counters.failed == 50
 
 
 async def _hub(ctx: ServiceContext) -> AsyncIterator[ChannelHub]:

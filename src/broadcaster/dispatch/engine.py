@@ -313,7 +313,7 @@ class Dispatcher:
             if run.released or run.lost:
                 continue
             try:  # cut off (or failed) before it could let the channel go
-                await self._ctx.db.write(store.leave_channel, channel, run.owner)
+                await self._ctx.db.write(store.leave_channel, channel, run.owner, run.unsent)
             except Exception:
                 log.warning("dispatcher: could not release channel %s", channel, exc_info=True)
         await self._record.close()
@@ -512,6 +512,9 @@ class ChannelDispatch:
         self._gone: asyncio.Future[Reason] | None = None
         self._halt = asyncio.Event()  # set with `_gone`: wakes batches waiting to retry
         self._cancelled: set[str] = set()  # broadcasts cancelled (here or elsewhere) meanwhile
+        # (broadcast, batch) claimed by this run and let go without being sent (stopping, or
+        # the lease lapsed): their claims are taken back when the run leaves the channel.
+        self.unsent: list[tuple[str, int]] = []
 
     @property
     def _holding(self) -> bool:
@@ -601,8 +604,26 @@ class ChannelDispatch:
             finally:
                 self._needs.leases.release(self)
             if not self._lost:
-                await self._ctx.db.write(store.leave_channel, self.channel, self.owner)
+                await self._ctx.db.write(store.leave_channel, self.channel, self.owner, self.unsent)
                 self.released = True
+            elif self.unsent:
+                await self._ctx.db.write(store.undo_claims, self.owner, self.unsent)
+            if self._deleted:
+                # What is still open of a deleted channel nobody can send or resolve any more
+                # (a claim takes nothing of it): ended here rather than left to a next run.
+                self._needs.hub.forget(self.channel)
+                await self._abandon()
+
+    @property
+    def _deleted(self) -> bool:
+        """The run learnt that the channel was deleted."""
+        gone = self._gone
+        return (
+            gone is not None
+            and gone.done()
+            and gone.exception() is None
+            and gone.result() is Reason.CHANNEL_NOT_CONNECTED
+        )
 
     def renewed(self, valid_until: float) -> None:
         """The lease was renewed (LeaseKeeper): sending is safe until `valid_until`."""
@@ -699,6 +720,7 @@ class ChannelDispatch:
         # unknown here), or one of ours that met a timeout, a reset or a 5xx.
         maybe_accepted = attempts > 1
         renewed = False  # a refused credential is renewed once per batch (_renewed)
+        posted = False  # whether this run has sent it to the channel
         while True:
             age = (self._ctx.now() - batch.first_attempt_time).total_seconds()
             if attempts > 1 and age >= window * WINDOW_MARGIN:
@@ -715,18 +737,22 @@ class ChannelDispatch:
                 )
                 return
             if not self._holding and self._gone is None:
-                return  # stopping: it does not wait for a slot, and the next holder sends it
+                # Stopping: it does not wait for a slot, and the next holder sends it.
+                self._let_go(batch, posted)
+                return
             if self._gone is None:
                 self._ctx.metrics.rate_limit_wait(self._kind, await bucket.acquire())
             if self._gone is not None:
                 await self._left(batch, await self._gone, maybe_accepted)
                 return
             if not self._holding:
+                self._let_go(batch, posted)
                 return  # the next lease holder takes this batch over, key and all
             if attempts == 1 and batch.broadcast in self._cancelled:
                 await self._not_sent(batch, DeliveryOutcome.NOT_SENT_CANCELLED)
                 return  # never sent: it stays unsent, as the cancel left the batches not claimed
             started = time.monotonic()
+            posted = True
             sending = SendBatch(
                 recipients,
                 batch.messages,
@@ -793,6 +819,14 @@ class ChannelDispatch:
                 case _:  # FATAL: a refused message
                     await self._stop(batch, outcome, Reason.CHANNEL_REJECTED)
                     return
+
+    def _let_go(self, batch: store.ClaimedBatch, posted: bool) -> None:
+        """The batch stays open for the next holder; if this run never sent it, its claim is
+        taken back when the run leaves (store.undo_claims), so it does not count as attempted:
+        the next holder's send is its first, and if its broadcast ended meanwhile it is closed
+        as not sent rather than sent or left unknown."""
+        if not posted:
+            self.unsent.append((batch.broadcast, batch.batch))
 
     async def _renewed(self, instance: Channel) -> bool:
         """Whether a channel that issues its own credentials has a new one to try in place of

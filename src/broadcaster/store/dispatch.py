@@ -31,6 +31,7 @@ from broadcaster.domain import lifecycle
 from broadcaster.domain.deliveries import DeliveryOutcome
 from broadcaster.domain.lifecycle import BroadcastState, Transition
 from broadcaster.domain.messages import Message
+from broadcaster.domain.reasons import Reason
 from broadcaster.domain.recipients import Recipients
 from broadcaster.store import batch_recipients, bulk, events, statistics
 from broadcaster.store.batch_recipients import DONE, IS_OPEN
@@ -161,11 +162,14 @@ def release_channel(conn: Connection, channel: str, owner: str) -> None:
     )
 
 
-def leave_channel(conn: Connection, channel: str, owner: str) -> None:
+def leave_channel(
+    conn: Connection, channel: str, owner: str, unsent: Sequence[tuple[str, int]] = ()
+) -> None:
     """`owner` stops dispatching the channel: its lease goes, and so do the leases of the open
-    batches it claimed and did not send (their keys and attempt counts stay), so the next
-    holder takes the channel and those batches at once, without waiting for either lease to
-    lapse. Called once the owner's sends have all ended."""
+    batches it claimed (their keys stay), so the next holder takes the channel and those
+    batches at once, without waiting for either lease to lapse. `unsent`: the claimed batches
+    it never sent (undo_claims). Called once the owner's sends have all ended."""
+    undo_claims(conn, owner, unsent)
     conn.execute(
         text(
             "UPDATE batches SET lease_owner = '', lease_expiry = 0"
@@ -174,6 +178,54 @@ def leave_channel(conn: Connection, channel: str, owner: str) -> None:
         {"ch": channel, "o": owner},
     )
     release_channel(conn, channel, owner)
+
+
+def undo_claims(conn: Connection, owner: str, unsent: Sequence[tuple[str, int]]) -> None:
+    """`owner` claimed these (broadcast, batch) and never sent them: each claim is taken back.
+    A claim counts as an attempt, as the claimer may have sent the batch before it died; one
+    whose owner knows it did not is not an attempt. A batch never attempted then is sent by
+    the next holder as a first attempt; and, if its broadcast ended meanwhile (cancelled, or
+    failed: the end left the batch open while it was claimed), it is closed as not sent, as
+    the end closed the others. A batch another owner has claimed since is left as it is."""
+    if not unsent:
+        return
+    c = [bulk.json_text(conn, i) for i in range(2)]
+    undone = conn.execute(
+        bulk.statement(
+            "UPDATE batches SET attempts = batches.attempts - 1, first_attempt_time ="
+            " CASE WHEN batches.attempts <= 1 THEN NULL ELSE batches.first_attempt_time END"
+            f" FROM (SELECT {c[0]} AS b, CAST({c[1]} AS INTEGER) AS n"
+            f" FROM {bulk.json_table(conn, 'w')}) w"
+            f" WHERE batches.broadcast_id = w.b AND batches.batch = w.n AND batches.{IS_OPEN}"
+            " AND batches.lease_owner = :o AND batches.attempts >= 1"
+            " RETURNING batches.broadcast_id"
+        ),
+        {"w": bulk.json_param([[b, n] for b, n in unsent]), "o": owner},
+    )
+    _close_unattempted_of_ended(conn, sorted(set(undone.scalars())))
+
+
+def _close_unattempted_of_ended(conn: Connection, broadcasts: list[str]) -> None:
+    """Close the never-attempted open batches of those of `broadcasts` that have ended
+    (cancelled or failed), their recipients not sent for the reason they ended."""
+    if not broadcasts:
+        return
+    ended = _states(frozenset({BroadcastState.CANCELLED, BroadcastState.FAILED}))
+    found = conn.execute(
+        bulk.statement(
+            "SELECT id, state, failure_reason FROM broadcasts"
+            f" WHERE {bulk.in_strings(conn, 'id', 'ids')} AND state IN ({ended})"
+        ),
+        {"ids": bulk.strings_param(conn, broadcasts)},
+    )
+    for broadcast, state, reason in found.all():
+        if BroadcastState(state) is BroadcastState.CANCELLED:
+            outcome = DeliveryOutcome.NOT_SENT_CANCELLED
+        elif reason == Reason.QUOTA_EXHAUSTED:
+            outcome = DeliveryOutcome.NOT_SENT_QUOTA
+        else:
+            outcome = DeliveryOutcome.NOT_SENT_STOPPED
+        _close_unattempted(conn, str(broadcast), outcome)
 
 
 def cancelled_among(conn: Connection, broadcasts: list[str]) -> set[str]:
@@ -838,6 +890,14 @@ def stop(
         return False
     # Closing first: on PostgreSQL the UPDATE waits for a concurrent claim of these batches and
     # then skips them (attempted now), so only batches that will never be sent are closed.
+    _close_unattempted(conn, broadcast, outcome)
+    events.record_transitions(conn, [broadcast], transition, to_us(now))
+    return True
+
+
+def _close_unattempted(conn: Connection, broadcast: str, outcome: DeliveryOutcome) -> None:
+    """Close the broadcast's open batches never attempted, their recipients getting `outcome`
+    (a NOT_SENT one: not counted as failed)."""
     closed = conn.execute(
         text(
             f"UPDATE batches SET state = :done WHERE broadcast_id = :b AND {IS_OPEN}"
@@ -845,6 +905,8 @@ def stop(
         ),
         {"b": broadcast, "done": DONE},
     ).all()
+    if not closed:
+        return
     ranges = sorted((int(f), int(f) + int(n) - 1) for f, n in closed)
     for lo, hi in _runs(ranges):
         _set_pending(conn, broadcast, lo, hi, outcome, "")
@@ -852,8 +914,6 @@ def stop(
         text("UPDATE broadcasts SET open_batches = open_batches - :n WHERE id = :b"),
         {"n": len(closed), "b": broadcast},
     )
-    events.record_transitions(conn, [broadcast], transition, to_us(now))
-    return True
 
 
 def _runs(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
