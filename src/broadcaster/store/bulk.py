@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, CursorResult, TextClause, text
+from sqlalchemy.exc import DBAPIError
 
 T = TypeVar("T")
 
@@ -104,20 +105,40 @@ def _on_cursor(
     statement SQLAlchemy ran for whoever listens (metrics.watch_database). If the driver
     raises, the statement is run again through SQLAlchemy (`done_again` of its result), for its
     handling of errors: a connection the server dropped invalidates the pool, and the driver's
-    error is scrubbed and raised as SQLAlchemy's. A statement that failed changed nothing."""
+    error is scrubbed and raised as SQLAlchemy's. A statement that failed changed nothing.
+    Unless the failure aborted PostgreSQL's transaction: there, run again, the statement would
+    only meet "current transaction is aborted", and the error is raised as SQLAlchemy's
+    without it (its SQLSTATE kept: store.database runs a deadlocked transaction again)."""
     sql = _placeholders(statement) if conn.dialect.name == "sqlite" else statement
     cursor = conn.connection.cursor()
     try:
         conn.dispatch.before_cursor_execute(conn, cursor, sql, args, None, False)
         try:
             cursor.execute(sql, args)
-        except Exception:
+        except Exception as e:
             params = dict(args) if isinstance(args, Mapping) else tuple(args)
+            if _aborted(conn):
+                error = DBAPIError.instance(
+                    sql, params, e, conn.dialect.loaded_dbapi.Error, hide_parameters=True
+                )
+                raise error from e
             return done_again(conn.exec_driver_sql(sql, params))
         conn.dispatch.after_cursor_execute(conn, cursor, sql, args, None, False)
         return done(cursor)
     finally:
         cursor.close()
+
+
+def _aborted(conn: Connection) -> bool:
+    """Whether the connection's transaction is in error (PostgreSQL's after a failed statement:
+    it runs nothing more until rolled back). A connection that was lost is not: its state is
+    unknown, and running the statement again lets SQLAlchemy find that out."""
+    info = getattr(conn.connection.dbapi_connection, "info", None)
+    status = getattr(info, "transaction_status", None)
+    return conn.dialect.name == "postgresql" and status is not None and int(status) == _INERROR
+
+
+_INERROR = 3  # psycopg.pq.TransactionStatus.INERROR (libpq's PQTRANS_INERROR)
 
 
 def named(statement: str) -> str:
