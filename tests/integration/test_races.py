@@ -6,7 +6,6 @@ rate limit that outlasts the key window."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -33,6 +32,7 @@ from broadcaster.services.customer_groups import CustomerGroups
 from broadcaster.services.sending import Sending
 from broadcaster.store import contacts, dispatch, groups, snapshot
 from broadcaster.store.clock import from_us, to_us
+from broadcaster.store.dispatch import ClaimedBatch
 from broadcaster.store.sealing import Sealer
 from tests import fakechannel
 from tests.fakechannel import LEDGERS
@@ -404,6 +404,24 @@ async def test_deleting_the_channel_on_another_replica_stops_this_one(
             }
 
 
+async def _hold(ctx: ServiceContext, shop: Shop, owner: str, limit: int) -> list[ClaimedBatch]:
+    """`owner` takes the shop's channel's lease and claims up to `limit` of its batches, leased
+    for ten minutes, as a dispatching run would."""
+    now = ctx.now()
+    assert await ctx.db.write(
+        dispatch.acquire_channel, shop.channel_id, owner, now + timedelta(seconds=5), now
+    )
+    claimed: list[ClaimedBatch] = await ctx.db.write(
+        dispatch.claim,
+        channel=shop.channel_id,
+        owner=owner,
+        lease_until=now + timedelta(seconds=600),
+        now=now,
+        limit=limit,
+    )
+    return claimed
+
+
 async def test_a_run_letting_batches_go_after_its_channel_was_deleted_sends_none(
     ctx: ServiceContext, merchant: str
 ) -> None:
@@ -459,17 +477,7 @@ async def test_a_claim_taken_back_counts_as_never_attempted(
     async for shop in _shop(ctx, hub, merchant, 230, start=False):
         name = await shop.draft()
         sent = await shop.sending.send(LOCAL, name, "")
-        now = ctx.now()
-        claim = functools.partial(
-            dispatch.claim,
-            channel=shop.channel_id,
-            lease_until=now + timedelta(seconds=600),
-            now=now,
-        )
-        assert await ctx.db.write(
-            dispatch.acquire_channel, shop.channel_id, "me", now + timedelta(seconds=5), now
-        )
-        first, second, third = await ctx.db.write(claim, owner="me", limit=3)
+        first, second, third = await _hold(ctx, shop, "me", 3)
         # The first was sent; the other two never were.
         await ctx.db.write(
             dispatch.leave_channel,
@@ -477,10 +485,7 @@ async def test_a_claim_taken_back_counts_as_never_attempted(
             "me",
             [(second.broadcast, second.batch), (third.broadcast, third.batch)],
         )
-        assert await ctx.db.write(
-            dispatch.acquire_channel, shop.channel_id, "next", now + timedelta(seconds=5), now
-        )
-        again = {c.batch: c.attempts for c in await ctx.db.write(claim, owner="next", limit=3)}
+        again = {c.batch: c.attempts for c in await _hold(ctx, shop, "next", 3)}
         assert again == {first.batch: 2, second.batch: 1, third.batch: 1}
         await ctx.db.write(dispatch.undo_claims, "next", [(second.broadcast, second.batch)])
         cancelled = await shop.sending.cancel(LOCAL, name)
@@ -504,25 +509,16 @@ async def test_batches_let_go_unsent_after_the_channel_was_deleted_are_not_sent(
     async for shop in _shop(ctx, hub, merchant, 230, start=False):
         name = await shop.draft()
         sent = await shop.sending.send(LOCAL, name, "")
-        now = ctx.now()
-        assert await ctx.db.write(
-            dispatch.acquire_channel, shop.channel_id, "me", now + timedelta(seconds=5), now
-        )
-        _, *unsent = await ctx.db.write(
-            dispatch.claim,
-            channel=shop.channel_id,
-            owner="me",
-            lease_until=now + timedelta(seconds=600),
-            now=now,
-            limit=3,
-        )
+        _, *unsent = await _hold(ctx, shop, "me", 3)
         await Channels(ctx, hub).delete(LOCAL, shop.channel)
         assert await ctx.db.read(_open_batches, sent.id) == 3
         await ctx.db.write(
             dispatch.leave_channel, shop.channel_id, "me", [(c.broadcast, c.batch) for c in unsent]
         )
         assert await ctx.db.read(_open_batches, sent.id) == 1
-        await ctx.db.write(dispatch.abandon_channel, shop.channel_id, "CHANNEL_NOT_CONNECTED", now)
+        await ctx.db.write(
+            dispatch.abandon_channel, shop.channel_id, "CHANNEL_NOT_CONNECTED", ctx.now()
+        )
         assert await ctx.db.read(_open_batches, sent.id) == 0
         outcomes = await shop.outcomes(sent.id)
         assert outcomes == {DeliveryOutcome.UNKNOWN: 50, DeliveryOutcome.NOT_SENT_STOPPED: 180}
@@ -576,17 +572,7 @@ async def test_a_stopped_broadcasts_claimed_batches_never_go(
         name = await shop.draft()
         sent = await shop.sending.send(LOCAL, name, "")
         now = ctx.now()
-        assert await ctx.db.write(
-            dispatch.acquire_channel, shop.channel_id, "me", now + timedelta(seconds=5), now
-        )
-        (claimed,) = await ctx.db.write(
-            dispatch.claim,
-            channel=shop.channel_id,
-            owner="me",
-            lease_until=now + timedelta(seconds=600),
-            now=now,
-            limit=1,
-        )
+        (claimed,) = await _hold(ctx, shop, "me", 1)
         await Channels(ctx, hub).delete(LOCAL, shop.channel)
         until = now + timedelta(seconds=5)
         assert not await ctx.db.write(dispatch.renew_channel, shop.channel_id, "me", until)
