@@ -30,18 +30,25 @@ def json_param(values: list[Any]) -> str:
     return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
 
 
-def json_table(conn: Connection, param: str) -> str:
-    """SQL for a table with one column `value` holding the elements of the JSON array `:param`."""
-    if conn.dialect.name == "postgresql":
-        return f"jsonb_array_elements(CAST(:{param} AS jsonb)) AS j(value)"
-    return f"json_each(:{param}) AS j"
+def json_table(on: Connection | str, param: str, *, driver: bool = False) -> str:
+    """SQL for a table with one column `value` holding the elements of the JSON array `:param`
+    (`%(param)s` with `driver`: a statement for `rows` or `write`), on a connection or for a
+    dialect named."""
+    placeholder = f"%({param})s" if driver else f":{param}"
+    if _dialect(on) == "postgresql":
+        return f"jsonb_array_elements(CAST({placeholder} AS jsonb)) AS j(value)"
+    return f"json_each({placeholder}) AS j"
 
 
-def json_text(conn: Connection, index: int) -> str:
+def json_text(on: Connection | str, index: int) -> str:
     """SQL for element `index` (as text) of the JSON array in column `j.value`."""
-    if conn.dialect.name == "postgresql":
+    if _dialect(on) == "postgresql":
         return f"(j.value->>{index})"
     return f"json_extract(j.value, '$[{index}]')"
+
+
+def _dialect(on: Connection | str) -> str:
+    return on if isinstance(on, str) else on.dialect.name
 
 
 def json_scalar_text(conn: Connection) -> str:

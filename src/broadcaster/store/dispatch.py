@@ -731,15 +731,10 @@ def _resolved_sql(dialect: str) -> str:
     """`_resolved_in`'s read, for the driver's cursor (`%(s)s`: the spans as a JSON array of
     [broadcast, lo, hi]). The list of outcomes is written in: a clause with an expanding list,
     prepared again on every call, had taken most of this read's time (py-spy)."""
-    if dialect == "postgresql":
-        spans = "jsonb_array_elements(CAST(%(s)s AS jsonb)) AS j(value)"
-        b, lo, hi = ("(j.value->>0)", "(j.value->>1)", "(j.value->>2)")
-    else:
-        spans = "json_each(%(s)s) AS j"
-        b, lo, hi = (f"json_extract(j.value, '$[{i}]')" for i in range(3))
+    b, lo, hi = (bulk.json_text(dialect, i) for i in range(3))
     return (
         f"SELECT d.broadcast_id, d.seq FROM (SELECT {b} AS b, CAST({lo} AS BIGINT) AS lo,"
-        f" CAST({hi} AS BIGINT) AS hi FROM {spans}) s"
+        f" CAST({hi} AS BIGINT) AS hi FROM {bulk.json_table(dialect, 's', driver=True)}) s"
         " JOIN deliveries d ON d.broadcast_id = s.b AND d.seq BETWEEN s.lo AND s.hi"
         f" WHERE d.outcome IN ({', '.join(map(str, _RESOLVED))}) AND d.outcome <> 0"
     )
