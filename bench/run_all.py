@@ -512,6 +512,21 @@ def previous_machines(text: str) -> dict[str, str]:
     return machines
 
 
+GENERATED_END = "when the run started)."  # the last words of `describe_machine`'s text
+
+
+def with_remarks(described: str, previous: str | None) -> str:
+    """A machine's new paragraph: `described`, then the remarks written by hand after the
+    generated description of its previous paragraph (what the machine's pace was like, which
+    rows were measured on which code), kept for the rows of it that were not run again."""
+    flowed = "" if previous is None else " ".join(previous.split())
+    remarks = flowed.split(GENERATED_END, 1)[1].strip() if GENERATED_END in flowed else ""
+    if not remarks:
+        return described
+    text = " ".join(described.split()) + " " + remarks
+    return textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False)
+
+
 def render_table(lines: list[Line]) -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
@@ -556,7 +571,7 @@ def build(
             lines.append(Line(row.what, row.target, old.cells, old.machine, old.date, old.command))
         else:
             lines.append(Line(row.what, row.target, dict.fromkeys(BACKENDS, "—"), "", "", cmd))
-    machines[machine] = described
+    machines[machine] = with_remarks(described, machines.get(machine))
     named = list(dict.fromkeys(line.machine for line in lines if line.machine in machines))
     machine_text = "\n\n".join(machines[name] for name in named)
     return machine_text, render_table(lines), warnings
