@@ -25,7 +25,8 @@ and per URL (an `https://` word in a text bubble); a figure below `withhold_belo
 5) is withheld (None), as are media plays (text bubbles have none). `statistics_units` caps
 the distinct units an account may use: past it, batches go out without one and say
 STATISTICS_ALLOWANCE_USED_UP. "unavailable" in `Ledger.statistics_script` fails the next read
-(ChannelUnavailable), "slow" makes it take 30 s; each read is kept in
+(ChannelUnavailable), "none" makes it find no figures, "slow" makes it take 30 s; each read is
+kept in
 `Ledger.statistics_reads`.
 """
 
@@ -328,7 +329,7 @@ class FakeStatsChannel(FakeChannel):
         if step == "slow":  # a read that takes a while (to be cut off)
             await asyncio.sleep(30)
         n = ledger.units.get(unit)
-        if n is None:
+        if n is None or step == "none":
             return None
         floor = int(self._c.get("withhold_below", "5"))
 

@@ -400,6 +400,95 @@ async def test_reads_follow_the_schedule_and_stop_after_the_window(
     assert await ctx.db.read(repo.next_due) is None  # nothing left to read
 
 
+async def _read_once(collector: Collector, reads: int = 1) -> None:
+    assert await collector.collect_due() == reads
+    await collector.idle()
+
+
+async def test_reads_failing_past_the_window_end_with_none_collected_and_say_so(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    shop = await _one_shop(ctx, hub, merchant)
+    other = await _one_shop(ctx, hub, merchant)  # another channel, read beside it
+    read = await shop.send(name="read")
+    never = await other.send(name="never read")
+    collector = Collector(ctx, hub)
+    shop.clock.shift += HOUR
+    other.ledger.statistics_script[:] = ["none"]
+    await _read_once(collector, 2)  # `read` gets figures, `never` none yet
+    # Unreachable for longer than the window and its grace: the reads are given up.
+    shop.clock.shift += timedelta(days=15)
+    for ledger in (shop.ledger, other.ledger):
+        ledger.statistics_script[:] = ["unavailable"]
+    await _read_once(collector, 2)
+    for broadcast, reason in ((read, ""), (never, Reason.STATISTICS_NOT_COLLECTED)):
+        row = await ctx.db.read(_row, broadcast)
+        assert row is not None and row["next_fetch_time"] is None
+        assert row["unavailable_reason"] == reason
+        stats = await shop.broadcasts.statistics(LOCAL, f"{shop.parent}/broadcasts/{broadcast}")
+        assert stats.unavailable_reason == reason
+        assert (stats.figures is None) == bool(reason)
+    shop.clock.shift += timedelta(days=1)
+    assert await collector.collect_due() == 0
+    assert await ctx.db.read(repo.next_due) is None  # nothing left to read
+
+
+async def test_reads_failing_within_the_grace_are_tried_again(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    shop = await _one_shop(ctx, hub, merchant)
+    broadcast = await shop.send()
+    collector = Collector(ctx, hub)
+    shop.clock.shift += timedelta(days=14, hours=12)  # past the window, within its grace
+    shop.ledger.statistics_script[:] = ["unavailable"]
+    await _read_once(collector)
+    row = await ctx.db.read(_row, broadcast)
+    assert row is not None and row["next_fetch_time"] is not None
+    assert row["unavailable_reason"] == ""
+    shop.clock.shift += timedelta(minutes=5)
+    await _read_once(collector)  # read at last: the window's end, so the last read
+    row = await ctx.db.read(_row, broadcast)
+    assert row is not None and row["fetch_time"] is not None and row["next_fetch_time"] is None
+    assert row["unavailable_reason"] == ""
+
+
+async def test_a_channel_with_no_figures_by_the_window_end_has_none_collected(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    shop = await _one_shop(ctx, hub, merchant)
+    broadcast = await shop.send()
+    collector = Collector(ctx, hub)
+    shop.clock.shift += HOUR
+    shop.ledger.statistics_script[:] = ["none"]
+    await _read_once(collector)
+    name = f"{shop.parent}/broadcasts/{broadcast}"
+    assert (await shop.broadcasts.statistics(LOCAL, name)).unavailable_reason == (
+        Reason.STATISTICS_NOT_YET
+    )
+    shop.clock.shift += timedelta(days=14)
+    shop.ledger.statistics_script[:] = ["none"]
+    await _read_once(collector)  # the last read, and still none
+    row = await ctx.db.read(_row, broadcast)
+    assert row is not None and row["next_fetch_time"] is None
+    stats = await shop.broadcasts.statistics(LOCAL, name)
+    assert stats.figures is None
+    assert stats.unavailable_reason == Reason.STATISTICS_NOT_COLLECTED
+
+
+async def test_a_disconnected_channels_broadcast_without_figures_has_none_collected(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    shop = await _one_shop(ctx, hub, merchant)
+    broadcast = await shop.send()
+    await Channels(ctx, hub).delete(LOCAL, shop.channel)
+    shop.clock.shift += HOUR
+    await _read_once(Collector(ctx, hub))
+    row = await ctx.db.read(_row, broadcast)
+    assert row is not None and row["next_fetch_time"] is None
+    stats = await shop.broadcasts.statistics(LOCAL, f"{shop.parent}/broadcasts/{broadcast}")
+    assert stats.unavailable_reason == Reason.STATISTICS_NOT_COLLECTED
+
+
 async def test_a_claim_takes_no_more_channels_than_its_limit(db: Database) -> None:
     """On PostgreSQL too, where a locking subquery in `IN (…)` could be run again per row and
     take every due channel: at most `limit` reads are claimed at once."""

@@ -57,6 +57,14 @@ def test_backoff_grows_and_is_capped(failures: int) -> None:
     assert s.retry(failures + 1, SENT) - SENT >= wait
 
 
+@given(st.integers(min_value=0, max_value=40 * 24 * 60))
+def test_failed_reads_are_given_up_only_past_the_window_and_its_grace(minutes: int) -> None:
+    s = Schedule()
+    window = timedelta(days=14)
+    retry = SENT + timedelta(minutes=minutes)
+    assert s.gives_up(SENT, retry, window) == (retry - SENT > window + s.grace)
+
+
 def test_pace_stays_under_the_ceiling() -> None:
     step = pace_step(1_000.0)
     assert 3600 / step.total_seconds() < 1_000.0

@@ -88,6 +88,9 @@ class Reason(enum.StrEnum):
     STATISTICS_ALLOWANCE_USED_UP = "STATISTICS_ALLOWANCE_USED_UP"  # sent without a unit
     STATISTICS_WITHHELD = "STATISTICS_WITHHELD"  # too few people for the channel to report it
     STATISTICS_NOT_YET = "STATISTICS_NOT_YET"  # not collected yet: the channel reports later
+    # Its reads ended without figures: the channel's window ended first (unreachable, refusing
+    # the credentials, or reporting none), or the channel was disconnected. None will come.
+    STATISTICS_NOT_COLLECTED = "STATISTICS_NOT_COLLECTED"
 
     # --- test sends: why a named contact was not sent to (a test send's recipient reason)
     CONTACT_OPTED_OUT = "CONTACT_OPTED_OUT"  # the contact opted out of the merchant's messages

@@ -20,13 +20,16 @@ from broadcaster.domain.reasons import Reason
 class Schedule:
     """When a broadcast's figures are read: `early_interval` apart during `early_period` after
     the send, then `late_interval` apart, the last read at the end of the channel's window; a
-    failed read is tried again after `retry_min`, doubling up to `retry_max`."""
+    failed read is tried again after `retry_min`, doubling up to `retry_max`, until `grace`
+    past the end of the window (a channel unreachable that long, or refusing the credentials,
+    is not waited for any longer)."""
 
     early_interval: timedelta = timedelta(hours=1)
     early_period: timedelta = timedelta(days=1)
     late_interval: timedelta = timedelta(days=1)
     retry_min: timedelta = timedelta(minutes=5)
     retry_max: timedelta = timedelta(hours=6)
+    grace: timedelta = timedelta(days=1)
 
     def first(self, sent: datetime) -> datetime:
         """The first read of a broadcast sent at `sent`."""
@@ -45,6 +48,11 @@ class Schedule:
         """When to try again after `failures` failed reads in a row (1: the first)."""
         backoff = self.retry_min * (1 << max(0, min(failures - 1, 20)))
         return now + min(backoff, self.retry_max)
+
+    def gives_up(self, sent: datetime, retry: datetime, window: timedelta) -> bool:
+        """Whether a failed read of a broadcast sent at `sent` is tried no more, its retry (at
+        `retry`) coming more than `grace` past the end of the channel's `window`."""
+        return retry > sent + window + self.grace
 
 
 #: The share of a channel's ceiling for statistics reads that the collection uses: below it,
@@ -117,7 +125,7 @@ class Statistics:
     figures: ChannelStatistics | None = None
     fetch_time: datetime | None = None
     # Why the broadcast has no figures at all: Reason.STATISTICS_NOT_SUPPORTED,
-    # _ALLOWANCE_USED_UP or _NOT_YET. "" when it has them.
+    # _ALLOWANCE_USED_UP, _NOT_YET or _NOT_COLLECTED. "" when it has them.
     unavailable_reason: str = ""
 
     @property
@@ -132,8 +140,9 @@ class Statistics:
 
 
 def whole_reason(stored: str, figures: ChannelStatistics | None) -> str:
-    """Why a broadcast has no figures: the reason stored for it, else STATISTICS_NOT_YET while
-    nothing was read; "" once figures are there."""
+    """Why a broadcast has no figures: the reason stored for it (STATISTICS_NOT_COLLECTED once
+    its reads ended without any), else STATISTICS_NOT_YET while nothing was read; "" once
+    figures are there."""
     if stored:
         return stored
     return Reason.STATISTICS_NOT_YET if figures is None else ""

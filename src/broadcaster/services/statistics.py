@@ -12,8 +12,10 @@ read time, and the next read's due time by the schedule (domain.statistics.Sched
 during the first day, then daily, the last at the end of the channel's window.
 
 Failures: an unreachable channel (ChannelUnavailable, which includes its rate limit) or refused
-credentials put the read off with a growing backoff, and the channel's other reads with it; the
-broadcast is never dropped. A replica that dies holding claims leaves them to come due again
+credentials put the read off with a growing backoff, and the channel's other reads with it,
+until a day past the end of the channel's window: then the broadcast keeps the figures it has,
+and one without any says STATISTICS_NOT_COLLECTED, as does one whose channel was disconnected
+or never reported any. A replica that dies holding claims leaves them to come due again
 when their leases lapse; one that stops (SIGTERM) hands its unread claims back at once. Since
 due times are durable, a replica that restarts reads what came due meanwhile at its channel's
 pace, not all at once.
@@ -130,16 +132,20 @@ class Collector:
             except (ChannelUnavailable, CredentialsInvalid) as e:
                 took = time.monotonic() - started
                 retry = self._ctx.statistics.retry(c.failures + 1, self._ctx.now())
+                window = type(instance).statistics_window
+                give_up = self._ctx.statistics.gives_up(c.send_time, retry, window)
                 log.warning(
-                    "statistics of broadcast %s: cannot read them now (%s); again at %s",
+                    "statistics of broadcast %s: cannot read them now (%s); %s",
                     c.broadcast,
                     e,
-                    retry.isoformat(),
+                    "its channel's window has ended: no more reads"
+                    if give_up
+                    else f"again at {retry.isoformat()}",
                 )
                 await self._ctx.db.write(
-                    repo.record_failure, c, self.owner, retry, pause_channel=True
+                    repo.record_failure, c, self.owner, retry, pause_channel=True, give_up=give_up
                 )
-                self._ctx.metrics.statistics_read(kind, "failed", took)
+                self._ctx.metrics.statistics_read(kind, "given_up" if give_up else "failed", took)
                 return
             took = time.monotonic() - started
             now = self._ctx.now()

@@ -225,6 +225,13 @@ def decode_details(
     return bubbles, urls
 
 
+# The reads of a broadcast end: one that never had figures says why (none will come).
+_ENDED = (
+    f"unavailable_reason = CASE WHEN fetch_time IS NULL AND unavailable_reason = ''"
+    f" THEN '{Reason.STATISTICS_NOT_COLLECTED}' ELSE unavailable_reason END"
+)
+
+
 def record_figures(
     conn: Connection,
     c: Claimed,
@@ -234,7 +241,8 @@ def record_figures(
     next_fetch: datetime | None,
 ) -> bool:
     """A read under `owner`'s claim: the figures (None: the channel has none yet; those read
-    before stay) and when to read next (None: no more). False if the claim was lost."""
+    before stay) and when to read next (None: no more; a broadcast that never had figures is
+    then STATISTICS_NOT_COLLECTED). False if the claim was lost."""
     values: dict[str, Any] = {
         "b": c.broadcast,
         "o": owner,
@@ -253,6 +261,8 @@ def record_figures(
             "mp": figures.unique_media_plays,
             "details": encode_details(figures),
         }
+    elif next_fetch is None:
+        sets += ", " + _ENDED
     done = conn.execute(
         text(
             f"UPDATE broadcast_statistics SET {sets} WHERE broadcast_id = :b AND lease_owner = :o"
@@ -263,13 +273,22 @@ def record_figures(
 
 
 def record_failure(
-    conn: Connection, c: Claimed, owner: str, retry_at: datetime, *, pause_channel: bool
+    conn: Connection,
+    c: Claimed,
+    owner: str,
+    retry_at: datetime,
+    *,
+    pause_channel: bool,
+    give_up: bool = False,
 ) -> bool:
-    """A read failed: try again at `retry_at`; `pause_channel`: the channel is unreachable or
-    refuses reads for now, so none of its broadcasts is read before then either."""
+    """A read failed: try again at `retry_at`, or never (`give_up`: the figures read before
+    stay, and a broadcast without any is STATISTICS_NOT_COLLECTED); `pause_channel`: the
+    channel is unreachable or refuses reads for now, so none of its broadcasts is read before
+    `retry_at` either."""
+    then = f"NULL, {_ENDED}" if give_up else ":at"
     done = conn.execute(
         text(
-            "UPDATE broadcast_statistics SET next_fetch_time = :at, lease_owner = '',"
+            f"UPDATE broadcast_statistics SET next_fetch_time = {then}, lease_owner = '',"
             " lease_expiry = 0, failures = failures + 1"
             " WHERE broadcast_id = :b AND lease_owner = :o"
         ),
@@ -287,11 +306,12 @@ def record_failure(
 
 
 def stop(conn: Connection, c: Claimed, owner: str) -> None:
-    """No more reads of this broadcast (its channel is gone or no longer reports them)."""
+    """No more reads of this broadcast (its channel is gone or no longer reports them): the
+    figures read before stay, and one without any is STATISTICS_NOT_COLLECTED."""
     conn.execute(
         text(
             "UPDATE broadcast_statistics SET next_fetch_time = NULL, lease_owner = '',"
-            " lease_expiry = 0 WHERE broadcast_id = :b AND lease_owner = :o"
+            f" lease_expiry = 0, {_ENDED} WHERE broadcast_id = :b AND lease_owner = :o"
         ),
         {"b": c.broadcast, "o": owner},
     )

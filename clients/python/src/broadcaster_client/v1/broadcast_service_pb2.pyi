@@ -731,8 +731,8 @@ class BroadcastStatisticsSummary(_message.Message):
     `open_rate`.
     """
     unavailable_reason: _builtins.str
-    """Why there are no figures at all: `STATISTICS_NOT_SUPPORTED`, `STATISTICS_ALLOWANCE_USED_UP`
-    or `STATISTICS_NOT_YET`; empty when there are.
+    """Why there are no figures at all: `STATISTICS_NOT_SUPPORTED`, `STATISTICS_ALLOWANCE_USED_UP`,
+    `STATISTICS_NOT_YET` or `STATISTICS_NOT_COLLECTED`; empty when there are.
     """
     @_builtins.property
     def fetch_time(self) -> _timestamp_pb2.Timestamp:
@@ -799,8 +799,9 @@ class BroadcastStatistics(_message.Message):
     """People who played any video or audio in it; unset when not known (or it has none)."""
     unavailable_reason: _builtins.str
     """Why there are no figures at all: `STATISTICS_NOT_SUPPORTED` (its channel keeps none),
-    `STATISTICS_ALLOWANCE_USED_UP` (it went out without a statistics unit) or
-    `STATISTICS_NOT_YET` (not read yet); empty when there are figures.
+    `STATISTICS_ALLOWANCE_USED_UP` (it went out without a statistics unit),
+    `STATISTICS_NOT_YET` (not read yet) or `STATISTICS_NOT_COLLECTED` (the reads ended without
+    figures: none will come); empty when there are figures.
     """
     @_builtins.property
     def bubbles(self) -> _containers.RepeatedCompositeFieldContainer[Global___BubbleStatistics]:
