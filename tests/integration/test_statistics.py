@@ -489,6 +489,31 @@ async def test_a_disconnected_channels_broadcast_without_figures_has_none_collec
     assert stats.unavailable_reason == Reason.STATISTICS_NOT_COLLECTED
 
 
+async def test_a_broadcast_that_fails_with_batches_accepted_after_its_first_is_collected(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """Its first batch refused for good while the next two were on their way: the broadcast
+    fails, never completing, and its statistics row is written by those two all the same."""
+    shop = await _one_shop(ctx, hub, merchant, send_delay_ms="200")
+    shop.ledger.script[:] = ["reject"]
+    broadcast = await shop.send()
+    name = f"{shop.parent}/broadcasts/{broadcast}"
+    assert (await shop.broadcasts.get(LOCAL, name)).state is BroadcastState.FAILED
+    async with asyncio.timeout(10):  # until the two later batches are recorded
+        while True:
+            row = await ctx.db.read(_row, broadcast)
+            if row is not None:
+                break
+            await asyncio.sleep(0.02)
+    assert sum(shop.ledger.units.values()) == 70  # they went out under the unit: 50 and 20
+    assert row is not None and row["unit"] == f"b{broadcast}" and row["unavailable_reason"] == ""
+    assert row["next_fetch_time"] is not None
+    shop.clock.shift += HOUR
+    await _read_once(Collector(ctx, hub))
+    stats = await shop.broadcasts.statistics(LOCAL, name)
+    assert stats.figures is not None and stats.unavailable_reason == ""
+
+
 async def test_a_claim_takes_no_more_channels_than_its_limit(db: Database) -> None:
     """On PostgreSQL too, where a locking subquery in `IN (…)` could be run again per row and
     take every due channel: at most `limit` reads are claimed at once."""

@@ -512,6 +512,9 @@ class ChannelDispatch:
         self._gone: asyncio.Future[Reason] | None = None
         self._halt = asyncio.Event()  # set with `_gone`: wakes batches waiting to retry
         self._cancelled: set[str] = set()  # broadcasts cancelled (here or elsewhere) meanwhile
+        # Broadcasts this run has had a batch accepted of: the first one writes the
+        # broadcast's statistics row if none was (statistics.Tag.first).
+        self._tagged: set[str] = set()
         # (broadcast, batch) claimed by this run and let go without being sent (stopping, or
         # the lease lapsed): their claims are taken back when the run leaves the channel.
         self.unsent: list[tuple[str, int]] = []
@@ -921,14 +924,17 @@ class ChannelDispatch:
         self, instance: Channel, batch: store.ClaimedBatch, outcome: SendOutcome
     ) -> statistics.Tag:
         """What the accepted batch says of its broadcast's statistics."""
+        first = batch.broadcast not in self._tagged
+        self._tagged.add(batch.broadcast)
         if not self._reports:
-            return statistics.Tag()
+            return statistics.Tag(first=first)
         step = pace_step(cast(type[ReportsStatistics], type(instance)).statistics_requests_per_hour)
         return statistics.Tag(
             unit=self._unit(instance, batch.broadcast),
             unavailable=outcome.statistics_unavailable,
             first_fetch=self._ctx.statistics.first(self._ctx.now()),
             step_us=int(step.total_seconds() * 1_000_000),
+            first=first,
         )
 
     async def _accepted(

@@ -553,7 +553,7 @@ def record_sent(
                 channel=done[0].channel,
                 tags=tags,
                 now=when,
-                first=broadcast in completed or done[0].batch == 0,
+                first=broadcast in completed or done[0].batch == 0 or any(t.first for t in tags),
             )
         if not total:
             continue

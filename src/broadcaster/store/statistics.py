@@ -38,12 +38,17 @@ from broadcaster.store.clock import from_us, maybe_from_us, to_us
 class Tag:
     """What an accepted batch says of its broadcast's statistics: the unit it was counted
     under ("" when its channel keeps none), why it went out without it ("" when it did not),
-    when the figures are first read, and the pace of reads of its channel (µs apart)."""
+    when the figures are first read, the pace of reads of its channel (µs apart), and whether
+    it is the first of its broadcast the sending run had accepted (`first`: the broadcast's
+    row is written if it is not there yet, as by its batch 0 or its completion; else a
+    broadcast whose batch 0 was not accepted and that never completes, failing, would have
+    none, and its figures would never be read)."""
 
     unit: str = ""
     unavailable: str = ""
     first_fetch: datetime | None = None
     step_us: int = 0
+    first: bool = False
 
 
 def noted(
