@@ -137,6 +137,7 @@ def failure(error: grpc.RpcError) -> Failure:
             error_details_pb2.BadRequest,
             error_details_pb2.ResourceInfo,
             error_details_pb2.PreconditionFailure,
+            error_details_pb2.RetryInfo,
         ):
             if any_detail.Is(kind.DESCRIPTOR):
                 detail = kind()

@@ -23,6 +23,7 @@ from pathlib import Path
 import grpc
 import pytest
 from broadcaster_line_emulator import Faults
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from broadcaster.v1 import broadcast_service_pb2 as bpb
@@ -142,6 +143,8 @@ def test_a_database_restart_mid_send(outage: tuple[PgProxy, str, str], tmp_path:
                 api.draft(parent, channels[0], "during the outage")
             got = failure(refused.value)
             assert (got.code, got.reason) == (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE")
+            (retry,) = [d for d in got.details if isinstance(d, error_details_pb2.RetryInfo)]
+            assert retry.retry_delay.ToTimedelta().total_seconds() == 1.0  # the least wait
             # Readiness is checked at most once a second (probes share the check): it turns
             # within a moment, not at once.
             wait_for("the replica to be not ready", lambda: _ready(api) == 503, timeout=10)

@@ -5,13 +5,18 @@ from __future__ import annotations
 from google.rpc import code_pb2, error_details_pb2
 
 from broadcaster.api.errors import status_of
+from broadcaster.channels import ChannelUnavailable
 from broadcaster.domain.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
     PreconditionViolation,
+    ResourceExhausted,
+    Unavailable,
 )
+from broadcaster.services.channels import unavailable as channel_unavailable
+from broadcaster.store.database import database_unavailable
 
 
 def _unpack(status, kind):  # type: ignore[no-untyped-def]
@@ -53,3 +58,23 @@ def test_not_found_and_precondition() -> None:
     )
     assert fp.code == code_pb2.FAILED_PRECONDITION
     assert _unpack(fp, error_details_pb2.PreconditionFailure).violations[0].subject == "c"
+
+
+def test_failures_that_may_pass_later_say_how_long_to_wait_and_others_do_not() -> None:
+    waits = {
+        "DATABASE_UNAVAILABLE": (database_unavailable(), 1.0),
+        "CHANNEL_UNAVAILABLE": (channel_unavailable(ChannelUnavailable("timed out")), 5.0),
+        "TOO_MANY_CALLS": (
+            ResourceExhausted("busy", reason="TOO_MANY_CALLS", retry_after=0.5),
+            0.5,
+        ),
+    }
+    for reason, (error, seconds) in waits.items():
+        status = status_of(error)
+        assert _unpack(status, error_details_pb2.ErrorInfo).reason == reason
+        retry = _unpack(status, error_details_pb2.RetryInfo)
+        assert retry is not None and retry.retry_delay.ToNanoseconds() == round(seconds * 1e9)
+    too_large = status_of(ResourceExhausted("too large", reason="REQUEST_TOO_LARGE"))
+    assert too_large.code == code_pb2.RESOURCE_EXHAUSTED
+    assert _unpack(too_large, error_details_pb2.RetryInfo) is None  # the same call never passes
+    assert _unpack(status_of(Unavailable("down")), error_details_pb2.RetryInfo) is None

@@ -8,6 +8,8 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from broadcaster_client import TRANSIENT, BroadcasterError, connect, retry
 from broadcaster_client.v1 import broadcast_service_pb2 as bpb
@@ -121,3 +123,45 @@ def test_nothing_listening_is_unavailable_after_every_attempt() -> None:
         retry(client.broadcasts.GetBroadcast, request, timeout=5, sleep=slept.append)
     assert caught.value.code() == UNAVAILABLE and caught.value.reason == ""
     assert slept == [pytest.approx(0.2), pytest.approx(0.4), pytest.approx(0.6)]
+
+
+class _Advised(_Failure, grpc.Call):
+    """A failed call whose status advises a wait (`RetryInfo`), as the service's does."""
+
+    def __init__(self, code: grpc.StatusCode, seconds: float) -> None:
+        super().__init__(code)
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(round(seconds * 1e9))
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        self._status = status_pb2.Status(
+            code=code.value[0], message=self.details(), details=[detail]
+        )
+
+    def trailing_metadata(self) -> Any:
+        return (("grpc-status-details-bin", self._status.SerializeToString()),)
+
+    def initial_metadata(self) -> Any:
+        return ()
+
+    def is_active(self) -> bool:
+        return False
+
+    def time_remaining(self) -> float:
+        return 0.0
+
+    def cancel(self) -> bool:
+        return False
+
+    def add_callback(self, callback: Any) -> bool:
+        return False
+
+
+def test_a_wait_the_service_advises_is_kept_when_longer_than_the_pause() -> None:
+    failures = [_Advised(UNAVAILABLE, 1.0), _Advised(UNAVAILABLE, 0.1)]
+    assert BroadcasterError(failures[0]).retry_delay == 1.0
+    assert BroadcasterError(_Failure(UNAVAILABLE)).retry_delay is None
+    rpc, clock = _Rpc(), _Clock()
+    rpc.failures = [BroadcasterError(f) for f in failures]
+    assert retry(rpc, "r", sleep=clock.sleep, clock=clock) == "answer to r"
+    assert clock.slept == [pytest.approx(1.0), pytest.approx(0.4)]  # advised, then the pause

@@ -38,6 +38,7 @@ import {
   QuotaFailure,
   type QuotaFailure_Violation,
   ResourceInfo,
+  RetryInfo,
 } from "./gen/google/rpc/error_details";
 import { Status } from "./gen/google/rpc/status";
 
@@ -80,6 +81,12 @@ export class BroadcasterError extends Error {
   readonly quotaViolations: QuotaFailure_Violation[];
   /** `ResourceInfo` of a missing resource. */
   readonly resourceInfo: ResourceInfo | undefined;
+  /**
+   * `RetryInfo.retryDelay` in milliseconds: the least wait the service advises before making the
+   * call again (`DATABASE_UNAVAILABLE`, `CHANNEL_UNAVAILABLE`, `TOO_MANY_CALLS`); undefined when
+   * it advises none.
+   */
+  readonly retryDelayMs: number | undefined;
   /** The whole `google.rpc.Status`, if the call carried one. */
   readonly status: Status | undefined;
   /** The grpc-js error it was made from. */
@@ -108,6 +115,8 @@ export class BroadcasterError extends Error {
     this.quotaViolations =
       unpack("google.rpc.QuotaFailure", (b) => QuotaFailure.decode(b))?.violations ?? [];
     this.resourceInfo = unpack("google.rpc.ResourceInfo", (b) => ResourceInfo.decode(b));
+    const delay = unpack("google.rpc.RetryInfo", (b) => RetryInfo.decode(b))?.retryDelay;
+    this.retryDelayMs = delay === undefined ? undefined : delay.seconds * 1000 + delay.nanos / 1e6;
   }
 
   /** The paths of the fields named in `fieldViolations`. */

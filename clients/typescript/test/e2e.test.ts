@@ -208,6 +208,27 @@ test("errors carry ErrorInfo.reason in the grpc-status-details-bin trailer", asy
   );
   assert.deepEqual([notFound.code, notFound.reason], [status.NOT_FOUND, "BROADCAST_NOT_FOUND"]);
   assert.equal(notFound.resourceInfo?.resourceName, name);
+  assert.equal(notFound.retryDelayMs, undefined); // calling again would not help
+
+  // A failure that may pass later advises a wait (RetryInfo), as DATABASE_UNAVAILABLE does.
+  const advised = new Metadata();
+  const retryInfo = errorDetails.RetryInfo.encode({ retryDelay: { seconds: 1, nanos: 5e8 } });
+  const packedRetry = {
+    typeUrl: "type.googleapis.com/google.rpc.RetryInfo",
+    value: Buffer.from(retryInfo.finish()),
+  };
+  const unavailable = Status.encode({
+    code: status.UNAVAILABLE,
+    message: "The database cannot be reached right now; retry shortly.",
+    details: [packedRetry],
+  });
+  advised.set(STATUS_DETAILS_KEY, Buffer.from(unavailable.finish()));
+  const down = Object.assign(new Error("14 UNAVAILABLE"), {
+    code: status.UNAVAILABLE,
+    details: "The database cannot be reached right now; retry shortly.",
+    metadata: advised,
+  });
+  assert.equal(new BroadcasterError(down).retryDelayMs, 1500);
 
   const bad = await rejection(
     unary(

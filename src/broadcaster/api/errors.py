@@ -2,7 +2,8 @@
 
 Every status carries `google.rpc.ErrorInfo` (reason, domain `broadcaster`, metadata); bad input
 adds `BadRequest` field violations, unmet preconditions `PreconditionFailure`, missing resources
-`ResourceInfo`.
+`ResourceInfo`, and a failure that may pass if the call is made again later `RetryInfo` (the
+least wait worth making).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -119,6 +120,10 @@ def status_of(error: DomainError) -> status_pb2.Status:
             ]
         )
         details.append(_pack(quota))
+    if isinstance(error, Unavailable | ResourceExhausted) and error.retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(round(error.retry_after * 1e9))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     return status_pb2.Status(code=_code(error), message=message, details=details)
 
 

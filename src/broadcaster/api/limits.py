@@ -18,6 +18,9 @@ from broadcaster.domain.errors import ResourceExhausted
 from broadcaster.domain.reasons import Reason
 
 _EXEMPT_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# The least wait before calling again after TOO_MANY_CALLS (RetryInfo): calls in progress
+# mostly end within milliseconds; the caller's backoff and jitter spread the retries.
+BUSY_RETRY_SECONDS = 0.5
 
 
 class CallLimit(grpc.aio.ServerInterceptor):
@@ -46,6 +49,7 @@ class CallLimit(grpc.aio.ServerInterceptor):
                 raise ResourceExhausted(
                     f"The server is handling {self.most} calls already; retry with backoff.",
                     reason=Reason.TOO_MANY_CALLS,
+                    retry_after=BUSY_RETRY_SECONDS,
                 )
             self.running += 1
             try:

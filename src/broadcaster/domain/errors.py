@@ -106,15 +106,28 @@ class AlreadyExists(DomainError):
 
 class Unavailable(DomainError):
     """A dependency (the channel's API, the database) cannot be reached now; retrying later
-    may work."""
+    may work, and `retry_after` seconds is the least wait worth making (the caller's own
+    backoff may wait longer)."""
 
     reason: str = Reason.UNAVAILABLE
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        retry_after: float | None = None,
+        **metadata: str,
+    ) -> None:
+        super().__init__(message, reason=reason, **metadata)
+        self.retry_after = retry_after
 
 
 class ResourceExhausted(DomainError):
     """The request asks for more than one call may (a request too large), or the server or a
     per-caller limit (calls in progress, open streams) is at capacity; the reason says which.
-    `quota` names the limit reached, when there is one to name."""
+    `quota` names the limit reached, when there is one to name; `retry_after` (seconds) says
+    that the same call may pass after that wait, when it may (not for a request too large)."""
 
     reason: str = Reason.RESOURCE_EXHAUSTED
 
@@ -124,10 +137,12 @@ class ResourceExhausted(DomainError):
         *,
         reason: str | None = None,
         quota: list[QuotaViolation] | None = None,
+        retry_after: float | None = None,
         **metadata: str,
     ) -> None:
         super().__init__(message, reason=reason, **metadata)
         self.quota = list(quota or [])
+        self.retry_after = retry_after
 
 
 class Unauthenticated(DomainError):

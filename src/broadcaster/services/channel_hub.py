@@ -46,6 +46,7 @@ class NotOpenableHere(Unavailable):
         super().__init__(
             f"This server cannot open channel {channel_id}: {why}",
             reason=Reason.CHANNEL_UNAVAILABLE,
+            retry_after=1.0,  # another replica may well take the call at once
         )
         self.channel_id = channel_id
 

@@ -67,9 +67,16 @@ def credentials_invalid(error: CredentialsInvalid) -> FailedPrecondition:
     )
 
 
+# The least wait before calling again after CHANNEL_UNAVAILABLE (RetryInfo): the channel's
+# client has already tried again with its own backoff before giving up.
+CHANNEL_RETRY_SECONDS = 5.0
+
+
 def unavailable(error: ChannelUnavailable) -> Unavailable:
     return Unavailable(
-        f"The channel's API is unreachable: {error}", reason=Reason.CHANNEL_UNAVAILABLE
+        f"The channel's API is unreachable: {error}",
+        reason=Reason.CHANNEL_UNAVAILABLE,
+        retry_after=CHANNEL_RETRY_SECONDS,
     )
 
 

@@ -134,10 +134,16 @@ def unreachable(error: BaseException) -> bool:
     return orig.sqlstate is None or orig.sqlstate.startswith(_UNREACHABLE_STATES)
 
 
+# The least wait before calling again after DATABASE_UNAVAILABLE (RetryInfo): a restart or a
+# fail-over takes seconds, and a call sooner would most likely meet the same.
+DATABASE_RETRY_SECONDS = 1.0
+
+
 def database_unavailable() -> Unavailable:
     return Unavailable(
         "The database cannot be reached right now; retry shortly.",
         reason=Reason.DATABASE_UNAVAILABLE,
+        retry_after=DATABASE_RETRY_SECONDS,
     )
 
 

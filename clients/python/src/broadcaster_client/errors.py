@@ -3,8 +3,9 @@
 The service answers every failure with a `google.rpc.Status` in the `grpc-status-details-bin`
 trailer: an `ErrorInfo` (a stable `reason`, domain `broadcaster`, `metadata`), plus `BadRequest`
 field violations for bad input, `ResourceInfo` for a missing resource, `PreconditionFailure` and
-`QuotaFailure` for unmet preconditions. `BroadcasterError` exposes them as attributes; branch on
-`reason`, never on the message.
+`QuotaFailure` for unmet preconditions, `RetryInfo` for a failure that may pass if the call is
+made again later. `BroadcasterError` exposes them as attributes; branch on `reason`, never on
+the message.
 
 A `Client` raises `BroadcasterError` itself; with stubs of your own, convert::
 
@@ -87,6 +88,9 @@ class BroadcasterError(grpc.RpcError, grpc.Call):
             `.description`).
         quota_violations: `QuotaFailure.violations` (`.subject`, `.description`).
         resource_info: `ResourceInfo` of a missing resource, or None.
+        retry_delay: `RetryInfo.retry_delay` in seconds: the least wait the service advises
+            before making the call again (`DATABASE_UNAVAILABLE`, `CHANNEL_UNAVAILABLE`,
+            `TOO_MANY_CALLS`); None when it advises none.
         status_details: every detail message, unpacked (`.details()` is the grpc message).
         status: the whole `google.rpc.Status`, or None when the call carried none.
     """
@@ -112,6 +116,10 @@ class BroadcasterError(grpc.RpcError, grpc.Call):
             list(quota.violations) if quota is not None else []
         )
         self.resource_info = self._first(error_details_pb2.ResourceInfo)
+        retry = self._first(error_details_pb2.RetryInfo)
+        self.retry_delay: float | None = (
+            retry.retry_delay.ToNanoseconds() / 1e9 if retry is not None else None
+        )
         text = self.status.message if self.status is not None else error.details()
         self.message: str = text or ""
         super().__init__(self.message)

@@ -47,7 +47,8 @@ def retry(
         codes: the status codes worth another call (default: `UNAVAILABLE`).
         attempts: calls in all, at most; None for no limit (then give `patience`).
         patience: seconds since the first call after which no retry starts; None for no limit.
-        pause: seconds to wait before retry n (1, 2, ...); default 0.2 s, 0.4 s, 0.6 s, ...
+        pause: seconds to wait before retry n (1, 2, ...); default 0.2 s, 0.4 s, 0.6 s, ...;
+            longer when the failure advises a longer wait (`BroadcasterError.retry_delay`).
         kwargs: passed to every call (`timeout`, `metadata`).
 
     Raises:
@@ -65,9 +66,11 @@ def retry(
             return method(request, **kwargs)
         except grpc.RpcError as e:
             made += 1
+            error = BroadcasterError.from_rpc_error(e)
             code = e.code() if isinstance(e, grpc.Call) else None
             out_of_attempts = attempts is not None and made >= attempts
             out_of_patience = patience is not None and clock() - began > patience
             if code not in codes or out_of_attempts or out_of_patience:
-                raise BroadcasterError.from_rpc_error(e) from None
-        sleep(pause(made))
+                raise error from None
+            advised = error.retry_delay
+        sleep(pause(made) if advised is None else max(pause(made), advised))
