@@ -4,9 +4,10 @@ LINE refuses one, and revokes it on disconnect."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from broadcaster.channels import (
     ChannelRuntime,
     ChannelUnavailable,
     CredentialsInvalid,
+    IssuedCredential,
     SendBatch,
     SendStatus,
     TextMessage,
@@ -108,6 +110,84 @@ async def test_a_token_due_for_renewal_is_renewed_before_use(
     assert store.held is not None and store.held.value != old.value
     assert [t.value for t in emulator.issued_tokens(shop)] == [old.value, store.held.value]
     assert store.held.issue_time == later
+
+
+async def _settled(emulator: LineEmulator, shop: Account, expected: list[str]) -> None:
+    """Until the emulator's valid tokens are `expected` (revocations run in the background)."""
+    async with asyncio.timeout(5):
+        while True:
+            if [t.value for t in emulator.issued_tokens(shop)] == expected:
+                return
+            await asyncio.sleep(0.01)
+
+
+async def test_the_token_a_renewal_replaced_is_revoked_after_a_delay(
+    make: Make, shop: Account, emulator: LineEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tokens, "REVOKE_DELAY", 0.2)
+    channel, store = make(_by_secret(shop))
+    await channel.connect()
+    old = store.held
+    assert old is not None
+    later = old.renew_time + timedelta(seconds=1)
+    monkeypatch.setattr(tokens, "_now", lambda: later)
+
+    outcome = await channel.send(_batch(shop, emulator, "0b7e6a4e-4a0f-4a53-9d55-5a1f7f0e0a05"))
+
+    assert outcome.status is SendStatus.ACCEPTED
+    assert store.held is not None and store.held.value != old.value
+    # Both valid for a moment (calls under way with the old one end), then the old one goes.
+    assert [t.value for t in emulator.issued_tokens(shop)] == [old.value, store.held.value]
+    await _settled(emulator, shop, [store.held.value])
+
+
+class _Overtaken(MemoryCredentials):
+    """A store where another replica's renewal is stored while this one issues its token."""
+
+    def __init__(self, theirs: Callable[[], Awaitable[IssuedCredential]]) -> None:
+        super().__init__()
+        self._theirs = theirs
+
+    async def renew(
+        self, issue: Callable[[], Awaitable[IssuedCredential]], *, refused: str | None = None
+    ) -> IssuedCredential:
+        if self.held is None:
+            return await super().renew(issue, refused=refused)
+        await issue()  # ours, issued and then not stored
+        self.held = await self._theirs()
+        return self.held
+
+
+async def test_a_token_issued_for_a_renewal_another_replica_won_is_revoked_at_once(
+    shop: Account,
+    emulator: LineEmulator,
+    session: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runtime = ChannelRuntime(http=session, env={API_BASE_ENV: emulator.base_url})
+    other = LineChannel.from_credentials(_by_secret(shop), runtime)  # another replica's
+    theirs: list[str] = []
+
+    async def their_renewal() -> IssuedCredential:
+        await other.connect()  # it issues a token for the same channel
+        issued = emulator.issued_tokens(shop)[-1].value
+        theirs.append(issued)
+        now = tokens._now()
+        return IssuedCredential(issued, now, now + timedelta(days=1), now + timedelta(days=2))
+
+    store = _Overtaken(their_renewal)
+    runtime = ChannelRuntime(http=session, env={API_BASE_ENV: emulator.base_url}, credentials=store)
+    channel = LineChannel.from_credentials(_by_secret(shop), runtime)
+    await channel.connect()
+    first = store.held
+    assert first is not None
+    monkeypatch.setattr(tokens, "_now", lambda: first.renew_time + timedelta(seconds=1))
+
+    assert await channel.renew_credentials()
+
+    assert store.held is not None and store.held.value == theirs[0]
+    # Ours was revoked at once; the one theirs replaced goes after the delay (not here).
+    await _settled(emulator, shop, [first.value, theirs[0]])
 
 
 async def test_a_refused_token_is_renewed_and_the_batch_goes_with_the_same_key(

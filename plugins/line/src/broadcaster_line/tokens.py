@@ -16,12 +16,21 @@ through the core's store (`ChannelRuntime.credentials`: sealed, shared by replic
 renews at a time) a renewed one. A token is due `BROADCASTER_LINE_TOKEN_RENEW_MARGIN` seconds
 before it expires (default one day; at most half its lifetime). A token LINE refuses (401) is
 renewed on the core's request (`renew_refused`).
+
+The token a renewal replaces is revoked by the process that renewed, `REVOKE_DELAY` seconds
+later: calls under way with it end meanwhile, and other replicas move to its successor at their
+next call (or when LINE refuses it). So a channel holds one token of ours at a time, plus one
+for a moment after each renewal, not one per renewal until each expires: LINE allows 30 valid
+v2.1 tokens per channel (and then refuses to issue more) and 30 short-lived ones (and then
+revokes the oldest, which may be another tool's of the same channel). A token issued for a
+renewal that another replica's won (its token stored first) is revoked at once: nothing uses it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -38,11 +47,16 @@ from broadcaster.channels import (
 from broadcaster_line.client import LineClient, LineReply, is_header_safe
 from broadcaster_line.retry import DEFAULT_RETRY, RetryPolicy, call_with_retries
 
+log = logging.getLogger(__name__)
+
 RENEW_MARGIN_ENV = "BROADCASTER_LINE_TOKEN_RENEW_MARGIN"
 LIFETIME_ENV = "BROADCASTER_LINE_TOKEN_LIFETIME"
 DEFAULT_RENEW_MARGIN = 24 * 60 * 60
 MAX_LIFETIME = 30 * 24 * 60 * 60  # LINE's limit for v2.1 tokens
 ASSERTION_SECONDS = 30 * 60  # how long a JWT assertion is valid (LINE's maximum)
+# Seconds a token replaced by a renewal stays valid before this process revokes it: longer than
+# a call to LINE may take (the shared HTTP session's total timeout is 30 s).
+REVOKE_DELAY = 120.0
 AUDIENCE = "https://api.line.me/"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 REFUSED_ADVICE = (
@@ -246,18 +260,63 @@ class TokenKeeper:
     """Keeps the client's token one that is not due for renewal."""
 
     def __init__(
-        self, client: LineClient, issuer: Issuer, store: IssuedCredentials, margin: int
+        self,
+        client: LineClient,
+        issuer: Issuer,
+        store: IssuedCredentials,
+        margin: int,
+        *,
+        revoke_delay: float | None = None,
     ) -> None:
         self._client = client
         self._issuer = issuer
         self._store = store
         self._margin = margin
+        self._revoke_delay = REVOKE_DELAY if revoke_delay is None else revoke_delay
         self._current: IssuedCredential | None = None
         self._lock = asyncio.Lock()
         self.last_refused: str | None = None  # the token of the last send LINE refused
+        # Of the renewal under way (under `_lock`): the token it replaces and the one it issued.
+        self._issued: tuple[IssuedCredential | None, IssuedCredential] | None = None
+        self._revoking: set[asyncio.Task[None]] = set()
 
     async def _issue(self) -> IssuedCredential:
-        return await self._issuer.issue(self._client, self._margin)
+        # Called by the store with the renewal its own (no other replica stores one meanwhile,
+        # unless this one's lease runs out): what it holds now is what the new token replaces.
+        replaced = await self._store.current()
+        issued = await self._issuer.issue(self._client, self._margin)
+        self._issued = (replaced, issued)
+        return issued
+
+    async def _renew(self, refused: str | None = None) -> IssuedCredential:
+        """A token not due (nor `refused`) through the store; the token a renewal made here
+        replaced is revoked later, one issued here that was not stored at once."""
+        self._issued = None
+        held = await self._store.renew(self._issue, refused=refused)
+        issued, self._issued = self._issued, None
+        if issued is not None:
+            replaced, new = issued
+            if held.value != new.value:  # another replica's renewal was stored
+                self._revoke_later(new.value, 0.0)
+            elif replaced is not None and replaced.value != new.value:
+                self._revoke_later(replaced.value, self._revoke_delay)
+        return held
+
+    def _revoke_later(self, token: str, delay: float) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._revoke_replaced(token, delay), name="revoke a replaced channel access token"
+        )
+        self._revoking.add(task)
+        task.add_done_callback(self._revoking.discard)
+
+    async def _revoke_replaced(self, token: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await self._issuer.revoke(self._client, token)
+        except (ChannelUnavailable, CredentialsInvalid) as e:
+            log.warning(
+                "could not revoke a replaced channel access token (it expires by itself): %s", e
+            )
 
     def _use(self, credential: IssuedCredential) -> None:
         self._current = credential
@@ -277,9 +336,9 @@ class TokenKeeper:
             return
         async with self._lock:
             if self._refused():
-                self._use(await self._store.renew(self._issue, refused=self.last_refused))
+                self._use(await self._renew(refused=self.last_refused))
             elif not self._fresh():
-                self._use(await self._store.renew(self._issue))
+                self._use(await self._renew())
 
     async def renew_refused(self) -> bool:
         """LINE refused the token of a send: True once the client has another one."""
@@ -287,7 +346,7 @@ class TokenKeeper:
         async with self._lock:
             if self._current is not None and self._current.value != refused:
                 return True  # renewed already, by another batch
-            self._use(await self._store.renew(self._issue, refused=refused))
+            self._use(await self._renew(refused=refused))
             return self._client.token != refused
 
     async def revoke(self) -> None:
