@@ -128,7 +128,9 @@ class App:
             statistics=config.statistics_schedule(),
         )
         keys = config.sealing_keys()
-        hub = ChannelHub(registry, Sealer(keys), db, config.env, ctx=ctx)
+        hub = ChannelHub(
+            registry, Sealer(keys), db, config.env, ctx=ctx, connections=config.channel_connections
+        )
         channels = Channels(ctx, hub)
         broadcasts = Broadcasts(ctx, hub)
         # One PostgreSQL connection hears other replicas' Sends and Message Center events.

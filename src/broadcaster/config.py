@@ -317,6 +317,9 @@ class Config:
     http_body_timeout: float = 30.0
     # WatchEvents streams one merchant may hold open at once on each replica.
     watch_streams_per_merchant: int = 16
+    # Connections open at once to channels' APIs (all channels of one type share a host: LINE's
+    # api.line.me). A channel sending at its ceiling keeps rate x latency requests on them.
+    channel_connections: int = 1024
     # SQLite: MiB of page cache of the connection every write goes through.
     sqlite_write_cache_mb: int = 64
     # The least lead time of ScheduleBroadcast, in seconds (60; benchmarks and tests lower it).
@@ -376,6 +379,7 @@ class Config:
             watch_streams_per_merchant=parse_count(
                 *read("BROADCASTER_WATCH_STREAMS_PER_MERCHANT", "16")
             ),
+            channel_connections=parse_count(*read("BROADCASTER_CHANNEL_CONNECTIONS", "1024")),
             sqlite_write_cache_mb=parse_count(*read("BROADCASTER_SQLITE_WRITE_CACHE_MB", "64")),
             schedule_min_lead=parse_seconds(*read("BROADCASTER_SCHEDULE_MIN_LEAD", "60")),
             drain_grace=parse_seconds(*read("BROADCASTER_DRAIN_GRACE", "10")),

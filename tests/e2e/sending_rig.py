@@ -69,10 +69,12 @@ class Api:
     def close(self) -> None:
         self.channel.close()
 
-    def connect(self, parent: str, account: Account, timeout: float = 120) -> pb.Channel:
+    def connect(
+        self, parent: str, account: Account, timeout: float = 120, *, synced: bool = True
+    ) -> pb.Channel:
         """CreateChannel, then wait for the follower sync it starts to have read the follower
         list (or to be skipped): contacts imported or changed by webhooks afterwards are not
-        overtaken by it."""
+        overtaken by it. `synced=False`: a server without automatic syncs, no wait."""
         credentials = {
             "channel_access_token": account.access_token,
             "channel_secret": account.channel_secret,
@@ -83,7 +85,8 @@ class Api:
             ),
             metadata=A,
         )
-        self.first_sync(made.name, timeout)
+        if synced:
+            self.first_sync(made.name, timeout)
         return made
 
     def first_sync(self, name: str, timeout: float = 120, *, whole: bool = False) -> pb.ContactSync:

@@ -460,6 +460,41 @@ def test_two_replicas_send_each_recipient_once_under_the_rate_ceiling(
     print(f"dispatching processes per channel: {holders}")
 
 
+def test_channels_with_slow_answers_keep_their_requests_in_flight_together(
+    emulator: EmulatorThread, servers: Servers
+) -> None:
+    """Every LINE channel's requests go to one host: a replica keeps each channel's 32 in
+    flight, however many channels send at once (with 128 connections a host, six channels got
+    128 in all), and never more than 32 of one channel."""
+    emu = emulator.emulator
+    people, channels = 32 * BATCH, 6  # a channel's 32 batches are in flight at once
+    # Contacts are imported: no follower sync (with its profile reads) beside the sends.
+    api = servers.start({"BROADCASTER_FOLLOWER_SYNC_INTERVAL": "off"})
+    slow = Faults(latency=3.0, endpoints=MULTICAST)  # they all overlap, whatever the start
+    shops = []
+    for n in range(channels):
+        account = emulator.call(emu.add_account, tier="verified", followers=people)
+        emulator.call(emu.set_faults, slow, account)
+        parent = merchant()
+        made = api.connect(parent, account, synced=False)
+        api.import_contacts(made.name, _followers(emulator, account))
+        shops.append((account, api.draft(parent, made.name, f"Slow {n}").name))
+    with ThreadPoolExecutor(channels) as pool:  # at the same moment
+        for sent in pool.map(lambda shop: api.send(shop[1]), shops):
+            assert sent.state == bpb.Broadcast.SENDING
+    done = [api.finished(name, timeout=120) for _, name in shops]
+
+    stats = emu.stats
+    for (account, name), b in zip(shops, done, strict=True):
+        assert b.state == bpb.Broadcast.SENT and b.counters.sent == people, name
+        got = summary(emulator, account)
+        assert (got["usersReached"], got["usersReachedMoreThanOnce"]) == (people, 0)
+        assert emulator.call(stats.most_in_progress, "multicast", account.channel_id) <= 32
+    together = emulator.call(stats.most_in_progress, "multicast")
+    assert together > 128, f"at most {together} multicast requests were in flight at once"
+    assert emulator.call(stats.count, "multicast", 429) == 0
+
+
 def test_replicas_spread_channels_and_a_killed_ones_are_taken_over(
     shared_database: str, emulator: EmulatorThread, servers: Servers
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import aiohttp
@@ -162,3 +163,21 @@ def test_invalid_fault_settings_are_refused() -> None:
     assert Faults.from_json({"errorRate": 0.5, "burst429": 2, "endpoints": ["push"]}) == Faults(
         error_rate=0.5, burst_429=2, endpoints=frozenset({"push"})
     )
+
+
+async def test_requests_in_progress_at_once_are_counted_per_channel_and_in_all(
+    emulator: LineEmulator, shop: Account, api: LineApi, http: aiohttp.ClientSession
+) -> None:
+    other = emulator.add_account()
+    emulator.set_faults(Faults(latency=0.3))  # long enough for all of them to overlap
+    calls = [api.bot_info() for _ in range(3)] + [
+        LineApi(http, other.access_token).bot_info() for _ in range(2)
+    ]
+    replies = await asyncio.gather(*calls)
+    await api.bot_info()  # alone, afterwards
+
+    assert all(r.status == 200 for r in replies)
+    assert emulator.stats.most_in_progress("bot_info", shop.channel_id) == 3
+    assert emulator.stats.most_in_progress("bot_info", other.channel_id) == 2
+    assert emulator.stats.most_in_progress("bot_info") == 5
+    assert emulator.stats.to_json()["mostInProgress"]["bot_info"] == 5

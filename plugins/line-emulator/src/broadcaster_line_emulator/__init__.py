@@ -102,8 +102,8 @@ Control API (``/_emulator/``, JSON; ``{channel}`` is the channel id)
   users reached more than once.
 - ``GET /_emulator/stats``: requests by channel, endpoint and status; 429s from buckets and the
   quota; injected faults; per-second histograms, peak rates, when the first and last
-  accepted requests came, and the longest pause between two accepted requests (between their
-  answers, and between their arrivals).
+  accepted requests came, the longest pause between two accepted requests (between their
+  answers, and between their arrivals), and the most requests in progress at once.
 - ``POST /_emulator/accounts/{channel}/webhooks``: ``{"url", "events": [{"type": "follow" |
   "unfollow" | "message" | "postback", "userId", "text", "data", "params", "timestampMs",
   "redelivery", "applyState"}], "batchSize", "badSignature"}``; no events sends LINE's empty
@@ -139,7 +139,8 @@ ids come from an invertible mix of (seed, index) and profiles are derived from t
 defaults to the channel id, so accounts do not share followers unless given the same seed.
 ``emu.stats`` counts requests by endpoint and status, 429s from the buckets
 (``rate_limited``) and the quota (``quota_rejected``), injected faults, and keeps per-second
-histograms and the peak rate in any one-second window (``peak_rate("multicast")``).
+histograms and the peak rate in any one-second window (``peak_rate("multicast")``), and the
+most requests in progress at once, of one channel or of all (``most_in_progress("multicast")``).
 
 Webhooks
 --------

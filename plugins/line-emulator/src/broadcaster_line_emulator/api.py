@@ -108,10 +108,26 @@ def _bearer(request: web.Request) -> str | None:
 
 async def _serve(runtime: Runtime, endpoint: Endpoint, request: web.Request) -> web.StreamResponse:
     body = await request.read()
-    arrived = runtime.stats.now()
-    request_id = runtime.ids.request_id()
     token = _bearer(request)
     account = tokens.account_for_token(runtime, token) if token else None
+    channel_id = account.channel_id if account else None
+    runtime.stats.started(endpoint.name, channel_id)
+    try:
+        return await _answer(runtime, endpoint, request, body, token, account)
+    finally:
+        runtime.stats.ended(endpoint.name, channel_id)
+
+
+async def _answer(
+    runtime: Runtime,
+    endpoint: Endpoint,
+    request: web.Request,
+    body: bytes,
+    token: str | None,
+    account: Account | None,
+) -> web.StreamResponse:
+    arrived = runtime.stats.now()
+    request_id = runtime.ids.request_id()
     decision = runtime.decide(endpoint.name, account)
     if decision.delay > 0:
         await asyncio.sleep(decision.delay)

@@ -1,6 +1,8 @@
 """Counters for benchmarks and assertions: requests by endpoint and status, 429s the emulator
-chose to give (and why), injected faults, and per-second histograms with the peak rate seen in
-any one-second window, so a test can prove a client stayed under LINE's limits."""
+chose to give (and why), injected faults, per-second histograms with the peak rate seen in
+any one-second window, so a test can prove a client stayed under LINE's limits, and the most
+requests in progress at once (from arrival to answer, injected latency included), per channel
+and in all, so a test can see how many a client keeps open."""
 
 from __future__ import annotations
 
@@ -62,6 +64,9 @@ class Stats:
         self.undelivered: Counter[str] = Counter()
         self._received: dict[tuple[str, str], _Window] = {}
         self._accepted: dict[tuple[str, str], _Window] = {}
+        # (endpoint, channel id or "-"), and (endpoint, None) for all channels at once
+        self._in_progress: Counter[tuple[str, str | None]] = Counter()
+        self._most_in_progress: Counter[tuple[str, str | None]] = Counter()
 
     def now(self) -> float:
         """The time on the emulator's clock (what `arrived` is measured on)."""
@@ -88,6 +93,21 @@ class Stats:
         self._window(self._received, key).add(now)
         if accepted if accepted is not None else 200 <= status < 300:
             self._window(self._accepted, key).add(now, arrived)
+
+    def started(self, endpoint: str, channel_id: str | None) -> None:
+        """A request came in (see `ended`)."""
+        for key in ((endpoint, channel_id or "-"), (endpoint, None)):
+            self._in_progress[key] += 1
+            self._most_in_progress[key] = max(self._most_in_progress[key], self._in_progress[key])
+
+    def ended(self, endpoint: str, channel_id: str | None) -> None:
+        """A request `started` was answered (or its connection dropped)."""
+        for key in ((endpoint, channel_id or "-"), (endpoint, None)):
+            self._in_progress[key] -= 1
+
+    def most_in_progress(self, endpoint: str, channel_id: str | None = None) -> int:
+        """Most requests to `endpoint` in progress at once: of one channel, or of all."""
+        return self._most_in_progress[(endpoint, channel_id)]
 
     @staticmethod
     def _window(windows: dict[tuple[str, str], _Window], key: tuple[str, str]) -> _Window:
@@ -144,6 +164,8 @@ class Stats:
                 }
                 for ep in endpoints
             },
+            # Most requests in progress at once, of all channels together.
+            "mostInProgress": {ep: self.most_in_progress(ep) for ep in endpoints},
             "acceptedPerSecond": {
                 f"{ch}/{ep}": {str(s): n for s, n in sorted(w.per_second.items())}
                 for (ch, ep), w in sorted(self._accepted.items())
