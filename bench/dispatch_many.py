@@ -4,7 +4,7 @@ connected channels and nothing to send.
 
     ./dev run python -m bench.dispatch_many [--backend sqlite|postgresql|both] [--smoke]
         [--channels K ...] [--recipients N ...] [--idle CHANNELS] [--idle-seconds S]
-        [--timeout S] [--talked]
+        [--timeout S] [--talked] [--latency S]
 
 The LINE emulator runs in its own process with 30 ms of latency on every request and 2K verified
 accounts; `broadcaster serve` runs in another on a fresh database. Each merchant's account gets N
@@ -26,6 +26,10 @@ database: what Python can send on this box. The engine is reported as a share of
 `--talked`: every contact has had a conversation with the account (a repeat send to an audience
 that talks), so the broadcasts open none; by default none has (a first send, every recipient's
 conversation created).
+
+`--latency S`: LINE answers each multicast after S seconds instead of 0.03 (a channel at its
+ceiling then keeps 200 x S requests in flight); not a row of the table. The most requests in
+flight at once, at the emulator, is printed either way.
 
 `--idle C`: C connected channels, nothing to send, for `--idle-seconds` (60): the service's CPU
 as a share of one core and its database statements per second.
@@ -139,14 +143,14 @@ async def _anchor(api: str, tokens: list[str], ids: list[list[str]]) -> tuple[fl
     return time.perf_counter() - started, time.process_time() - cpu
 
 
-def _span_rate(span: dict[str, float]) -> float:
-    return span["count"] / (span["last"] - span["first"] + LATENCY)
+def _span_rate(span: dict[str, float], latency: float) -> float:
+    return span["count"] / (span["last"] - span["first"] + latency)
 
 
-def _aggregate(spans: list[dict[str, float]]) -> float:
+def _aggregate(spans: list[dict[str, float]], latency: float) -> float:
     first = min(s["first"] for s in spans)
     last = max(s["last"] for s in spans)
-    return sum(s["count"] for s in spans) / (last - first + LATENCY)
+    return sum(s["count"] for s in spans) / (last - first + latency)
 
 
 def _send_all(channel: grpc.Channel, drafts: list[str], log: Path, timeout: float) -> float:
@@ -196,7 +200,14 @@ def _give_up(
     raise SystemExit(f"{len(waiting)} broadcasts still SENDING after {timeout:.0f} s")
 
 
-def run(backend: str, channels: int, recipients: int, timeout: float, talked: bool = False) -> None:
+def run(
+    backend: str,
+    channels: int,
+    recipients: int,
+    timeout: float,
+    talked: bool = False,
+    latency: float = LATENCY,
+) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
         fresh_database(backend, Path(tmp)) as url,
@@ -215,7 +226,7 @@ def run(backend: str, channels: int, recipients: int, timeout: float, talked: bo
             ids = _control(api, f"accounts/{account['channelId']}/followers")["userIds"]
             _seed_contacts(url, merchant, name.rsplit("/", 1)[1], ids, talked=talked)
             drafts.append(_draft(channel, merchant, name))
-        _control(api, "faults", {"latency": LATENCY})
+        _control(api, "faults", {"latency": latency})
 
         pid = server.process.pid
         cpu, db_cpu = cpu_seconds(pid), _postgres_cpu()
@@ -234,8 +245,9 @@ def run(backend: str, channels: int, recipients: int, timeout: float, talked: bo
             assert summary["usersReachedMoreThanOnce"] == 0, summary
         requests = sum(s["count"] for s in spans)
         limited = stats["rateLimited"].get("multicast", 0)
-        rates = sorted(_span_rate(s) for s in spans)
-        aggregate = _aggregate(spans)
+        rates = sorted(_span_rate(s, latency) for s in spans)
+        aggregate = _aggregate(spans, latency)
+        in_flight = stats["mostInProgress"].get("multicast", 0)
 
         anchor_ids = [
             _control(api, f"accounts/{a['channelId']}/followers")["userIds"] for a in theirs
@@ -245,7 +257,7 @@ def run(backend: str, channels: int, recipients: int, timeout: float, talked: bo
         anchor_spans = [
             _control(api, "stats")["acceptedSpans"][f"{a['channelId']}/multicast"] for a in theirs
         ]
-        anchor = _aggregate(anchor_spans)
+        anchor = _aggregate(anchor_spans, latency)
         anchor_requests = sum(s["count"] for s in anchor_spans)
 
         origin = min(s["first"] for s in spans)
@@ -257,12 +269,15 @@ def run(backend: str, channels: int, recipients: int, timeout: float, talked: bo
         written_per_k = 1000 * writing / requests
         median = statistics.median(rates)
         shape = " (every contact had a conversation)" if talked else ""
+        if latency != LATENCY:
+            shape += f" ({latency * 1000:.0f} ms answers)"
         print(
             f"{backend}: K={channels} x {recipients:,}{shape}: aggregate {aggregate:,.0f} "
             f"multicast req/s of {channels * CEILING:,} ({aggregate / (channels * CEILING):.1%});"
             " per channel "
             f"min {rates[0]:.0f} / median {median:.0f} / max {rates[-1]:.0f} req/s "
-            f"(min = {rates[0] / median:.0%} of median); {limited} x 429; all done "
+            f"(min = {rates[0] / median:.0%} of median); at most {in_flight} in flight at once; "
+            f"{limited} x 429; all done "
             f"{took:.1f} s after the Sends; service {cpu:.1f} CPU-s = {per_k:.2f} per 1,000 "
             f"requests, {statements / requests:.1f} statements per request, write transactions "
             f"{writing:.1f} s = {written_per_k:.2f} s per 1,000 requests ({writing / took:.0%} of "
@@ -275,7 +290,7 @@ def run(backend: str, channels: int, recipients: int, timeout: float, talked: bo
             f"{1000 * anchor_cpu / anchor_requests:.2f} CPU-s per 1,000 requests; engine = "
             f"{aggregate / anchor:.0%} of the anchor"
         )
-        if talked:
+        if talked or latency != LATENCY:
             return  # not a row of the table
         record(
             f"dispatch_many.k{channels}",
@@ -347,6 +362,12 @@ def main() -> None:
     parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds a run's broadcasts may take"
     )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=LATENCY,
+        help=f"seconds LINE takes to answer a multicast (default {LATENCY}; the table's rows)",
+    )
     args = parser.parse_args()
     if args.smoke:
         runs, idle_channels, idle_seconds = [(4, 5_000)], 50, 5.0
@@ -359,7 +380,7 @@ def main() -> None:
         runs = []
     for backend in ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]:
         for k, n in runs:
-            run(backend, k, n, args.timeout, args.talked)
+            run(backend, k, n, args.timeout, args.talked, args.latency)
         if idle_channels:
             idle(backend, idle_channels, idle_seconds)
 

@@ -492,9 +492,9 @@ async def test_a_disconnected_channels_broadcast_without_figures_has_none_collec
 async def test_a_broadcast_that_fails_with_batches_accepted_after_its_first_is_collected(
     ctx: ServiceContext, hub: ChannelHub, merchant: str
 ) -> None:
-    """Its first batch refused for good while the next two were on their way: the broadcast
-    fails, never completing, and its statistics row is written by those two all the same."""
-    shop = await _one_shop(ctx, hub, merchant, send_delay_ms="200")
+    """Its first batch refused for good while the next ones were on their way: the broadcast
+    fails, never completing, and its statistics row is written by those all the same."""
+    shop = await _one_shop(ctx, hub, merchant, send_delay_ms="1000")
     shop.ledger.script[:] = ["reject"]
     broadcast = await shop.send()
     name = f"{shop.parent}/broadcasts/{broadcast}"
@@ -505,7 +505,9 @@ async def test_a_broadcast_that_fails_with_batches_accepted_after_its_first_is_c
             if row is not None:
                 break
             await asyncio.sleep(0.02)
-    assert sum(shop.ledger.units.values()) == 70  # they went out under the unit: 50 and 20
+    # They went out under the unit: batch 1 (50), and batch 2 (20) unless the refusal of
+    # batch 0 came back before its slot.
+    assert sum(shop.ledger.units.values()) in (50, 70)
     assert row is not None and row["unit"] == f"b{broadcast}" and row["unavailable_reason"] == ""
     assert row["next_fetch_time"] is not None
     shop.clock.shift += HOUR

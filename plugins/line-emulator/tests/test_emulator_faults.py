@@ -181,3 +181,6 @@ async def test_requests_in_progress_at_once_are_counted_per_channel_and_in_all(
     assert emulator.stats.most_in_progress("bot_info", other.channel_id) == 2
     assert emulator.stats.most_in_progress("bot_info") == 5
     assert emulator.stats.to_json()["mostInProgress"]["bot_info"] == 5
+    emulator.stats.count_in_progress_afresh()
+    await api.bot_info()
+    assert emulator.stats.most_in_progress("bot_info") == 1

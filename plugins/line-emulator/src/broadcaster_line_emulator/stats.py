@@ -106,8 +106,13 @@ class Stats:
             self._in_progress[key] -= 1
 
     def most_in_progress(self, endpoint: str, channel_id: str | None = None) -> int:
-        """Most requests to `endpoint` in progress at once: of one channel, or of all."""
+        """Most requests to `endpoint` in progress at once: of one channel, or of all (since
+        the emulator started, or since `count_in_progress_afresh`)."""
         return self._most_in_progress[(endpoint, channel_id)]
+
+    def count_in_progress_afresh(self) -> None:
+        """`most_in_progress` counts from now: a test's own requests, not earlier tests'."""
+        self._most_in_progress = Counter(self._in_progress)
 
     @staticmethod
     def _window(windows: dict[tuple[str, str], _Window], key: tuple[str, str]) -> _Window:
