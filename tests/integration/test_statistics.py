@@ -161,6 +161,12 @@ def _request_ids(conn: Connection, broadcast: str) -> list[str]:
     ]
 
 
+async def _read_once(collector: Collector, reads: int = 1) -> None:
+    """One pass of the collector that claims `reads` due reads, until they are done."""
+    assert await collector.collect_due() == reads
+    await collector.idle()
+
+
 async def test_batches_counted_under_the_unit_and_figures_stored_with_none_kept(
     ctx: ServiceContext, hub: ChannelHub, merchant: str
 ) -> None:
@@ -190,8 +196,7 @@ async def test_batches_counted_under_the_unit_and_figures_stored_with_none_kept(
     collector = Collector(ctx, hub)
     assert await collector.collect_due() == 0  # not due for an hour
     shop.clock.shift += HOUR
-    assert await collector.collect_due() == 1
-    await collector.idle()
+    await _read_once(collector)
     stats = await shop.broadcasts.statistics(LOCAL, f"{shop.parent}/broadcasts/{broadcast}")
     f = stats.figures
     assert f is not None and stats.unavailable_reason == ""
@@ -219,8 +224,7 @@ async def test_withheld_figures_are_null_not_zero(
     broadcast = await shop.send()
     shop.clock.shift += HOUR
     collector = Collector(ctx, hub)
-    assert await collector.collect_due() == 1
-    await collector.idle()
+    await _read_once(collector)
     stats = await shop.broadcasts.statistics(LOCAL, f"{shop.parent}/broadcasts/{broadcast}")
     f = stats.figures
     assert f is not None
@@ -365,16 +369,14 @@ async def test_an_unreachable_channel_is_read_later_never_dropped(
     collector = Collector(ctx, hub)
     shop.clock.shift += HOUR
     for backoff in (5, 10):
-        assert await collector.collect_due() == 1
-        await collector.idle()
+        await _read_once(collector)
         row = await ctx.db.read(_row, broadcast)
         assert row is not None and row["fetch_time"] is None
         due = from_us(int(str(row["next_fetch_time"])))
         assert timedelta(minutes=backoff - 1) < due - ctx.now() <= timedelta(minutes=backoff)
         assert await collector.collect_due() == 0  # the channel waits too
         shop.clock.shift += timedelta(minutes=backoff)
-    assert await collector.collect_due() == 1
-    await collector.idle()
+    await _read_once(collector)
     row = await ctx.db.read(_row, broadcast)
     assert row is not None and row["fetch_time"] is not None and row["failures"] == 0
 
@@ -386,23 +388,16 @@ async def test_reads_follow_the_schedule_and_stop_after_the_window(
     broadcast = await shop.send()
     collector = Collector(ctx, hub)
     shop.clock.shift += timedelta(days=2)  # past the first day: daily
-    assert await collector.collect_due() == 1
-    await collector.idle()
+    await _read_once(collector)
     row = await ctx.db.read(_row, broadcast)
     assert row is not None
     gap = from_us(int(str(row["next_fetch_time"]))) - ctx.now()
     assert timedelta(hours=23) < gap <= timedelta(days=1)
     shop.clock.shift += timedelta(days=13)  # past the 14-day window: the last read
-    assert await collector.collect_due() == 1
-    await collector.idle()
+    await _read_once(collector)
     row = await ctx.db.read(_row, broadcast)
     assert row is not None and row["next_fetch_time"] is None
     assert await ctx.db.read(repo.next_due) is None  # nothing left to read
-
-
-async def _read_once(collector: Collector, reads: int = 1) -> None:
-    assert await collector.collect_due() == reads
-    await collector.idle()
 
 
 async def test_reads_failing_past_the_window_end_with_none_collected_and_say_so(
