@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from broadcaster.domain.messages import Message
+from broadcaster.domain.reasons import Reason
 
 if TYPE_CHECKING:  # broadcasts -> lifecycle -> this module
     from broadcaster.domain.broadcasts import Counters
@@ -32,6 +33,15 @@ UNREACHED = (
     DeliveryOutcome.NOT_SENT_STOPPED,
     DeliveryOutcome.NOT_SENT_LIMIT,
 )
+
+
+def unsent_when_failed(reason: str) -> DeliveryOutcome:
+    """What the recipients a broadcast never attempted become when it fails for `reason`:
+    NOT_SENT_QUOTA when the channel's quota ran out (resendable once it renews), else
+    NOT_SENT_STOPPED."""
+    if reason == Reason.QUOTA_EXHAUSTED:
+        return DeliveryOutcome.NOT_SENT_QUOTA
+    return DeliveryOutcome.NOT_SENT_STOPPED
 
 
 @dataclass(frozen=True, slots=True)

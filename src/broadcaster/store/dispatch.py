@@ -28,10 +28,9 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
 from broadcaster.domain import lifecycle
-from broadcaster.domain.deliveries import DeliveryOutcome
+from broadcaster.domain.deliveries import DeliveryOutcome, unsent_when_failed
 from broadcaster.domain.lifecycle import BroadcastState, Transition
 from broadcaster.domain.messages import Message
-from broadcaster.domain.reasons import Reason
 from broadcaster.domain.recipients import Recipients
 from broadcaster.store import batch_recipients, bulk, events, statistics
 from broadcaster.store.batch_recipients import DONE, IS_OPEN
@@ -219,12 +218,8 @@ def _close_unattempted_of_ended(conn: Connection, broadcasts: list[str]) -> None
         {"ids": bulk.strings_param(conn, broadcasts)},
     )
     for broadcast, state, reason in found.all():
-        if BroadcastState(state) is BroadcastState.CANCELLED:
-            outcome = DeliveryOutcome.NOT_SENT_CANCELLED
-        elif reason == Reason.QUOTA_EXHAUSTED:
-            outcome = DeliveryOutcome.NOT_SENT_QUOTA
-        else:
-            outcome = DeliveryOutcome.NOT_SENT_STOPPED
+        cancelled = BroadcastState(state) is BroadcastState.CANCELLED
+        outcome = DeliveryOutcome.NOT_SENT_CANCELLED if cancelled else unsent_when_failed(reason)
         _close_unattempted(conn, str(broadcast), outcome)
 
 
@@ -791,7 +786,7 @@ def record_stop(
         c.broadcast,
         Transition.FAIL,
         reason=reason,
-        outcome=DeliveryOutcome.NOT_SENT_QUOTA if quota else DeliveryOutcome.NOT_SENT_STOPPED,
+        outcome=unsent_when_failed(reason),
         now=now,
     )
 
