@@ -276,26 +276,24 @@ class TokenKeeper:
         self._current: IssuedCredential | None = None
         self._lock = asyncio.Lock()
         self.last_refused: str | None = None  # the token of the last send LINE refused
-        # Of the renewal under way (under `_lock`): the token it replaces and the one it issued.
-        self._issued: tuple[IssuedCredential | None, IssuedCredential] | None = None
         self._revoking: set[asyncio.Task[None]] = set()
-
-    async def _issue(self) -> IssuedCredential:
-        # Called by the store with the renewal its own (no other replica stores one meanwhile,
-        # unless this one's lease runs out): what it holds now is what the new token replaces.
-        replaced = await self._store.current()
-        issued = await self._issuer.issue(self._client, self._margin)
-        self._issued = (replaced, issued)
-        return issued
 
     async def _renew(self, refused: str | None = None) -> IssuedCredential:
         """A token not due (nor `refused`) through the store; the token a renewal made here
         replaced is revoked later, one issued here that was not stored at once."""
-        self._issued = None
-        held = await self._store.renew(self._issue, refused=refused)
-        issued, self._issued = self._issued, None
-        if issued is not None:
-            replaced, new = issued
+        issued: list[tuple[IssuedCredential | None, IssuedCredential]] = []
+
+        async def issue() -> IssuedCredential:
+            # The store calls it with the renewal its own (no other replica stores one
+            # meanwhile, unless this one's lease runs out): what it holds now is what the new
+            # token replaces.
+            replaced = await self._store.current()
+            new = await self._issuer.issue(self._client, self._margin)
+            issued.append((replaced, new))
+            return new
+
+        held = await self._store.renew(issue, refused=refused)
+        for replaced, new in issued:
             if held.value != new.value:  # another replica's renewal was stored
                 self._revoke_later(new.value, 0.0)
             elif replaced is not None and replaced.value != new.value:
