@@ -120,7 +120,7 @@ def status_of(error: DomainError) -> status_pb2.Status:
             ]
         )
         details.append(_pack(quota))
-    if isinstance(error, Unavailable | ResourceExhausted) and error.retry_after is not None:
+    if error.retry_after is not None:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(round(error.retry_after * 1e9))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))

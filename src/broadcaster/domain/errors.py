@@ -41,15 +41,25 @@ class QuotaViolation:
 
 
 class DomainError(Exception):
-    """Base of every error the product raises on purpose."""
+    """Base of every error the product raises on purpose. `retry_after`: for a failure that may
+    pass if the same call is made again later (Unavailable, some ResourceExhausted), the least
+    wait worth making, in seconds (the caller's own backoff may wait longer); None otherwise."""
 
     reason: str = Reason.INTERNAL
 
-    def __init__(self, message: str, *, reason: str | None = None, **metadata: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        retry_after: float | None = None,
+        **metadata: str,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if reason is not None:
             self.reason = reason
+        self.retry_after = retry_after
         self.metadata: dict[str, str] = metadata
 
 
@@ -93,7 +103,8 @@ class FailedPrecondition(DomainError):
         quota: list[QuotaViolation] | None = None,
         **metadata: str,
     ) -> None:
-        super().__init__(message, reason=reason, **metadata)
+        # Waiting alone does not meet a precondition: no retry_after.
+        super().__init__(message, reason=reason, retry_after=None, **metadata)
         self.violations = list(violations or [])
         self.quota = list(quota or [])
 
@@ -106,21 +117,9 @@ class AlreadyExists(DomainError):
 
 class Unavailable(DomainError):
     """A dependency (the channel's API, the database) cannot be reached now; retrying later
-    may work, and `retry_after` seconds is the least wait worth making (the caller's own
-    backoff may wait longer)."""
+    may work (after `retry_after`, when given)."""
 
     reason: str = Reason.UNAVAILABLE
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        reason: str | None = None,
-        retry_after: float | None = None,
-        **metadata: str,
-    ) -> None:
-        super().__init__(message, reason=reason, **metadata)
-        self.retry_after = retry_after
 
 
 class ResourceExhausted(DomainError):
@@ -140,9 +139,8 @@ class ResourceExhausted(DomainError):
         retry_after: float | None = None,
         **metadata: str,
     ) -> None:
-        super().__init__(message, reason=reason, **metadata)
+        super().__init__(message, reason=reason, retry_after=retry_after, **metadata)
         self.quota = list(quota or [])
-        self.retry_after = retry_after
 
 
 class Unauthenticated(DomainError):
