@@ -51,6 +51,8 @@ import grpc
 from bench.dispatch import IMAGE, _connect, _control, _draft, _seed_contacts
 from bench.live import ADMIN, cpu_seconds, emulator, memory_mb, scrape, service
 from bench.results import record
+from broadcaster.dispatch.engine import Settings
+from broadcaster.dispatch.wire import AnswerPace
 from broadcaster.v1 import broadcast_service_pb2 as bpb
 from broadcaster.v1 import broadcast_service_pb2_grpc as bpb_grpc
 from tests.databases import fresh_database
@@ -59,6 +61,7 @@ LATENCY = 0.03
 CEILING = 200
 SHARE = 0.985  # the engine's pace, as a share of the ceiling: the anchor keeps the same
 BATCH = 500
+IN_FLIGHT = Settings()  # the engine's bounds in flight per channel, for the anchor
 
 
 def _postgres_cpu() -> float:
@@ -103,9 +106,12 @@ def _token(prefix: str, i: int) -> tuple[str, str]:
     return f"{prefix}-token-{i:04d}-0123456789", f"{prefix}-secret-{i:04d}"
 
 
-async def _anchor(api: str, tokens: list[str], ids: list[list[str]]) -> tuple[float, float]:
+async def _anchor(
+    api: str, tokens: list[str], ids: list[list[str]], latency: float
+) -> tuple[float, float]:
     """Post every account's followers, 500 ids a request, each account paced at SHARE of its
-    ceiling with up to 32 requests in flight, no database. Returns (seconds, CPU-seconds)."""
+    ceiling with as many requests in flight as the engine allows a channel answering in
+    `latency` (dispatch.wire), no database. Returns (seconds, CPU-seconds)."""
     import aiohttp
 
     messages = [
@@ -115,7 +121,10 @@ async def _anchor(api: str, tokens: list[str], ids: list[list[str]]) -> tuple[fl
     interval = 1 / (CEILING * SHARE)
 
     async def one(session: aiohttp.ClientSession, token: str, followers: list[str]) -> None:
-        gate = asyncio.Semaphore(32)
+        pace = AnswerPace(
+            CEILING * SHARE, least=IN_FLIGHT.least_in_flight, most=IN_FLIGHT.in_flight
+        )
+        gate = asyncio.Semaphore(pace.answered(latency))
         start = time.monotonic()
 
         async def post(body: list[str]) -> None:
@@ -153,9 +162,12 @@ def _aggregate(spans: list[dict[str, float]], latency: float) -> float:
     return sum(s["count"] for s in spans) / (last - first + latency)
 
 
-def _send_all(channel: grpc.Channel, drafts: list[str], log: Path, timeout: float) -> float:
+def _send_all(
+    channel: grpc.Channel, drafts: list[str], log: Path, timeout: float, pid: int
+) -> float:
     """Send every draft from a thread of its own at the same moment; wait until none is SENDING.
-    Returns the seconds from the Sends to the last one done. A broadcast still SENDING after
+    Returns the seconds from the Sends to the last one done; prints when the Sends returned and
+    the CPU the service (`pid`) had used by then. A broadcast still SENDING after
     `timeout` seconds fails the run, with the progress of each and the end of the service's
     log."""
     stub = bpb_grpc.BroadcastServiceStub(channel)
@@ -169,10 +181,13 @@ def _send_all(channel: grpc.Channel, drafts: list[str], log: Path, timeout: floa
     for t in threads:
         t.start()
     ready.wait()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds(pid)
     for t in threads:
         t.join()
-    print(f"  the {len(drafts)} Sends returned after {time.perf_counter() - started:.1f} s")
+    print(
+        f"  the {len(drafts)} Sends returned after {time.perf_counter() - started:.1f} s, "
+        f"the service having used {cpu_seconds(pid) - cpu:.1f} CPU-s"
+    )
     waiting = set(drafts)
     while waiting:
         time.sleep(0.1)
@@ -231,7 +246,7 @@ def run(
         pid = server.process.pid
         cpu, db_cpu = cpu_seconds(pid), _postgres_cpu()
         statements, writing = _database_work(server.http_port)
-        took = _send_all(channel, drafts, Path(tmp) / "serve.log", timeout)
+        took = _send_all(channel, drafts, Path(tmp) / "serve.log", timeout, pid)
         cpu = cpu_seconds(pid) - cpu
         db_cpu = _postgres_cpu() - db_cpu if backend == "postgresql" else float("nan")
         statements_after, writing_after = _database_work(server.http_port)
@@ -253,7 +268,7 @@ def run(
             _control(api, f"accounts/{a['channelId']}/followers")["userIds"] for a in theirs
         ]
         tokens = [_token("a", i)[0] for i in range(channels)]
-        _, anchor_cpu = asyncio.run(_anchor(api, tokens, anchor_ids))
+        _, anchor_cpu = asyncio.run(_anchor(api, tokens, anchor_ids, latency))
         anchor_spans = [
             _control(api, "stats")["acceptedSpans"][f"{a['channelId']}/multicast"] for a in theirs
         ]

@@ -463,9 +463,9 @@ def test_two_replicas_send_each_recipient_once_under_the_rate_ceiling(
 def test_channels_with_slow_answers_keep_their_requests_in_flight_together(
     emulator: EmulatorThread, servers: Servers
 ) -> None:
-    """Every LINE channel's requests go to one host: a replica keeps each channel's 32 in
-    flight, however many channels send at once (with 128 connections a host, six channels got
-    128 in all), and never more than 32 of one channel."""
+    """Every LINE channel's requests go to one host: a replica keeps each channel's batches in
+    flight together, however many channels send at once (with 128 connections a host, six
+    channels of 32 batches got 128 in all)."""
     emu = emulator.emulator
     people, channels = 32 * BATCH, 6  # a channel's 32 batches are in flight at once
     # Contacts are imported: no follower sync (with its profile reads) beside the sends.
@@ -494,6 +494,33 @@ def test_channels_with_slow_answers_keep_their_requests_in_flight_together(
         assert emulator.call(stats.count, "multicast", 429, account.channel_id) == 0
     together = emulator.call(stats.most_in_progress, "multicast")
     assert together > 128, f"at most {together} multicast requests were in flight at once"
+
+
+def test_a_channel_answering_slowly_keeps_more_of_its_batches_in_flight(
+    emulator: EmulatorThread, servers: Servers
+) -> None:
+    """A channel at its ceiling keeps its rate x LINE's answer time in flight: 32 were enough
+    only while LINE answered within 160 ms. With 1 s answers the channel's bound grows past the
+    32 it starts with (after the first answer), and never past 192."""
+    emu = emulator.emulator
+    people = 100 * BATCH
+    api = servers.start({"BROADCASTER_FOLLOWER_SYNC_INTERVAL": "off"})
+    account = emulator.call(emu.add_account, tier="verified", followers=people)
+    emulator.call(emu.set_faults, Faults(latency=1.0, endpoints=MULTICAST), account)
+    parent = merchant()
+    made = api.connect(parent, account, synced=False)
+    api.import_contacts(made.name, _followers(emulator, account))
+    name = api.draft(parent, made.name, "Slow answers").name
+    assert api.send(name).state == bpb.Broadcast.SENDING
+    b = api.finished(name, timeout=120)
+
+    assert b.state == bpb.Broadcast.SENT and b.counters.sent == people
+    got = summary(emulator, account)
+    assert (got["usersReached"], got["usersReachedMoreThanOnce"]) == (people, 0)
+    stats = emu.stats
+    most = emulator.call(stats.most_in_progress, "multicast", account.channel_id)
+    assert 32 < most <= 192, f"at most {most} of the channel's requests were in flight at once"
+    assert emulator.call(stats.count, "multicast", 429, account.channel_id) == 0
 
 
 def test_replicas_spread_channels_and_a_killed_ones_are_taken_over(

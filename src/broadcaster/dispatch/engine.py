@@ -67,6 +67,7 @@ from broadcaster.channels import (
 from broadcaster.dispatch.leases import LeaseKeeper
 from broadcaster.dispatch.ratelimit import TokenBucket
 from broadcaster.dispatch.recorder import Recorder
+from broadcaster.dispatch.wire import AnswerPace, Slots
 from broadcaster.domain.deliveries import DeliveryOutcome
 from broadcaster.domain.reasons import Reason
 from broadcaster.domain.recipients import Recipients
@@ -107,11 +108,14 @@ class Settings:
     safety_poll_seconds: float = 5.0
     # Per channel: batches in flight, from before their bucket slot until the channel takes
     # them (waiting for the slot, the answer or a retry: what a deleted channel or a refused
-    # credential can still let through); batches claimed ahead of those, waiting for a place
-    # (so that a claim waiting its turn at the database's writer does not leave the channel
-    # idle: 50-320 ms at eight channels' ceilings on SQLite); and batches claimed and not yet
-    # recorded (answered ones waiting for their group commit too).
-    in_flight: int = 32
+    # credential can still let through): `least_in_flight` at first and while the channel
+    # answers fast, more as its answers take longer (its rate x their time, dispatch.wire), up
+    # to `in_flight`; batches claimed ahead of those, waiting for a place (so that a claim
+    # waiting its turn at the database's writer does not leave the channel idle: 50-320 ms at
+    # eight channels' ceilings on SQLite); and batches claimed and not yet recorded (answered
+    # ones waiting for their group commit too).
+    in_flight: int = 192
+    least_in_flight: int = 32
     ahead: int = 32
     unrecorded: int = 256
     # The pace, below the ceiling; and a cap on any one-second window, a little below the
@@ -500,7 +504,11 @@ class ChannelDispatch:
         # Claimed, not yet recorded: each batch's send, with the broadcast it is of.
         self._sends: dict[asyncio.Task[None], str] = {}
         self._unanswered: set[asyncio.Task[None]] = set()  # of those, not yet answered
-        self._wire = asyncio.Semaphore(self._settings.in_flight)
+        # The channel's bound in flight, sized by its answers once its rate is known (`run`).
+        self._pace = AnswerPace(
+            0.0, least=self._settings.least_in_flight, most=self._settings.in_flight
+        )
+        self._wire = Slots(self._pace.least)
         self._record = needs.record
         self._room = asyncio.Event()
         # Until when (monotonic) the channel's claimable batches are all claimed: the last
@@ -593,6 +601,9 @@ class ChannelDispatch:
             burst=1.0,
             window=max(1, math.floor(ceiling * self._settings.window_share)),
         )
+        self._pace = AnswerPace(
+            bucket.rate, least=self._settings.least_in_flight, most=self._settings.in_flight
+        )
         self._needs.leases.hold(self)
         try:
             await self._dispatch(instance, bucket, caps.idempotency_window_seconds)
@@ -638,12 +649,13 @@ class ChannelDispatch:
         self._room.set()
 
     async def _dispatch(self, instance: Channel, bucket: TokenBucket, window: int) -> None:
-        """Claim batches while the channel has room for them: fewer than `in_flight` + `ahead`
-        of its batches unanswered, and fewer than `unrecorded` not yet recorded. An answered
-        batch waiting for its group commit leaves the wire, so the next one can go meanwhile."""
+        """Claim batches while the channel has room for them: fewer than its bound in flight +
+        `ahead` of its batches unanswered, and fewer than `unrecorded` not yet recorded. An
+        answered batch waiting for its group commit leaves the wire, so the next one can go
+        meanwhile."""
         settings = self._settings
-        limit = settings.in_flight
         while self._holding:
+            limit = self._wire.size
             room = min(
                 limit + settings.ahead - len(self._unanswered),
                 settings.unrecorded - len(self._sends),
@@ -703,7 +715,7 @@ class ChannelDispatch:
         self, instance: Channel, bucket: TokenBucket, window: int, batch: store.ClaimedBatch
     ) -> None:
         """Send one batch until it has an outcome, and record it. It holds one of the channel's
-        `in_flight` slots from before its first attempt until the channel takes it, or until it
+        slots in flight from before its first attempt until the channel takes it, or until it
         ends otherwise (a batch waiting to retry keeps its slot)."""
         await self._wire.acquire()
         try:
@@ -789,6 +801,7 @@ class ChannelDispatch:
             match outcome.status:
                 case SendStatus.ACCEPTED | SendStatus.ALREADY_ACCEPTED:
                     bucket.succeeded()
+                    self._wire.resize(self._pace.answered(took))
                     self._answered()
                     await self._accepted(instance, batch, outcome, took)
                     return
