@@ -17,6 +17,7 @@ import pytest
 from broadcaster_line_emulator import Faults
 from google.protobuf import field_mask_pb2
 
+from broadcaster.dispatch.engine import Settings
 from broadcaster.v1 import broadcast_service_pb2 as bpb
 from broadcaster.v1 import channel_service_pb2 as pb
 from broadcaster.v1 import customer_group_service_pb2 as gpb
@@ -35,8 +36,8 @@ from tests.e2e.sending_rig import (
 
 MULTICAST = frozenset({"multicast"})
 BATCH = 500  # LINE's multicast maximum
-# The most sends unanswered per channel (engine.Settings.in_flight); 32 until the first answer.
-IN_FLIGHT = 192
+# The most sends unanswered per channel (192); 32 until the first answer.
+IN_FLIGHT = Settings().in_flight
 # Every multicast answer takes this long: 32 requests go before the first answer, so the call
 # lands mid-send with requests on the wire.
 LATENCY = 1.0

@@ -505,9 +505,7 @@ class ChannelDispatch:
         self._sends: dict[asyncio.Task[None], str] = {}
         self._unanswered: set[asyncio.Task[None]] = set()  # of those, not yet answered
         # The channel's bound in flight, sized by its answers once its rate is known (`run`).
-        self._pace = AnswerPace(
-            0.0, least=self._settings.least_in_flight, most=self._settings.in_flight
-        )
+        self._pace = AnswerPace(least=self._settings.least_in_flight, most=self._settings.in_flight)
         self._wire = Slots(self._pace.least)
         self._record = needs.record
         self._room = asyncio.Event()
@@ -601,9 +599,7 @@ class ChannelDispatch:
             burst=1.0,
             window=max(1, math.floor(ceiling * self._settings.window_share)),
         )
-        self._pace = AnswerPace(
-            bucket.rate, least=self._settings.least_in_flight, most=self._settings.in_flight
-        )
+        self._pace.rate = bucket.rate
         self._needs.leases.hold(self)
         try:
             await self._dispatch(instance, bucket, caps.idempotency_window_seconds)

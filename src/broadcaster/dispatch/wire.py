@@ -68,8 +68,9 @@ class AnswerPace:
     """A channel's bound in flight from its answers: `answered(seconds)` after each answer the
     channel took, `bound` the slots it calls for."""
 
-    def __init__(self, rate: float, *, least: int, most: int) -> None:
-        self._rate = rate
+    def __init__(self, rate: float = 0.0, *, least: int, most: int) -> None:
+        """`rate`: the channel's requests per second, set once known (before any answer)."""
+        self.rate = rate
         self.least = min(least, most)
         self.most = most
         self.answer_time: float | None = None  # seconds, smoothed; None before an answer
@@ -86,5 +87,5 @@ class AnswerPace:
     def bound(self) -> int:
         if self.answer_time is None:
             return self.least
-        wanted = math.ceil(self._rate * self.answer_time * HEADROOM - 1e-9)  # (float rounding)
+        wanted = math.ceil(self.rate * self.answer_time * HEADROOM - 1e-9)  # (float rounding)
         return max(self.least, min(self.most, wanted))
