@@ -46,6 +46,7 @@ BACKENDS = ("sqlite", "postgresql")
 # In the order they run (that of CI's smoke runs), with the extra arguments of a full run.
 BENCHES: dict[str, tuple[str, ...]] = {
     "bulk_members": (),
+    "channel_delete": (),
     "estimate_audience": (),
     "contact_sync": (),
     "webhooks": (),
@@ -300,6 +301,14 @@ ROWS = (
         "bulk_members",
         "import 10,000 contacts in one call (merge by external id)",
         "set-based",
+    ),
+    Row(
+        "channel_delete",
+        "channel_delete",
+        "DeleteChannel of a channel with 1,000,000 contacts (half in a customer group) while "
+        "another merchant imports 20 contacts at a time; its contacts forgotten in the "
+        "background, 500 a transaction",
+        "no other merchant waits on it",
     ),
     Row(
         "statistics_collection",

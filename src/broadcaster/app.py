@@ -30,6 +30,7 @@ from broadcaster.services.credentials import Renewer
 from broadcaster.services.customer_groups import CustomerGroups
 from broadcaster.services.event_cursors import EventCursors
 from broadcaster.services.events import EventFeed, Events
+from broadcaster.services.forgetting import Forgetting
 from broadcaster.services.readiness import Readiness
 from broadcaster.services.sending import Sending
 from broadcaster.services.statistics import Collector
@@ -102,6 +103,7 @@ class App:
     renewer: Renewer | None = None  # renews the credentials channels issue for themselves
     tracing: Tracing | None = None  # OpenTelemetry, when OTEL_EXPORTER_OTLP_ENDPOINT is set
     collector: Collector | None = None  # reads broadcasts' statistics back from their channels
+    forgetting: Forgetting | None = None  # forgets deleted channels' contacts
 
     @classmethod
     def build(cls, config: Config) -> App:
@@ -131,7 +133,8 @@ class App:
         hub = ChannelHub(
             registry, Sealer(keys), db, config.env, ctx=ctx, connections=config.channel_connections
         )
-        channels = Channels(ctx, hub)
+        forgetting = Forgetting(ctx)
+        channels = Channels(ctx, hub, deleted=forgetting.wake)
         broadcasts = Broadcasts(ctx, hub)
         # One PostgreSQL connection hears other replicas' Sends and Message Center events.
         listener = Listener(db) if db.dialect == "postgresql" else None
@@ -175,6 +178,7 @@ class App:
             renewer=Renewer(ctx, hub),
             tracing=tracing,
             collector=Collector(ctx, hub),
+            forgetting=forgetting,
         )
 
     async def start(self) -> tuple[RunningServer, RunningHttp]:
@@ -216,6 +220,8 @@ class App:
             self.renewer.start()
         if self.collector is not None:
             self.collector.start()
+        if self.forgetting is not None:
+            self.forgetting.start()
         self.loop_watch = self.metrics.watch_event_loop()
         await self.readiness.check()
         self.readiness.start()
@@ -245,6 +251,8 @@ class App:
         await self.services.upkeep.stop()
         if self.collector is not None:
             await self.collector.stop()
+        if self.forgetting is not None:
+            await self.forgetting.stop()
         await self.services.contact_sync.stop()
         await self.webhooks.stop()
         await self.readiness.stop()

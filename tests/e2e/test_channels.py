@@ -192,5 +192,9 @@ def test_webhooks_update_contacts(server, channel, channels, contacts) -> None: 
     with pytest.raises(grpc.RpcError) as e:
         channels.GetChannel(pb.GetChannelRequest(name=made.name), metadata=A)
     assert failure(e.value).reason == "CHANNEL_NOT_FOUND"
+    # Its contacts are forgotten in the background, and no one's to read from now on.
+    with pytest.raises(grpc.RpcError) as e:
+        contacts.GetContact(cpb.GetContactRequest(name=by_id["u1"].name), metadata=A)
+    assert failure(e.value).reason == "CONTACT_NOT_FOUND"
     time.sleep(5.2)  # the webhook path's channel cache lives five seconds
     assert _post(server, path, body, sign("hook-token", body)) == 404

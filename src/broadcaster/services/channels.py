@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from sqlalchemy import Connection
 
@@ -81,9 +81,14 @@ def unavailable(error: ChannelUnavailable) -> Unavailable:
 
 
 class Channels:
-    def __init__(self, ctx: ServiceContext, hub: ChannelHub) -> None:
+    def __init__(
+        self, ctx: ServiceContext, hub: ChannelHub, *, deleted: Callable[[], None] = lambda: None
+    ) -> None:
+        """`deleted`: called after a channel is deleted here (its contacts are to be forgotten,
+        services.forgetting)."""
         self._ctx = ctx
         self._hub = hub
+        self._deleted = deleted
 
     def name(self, caller: Caller, value: str, field: str = "name") -> ChannelName:
         name = ChannelName.parse(value, field)
@@ -265,6 +270,7 @@ class Channels:
             raise not_found(name)
         self._ctx.events_recorded(n.merchant)  # the failed broadcasts' lifecycle events
         self._hub.gone(n.channel)
+        self._deleted()
         if issued is not None:  # revoke what the channel issued for itself
             channel_type, sealed, sealed_issued = issued
             last = PendingCredentials(unseal_value(self._hub.sealer, sealed_issued))

@@ -18,8 +18,8 @@ from broadcaster.domain.model import (
 from broadcaster.domain.paging import Page
 from broadcaster.store import bulk
 from broadcaster.store.clock import from_us, maybe_from_us, to_us
+from broadcaster.store.tables import channels, conversations
 from broadcaster.store.tables import contacts as t
-from broadcaster.store.tables import conversations
 
 # The merge rules documented on the API's Contact message, as one ON CONFLICT clause.
 _MERGE = """
@@ -51,6 +51,9 @@ ON CONFLICT (merchant_id, channel_id, external_id) DO UPDATE SET
 # created it (the narrow `conversations` table, see store.events).
 _CONVERSED = exists().where(conversations.c.contact_id == t.c.id).label("conversed")
 _SELECT = select(t, _CONVERSED)
+# A deleted channel's contacts are forgotten in the background (store.channels.disconnect);
+# until then they are no one's to read or change.
+_LIVE_CHANNEL = exists().where(channels.c.id == t.c.channel_id, channels.c.delete_time.is_(None))
 
 
 def _contact(row: Row[tuple[object, ...]]) -> Contact:
@@ -119,7 +122,12 @@ def merge(
 
 def get(conn: Connection, merchant: str, channel: str, contact_id: str) -> Contact | None:
     row = conn.execute(
-        _SELECT.where(t.c.merchant_id == merchant, t.c.channel_id == channel, t.c.id == contact_id)
+        _SELECT.where(
+            t.c.merchant_id == merchant,
+            t.c.channel_id == channel,
+            t.c.id == contact_id,
+            _LIVE_CHANNEL,
+        )
     ).first()
     return None if row is None else _contact(row)
 
@@ -159,7 +167,12 @@ def change(
         values["customer_id"] = edit.customer_id
     done = conn.execute(
         update(t)
-        .where(t.c.merchant_id == merchant, t.c.channel_id == channel, t.c.id == contact_id)
+        .where(
+            t.c.merchant_id == merchant,
+            t.c.channel_id == channel,
+            t.c.id == contact_id,
+            _LIVE_CHANNEL,
+        )
         .values(**values)
     )
     if done.rowcount == 0:
