@@ -16,10 +16,12 @@ next one's, over the whole send: target ≤ 2 s); how many batches were sent aga
 "already accepted": none when every drain recorded its batches in time); and for each restart,
 how long the replica took from SIGTERM to exit and how long until the other sent again.
 
---smoke sends to 150,000 followers with 1.5 s of emulated latency on each request, so that the
-send lasts long enough for both restarts (a pause then includes one request's latency: the
-replica that drains waits for the answers to its requests before letting the channel go); the
-full run has no added latency.
+--smoke sends to 150,000 followers with 1.5 s of emulated latency on each request and at most
+32 requests of the channel in flight (BROADCASTER_CHANNEL_IN_FLIGHT), so that the send lasts
+long enough for both restarts: about 21 requests a second, where a channel's bound in flight,
+which follows its answer time, would reach 192 and send the 300 batches before the second
+restart. A pause then includes one request's latency (the replica that drains waits for the
+answers to its requests before letting the channel go). The full run has no added latency.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class Replica:
     url: str
     api: str
     logs: Path
+    in_flight: int  # BROADCASTER_CHANNEL_IN_FLIGHT
     server: live.Server | None = None
     starts: int = 0
 
@@ -70,6 +73,7 @@ class Replica:
             extra_env={
                 "BROADCASTER_PLUGINS": "line",
                 "BROADCASTER_LINE_API_BASE": self.api,
+                "BROADCASTER_CHANNEL_IN_FLIGHT": str(self.in_flight),
                 **NO_AUTOMATIC_SYNCS,
             },
         )
@@ -135,7 +139,7 @@ def _resumed(api: str, channel_id: str, span: dict[str, Any]) -> float:
     return time.perf_counter() - started
 
 
-def run(recipients: int, latency: float) -> None:
+def run(recipients: int, latency: float, in_flight: int) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
         fresh_database("postgresql", Path(tmp)) as url,
@@ -146,7 +150,7 @@ def run(recipients: int, latency: float) -> None:
     ):
         account = accounts[0]
         channel_id = account["channelId"]
-        replicas = [Replica(n, url, api, Path(tmp)) for n in (0, 1)]
+        replicas = [Replica(n, url, api, Path(tmp), in_flight) for n in (0, 1)]
         try:
             # As a deploy does: the schema first (`broadcaster migrate`), then the replicas,
             # both at once.
@@ -263,12 +267,12 @@ def main() -> None:
     parser.add_argument("--latency", type=float, help="seconds added to each multicast answer")
     args = parser.parse_args()
     if args.smoke:
-        recipients, latency = 150_000, 1.5
+        recipients, latency, in_flight = 150_000, 1.5, 32
     else:
-        recipients, latency = args.recipients, 0.0
+        recipients, latency, in_flight = args.recipients, 0.0, 192
     if args.latency is not None:
         latency = args.latency
-    run(recipients, latency)
+    run(recipients, latency, in_flight)
 
 
 if __name__ == "__main__":

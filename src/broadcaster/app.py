@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL
 from broadcaster.api.server import RunningServer, Services, start_server
 from broadcaster.channels.manager import PluginManager
 from broadcaster.config import Config, ConfigError
-from broadcaster.dispatch.engine import Dispatcher
+from broadcaster.dispatch.engine import Dispatcher, Settings
 from broadcaster.dispatch.firing import Firing
 from broadcaster.domain.paging import PageTokens
 from broadcaster.domain.scheduling import ScheduleWindow
@@ -141,7 +141,13 @@ class App:
         feed = EventFeed(
             ctx, streams_per_merchant=config.watch_streams_per_merchant, listener=listener
         )
-        dispatcher = Dispatcher(ctx, hub, delivered=feed.notify, listener=listener)
+        dispatcher = Dispatcher(
+            ctx,
+            hub,
+            Settings(in_flight=config.channel_in_flight),
+            delivered=feed.notify,
+            listener=listener,
+        )
         sending = Sending(
             ctx,
             broadcasts,

@@ -320,6 +320,9 @@ class Config:
     # Connections open at once to channels' APIs (all channels of one type share a host: LINE's
     # api.line.me). A channel sending at its ceiling keeps rate x latency requests on them.
     channel_connections: int = 1024
+    # The most requests one channel keeps in flight at once: its bound follows the channel's
+    # rate times its answer time, from 32 (or this, if lower) up to this.
+    channel_in_flight: int = 192
     # SQLite: MiB of page cache of the connection every write goes through.
     sqlite_write_cache_mb: int = 64
     # The least lead time of ScheduleBroadcast, in seconds (60; benchmarks and tests lower it).
@@ -380,6 +383,7 @@ class Config:
                 *read("BROADCASTER_WATCH_STREAMS_PER_MERCHANT", "16")
             ),
             channel_connections=parse_count(*read("BROADCASTER_CHANNEL_CONNECTIONS", "1024")),
+            channel_in_flight=parse_count(*read("BROADCASTER_CHANNEL_IN_FLIGHT", "192")),
             sqlite_write_cache_mb=parse_count(*read("BROADCASTER_SQLITE_WRITE_CACHE_MB", "64")),
             schedule_min_lead=parse_seconds(*read("BROADCASTER_SCHEDULE_MIN_LEAD", "60")),
             drain_grace=parse_seconds(*read("BROADCASTER_DRAIN_GRACE", "10")),

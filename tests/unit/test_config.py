@@ -58,6 +58,7 @@ def test_typed_values() -> None:
         "BROADCASTER_LOG_LEVEL": "debug",
         "BROADCASTER_WATCH_STREAMS_PER_MERCHANT": " 4 ",
         "BROADCASTER_CHANNEL_CONNECTIONS": "4096",
+        "BROADCASTER_CHANNEL_IN_FLIGHT": "48",
         "BROADCASTER_LINE_API_BASE": "http://127.0.0.1:9",
     }
     config = Config.from_env(env)
@@ -71,6 +72,7 @@ def test_typed_values() -> None:
     assert (config.log_format, config.log_level) == ("text", logging.DEBUG)
     assert config.watch_streams_per_merchant == 4
     assert config.channel_connections == 4096
+    assert config.channel_in_flight == 48
     assert config.env == env  # plugins read their own settings from it
 
 
@@ -111,6 +113,7 @@ BAD = [
     ("BROADCASTER_WATCH_STREAMS_PER_MERCHANT", "many"),
     ("BROADCASTER_WATCH_STREAMS_PER_MERCHANT", "9" * 30),
     ("BROADCASTER_CHANNEL_CONNECTIONS", "0"),
+    ("BROADCASTER_CHANNEL_IN_FLIGHT", "0"),
 ]
 
 
