@@ -183,15 +183,17 @@ def exists(conn: Connection, merchant: str, channel_id: str) -> bool:
 def forget_contacts(conn: Connection, most: int) -> int:
     """Delete up to `most` contacts of one deleted channel, in one statement; how many (0: no
     deleted channel has any left that another transaction is not deleting). A channel's
-    audience counts go with its last contact.
+    audience counts go once its contacts are gone (two replicas deleting its last contacts at
+    once may each still see the other's: the next look clears them).
 
     Rows another transaction is deleting are skipped (PostgreSQL), so every replica may forget
     at the same time without waiting on the others."""
     found = conn.execute(
         text(
             "SELECT ch.merchant_id, ch.id FROM channels ch WHERE ch.delete_time IS NOT NULL"
-            " AND EXISTS (SELECT 1 FROM contacts c"
-            " WHERE c.merchant_id = ch.merchant_id AND c.channel_id = ch.id) LIMIT 1"
+            " AND (EXISTS (SELECT 1 FROM contacts c"
+            " WHERE c.merchant_id = ch.merchant_id AND c.channel_id = ch.id)"
+            " OR EXISTS (SELECT 1 FROM audience_counts a WHERE a.channel_id = ch.id)) LIMIT 1"
         )
     ).first()
     if found is None:
