@@ -17,6 +17,7 @@ from broadcaster_line_emulator.conformance import ConformanceRecorder
 from broadcaster.channels import (
     ImageMessage,
     Message,
+    Poster,
     SendBatch,
     SendOutcome,
     SendStatus,
@@ -202,20 +203,27 @@ async def test_a_timeout_is_retry_later(
     emulator.set_faults(Faults(latency=0.3), shop)
     timeout = aiohttp.ClientTimeout(total=0.05)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        channel = LineChannel(LineClient(session, shop.access_token, emulator.base_url), "s")
+        poster = Poster(4, timeout=0.05)
+        for through in (None, poster):
+            client = LineClient(session, shop.access_token, emulator.base_url, poster=through)
+            channel = LineChannel(client, "s")
 
-        outcome = await channel.send(batch(emulator.follower_ids(shop)))
+            outcome = await channel.send(batch(emulator.follower_ids(shop)))
 
-    assert outcome.status is SendStatus.RETRY_LATER
-    assert "TimeoutError" in outcome.detail
+            assert outcome.status is SendStatus.RETRY_LATER
+            assert "TimeoutError" in outcome.detail
+        await poster.close()
     assert not conformance.violations
 
 
-async def test_a_refused_connection_is_retry_later(session: aiohttp.ClientSession) -> None:
+async def test_a_refused_connection_is_retry_later(
+    session: aiohttp.ClientSession, poster: Poster | None
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    channel = LineChannel(LineClient(session, "token", f"http://127.0.0.1:{port}"), "secret")
+    client = LineClient(session, "token", f"http://127.0.0.1:{port}", poster=poster)
+    channel = LineChannel(client, "secret")
 
     outcome = await channel.send(batch(["U" + "a" * 32]))
 

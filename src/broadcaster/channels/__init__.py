@@ -11,6 +11,7 @@ from broadcaster.channels.errors import (
     WebhookRejected,
 )
 from broadcaster.channels.hookspecs import hookimpl
+from broadcaster.channels.posting import Answer, Poster, PostError, Target
 from broadcaster.channels.protocol import (
     Channel,
     RenewsCredentials,
@@ -61,6 +62,7 @@ from broadcaster.domain.statistics import BubbleStatistics, ChannelStatistics, U
 __all__ = [
     "AccountInfo",
     "AccountTier",
+    "Answer",
     "Audience",
     "AudioMessage",
     "BubbleStatistics",
@@ -90,6 +92,8 @@ __all__ = [
     "Message",
     "MessageKind",
     "PluginError",
+    "PostError",
+    "Poster",
     "Quota",
     "Reason",
     "Recipients",
@@ -101,6 +105,7 @@ __all__ = [
     "SendStatus",
     "SetsWebhooks",
     "StickerMessage",
+    "Target",
     "TextEmoji",
     "TextMessage",
     "UnknownChannelType",

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
     import aiohttp
 
+    from broadcaster.channels.posting import Poster
+
 
 @dataclass(frozen=True, slots=True)
 class MessageKind:
@@ -239,8 +241,10 @@ class IssuedCredentials(Protocol):
 @dataclass(frozen=True, slots=True)
 class ChannelRuntime:
     """What the core lends a channel instance: the process's shared HTTP session and settings,
-    and where to keep the credential it issues for itself (one store per channel account)."""
+    where to keep the credential it issues for itself (one store per channel account), and the
+    process's `Poster` for the requests of its hot path (channels.posting)."""
 
     http: aiohttp.ClientSession
     env: Mapping[str, str]
     credentials: IssuedCredentials | None = None
+    poster: Poster | None = None

@@ -19,7 +19,13 @@ from collections.abc import Callable, Mapping
 
 import aiohttp
 
-from broadcaster.channels import Channel, ChannelRegistry, ChannelRuntime, IssuedCredentials
+from broadcaster.channels import (
+    Channel,
+    ChannelRegistry,
+    ChannelRuntime,
+    IssuedCredentials,
+    Poster,
+)
 from broadcaster.channels.registry import UnknownChannelType
 from broadcaster.domain.errors import Unavailable
 from broadcaster.domain.model import ChannelAccount
@@ -78,6 +84,7 @@ class ChannelHub:
         self._env = dict(env)
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
+        self._poster: Poster | None = None  # the channels' hot path (channels.posting)
         # id -> (until when it is fresh, the account, its instance, the sealed credentials the
         # instance was built from)
         self._cache: dict[str, tuple[float, ChannelAccount, Channel, str]] = {}
@@ -98,7 +105,11 @@ class ChannelHub:
                 ),
                 raise_for_status=False,
             )
-        return ChannelRuntime(http=self._session, env=self._env, credentials=issued)
+        if self._poster is None:
+            self._poster = Poster(self._connections)
+        return ChannelRuntime(
+            http=self._session, env=self._env, credentials=issued, poster=self._poster
+        )
 
     def build(
         self,
@@ -184,3 +195,6 @@ class ChannelHub:
         self._unknown.clear()
         if self._session is not None:
             await self._session.close()
+        if self._poster is not None:
+            await self._poster.close()
+            self._poster = None

@@ -176,10 +176,10 @@ class LineChannel:
             raise CredentialsInvalid(f"a LINE channel needs {ACCESS_TOKEN} or {CHANNEL_ID}")
         base = runtime.env.get(API_BASE_ENV, DEFAULT_API_BASE)
         if token:
-            return cls(LineClient(runtime.http, token, base), secret)
+            return cls(LineClient(runtime.http, token, base, poster=runtime.poster), secret)
         if not _CHANNEL_ID.fullmatch(channel_id):
             raise CredentialsInvalid(f"{CHANNEL_ID} is the channel's number, digits only")
-        client = LineClient(runtime.http, "", base)
+        client = LineClient(runtime.http, "", base, poster=runtime.poster)
         issuer = _issuer(credentials, channel_id, secret, runtime.env)
         store = runtime.credentials or tokens.MemoryCredentials()
         keeper = tokens.TokenKeeper(client, issuer, store, tokens.renew_margin(runtime.env))
