@@ -1,12 +1,13 @@
 """A thin async client for the few LINE Messaging API endpoints the channel uses.
 
-It borrows the process's shared `aiohttp.ClientSession` (never opens or closes one), adds the
-bearer token, and turns every answer into a `LineReply`: status, the parsed JSON body, LINE's
-request ids and `Retry-After`. Callers decide what an expected status means; every answer they
-did not expect becomes a channel error through one table, `FAILURES` (`failure`), so no LINE
-answer reaches the core as anything but CredentialsInvalid or ChannelUnavailable. Network
-failures (`aiohttp.ClientError`, `TimeoutError`, `OSError`) propagate to the callers (retry.py
-maps them).
+It borrows the process's shared `aiohttp.ClientSession` (never opens or closes one) and, for
+multicasts (the hot path), the core's `Poster` when it lends one; adds the bearer token, and
+turns every answer into a `LineReply`: status, the parsed JSON body, LINE's request ids and
+`Retry-After`. Callers decide what an expected status means; every answer they did not expect
+becomes a channel error through one table, `FAILURES` (`failure`), so no LINE answer reaches
+the core as anything but CredentialsInvalid or ChannelUnavailable. Network failures
+(`aiohttp.ClientError`, `TimeoutError`, `OSError`) propagate to the callers (retry.py maps
+them).
 
 A token that could not travel in a header (a line break, any control character) is refused
 when the client is made, so it never reaches aiohttp, nor LINE.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -283,37 +285,31 @@ class LineClient:
             return await _reply(resp)
 
 
-def _answered(answer: Answer) -> LineReply:
-    """`_reply` of an answer to a `Poster`'s POST."""
+def _line_reply(
+    status: int, content_type: str, raw: bytes, header: Callable[[str], str | None]
+) -> LineReply:
+    """An answer as a `LineReply`; `header(lower-case name)` reads one of its headers."""
     body: Any = None
-    headers = answer.headers
-    if answer.body and "json" in headers.get("content-type", ""):
-        try:
-            body = json.loads(answer.body)
-        except ValueError:
-            body = None
-    return LineReply(
-        status=answer.status,
-        body=body,
-        request_id=headers.get(REQUEST_ID, ""),
-        accepted_request_id=headers.get(ACCEPTED_REQUEST_ID, ""),
-        retry_after=parse_retry_after(headers.get("retry-after")),
-    )
-
-
-async def _reply(resp: aiohttp.ClientResponse) -> LineReply:
-    raw = await resp.read()  # read it all so the connection goes back to the pool
-    body: Any = None
-    if raw and "json" in resp.content_type:
+    if raw and "json" in content_type:
         try:
             body = json.loads(raw)
         except ValueError:
             body = None
-    headers = resp.headers
     return LineReply(
-        status=resp.status,
+        status=status,
         body=body,
-        request_id=headers.get(REQUEST_ID, ""),
-        accepted_request_id=headers.get(ACCEPTED_REQUEST_ID, ""),
-        retry_after=parse_retry_after(headers.get("Retry-After")),
+        request_id=header(REQUEST_ID) or "",
+        accepted_request_id=header(ACCEPTED_REQUEST_ID) or "",
+        retry_after=parse_retry_after(header("retry-after")),
     )
+
+
+def _answered(answer: Answer) -> LineReply:
+    """An answer to a `Poster`'s POST (its header names are in lower case)."""
+    content_type = answer.headers.get("content-type", "")
+    return _line_reply(answer.status, content_type, answer.body, answer.headers.get)
+
+
+async def _reply(resp: aiohttp.ClientResponse) -> LineReply:
+    raw = await resp.read()  # read it all so the connection goes back to the pool
+    return _line_reply(resp.status, resp.content_type, raw, resp.headers.get)
