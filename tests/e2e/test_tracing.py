@@ -39,6 +39,7 @@ from opentelemetry.trace import SpanKind
 from broadcaster import logs, tracing
 from broadcaster.api.server import RunningServer
 from broadcaster.app import App, prepare_schema
+from broadcaster.channels import Poster, Target
 from broadcaster.config import Config
 from broadcaster.http.app import RunningHttp
 from broadcaster.v1 import broadcast_service_pb2 as bpb
@@ -249,7 +250,7 @@ async def test_a_callers_trace_continues_into_the_line_requests_its_send_caused(
     keys = {s.attributes["broadcaster.retry_key"] for s in batches}
     assert len(keys) == 3
 
-    # The LINE requests: aiohttp client spans, children of the batch spans, same trace: a
+    # The LINE requests: client spans, children of the batch spans, same trace: a
     # multicast per batch, and the first batch's read of the month's statistics units.
     by_batch = {hex_span(s) for s in batches}
     requests = traced.spans(lambda s: s.kind is SpanKind.CLIENT and s.parent is not None)
@@ -378,6 +379,41 @@ def _python(code: str, env: dict[str, str]) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+async def test_a_batch_request_is_a_client_span_and_carries_its_traceparent(
+    traced: Traced,
+) -> None:
+    heads: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+        await reader.readexactly(length)
+        heads.append(head)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    listening = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+    poster = Poster(2)
+    async with listening:
+        with tracing.span("send batch", {}) as batch:
+            assert batch is not None
+            await poster.post(Target.of(f"http://127.0.0.1:{port}/v2/send", {}), b"", b"x")
+    await poster.close()
+
+    batch_span = format(batch.get_span_context().span_id, "016x")
+    (request,) = traced.spans(
+        lambda s: s.kind is SpanKind.CLIENT and s.parent is not None and parent_of(s) == batch_span
+    )
+    assert request.attributes is not None
+    assert request.attributes["url.full"] == f"http://127.0.0.1:{port}/v2/send"
+    assert request.attributes["http.response.status_code"] == 200
+    sent = [line for line in heads[0].split(b"\r\n") if line.startswith(b"traceparent:")]
+    assert len(sent) == 1
+    assert sent[0].startswith(f"traceparent: 00-{hex_trace(request)}-{hex_span(request)}-".encode())
 
 
 def test_without_an_endpoint_nothing_of_opentelemetry_is_installed(tmp_path: Path) -> None:
