@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -158,6 +158,23 @@ def span(
         name, context=parent_context(traceparent), kind=kind, attributes=attributes
     ) as current:
         yield current
+
+
+@contextlib.contextmanager
+def client_request(method: str, url: str) -> Iterator[tuple[bytes, Callable[[int], None]]]:
+    """An HTTP request made without aiohttp (broadcaster.channels.posting) as a client span,
+    a child of the span in progress: yields the `traceparent` header line to send (b"" when
+    the span is not recorded) and what to call with the answer's status."""
+    with tracer.start_as_current_span(
+        method,
+        kind=SpanKind.CLIENT,
+        attributes={"http.request.method": method, "url.full": url},
+    ) as current:
+        carrier: dict[str, str] = {}
+        _W3C.inject(carrier)
+        parent = carrier.get("traceparent")
+        line = b"" if parent is None else b"traceparent: %s\r\n" % parent.encode("ascii")
+        yield line, lambda status: current.set_attribute("http.response.status_code", status)
 
 
 def annotate(attributes: Mapping[str, AttributeValue]) -> None:

@@ -606,8 +606,11 @@ def test_a_replica_stopped_mid_send_drains_and_the_other_finishes_at_once(
     people = 50_000
     account = emulator.call(emu.add_account, tier="verified", followers=people)
     # Every answer takes a while: the stop lands with requests in flight, which are answered.
+    # At most 32 of them (32 requests a second): with the bound following the answer time, up
+    # to 192 of the 100 batches would be on the wire, and the drain would finish the send.
     emulator.call(emu.set_faults, Faults(latency=1.0, endpoints=MULTICAST), account)
-    replicas = [servers.start(), servers.start()]
+    at_most_32 = {"BROADCASTER_CHANNEL_IN_FLIGHT": "32"}
+    replicas = [servers.start(at_most_32), servers.start(at_most_32)]
     parent = merchant()
     made = replicas[0].connect(parent, account)
     replicas[0].import_contacts(made.name, _followers(emulator, account))

@@ -19,9 +19,10 @@ again. Failures are `OSError`s (`ConnectionResetError` when the connection close
 whole answer, `PostError` for an answer that is not HTTP) or `TimeoutError`: a POST is never
 sent twice here, so what LINE's retry key guards against stays with the caller.
 
-With tracing on (broadcaster.tracing), each POST is a client span, a child of the span in
-progress (a batch's `send batch`), and carries its `traceparent`, as `aiohttp`'s
-instrumentation does for the session's requests; with tracing off it costs nothing.
+With tracing on, the core makes each POST a client span, a child of the span in progress (a
+batch's `send batch`), that carries its `traceparent`, as `aiohttp`'s instrumentation does for
+the session's requests (`traced`: broadcaster.tracing.client_request); with tracing off it
+costs nothing.
 """
 
 from __future__ import annotations
@@ -30,13 +31,12 @@ import asyncio
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httptools
-from opentelemetry.trace import SpanKind
-
-from broadcaster import tracing
 
 
 class PostError(OSError):
@@ -143,6 +143,11 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+# A request as a trace's span: given the method and URL, a context around the request that
+# yields the header lines to send with it and what to call with the answer's status.
+Traced = Callable[[str, str], AbstractContextManager[tuple[bytes, Callable[[int], None]]]]
+
+
 class Poster:
     """POSTs on kept-alive connections, at most `limit` open at once (see the module)."""
 
@@ -153,7 +158,11 @@ class Poster:
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
         keep_alive: float = 15.0,
+        traced: Traced | None = None,
     ) -> None:
+        """`traced`: each request as a span (the core's `tracing.client_request`, when tracing
+        is on)."""
+        self._traced = traced
         self._room = asyncio.Semaphore(limit)
         self._idle: dict[tuple[str, int, bool], deque[_Connection]] = {}
         self._timeout = timeout
@@ -167,16 +176,11 @@ class Poster:
         CRLF; Content-Length is added). Raises OSError or TimeoutError (module docstring)."""
         if self._closed:
             raise ConnectionResetError("the poster is closed")
-        if tracing.installed() is None:
+        if self._traced is None:
             return await self._post(target, headers, body)
-        attributes = {"http.request.method": "POST", "url.full": target.url}
-        with tracing.span("POST", attributes, kind=SpanKind.CLIENT) as span:
-            traceparent = tracing.current_traceparent()
-            if traceparent is not None:
-                headers += b"traceparent: %s\r\n" % traceparent.encode("ascii")
-            answer = await self._post(target, headers, body)
-            if span is not None:
-                span.set_attribute("http.response.status_code", answer.status)
+        with self._traced("POST", target.url) as (traceparent, answered):
+            answer = await self._post(target, headers + traceparent, body)
+            answered(answer.status)
             return answer
 
     async def _post(self, target: Target, headers: bytes, body: bytes) -> Answer:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 
 import aiohttp
 
+from broadcaster import tracing
 from broadcaster.channels import (
     Channel,
     ChannelRegistry,
@@ -106,7 +107,8 @@ class ChannelHub:
                 raise_for_status=False,
             )
         if self._poster is None:
-            self._poster = Poster(self._connections)
+            traced = None if tracing.installed() is None else tracing.client_request
+            self._poster = Poster(self._connections, traced=traced)
         return ChannelRuntime(
             http=self._session, env=self._env, credentials=issued, poster=self._poster
         )
