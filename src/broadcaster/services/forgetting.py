@@ -6,7 +6,7 @@ process runs one loop that deletes them a few hundred at a time (`rows`), each c
 transaction, and after each pauses as long as the chunk took, so forgetting a channel holds the
 database's writer at most half the time: on SQLite, with one writer for every merchant,
 deleting a million contacts in the DeleteChannel transaction kept everyone's sending waiting
-for 23 s. The loop is woken by a delete on this replica and otherwise looks every `every`
+for 16.7 s. The loop is woken by a delete on this replica and otherwise looks every `every`
 seconds (a delete on another replica, or one a restart cut short). Replicas forget side by
 side without waiting on each other (store.channels.forget_contacts).
 """

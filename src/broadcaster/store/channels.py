@@ -153,7 +153,7 @@ def mark_credentials_invalid(conn: Connection, channel_id: str, now: datetime) -
 def disconnect(conn: Connection, merchant: str, channel_id: str, now: datetime) -> bool:
     """Destroy the credentials and mark the channel deleted. Its contacts are forgotten after,
     a few hundred at a time (`forget_contacts`): deleting a million in this transaction held
-    SQLite's one writer for 23 s, and every merchant's sending waited on it. Its webhook ids
+    SQLite's one writer for 16.7 s, and every merchant's sending waited on it. Its webhook ids
     are forgotten with everyone's, past the dedupe window (store.webhook_events.prune)."""
     now_us = to_us(now)
     done = conn.execute(
