@@ -202,12 +202,18 @@ class Poster:
             return answer
 
     def _take(self, key: tuple[str, int, bool]) -> _Connection | None:
-        """The most recently used idle connection still open and fresh; staler ones close."""
+        """The most recently used idle connection still open and fresh. Those gone stale or
+        closed close and leave, from the oldest end too: after a burst, the connections it
+        opened and no longer needs do not stay open until the server drops them."""
         idle = self._idle.get(key)
+        if not idle:
+            return None
         fresh_since = time.monotonic() - self._keep_alive
+        while idle and (idle[0].closed or idle[0].idle_since < fresh_since):
+            idle.popleft().close()
         while idle:
             connection = idle.pop()
-            if not connection.closed and connection.idle_since >= fresh_since:
+            if not connection.closed:
                 return connection
             connection.close()
         return None
