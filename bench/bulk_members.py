@@ -1,5 +1,9 @@
 """Bulk paths of the foundation: 100,000 group members in one call, 10,000 contacts per import.
 
+Each round adds a new group's members, then imports 10,000 contacts linked to those customers
+(each becomes a contact and a row of the group), then imports them again with a newer
+interaction and opt-out (every contact and group row updated).
+
     ./dev run python bench/bulk_members.py [--backend sqlite|postgresql|both] [--smoke]
 
 Runs through the application services (the same code the gRPC handlers call) against a fresh
@@ -14,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,7 +42,7 @@ async def run(url: str, rounds: int, members: int, contacts_per_call: int) -> di
     groups, contacts = CustomerGroups(ctx), Contacts(ctx)
     account = (AccountTier.VERIFIED, "bench", "Bench", "", "")
     await db.write(channels.create, "bench", "line", "fake", account, "sealed", ctx.now())
-    member_rates, contact_rates = [], []
+    member_rates, contact_rates, update_rates = [], [], []
     for r in range(rounds):
         g = await groups.create(LOCAL, "merchants/bench", f"group {r}", "", "")
         name = f"merchants/bench/customerGroups/{g.id}"
@@ -55,10 +60,18 @@ async def run(url: str, rounds: int, members: int, contacts_per_call: int) -> di
         start = time.perf_counter()
         await contacts.batch_create(LOCAL, "merchants/bench/channels/line", batch)
         contact_rates.append(contacts_per_call / (time.perf_counter() - start))
+
+        later = datetime.now(UTC)
+        batch = [replace(c, last_interaction_time=later, opted_out=True, observe_time=later)
+                 for c in batch]  # fmt: skip
+        start = time.perf_counter()
+        await contacts.batch_create(LOCAL, "merchants/bench/channels/line", batch)
+        update_rates.append(contacts_per_call / (time.perf_counter() - start))
     db.close()
     return {
         "members_per_s": statistics.median(member_rates),
         "contacts_per_s": statistics.median(contact_rates),
+        "updates_per_s": statistics.median(update_rates),
     }
 
 
@@ -75,11 +88,13 @@ def main() -> None:
         print(
             f"{backend}: add {members:,} group members in one call: "
             f"{result['members_per_s']:,.0f} members/s; "
-            f"import {per_call:,} contacts in one call: {result['contacts_per_s']:,.0f} contacts/s"
+            f"import {per_call:,} contacts in one call: {result['contacts_per_s']:,.0f} contacts/s;"
+            f" again, newer: {result['updates_per_s']:,.0f} contacts/s"
         )
         for row, count, rate, unit in (
             ("bulk_members.members", members, result["members_per_s"], "members"),
             ("bulk_members.contacts", per_call, result["contacts_per_s"], "contacts"),
+            ("bulk_members.updates", per_call, result["updates_per_s"], "contacts"),
         ):
             figure = f"{rate:,.0f} {unit}/s ({count / rate:.2f} s)"
             record(row, backend, figure, per_s=rate, count=count)

@@ -303,6 +303,12 @@ ROWS = (
         "set-based",
     ),
     Row(
+        "bulk_members.updates",
+        "bulk_members",
+        "import the same 10,000 contacts again, newer (each contact and its group row updated)",
+        "set-based",
+    ),
+    Row(
         "channel_delete",
         "channel_delete",
         "DeleteChannel of a channel with 1,000,000 contacts (half in a customer group) while "

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, delete, text
 
 from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.ids import new_id
@@ -23,6 +25,7 @@ from broadcaster.store import audience, channel_contacts, channels, contacts, gr
 from broadcaster.store.channel_contacts import ContactNews
 from broadcaster.store.clock import from_us, to_us
 from broadcaster.store.database import Database
+from broadcaster.store.tables import contacts as contact_rows
 
 # Mid-day, so that windows start part-way through a day: counts add whole days from the
 # counters and read the first, partial day from the index.
@@ -214,3 +217,158 @@ def _recount(conn: Connection, channel: str) -> set[tuple[str, int, int, int, in
         {"ch": channel},
     )
     return {(g, int(d), int(n), int(o), int(b)) for g, d, n, o, b in rows}
+
+
+# Bulk statements on contacts: an import, a follower list page, followers found gone, a delete.
+# Each is one statement over many rows, so the derived rows are kept by whatever triggers fire
+# for the statement (per row on SQLite, per statement on PostgreSQL).
+_bulk = st.lists(
+    st.tuples(
+        st.sampled_from(["merge", "followers", "unlisted", "delete", "members"]),
+        st.sets(st.integers(0, 39), max_size=40),
+        st.one_of(st.none(), st.sampled_from(CUSTOMERS)),
+        st.booleans(),
+        st.sampled_from(list(FollowerState)),
+    ),
+    max_size=5,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    people=st.lists(_contact, min_size=1, max_size=40),
+    members=st.sets(st.sampled_from(CUSTOMERS)),
+    steps=_bulk,
+)
+async def test_group_rows_and_counters_follow_bulk_statements(
+    db: Database,
+    merchant: str,
+    people: list[dict],  # type: ignore[type-arg]
+    members: set[str],
+    steps: list[tuple[str, set[int], str | None, bool, FollowerState]],
+) -> None:
+    channel = new_id()
+
+    def run(conn) -> None:  # type: ignore[no-untyped-def]
+        group_id = seed_people(conn, merchant, channel, people, members)
+        assert group_id is not None
+        for n, (kind, chosen, customer, flag, state) in enumerate(steps, start=1):
+            ids = sorted(f"U{i}" for i in chosen if i < len(people))
+            at = NOW + timedelta(minutes=n)
+            if kind == "merge":  # a newer import: links to another customer, opts out
+                items = [
+                    ContactImport(
+                        external_id=external_id,
+                        display_name="",
+                        picture_uri="",
+                        follower_state=state,
+                        last_interaction_time=at,
+                        opted_out=flag,
+                        customer_id=customer,
+                        observe_time=at,
+                    )
+                    for external_id in ids
+                ]
+                contacts.merge(conn, merchant, channel, items, at)
+            elif kind == "followers":
+                listed = [(external_id, "", "") for external_id in ids]
+                channel_contacts.record_followers(conn, merchant, channel, n, listed, at)
+            elif kind == "unlisted":
+                channel_contacts.mark_unlisted_blocked(conn, merchant, channel, n, at, at)
+            elif kind == "delete":
+                rows = contact_rows.c
+                conn.execute(
+                    delete(contact_rows).where(
+                        rows.channel_id == channel, rows.external_id.in_(ids)
+                    )
+                )
+            else:
+                group = groups.get(conn, merchant, group_id)
+                assert group is not None
+                change = groups.add_members if flag else groups.remove_members
+                change(conn, group, [customer or CUSTOMERS[0]], from_us(to_us(at)))
+
+    await db.write(run)
+    assert await db.read(_group_rows, channel) == await db.read(_regroup, channel)
+    assert await db.read(_counters, channel) == await db.read(_recount, channel)
+
+
+@pytest.mark.postgres
+async def test_one_statement_moves_the_counters_once(db: Database, merchant: str) -> None:
+    """On PostgreSQL a statement over many linked contacts writes their group rows, and moves
+    the channel's group counters, once, not once per contact: each counter update in a
+    transaction that already updated the row leaves one more row version for the next to walk,
+    so per-row updates made a statement's cost grow with the square of its contacts."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("statement triggers are PostgreSQL's")
+    channel = new_id()
+    people = [
+        {"hours_ago": None, "opted_out": False, "state": FollowerState.FOLLOWING, "customer": c}
+        for c in CUSTOMERS
+    ] * 5
+
+    def counted(conn: Connection, statement: Callable[[], object]) -> dict[str, int]:
+        """How often the group rows' counter trigger ran for `statement`, by operation."""
+        conn.execute(text("SET LOCAL track_functions = 'pl'"))
+        before = _group_counter_calls(conn)
+        statement()
+        after = _group_counter_calls(conn).items()
+        return {k: n - before.get(k, 0) for k, n in after if n > before.get(k, 0)}
+
+    def run(conn: Connection) -> list[dict[str, int]]:
+        group = groups.create(conn, merchant, new_id(), "g", "", from_us(1))
+        groups.add_members(conn, group, CUSTOMERS, from_us(1))
+        changes = [
+            "UPDATE contacts SET update_time = update_time + 1 WHERE channel_id = :ch",
+            "UPDATE contacts SET follower_state = 2, last_interaction_time = 1"
+            " WHERE channel_id = :ch",
+            "UPDATE contacts SET customer_id = NULL WHERE channel_id = :ch AND external_id < 'U2'",
+            "DELETE FROM contacts WHERE channel_id = :ch",
+        ]
+        return [
+            counted(conn, lambda: seed_people(conn, merchant, channel, people, None)),
+            *(counted(conn, lambda s=s: conn.execute(text(s), {"ch": channel})) for s in changes),
+        ]
+
+    inserted, untouched, moved, unlinked, deleted = await db.write(run)
+    assert (inserted, untouched, moved) == ({"insert": 1}, {}, {"update": 1})
+    assert (unlinked, deleted) == ({"delete": 1}, {"delete": 1})
+
+
+def _group_counter_calls(conn: Connection) -> dict[str, int]:
+    """This transaction's runs so far of the trigger that counts group rows, by operation."""
+    rows = conn.execute(
+        text(
+            "SELECT funcname, calls FROM pg_stat_xact_user_functions"
+            " WHERE funcname LIKE 'broadcaster_audience_counts_group_contacts_%'"
+        )
+    )
+    return {name.rsplit("_", 1)[1]: int(n) for name, n in rows}
+
+
+def _group_rows(conn: Connection, channel: str) -> set[tuple[str, str, int | None, bool, int]]:
+    rows = conn.execute(
+        text(
+            "SELECT group_id, contact_id, last_interaction_time, opted_out, follower_state"
+            " FROM group_contacts WHERE channel_id = :ch"
+        ),
+        {"ch": channel},
+    )
+    return {(g, c, t, bool(o), int(s)) for g, c, t, o, s in rows}
+
+
+def _regroup(conn: Connection, channel: str) -> set[tuple[str, str, int | None, bool, int]]:
+    """The same rows, found afresh: each contact in each of its merchant's groups holding its
+    customer."""
+    rows = conn.execute(
+        text(
+            "SELECT m.group_id, c.id, c.last_interaction_time, c.opted_out, c.follower_state"
+            " FROM contacts c JOIN customer_group_members m ON m.customer_id = c.customer_id"
+            " JOIN customer_groups g ON g.id = m.group_id AND g.merchant_id = c.merchant_id"
+            " WHERE c.channel_id = :ch"
+        ),
+        {"ch": channel},
+    )
+    return {(g, c, t, bool(o), int(s)) for g, c, t, o, s in rows}

@@ -20,7 +20,7 @@ from broadcaster.store.database import Database
 from broadcaster.store.tables import SQLITE_ONLY, metadata
 from tests.conftest import BACKENDS
 from tests.databases import fresh_database
-from tests.integration.test_audience import NOW, _brute, seed_people
+from tests.integration.test_audience import NOW, _brute, _group_rows, _regroup, seed_people
 
 
 def test_migrated_schema_matches_tables(db: Database) -> None:
@@ -296,3 +296,39 @@ def test_conversations_keep_their_rows_through_0026(backend: str, tmp_path: Path
     assert [tuple(r) for r in back] == rows
     assert ("WITHOUT ROWID" in shape) == (backend == "sqlite")
     assert "WITHOUT ROWID" not in shape_back
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_group_rows_follow_contacts_through_0027(backend: str, tmp_path: Path) -> None:
+    """0027 keeps group rows on PostgreSQL by statement triggers instead of row triggers; the
+    rows follow every change of a contact before, after, and back down again."""
+    from alembic import command
+
+    people = [
+        {"hours_ago": None, "opted_out": False, "state": FollowerState.FOLLOWING, "customer": c}
+        for c in ("a", "b", "c", None)
+    ]
+    changes = [
+        "UPDATE contacts SET customer_id = CASE customer_id WHEN 'a' THEN 'b' WHEN 'b' THEN NULL"
+        " ELSE 'a' END, opted_out = NOT opted_out",
+        "UPDATE contacts SET follower_state = 2, last_interaction_time = 7",
+        "DELETE FROM contacts WHERE customer_id = 'a'",
+    ]
+    found = []
+    with fresh_database(backend, tmp_path) as url:
+        db = Database.from_url(url, threads=1)
+        migrate.upgrade(db.engine, "0026")
+        with db.writing() as conn:
+            seed_people(conn, "m", "ch", people, {"a", "b"})
+        for step, change in enumerate(changes):
+            if step == 1:
+                migrate.upgrade(db.engine)
+            if step == 2:
+                command.downgrade(migrate.alembic_config(db.engine), "0026")
+            with db.writing() as conn:
+                conn.execute(text(change))
+            with db.reading() as conn:
+                found.append((_group_rows(conn, "ch"), _regroup(conn, "ch")))
+        db.close()
+    assert [len(rows) for rows, _ in found] == [3, 3, 1]
+    assert all(rows == expected for rows, expected in found)
