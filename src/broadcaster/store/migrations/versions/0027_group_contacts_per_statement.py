@@ -60,12 +60,11 @@ def _linked(rows: str) -> str:
     )
 
 
-# The rows of an UPDATE whose group rows change, old (`o`) beside new (`n`): linked before or
-# after, and their customer or a counted column moved.
+# The rows of an UPDATE whose customer or a counted column moved, old (`o`) beside new (`n`);
+# `_SAME`, `_GONE` and `_COME` below each take only linked ones.
 _MOVED = (
     "FROM old_rows o JOIN new_rows n ON n.id = o.id"
-    " WHERE (o.customer_id IS NOT NULL OR n.customer_id IS NOT NULL)"
-    " AND (o.customer_id, o.last_interaction_time, o.opted_out, o.follower_state)"
+    " WHERE (o.customer_id, o.last_interaction_time, o.opted_out, o.follower_state)"
     " IS DISTINCT FROM (n.customer_id, n.last_interaction_time, n.opted_out, n.follower_state)"
 )
 # Those of them that `{}` selects, narrowed to what group rows hold, as `n`, computed once: an
