@@ -133,6 +133,8 @@ def take(
             "SELECT CAST(:b AS VARCHAR) AS b, CAST(:ch AS VARCHAR) AS ch,"
             " CAST(:size AS BIGINT) AS size, CAST(:cap AS BIGINT) AS cap,"
             f" row_number() OVER (ORDER BY {_order(cap is not None)}) - 1 AS n,"
+            f" (row_number() OVER (ORDER BY {_order(cap is not None)}) - 1)"
+            " / CAST(:size AS BIGINT) AS k,"
             f" c.id AS id, c.external_id AS external_id, c.has_conversation AS talked {reachable}"
         )
         _write(conn, numbered, _ONE_TARGET, cap is not None, params, to_us(now))
@@ -278,8 +280,9 @@ def _write(
     now_us: int,
 ) -> None:
     """Write the batches of the recipients `numbered` selects (b, ch, size, cap, n, id,
-    external_id, talked: `n` numbers each broadcast's from 0; `targets`, the broadcasts as a
-    table `s` of (b, ch, size)), each batch with its recipients
+    external_id, talked: `n` numbers each broadcast's from 0; for the one broadcast of a Send,
+    `_ONE_TARGET`, also `k`, the batch it falls in; `targets`, the broadcasts as a table `s` of
+    (b, ch, size)), each batch with its recipients
     (batch k holds n in [k*size, (k+1)*size)), those of them who had a conversation and a fresh
     idempotency key; those numbered past `cap` become NOT_SENT_LIMIT deliveries, after the last
     batch and in none. One statement on PostgreSQL (the numbering is read once); on SQLite
@@ -297,19 +300,31 @@ def _write(
         f" {batch_recipients.aggregate(dialect, 'r.external_id')},"
         f" {batch_recipients.talked(dialect)}"
     )
-    if dialect == "postgresql":
+    kept = " WHERE r.n < r.cap" if capped else ""
+    if dialect == "postgresql" and targets is _ONE_TARGET:
+        # Grouped by the batch alone, a number the numbering computed: PostgreSQL hashes the
+        # rows into their batches as they come, in order. Grouped by (broadcast, channel, size,
+        # batch) it sorted them first, comparing the two strings of every row (the rows were
+        # in order already): 100,000 recipients took 190 ms instead of 120, 1,000,000 took
+        # 2.0-2.3 s instead of 1.4-1.7.
+        batches = (
+            f"INSERT INTO batches ({_BATCH_COLUMNS}, contact_ids, external_ids, talked)"
+            f" SELECT CAST(:b AS VARCHAR), r.k, CAST(:ch AS VARCHAR),"
+            f" {batch_recipients.new_key(dialect)}, r.k * CAST(:size AS BIGINT), COUNT(*),"
+            f" {batch_recipients.OPEN}, 0, :now, NULL, '', 0, {arrays} FROM {{r}} r{kept}"
+            " GROUP BY r.k"
+        )
+    elif dialect == "postgresql":
         batches = (
             f"INSERT INTO batches ({_BATCH_COLUMNS}, contact_ids, external_ids, talked)"
             f" SELECT r.b, r.n / r.size, r.ch, {batch_recipients.new_key(dialect)},"
             f" (r.n / r.size) * r.size, COUNT(*), {batch_recipients.OPEN}, 0, :now, NULL, '', 0,"
-            f" {arrays} FROM {{r}} r WHERE r.cap IS NULL OR r.n < r.cap"
-            " GROUP BY r.b, r.ch, r.size, r.n / r.size"
+            f" {arrays} FROM {{r}} r{kept} GROUP BY r.b, r.ch, r.size, r.n / r.size"
         )
     else:
         recipients = (
             "INSERT INTO batch_recipients (broadcast_id, batch, contact_ids, external_ids, talked)"
-            f" SELECT r.b, r.n / r.size, {arrays} FROM {{r}} r WHERE r.cap IS NULL OR r.n < r.cap"
-            " GROUP BY r.b, r.n / r.size"
+            f" SELECT r.b, r.n / r.size, {arrays} FROM {{r}} r{kept} GROUP BY r.b, r.n / r.size"
         )
         made = _batches_made(targets)
     left_out = (
