@@ -291,6 +291,63 @@ async def test_a_prepared_snapshot_writes_what_take_alone_writes(
     assert with_prepared[0].recipients == matched - opted_out - unreachable
 
 
+@pytest.mark.parametrize(
+    ("people", "batch_size", "memory"),
+    [
+        (6_000, 50, "64kB"),  # sorted by batch number, the sort spilling to disk
+        (100_000, 500, "4MB"),  # hashed by batch number, the hash table spilling to disk
+    ],
+)
+async def test_batches_keep_the_numbering_order_when_their_grouping_spills_to_disk(
+    db: Database,
+    merchant: str,
+    monkeypatch: pytest.MonkeyPatch,
+    people: int,
+    batch_size: int,
+    memory: str,
+) -> None:
+    """PostgreSQL groups a Send's numbered recipients into batches by the batch number, each
+    batch taking its rows in the order they come (a hash on the number, or for a small
+    estimate a sort by it). With so little memory that either spills to disk (PostgreSQL's
+    plans for these two sizes), each batch still holds its recipients in the numbering's
+    order, and the seqs noted as having had a conversation are those recipients' (a
+    recipient's seq is its place in its batch)."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite cuts a Send's batches from rows numbered in a table of their own")
+    monkeypatch.setattr(snapshot, "SORT_MEMORY", memory)
+    channel, broadcast = new_id(), new_id()
+
+    def seed_and_snapshot(conn):  # type: ignore[no-untyped-def]
+        conn.execute(
+            text(
+                "INSERT INTO contacts (id, merchant_id, channel_id, external_id, display_name,"
+                " picture_uri, follower_state, last_interaction_time, opted_out, customer_id,"
+                " has_conversation, observe_time, create_time, update_time)"
+                " SELECT :ch || lpad(CAST(i AS TEXT), 6, '0'), :m, :ch, 'U' || i, '', '',"
+                f" {int(FollowerState.FOLLOWING)}, NULL, false, NULL, i % 3 = 0, 0, 0, 0"
+                " FROM generate_series(0, :n - 1) AS i"
+            ),
+            {"m": merchant, "ch": channel, "n": people},
+        )
+        conn.execute(text("ANALYZE contacts"))
+        taken = snapshot.take(
+            conn,
+            merchant=merchant,
+            channel=channel,
+            broadcast=broadcast,
+            since=None,
+            group=None,
+            batch_size=batch_size,
+            now=NOW,
+        )
+        return taken, every_delivery(conn, broadcast), _noted(conn, broadcast)
+
+    taken, rows, noted = await db.write(seed_and_snapshot)
+    assert taken.recipients == people and taken.batches == people // batch_size
+    assert [r.external_id for r in rows] == [f"U{i}" for i in range(people)]
+    assert sorted(s for seqs in noted.values() for s in seqs) == list(range(0, people, 3))
+
+
 def _written(conn, broadcast: str):  # type: ignore[no-untyped-def]
     """A broadcast's batches (without the keys), each with its recipients and their outcomes in
     seq order and the seqs noted as having had a conversation, and the recipients after its
