@@ -4,6 +4,7 @@ back with withheld ones as None and late ones growing."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -87,6 +88,24 @@ async def test_used_up_allowance_sends_without_the_unit_and_says_so(
     assert first.statistics_unavailable == known.statistics_unavailable == ""
     assert [s.unit for s in shop.deliveries.sends] == ["b_first", "b_first", None, "b_first"]
     assert all(emulator.times_received(shop, u) == 1 for u in users[:20])
+
+
+async def test_a_channels_first_batches_at_once_read_the_months_units_once(
+    emulator: LineEmulator, shop: Account, line_channel: MakeChannel
+) -> None:
+    """A channel starts a broadcast with many batches in flight at once: the month's count of
+    units is read from LINE once for all of them, not once for each batch that asks before
+    the first answer is back."""
+    users = emulator.follower_ids(shop)
+    channel = line_channel(shop)
+    unit = channel.statistics_unit("bc_many")
+    outcomes = await asyncio.gather(
+        *(channel.send(batch(users[i * 5 : i * 5 + 5], unit)) for i in range(12))
+    )
+
+    assert [o.status for o in outcomes] == [SendStatus.ACCEPTED] * 12
+    assert [s.unit for s in shop.deliveries.sends] == [unit] * 12
+    assert emulator.stats.requests[("aggregation_info", 200)] == 1
 
 
 async def test_a_refused_unit_is_dropped_and_the_batch_sent_at_once(

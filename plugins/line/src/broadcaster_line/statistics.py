@@ -8,6 +8,7 @@ being refused. A figure LINE withholds (null: fewer than 20 people) stays None, 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import time
@@ -84,7 +85,10 @@ def is_unit_refusal(reply: LineReply) -> bool:
 class UnitAllowance:
     """What one channel instance knows of the month's unit names: the count LINE reports and,
     once the allowance is used up, which names were used (a send under one of them may still
-    carry it). Read again after `ALLOWANCE_TTL`, or when the JST month turns."""
+    carry it). Read again after `ALLOWANCE_TTL`, or when the JST month turns. Sends that ask
+    while a read is on its way wait for that read: a channel starting a broadcast asks with
+    every batch it has in flight at once, and each had read the count itself (twelve batches
+    at once, twelve reads)."""
 
     def __init__(
         self,
@@ -100,6 +104,7 @@ class UnitAllowance:
         self._count = 0
         self._names: set[str] | None = None  # read only once the allowance is used up
         self._read_at: float | None = None
+        self._reading: asyncio.Task[None] | None = None  # the read on its way, if any
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -118,7 +123,7 @@ class UnitAllowance:
         stale = self._read_at is None or self._clock() - self._read_at > ALLOWANCE_TTL
         try:
             if stale:
-                await self._read()
+                await self._read_shared()
         except ChannelUnavailable:
             return True
         except NETWORK_ERRORS:
@@ -138,6 +143,15 @@ class UnitAllowance:
         """LINE refused a unit: whatever the count said, the month's allowance is spent."""
         self._count = max(self._count, self._allowance)
         self._read_at = None
+
+    async def _read_shared(self) -> None:
+        """`_read`, or the read already on its way: its outcome, failure included, is every
+        waiter's. A waiter cancelled does not cancel the read for the others."""
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.create_task(self._read())
+            # Retrieved here, so that a read whose waiters were all cancelled logs nothing.
+            self._reading.add_done_callback(lambda t: t.cancelled() or t.exception())
+        await asyncio.shield(self._reading)
 
     async def _read(self) -> None:
         info = await self._client.aggregation_info()
