@@ -132,10 +132,10 @@ def take(
         numbered = (
             "SELECT CAST(:b AS VARCHAR) AS b, CAST(:ch AS VARCHAR) AS ch,"
             " CAST(:size AS BIGINT) AS size, CAST(:cap AS BIGINT) AS cap,"
-            f" row_number() OVER (ORDER BY {_order(cap is not None)}) - 1 AS n,"
-            f" (row_number() OVER (ORDER BY {_order(cap is not None)}) - 1)"
-            " / CAST(:size AS BIGINT) AS k,"
+            " row_number() OVER w - 1 AS n,"
+            " (row_number() OVER w - 1) / CAST(:size AS BIGINT) AS k,"
             f" c.id AS id, c.external_id AS external_id, c.has_conversation AS talked {reachable}"
+            f" WINDOW w AS (ORDER BY {_order(cap is not None)})"
         )
         _write(conn, numbered, _ONE_TARGET, cap is not None, params, to_us(now))
     return _fixed(conn, [broadcast], {broadcast: counted})[broadcast]
