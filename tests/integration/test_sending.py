@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, bindparam, event, text
 
+from broadcaster.dispatch import engine
 from broadcaster.dispatch.engine import Dispatcher, Settings
 from broadcaster.dispatch.recorder import Recorder
 from broadcaster.domain.audience import InteractionWindow
@@ -483,6 +484,36 @@ async def test_a_channel_with_every_batch_claimed_claims_again_when_a_send_comes
             assert (done.state, done.counters.sent) == (BroadcastState.SENT, 1000)
         assert claims <= 8, claims  # against one per batch ended: 40
         assert max(shop.ledger.received.values()) == 2
+
+
+async def test_a_channels_claiming_wakes_when_it_has_room_to_claim_not_at_every_batch(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A channel's dispatch claims when a quarter of its bound in flight is free; the batches
+    freeing their slots wake it only then, not one by one (each wake-up a turn of its loop, a
+    timer and a task switch: one per request, to claim at one in eight)."""
+    settings = Settings(
+        lease_seconds=1.0, poll_seconds=7.0, in_flight=16, least_in_flight=16, ahead=0
+    )
+    turns = 0
+    real = engine.wait_or_wake
+
+    async def counted(event: asyncio.Event, seconds: float) -> None:
+        nonlocal turns
+        if seconds == settings.poll_seconds:  # the claiming loop's wait
+            turns += 1
+        await real(event, seconds)
+
+    monkeypatch.setattr(engine, "wait_or_wake", counted)
+    async for shop in _shop(ctx, hub, merchant, 4000, settings=settings, send_delay_ms="20"):
+        name = await shop.draft()
+        await shop.sending.send(LOCAL, name, "")
+        done = await shop.finished(name)
+        assert (done.state, done.counters.sent) == (BroadcastState.SENT, 4000)
+        _exactly_once(shop)
+        # 80 batches, claimed 4 at a time once the first 16 went: about 20 turns; woken at
+        # every batch freed (answered, then recorded), it had taken about 160.
+        assert turns <= 40, turns
 
 
 class _HeldRecorder(Recorder):

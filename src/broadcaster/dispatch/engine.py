@@ -651,15 +651,11 @@ class ChannelDispatch:
         meanwhile."""
         settings = self._settings
         while self._holding:
-            limit = self._wire.size
-            room = min(
-                limit + settings.ahead - len(self._unanswered),
-                settings.unrecorded - len(self._sends),
-            )
+            # Cleared before looking: a batch freed while this turn claims wakes the next.
+            self._room.clear()
+            room = self._room_left()
             claimed: list[store.ClaimedBatch] = []
-            if not self._sends or (
-                room >= max(1, limit // 4) and time.monotonic() >= self._all_claimed_until
-            ):
+            if self._claims_now(room):
                 now = self._ctx.now()
                 claimed = await self._ctx.db.write(
                     store.claim,
@@ -686,8 +682,30 @@ class ChannelDispatch:
                 # ago and just finishing): look again shortly.
                 await asyncio.sleep(self._settings.poll_seconds)
                 continue
-            self._room.clear()
             await wait_or_wake(self._room, self._settings.poll_seconds)
+
+    def _room_left(self) -> int:
+        """How many more batches the channel may claim now (`_dispatch`)."""
+        settings = self._settings
+        return min(
+            self._wire.size + settings.ahead - len(self._unanswered),
+            settings.unrecorded - len(self._sends),
+        )
+
+    def _claims_now(self, room: int) -> bool:
+        """Whether `_dispatch` claims, with `room` left: when it holds nothing, or when a
+        quarter of the bound in flight is free and the last claim did not find every claimable
+        batch claimed a moment ago."""
+        return not self._sends or (
+            room >= max(1, self._wire.size // 4) and time.monotonic() >= self._all_claimed_until
+        )
+
+    def _freed(self) -> None:
+        """A batch left the wire or ended: `_dispatch` is woken if it would claim now, or stop.
+        (Woken at every batch, it went round its loop once per request, each turn a timer and a
+        wake-up, to claim at one in eight of them.) Otherwise its poll looks again."""
+        if not self._holding or self._claims_now(self._room_left()):
+            self._room.set()
 
     def _answered(self) -> None:
         """The running send's batch was taken by the channel (it is off the wire, waiting for
@@ -696,12 +714,12 @@ class ChannelDispatch:
         if task in self._unanswered:
             self._unanswered.discard(cast(asyncio.Task[None], task))
             self._wire.release()
-            self._room.set()
+            self._freed()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._sends.pop(task, None)
         self._unanswered.discard(task)
-        self._room.set()
+        self._freed()
         if not task.cancelled() and task.exception() is not None:
             log.error(
                 "dispatch of channel %s: a batch failed", self.channel, exc_info=task.exception()
