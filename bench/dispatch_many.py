@@ -48,7 +48,7 @@ from pathlib import Path
 
 import grpc
 
-from bench.dispatch import IMAGE, _connect, _control, _draft, _seed_contacts
+from bench.dispatch import IMAGE, _connect, _control, _draft, _seed_contacts, _settle
 from bench.live import ADMIN, cpu_seconds, emulator, memory_mb, scrape, service
 from bench.results import record
 from broadcaster.dispatch.engine import Settings
@@ -244,6 +244,7 @@ def run(
             ids = _control(api, f"accounts/{account['channelId']}/followers")["userIds"]
             _seed_contacts(url, merchant, name.rsplit("/", 1)[1], ids, talked=talked)
             drafts.append(_draft(channel, merchant, name))
+        _settle(url)
         _control(api, "faults", {"latency": latency})
 
         pid = server.process.pid
