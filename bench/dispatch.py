@@ -37,6 +37,7 @@ from sqlalchemy import text
 
 from bench.live import ADMIN, emulator, memory_mb, service
 from bench.results import record
+from bench.settle import settle
 from broadcaster.store.database import Database
 from broadcaster.v1 import broadcast_service_pb2 as bpb
 from broadcaster.v1 import broadcast_service_pb2_grpc as bpb_grpc
@@ -94,12 +95,9 @@ def _seed_contacts(
 
 def _settle(url: str) -> None:
     """The seeded database as a merchant's would be by the time they send, its contacts synced
-    long before: vacuumed and analyzed, as autovacuum would have done by then (on PostgreSQL, a
-    Send's snapshot is planned with the table's statistics and reads its rows without setting
-    their hint bits first; and no autovacuum of the fresh rows starts beside the sending)."""
+    long before (bench.settle)."""
     db = Database.from_url(url, threads=1)
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("VACUUM ANALYZE" if db.dialect == "postgresql" else "ANALYZE")
+    settle(db)
     db.close()
 
 

@@ -40,6 +40,7 @@ from sqlalchemy import Connection, text
 from bench.dispatch import _connect
 from bench.live import ADMIN, cpu_seconds, emulator, service
 from bench.results import record
+from bench.settle import settle
 from broadcaster.channels.manager import PluginManager
 from broadcaster.domain.audience import Audience, InteractionWindow
 from broadcaster.domain.auth import LOCAL
@@ -115,9 +116,7 @@ async def seed(
         await CustomerGroups(ctx).add_members(
             LOCAL, f"{parent}/customerGroups/{group.id}", members[start : start + 100_000]
         )
-    # (PostgreSQL) VACUUM sets the visibility map, as autovacuum would have by now.
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("VACUUM ANALYZE" if db.dialect == "postgresql" else "ANALYZE")
+    settle(db)
     took = time.perf_counter() - started
     print(f"  seeded {contacts:,} contacts and {len(members):,} members in {took:.1f} s")
     return group.id

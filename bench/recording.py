@@ -34,6 +34,7 @@ from sqlalchemy import insert, text
 from bench.dispatch import _seed_contacts
 from bench.dispatch_many import _postgres_cpu
 from bench.results import record
+from bench.settle import settle
 from broadcaster.domain.lifecycle import BroadcastState
 from broadcaster.store import dispatch, migrate, snapshot
 from broadcaster.store.clock import from_us
@@ -78,8 +79,7 @@ def _setup(db: Database, url: str, channels: int, recipients: int) -> list[str]:
                 text("UPDATE broadcasts SET open_batches = :n WHERE id = :b"),
                 {"n": fixed.batches, "b": f"b{i:03d}"},
             )
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("VACUUM ANALYZE" if db.dialect == "postgresql" else "ANALYZE")
+    settle(db)
     return names
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bench.estimate_audience import seed_contacts
 from bench.results import record
+from bench.settle import settle
 from broadcaster.store import migrate, snapshot
 from broadcaster.store.clock import to_us
 from broadcaster.store.database import Database
@@ -31,8 +32,7 @@ def run(backend: str, contacts: int) -> None:
         now = datetime.now(UTC)
         with db.writing() as conn:
             seed_contacts(conn, "bench", "ch", contacts, to_us(now))
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM ANALYZE" if backend == "postgresql" else "ANALYZE")
+        settle(db)
         started = time.perf_counter()
         with db.writing() as conn:
             taken = snapshot.take(
