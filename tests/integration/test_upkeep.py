@@ -81,6 +81,9 @@ async def test_connecting_starts_the_first_sync_and_schedules_the_next(rig: Rig)
     assert u.next_sync_time is not None
     assert before + HOUR <= u.next_sync_time <= rig.ctx.now() + HOUR
     assert u.issues == Issue(0)
+    # What estimates read of it, in one statement: the list's time, and that it may be listed.
+    state = await rig.ctx.db.read(repo.followers_state, account.id)
+    assert state == (u.followers_sync_time, True)
     # A repeated CreateChannel (the same account returned) starts nothing more.
     await rig.upkeep.connected(settled)
     again = await rig.get(account.id)
@@ -91,6 +94,9 @@ async def test_connecting_starts_the_first_sync_and_schedules_the_next(rig: Rig)
     assert standard.last_sync is not None and standard.last_sync.state == SyncState.SKIPPED
     assert standard.upkeep.followers_sync_time is None
     assert standard.upkeep.issues == Issue(0)  # not stale: there is no list to keep
+    assert await rig.ctx.db.read(repo.followers_state, standard.id) == (None, False)
+    # A channel never synced (or unknown): nothing read, nothing skipped.
+    assert await rig.ctx.db.read(repo.followers_state, "nosuchchannel") == (None, True)
 
 
 async def test_with_syncs_off_connecting_starts_none_and_nothing_turns_stale(rig: Rig) -> None:

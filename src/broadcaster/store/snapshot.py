@@ -138,7 +138,8 @@ def take(
             f" WINDOW w AS (ORDER BY {_order(cap is not None)})"
         )
         _write(conn, numbered, _ONE_TARGET, cap is not None, params, to_us(now))
-    return _fixed(conn, [broadcast], {broadcast: counted})[broadcast]
+    capped = [broadcast] if cap is not None else []
+    return _fixed(conn, [broadcast], {broadcast: counted}, capped)[broadcast]
 
 
 def _audience(
@@ -253,7 +254,7 @@ def _write_prepared(conn: Connection, broadcast: str, prepared: Prepared, now_us
             bulk.statement(_batches_made(_ONE_TARGET)),
             {"b": broadcast, "ch": prepared.made_for[1], "size": size, "now": now_us},
         )
-    return _fixed(conn, [broadcast], {broadcast: prepared.counted})[broadcast]
+    return _fixed(conn, [broadcast], {broadcast: prepared.counted}, [])[broadcast]
 
 
 def _order(capped: bool) -> str:
@@ -422,10 +423,15 @@ _NUMBERED_BATCHES = (
 
 
 def _fixed(
-    conn: Connection, broadcasts: Sequence[str], counted: Mapping[str, Counts]
+    conn: Connection,
+    broadcasts: Sequence[str],
+    counted: Mapping[str, Counts],
+    capped: Sequence[str],
 ) -> dict[str, Snapshot]:
     """What `_write` fixed for each broadcast, read back (contacts may have changed since they
-    were counted): its recipients and batches, and how many its limit left out."""
+    were counted): its recipients and batches, and how many its limit left out (`capped`: the
+    broadcasts with a recipient limit; only they can leave anyone out, so only their deliveries
+    are counted, and a Send without a limit makes one statement fewer)."""
     ids = bulk.strings_param(conn, list(broadcasts))
     written = {b: (0, 0) for b in broadcasts}
     found = conn.execute(
@@ -438,15 +444,16 @@ def _fixed(
     written.update({b: (int(n), int(total)) for b, n, total in found})
     limited = int(DeliveryOutcome.NOT_SENT_LIMIT)
     left_out = dict.fromkeys(broadcasts, 0)
-    found = conn.execute(
-        bulk.statement(
-            f"SELECT broadcast_id, COUNT(*) FROM deliveries WHERE outcome = {limited}"
-            f" AND outcome <> 0 AND {bulk.in_strings(conn, 'broadcast_id', 'ids')}"
-            " GROUP BY broadcast_id"
-        ),
-        {"ids": ids},
-    )
-    left_out.update({b: int(n) for b, n in found})
+    if capped:
+        found = conn.execute(
+            bulk.statement(
+                f"SELECT broadcast_id, COUNT(*) FROM deliveries WHERE outcome = {limited}"
+                f" AND outcome <> 0 AND {bulk.in_strings(conn, 'broadcast_id', 'ids')}"
+                " GROUP BY broadcast_id"
+            ),
+            {"ids": bulk.strings_param(conn, list(capped))},
+        )
+        left_out.update({b: int(n) for b, n in found})
     fixed = {}
     for b in broadcasts:
         batches, total = written[b]
@@ -579,4 +586,5 @@ def take_many(
                 f" WHERE NOT c.opted_out AND c.follower_state <> {blocked}"
             )
             _write(conn, numbered, table, capped, {"targets": param}, to_us(now))
-    return _fixed(conn, [t.broadcast for t in targets], counted)
+    limited = [t.broadcast for t in targets if t.cap is not None]
+    return _fixed(conn, [t.broadcast for t in targets], counted, limited)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, insert, or_, select, update
+from sqlalchemy import Connection, Row, ScalarSelect, insert, or_, select, update
 
 from broadcaster.domain.model import ContactSyncRun, SyncState
 from broadcaster.store.clock import from_us, maybe_from_us, to_us
@@ -36,6 +36,17 @@ def latest(conn: Connection, channel_id: str) -> ContactSyncRun | None:
         select(t).where(t.c.channel_id == channel_id).order_by(t.c.id.desc()).limit(1)
     ).first()
     return None if row is None else _run(row)
+
+
+def latest_state(channel_id: str) -> ScalarSelect[int]:
+    """The state of the channel's latest sync (`latest`'s), as a subquery: NULL when none."""
+    return (
+        select(t.c.state)
+        .where(t.c.channel_id == channel_id)
+        .order_by(t.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 def get(conn: Connection, run_id: int) -> ContactSyncRun | None:

@@ -79,11 +79,15 @@ def next_sync_due(conn: Connection) -> datetime | None:
 def followers_state(conn: Connection, channel_id: str) -> tuple[datetime | None, bool]:
     """(when the follower list was last read whole, whether the account may list it: no sync
     was skipped for that reason last)."""
-    read = conn.execute(
-        select(t.c.followers_sync_time).where(t.c.id == channel_id)
-    ).scalar_one_or_none()
-    latest = syncs.latest(conn, channel_id)
-    return maybe_from_us(read), latest is None or latest.state != SyncState.SKIPPED
+    # One statement (every estimate and Send asks): the channel's time and its latest sync's
+    # state, each a subquery that may find nothing.
+    read, state = conn.execute(
+        select(
+            select(t.c.followers_sync_time).where(t.c.id == channel_id).scalar_subquery(),
+            syncs.latest_state(channel_id),
+        )
+    ).one()
+    return maybe_from_us(read), state is None or state != int(SyncState.SKIPPED)
 
 
 def schedule_sync(conn: Connection, channel_id: str, at: datetime) -> None:
