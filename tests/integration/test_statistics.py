@@ -548,3 +548,73 @@ async def test_a_claim_takes_no_more_channels_than_its_limit(db: Database) -> No
         assert len(ours) == 10 and not ours & {c.channel for c in first}
     finally:
         await db.write(clean)
+
+
+async def test_a_group_commit_notes_every_broadcasts_statistics_at_once(db: Database) -> None:
+    """`noted` for the broadcasts of one group commit, in two statements: a row for each first,
+    none for a broadcast whose first is behind it, the pace of each reporting channel, and a
+    reason kept only where none was before."""
+    key = uuid.uuid4().hex[:12]
+    when = datetime(2026, 6, 1, tzinfo=UTC)
+    due = when + HOUR
+    counted = repo.Tag(unit="u", first_fetch=due, step_us=5_000_000)
+    plain = repo.Tag()  # a channel that keeps no statistics
+
+    def rows(conn: Connection) -> dict[str, tuple[str, str, int | None]]:
+        found = conn.execute(
+            text(
+                "SELECT broadcast_id, unit, unavailable_reason, next_fetch_time"
+                " FROM broadcast_statistics WHERE channel_id LIKE :k"
+            ),
+            {"k": f"noted-{key}-%"},
+        )
+        return {str(b): (str(u), str(r), n) for b, u, r, n in found}
+
+    def steps(conn: Connection) -> dict[str, int]:
+        found = conn.execute(
+            text("SELECT channel_id, step FROM statistics_pacing WHERE channel_id LIKE :k"),
+            {"k": f"noted-{key}-%"},
+        )
+        return {str(c): int(s) for c, s in found}
+
+    def clean(conn: Connection) -> None:
+        for table in ("broadcast_statistics", "statistics_pacing"):
+            conn.execute(
+                text(f"DELETE FROM {table} WHERE channel_id LIKE :k"), {"k": f"noted-{key}-%"}
+            )
+
+    a, b, c = (f"noted-{key}-{n}" for n in "abc")
+    try:
+        await db.write(
+            repo.noted,
+            [
+                repo.Noted(f"{a}-1", a, [counted, counted], first=True),
+                repo.Noted(f"{b}-1", b, [counted], first=True),
+                repo.Noted(f"{b}-2", b, [counted], first=False),  # its row came earlier
+                repo.Noted(f"{c}-1", c, [plain], first=True),
+            ],
+            when,
+        )
+        assert await db.read(rows) == {
+            f"{a}-1": ("u", "", to_us(due)),
+            f"{b}-1": ("u", "", to_us(due)),
+            f"{c}-1": ("", Reason.STATISTICS_NOT_SUPPORTED, None),
+        }
+        assert await db.read(steps) == {a: 5_000_000, b: 5_000_000}
+        # Later batches: one went out without its unit (the reason stays, the reads stop);
+        # the channel that keeps none says nothing new.
+        used_up = repo.Tag(unit="u", unavailable=Reason.STATISTICS_ALLOWANCE_USED_UP)
+        await db.write(
+            repo.noted,
+            [
+                repo.Noted(f"{a}-1", a, [counted, used_up], first=False),
+                repo.Noted(f"{c}-1", c, [plain], first=True),
+            ],
+            when,
+        )
+        found = await db.read(rows)
+        assert found[f"{a}-1"] == ("u", Reason.STATISTICS_ALLOWANCE_USED_UP, None)
+        assert found[f"{c}-1"] == ("", Reason.STATISTICS_NOT_SUPPORTED, None)
+        assert await db.read(steps) == {a: 5_000_000, b: 5_000_000}
+    finally:
+        await db.write(clean)

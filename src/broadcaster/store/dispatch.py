@@ -538,26 +538,22 @@ def record_sent(
     )
     together: list[events.DeliveredRun] = []
     singly: list[tuple[ClaimedBatch, list[tuple[int, int]], list[int] | None]] = []
+    noted: list[statistics.Noted] = []
     for broadcast, done in by_broadcast.items():
         total = totals[broadcast]
         tags = [t for c in done if (t := said[(broadcast, c.batch)].statistics) is not None]
         if tags and total:
-            statistics.noted(
-                conn,
-                broadcast=broadcast,
-                channel=done[0].channel,
-                tags=tags,
-                now=when,
-                first=broadcast in completed or done[0].batch == 0 or any(t.first for t in tags),
-            )
+            first = broadcast in completed or done[0].batch == 0 or any(t.first for t in tags)
+            noted.append(statistics.Noted(broadcast, done[0].channel, tags, first))
         if not total:
             continue
-        noted = [c.talked for c in done]
-        if None not in noted and events.together(conn.dialect.name):
+        talked_in = [c.talked for c in done]
+        if None not in talked_in and events.together(conn.dialect.name):
             together += _delivered_runs(done, refused.get(broadcast, ()))
             continue
-        talked = None if None in noted else [s for t in noted if t for s in t]
+        talked = None if None in talked_in else [s for t in talked_in if t for s in t]
         singly.append((done[0], spans[broadcast], talked))
+    statistics.noted(conn, noted, when)
     _delivered(conn, singly, now)
     events.record_delivered_together(conn, together, now)
     finished = [b for b in by_broadcast if b in completed]

@@ -31,6 +31,7 @@ from broadcaster.domain.statistics import (
     UrlStatistics,
     whole_reason,
 )
+from broadcaster.store import bulk
 from broadcaster.store.clock import from_us, maybe_from_us, to_us
 
 
@@ -51,51 +52,66 @@ class Tag:
     first: bool = False
 
 
-def noted(
-    conn: Connection,
-    *,
-    broadcast: str,
-    channel: str,
-    tags: Sequence[Tag],
-    now: datetime,
-    first: bool,
-) -> None:
-    """Accepted batches of `broadcast` were recorded: its statistics row is written once (when
-    `first`: this group holds its first batch, or it just completed), and a reason a batch
-    went out without the unit is kept, the first one, ending the collection (the figures
-    would count only some of its recipients). One statement; nothing when neither applies."""
-    reason = next((t.unavailable for t in tags if t.unavailable), "")
-    if not (first or reason):
-        return
-    tag = tags[0]
-    reporting = bool(tag.unit)
-    stored_reason = reason or ("" if reporting else Reason.STATISTICS_NOT_SUPPORTED)
-    due = tag.first_fetch if reporting and not stored_reason else None
-    conn.execute(
-        text(
-            "INSERT INTO broadcast_statistics (broadcast_id, channel_id, unit, unavailable_reason,"
-            " send_time, next_fetch_time) VALUES (:b, :ch, :unit, :reason, :now, :due)"
-            " ON CONFLICT (broadcast_id) DO UPDATE SET unavailable_reason = :reason,"
-            " next_fetch_time = NULL, lease_owner = '', lease_expiry = 0"
-            " WHERE broadcast_statistics.unavailable_reason = '' AND :reason <> ''"
-        ),
-        {
-            "b": broadcast,
-            "ch": channel,
-            "unit": tag.unit,
-            "reason": stored_reason,
-            "now": to_us(now),
-            "due": None if due is None else to_us(due),
-        },
-    )
-    if reporting and due is not None:
+@dataclass(frozen=True, slots=True)
+class Noted:
+    """Accepted batches of one broadcast, recorded together (`noted`): what they said of its
+    statistics, and whether they hold its first accepted batch or it just completed (`first`)."""
+
+    broadcast: str
+    channel: str
+    tags: Sequence[Tag]
+    first: bool
+
+
+def noted(conn: Connection, accepted: Sequence[Noted], now: datetime) -> None:
+    """Accepted batches of these broadcasts were recorded: each one's statistics row is written
+    once (when `first`), and a reason a batch went out without the unit is kept, the first
+    one, ending the collection (the figures would count only some of its recipients); the
+    pace of reads of each channel reporting is set. Two statements for every broadcast of a
+    group commit together (a group of thirty-two channels' first batches had taken 64), none
+    when nothing applies. Rows are written in key order, as concurrent group commits then lock
+    them in the same order."""
+    rows: list[list[Any]] = []
+    pacing: dict[str, int] = {}
+    for a in accepted:
+        reason = next((t.unavailable for t in a.tags if t.unavailable), "")
+        if not (a.first or reason):
+            continue
+        tag = a.tags[0]
+        reporting = bool(tag.unit)
+        stored_reason = reason or ("" if reporting else Reason.STATISTICS_NOT_SUPPORTED)
+        due = tag.first_fetch if reporting and not stored_reason else None
+        rows.append(
+            [a.broadcast, a.channel, tag.unit, stored_reason, None if due is None else to_us(due)]
+        )
+        if due is not None:
+            pacing[a.channel] = max(1, tag.step_us)
+    if rows:
+        rows.sort()
+        c = [bulk.json_text(conn, i) for i in range(5)]
         conn.execute(
-            text(
-                "INSERT INTO statistics_pacing (channel_id, next_time, step)"
-                " VALUES (:ch, 0, :step) ON CONFLICT (channel_id) DO UPDATE SET step = :step"
-                " WHERE statistics_pacing.step <> :step"
+            bulk.statement(
+                "INSERT INTO broadcast_statistics (broadcast_id, channel_id, unit,"
+                f" unavailable_reason, send_time, next_fetch_time) SELECT {c[0]}, {c[1]}, {c[2]},"
+                f" {c[3]}, :now, CAST({c[4]} AS BIGINT) FROM {bulk.json_table(conn, 'rows')}"
+                " WHERE true ON CONFLICT (broadcast_id) DO UPDATE"
+                " SET unavailable_reason = excluded.unavailable_reason, next_fetch_time = NULL,"
+                " lease_owner = '', lease_expiry = 0"
+                " WHERE broadcast_statistics.unavailable_reason = ''"
+                " AND excluded.unavailable_reason <> ''"
             ),
-            {"ch": channel, "step": max(1, tag.step_us)},
+            {"rows": bulk.json_param(rows), "now": to_us(now)},
+        )
+    if pacing:
+        c = [bulk.json_text(conn, i) for i in range(2)]
+        conn.execute(
+            bulk.statement(
+                "INSERT INTO statistics_pacing (channel_id, next_time, step)"
+                f" SELECT {c[0]}, 0, CAST({c[1]} AS BIGINT) FROM {bulk.json_table(conn, 'rows')}"
+                " WHERE true ON CONFLICT (channel_id) DO UPDATE SET step = excluded.step"
+                " WHERE statistics_pacing.step <> excluded.step"
+            ),
+            {"rows": bulk.json_param(sorted([ch, step] for ch, step in pacing.items()))},
         )
 
 
