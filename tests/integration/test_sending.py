@@ -176,6 +176,18 @@ async def _shop(
         )  # fmt: skip
     finally:
         await dispatcher.stop()
+        # A test that ends mid-send (failing) leaves no work open in the shared database for
+        # the dispatchers of the tests after it: they would take this channel's batches too.
+        await ctx.db.write(_close_open_batches, made.id)
+
+
+def _close_open_batches(conn: Connection, channel: str) -> None:
+    conn.execute(
+        text(
+            "UPDATE batches SET state = 1, lease_owner = '' WHERE channel_id = :ch AND state <> 1"
+        ),
+        {"ch": channel},
+    )
 
 
 @pytest.fixture
