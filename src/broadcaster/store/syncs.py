@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, Row, ScalarSelect, insert, or_, select, update
+from sqlalchemy import Connection, Row, ScalarSelect, Select, insert, or_, select, update
 
 from broadcaster.domain.model import ContactSyncRun, SyncState
 from broadcaster.store.clock import from_us, maybe_from_us, to_us
@@ -31,22 +32,19 @@ def _run(row: Row[tuple[object, ...]]) -> ContactSyncRun:
     )
 
 
+def _latest(channel_id: str, *columns: Any) -> Select[Any]:
+    """`columns` of the channel's latest sync."""
+    return select(*columns).where(t.c.channel_id == channel_id).order_by(t.c.id.desc()).limit(1)
+
+
 def latest(conn: Connection, channel_id: str) -> ContactSyncRun | None:
-    row = conn.execute(
-        select(t).where(t.c.channel_id == channel_id).order_by(t.c.id.desc()).limit(1)
-    ).first()
+    row = conn.execute(_latest(channel_id, t)).first()
     return None if row is None else _run(row)
 
 
 def latest_state(channel_id: str) -> ScalarSelect[int]:
     """The state of the channel's latest sync (`latest`'s), as a subquery: NULL when none."""
-    return (
-        select(t.c.state)
-        .where(t.c.channel_id == channel_id)
-        .order_by(t.c.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    return _latest(channel_id, t.c.state).scalar_subquery()
 
 
 def get(conn: Connection, run_id: int) -> ContactSyncRun | None:

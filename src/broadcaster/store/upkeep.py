@@ -87,7 +87,7 @@ def followers_state(conn: Connection, channel_id: str) -> tuple[datetime | None,
             syncs.latest_state(channel_id),
         )
     ).one()
-    return maybe_from_us(read), state is None or state != int(SyncState.SKIPPED)
+    return maybe_from_us(read), state != SyncState.SKIPPED  # (no sync: NULL, listable)
 
 
 def schedule_sync(conn: Connection, channel_id: str, at: datetime) -> None:
