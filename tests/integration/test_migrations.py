@@ -332,3 +332,57 @@ def test_group_rows_follow_contacts_through_0027(backend: str, tmp_path: Path) -
         db.close()
     assert [len(rows) for rows, _ in found] == [3, 3, 1]
     assert all(rows == expected for rows, expected in found)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conversations_compare_ids_as_bytes_from_0028(backend: str, tmp_path: Path) -> None:
+    """0028 keys `conversations` on PostgreSQL by ids compared as bytes, and compresses
+    `outbox.opened` with lz4 where the server can; the rows stay, up and back down, the key
+    still refuses a second conversation for a contact, and a contact's look-up by the id of
+    another column (the database's collation) still finds its row."""
+    from alembic import command
+    from sqlalchemy.exc import IntegrityError
+
+    rows = [("c0", "b1", 0), ("c1", "b1", 1), ("c9", "b2", 7)]
+    shape = (
+        "SELECT c.collname, a.attcompression FROM pg_attribute a"
+        " LEFT JOIN pg_collation c ON c.oid = a.attcollation"
+        " WHERE (a.attrelid, a.attname) IN"
+        " (('conversations'::regclass, 'contact_id'), ('outbox'::regclass, 'opened'))"
+        " ORDER BY a.attrelid = 'outbox'::regclass"
+    )
+    found = (
+        "SELECT v.broadcast_id FROM (SELECT CAST('c9' AS VARCHAR) AS id) c"
+        " JOIN conversations v ON v.contact_id = c.id"
+    )
+    with fresh_database(backend, tmp_path) as url:
+        db = Database.from_url(url, threads=1)
+        migrate.upgrade(db.engine, "0027")
+        insert = text("INSERT INTO conversations VALUES (:c, :b, :s)")
+        with db.writing() as conn:
+            conn.execute(insert, [{"c": c, "b": b, "s": s} for c, b, s in rows])
+        migrate.upgrade(db.engine)
+        with db.reading() as conn:
+            after = conn.execute(text("SELECT * FROM conversations ORDER BY contact_id")).all()
+            declared = conn.execute(text(shape)).all() if backend == "postgresql" else []
+            lz4 = backend == "postgresql" and bool(conn.execute(text(_LZ4)).scalar())
+            by_id = conn.execute(text(found)).scalar()
+        with pytest.raises(IntegrityError), db.writing() as conn:
+            conn.execute(insert, {"c": "c1", "b": "b3", "s": 2})
+        command.downgrade(migrate.alembic_config(db.engine), "0027")
+        with db.reading() as conn:
+            back = conn.execute(text("SELECT * FROM conversations ORDER BY contact_id")).all()
+            declared_back = conn.execute(text(shape)).all() if backend == "postgresql" else []
+        db.close()
+    assert [tuple(r) for r in after] == rows
+    assert [tuple(r) for r in back] == rows
+    assert by_id == "b2"
+    if backend == "postgresql":
+        assert [tuple(r) for r in declared] == [("C", ""), ("default", "l" if lz4 else "")]
+        assert [tuple(r) for r in declared_back] == [("default", ""), ("default", "")]
+
+
+_LZ4 = (
+    "SELECT COALESCE(bool_or('lz4' = ANY(enumvals)), false) FROM pg_settings"
+    " WHERE name = 'default_toast_compression'"
+)

@@ -611,12 +611,18 @@ class ConversationRow(SQLModel, table=True):
     apart from `contacts` so that recording a delivered batch inserts narrow rows instead of
     rewriting wide, much-indexed contact rows; a contact has a conversation if either says so.
     On SQLite the rows live in the key's b-tree (WITHOUT ROWID): one b-tree to insert into per
-    row rather than a table and its key's index."""
+    row rather than a table and its key's index. On PostgreSQL the key compares ids as bytes
+    (collation "C"): ids are ASCII, so the order and equality are any collation's, and each step
+    down the index skips the locale's comparison."""
 
     __tablename__ = "conversations"
     __table_args__ = {"sqlite_with_rowid": False}
 
-    contact_id: str = Field(primary_key=True, max_length=32)
+    contact_id: str = Field(
+        sa_column=Column(
+            String(32).with_variant(String(32, collation="C"), "postgresql"), primary_key=True
+        )
+    )
     broadcast_id: str = Field(max_length=32)
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
 
