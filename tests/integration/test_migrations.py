@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
 
 from broadcaster.domain.audience import InteractionWindow
 from broadcaster.domain.deliveries import START, DeliveryOutcome, EventKind
@@ -266,34 +268,54 @@ def test_recipients_on_the_batch_row_move_apart_on_sqlite_with_0025(
     assert tuple(back) == ('["U0","U1","U2"]', "[1]")
 
 
+_CONVERSATIONS = [("c0", "b1", 0), ("c1", "b1", 1), ("c9", "b2", 7)]
+
+
+def _conversations_through(
+    backend: str, tmp_path: Path, before: str, shape: Callable[[Connection], Any]
+) -> tuple[list[tuple[Any, ...]], Any, list[tuple[Any, ...]], Any]:
+    """`conversations` rows written at revision `before`, then the database migrated to the
+    head and back down to `before`: the rows and `shape` of the table at the head, then back
+    at `before`. At the head, the table's key must still refuse a second conversation for a
+    contact."""
+    from alembic import command
+    from sqlalchemy.exc import IntegrityError
+
+    everything = text("SELECT * FROM conversations ORDER BY contact_id")
+    with fresh_database(backend, tmp_path) as url:
+        db = Database.from_url(url, threads=1)
+        migrate.upgrade(db.engine, before)
+        insert = text("INSERT INTO conversations VALUES (:c, :b, :s)")
+        with db.writing() as conn:
+            conn.execute(insert, [{"c": c, "b": b, "s": q} for c, b, q in _CONVERSATIONS])
+        migrate.upgrade(db.engine)
+        with db.reading() as conn:
+            after, shape_after = [tuple(r) for r in conn.execute(everything)], shape(conn)
+        with pytest.raises(IntegrityError), db.writing() as conn:
+            conn.execute(insert, {"c": "c1", "b": "b3", "s": 2})
+        command.downgrade(migrate.alembic_config(db.engine), before)
+        with db.reading() as conn:
+            back, shape_back = [tuple(r) for r in conn.execute(everything)], shape(conn)
+        db.close()
+    return after, shape_after, back, shape_back
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_conversations_keep_their_rows_through_0026(backend: str, tmp_path: Path) -> None:
     """0026 writes `conversations` again on SQLite, without rowids; its rows stay as they were,
     up and back down, and its key still refuses a second conversation for a contact."""
-    from alembic import command
-    from sqlalchemy.exc import IntegrityError
 
-    rows = [("c0", "b1", 0), ("c1", "b1", 1), ("c9", "b2", 7)]
-    with fresh_database(backend, tmp_path) as url:
-        db = Database.from_url(url, threads=1)
-        migrate.upgrade(db.engine, "0025")
-        insert = text("INSERT INTO conversations VALUES (:c, :b, :s)")
-        with db.writing() as conn:
-            conn.execute(insert, [{"c": c, "b": b, "s": s} for c, b, s in rows])
-        migrate.upgrade(db.engine)
-        declared = "SELECT sql FROM sqlite_master WHERE name = 'conversations'"
-        with db.reading() as conn:
-            after = conn.execute(text("SELECT * FROM conversations ORDER BY contact_id")).all()
-            shape = conn.execute(text(declared)).scalar() if backend == "sqlite" else ""
-        with pytest.raises(IntegrityError), db.writing() as conn:
-            conn.execute(insert, {"c": "c1", "b": "b3", "s": 2})
-        command.downgrade(migrate.alembic_config(db.engine), "0025")
-        with db.reading() as conn:
-            back = conn.execute(text("SELECT * FROM conversations ORDER BY contact_id")).all()
-            shape_back = conn.execute(text(declared)).scalar() if backend == "sqlite" else ""
-        db.close()
-    assert [tuple(r) for r in after] == rows
-    assert [tuple(r) for r in back] == rows
+    def declared(conn: Connection) -> str:
+        if backend != "sqlite":
+            return ""
+        return str(
+            conn.execute(
+                text("SELECT sql FROM sqlite_master WHERE name = 'conversations'")
+            ).scalar()
+        )
+
+    after, shape, back, shape_back = _conversations_through(backend, tmp_path, "0025", declared)
+    assert after == back == _CONVERSATIONS
     assert ("WITHOUT ROWID" in shape) == (backend == "sqlite")
     assert "WITHOUT ROWID" not in shape_back
 
@@ -340,11 +362,7 @@ def test_conversations_compare_ids_as_bytes_from_0028(backend: str, tmp_path: Pa
     `outbox.opened` with lz4 where the server can; the rows stay, up and back down, the key
     still refuses a second conversation for a contact, and a contact's look-up by the id of
     another column (the database's collation) still finds its row."""
-    from alembic import command
-    from sqlalchemy.exc import IntegrityError
-
-    rows = [("c0", "b1", 0), ("c1", "b1", 1), ("c9", "b2", 7)]
-    shape = (
+    declared = (
         "SELECT c.collname, a.attcompression FROM pg_attribute a"
         " LEFT JOIN pg_collation c ON c.oid = a.attcollation"
         " WHERE (a.attrelid, a.attname) IN"
@@ -355,34 +373,21 @@ def test_conversations_compare_ids_as_bytes_from_0028(backend: str, tmp_path: Pa
         "SELECT v.broadcast_id FROM (SELECT CAST('c9' AS VARCHAR) AS id) c"
         " JOIN conversations v ON v.contact_id = c.id"
     )
-    with fresh_database(backend, tmp_path) as url:
-        db = Database.from_url(url, threads=1)
-        migrate.upgrade(db.engine, "0027")
-        insert = text("INSERT INTO conversations VALUES (:c, :b, :s)")
-        with db.writing() as conn:
-            conn.execute(insert, [{"c": c, "b": b, "s": s} for c, b, s in rows])
-        migrate.upgrade(db.engine)
-        with db.reading() as conn:
-            after = conn.execute(text("SELECT * FROM conversations ORDER BY contact_id")).all()
-            declared = conn.execute(text(shape)).all() if backend == "postgresql" else []
-            lz4 = backend == "postgresql" and bool(conn.execute(text(_LZ4)).scalar())
-            by_id = conn.execute(text(found)).scalar()
-        with pytest.raises(IntegrityError), db.writing() as conn:
-            conn.execute(insert, {"c": "c1", "b": "b3", "s": 2})
-        command.downgrade(migrate.alembic_config(db.engine), "0027")
-        with db.reading() as conn:
-            back = conn.execute(text("SELECT * FROM conversations ORDER BY contact_id")).all()
-            declared_back = conn.execute(text(shape)).all() if backend == "postgresql" else []
-        db.close()
-    assert [tuple(r) for r in after] == rows
-    assert [tuple(r) for r in back] == rows
-    assert by_id == "b2"
+
+    def shape(conn: Connection) -> tuple[Any, ...]:
+        by_id = conn.execute(text(found)).scalar()
+        if backend != "postgresql":
+            return (by_id, [], False)
+        scripts = ScriptDirectory.from_config(migrate.alembic_config(conn.engine))
+        migration = scripts.get_revision("0028")
+        assert migration is not None
+        can = bool(conn.execute(text(migration.module._LZ4)).scalar())
+        return (by_id, [tuple(r) for r in conn.execute(text(declared))], can)
+
+    after, shape_after, back, shape_back = _conversations_through(backend, tmp_path, "0027", shape)
+    assert after == back == _CONVERSATIONS
+    by_id, columns, can = shape_after
+    assert by_id == shape_back[0] == "b2"
     if backend == "postgresql":
-        assert [tuple(r) for r in declared] == [("C", ""), ("default", "l" if lz4 else "")]
-        assert [tuple(r) for r in declared_back] == [("default", ""), ("default", "")]
-
-
-_LZ4 = (
-    "SELECT COALESCE(bool_or('lz4' = ANY(enumvals)), false) FROM pg_settings"
-    " WHERE name = 'default_toast_compression'"
-)
+        assert columns == [("C", ""), ("default", "l" if can else "")]
+        assert shape_back[1] == [("default", ""), ("default", "")]
