@@ -525,6 +525,41 @@ async def test_batches_let_go_unsent_after_the_channel_was_deleted_are_not_sent(
         assert (await shop.broadcasts.get(LOCAL, name)).counters.failed == 50
 
 
+async def test_a_run_leaves_its_channel_in_the_claim_that_finds_nothing_open(
+    ctx: ServiceContext, hub: ChannelHub, merchant: str
+) -> None:
+    """Store level: a lease holder with nothing in flight claims and, if nothing is open on the
+    channel, lets its lease go in the same transaction. With batches to claim it claims them and
+    keeps the lease; with batches open but none due (all its own, leased), it claims none and
+    keeps the lease; with none open, it leaves: another owner takes the channel at once."""
+    async for shop in _shop(ctx, hub, merchant, 230, start=False):
+        name = await shop.draft()
+        sent = await shop.sending.send(LOCAL, name, "")
+        now = ctx.now()
+        assert await ctx.db.write(
+            dispatch.acquire_channel, shop.channel_id, "me", now + timedelta(seconds=60), now
+        )
+        claiming: dict[str, Any] = {
+            "channel": shop.channel_id,
+            "owner": "me",
+            "lease_until": now + timedelta(seconds=600),
+            "now": now,
+            "limit": 100,
+        }
+        claimed, left = await ctx.db.write(dispatch.claim_or_leave, **claiming)
+        assert (len(claimed), left) == (await ctx.db.read(_open_batches, sent.id), False)
+        assert await ctx.db.write(dispatch.claim_or_leave, **claiming) == ([], False)
+        taken = dispatch.acquire_channel  # by another owner: refused while "me" holds the lease
+        assert not await ctx.db.write(taken, shop.channel_id, "other", now, now)
+        # Nothing of it goes: the claims are taken back, and the cancel closes every batch.
+        unsent = [(c.broadcast, c.batch) for c in claimed]
+        await ctx.db.write(dispatch.undo_claims, "me", unsent)
+        await shop.sending.cancel(LOCAL, name)
+        assert await ctx.db.read(_open_batches, sent.id) == 0
+        assert await ctx.db.write(dispatch.claim_or_leave, **claiming) == ([], True)
+        assert await ctx.db.write(taken, shop.channel_id, "other", now, now)
+
+
 async def _hub(ctx: ServiceContext) -> AsyncIterator[ChannelHub]:
     """A channel hub of its own: another replica's."""
     registry = PluginManager.load((), [fakechannel]).register_channels()

@@ -113,6 +113,28 @@ async def test_a_released_run_is_renewed_no_more_and_nothing_is_written_for_none
     assert len(db.writes) == 1
 
 
+async def test_a_run_that_lets_its_lease_go_while_the_renewal_looks_is_not_lost() -> None:
+    """A run leaves its channel in the transaction of its last claim, and stops being renewed
+    once that returns: a renewal written in between misses its lease. If the run lets go
+    while the keeper looks whether the channel still exists, it is neither lost nor gone."""
+    keeper: LeaseKeeper
+
+    class Leaving(FakeDb):
+        async def read(self, fn: Callable[..., Any], channel: str) -> bool:
+            keeper.release(run)  # the run's claim returned meanwhile
+            return await super().read(fn, channel)
+
+    db = Leaving()
+    keeper = _keeper(db)
+    run = Run("left", "me:1")
+    keeper.hold(run)
+    await keeper.renew()
+    assert (run.lost, run.reason) == (False, None)
+    assert db.reads == ["left"]
+    await keeper.renew()
+    assert len(db.writes) == 1  # renewed no more
+
+
 async def test_a_failed_renewal_keeps_every_run_as_it_was_and_is_tried_again() -> None:
     db = FakeDb(kept={"a"}, fail=True)
     keeper = _keeper(db)

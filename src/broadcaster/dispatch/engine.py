@@ -499,6 +499,7 @@ class ChannelDispatch:
         self._stopping = False
         self.handing_over = False
         self.released = False  # the lease (and the batches claimed, not sent) let go
+        self._left_empty = False  # the lease let go by the claim that found nothing open
         self._kind = ""  # the channel's type, once known
         self._reports = False  # the channel keeps statistics (ReportsStatistics)
         # Claimed, not yet recorded: each batch's send, with the broadcast it is of.
@@ -613,7 +614,9 @@ class ChannelDispatch:
                     await asyncio.gather(*self._sends, return_exceptions=True)
             finally:
                 self._needs.leases.release(self)
-            if not self._lost:
+            if self._left_empty:  # (with nothing open, there was nothing else to let go)
+                self.released = True
+            elif not self._lost:
                 await self._ctx.db.write(store.leave_channel, self.channel, self.owner, self.unsent)
                 self.released = True
             elif self.unsent:
@@ -657,14 +660,23 @@ class ChannelDispatch:
             claimed: list[store.ClaimedBatch] = []
             if self._claims_now(room):
                 now = self._ctx.now()
-                claimed = await self._ctx.db.write(
-                    store.claim,
-                    channel=self.channel,
-                    owner=self.owner,
-                    lease_until=now + timedelta(seconds=self._settings.batch_lease_seconds),
-                    now=now,
-                    limit=room,
-                )
+                claiming = {
+                    "channel": self.channel,
+                    "owner": self.owner,
+                    "lease_until": now + timedelta(seconds=self._settings.batch_lease_seconds),
+                    "now": now,
+                    "limit": room,
+                }
+                if self._sends:
+                    claimed = await self._ctx.db.write(store.claim, **claiming)
+                else:
+                    # Nothing in flight: if nothing is open either, the run ends, its lease let
+                    # go in the claim's own transaction.
+                    claimed, left = await self._ctx.db.write(store.claim_or_leave, **claiming)
+                    if left:
+                        self._needs.leases.release(self)  # (renewing it now would find it gone)
+                        self._left_empty = True
+                        return
                 if len(claimed) < room:
                     # Nothing more to claim for now. Each batch ending had claimed again, and
                     # found nothing: 32 channels of 50 batches made 930 claims for their 1,600
@@ -676,8 +688,6 @@ class ChannelDispatch:
                 self._unanswered.add(task)
                 task.add_done_callback(self._finished)
             if not claimed and not self._sends:
-                if not await self._ctx.db.read(store.sending_on, self.channel):
-                    return  # nothing open on this channel
                 # Open batches none of which can be claimed now (say, claimed by this run a moment
                 # ago and just finishing): look again shortly.
                 await asyncio.sleep(self._settings.poll_seconds)

@@ -114,6 +114,10 @@ class LeaseKeeper:
 
     async def _not_renewed(self, run: Held) -> None:
         live = await self._ctx.db.read(store.channel_live, run.channel)  # (raises: next period)
+        if self._held.get(run.channel) is not run:
+            # Its dispatch let the lease go meanwhile: the renewal missed a lease that had just
+            # been given up (a run leaves in the transaction of its last claim), not one lost.
+            return
         self.release(run)
         if not live:  # deleted (on another replica): its broadcasts were failed there
             log.warning("dispatch of channel %s: the channel was deleted", run.channel)

@@ -338,6 +338,32 @@ def claim(
     ]
 
 
+def claim_or_leave(
+    conn: Connection,
+    *,
+    channel: str,
+    owner: str,
+    lease_until: datetime,
+    now: datetime,
+    limit: int,
+) -> tuple[list[ClaimedBatch], bool]:
+    """`claim`, by a lease holder with nothing in flight on the channel, and whether it left the
+    channel: when it finds nothing to claim and nothing open on the channel, its lease goes in
+    the same transaction (as `leave_channel`, which then has nothing else to let go: no batch
+    is open). Nothing claimed and not left: open batches none of which is due yet.
+
+    A channel's run ended in three transactions before (the claim that found nothing, a read
+    of its open batches, then `leave_channel`), three of the six and a half a broadcast
+    took from Send to SENT."""
+    claimed = claim(
+        conn, channel=channel, owner=owner, lease_until=lease_until, now=now, limit=limit
+    )
+    if claimed or sending_on(conn, channel):
+        return claimed, False
+    release_channel(conn, channel, owner)
+    return [], True
+
+
 class _Claimable(NamedTuple):
     """A row of `claim`'s read: a due batch, with its recipients and its broadcast's own."""
 
