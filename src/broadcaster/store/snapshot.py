@@ -137,7 +137,10 @@ def take(
             f" c.id AS id, c.external_id AS external_id, c.has_conversation AS talked {reachable}"
             f" WINDOW w AS (ORDER BY {_order(cap is not None)})"
         )
-        _write(conn, numbered, _ONE_TARGET, cap is not None, params, to_us(now))
+        written = _write(conn, numbered, _ONE_TARGET, cap is not None, params, to_us(now))
+        if written is not None:  # the batches the statement wrote, as it returned them
+            batches, total = written
+            return Snapshot(total, counted.opted_out, counted.unreachable, batches)
     capped = [broadcast] if cap is not None else []
     return _fixed(conn, [broadcast], {broadcast: counted}, capped)[broadcast]
 
@@ -279,7 +282,7 @@ def _write(
     capped: bool,
     params: Mapping[str, object],
     now_us: int,
-) -> None:
+) -> tuple[int, int] | None:
     """Write the batches of the recipients `numbered` selects (b, ch, size, cap, n, id,
     external_id, talked: `n` numbers each broadcast's from 0; for the one broadcast of a Send,
     `_ONE_TARGET`, also `k`, the batch it falls in; `targets`, the broadcasts as a table `s` of
@@ -289,7 +292,10 @@ def _write(
     batch and in none. One statement on PostgreSQL (the numbering is read once); on SQLite
     (broadcasts fired together: a Send's is `_write_in_order`), whose one writer keeps the
     contacts still between them, up to three: the recipients go to rows of their own
-    (store.batch_recipients), then the batches are made from those."""
+    (store.batch_recipients), then the batches are made from those.
+
+    Returns (batches, recipients) as written for a Send's snapshot on PostgreSQL without a
+    limit, which its statement returns; None otherwise (`_fixed` reads them back)."""
     dialect = conn.dialect.name
     if dialect == "postgresql":
         # Numbering and grouping 100,000 recipients sorts about 6 MB: past the default
@@ -342,12 +348,23 @@ def _write(
                 f"WITH r AS ({numbered}), left_out AS ({left_out.format(r='r')})"
                 f" {batches.format(r='r')}"
             )
+        elif targets is _ONE_TARGET:
+            # What it wrote comes back from the statement itself, not read back by another.
+            wrote = conn.execute(
+                bulk.statement(
+                    f"WITH made AS ({statement} RETURNING size)"
+                    " SELECT COUNT(*), COALESCE(SUM(made.size), 0) FROM made"
+                ),
+                args,
+            ).one()
+            return int(wrote[0]), int(wrote[1])
         conn.execute(bulk.statement(statement), args)
-        return
+        return None
     if capped:
         conn.execute(bulk.statement(left_out.format(r=f"({numbered})")), args)
     conn.execute(bulk.statement(recipients.format(r=f"({numbered})")), args)
     conn.execute(bulk.statement(made), args)
+    return None
 
 
 def _batches_made(targets: str) -> str:
