@@ -181,17 +181,15 @@ async def _shop(
         await ctx.db.write(_close_open_batches, made.id)
 
 
-def _close_open_batches(conn: Connection, channel: str) -> None:
+def _close_open_batches(conn: Connection, channel: str | None = None) -> None:
+    """Close the channel's open batches, or with no channel every open batch."""
     conn.execute(
         text(
-            "UPDATE batches SET state = 1, lease_owner = '' WHERE channel_id = :ch AND state <> 1"
+            "UPDATE batches SET state = 1, lease_owner = ''"
+            " WHERE (CAST(:ch AS VARCHAR) IS NULL OR channel_id = :ch) AND state <> 1"
         ),
         {"ch": channel},
     )
-
-
-def _close_every_open_batch(conn: Connection) -> None:
-    conn.execute(text("UPDATE batches SET state = 1, lease_owner = '' WHERE state <> 1"))
 
 
 @pytest.fixture
@@ -664,7 +662,7 @@ async def test_two_replicas_share_eight_channels_and_one_takes_over_the_others(
     # Batches earlier tests left open in the shared database (a snapshot taken and never
     # sent) are channels with work too, and each dispatcher's share counts them: closed first,
     # so the two share these eight.
-    await ctx.db.write(_close_every_open_batch)
+    await ctx.db.write(_close_open_batches)
     first, second = Dispatcher(ctx, hub, slow), Dispatcher(ctx, hub, slow)
     try:
         first.start()

@@ -499,7 +499,6 @@ class ChannelDispatch:
         self._stopping = False
         self.handing_over = False
         self.released = False  # the lease (and the batches claimed, not sent) let go
-        self._left_empty = False  # the lease let go by the claim that found nothing open
         self._kind = ""  # the channel's type, once known
         self._reports = False  # the channel keeps statistics (ReportsStatistics)
         # Claimed, not yet recorded: each batch's send, with the broadcast it is of.
@@ -614,8 +613,8 @@ class ChannelDispatch:
                     await asyncio.gather(*self._sends, return_exceptions=True)
             finally:
                 self._needs.leases.release(self)
-            if self._left_empty:  # (with nothing open, there was nothing else to let go)
-                self.released = True
+            if self.released:  # by the claim that found nothing open: nothing else to let go
+                pass
             elif not self._lost:
                 await self._ctx.db.write(store.leave_channel, self.channel, self.owner, self.unsent)
                 self.released = True
@@ -675,7 +674,7 @@ class ChannelDispatch:
                     claimed, left = await self._ctx.db.write(store.claim_or_leave, **claiming)
                     if left:
                         self._needs.leases.release(self)  # (renewing it now would find it gone)
-                        self._left_empty = True
+                        self.released = True
                         return
                 if len(claimed) < room:
                     # Nothing more to claim for now. Each batch ending had claimed again, and
