@@ -273,7 +273,7 @@ def claim(
         # per run of adjacent batches, usually none found); a batch of the earlier layout takes
         # its slice of one range read of delivery rows per run instead.
         batch_numbers = [int(r.batch) for r in claimed]
-        bulk.write(
+        leased = bulk.rows(
             conn,
             lease,
             {
@@ -289,11 +289,11 @@ def claim(
         on_batch = [r for r in claimed if r.external_ids is not None]
         as_rows = [r for r in claimed if r.external_ids is None]
         if on_batch:
-            # Recipients kept on the batch: all of them but those resolved one by one since.
-            # As a rule that is all of them, and the stored array goes to the channel as it is
-            # (domain.recipients), decoded only if something reads the ids one by one.
-            spans = [(int(r.first_seq), int(r.first_seq) + int(r.size) - 1) for r in on_batch]
-            resolved = set(_resolved_seqs(conn, broadcast, _runs(sorted(spans))))
+            # Recipients kept on the batch: all of them but those resolved one by one since,
+            # which the lease returns (as a rule none). As a rule the stored array goes to the
+            # channel as it is (domain.recipients), decoded only if something reads the ids
+            # one by one.
+            resolved = {int(seq) for _, seqs in leased if seqs for seq in str(seqs).split(",")}
             for r in on_batch:
                 first, size, array = int(r.first_seq), int(r.size), str(r.external_ids)
                 if resolved.isdisjoint(range(first, first + size)):  # as a rule
@@ -354,14 +354,21 @@ def claim_or_leave(
 
     A channel's run ended in three transactions before (the claim that found nothing, a read
     of its open batches, then `leave_channel`), three of the six and a half a broadcast
-    took from Send to SENT."""
+    took from Send to SENT. The lease goes by a statement that lets it go only if nothing is
+    open; the open batches are read only if it stays (or was not this owner's to let go)."""
     claimed = claim(
         conn, channel=channel, owner=owner, lease_until=lease_until, now=now, limit=limit
     )
-    if claimed or sending_on(conn, channel):
+    if claimed:
         return claimed, False
-    release_channel(conn, channel, owner)
-    return [], True
+    left = conn.execute(
+        text(
+            "DELETE FROM channel_leases WHERE channel_id = :ch AND owner = :o AND NOT EXISTS"
+            f" (SELECT 1 FROM batches WHERE channel_id = :ch AND {IS_OPEN})"
+        ),
+        {"ch": channel, "o": owner},
+    ).rowcount
+    return [], bool(left) or not sending_on(conn, channel)
 
 
 class _Claimable(NamedTuple):
@@ -407,10 +414,20 @@ def _claim_sql(dialect: str) -> tuple[str, str]:
         if dialect == "postgresql"
         else "batch IN (SELECT value FROM json_each(%(n)s))"
     )
+    # The lease returns each batch's recipients resolved one by one since the snapshot (their
+    # seqs, comma-separated; NULL as a rule): a claim had read them in a statement of its own,
+    # one of every three a claim made.
+    seqs = (
+        "string_agg(CAST(d.seq AS TEXT), ',')" if dialect == "postgresql" else "group_concat(d.seq)"
+    )
     lease = (
         "UPDATE batches SET lease_owner = %(owner)s, lease_expiry = %(until)s,"
         " attempts = attempts + 1, first_attempt_time = COALESCE(first_attempt_time, %(now)s)"
         f" WHERE broadcast_id = %(b)s AND {numbers}"
+        f" RETURNING batch, (SELECT {seqs} FROM deliveries d"
+        " WHERE d.broadcast_id = batches.broadcast_id"
+        " AND d.seq BETWEEN batches.first_seq AND batches.first_seq + batches.size - 1"
+        f" AND d.outcome IN ({', '.join(map(str, _RESOLVED))}) AND d.outcome <> 0)"
     )
     return select, lease
 
@@ -725,15 +742,11 @@ def _close_batches(
     return {(str(b), int(n)) for b, n in closed}
 
 
-def _resolved_seqs(conn: Connection, broadcast: str, spans: list[tuple[int, int]]) -> list[int]:
-    """Seqs in `spans` whose delivery has an outcome of its own (not PENDING)."""
-    return _resolved_in(conn, {broadcast: spans}).get(broadcast, [])
-
-
 def _resolved_in(
     conn: Connection, spans: Mapping[str, Sequence[tuple[int, int]]]
 ) -> dict[str, list[int]]:
-    """`_resolved_seqs` for many broadcasts' spans, in one read (usually finding nothing)."""
+    """Seqs in each broadcast's `spans` whose delivery has an outcome of its own (not
+    PENDING), for many broadcasts in one read (usually finding nothing)."""
     rows = [[b, lo, hi] for b, runs in spans.items() for lo, hi in runs]
     if not rows:
         return {}
