@@ -315,6 +315,7 @@ async def test_batches_keep_the_numbering_order_when_their_grouping_spills_to_di
     if db.dialect != "postgresql":
         pytest.skip("SQLite cuts a Send's batches from rows numbered in a table of their own")
     monkeypatch.setattr(snapshot, "SORT_MEMORY", memory)
+    monkeypatch.setattr(snapshot, "SORT_SPILL", 0)  # the memory is set whatever the size
     channel, broadcast = new_id(), new_id()
 
     def seed_and_snapshot(conn):  # type: ignore[no-untyped-def]
@@ -346,6 +347,41 @@ async def test_batches_keep_the_numbering_order_when_their_grouping_spills_to_di
     assert taken.recipients == people and taken.batches == people // batch_size
     assert [r.external_id for r in rows] == [f"U{i}" for i in range(people)]
     assert sorted(s for seqs in noted.values() for s in seqs) == list(range(0, people, 3))
+
+
+@pytest.mark.parametrize(("spill", "memory"), [(4, "32MB"), (5, None)])
+async def test_only_a_snapshot_past_the_spill_size_sets_its_sort_memory(
+    db: Database, merchant: str, monkeypatch: pytest.MonkeyPatch, spill: int, memory: str | None
+) -> None:
+    """A Send's snapshot on PostgreSQL gives its transaction SORT_MEMORY only when the audience
+    counted more reachable recipients than SORT_SPILL; a smaller one keeps the server's."""
+    if db.dialect != "postgresql":
+        pytest.skip("work_mem is PostgreSQL's")
+    monkeypatch.setattr(snapshot, "SORT_SPILL", spill)
+    channel = new_id()
+    people = [
+        {"hours_ago": None, "opted_out": False, "state": FollowerState.FOLLOWING, "customer": None}
+        for _ in range(5)
+    ]
+
+    def seed_and_snapshot(conn):  # type: ignore[no-untyped-def]
+        default = conn.execute(text("SHOW work_mem")).scalar_one()
+        seed_people(conn, merchant, channel, people, None)
+        taken = snapshot.take(
+            conn,
+            merchant=merchant,
+            channel=channel,
+            broadcast=new_id(),
+            since=None,
+            group=None,
+            batch_size=2,
+            now=NOW,
+        )
+        return default, taken, conn.execute(text("SHOW work_mem")).scalar_one()
+
+    default, taken, after = await db.write(seed_and_snapshot)
+    assert (taken.recipients, taken.batches) == (5, 3)
+    assert after == (memory or default)
 
 
 def _written(conn, broadcast: str):  # type: ignore[no-untyped-def]
