@@ -268,10 +268,10 @@ def claim(
     messages: dict[str, tuple[Message, ...]] = {}
     for broadcast, claimed in by_broadcast.items():
         messages[broadcast] = decode_messages(claimed[0].messages)
-        # One statement leases all of a broadcast's claimed batches. Their recipients come
-        # with them (store.batch_recipients), less those resolved one by one since (one range read
-        # per run of adjacent batches, usually none found); a batch of the earlier layout takes
-        # its slice of one range read of delivery rows per run instead.
+        # One statement leases all of a broadcast's claimed batches, and returns for each the
+        # seqs of its recipients resolved one by one since (usually none). Their recipients
+        # come with them (store.batch_recipients), less those; a batch of the earlier layout
+        # takes its slice of one range read of delivery rows per run instead.
         batch_numbers = [int(r.batch) for r in claimed]
         leased = bulk.rows(
             conn,
