@@ -531,7 +531,8 @@ async def test_a_run_leaves_its_channel_in_the_claim_that_finds_nothing_open(
     """Store level: a lease holder with nothing in flight claims and, if nothing is open on the
     channel, lets its lease go in the same transaction. With batches to claim it claims them and
     keeps the lease; with batches open but none due (all its own, leased), it claims none and
-    keeps the lease; with none open, it leaves: another owner takes the channel at once."""
+    keeps the lease; with none open, it leaves: another owner takes the channel at once. A run
+    whose lease another owner took has left too, and lets go of nothing of the other's."""
     async for shop in _shop(ctx, hub, merchant, 230, start=False):
         name = await shop.draft()
         sent = await shop.sending.send(LOCAL, name, "")
@@ -558,6 +559,14 @@ async def test_a_run_leaves_its_channel_in_the_claim_that_finds_nothing_open(
         assert await ctx.db.read(_open_batches, sent.id) == 0
         assert await ctx.db.write(dispatch.claim_or_leave, **claiming) == ([], True)
         assert await ctx.db.write(taken, shop.channel_id, "other", now, now)
+        assert await ctx.db.write(dispatch.claim_or_leave, **claiming) == ([], True)
+        assert await ctx.db.read(_lease_owner, shop.channel_id) == "other"
+
+
+def _lease_owner(conn: Connection, channel: str) -> str | None:
+    return conn.execute(
+        text("SELECT owner FROM channel_leases WHERE channel_id = :ch"), {"ch": channel}
+    ).scalar_one_or_none()
 
 
 async def _hub(ctx: ServiceContext) -> AsyncIterator[ChannelHub]:
