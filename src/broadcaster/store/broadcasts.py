@@ -472,16 +472,16 @@ def start_many(
             ]
             for s in some
         ]
-        conn.execute(
+        moved = conn.execute(
             _start_statement(conn, transition),
             {
                 "rows": bulk.json_param(rows),
                 "now": now_us,
                 "complete": None if transition in _GOING else now_us,
             },
-        )
+        ).all()
         # Their state guards held: each was locked in this transaction in a state they allow.
-        events.record_transitions(conn, [s.broadcast for s in some], transition, now_us)
+        events.record_moved(conn, moved, transition, now_us)
 
 
 def _start_statement(conn: Connection, transition: Transition) -> TextClause:
@@ -500,6 +500,7 @@ def _start_statement(conn: Connection, transition: Transition) -> TextClause:
         f" {c[4]} AS recipient_limit, {c[5]} AS batches, {c[6]} AS estimate"
         f" FROM {bulk.json_table(conn, 'rows')}) s"
         f" WHERE broadcasts.id = s.id AND broadcasts.state IN ({sources})"
+        f" {events.moved_returning()}"
     )
 
 

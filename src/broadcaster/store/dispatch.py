@@ -490,16 +490,20 @@ def _set_pending(
 
 def _count(
     conn: Connection, broadcast: str, now: int, *, sent: int = 0, failed: int = 0, batches: int = 1
-) -> bool:
+) -> Any | None:
     """Add to the counters of closed batches' broadcast (`now` in µs); the last batch completes
-    it. Returns whether it completed (its lifecycle event is the caller's to record, after the
-    recipient events of these batches)."""
-    return broadcast in _count_many(conn, {broadcast: (sent, failed, batches)}, now)
+    it. Returns the broadcast if it completed, as its lifecycle event records it (the event is
+    the caller's to record, events.record_moved, after the recipient events of these
+    batches); else None."""
+    return _count_many(conn, {broadcast: (sent, failed, batches)}, now).get(broadcast)
 
 
-def _count_many(conn: Connection, counts: dict[str, tuple[int, int, int]], now: int) -> set[str]:
+def _count_many(
+    conn: Connection, counts: dict[str, tuple[int, int, int]], now: int
+) -> dict[str, Any]:
     """`_count` for many broadcasts, two statements whatever their number: `counts` gives each
-    broadcast's (sent, failed, batches closed). Returns those that completed."""
+    broadcast's (sent, failed, batches closed). Returns those that completed, each as its
+    lifecycle event records it (events.record_moved)."""
     c = [bulk.json_text(conn, i) for i in range(4)]
     conn.execute(
         bulk.statement(
@@ -517,11 +521,12 @@ def _count_many(conn: Connection, counts: dict[str, tuple[int, int, int]], now: 
         bulk.statement(
             f"UPDATE broadcasts SET state = {int(_COMPLETE.target)}, complete_time = :now"
             f" WHERE {bulk.in_strings(conn, 'id', 'ids')}"
-            f" AND state IN ({_states(_COMPLETE.sources)}) AND open_batches = 0 RETURNING id"
+            f" AND state IN ({_states(_COMPLETE.sources)}) AND open_batches = 0"
+            f" {events.moved_returning()}"
         ),
         {"now": now, "ids": bulk.strings_param(conn, list(counts))},
     )
-    return set(completed.scalars())
+    return {r.id: r for r in completed}
 
 
 @dataclass(frozen=True, slots=True)
@@ -577,7 +582,7 @@ def record_sent(
     completed = (
         _count_many(conn, {b: (totals[b], 0, len(done)) for b, done in by_broadcast.items()}, now)
         if by_broadcast
-        else set()
+        else {}
     )
     together: list[events.DeliveredRun] = []
     singly: list[tuple[ClaimedBatch, list[tuple[int, int]], list[int] | None]] = []
@@ -599,9 +604,9 @@ def record_sent(
     statistics.noted(conn, noted, when)
     _delivered(conn, singly, now)
     events.record_delivered_together(conn, together, now)
-    finished = [b for b in by_broadcast if b in completed]
+    finished = [completed[b] for b in by_broadcast if b in completed]
     if finished:  # each after its last recipients' events
-        events.record_transitions(conn, finished, Transition.COMPLETE, now)
+        events.record_moved(conn, finished, Transition.COMPLETE, now)
     return [sent.get((c.broadcast, c.batch), 0) for c in accepted]
 
 
@@ -801,8 +806,8 @@ def record_unresolved(
         return 0
     failed = _set_pending(conn, c.broadcast, c.first_seq, c.last_seq, outcome, reason)
     counted = failed if outcome in _FAILURES else 0
-    if _count(conn, c.broadcast, to_us(now), failed=counted):
-        events.record_transitions(conn, [c.broadcast], Transition.COMPLETE, to_us(now))
+    if (completed := _count(conn, c.broadcast, to_us(now), failed=counted)) is not None:
+        events.record_moved(conn, [completed], Transition.COMPLETE, to_us(now))
     return failed
 
 
@@ -881,8 +886,8 @@ def abandon_channel(conn: Connection, channel: str, reason: str, now: datetime) 
     for b, n, first, size in attempted:
         if _close_batch(conn, b, n):
             lost = _set_pending(conn, b, first, first + size - 1, DeliveryOutcome.UNKNOWN, reason)
-            if _count(conn, b, to_us(now), failed=lost):
-                events.record_transitions(conn, [b], Transition.COMPLETE, to_us(now))
+            if (completed := _count(conn, b, to_us(now), failed=lost)) is not None:
+                events.record_moved(conn, [completed], Transition.COMPLETE, to_us(now))
     return failed
 
 

@@ -305,22 +305,51 @@ _OUTBOX_TOGETHER = (
 )
 
 
+# What a broadcast's lifecycle event records of it (`record_moved`): these columns of
+# `broadcasts`, as a statement that moves broadcasts returns them (`moved_returning`).
+_MOVED = (
+    "merchant_id",
+    "channel_id",
+    "id",
+    "total",
+    "sent",
+    "failed",
+    "excluded",
+    "failure_reason",
+)
+
+
+def moved_returning() -> str:
+    """SQL: the RETURNING clause of an UPDATE of `broadcasts` whose rows go to `record_moved`
+    (qualified: an UPDATE … FROM has columns of the same names)."""
+    return "RETURNING " + ", ".join(f"broadcasts.{c} AS {c}" for c in _MOVED)
+
+
 def record_transitions(
     conn: Connection, broadcasts: Sequence[str], transition: Transition, now: int
 ) -> None:
     """These broadcasts just made `transition`, in this transaction: a lifecycle event each (the
     kind domain.lifecycle.EVENTS gives it), with the broadcast's counters and failure reason as
     they are now. A few statements per call, whatever the number of broadcasts; called only
-    where a broadcast's state changes, never per batch."""
+    where a broadcast's state changes, never per batch. Where the statement that moved them
+    returned them (`moved_returning`), `record_moved` spares the read."""
     if not broadcasts:
         return
     found = conn.execute(
-        text(
-            "SELECT merchant_id, channel_id, id, total, sent, failed, excluded, failure_reason"
-            " FROM broadcasts WHERE id IN :ids ORDER BY merchant_id, id"
-        ).bindparams(bindparam("ids", expanding=True)),
+        text(f"SELECT {', '.join(_MOVED)} FROM broadcasts WHERE id IN :ids").bindparams(
+            bindparam("ids", expanding=True)
+        ),
         {"ids": list(broadcasts)},
     ).all()
+    record_moved(conn, found, transition, now)
+
+
+def record_moved(conn: Connection, moved: Sequence[Any], transition: Transition, now: int) -> None:
+    """`record_transitions` of broadcasts as the statement that moved them returned them (rows
+    of `moved_returning`), in this transaction."""
+    if not moved:
+        return
+    found = sorted(moved, key=lambda r: (r.merchant_id, r.id))
     for merchant in sorted({r.merchant_id for r in found}):  # one order: no deadlock between us
         _serialize_writers(conn, merchant)
     kind = int(lifecycle.EVENTS[transition])
