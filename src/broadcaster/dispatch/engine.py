@@ -613,13 +613,14 @@ class ChannelDispatch:
                     await asyncio.gather(*self._sends, return_exceptions=True)
             finally:
                 self._needs.leases.release(self)
-            if self.released:  # by the claim that found nothing open: nothing else to let go
-                pass
-            elif not self._lost:
-                await self._ctx.db.write(store.leave_channel, self.channel, self.owner, self.unsent)
-                self.released = True
-            elif self.unsent:
-                await self._ctx.db.write(store.undo_claims, self.owner, self.unsent)
+            if not self.released:  # (a claim that found nothing open let go of it all)
+                if not self._lost:
+                    await self._ctx.db.write(
+                        store.leave_channel, self.channel, self.owner, self.unsent
+                    )
+                    self.released = True
+                elif self.unsent:
+                    await self._ctx.db.write(store.undo_claims, self.owner, self.unsent)
             if self._deleted:
                 # What is still open of a deleted channel nobody can send or resolve any more
                 # (a claim takes nothing of it): ended here rather than left to a next run.

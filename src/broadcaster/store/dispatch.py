@@ -154,11 +154,21 @@ def channel_live(conn: Connection, channel: str) -> bool:
     )
 
 
-def release_channel(conn: Connection, channel: str, owner: str) -> None:
-    conn.execute(
-        text("DELETE FROM channel_leases WHERE channel_id = :ch AND owner = :o"),
-        {"ch": channel, "o": owner},
+def release_channel(
+    conn: Connection, channel: str, owner: str, *, unless_open: bool = False
+) -> bool:
+    """`owner`'s lease of the channel goes; with `unless_open`, only if no batch of the channel
+    is open. Returns whether it went."""
+    idle = (
+        f" AND NOT EXISTS (SELECT 1 FROM batches WHERE channel_id = :ch AND {IS_OPEN})"
+        if unless_open
+        else ""
     )
+    gone = conn.execute(
+        text(f"DELETE FROM channel_leases WHERE channel_id = :ch AND owner = :o{idle}"),
+        {"ch": channel, "o": owner},
+    ).rowcount
+    return bool(gone)
 
 
 def leave_channel(
@@ -290,18 +300,20 @@ def claim(
         as_rows = [r for r in claimed if r.external_ids is None]
         if on_batch:
             # Recipients kept on the batch: all of them but those resolved one by one since,
-            # which the lease returns (as a rule none). As a rule the stored array goes to the
-            # channel as it is (domain.recipients), decoded only if something reads the ids
-            # one by one.
-            resolved = {int(seq) for _, seqs in leased if seqs for seq in str(seqs).split(",")}
+            # which the lease returns for each batch (as a rule none). As a rule the stored
+            # array goes to the channel as it is (domain.recipients), decoded only if something
+            # reads the ids one by one.
+            resolved = {int(n): str(seqs) for n, seqs in leased if seqs}
             for r in on_batch:
                 first, size, array = int(r.first_seq), int(r.size), str(r.external_ids)
-                if resolved.isdisjoint(range(first, first + size)):  # as a rule
+                gone = resolved.get(int(r.batch))
+                if gone is None:  # as a rule
                     pending[(broadcast, int(r.batch))] = Recipients.stored(array, size)
                     continue
+                skip = {int(seq) for seq in gone.split(",")}
                 stored = batch_recipients.decode(array)
                 pending[(broadcast, int(r.batch))] = Recipients(
-                    external for i, external in enumerate(stored) if first + i not in resolved
+                    external for i, external in enumerate(stored) if first + i not in skip
                 )
         if as_rows:
             # The earlier layout: recipients as delivery rows, still PENDING.
@@ -361,14 +373,8 @@ def claim_or_leave(
     )
     if claimed:
         return claimed, False
-    left = conn.execute(
-        text(
-            "DELETE FROM channel_leases WHERE channel_id = :ch AND owner = :o AND NOT EXISTS"
-            f" (SELECT 1 FROM batches WHERE channel_id = :ch AND {IS_OPEN})"
-        ),
-        {"ch": channel, "o": owner},
-    ).rowcount
-    return [], bool(left) or not sending_on(conn, channel)
+    left = release_channel(conn, channel, owner, unless_open=True)
+    return [], left or not sending_on(conn, channel)
 
 
 class _Claimable(NamedTuple):
